@@ -1,0 +1,26 @@
+# stadspas-adapter API image. The scheduler runs from the same image as a second,
+# single container: `stadspas-adapter scheduler`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    ADAPTER_CONFIG=/app/config/adapter.yaml
+
+WORKDIR /app
+RUN useradd --system --uid 10001 --home-dir /app adapter
+
+# Install the project itself (not just a copy) so the entry points exist.
+COPY pyproject.toml README.md ./
+COPY adapter ./adapter
+COPY connectors ./connectors
+RUN pip install --no-cache-dir .
+COPY config ./config
+COPY mappings ./mappings
+RUN mkdir -p /app/var && chown adapter /app/var
+
+USER adapter
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v1/health', timeout=2).status == 200 else 1)"
+CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "sync", "adapter.api:create_app()"]

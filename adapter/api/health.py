@@ -1,0 +1,35 @@
+"""Liveness and readiness, for load balancers and the Docker HEALTHCHECK."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from adapter import migrate
+from adapter.api.problems import Problem
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/health")
+def health():  # type: ignore[no-untyped-def]
+    """The process answers; the database is not touched."""
+    return jsonify(status="ok")
+
+
+@blueprint.get("/ready")
+def ready():  # type: ignore[no-untyped-def]
+    """The database answers and its schema is the one this code expects."""
+    database = current_app.extensions["adapter_runtime"].db
+    try:
+        with database.read() as session:
+            session.execute(text("SELECT 1"))
+        current = migrate.is_current(database)
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        current_app.logger.warning("readiness check: database unreachable")
+        raise Problem(503, "database_unavailable", "Service Unavailable",
+                      "The database cannot be reached. Check ADAPTER_DATABASE_URL and that the database runs.")
+    if not current:
+        raise Problem(503, "migrations_pending", "Service Unavailable",
+                      "The database schema is not current. Run `stadspas-adapter db upgrade`.")
+    return jsonify(status="ready")

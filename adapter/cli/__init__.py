@@ -1,0 +1,36 @@
+"""The `stadspas-adapter` command. Each area's commands live in their own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.db import db_group, keys_group, ledger_group
+from adapter.cli.demo import demo_group
+from adapter.cli.serve import serve_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="ADAPTER_CONFIG", type=click.Path(dir_okay=False),
+              help="Configuration file (default config/adapter.yaml, or ADAPTER_CONFIG).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Child budgets on the city pass: sync, ledger, API and reports."""
+    ctx.obj = CliContext(config_path)
+    ctx.call_on_close(ctx.obj.close)
+
+
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="stadspas-adapter")
+
+
+__all__ = ["cli", "main", "pass_cli"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Personal data at rest: encryption and keyed hashes, behind one small module.
+
+- BSN, names and birth dates are stored as ``MultiFernet`` tokens. The keys come
+  from ``ADAPTER_ENCRYPTION_KEYS`` (comma-separated, newest first): the newest key
+  encrypts, every listed key decrypts, so keys can be rotated without downtime.
+- Exact look-ups by BSN go through a blind index: HMAC-SHA256 under
+  ``ADAPTER_BLIND_INDEX_KEY``. A plain hash would not do: there are only 10^9
+  BSNs, so an unkeyed hash is reversed by trying them all.
+- Change detection over personal fields uses the same keyed construction.
+
+In development mode, when the environment holds no keys, keys are generated
+once into ``<data_dir>/dev-keys.json`` so ``make run`` needs no setup. In
+production the service refuses to start without keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+ENCRYPTION_KEYS_ENV = "ADAPTER_ENCRYPTION_KEYS"
+BLIND_INDEX_KEY_ENV = "ADAPTER_BLIND_INDEX_KEY"
+DEV_KEYS_FILE = "dev-keys.json"
+
+
+class KeysMissing(RuntimeError):
+    pass
+
+
+class Vault:
+    """Encrypts and decrypts personal fields; computes keyed hashes over them."""
+
+    def __init__(self, encryption_keys: list[str], blind_index_key: str):
+        if not encryption_keys:
+            raise KeysMissing(f"no encryption key: set {ENCRYPTION_KEYS_ENV}")
+        self._fernets = [Fernet(key.encode("ascii")) for key in encryption_keys]
+        self._multi = MultiFernet(self._fernets)
+        self._newest = self._fernets[0]
+        self._index_key = _decode_index_key(blind_index_key)
+
+    def encrypt(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return self._multi.encrypt(value.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        try:
+            return self._multi.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise InvalidToken(
+                "a stored value cannot be decrypted with any configured key; "
+                f"check that {ENCRYPTION_KEYS_ENV} still lists the key it was written with"
+            ) from None
+
+    def is_current(self, token: str) -> bool:
+        """True when the token was written under the newest key."""
+        try:
+            self._newest.decrypt(token.encode("ascii"))
+            return True
+        except InvalidToken:
+            return False
+
+    def reencrypt(self, token: str | None) -> str | None:
+        """The same value under the newest key (for key rotation)."""
+        if token is None:
+            return None
+        return self._multi.rotate(token.encode("ascii")).decode("ascii")
+
+    def blind_index(self, value: str, purpose: str = "bsn") -> str:
+        """Keyed HMAC-SHA256 for exact look-ups; ``purpose`` separates the uses."""
+        return hmac.new(self._index_key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+    def content_hash(self, parts: Iterable[object]) -> str:
+        """Keyed hash of a row's fields, to see whether a source record changed."""
+        joined = "\x1f".join("" if part is None else str(part) for part in parts)
+        return hmac.new(self._index_key, b"row\x1f" + joined.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def generate_encryption_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+def generate_blind_index_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def vault_from_environment(data_dir: Path, *, development: bool) -> Vault:
+    """Keys from the environment; in development, fall back to generated dev keys."""
+    keys_text = os.environ.get(ENCRYPTION_KEYS_ENV, "").strip()
+    index_key = os.environ.get(BLIND_INDEX_KEY_ENV, "").strip()
+    if keys_text and index_key:
+        return Vault([key.strip() for key in keys_text.split(",") if key.strip()], index_key)
+    if not development:
+        raise KeysMissing(
+            f"{ENCRYPTION_KEYS_ENV} and {BLIND_INDEX_KEY_ENV} must be set outside development mode; "
+            "create them with `stadspas-adapter keys generate` and store them in your secret store"
+        )
+    dev_keys = _load_or_create_dev_keys(data_dir / DEV_KEYS_FILE)
+    return Vault(dev_keys["encryption_keys"], dev_keys["blind_index_key"])
+
+
+def _load_or_create_dev_keys(path: Path) -> dict:
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = {"encryption_keys": [generate_encryption_key()], "blind_index_key": generate_blind_index_key()}
+    # Written readable by the owner only; these protect the demo data in var/.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(keys, handle)
+    return keys
+
+
+def _decode_index_key(text: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        key = b""
+    if len(key) < 32:
+        raise KeysMissing(f"{BLIND_INDEX_KEY_ENV} must be at least 32 random bytes, base64-encoded "
+                          "(`stadspas-adapter keys generate` makes one)")
+    return key

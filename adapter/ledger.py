@@ -1,0 +1,394 @@
+"""The only code that moves money.
+
+Rules (see DOMAIN.md, "Rules of money"):
+- amounts are integer cents; every movement is an immutable ledger entry;
+- a budget's cached ``balance_cents`` changes in the same transaction as its entry;
+- no balance goes below zero, whatever the number of workers or hosts: the budget
+  row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
+  SQLite) and the UPDATE is conditional on the balance, with a CHECK constraint
+  behind both;
+- a client's idempotency key has one effect: its record is inserted first, in the
+  same transaction as the debit, so a concurrent request with the same key waits
+  on the unique index and then replays the stored outcome.
+
+``grant``, ``expire`` and ``correct`` work inside a caller's transaction (the sync
+grants many budgets in one); ``redeem`` and ``reverse`` own their transaction
+because they retry on a lost idempotency race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapter.db import Database
+from adapter.models import (
+    Budget,
+    BudgetStatus,
+    EntryKind,
+    IdempotencyRecord,
+    LedgerEntry,
+    Redemption,
+    Reversal,
+    utcnow,
+)
+
+
+class LedgerError(ValueError):
+    """A request the ledger refuses before touching money (a programming or input error)."""
+
+
+# ---------------------------------------------------------------- outcomes
+
+RedemptionStatus = Literal["redeemed", "insufficient_balance", "budget_not_open", "idempotency_key_reused"]
+ReversalStatus = Literal[
+    "reversed", "redemption_not_found", "reversal_exceeds_redemption", "reversal_window_closed",
+    "idempotency_key_reused",
+]
+
+
+@dataclass(frozen=True)
+class RedemptionRequest:
+    merchant_id: int
+    budget_id: int
+    pass_id: int
+    amount_cents: int
+    actor: str
+    allow_partial: bool = False
+    reference: str | None = None
+    idempotency_key: str | None = None
+    # What makes two requests "the same" for the idempotency key; the API passes a
+    # hash of the client's body. Defaults to the ledger's own fields.
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class RedemptionOutcome:
+    status: RedemptionStatus
+    requested_cents: int
+    amount_cents: int = 0  # what the budget paid
+    remaining_to_pay_cents: int = 0  # what the customer pays themselves
+    available_cents: int = 0  # the budget's balance after this request
+    redemption_id: str | None = None
+    budget_id: int | None = None
+    created_at: str | None = None
+    replayed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "redeemed"
+
+
+@dataclass(frozen=True)
+class ReversalRequest:
+    merchant_id: int
+    redemption_id: str
+    reason: str
+    actor: str
+    amount_cents: int | None = None  # None: whatever is still reversible
+    window: timedelta = timedelta(days=30)
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class ReversalOutcome:
+    status: ReversalStatus
+    redemption_id: str
+    amount_cents: int = 0
+    reversal_id: str | None = None
+    reversible_cents: int = 0  # what can still be reversed after this request
+    returned_to_budget: bool = False
+    available_cents: int = 0
+    created_at: str | None = None
+    replayed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "reversed"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    budget_id: int
+    problem: str
+
+
+# ---------------------------------------------------------------- in the caller's transaction
+
+def grant(session: Session, budget_id: int, amount_cents: int, actor: str, note: str | None = None) -> LedgerEntry:
+    """Add money to an open budget."""
+    _require_positive(amount_cents)
+    balance_after = session.execute(
+        update(Budget)
+        .where(Budget.id == budget_id, Budget.status == BudgetStatus.OPEN)
+        .values(balance_cents=Budget.balance_cents + amount_cents, granted_cents=Budget.granted_cents + amount_cents)
+        .returning(Budget.balance_cents)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if balance_after is None:
+        raise LedgerError(f"budget {budget_id} does not exist or has expired; a grant needs an open budget")
+    return _append(session, budget_id, EntryKind.GRANT, amount_cents, balance_after, actor, note)
+
+
+def expire(session: Session, budget_id: int, actor: str, note: str | None = None) -> LedgerEntry | None:
+    """Close a budget at its period's end; what is left leaves with an expiry entry."""
+    budget = _lock_budget(session, budget_id)
+    if budget is None or budget.status != BudgetStatus.OPEN:
+        return None
+    left_cents = budget.balance_cents
+    session.execute(
+        update(Budget).where(Budget.id == budget_id)
+        .values(balance_cents=0, status=BudgetStatus.EXPIRED)
+        .execution_options(synchronize_session=False)
+    )
+    if left_cents == 0:
+        return None
+    return _append(session, budget_id, EntryKind.EXPIRY, -left_cents, 0, actor, note)
+
+
+def correct(session: Session, budget_id: int, amount_cents: int, actor: str, reason: str) -> LedgerEntry:
+    """A manual correction by an operator: a new entry, never an edit of an old one."""
+    if amount_cents == 0:
+        raise LedgerError("a correction of 0 cents changes nothing")
+    if not reason.strip():
+        raise LedgerError("a correction needs a reason for the audit trail")
+    balance_after = session.execute(
+        update(Budget)
+        .where(Budget.id == budget_id, Budget.balance_cents + amount_cents >= 0)
+        .values(balance_cents=Budget.balance_cents + amount_cents)
+        .returning(Budget.balance_cents)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if balance_after is None:
+        raise LedgerError(f"budget {budget_id} does not exist or would go below zero")
+    return _append(session, budget_id, EntryKind.CORRECTION, amount_cents, balance_after, actor, reason)
+
+
+def balance_of(session: Session, budget_id: int) -> int:
+    """The balance as the ledger says it is: the sum of the budget's entries."""
+    total = session.execute(
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(LedgerEntry.budget_id == budget_id)
+    ).scalar_one()
+    return int(total)
+
+
+# ---------------------------------------------------------------- own transaction, idempotent
+
+def redeem(db: Database, request: RedemptionRequest) -> RedemptionOutcome:
+    """Take money from a budget for a merchant; never below zero, one effect per key."""
+    _require_positive(request.amount_cents)
+    fingerprint = request.fingerprint or _fingerprint(
+        "redeem", request.budget_id, request.pass_id, request.amount_cents, request.allow_partial, request.reference)
+    return _idempotent(db, request.merchant_id, request.idempotency_key, fingerprint,
+                       lambda session: _redeem_in(session, request),
+                       replay=lambda stored: RedemptionOutcome(**stored, replayed=True),
+                       reused=lambda: RedemptionOutcome(status="idempotency_key_reused",
+                                                        requested_cents=request.amount_cents))
+
+
+def reverse(db: Database, request: ReversalRequest) -> ReversalOutcome:
+    """Give (part of) a redemption back; the total never exceeds what was redeemed."""
+    if request.amount_cents is not None:
+        _require_positive(request.amount_cents)
+    if not request.reason.strip():
+        raise LedgerError("a reversal needs a reason")
+    fingerprint = request.fingerprint or _fingerprint(
+        "reverse", request.redemption_id, request.amount_cents, request.reason)
+    return _idempotent(db, request.merchant_id, request.idempotency_key, fingerprint,
+                       lambda session: _reverse_in(session, request),
+                       replay=lambda stored: ReversalOutcome(**stored, replayed=True),
+                       reused=lambda: ReversalOutcome(status="idempotency_key_reused",
+                                                      redemption_id=request.redemption_id))
+
+
+def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused):  # type: ignore[no-untyped-def]
+    # Two attempts suffice: the second only runs after a concurrent request with the
+    # same key committed, and then it finds that request's record.
+    for _attempt in range(3):
+        try:
+            with db.write() as session:
+                if key is not None:
+                    stored = session.execute(
+                        select(IdempotencyRecord).where(
+                            IdempotencyRecord.merchant_id == merchant_id, IdempotencyRecord.key == key)
+                    ).scalar_one_or_none()
+                    if stored is not None:
+                        if stored.request_hash != fingerprint:
+                            return reused()
+                        return replay(json.loads(stored.outcome_json))
+                    # Inserted before the money moves: a concurrent twin blocks here.
+                    record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=fingerprint,
+                                               outcome_json="{}")
+                    session.add(record)
+                    session.flush()
+                outcome = operation(session)
+                if key is not None:
+                    stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
+                    record.outcome_json = json.dumps(stored_fields, sort_keys=True)
+                return outcome
+        except IntegrityError:
+            if key is None:
+                raise
+    raise RuntimeError("idempotency record could be neither written nor read; retry the request")
+
+
+def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
+    budget = _lock_budget(session, request.budget_id)
+    if budget is None or budget.status != BudgetStatus.OPEN:
+        return RedemptionOutcome(status="budget_not_open", requested_cents=request.amount_cents,
+                                 remaining_to_pay_cents=request.amount_cents, budget_id=request.budget_id)
+    available_cents = budget.balance_cents
+    take_cents = min(request.amount_cents, available_cents) if request.allow_partial else request.amount_cents
+    if take_cents <= 0 or take_cents > available_cents:
+        return _insufficient(request, available_cents)
+    # The row lock already serialises us; the condition is the second line of defence.
+    balance_after = session.execute(
+        update(Budget)
+        .where(Budget.id == budget.id, Budget.balance_cents >= take_cents, Budget.status == BudgetStatus.OPEN)
+        .values(balance_cents=Budget.balance_cents - take_cents)
+        .returning(Budget.balance_cents)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if balance_after is None:
+        return _insufficient(request, available_cents)
+    now = utcnow()
+    redemption = Redemption(merchant_id=request.merchant_id, budget_id=budget.id, pass_id=request.pass_id,
+                            amount_cents=take_cents, reference=request.reference,
+                            idempotency_key=request.idempotency_key, created_at=now)
+    session.add(redemption)
+    session.flush()
+    _append(session, budget.id, EntryKind.REDEMPTION, -take_cents, balance_after, request.actor,
+            redemption_id=redemption.id, created_at=now)
+    return RedemptionOutcome(
+        status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
+        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
+        redemption_id=redemption.id, budget_id=budget.id, created_at=now.isoformat())
+
+
+def _insufficient(request: RedemptionRequest, available_cents: int) -> RedemptionOutcome:
+    return RedemptionOutcome(status="insufficient_balance", requested_cents=request.amount_cents,
+                             available_cents=available_cents, budget_id=request.budget_id,
+                             remaining_to_pay_cents=request.amount_cents - available_cents)
+
+
+def _reverse_in(session: Session, request: ReversalRequest) -> ReversalOutcome:
+    redemption = session.execute(
+        select(Redemption)
+        .where(Redemption.id == request.redemption_id, Redemption.merchant_id == request.merchant_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if redemption is None:
+        # Another merchant's redemption looks exactly like one that does not exist.
+        return ReversalOutcome(status="redemption_not_found", redemption_id=request.redemption_id)
+    reversible_cents = redemption.amount_cents - redemption.reversed_cents
+    now = utcnow()
+    if now - redemption.created_at > request.window:
+        return ReversalOutcome(status="reversal_window_closed", redemption_id=redemption.id,
+                               reversible_cents=reversible_cents)
+    amount_cents = request.amount_cents if request.amount_cents is not None else reversible_cents
+    if amount_cents <= 0 or amount_cents > reversible_cents:
+        return ReversalOutcome(status="reversal_exceeds_redemption", redemption_id=redemption.id,
+                               amount_cents=amount_cents, reversible_cents=reversible_cents)
+    session.execute(
+        update(Redemption)
+        .where(Redemption.id == redemption.id, Redemption.reversed_cents + amount_cents <= Redemption.amount_cents)
+        .values(reversed_cents=Redemption.reversed_cents + amount_cents)
+        .execution_options(synchronize_session=False)
+    )
+    budget = _lock_budget(session, redemption.budget_id)
+    assert budget is not None  # a redemption's budget is never deleted (foreign key)
+    returned = budget.status == BudgetStatus.OPEN
+    reversal = Reversal(redemption_id=redemption.id, amount_cents=amount_cents, reason=request.reason,
+                        actor=request.actor, returned_to_budget=returned, created_at=now)
+    session.add(reversal)
+    session.flush()
+    balance_after = budget.balance_cents + amount_cents
+    _append(session, budget.id, EntryKind.REVERSAL, amount_cents, balance_after, request.actor,
+            request.reason, redemption_id=redemption.id, reversal_id=reversal.id, created_at=now)
+    if returned:
+        session.execute(update(Budget).where(Budget.id == budget.id)
+                        .values(balance_cents=balance_after).execution_options(synchronize_session=False))
+    else:
+        # The period is over: the money goes back to the municipality, visibly.
+        balance_after = budget.balance_cents
+        _append(session, budget.id, EntryKind.EXPIRY, -amount_cents, balance_after, request.actor,
+                "reversal on an expired budget", redemption_id=redemption.id, reversal_id=reversal.id,
+                created_at=now)
+    return ReversalOutcome(status="reversed", redemption_id=redemption.id, amount_cents=amount_cents,
+                           reversal_id=reversal.id, reversible_cents=reversible_cents - amount_cents,
+                           returned_to_budget=returned, available_cents=balance_after,
+                           created_at=now.isoformat())
+
+
+# ---------------------------------------------------------------- verification
+
+def verify(session: Session) -> list[Mismatch]:
+    """Recompute every balance from its entries; list every budget that disagrees."""
+    mismatches: list[Mismatch] = []
+    sums = (
+        select(
+            LedgerEntry.budget_id.label("budget_id"),
+            func.sum(LedgerEntry.amount_cents).label("total"),
+            func.sum(LedgerEntry.amount_cents).filter(LedgerEntry.kind == EntryKind.GRANT).label("granted"),
+        ).group_by(LedgerEntry.budget_id).subquery()
+    )
+    rows = session.execute(
+        select(Budget.id, Budget.balance_cents, Budget.granted_cents, sums.c.total, sums.c.granted)
+        .outerjoin(sums, sums.c.budget_id == Budget.id)
+    )
+    for budget_id, balance_cents, granted_cents, total, granted in rows:
+        ledger_total, ledger_granted = int(total or 0), int(granted or 0)
+        if balance_cents != ledger_total:
+            mismatches.append(Mismatch(budget_id, f"balance {balance_cents} but entries sum to {ledger_total}"))
+        if granted_cents != ledger_granted:
+            mismatches.append(Mismatch(budget_id, f"granted {granted_cents} but grant entries sum to {ledger_granted}"))
+        if balance_cents < 0:
+            mismatches.append(Mismatch(budget_id, f"negative balance {balance_cents}"))
+    reversed_sums = (
+        select(Reversal.redemption_id, func.sum(Reversal.amount_cents).label("total"))
+        .group_by(Reversal.redemption_id).subquery()
+    )
+    for redemption_id, budget_id, amount_cents, reversed_cents, total in session.execute(
+        select(Redemption.id, Redemption.budget_id, Redemption.amount_cents, Redemption.reversed_cents,
+               reversed_sums.c.total).outerjoin(reversed_sums, reversed_sums.c.redemption_id == Redemption.id)
+    ):
+        if reversed_cents != int(total or 0) or reversed_cents > amount_cents:
+            mismatches.append(Mismatch(budget_id, f"redemption {redemption_id}: reversed {reversed_cents} "
+                                                  f"of {amount_cents}, reversal rows sum to {int(total or 0)}"))
+    return mismatches
+
+
+# ---------------------------------------------------------------- helpers
+
+def _lock_budget(session: Session, budget_id: int) -> Budget | None:
+    # FOR UPDATE is a no-op on SQLite, where BEGIN IMMEDIATE already holds the write lock.
+    return session.execute(
+        select(Budget).where(Budget.id == budget_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _append(session: Session, budget_id: int, kind: EntryKind, amount_cents: int, balance_after_cents: int,
+            actor: str, note: str | None = None, *, redemption_id: str | None = None,
+            reversal_id: str | None = None, created_at: datetime | None = None) -> LedgerEntry:
+    entry = LedgerEntry(budget_id=budget_id, kind=kind, amount_cents=amount_cents,
+                        balance_after_cents=balance_after_cents, actor=actor, note=note,
+                        redemption_id=redemption_id, reversal_id=reversal_id, created_at=created_at or utcnow())
+    session.add(entry)
+    return entry
+
+
+def _require_positive(amount_cents: int) -> None:
+    if not isinstance(amount_cents, int) or isinstance(amount_cents, bool) or amount_cents <= 0:
+        raise LedgerError(f"amount must be a positive whole number of cents, got {amount_cents!r}")
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()

@@ -1,0 +1,79 @@
+"""Merchants and their API keys.
+
+A key is shown once, when it is made, and stored only as its SHA-256 hash: the
+key is 32 random bytes, so a hash needs no salt or slow KDF to resist guessing.
+Look-up is by the hash itself (an indexed equality on a value the attacker
+cannot choose to collide), and the final comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapter.models import Merchant, MerchantKey, utcnow
+
+KEY_PREFIX = "spk_"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    merchant_id: int
+    api_key: str  # shown once; never stored
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def add_merchant(session: Session, name: str, categories: list[str], iban: str | None = None) -> IssuedKey:
+    if not name.strip():
+        raise ValueError("a merchant needs a name")
+    merchant = Merchant(name=name.strip(), categories=",".join(sorted(set(categories))), iban=iban, active=True)
+    session.add(merchant)
+    session.flush()
+    return IssuedKey(merchant.id, _issue_key(session, merchant.id))
+
+
+def rotate_key(session: Session, merchant_id: int, grace: timedelta) -> IssuedKey:
+    """A new key; the old ones keep working for ``grace`` so tills can be switched over."""
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise LookupError(f"no merchant with id {merchant_id}; `stadspas-adapter merchants list` shows them")
+    ends_at = utcnow() + grace
+    for key in merchant.keys:
+        if key.revoked_at is None and (key.expires_at is None or key.expires_at > ends_at):
+            key.expires_at = ends_at
+    return IssuedKey(merchant.id, _issue_key(session, merchant.id))
+
+
+def authenticate(session: Session, api_key: str, now: datetime | None = None) -> Merchant | None:
+    """The active merchant this key belongs to, or None."""
+    if not api_key.startswith(KEY_PREFIX) or len(api_key) > 100:
+        return None
+    wanted = hash_key(api_key)
+    key = session.execute(select(MerchantKey).where(MerchantKey.key_hash == wanted)).scalar_one_or_none()
+    if key is None or not hmac.compare_digest(key.key_hash, wanted):
+        return None
+    now = now or utcnow()
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return None
+    merchant = key.merchant
+    return merchant if merchant.active else None
+
+
+def _issue_key(session: Session, merchant_id: int) -> str:
+    api_key = new_api_key()
+    session.add(MerchantKey(merchant_id=merchant_id, key_hash=hash_key(api_key), key_prefix=api_key[:10]))
+    session.flush()
+    return api_key

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from adapter import migrate
+from adapter.api import create_app
+from adapter.db import Database
+from tests.conftest import make_settings
+
+
+def test_health_and_ready(tmp_path, database_url):
+    app = create_app(settings=make_settings(tmp_path, database_url))
+    client = app.test_client()
+    health = client.get("/v1/health")
+    assert health.status_code == 200 and health.headers["API-Version"]
+    assert client.get("/v1/ready").get_json() == {"status": "ready"}
+
+
+def test_ready_says_to_migrate_when_schema_is_behind(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    client = create_app(settings=make_settings(tmp_path, url)).test_client()
+    response = client.get("/v1/ready")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "migrations_pending"
+    migrate.upgrade(Database(url))
+    assert client.get("/v1/ready").status_code == 200
+
+
+def test_unknown_address_is_a_problem_document(tmp_path, sqlite_url):
+    client = create_app(settings=make_settings(tmp_path, sqlite_url)).test_client()
+    response = client.get("/v1/nothing-here")
+    body = response.get_json()
+    assert response.status_code == 404 and body["code"] == "not_found" and body["status"] == 404

@@ -1,0 +1,123 @@
+"""Ledger rules one at a time: grants, partial redemptions, reversals, expiry, verify."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
+
+from adapter import ledger
+from adapter.models import Budget, LedgerEntry
+from tests import factories
+
+
+def _request(child, merchant_id, amount_cents, **extra):
+    return ledger.RedemptionRequest(merchant_id=merchant_id, budget_id=child.budget_id, pass_id=child.pass_id,
+                                    amount_cents=amount_cents, actor="test", **extra)
+
+
+def test_partial_redemption_takes_what_is_there(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=2_500)
+    shop = factories.merchant(db)
+    outcome = ledger.redeem(db, _request(child, shop.merchant_id, 4_000, allow_partial=True))
+    assert (outcome.status, outcome.amount_cents, outcome.remaining_to_pay_cents, outcome.available_cents) == (
+        "redeemed", 2_500, 1_500, 0)
+
+
+def test_insufficient_balance_reports_what_is_available(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=2_500)
+    shop = factories.merchant(db)
+    outcome = ledger.redeem(db, _request(child, shop.merchant_id, 4_000))
+    assert (outcome.status, outcome.available_cents, outcome.remaining_to_pay_cents) == (
+        "insufficient_balance", 2_500, 1_500)
+
+
+def test_reversals_never_exceed_the_redemption(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=5_000)
+    shop = factories.merchant(db)
+    redeemed = ledger.redeem(db, _request(child, shop.merchant_id, 3_000))
+
+    def reverse(amount_cents=None, merchant_id=shop.merchant_id):
+        return ledger.reverse(db, ledger.ReversalRequest(
+            merchant_id=merchant_id, redemption_id=redeemed.redemption_id, amount_cents=amount_cents,
+            reason="verkeerd artikel", actor="test"))
+
+    assert reverse(1_000).available_cents == 3_000
+    assert reverse(2_500).status == "reversal_exceeds_redemption"
+    assert reverse(merchant_id=shop.merchant_id + 999).status == "redemption_not_found"
+    rest = reverse()
+    assert (rest.status, rest.amount_cents, rest.reversible_cents, rest.available_cents) == ("reversed", 2_000, 0, 5_000)
+    assert reverse(1).status == "reversal_exceeds_redemption"
+    with db.read() as session:
+        assert ledger.verify(session) == []
+
+
+def test_reversal_window_closes(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=5_000)
+    shop = factories.merchant(db)
+    redeemed = ledger.redeem(db, _request(child, shop.merchant_id, 3_000))
+    outcome = ledger.reverse(db, ledger.ReversalRequest(
+        merchant_id=shop.merchant_id, redemption_id=redeemed.redemption_id, reason="te laat", actor="test",
+        window=timedelta(seconds=-1)))
+    assert outcome.status == "reversal_window_closed"
+
+
+def test_expiry_empties_the_budget_and_a_later_reversal_goes_back_to_the_municipality(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=5_000)
+    shop = factories.merchant(db)
+    redeemed = ledger.redeem(db, _request(child, shop.merchant_id, 1_000))
+    with db.write() as session:
+        entry = ledger.expire(session, child.budget_id, actor="rollover")
+    assert entry is not None and entry.amount_cents == -4_000
+    assert ledger.redeem(db, _request(child, shop.merchant_id, 100)).status == "budget_not_open"
+    reversal = ledger.reverse(db, ledger.ReversalRequest(
+        merchant_id=shop.merchant_id, redemption_id=redeemed.redemption_id, reason="retour", actor="test"))
+    assert (reversal.status, reversal.returned_to_budget, reversal.available_cents) == ("reversed", False, 0)
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 0
+        assert ledger.verify(session) == []
+
+
+def test_correction_cannot_push_below_zero(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    with db.write() as session:
+        ledger.correct(session, child.budget_id, -400, actor="operator", reason="dubbel toegekend")
+    with pytest.raises(ledger.LedgerError), db.write() as session:
+        ledger.correct(session, child.budget_id, -700, actor="operator", reason="te veel")
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 600
+
+
+@pytest.mark.parametrize("bad_amount", [0, -5, 1.5, True])
+def test_amounts_are_positive_whole_cents(db, vault, bad_amount):
+    child = factories.child_with_budget(db, vault)
+    with pytest.raises(ledger.LedgerError):
+        ledger.redeem(db, _request(child, 1, bad_amount))
+
+
+def test_verify_names_a_budget_whose_balance_disagrees(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    with db.write() as session:
+        session.execute(update(Budget).where(Budget.id == child.budget_id).values(balance_cents=1_500))
+    with db.read() as session:
+        mismatches = ledger.verify(session)
+    assert [m.budget_id for m in mismatches] == [child.budget_id]
+    assert "1500" in mismatches[0].problem and "1000" in mismatches[0].problem
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger_entries SET amount_cents = 1", "DELETE FROM ledger_entries"])
+def test_ledger_entries_cannot_be_changed_or_deleted(db, vault, statement):
+    factories.child_with_budget(db, vault, amount_cents=1_000)
+    with pytest.raises(DBAPIError, match="append-only"), db.write() as session:
+        session.execute(text(statement))
+    with db.read() as session:
+        assert session.query(LedgerEntry).count() == 1
+
+
+def test_database_refuses_a_negative_balance_even_past_the_ledger(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    with pytest.raises(DBAPIError), db.write() as session:
+        session.execute(update(Budget).where(Budget.id == child.budget_id).values(balance_cents=-1))

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapter.settings import ConfigError, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_checked_in_example_config_is_valid():
+    settings = load_settings(REPO_ROOT / "config" / "adapter.yaml")
+    assert settings.environment == "development"
+    assert settings.data_dir == REPO_ROOT / "var"
+
+
+def test_every_mistake_is_reported_at_once_with_its_key_path(tmp_path):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(
+        "api:\n"
+        "  max_amount_cents: -5\n"        # 1: out of range
+        "sync:\n"
+        "  grace_nigths: 3\n"             # 2: misspelt key
+        "sources:\n"
+        "  gemeente:\n"
+        "    connector: soap\n"
+        "    mapping: m.yaml\n"
+        "    schedule: '25:00'\n",        # 3: not a time
+        encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("api.max_amount_cents:") for p in problems)
+    assert any(p.startswith("sync.grace_nigths: unknown key") for p in problems)
+    assert any(p.startswith("sources.gemeente.schedule:") for p in problems)
+    assert "3 problem(s)" in str(caught.value)
+
+
+def test_secrets_in_the_file_are_refused(tmp_path):
+    config = tmp_path / "adapter.yaml"
+    config.write_text("database:\n  url: postgresql://adapter:hunter2@db/adapter\n"
+                      "sources:\n  rest:\n    connector: rest\n    mapping: m.yaml\n"
+                      "    options: {api_key: abc}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    problems = "\n".join(caught.value.problems)
+    assert "sources.rest.options.api_key: secrets come only from the environment" in problems
+    assert "database.url" in problems and "ADAPTER_DATABASE_URL" in problems
+    assert "hunter2" not in str(caught.value)
+
+
+def test_database_url_from_environment_wins(tmp_path, monkeypatch):
+    config = tmp_path / "adapter.yaml"
+    config.write_text("data_dir: var\n", encoding="utf-8")
+    assert load_settings(config).database_url == f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"
+    monkeypatch.setenv("ADAPTER_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert load_settings(config).database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_missing_file_says_how_to_point_elsewhere(tmp_path):
+    with pytest.raises(ConfigError, match="--config PATH or set ADAPTER_CONFIG"):
+        load_settings(tmp_path / "nope.yaml")
