@@ -36,12 +36,10 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reads; rolled back at the end, never commits."""
+        """A session for reads; never commits. Closing it ends the transaction and
+        detaches loaded objects without expiring them, so callers can keep using them."""
         with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
