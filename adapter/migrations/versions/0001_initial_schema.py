@@ -10,6 +10,8 @@ Create Date: 2026-11-29 10:53:35.296758
 from alembic import op
 import sqlalchemy as sa
 
+from adapter.schema_guards import create_append_only_triggers, drop_append_only_triggers
+
 
 revision = '0001'
 down_revision = None
@@ -233,47 +235,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_ledger_entries_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_entries_redemption_id'), ['redemption_id'], unique=False)
 
-    _create_append_only_triggers()
-
-
-APPEND_ONLY_TABLES = ("ledger_entries",)
-
-
-def _create_append_only_triggers() -> None:
-    bind = op.get_bind()
-    for table in APPEND_ONLY_TABLES:
-        if bind.dialect.name == "postgresql":
-            op.execute(f"""
-                CREATE OR REPLACE FUNCTION refuse_change_{table}() RETURNS trigger AS $$
-                BEGIN
-                    RAISE EXCEPTION '{table} is append-only: write a correcting entry instead';
-                END;
-                $$ LANGUAGE plpgsql""")
-            op.execute(f"""
-                CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                FOR EACH ROW EXECUTE FUNCTION refuse_change_{table}()""")
-        else:
-            for action in ("UPDATE", "DELETE"):
-                op.execute(f"""
-                    CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
-                    BEGIN
-                        SELECT RAISE(ABORT, '{table} is append-only: write a correcting entry instead');
-                    END""")
-
-
-def _drop_append_only_triggers() -> None:
-    bind = op.get_bind()
-    for table in APPEND_ONLY_TABLES:
-        if bind.dialect.name == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            op.execute(f"DROP FUNCTION IF EXISTS refuse_change_{table}()")
-        else:
-            for action in ("update", "delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
+    create_append_only_triggers(op, "ledger_entries")
 
 
 def downgrade() -> None:
-    _drop_append_only_triggers()
+    drop_append_only_triggers(op, "ledger_entries")
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_redemption_id'))
         batch_op.drop_index(batch_op.f('ix_ledger_entries_created_at'))
