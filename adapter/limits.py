@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy import select
@@ -35,14 +36,15 @@ def _window(now: float, window_seconds: int) -> tuple[int, int]:
 
 
 class DatabaseLimiter:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time):
         self.db = db
+        self.clock = clock  # tests pin it, so a run never straddles a window
 
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
-        return ratelimit.hit(self.db, bucket, limit, window_seconds)
+        return ratelimit.hit(self.db, bucket, limit, window_seconds, now=self.clock())
 
     def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
-        window_start, retry_after = _window(time.time(), window_seconds)
+        window_start, retry_after = _window(self.clock(), window_seconds)
         with self.db.read() as session:
             hits = session.execute(select(RateCounter.hits).where(
                 RateCounter.bucket == bucket, RateCounter.window_start == window_start)).scalar_one_or_none() or 0
@@ -52,14 +54,15 @@ class DatabaseLimiter:
 class RedisLimiter:
     """INCR on one key per bucket and window, which expires with the window."""
 
-    def __init__(self, url: str, prefix: str = "stadspas-adapter:rate:"):
+    def __init__(self, url: str, prefix: str = "stadspas-adapter:rate:", clock: Callable[[], float] = time.time):
         import redis  # only needed when Redis is configured
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
+        self.clock = clock
 
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
-        window_start, retry_after = _window(time.time(), window_seconds)
+        window_start, retry_after = _window(self.clock(), window_seconds)
         key = f"{self.prefix}{bucket}:{window_start}"
         pipeline = self.client.pipeline(transaction=True)
         pipeline.incr(key)
@@ -68,7 +71,7 @@ class RedisLimiter:
         return Verdict(int(hits) <= limit, int(hits), retry_after)
 
     def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
-        window_start, retry_after = _window(time.time(), window_seconds)
+        window_start, retry_after = _window(self.clock(), window_seconds)
         hits = int(self.client.get(f"{self.prefix}{bucket}:{window_start}") or 0)
         return Verdict(hits < limit, hits, retry_after)
 
