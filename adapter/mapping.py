@@ -201,7 +201,7 @@ def compile_mapping(raw: Any, origin: str = "(mapping)") -> CompiledMapping:
     if raw.get("version") != MAPPING_VERSION:
         problems.append(f"version: must be {MAPPING_VERSION}")
     records_paths = _compile_records(raw.get("records"), problems)
-    fields = _compile_fields(raw.get("fields"), problems, nested=bool(records_paths))
+    fields = _compile_fields(raw.get("fields"), problems)
     if problems:
         raise MappingError(origin, problems)
     return CompiledMapping(origin, records_paths, fields)
@@ -224,7 +224,7 @@ def _compile_records(raw: Any, problems: list[str]) -> list[RecordsPath]:
     return compiled
 
 
-def _compile_fields(raw: Any, problems: list[str], nested: bool) -> list[_CompiledField]:
+def _compile_fields(raw: Any, problems: list[str]) -> list[_CompiledField]:
     if not isinstance(raw, dict) or not raw:
         problems.append("fields: must map canonical field names to their sources")
         return []
@@ -233,8 +233,6 @@ def _compile_fields(raw: Any, problems: list[str], nested: bool) -> list[_Compil
         key_path = f"fields.{name}"
         if name not in CANONICAL_FIELDS:
             problems.append(f"{key_path}: unknown field (known: {', '.join(CANONICAL_FIELDS)})")
-            continue
-        if name == "source_key":
             continue
         try:
             spec = FieldSpec.model_validate(raw_spec)
@@ -265,6 +263,8 @@ def _compile_field(name: str, spec: FieldSpec, key_path: str, problems: list[str
         if built is not None:
             transform_names.append(built[0])
             steps.append(built[1])
+    # Judge by the names written, so a broken 'date' step is reported once, not twice.
+    transform_names += [_transform_name(raw) for raw in spec.transforms]
     multiple = spec.columns is not None or spec.paths is not None
     if multiple and "join" not in transform_names:
         problems.append(f"{key_path}.transforms: several sources need a 'join' transform")
@@ -330,6 +330,14 @@ def _compile_paths(texts: list[str], key_path: str, problems: list[str], single:
     return getters
 
 
+def _transform_name(raw: Any) -> str | None:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        return next(iter(raw))
+    return None
+
+
 def _compile_transform(raw: Any, key_path: str, problems: list[str]) -> tuple[str, Transform] | None:
     known = ", ".join(TRANSFORMS)
     if isinstance(raw, str):
@@ -349,8 +357,7 @@ def _compile_transform(raw: Any, key_path: str, problems: list[str]) -> tuple[st
             return None
         return name, spec.builder(None)
     if params is None:
-        problems.append(f"{key_path}.{name}: needs parameters")
-        return None
+        params = {}  # a bare name: parameters all take their defaults, or are reported missing
     if not isinstance(params, dict) and spec.shorthand:
         params = {spec.shorthand: params}
     try:
