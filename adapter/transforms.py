@@ -137,6 +137,19 @@ def _split_date_parser(order: tuple[str, str, str], separator: str, fmt: str) ->
     return parse
 
 
+def _compact_date(text: str) -> date:
+    """yyyymmdd (StUF) by slicing; 00 for day or month means the date is incomplete."""
+    if len(text) != 8 or not text.isdigit():
+        raise TransformError("is not a date in format %Y%m%d")
+    year, month, day = int(text[:4]), int(text[4:6]), int(text[6:])
+    if month == 0 or day == 0:
+        raise TransformError("is an incomplete date (day or month unknown)")
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise TransformError("is not an existing calendar date (%Y%m%d)") from None
+
+
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text[:10])
@@ -171,6 +184,8 @@ def build_date(params: DateParams) -> Transform:
         parse_text = _iso_date
     elif fmt == UTC_INSTANT_LOCAL_END_OF_DAY:
         parse_text = _local_end_of_day
+    elif fmt == "%Y%m%d":
+        parse_text = _compact_date
     elif split_format and sorted(split_format.group(1, 3, 4)) == ["Y", "d", "m"]:
         parse_text = _split_date_parser(split_format.group(1, 3, 4), split_format.group(2), fmt)
     else:

@@ -60,6 +60,8 @@ def test_date_formats(fmt, text, expected):
     ("iso", "2010-00-00", "incomplete date"),
     ("iso", "gisteren", "not an ISO date"),
     ("%Y%m%d", "2014-11-02", "not a date in format"),
+    ("%Y%m%d", "20170600", "incomplete date"),
+    ("%Y%m%d", "20170231", "not an existing calendar date"),
 ])
 def test_date_rejects_with_the_rule_not_the_value(fmt, text, rule):
     with pytest.raises(TransformError) as caught:
