@@ -46,10 +46,14 @@ class ConnectorError(Exception):
     """A problem reading a source, worded for the operator who must act on it."""
 
     def __init__(self, source: str, what_happened: str, what_to_do: str):
+        # args are the constructor's arguments, so the error pickles (worker processes).
+        super().__init__(source, what_happened, what_to_do)
         self.source = source
         self.what_happened = what_happened
         self.what_to_do = what_to_do
-        super().__init__(f"source '{source}': {what_happened}. {what_to_do}")
+
+    def __str__(self) -> str:
+        return f"source '{self.source}': {self.what_happened}. {self.what_to_do}"
 
 
 class ConnectorConfigError(ConnectorError):
@@ -64,6 +68,7 @@ class ConnectorConfigError(ConnectorError):
             "Fix these keys under sources.<name>.options in the configuration file and run "
             "'connectors check' again",
         )
+        self.args = (source, problems)
 
 
 class SourceUnavailable(ConnectorError):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from zeep.exceptions import Fault, TransportError
+from zeep.exceptions import Fault, TransportError, ValidationError, XMLParseError
 from zeep.helpers import serialize_object
 
 from adapter.connector import (
@@ -226,6 +226,20 @@ class SoapConnector(Connector):
                 raise RetryableError(f"answered HTTP {error.status_code}") from None
             except requests.RequestException as error:
                 raise RetryableError(describe_transport_error(error, options.operation_timeout)) from None
+            except ValidationError as error:
+                # zeep checks the request against the WSDL before sending it.
+                raise ConnectorError(
+                    self.source_name,
+                    f"the request does not fit the WSDL: {redact(str(error.message))}",
+                    "Add or correct the value in options.arguments (or options.paging)",
+                ) from None
+            except XMLParseError as error:
+                raise ConnectorError(
+                    self.source_name,
+                    f"the answer does not fit the WSDL: {redact(str(error.message))}",
+                    "If the service sends elements out of order, set options.xsd_ignore_sequence_order: "
+                    "true; otherwise check that the local WSDL matches the service's version",
+                ) from None
 
         try:
             answer = with_retries(
