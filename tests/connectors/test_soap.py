@@ -127,6 +127,7 @@ def test_a_fault_is_reported_with_code_and_string_and_pickles(server):
     message = str(caught.value)
     assert "source 'gws'" in message and "soap:Client" in message
     assert "onbekend" in message
+    assert "999993653" not in message  # the back office echoed a BSN in its fault string
     assert len(server.requests) == 1  # a fault is an answer, not retried
     # Fault.detail is an lxml element; nothing of it may ride along in our exception.
     assert str(pickle.loads(pickle.dumps(caught.value))) == message
