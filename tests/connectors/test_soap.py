@@ -147,8 +147,12 @@ def test_timeout_then_success(server):
     assert [record.fields["huishoudnummer"] for record in records] == ["HH-0003"]
 
 
-def test_an_html_502_from_the_gateway_is_named_as_such(server):
-    server.script = [GATEWAY_502, GATEWAY_502]
+# zeep turns well-formed HTML into Fault("Unknown fault occured") and broken HTML into a
+# TransportError; both must read as the gateway's error page.
+@pytest.mark.parametrize("page", ["gateway-502.html", "gateway-502-unclosed.html"])
+def test_an_html_502_from_the_gateway_is_named_as_such(server, page):
+    answer = Answer("502 Bad Gateway", page, "text/html")
+    server.script = [answer, answer]
     with pytest.raises(SourceUnavailable) as caught:
         list(connector(server, retries=1))
     assert "the gateway answered an HTML error page, HTTP 502" in str(caught.value)
