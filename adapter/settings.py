@@ -82,6 +82,9 @@ class SourceSettings(_Strict):
     # Local time in Europe/Amsterdam, "HH:MM"; checked by the scheduler.
     schedule: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     options: dict[str, Any] = Field(default_factory=dict)
+    # Set on load: the configuration file's directory, which relative paths in
+    # ``options`` (a CSV folder, a WSDL file) are read against.
+    base_dir: Path | None = None
 
 
 class LoggingSettings(_Strict):
@@ -184,7 +187,8 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         return path if path.is_absolute() else (base_dir / path).resolve()
 
     sources = {
-        name: source.model_copy(update={"mapping": resolve(source.mapping)})
+        name: source.model_copy(update={"mapping": resolve(source.mapping),
+                                        "base_dir": resolve(source.base_dir or Path("."))})
         for name, source in settings.sources.items()
     }
     return settings.model_copy(update={

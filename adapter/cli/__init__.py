@@ -7,6 +7,7 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
 from adapter.cli.serve import serve_command
@@ -22,7 +23,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command,
+                connectors_group, mappings_group, sources_group):
     cli.add_command(command)
 
 
