@@ -7,6 +7,7 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.config import config_group
 from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
@@ -24,7 +25,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 for command in (db_group, keys_group, ledger_group, demo_group, serve_command,
-                connectors_group, mappings_group, sources_group):
+                config_group, connectors_group, mappings_group, sources_group):
     cli.add_command(command)
 
 
