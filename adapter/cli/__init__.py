@@ -10,6 +10,9 @@ from adapter.cli.base import CliContext, pass_cli
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
 from adapter.cli.serve import serve_command
+from adapter.cli.admins import admins_group
+from adapter.cli.reports import report_group
+from adapter.cli.settlement import settlement_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +25,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command, admins_group, report_group,
+                settlement_group):
     cli.add_command(command)
 
 
