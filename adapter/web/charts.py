@@ -29,14 +29,15 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     plot_width, plot_height = width - left - 10, height - bottom - top
     peak = max([value for one in series for value in one.values] + [1])
     group_width = plot_width / max(len(categories), 1)
-    bar_width = max(2.0, (group_width * 0.8) / max(len(series), 1))
+    bar_width = min(60.0, max(2.0, (group_width * 0.8) / max(len(series), 1)))
 
     def label_of(value: int) -> str:
         return euros_text(value, symbol=True) if money else str(value)
 
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']
-    for fraction in (0, 0.5, 1):
+    # Whole-number axes (children) get no halfway line: "0.5 children" reads as nonsense.
+    for fraction in ((0, 0.5, 1) if money or peak >= 4 else (0, 1)):
         y = top + plot_height * (1 - fraction)
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc"/>')
         parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
