@@ -125,7 +125,7 @@ def create_batch(db: Database, settings: SettlementSettings, period_text: str, a
             if later is not None:
                 raise SettlementError(f"a batch for the later month {later} exists; its batch already took every "
                                       f"unpaid item up to then, so {period.label} cannot be settled separately")
-            batch = _build_batch(session, settings, period.label, period.end_utc, actor, now)
+            _build_batch(session, settings, period.label, period.end_utc, actor, now)
     except IntegrityError:
         # Another operator made this batch (or paid these items) at the same moment: return theirs.
         existing = find_batch(db, period.label)

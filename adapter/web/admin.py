@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
@@ -65,8 +66,6 @@ def sign_out():  # type: ignore[no-untyped-def]
 
 
 def _period():  # type: ignore[no-untyped-def]
-    from datetime import date
-
     text = request.args.get("periode", "").strip() or str(date.today().year)
     return parse_period(text)
 

@@ -13,7 +13,8 @@ from datetime import date, timedelta
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from adapter import counter, ledger, merchants
+from adapter import counter, ledger, merchants, ratelimit
+from adapter.csvexport import euros_text
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
 from adapter.money import AmountError, parse_euros
 from adapter.periods import local_midnight_utc
@@ -123,9 +124,7 @@ def show_balance():  # type: ignore[no-untyped-def]
 
 
 def security_hit(bucket: str, limit: int) -> bool:
-    from adapter.ratelimit import hit
-
-    return hit(_runtime().db, bucket, limit, 60).allowed
+    return ratelimit.hit(_runtime().db, bucket, limit, 60).allowed
 
 
 def _balance_page(view: counter.BalanceView, pass_number: str, error: str | None = None,
@@ -243,6 +242,4 @@ def _mask(pass_number: str) -> str:
 
 
 def _euros(cents: int) -> str:
-    from adapter.csvexport import euros_text
-
     return euros_text(cents, symbol=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Flask, Request, Response, abort, render_template, request, session
@@ -102,8 +103,6 @@ def client_ip() -> str:
 
 def sign_in_blocked(db: Database, bucket: str, limit: int, window_seconds: int = 60) -> bool:
     """Whether this client already failed ``limit`` times in the current window (looked at, not counted)."""
-    import time
-
     window_start = int(time.time() // window_seconds * window_seconds)
     with db.read() as db_session:
         hits = db_session.execute(select(RateCounter.hits).where(
