@@ -97,6 +97,40 @@ class RetentionSettings(_Strict):
     months: int = Field(default=24, ge=1, le=240)
 
 
+class SettlementSettings(_Strict):
+    """Who pays the shops: the municipality's own account (public data, no secrets)."""
+
+    debtor_name: str | None = Field(default=None, max_length=70)
+    debtor_iban: str | None = None
+    debtor_bic: str | None = None
+    # The bank is asked to execute the transfers this many days after the batch is made.
+    execution_delay_days: int = Field(default=2, ge=0, le=30)
+
+    @field_validator("debtor_iban")
+    @classmethod
+    def _valid_iban(cls, iban: str | None) -> str | None:
+        if iban is None:
+            return None
+        from schwifty import IBAN  # imported here: only configurations that settle pay for loading it
+
+        try:
+            return str(IBAN(iban).compact)
+        except ValueError as exc:
+            raise ValueError(f"not a valid IBAN ({exc})") from None
+
+    @field_validator("debtor_bic")
+    @classmethod
+    def _valid_bic(cls, bic: str | None) -> str | None:
+        if bic is None:
+            return None
+        from schwifty import BIC
+
+        try:
+            return str(BIC(bic).compact)
+        except ValueError as exc:
+            raise ValueError(f"not a valid BIC ({exc})") from None
+
+
 class Settings(_Strict):
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("../var")
@@ -107,6 +141,7 @@ class Settings(_Strict):
     budgets: Path | None = None
     logging: LoggingSettings = LoggingSettings()
     retention: RetentionSettings = RetentionSettings()
+    settlement: SettlementSettings = SettlementSettings()
 
     @property
     def database_url(self) -> str:

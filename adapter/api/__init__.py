@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask
 
+from adapter import web
 from adapter.api import health, problems
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
@@ -28,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
     problems.init_app(app)
     app.register_blueprint(health.blueprint, url_prefix="/v1")
+    web.init_app(app)  # the counter page and dashboard (adapter/web)
 
     @app.after_request
     def _api_version(response):  # type: ignore[no-untyped-def]
