@@ -130,3 +130,35 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
                  "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml")}
     raw.update(overrides)
     return settings_from_mapping(raw, tmp_path / "adapter.yaml")
+
+
+# ---------------------------------------------------------------- sources
+
+@pytest.fixture
+def demo_csv_source():  # type: ignore[no-untyped-def]
+    """The checked-in demo CSV source, as the settings would hold it."""
+    from adapter.settings import SourceSettings
+
+    return SourceSettings(
+        connector="csv",
+        mapping=_REPO_ROOT / "mappings" / "demo-csv.yaml",
+        options={"path": str(_REPO_ROOT / "connectors" / "samples" / "csv" / "exports")},
+        schedule="04:15",
+    )
+
+
+REPO = _REPO_ROOT
+
+
+def make_source(connector: str, mapping: Path, options: dict | None = None, **extra: object):  # type: ignore[no-untyped-def]
+    """A real SourceSettings, built the short way for tests."""
+    from adapter.settings import SourceSettings
+
+    return SourceSettings(connector=connector, mapping=mapping, options=options or {}, **extra)
+
+
+class SettingsWithSources:
+    """Only the ``sources`` part of the settings, for commands that read nothing else."""
+
+    def __init__(self, sources: dict):
+        self.sources = sources

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, request
 
+from adapter import web
 from adapter.api import balance, health, openapi, problems, redemptions
 from adapter.limits import Limiter, limiter_for
 from adapter.runtime import Runtime
@@ -36,6 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.before_request(_json_only)
     for blueprint in (health.blueprint, openapi.blueprint, balance.blueprint, redemptions.blueprint):
         app.register_blueprint(blueprint, url_prefix="/v1")
+    web.init_app(app)  # the counter page and dashboard (adapter/web)
 
     @app.after_request
     def _api_version(response):  # type: ignore[no-untyped-def]

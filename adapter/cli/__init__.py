@@ -7,10 +7,15 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.config import config_group
+from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
 from adapter.cli.merchants import merchants_group
 from adapter.cli.serve import serve_command
+from adapter.cli.admins import admins_group
+from adapter.cli.reports import report_group
+from adapter.cli.settlement import settlement_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +28,11 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command, merchants_group):
+COMMANDS = (
+    db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
+    demo_group, serve_command, admins_group, report_group, settlement_group, merchants_group,
+)
+for command in COMMANDS:
     cli.add_command(command)
 
 
