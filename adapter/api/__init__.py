@@ -48,7 +48,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
 
 def _json_only() -> None:
-    if request.method in _METHODS_WITH_BODY and request.mimetype != "application/json":
+    # The API under /v1 reads JSON only; the web pages (adapter/web) post HTML forms.
+    if request.path.startswith("/v1/") and request.method in _METHODS_WITH_BODY \
+            and request.mimetype != "application/json":
         raise problems.problem("unsupported_media_type", "Deze API leest alleen JSON. Stuur de header "
                                                          "'Content-Type: application/json' met een JSON-body.")
 
