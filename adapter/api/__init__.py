@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from adapter.api import health, problems
+from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
@@ -21,7 +22,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app = Flask(__name__)
     app.config.update(test_config or {})
     settings = settings or app.config.get("ADAPTER_SETTINGS") or load_settings()
+    configure_logging(settings)
     runtime = Runtime(settings)
+    _ = runtime.vault  # outside development mode: refuse to start without keys (crypto.KeysMissing)
     app.extensions["adapter_runtime"] = runtime
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.json.sort_keys = False

@@ -7,9 +7,13 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
-from adapter.cli.db import db_group, keys_group, ledger_group
+from adapter.cli.audit import audit_group
+from adapter.cli.db import db_group, ledger_group
 from adapter.cli.demo import demo_group
+from adapter.cli.keys import keys_group
+from adapter.cli.retention import retention_group
 from adapter.cli.serve import serve_command
+from adapter.logs import configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,11 +22,12 @@ from adapter.cli.serve import serve_command
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Child budgets on the city pass: sync, ledger, API and reports."""
+    configure_logging()  # redacting from the first line; again with the configured level once settings load
     ctx.obj = CliContext(config_path)
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command, audit_group, retention_group):
     cli.add_command(command)
 
 
