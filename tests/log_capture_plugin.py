@@ -23,8 +23,9 @@ from tests.fixture_personal_data import find_personal_data
 # statements and bound parameters (ciphertext, blind indexes: fine; plaintext: a leak).
 _LEVELS = {"adapter": logging.DEBUG, "werkzeug": logging.DEBUG, "gunicorn": logging.DEBUG,
            "sqlalchemy.engine": logging.INFO}
-# gunicorn's loggers do not propagate once gunicorn configured them.
-_NON_PROPAGATING = ("gunicorn.error", "gunicorn.access")
+# Handled here directly: gunicorn's loggers do not propagate once gunicorn configured them,
+# and SQL is kept out of the root logger so a failing test's captured log stays readable.
+_NON_PROPAGATING = ("gunicorn.error", "gunicorn.access", "sqlalchemy.engine")
 
 
 class SessionLogCheck:
@@ -40,6 +41,7 @@ class SessionLogCheck:
         logging.getLogger().addHandler(self.handler)
         for name in _NON_PROPAGATING:
             logging.getLogger(name).addHandler(self.handler)
+        logging.getLogger("sqlalchemy.engine").propagate = False
         for name, level in _LEVELS.items():
             self._previous_levels[name] = logging.getLogger(name).level
             logging.getLogger(name).setLevel(level)
@@ -59,6 +61,7 @@ class SessionLogCheck:
             logging.getLogger(name).removeHandler(self.handler)
         for name, level in self._previous_levels.items():
             logging.getLogger(name).setLevel(level)
+        logging.getLogger("sqlalchemy.engine").propagate = True
         self.handler.close()
         findings = [f"log file: {what}" for what in find_personal_data(self.log_path.read_text(encoding="utf-8"))]
         findings += [f"problem response: {what}" for what in find_personal_data("\n".join(self.problem_bodies))]
