@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -61,11 +63,10 @@ def test_find_by_bsn_through_the_blind_index(db, vault, tmp_path):
 
 
 def test_the_file_scan_sees_clear_text_when_there_is_some(sqlite_url):
-    db = Database(sqlite_url)
-    with db.write() as session:
-        from adapter.models import Household
-
-        session.add(Household(source="careless", source_key="de Vries 999993926"))  # what must never happen
-    db.dispose()
-    blob = Path(make_url(sqlite_url).database).read_bytes()
+    path = make_url(sqlite_url).database
+    # Plain sqlite3, not through SQLAlchemy: its statement log would (rightly) fail the session check.
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO households (source, source_key, created_at, updated_at) "
+                           "VALUES ('careless', 'de Vries ' || '999993926', '2026-01-01', '2026-01-01')")
+    blob = Path(path).read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
     assert find_personal_data_at_rest(blob) == ["BSN 999993926", "surname 'de Vries'"]
