@@ -28,6 +28,9 @@ TEST_BLIND_INDEX_KEY = "dGVzdC1ibGluZC1pbmRleC1rZXktMzItYnl0ZXMtbG9uZyE="
 os.environ.setdefault(ENCRYPTION_KEYS_ENV, TEST_ENCRYPTION_KEY)
 os.environ.setdefault(BLIND_INDEX_KEY_ENV, TEST_BLIND_INDEX_KEY)
 
+# Scans every log line and problem response of the run for fixture personal data.
+pytest_plugins = ["tests.log_capture_plugin"]
+
 POSTGRES_URL_ENV = "ADAPTER_TEST_DATABASE_URL"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 

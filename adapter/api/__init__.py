@@ -12,6 +12,7 @@ from flask import Flask, request
 from adapter import web
 from adapter.api import balance, health, openapi, problems, redemptions
 from adapter.limits import Limiter, limiter_for
+from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
@@ -26,7 +27,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app = Flask(__name__, static_folder=None)
     app.config.update(test_config or {})
     settings = settings or app.config.get("ADAPTER_SETTINGS") or load_settings()
+    configure_logging(settings)
     runtime = Runtime(settings)
+    _ = runtime.vault  # outside development mode: refuse to start without keys (crypto.KeysMissing)
     app.extensions["adapter_runtime"] = runtime
     app.extensions["adapter_limiter"] = limiter or limiter_for(runtime.db)
     app.extensions["adapter_openapi"] = openapi.build_document(settings, API_VERSION)

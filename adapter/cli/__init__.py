@@ -7,15 +7,19 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.admins import admins_group
+from adapter.cli.audit import audit_group
 from adapter.cli.config import config_group
 from adapter.cli.connectors import connectors_group, mappings_group, sources_group
-from adapter.cli.db import db_group, keys_group, ledger_group
+from adapter.cli.db import db_group, ledger_group
 from adapter.cli.demo import demo_group
+from adapter.cli.keys import keys_group
 from adapter.cli.merchants import merchants_group
-from adapter.cli.serve import serve_command
-from adapter.cli.admins import admins_group
 from adapter.cli.reports import report_group
+from adapter.cli.retention import retention_group
+from adapter.cli.serve import serve_command
 from adapter.cli.settlement import settlement_group
+from adapter.logs import configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +28,7 @@ from adapter.cli.settlement import settlement_group
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Child budgets on the city pass: sync, ledger, API and reports."""
+    configure_logging()  # redacting from the first line; again with the configured level once settings load
     ctx.obj = CliContext(config_path)
     ctx.call_on_close(ctx.obj.close)
 
@@ -31,6 +36,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 COMMANDS = (
     db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
     demo_group, serve_command, admins_group, report_group, settlement_group, merchants_group,
+    audit_group, retention_group,
 )
 for command in COMMANDS:
     cli.add_command(command)
