@@ -367,3 +367,4 @@ class SyncLock(Base):
 # Models kept beside the code that owns them; imported here so the schema is complete.
 from adapter import audit as _audit  # noqa: E402,F401
 from adapter import ratelimit as _ratelimit  # noqa: E402,F401
+from adapter import grants as _grants  # noqa: E402,F401
