@@ -13,7 +13,7 @@ from adapter.settings import SyncSettings
 TEST_BSNS = ("999993653", "999993847", "999992077", "999993483", "999990482", "000009921", "999995017",
              "999990408", "999994669", "999992806", "999993926")
 TODAY = date(2026, 11, 30)
-VALIDITY = (date(2026, 8, 1), date(2027, 7, 31))
+VALIDITY = (date(2026, 1, 1), date(2027, 7, 31))
 
 
 def household_records(households: int = 1000, *, start: int = 0) -> list[CardholderRecord]:
