@@ -8,7 +8,10 @@ take a per-source lock (``adapter.sync_lock``).
 
 Times are local (Europe/Amsterdam). Times from 02:00 to 02:59 are refused: that
 hour is skipped when summer time starts (last Sunday of March) and happens twice
-when it ends (last Sunday of October). ``coalesce`` runs a job once after
+when it ends (last Sunday of October). Times from 00:00 to 00:59 are refused
+too: APScheduler 3.11's CronTrigger rolls a day over by adding the wall-clock
+difference in UTC, so a daily 00:30 job fires on the night of the March change
+and then skips the next night (tests/sync/test_scheduler.py shows it). ``coalesce`` runs a job once after
 downtime, ``max_instances=1`` never overlaps it, and a generous
 ``misfire_grace_time`` still runs a sync the scheduler was a few hours late for.
 
@@ -35,7 +38,7 @@ from adapter.sync_lock import SyncBusy
 
 log = logging.getLogger("adapter.scheduler")
 
-ROLLOVER_TIME = "00:30"  # after midnight: a period that ended yesterday is closed tonight
+ROLLOVER_TIME = "01:15"  # after midnight: a period that ended yesterday is closed tonight
 PURGE_MINUTE = 17  # hourly, away from the top of the hour
 MISFIRE_GRACE_SECONDS = 4 * 3600
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS}
@@ -65,6 +68,10 @@ def dst_problem(key_path: str, local_time: str) -> str | None:
                 "when summer time starts (last Sunday of March) and happens twice when it ends (last Sunday of "
                 "October), so the job would not run one night and run twice another. Choose a time outside it, "
                 "e.g. 01:30 or 03:30.")
+    if local_time.startswith("00:"):
+        return (f"{key_path}: {local_time} lies between 00:00 and 00:59 Europe/Amsterdam. APScheduler's daily "
+                "trigger skips that time on the night after summer time starts (it shifts the day roll-over by "
+                "the clock change), so one night would have no run. Choose a time from 01:00, or 23:xx.")
     return None
 
 
