@@ -5,7 +5,7 @@ first sync of a municipality (hundreds of thousands of cardholders, budgets and
 ledger entries) that overhead costs more than the database's own work. Here the
 statement is compiled once, each column's bind processor is looked up once,
 values that are the same for every row (a timestamp, a status) are processed
-once, and the rows go to the driver's ``executemany`` in chunks.
+once, and the rows go to PostgreSQL's COPY or SQLite's ``executemany`` in chunks.
 """
 
 from __future__ import annotations
@@ -39,9 +39,16 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 
     quote = dialect.identifier_preparer.quote
     columns = [*row_columns, *constants]
+    column_list = ", ".join(quote(name) for name in columns)
+    if dialect.name == "postgresql":
+        # COPY is several times faster than executemany for hundreds of thousands of rows.
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(convert(row))
+        return
     placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
-           f"VALUES ({', '.join([placeholder] * len(columns))})")
+    sql = f"INSERT INTO {quote(table.name)} ({column_list}) VALUES ({', '.join([placeholder] * len(columns))})"
     for start in range(0, len(rows), CHUNK):
         connection.exec_driver_sql(sql, [convert(row) for row in rows[start:start + CHUNK]])
 
