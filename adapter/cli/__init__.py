@@ -20,6 +20,7 @@ from adapter.cli.retention import retention_group
 from adapter.cli.serve import serve_command
 from adapter.cli.settlement import settlement_group
 from adapter.logs import configure_logging
+from adapter.cli.sync import scheduler_command, sync_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,8 +36,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 COMMANDS = (
     db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
-    demo_group, serve_command, admins_group, report_group, settlement_group, merchants_group,
-    audit_group, retention_group,
+    sync_group, scheduler_command, demo_group, serve_command, admins_group, report_group, settlement_group,
+    merchants_group, audit_group, retention_group,
 )
 for command in COMMANDS:
     cli.add_command(command)
