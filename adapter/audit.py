@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, Text, select
+from sqlalchemy import String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter.models import Base, BigId, UtcDateTime, utcnow
 
 GENESIS_HASH = "0" * 64
+AUDIT_CHAIN_LOCK = 0x5354_4150_4155_4454  # "STAPAUDT": the advisory lock id of the chain's head
 
 
 class AuditEntry(Base):
@@ -43,6 +44,7 @@ class AuditProblem:
 
 def record(session: Session, actor: str, action: str, object_ref: str, **details: object) -> AuditEntry:
     """Append one row in the caller's transaction (so the action and its trail commit together)."""
+    _serialise_writers(session)
     previous = session.execute(
         select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1).with_for_update()
     ).scalar_one_or_none()
@@ -53,6 +55,15 @@ def record(session: Session, actor: str, action: str, object_ref: str, **details
     session.add(entry)
     session.flush()
     return entry
+
+
+def _serialise_writers(session: Session) -> None:
+    # Two writers reading the same chain head would fork the chain, and `audit verify`
+    # would then cry tampering. On PostgreSQL a transaction-scoped advisory lock makes
+    # appends take turns (FOR UPDATE on the head row does not: an empty table has no row,
+    # and a waiter re-reads the old head). On SQLite, BEGIN IMMEDIATE already serialises.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
 
 
 def verify(session: Session) -> list[AuditProblem]:

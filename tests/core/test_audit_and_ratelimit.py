@@ -23,3 +23,17 @@ def test_rate_limit_counts_per_bucket_and_window(db):
     assert verdicts[-1].retry_after_seconds == 20  # window 960..1020
     assert ratelimit.hit(db, "merchant:2:balance", limit=3, now=1_000.0).allowed
     assert ratelimit.hit(db, "merchant:1:balance", limit=3, now=1_020.0).hits == 1
+
+
+def test_concurrent_appends_keep_one_chain(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def append(number: int) -> None:
+        with db.write() as session:
+            audit.record(session, "operator:test", "merchant.created", f"merchant:{number}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(append, range(40)))
+    with db.read() as session:
+        assert audit.verify(session) == []
+        assert session.query(audit.AuditEntry).count() == 40
