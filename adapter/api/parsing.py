@@ -57,11 +57,12 @@ def idempotency_key_problems() -> list[dict[str, str]]:
 
 
 def fingerprint(endpoint: str, body: BaseModel) -> str:
-    """What makes two requests the same: the endpoint and the canonical JSON of the body as sent.
+    """What makes two requests the same: the endpoint and the canonical JSON of the validated body.
 
-    Defaults are left out, so sending ``"allow_partial": false`` or omitting it is the same request.
+    Defaults are filled in, so sending ``"allow_partial": false`` or leaving it out is the same request
+    (a till that adds an explicit default on its retry must get the first answer, not a refusal).
     """
-    canonical = json.dumps([endpoint, body.model_dump(mode="json", exclude_unset=True)],
+    canonical = json.dumps([endpoint, body.model_dump(mode="json")],
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

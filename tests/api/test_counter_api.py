@@ -40,6 +40,9 @@ def test_redemption_takes_money_and_replay_answers_the_same_bytes(api_any):
     assert replay.status_code == 201 and replay.data == first.data
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert api.balance_cents(child.budget_id) == 7_500
+    # A retry that spells out a default is still the same request.
+    explicit = api.redeem(key, {**body, "allow_partial": False}, key="till-1-0001")
+    assert explicit.status_code == 201 and explicit.data == first.data
 
     reused = api.redeem(key, {**body, "amount_cents": 2_600}, key="till-1-0001")
     assert reused.status_code == 422 and reused.get_json()["code"] == "idempotency_key_reused"
