@@ -1,11 +1,16 @@
 # stadspas-adapter API image. The scheduler runs from the same image as a second,
 # single container: `stadspas-adapter scheduler`.
+#
+# Production mode: the container refuses to start without ADAPTER_ENCRYPTION_KEYS,
+# ADAPTER_BLIND_INDEX_KEY and ADAPTER_WEB_SECRET_KEY from your secret store, and
+# takes ADAPTER_DATABASE_URL for PostgreSQL.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    ADAPTER_CONFIG=/app/config/adapter.yaml
+    ADAPTER_CONFIG=/app/config/adapter.yaml \
+    ADAPTER_ENVIRONMENT=production
 
 WORKDIR /app
 RUN useradd --system --uid 10001 --home-dir /app adapter

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_CONFIG_PATH = Path("config/adapter.yaml")
 CONFIG_ENV = "ADAPTER_CONFIG"
+ENVIRONMENT_ENV = "ADAPTER_ENVIRONMENT"
 
 # Keys that hold secrets; they may only come from the environment.
 _SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|api_key|apikey|token|private_key)$", re.I)
@@ -182,6 +183,10 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(config_path, [f"not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(config_path, ["the top level must be a mapping of keys to values"])
+    # An image or a unit file can force the mode without editing the file: the
+    # Docker image sets production, so it never generates throw-away keys.
+    if os.environ.get(ENVIRONMENT_ENV):
+        raw = {**raw, "environment": os.environ[ENVIRONMENT_ENV]}
     return settings_from_mapping(raw, config_path)
 
 

@@ -1,7 +1,8 @@
 """Docker does not run on our machines: this test does what the image does, here.
 
-It reads the Dockerfile's CMD and HEALTHCHECK, runs that command from the
-installed project, and runs the health check against it.
+It builds the real wheel (as the Dockerfile's `pip install .` does), puts only
+that on the path, runs the Dockerfile's CMD with the image's environment, runs
+its HEALTHCHECK against it, and opens the pages that need packaged templates.
 """
 
 from __future__ import annotations
@@ -9,20 +10,31 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
-from tests.conftest import make_settings
+import pytest
 
-DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
+REPO = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def _dockerfile() -> str:
+    return DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
 
 
 def _instruction(name: str) -> str:
-    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
-    return re.search(rf"^{name}\s+(.*)$", text, re.M).group(1).strip()
+    return re.search(rf"^{name}\s+(.*)$", _dockerfile(), re.M).group(1).strip()
+
+
+def _image_environment() -> dict[str, str]:
+    return dict(re.findall(r"(\w+)=(\S+)", _instruction("ENV")))
 
 
 def test_image_runs_as_non_root_and_installs_the_project():
@@ -30,28 +42,57 @@ def test_image_runs_as_non_root_and_installs_the_project():
     assert re.search(r"^USER\s+(?!root)\w+", text, re.M)
     assert "pip install --no-cache-dir ." in text
     assert text.index("USER") > text.index("pip install")
+    assert _image_environment()["ADAPTER_ENVIRONMENT"] == "production"
 
 
-def test_cmd_and_healthcheck_work_here(tmp_path, sqlite_url):
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory) -> Path:
+    """The wheel `pip install .` would build, unpacked: only what the package really ships."""
+    out = tmp_path_factory.mktemp("wheel")
+    # A clean copy of the source, as `COPY` gives the image: a stale build/ in the checkout
+    # would otherwise lend the wheel files that packaging leaves out.
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", "artifacts", "results", ".hypothesis"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source),
+                    "-w", str(out)], check=True, capture_output=True)
+    (wheel,) = out.glob("stadspas_adapter-*.whl")
+    site = out / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return site
+
+
+def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, installed_wheel):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}))
+    # The image's environment, its mode included; keys come from the test session's environment
+    # as they would from a secret store.
+    env = {**os.environ, **_image_environment(), "ADAPTER_CONFIG": str(config),
+           "ADAPTER_WEB_SECRET_KEY": "test-only-web-secret-key-32-bytes-long",
+           "PYTHONPATH": str(installed_wheel)}
+    where = subprocess.run([sys.executable, "-c", "import adapter; print(adapter.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(installed_wheel)), "the test must run the wheel, not the checkout"
+
+    port = _free_port()
     command = json.loads(_instruction("CMD"))
     assert command[0] == "gunicorn"
-    port = _free_port()
     command = [str(Path(sys.executable).parent / "gunicorn"),
                *[f"127.0.0.1:{port}" if arg.startswith("0.0.0.0:") else arg for arg in command[1:]]]
-    config = tmp_path / "adapter.yaml"
-    make_settings(tmp_path, sqlite_url)  # validates the same mapping we write
-    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}))
-    server = subprocess.Popen(command, env={**os.environ, "ADAPTER_CONFIG": str(config)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         healthcheck = _instruction("HEALTHCHECK").split("CMD", 1)[1].strip().replace(":8080/", f":{port}/")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             result = subprocess.run(["sh", "-c", healthcheck.replace("python ", f"{sys.executable} ", 1)])
             if result.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert result.returncode == 0
+        for page in ("/counter/aanmelden", "/admin/aanmelden"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as answer:
+                assert answer.status == 200 and b"<form" in answer.read()
     finally:
         server.terminate()
         server.wait(timeout=10)
