@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from adapter.cli.base import CliContext, pass_cli
 from adapter.cli.admins import admins_group
@@ -23,7 +24,26 @@ from adapter.logs import configure_logging
 from adapter.cli.sync import scheduler_command, sync_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _AdapterGroup(click.Group):
+    """Turns the errors an operator can fix into one sentence instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            if _schema_missing(exc):
+                raise click.ClickException(
+                    "the database has no (current) schema: run `stadspas-adapter db upgrade` first") from None
+            raise
+
+
+def _schema_missing(error: Exception) -> bool:
+    text = str(getattr(error, "orig", error)).lower()
+    # SQLite: "no such table"; PostgreSQL: UndefinedTable "relation ... does not exist".
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+@click.group(cls=_AdapterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="ADAPTER_CONFIG", type=click.Path(dir_okay=False),
               help="Configuration file (default config/adapter.yaml, or ADAPTER_CONFIG).")
 @click.pass_context

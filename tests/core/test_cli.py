@@ -53,3 +53,11 @@ def test_bad_config_is_reported_not_a_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(config), "ledger", "verify"])
     assert result.exit_code == 1
     assert "2 problem(s)" in result.output and "Traceback" not in result.output
+
+
+def test_a_database_without_schema_is_one_sentence_not_a_traceback(tmp_path):
+    config = _write_config(tmp_path, f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    result = CliRunner().invoke(cli, ["--config", str(config), "ledger", "verify"])
+    assert result.exit_code == 1
+    assert "run `stadspas-adapter db upgrade` first" in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
