@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from adapter import ledger, migrate
-from adapter.cli.base import CliContext, pass_cli
+from adapter import audit, ledger, migrate
+from adapter.cli.base import CliContext, operator_actor, pass_cli
 
 
 @click.group("db")
@@ -52,3 +52,24 @@ def ledger_verify(cli: CliContext) -> None:
         raise click.ClickException(f"{len(mismatches)} mismatch(es) between balances and ledger entries; "
                                    "do not settle until they are explained")
     click.echo("ledger verified: every balance equals the sum of its entries")
+
+
+@ledger_group.command("correct")
+@click.argument("budget_id", type=int)
+@click.argument("amount_cents", type=int)
+@click.option("--reason", required=True, help="Why, for the audit trail and the municipality's books.")
+@pass_cli
+def ledger_correct(cli: CliContext, budget_id: int, amount_cents: int, reason: str) -> None:
+    """Add AMOUNT_CENTS (negative to take) to a budget as a correcting entry; audited.
+
+    Entries are never edited: a mistake is undone by a new entry that says why.
+    """
+    actor = operator_actor()
+    try:
+        with cli.runtime.db.write() as session:
+            entry = ledger.correct(session, budget_id, amount_cents, actor=actor, reason=reason)
+            audit.record(session, actor, "ledger.corrected", f"budget:{budget_id}", amount_cents=amount_cents,
+                         reason=reason, balance_after_cents=entry.balance_after_cents)
+    except ledger.LedgerError as exc:
+        raise click.ClickException(f"{exc}; nothing was changed") from None
+    click.echo(f"budget {budget_id}: corrected by {amount_cents} cents, balance now {entry.balance_after_cents} cents")

@@ -61,3 +61,24 @@ def test_a_database_without_schema_is_one_sentence_not_a_traceback(tmp_path):
     assert result.exit_code == 1
     assert "run `stadspas-adapter db upgrade` first" in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_ledger_correct_adds_an_audited_entry_and_refuses_going_below_zero(tmp_path, database_url, vault):
+    from adapter import audit, ledger
+
+    config = _write_config(tmp_path, database_url)
+    db = Database(database_url)
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    runner = CliRunner()
+    done = runner.invoke(cli, ["--config", str(config), "ledger", "correct", "--reason", "dubbel toegekend",
+                               str(child.budget_id), "--", "-400"])
+    assert done.exit_code == 0, done.output
+    assert "balance now 600 cents" in done.output
+    refused = runner.invoke(cli, ["--config", str(config), "ledger", "correct", "--reason", "te veel",
+                                  str(child.budget_id), "--", "-700"])
+    assert refused.exit_code == 1 and "nothing was changed" in refused.output
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 600 and ledger.verify(session) == []
+        actions = [entry.action for entry in session.query(audit.AuditEntry)]
+    assert actions == ["ledger.corrected"]
+    db.dispose()
