@@ -34,6 +34,10 @@ class SourceRecord:
 
     key: str
     fields: Mapping[str, Any]
+    # Structural problems the connector saw (e.g. "row has 3 columns, the
+    # header has 6"), worded without values; the mapping step rejects the
+    # record with these reasons instead of guessing.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,9 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -130,3 +132,32 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
                  "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml")}
     raw.update(overrides)
     return settings_from_mapping(raw, tmp_path / "adapter.yaml")
+
+
+# Stand-ins from the connectors branch: source settings with the fields
+# ``adapter.sources`` reads (connector, mapping, options, enabled, schedule).
+REPO = _REPO_ROOT
+
+
+@dataclass(frozen=True)
+class StandInSourceSettings:
+    connector: str
+    mapping: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    schedule: str | None = None
+
+
+@dataclass(frozen=True)
+class StandInSettings:
+    sources: dict[str, StandInSourceSettings]
+
+
+@pytest.fixture
+def demo_csv_source() -> StandInSourceSettings:
+    return StandInSourceSettings(
+        connector="csv",
+        mapping=REPO / "mappings" / "demo-csv.yaml",
+        options={"path": str(REPO / "connectors" / "samples" / "csv" / "exports")},
+        schedule="04:15",
+    )

@@ -1,0 +1,371 @@
+"""Mapping files: where each canonical cardholder field comes from.
+
+A mapping is data (``mappings/<name>.yaml``), written by municipal IT, not
+Python. It names, for each field of ``CardholderRecord``, a source (a CSV
+column, a path into a SOAP/JSON record, several of either to join, or a fixed
+value) and a list of transforms from the closed list in ``adapter.transforms``.
+An optional ``records`` path iterates nested items, so one household answer
+becomes one canonical record per member-pass.
+
+``load_mapping`` checks the whole file and raises ``MappingError`` listing
+every problem with its key path, so one run shows all mistakes. The result is
+compiled once; ``CompiledMapping.apply`` is the per-row hot path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from adapter.paths import Getter, PathError, RecordsPath, compile_column, compile_field_path
+from adapter.records import CardholderRecord, PassStatus, RejectedRecord, SourceRecord
+from adapter.transforms import TRANSFORMS, Transform, TransformError
+
+MAPPING_VERSION = 1
+
+REQUIRED_FIELDS = ("household_id", "cardholder_id", "pass_number")
+TEXT_FIELDS = (
+    "household_id", "cardholder_id", "pass_number", "bsn", "first_names", "initials",
+    "surname_prefix", "surname", "replaces_pass_number",
+)
+DATE_FIELDS = ("birth_date", "valid_from", "valid_until")
+CANONICAL_FIELDS = TEXT_FIELDS + DATE_FIELDS + ("pass_status", "is_child")
+_TOP_LEVEL_KEYS = ("version", "description", "records", "fields")
+
+
+class MappingError(Exception):
+    """A mapping file is invalid; ``problems`` lists every problem with its key path."""
+
+    def __init__(self, origin: str, problems: list[str]):
+        self.origin = origin
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"{origin}: {len(problems)} problem(s) in the mapping:\n{listing}\n"
+            "Fix these keys and run 'mappings validate' again."
+        )
+
+
+class FieldSpec(BaseModel):
+    """One canonical field: exactly one source, then transforms in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str | None = None
+    path: str | None = None
+    columns: list[str] | None = None
+    paths: list[str] | None = None
+    value: Any = None
+    transforms: list[str | dict[str, Any]] = []
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> FieldSpec:
+        given = [key for key in ("column", "path", "columns", "paths", "value")
+                 if key in self.model_fields_set]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of column, path, columns, paths, value "
+                f"(found {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledField:
+    name: str
+    getter: Getter
+    steps: tuple[Transform, ...]
+    finish: Callable[[Any], Any]
+
+
+class CompiledMapping:
+    """A checked mapping, ready to turn source records into canonical records."""
+
+    def __init__(self, origin: str, records_paths: list[RecordsPath], fields: list[_CompiledField]):
+        self.origin = origin
+        self.records_paths = records_paths
+        self._fields = tuple(fields)
+        self.field_names = tuple(field.name for field in fields)
+
+    def apply(self, record: SourceRecord) -> list[CardholderRecord | RejectedRecord]:
+        """One source record -> zero or more canonical or rejected records."""
+        if record.problems:
+            return [RejectedRecord(record.key, tuple(record.problems))]
+        root = record.fields
+        if not self.records_paths:
+            return [self._map_item(record.key, (root,))]
+        results: list[CardholderRecord | RejectedRecord] = []
+        for records_path in self.records_paths:
+            for label, levels in records_path.items(root):
+                results.append(self._map_item(f"{record.key} {label}", levels))
+        return results
+
+    def _map_item(self, source_key: str, levels: tuple[Any, ...]) -> CardholderRecord | RejectedRecord:
+        values: dict[str, Any] = {}
+        reasons: list[str] = []
+        for field in self._fields:
+            value = field.getter(levels)
+            try:
+                for step in field.steps:
+                    value = step(value)
+                values[field.name] = field.finish(value)
+            except TransformError as exc:
+                reasons.append(f"{field.name}: {exc}")
+        for name in REQUIRED_FIELDS:
+            if name in values and values[name] is None:
+                reasons.append(f"{name}: is missing (required)")
+        if reasons:
+            return RejectedRecord(source_key, tuple(reasons))
+        if values.get("pass_status") is None:
+            values.pop("pass_status", None)
+        return CardholderRecord(source_key=source_key, **values)
+
+
+# -- the final step per field type: what the canonical record accepts ------------
+
+
+def _finish_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TransformError("is true/false, expected text")
+    return str(value)
+
+
+def _finish_date(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    raise TransformError("is not a date (add a date transform)")
+
+
+def _finish_status(value: Any) -> PassStatus | None:
+    if value is None or isinstance(value, PassStatus):
+        return value
+    try:
+        return PassStatus(value)
+    except ValueError:
+        raise TransformError(
+            f"is not a pass status ({', '.join(status.value for status in PassStatus)})"
+        ) from None
+
+
+def _finish_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TransformError("is not true/false (map the source values to true and false)")
+
+
+def _finisher(name: str) -> Callable[[Any], Any]:
+    if name in DATE_FIELDS:
+        return _finish_date
+    if name == "pass_status":
+        return _finish_status
+    if name == "is_child":
+        return _finish_bool
+    return _finish_text
+
+
+# -- loading and checking ------------------------------------------------------------
+
+
+def load_mapping(path: str | os.PathLike[str]) -> CompiledMapping:
+    """Read, check and compile a mapping file; raise MappingError listing every problem."""
+    mapping_path = Path(path)
+    try:
+        text = mapping_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingError(str(mapping_path), [
+            f"file not found (looked in {mapping_path.resolve()}); check the source's 'mapping' key"
+        ]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(str(mapping_path), [f"not valid YAML: {exc}"]) from None
+    return compile_mapping(raw, origin=str(mapping_path))
+
+
+def compile_mapping(raw: Any, origin: str = "(mapping)") -> CompiledMapping:
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise MappingError(origin, ["(top level): must be a mapping with 'version' and 'fields'"])
+    for key in raw:
+        if key not in _TOP_LEVEL_KEYS:
+            problems.append(f"{key}: unknown key (expected one of {', '.join(_TOP_LEVEL_KEYS)})")
+    if raw.get("version") != MAPPING_VERSION:
+        problems.append(f"version: must be {MAPPING_VERSION}")
+    records_paths = _compile_records(raw.get("records"), problems)
+    fields = _compile_fields(raw.get("fields"), problems)
+    if problems:
+        raise MappingError(origin, problems)
+    return CompiledMapping(origin, records_paths, fields)
+
+
+def _compile_records(raw: Any, problems: list[str]) -> list[RecordsPath]:
+    if raw is None:
+        return []
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+        problems.append("records: must be a path such as 'leden[*].passen[*]' or a list of them")
+        return []
+    compiled = []
+    for position, text in enumerate(texts):
+        key_path = "records" if isinstance(raw, str) else f"records[{position}]"
+        try:
+            compiled.append(RecordsPath(text))
+        except PathError as exc:
+            problems.append(f"{key_path}: {exc}")
+    return compiled
+
+
+def _compile_fields(raw: Any, problems: list[str]) -> list[_CompiledField]:
+    if not isinstance(raw, dict) or not raw:
+        problems.append("fields: must map canonical field names to their sources")
+        return []
+    compiled = []
+    for name, raw_spec in raw.items():
+        key_path = f"fields.{name}"
+        if name not in CANONICAL_FIELDS:
+            problems.append(f"{key_path}: unknown field (known: {', '.join(CANONICAL_FIELDS)})")
+            continue
+        try:
+            spec = FieldSpec.model_validate(raw_spec)
+        except ValidationError as exc:
+            for error in exc.errors():
+                location = ".".join(str(part) for part in error["loc"])
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = "unknown key (use column, path, columns, paths, value, transforms)"
+                problems.append(f"{key_path}{'.' + location if location else ''}: {message}")
+            continue
+        field = _compile_field(name, spec, key_path, problems)
+        if field is not None:
+            compiled.append(field)
+    for name in REQUIRED_FIELDS:
+        if name not in raw:
+            problems.append(f"fields.{name}: is required but not mapped")
+    return compiled
+
+
+def _compile_field(name: str, spec: FieldSpec, key_path: str, problems: list[str]) -> _CompiledField | None:
+    count_before = len(problems)
+    getter = _compile_getter(spec, key_path, problems)
+    steps = []
+    transform_names = []
+    for position, raw_transform in enumerate(spec.transforms):
+        built = _compile_transform(raw_transform, f"{key_path}.transforms[{position}]", problems)
+        if built is not None:
+            transform_names.append(built[0])
+            steps.append(built[1])
+    # Judge by the names written, so a broken 'date' step is reported once, not twice.
+    transform_names += [_transform_name(raw) for raw in spec.transforms]
+    multiple = spec.columns is not None or spec.paths is not None
+    if multiple and "join" not in transform_names:
+        problems.append(f"{key_path}.transforms: several sources need a 'join' transform")
+    if name in DATE_FIELDS and "date" not in transform_names and "value" not in spec.model_fields_set:
+        problems.append(f"{key_path}.transforms: a date field needs a 'date' transform with a format")
+    if name == "pass_status":
+        _check_constant_outputs(spec, key_path, problems, {status.value for status in PassStatus})
+    if name == "is_child":
+        _check_constant_outputs(spec, key_path, problems, {True, False})
+    if len(problems) > count_before or getter is None:
+        return None
+    return _CompiledField(name, getter, tuple(steps), _finisher(name))
+
+
+def _check_constant_outputs(spec: FieldSpec, key_path: str, problems: list[str], allowed: set[Any]) -> None:
+    """Map targets and defaults of status/boolean fields are checked at load time."""
+    described = ", ".join(sorted(str(value).lower() for value in allowed))
+    if "value" in spec.model_fields_set and spec.value not in allowed:
+        problems.append(f"{key_path}.value: must be one of {described}")
+    for position, transform in enumerate(spec.transforms):
+        if not isinstance(transform, dict) or len(transform) != 1:
+            continue
+        (transform_name, params), = transform.items()
+        if transform_name == "map" and isinstance(params, dict):
+            for source_value, target in (params.get("values") or {}).items():
+                if target not in allowed:
+                    problems.append(
+                        f"{key_path}.transforms[{position}].map.values.{source_value}: "
+                        f"must map to one of {described}"
+                    )
+            if "default" in params and params["default"] not in allowed:
+                problems.append(f"{key_path}.transforms[{position}].map.default: must be one of {described}")
+        if transform_name == "default" and params not in allowed:
+            problems.append(f"{key_path}.transforms[{position}].default: must be one of {described}")
+
+
+def _compile_getter(spec: FieldSpec, key_path: str, problems: list[str]) -> Getter | None:
+    if spec.column is not None:
+        return compile_column(spec.column)
+    if spec.columns is not None:
+        getters = [compile_column(column) for column in spec.columns]
+    elif spec.paths is not None:
+        getters = _compile_paths(spec.paths, f"{key_path}.paths", problems)
+    elif spec.path is not None:
+        compiled = _compile_paths([spec.path], f"{key_path}.path", problems, single=True)
+        return compiled[0] if compiled else None
+    else:
+        constant = spec.value
+        return lambda levels: constant
+    if not getters:
+        problems.append(f"{key_path}: give at least one column or path")
+        return None
+    return lambda levels: [get(levels) for get in getters]
+
+
+def _compile_paths(texts: list[str], key_path: str, problems: list[str], single: bool = False) -> list[Getter]:
+    getters = []
+    for position, text in enumerate(texts):
+        try:
+            getters.append(compile_field_path(text))
+        except PathError as exc:
+            problems.append(f"{key_path if single else f'{key_path}[{position}]'}: {exc}")
+    return getters
+
+
+def _transform_name(raw: Any) -> str | None:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        return next(iter(raw))
+    return None
+
+
+def _compile_transform(raw: Any, key_path: str, problems: list[str]) -> tuple[str, Transform] | None:
+    known = ", ".join(TRANSFORMS)
+    if isinstance(raw, str):
+        name, params = raw, None
+    elif isinstance(raw, dict) and len(raw) == 1:
+        (name, params), = raw.items()
+    else:
+        problems.append(f"{key_path}: write a transform as a name or as '{{name: parameters}}'")
+        return None
+    spec = TRANSFORMS.get(name)
+    if spec is None:
+        problems.append(f"{key_path}: unknown transform '{name}' (known: {known})")
+        return None
+    if spec.params_model is None:
+        if params is not None:
+            problems.append(f"{key_path}.{name}: takes no parameters")
+            return None
+        return name, spec.builder(None)
+    if params is None:
+        params = {}  # a bare name: parameters all take their defaults, or are reported missing
+    if not isinstance(params, dict) and spec.shorthand:
+        params = {spec.shorthand: params}
+    try:
+        model = spec.params_model.model_validate(params)
+    except ValidationError as exc:
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{key_path}.{name}{'.' + location if location else ''}: {message}")
+        return None
+    return name, spec.builder(model)

@@ -1,0 +1,92 @@
+"""Which connectors exist: found through entry points, built-ins included.
+
+Every connector, including the ones shipped in ``connectors/``, registers under
+the entry-point group ``stadspas_adapter.connectors``; a third-party package
+adds one by declaring an entry point, with no change to this repository. A
+name registered twice is an error rather than a silent override: two packages
+claiming ``soap`` would otherwise decide by install order which one reads a
+municipality's cardholders.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
+
+from adapter.connector import Connector
+
+ENTRY_POINT_GROUP = "stadspas_adapter.connectors"
+
+
+class RegistryError(Exception):
+    """A connector could not be registered or found."""
+
+
+class DuplicateConnectorError(RegistryError):
+    pass
+
+
+class UnknownConnectorError(RegistryError):
+    pass
+
+
+class ConnectorRegistry:
+    """Connector name -> connector class. Build a fresh one in tests and inject it."""
+
+    def __init__(self) -> None:
+        self._connectors: dict[str, type[Connector]] = {}
+
+    def register(self, name: str, connector_class: type[Connector]) -> None:
+        if name in self._connectors:
+            raise DuplicateConnectorError(
+                f"connector '{name}' is registered twice "
+                f"({self._connectors[name].__module__} and {connector_class.__module__}); "
+                "uninstall one of the packages or give one a different entry-point name"
+            )
+        if not (isinstance(connector_class, type) and issubclass(connector_class, Connector)):
+            raise RegistryError(
+                f"connector '{name}' points at {connector_class!r}, which is not a "
+                "subclass of adapter.connector.Connector"
+            )
+        self._connectors[name] = connector_class
+
+    def get(self, name: str) -> type[Connector]:
+        try:
+            return self._connectors[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "(none installed)"
+            raise UnknownConnectorError(
+                f"unknown connector '{name}'; known connectors: {known}. "
+                "Check the 'connector' key of the source, or install the package that provides it"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._connectors)
+
+    def items(self) -> list[tuple[str, type[Connector]]]:
+        return sorted(self._connectors.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._connectors
+
+    def load_entry_points(self, found: Iterable[EntryPoint] | None = None) -> ConnectorRegistry:
+        """Register every entry point of the group (or the ones given, for tests)."""
+        if found is None:
+            found = entry_points(group=ENTRY_POINT_GROUP)
+        for entry_point in found:
+            try:
+                connector_class = entry_point.load()
+            except Exception as exc:  # a broken plug-in must name itself
+                raise RegistryError(
+                    f"connector '{entry_point.name}' ({entry_point.value}) could not be "
+                    f"loaded: {exc}. Reinstall or remove the package that provides it"
+                ) from exc
+            self.register(entry_point.name, connector_class)
+        return self
+
+
+@functools.cache
+def default_registry() -> ConnectorRegistry:
+    """The registry of installed connectors, discovered once per process."""
+    return ConnectorRegistry().load_entry_points()

@@ -1,0 +1,80 @@
+"""What the sync engine calls: a configured source -> canonical records.
+
+``iter_mapped`` streams: connector record -> mapping -> validation, one source
+record at a time, so a million-row export never sits in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+from adapter.connector import Connector
+from adapter.mapping import CompiledMapping, load_mapping
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.registry import ConnectorRegistry, default_registry
+from adapter.validation import validate_record
+
+
+class SourceSettingsLike(Protocol):
+    """The fields of ``adapter.settings.SourceSettings`` this module reads."""
+
+    connector: str
+    mapping: Path
+    options: dict[str, Any]
+
+
+def open_source(
+    source_settings: SourceSettingsLike,
+    registry: ConnectorRegistry | None = None,
+    *,
+    source_name: str = "(unnamed)",
+    base_dir: Path | None = None,
+) -> tuple[Connector, CompiledMapping]:
+    """Build the source's connector and load its mapping, before any I/O to the source.
+
+    Raises ``UnknownConnectorError`` (naming the known connectors) or
+    ``MappingError`` (listing every problem). Invalid connector options are
+    reported by ``connector.check()`` and raised by ``connector.records()``.
+    ``base_dir`` resolves relative paths in the options (the configuration
+    file's directory); the current directory when not given.
+    """
+    registry = registry or default_registry()
+    connector_class = registry.get(source_settings.connector)
+    mapping = load_mapping(source_settings.mapping)
+    connector = connector_class(source_settings.options, source_name=source_name, base_dir=base_dir)
+    return connector, mapping
+
+
+def iter_mapped(
+    source_settings: SourceSettingsLike,
+    registry: ConnectorRegistry | None = None,
+    *,
+    source_name: str = "(unnamed)",
+    base_dir: Path | None = None,
+    today: date | None = None,
+) -> Iterator[CardholderRecord | RejectedRecord]:
+    """Every record of the source, mapped and validated, one at a time.
+
+    Connector errors (source unreachable, credentials refused) propagate as
+    ``adapter.connector.ConnectorError``: the sync must stop, not conclude that
+    every cardholder disappeared.
+    """
+    connector, mapping = open_source(
+        source_settings, registry, source_name=source_name, base_dir=base_dir
+    )
+    yield from map_records(connector, mapping, today=today)
+
+
+def map_records(
+    connector: Connector, mapping: CompiledMapping, *, today: date | None = None
+) -> Iterator[CardholderRecord | RejectedRecord]:
+    reference_today = today or date.today()
+    for source_record in connector.records():
+        for mapped in mapping.apply(source_record):
+            if isinstance(mapped, CardholderRecord):
+                yield validate_record(mapped, reference_today)
+            else:
+                yield mapped

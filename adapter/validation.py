@@ -1,0 +1,62 @@
+"""Checks every canonical record must pass before the sync engine sees it.
+
+A failing record becomes a ``RejectedRecord`` whose reasons name the field and
+the rule, never the value (it may be a BSN or a name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+from stdnum.nl import bsn as bsn_number
+
+from adapter.records import CardholderRecord, RejectedRecord
+
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+# Pass numbers seen in the field have 10-19 digits (PASS/GPASS, Ooievaarspas);
+# shorter test cards exist, longer ones are an export error (two columns glued).
+PASS_NUMBER_MIN_DIGITS = 4
+PASS_NUMBER_MAX_DIGITS = 24
+
+
+def check_record(record: CardholderRecord, today: date) -> list[str]:
+    """The reasons ``record`` is invalid, or an empty list."""
+    reasons: list[str] = []
+    if record.bsn is not None:
+        if not bsn_number.is_valid(record.bsn):
+            reasons.append("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)")
+    pass_number = record.pass_number
+    if not pass_number.isdigit() or not pass_number.isascii():
+        reasons.append("pass_number: must contain digits only")
+    elif not PASS_NUMBER_MIN_DIGITS <= len(pass_number) <= PASS_NUMBER_MAX_DIGITS:
+        reasons.append(
+            f"pass_number: must have {PASS_NUMBER_MIN_DIGITS} to {PASS_NUMBER_MAX_DIGITS} digits"
+        )
+    if record.replaces_pass_number is not None and not record.replaces_pass_number.isdigit():
+        reasons.append("replaces_pass_number: must contain digits only")
+    if record.birth_date is not None:
+        if record.birth_date > today:
+            reasons.append("birth_date: lies in the future")
+        elif record.birth_date < EARLIEST_BIRTH_DATE:
+            reasons.append("birth_date: lies before 1900")
+    if record.valid_from and record.valid_until and record.valid_until < record.valid_from:
+        reasons.append("valid_until: lies before valid_from")
+    return reasons
+
+
+def validate_record(record: CardholderRecord, today: date | None = None) -> CardholderRecord | RejectedRecord:
+    """The record (BSN normalised to 9 digits) or a RejectedRecord with every reason."""
+    record = _normalise_bsn(record)
+    reasons = check_record(record, today or date.today())
+    if reasons:
+        return RejectedRecord(record.source_key, tuple(reasons))
+    return record
+
+
+def _normalise_bsn(record: CardholderRecord) -> CardholderRecord:
+    # A spreadsheet round-trip turns 012345678 into 12345678: pad before the 11-proof.
+    bsn = record.bsn
+    if bsn is not None and len(bsn) == 8 and bsn.isdigit():
+        return dataclasses.replace(record, bsn=bsn.zfill(9))
+    return record

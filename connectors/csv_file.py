@@ -1,0 +1,175 @@
+"""CSV exports: a file, or a folder of dated exports where the newest wins.
+
+Stadspas back offices drop a nightly export: semicolon-separated, Windows-1252
+or UTF-8 with a BOM (Excel), dates as dd-mm-jjjj, Dutch decimal comma. Every
+column is read as text; the mapping decides what it means. The file is
+streamed row by row, so memory does not grow with its size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from adapter.connector import CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions
+from adapter.records import SourceRecord
+
+SAMPLES = Path(__file__).parent / "samples"
+_DETECT_CHUNK_BYTES = 1 << 16
+
+
+class CsvOptions(ConnectorOptions):
+    path: Path = Field(description="An export file, or a folder of dated exports (newest wins)")
+    # Used when path is a folder; exports named with an ISO date sort by name.
+    file_pattern: str = "*.csv"
+    newest_by: Literal["name", "mtime"] = "name"
+    delimiter: str = Field(default=";", min_length=1, max_length=1)
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252"] = "auto"
+    quote_char: str = Field(default='"', min_length=1, max_length=1)
+    header: bool = True
+    # Column names when the export has no header row.
+    columns: list[str] | None = None
+    skip_rows: int = Field(default=0, ge=0, description="Lines before the header (titles, dates)")
+    # Columns whose "12,50" becomes "12.50"; the values stay text.
+    decimal_comma_columns: list[str] = []
+
+    @model_validator(mode="after")
+    def _columns_or_header(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("without a header row, list the column names in 'columns'")
+        if self.delimiter == self.quote_char:
+            raise ValueError("delimiter and quote_char must differ")
+        return self
+
+
+class CsvConnector(Connector):
+    """Reads a CSV export file (or the newest in a folder)."""
+
+    options_model = CsvOptions
+    description = "CSV export: a file or a folder of dated exports (newest wins)"
+
+    def current_file(self) -> Path:
+        """The file to read: the path itself, or the newest export in the folder."""
+        options: CsvOptions = self.options
+        path = self.resolve_path(options.path)
+        if path.is_file():
+            return path
+        if path.is_dir():
+            candidates = [item for item in path.glob(options.file_pattern) if item.is_file()]
+            if not candidates:
+                raise ConnectorError(
+                    self.source_name,
+                    f"the folder {path} holds no file matching '{options.file_pattern}'",
+                    "Check that last night's export arrived, or correct options.file_pattern",
+                )
+            if options.newest_by == "mtime":
+                return max(candidates, key=lambda item: (item.stat().st_mtime, item.name))
+            return max(candidates, key=lambda item: item.name)
+        raise ConnectorError(
+            self.source_name,
+            f"the export {path} does not exist",
+            "Check options.path, and that the export job wrote its file",
+        )
+
+    def detect_encoding(self, path: Path) -> str:
+        """utf-8-sig with a BOM; utf-8 if the whole file decodes as such; else cp1252."""
+        options: CsvOptions = self.options
+        if options.encoding != "auto":
+            return options.encoding
+        with path.open("rb") as stream:
+            first = stream.read(_DETECT_CHUNK_BYTES)
+            if first.startswith(codecs.BOM_UTF8):
+                return "utf-8-sig"
+            # Scan in chunks so a late 'ë' is seen without loading the file.
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            chunk = first
+            try:
+                while chunk:
+                    decoder.decode(chunk)
+                    chunk = stream.read(_DETECT_CHUNK_BYTES)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                return "cp1252"
+        return "utf-8"
+
+    def records(self) -> Iterator[SourceRecord]:
+        options: CsvOptions = self.options
+        path = self.current_file()
+        encoding = self.detect_encoding(path)
+        try:
+            with path.open(encoding=encoding, newline="") as stream:
+                yield from self._read_rows(stream, options)
+        except UnicodeDecodeError:
+            raise ConnectorError(
+                self.source_name,
+                f"the export {path.name} is not valid {encoding}",
+                "Set options.encoding to the export's encoding (auto, utf-8, utf-8-sig or cp1252)",
+            ) from None
+
+    def _read_rows(self, stream, options: CsvOptions) -> Iterator[SourceRecord]:
+        for _ in range(options.skip_rows):
+            if not stream.readline():
+                return
+        reader = csv.reader(stream, delimiter=options.delimiter, quotechar=options.quote_char)
+        line_offset = options.skip_rows
+        if options.header:
+            header = next(reader, None)
+            if header is None:
+                return
+            columns = [name.strip() for name in header]
+        else:
+            columns = list(options.columns or [])
+        width = len(columns)
+        decimal_columns = [name for name in options.decimal_comma_columns if name in columns]
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            key = f"line {reader.line_num + line_offset}"
+            if len(row) != width:
+                # A wrong column count means a broken quote or a stray delimiter: the
+                # values may sit in the wrong columns, so the row is rejected, not guessed.
+                yield SourceRecord(key, {}, (f"row has {len(row)} columns, the header has {width}",))
+                continue
+            fields = dict(zip(columns, row))
+            for name in decimal_columns:
+                fields[name] = fields[name].replace(".", "").replace(",", ".")
+            yield SourceRecord(key, fields)
+
+    def check(self) -> CheckResult:
+        check = CheckBuilder(self.source_name, "csv")
+        if self.option_problems:
+            check.failed_with("settings", "; ".join(self.option_problems))
+            return check.result()
+        check.passed("settings", "options are valid")
+        try:
+            path = self.current_file()
+            encoding = self.detect_encoding(path)
+            with path.open(encoding=encoding, newline="") as stream:
+                for _ in range(self.options.skip_rows):
+                    stream.readline()
+                first_line = stream.readline()
+        except ConnectorError as exc:
+            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        except (OSError, UnicodeDecodeError) as exc:
+            check.failed_with("connection", f"cannot read the export: {exc.__class__.__name__}. "
+                              "Check file permissions and options.encoding")
+            return check.result()
+        if not first_line:
+            check.failed_with("connection", f"the export {path.name} is empty. "
+                              "Check that the export job finished")
+        else:
+            check.passed("connection", f"reads {path.name} ({encoding})")
+        check.not_applicable("credentials", "a file needs no credentials")
+        return check.result()
+
+    @classmethod
+    @contextlib.contextmanager
+    def sample(cls) -> Iterator[CsvConnector]:
+        yield cls({"path": str(SAMPLES / "csv" / "exports")}, source_name="sample-csv")

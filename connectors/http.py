@@ -1,0 +1,91 @@
+"""HTTP plumbing shared by the REST and SOAP connectors: retries and probes.
+
+Retries cover what a later attempt can fix: no connection, a timeout, a 5xx
+from the server or its gateway. A 4xx or a SOAP Fault is not retried: asking
+again with the same key or the same request gets the same answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+T = TypeVar("T")
+
+
+class RetryableError(Exception):
+    """Raised inside an attempt to ask for another one; ``reason`` is operator text."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def with_retries(
+    attempt: Callable[[], T],
+    *,
+    retries: int,
+    backoff_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``attempt`` up to 1 + retries times, doubling the pause after each failure.
+
+    ``attempt`` raises RetryableError for a failure worth retrying; the last
+    one is re-raised for the caller to word.
+    """
+    for attempt_number in range(retries + 1):
+        try:
+            return attempt()
+        except RetryableError:
+            if attempt_number == retries:
+                raise
+            sleep(backoff_seconds * (2 ** attempt_number))
+    raise AssertionError("unreachable")
+
+
+def describe_transport_error(error: requests.RequestException, timeout_seconds: float | None = None) -> str:
+    """Operator text for a requests failure, without the URL's query (it may hold data)."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return "could not connect within the timeout"
+    if isinstance(error, requests.exceptions.Timeout):
+        limit = f" within {timeout_seconds:g} s" if timeout_seconds else ""
+        return f"did not answer{limit} (timeout)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed (check the client certificate and CA bundle)"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "could not connect (connection refused or host unreachable)"
+    return f"the request failed ({error.__class__.__name__})"
+
+
+def configure_tls(
+    session: requests.Session,
+    client_cert: Path | None,
+    client_key: Path | None,
+    ca_bundle: Path | None,
+) -> None:
+    """mTLS as municipal gateways (Suwinet, GWS) require: our certificate, their CA."""
+    if client_cert is not None:
+        session.cert = (str(client_cert), str(client_key)) if client_key else str(client_cert)
+    if ca_bundle is not None:
+        session.verify = str(ca_bundle)
+
+
+def probe_tcp(url: str, timeout_seconds: float) -> str | None:
+    """None when a TCP connection to the URL's host opens, else what went wrong."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return f"'{url}' has no host name"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_seconds):
+            return None
+    except socket.timeout:
+        return f"no answer from {parts.hostname}:{port} within {timeout_seconds:g} s"
+    except OSError as exc:
+        return f"cannot connect to {parts.hostname}:{port} ({exc.strerror or exc.__class__.__name__})"

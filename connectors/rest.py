@@ -1,0 +1,242 @@
+"""JSON APIs in the style of the PASS/GPASS vendor API (Amsterdam, Dordrecht).
+
+One ``pashouder`` document per source record, with its ``passen`` and its
+household members in ``sub_pashouders``; the mapping iterates those. The list
+is read with offset/limit paging until ``total`` records have been seen. The
+bearer key comes from an environment variable named in the options: the
+vendor issues one key per administration, and keys do not belong in files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from pydantic import Field
+
+from adapter.connector import (
+    CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions, SourceAuthError,
+    SourceUnavailable,
+)
+from adapter.records import SourceRecord
+from connectors.http import (
+    RetryableError, configure_tls, describe_transport_error, probe_tcp, with_retries,
+)
+from connectors.replay import replay_session
+
+SAMPLES = Path(__file__).parent / "samples" / "rest"
+
+
+class RestOptions(ConnectorOptions):
+    base_url: str = Field(pattern=r"^https?://", description="e.g. https://pas.example.nl/rest/sales/v1")
+    list_path: str = "/pashouders"
+    # The NAME of the environment variable holding the bearer key, never the key.
+    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    items_key: str = "pashouders"
+    total_key: str = "total"
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_size: int = Field(default=100, ge=1, le=10_000)
+    query: dict[str, str] = {}
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_bundle: Path | None = None
+
+
+class RestConnector(Connector):
+    """Reads cardholders from a PASS/GPASS-style JSON API."""
+
+    options_model = RestOptions
+    description = "JSON API in the PASS/GPASS style (bearer key, offset/limit paging)"
+
+    def __init__(self, options, *, source_name="(unnamed)", base_dir=None,
+                 session: requests.Session | None = None):
+        super().__init__(options, source_name=source_name, base_dir=base_dir)
+        self._session = session
+
+    # -- reading ------------------------------------------------------------
+
+    def records(self) -> Iterator[SourceRecord]:
+        options: RestOptions = self.options
+        session = self._build_session(self._api_key())
+        offset, page = 0, 1
+        while True:
+            body = self._get_page(session, offset, options.page_size)
+            items, total = self._items_and_total(body)
+            for position, item in enumerate(items):
+                yield SourceRecord(f"page {page} item {position}", item)
+            offset += len(items)
+            if offset >= total:
+                return
+            if not items:
+                # Stopping here silently would look like cardholders vanished.
+                raise ConnectorError(
+                    self.source_name,
+                    f"the API returned an empty page after {offset} of {total} records",
+                    "Run the sync again later; ask the vendor if it persists",
+                )
+            page += 1
+
+    def _api_key(self) -> str:
+        name = self.options.api_key_env
+        key = os.environ.get(name)
+        if not key:
+            raise ConnectorError(
+                self.source_name,
+                f"environment variable {name} (the API key) is not set",
+                f"Set {name} for the adapter's service account and restart it",
+            )
+        return key
+
+    def _build_session(self, api_key: str) -> requests.Session:
+        options: RestOptions = self.options
+        session = self._session or requests.Session()
+        configure_tls(
+            session,
+            self.resolve_path(options.client_cert) if options.client_cert else None,
+            self.resolve_path(options.client_key) if options.client_key else None,
+            self.resolve_path(options.ca_bundle) if options.ca_bundle else None,
+        )
+        session.headers["Authorization"] = f"Bearer {api_key}"
+        session.headers["Accept"] = "application/json"
+        return session
+
+    def _get_page(self, session: requests.Session, offset: int, limit: int) -> Any:
+        options: RestOptions = self.options
+        url = options.base_url.rstrip("/") + "/" + options.list_path.lstrip("/")
+        params = {**options.query, options.offset_param: offset, options.limit_param: limit}
+
+        def attempt() -> requests.Response:
+            try:
+                response = session.get(
+                    url, params=params, timeout=(options.connect_timeout, options.read_timeout)
+                )
+            except requests.RequestException as exc:
+                raise RetryableError(describe_transport_error(exc, options.read_timeout)) from None
+            if response.status_code >= 500:
+                raise RetryableError(f"answered HTTP {response.status_code}")
+            return response
+
+        try:
+            response = with_retries(attempt, retries=options.retries, backoff_seconds=options.backoff_seconds)
+        except RetryableError as exc:
+            raise SourceUnavailable(
+                self.source_name,
+                f"the API at {options.base_url} {exc.reason} (after {options.retries + 1} attempts)",
+                "Check that the API is up and reachable from this server, then run again",
+            ) from None
+        self._raise_for_client_error(response)
+        try:
+            return response.json()
+        except ValueError:
+            content_type = response.headers.get("Content-Type", "unknown")
+            raise ConnectorError(
+                self.source_name,
+                f"the API answered something that is not JSON (content type {content_type})",
+                "Check options.base_url and options.list_path: they may point at a web page",
+            ) from None
+
+    def _raise_for_client_error(self, response: requests.Response) -> None:
+        options: RestOptions = self.options
+        status = response.status_code
+        if status in (401, 403):
+            raise SourceAuthError(
+                self.source_name,
+                f"the API refused the key from environment variable {options.api_key_env} (HTTP {status})",
+                f"Check that {options.api_key_env} holds the current key for this administration",
+            )
+        if status == 404:
+            raise ConnectorError(
+                self.source_name,
+                f"the API has no list at {options.list_path} (HTTP 404)",
+                "Check options.base_url and options.list_path against the vendor's documentation",
+            )
+        if status >= 400:
+            raise ConnectorError(
+                self.source_name,
+                f"the API refused the request (HTTP {status})",
+                "Check the paging and query options; ask the vendor what the status means",
+            )
+
+    def _items_and_total(self, body: Any) -> tuple[list[dict[str, Any]], int]:
+        options: RestOptions = self.options
+        items = body.get(options.items_key) if isinstance(body, dict) else None
+        total = body.get(options.total_key) if isinstance(body, dict) else None
+        if not isinstance(items, list) or not isinstance(total, int):
+            raise ConnectorError(
+                self.source_name,
+                f"the API answer has no list '{options.items_key}' and number '{options.total_key}'",
+                "Set options.items_key and options.total_key to the names the API uses",
+            )
+        return items, total
+
+    # -- checking -------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        check = CheckBuilder(self.source_name, "rest")
+        if self.option_problems:
+            check.failed_with("settings", "; ".join(self.option_problems))
+            return check.result()
+        options: RestOptions = self.options
+        if not os.environ.get(options.api_key_env):
+            check.failed_with("settings", f"environment variable {options.api_key_env} (the API key) "
+                              "is not set; set it for the adapter's service account")
+            return check.result()
+        check.passed("settings", "options are valid and the API key variable is set")
+        if self._session is None:
+            problem = probe_tcp(options.base_url, options.connect_timeout)
+            if problem:
+                check.failed_with("connection", f"{problem}; check options.base_url and the firewall")
+                return check.result()
+        try:
+            session = self._build_session(self._api_key())
+            body = self._get_page(session, 0, 1)
+            _, total = self._items_and_total(body)
+        except SourceAuthError as exc:
+            check.passed("connection", f"the API at {options.base_url} answers")
+            check.failed_with("credentials", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        except ConnectorError as exc:
+            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        check.passed("connection", f"the API at {options.base_url} answers")
+        check.passed("credentials", f"the key is accepted; the API reports {total} cardholders")
+        return check.result()
+
+    @classmethod
+    @contextlib.contextmanager
+    def sample(cls) -> Iterator[RestConnector]:
+        base_url = "https://pas.example.invalid/rest/sales/v1"
+        variable = "STADSPAS_SAMPLE_API_KEY"
+        previous = os.environ.get(variable)
+        os.environ[variable] = "sample-key"
+        try:
+            yield cls(
+                {"base_url": base_url, "api_key_env": variable, "page_size": 2, "retries": 0},
+                source_name="sample-rest",
+                session=replay_session(_sample_answer, base_url),
+            )
+        finally:
+            if previous is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = previous
+
+
+def _sample_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+    """The bundled sample: pashouders-offset-N.json answers offset N."""
+    offset = parse_qs(urlsplit(request.url or "").query).get("offset", ["0"])[0]
+    page_file = SAMPLES / f"pashouders-offset-{int(offset)}.json"
+    if not page_file.exists():
+        return 200, {"Content-Type": "application/json"}, json.dumps({"total": 0, "pashouders": []}).encode()
+    return 200, {"Content-Type": "application/json"}, page_file.read_bytes()

@@ -1,0 +1,350 @@
+"""SOAP services of municipal back offices (Centric Suite4/GWS, StUF bridges).
+
+The operation, its arguments and the paging are options; the WSDL is a local
+file; every client comes from ``connectors.soap_client.build_client``. One
+source record is one item of the answer at ``records_path`` (a household, in
+the sample service); the mapping iterates its members and passes.
+
+What these services do that needs care, and where it is handled:
+* a gateway's HTML 502 reaches zeep as ``Fault("Unknown fault occured")``:
+  told apart by the HTTP answer the transport remembers, and retried;
+* an empty answer (no body, or a response without items) means "no data";
+* ``Fault.detail`` is an lxml element that cannot be pickled: only the fault
+  code and (redacted) fault string go into our exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from zeep.exceptions import Fault, TransportError, ValidationError, XMLParseError
+from zeep.helpers import serialize_object
+
+from adapter.connector import (
+    CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions, SourceFault,
+    SourceUnavailable, redact,
+)
+from adapter.paths import PathError, compile_field_path
+from adapter.records import SourceRecord
+from connectors.http import RetryableError, describe_transport_error, probe_tcp, with_retries
+from connectors.replay import replay_session
+from connectors.soap_client import SoapClientError, bind_service, build_client, operation_names
+
+SAMPLES = Path(__file__).parent / "samples" / "soap"
+SAMPLE_WSDL = Path(__file__).parent / "wsdl" / "stadspas-v1.wsdl"
+_ZEEP_UNKNOWN_FAULT = "Unknown fault occured"  # sic, zeep's spelling
+
+
+class PagingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # none: one call. page_number: ask page 1, 2, ... until a page is short or empty.
+    # continuation: ask the next page while the answer's flag (StUF indicatorVervolgvraag) is true.
+    style: Literal["none", "page_number", "continuation"] = "none"
+    page_argument: str = "pagina"
+    page_size_argument: str | None = "maximumAantal"
+    page_size: int = Field(default=100, ge=1, le=10_000)
+    first_page: int = Field(default=1, ge=0)
+    more_flag_path: str = "indicatorVervolgvraag"
+    # Set to true in every follow-up request, when the service wants that.
+    continuation_argument: str | None = None
+    max_pages: int = Field(default=10_000, ge=1)
+
+
+class SoapOptions(ConnectorOptions):
+    wsdl: Path = Field(description="Local WSDL file; never a URL")
+    service: str | None = None
+    port: str | None = None
+    operation: str
+    # Overrides the WSDL's soap:address (test, acceptance and production differ).
+    endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    arguments: dict[str, Any] = {}
+    records_path: str = Field(description="Where the list of records sits in the answer")
+    paging: PagingOptions = PagingOptions()
+    username: str | None = None
+    # The NAME of the environment variable holding the WS-Security password.
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    use_digest: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_bundle: Path | None = None
+    timeout: float = Field(default=10.0, gt=0, description="seconds to load the WSDL")
+    operation_timeout: float = Field(default=60.0, gt=0, description="seconds per call")
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    xsd_ignore_sequence_order: bool = False
+
+    @model_validator(mode="after")
+    def _username_with_password(self) -> SoapOptions:
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("WS-Security needs both username and password_env")
+        for label in ("records_path", "paging.more_flag_path"):
+            text = self.records_path if label == "records_path" else self.paging.more_flag_path
+            try:
+                compile_field_path(text)
+            except PathError as exc:
+                raise ValueError(f"{label}: {exc}") from None
+        return self
+
+
+class SoapConnector(Connector):
+    """Reads cardholders from a WSDL-described SOAP service."""
+
+    options_model = SoapOptions
+    description = "SOAP service (zeep): local WSDL, paging, WS-Security, mTLS"
+
+    def __init__(self, options, *, source_name="(unnamed)", base_dir=None,
+                 session: requests.Session | None = None):
+        super().__init__(options, source_name=source_name, base_dir=base_dir)
+        self._session = session
+
+    # -- building -----------------------------------------------------------------
+
+    def _password(self) -> str | None:
+        name = self.options.password_env
+        if name is None:
+            return None
+        password = os.environ.get(name)
+        if not password:
+            raise ConnectorError(
+                self.source_name,
+                f"environment variable {name} (the WS-Security password) is not set",
+                f"Set {name} for the adapter's service account and restart it",
+            )
+        return password
+
+    def _open(self):
+        options: SoapOptions = self.options
+        resolve = self.resolve_path
+        try:
+            client = build_client(
+                resolve(options.wsdl),
+                timeout=options.timeout,
+                operation_timeout=options.operation_timeout,
+                username=options.username,
+                password=self._password(),
+                use_digest=options.use_digest,
+                client_cert=resolve(options.client_cert) if options.client_cert else None,
+                client_key=resolve(options.client_key) if options.client_key else None,
+                ca_bundle=resolve(options.ca_bundle) if options.ca_bundle else None,
+                xsd_ignore_sequence_order=options.xsd_ignore_sequence_order,
+                session=self._session,
+            )
+            service, port = bind_service(client, options.service, options.port, options.endpoint)
+        except SoapClientError as exc:
+            raise ConnectorError(self.source_name, str(exc), "Fix the SOAP options and run "
+                                 "'connectors check' again") from None
+        if options.operation not in operation_names(port):
+            raise ConnectorError(
+                self.source_name,
+                f"options.operation: '{options.operation}' is not in the WSDL "
+                f"(it has: {', '.join(operation_names(port))})",
+                "Correct options.operation",
+            )
+        return client, service, port
+
+    # -- reading ------------------------------------------------------------------
+
+    def records(self) -> Iterator[SourceRecord]:
+        options: SoapOptions = self.options
+        paging = options.paging
+        client, service, _ = self._open()
+        records_at = compile_field_path(options.records_path)
+        more_at = compile_field_path(paging.more_flag_path)
+        page = paging.first_page
+        for page_count in range(1, paging.max_pages + 1):
+            arguments = self._arguments(page, follow_up=page_count > 1)
+            answer = self._call(client, service, arguments)
+            items = _as_list(records_at((answer,))) if answer is not None else []
+            for position, item in enumerate(items):
+                yield SourceRecord(f"page {page} item {position}", item)
+            if paging.style == "none":
+                return
+            if paging.style == "page_number" and len(items) < paging.page_size:
+                return
+            if paging.style == "continuation" and not (answer is not None and more_at((answer,)) is True):
+                return
+            page += 1
+        raise ConnectorError(
+            self.source_name,
+            f"the service still had more after {paging.max_pages} pages",
+            "Raise options.paging.max_pages, or check that the service ever says it is done",
+        )
+
+    def _arguments(self, page: int, follow_up: bool, page_size: int | None = None) -> dict[str, Any]:
+        options: SoapOptions = self.options
+        paging = options.paging
+        arguments = dict(options.arguments)
+        if paging.style != "none":
+            arguments[paging.page_argument] = page
+            if paging.page_size_argument:
+                arguments[paging.page_size_argument] = page_size or paging.page_size
+            if follow_up and paging.continuation_argument:
+                arguments[paging.continuation_argument] = True
+        return arguments
+
+    def _call(self, client, service, arguments: dict[str, Any], retries: int | None = None) -> Any:
+        """One operation call with retries; the answer as plain dicts and lists, or None."""
+        options: SoapOptions = self.options
+        operation = getattr(service, options.operation)
+        transport = client.transport
+
+        def attempt() -> Any:
+            try:
+                return operation(**arguments)
+            except Fault as fault:
+                # zeep parses a gateway's well-formed HTML error page as a fault without a Fault node.
+                if transport.last_was_html or (
+                    fault.message == _ZEEP_UNKNOWN_FAULT and transport.last_status != 200
+                ):
+                    raise RetryableError(self._html_error_text(transport)) from None
+                raise SourceFault(
+                    self.source_name,
+                    f"the service answered a SOAP Fault (code {_fault_code(fault)}): "
+                    f"{redact(str(fault.message or ''))}",
+                    "Check options.arguments and the account's rights; ask the service's "
+                    "administrator about this fault code",
+                ) from None
+            except TransportError as error:
+                if error.status_code == 200 and not error.content:
+                    return None  # an empty answer: the service has nothing for us
+                if transport.last_was_html:
+                    raise RetryableError(self._html_error_text(transport)) from None
+                if error.status_code and error.status_code < 500:
+                    raise ConnectorError(
+                        self.source_name,
+                        f"the service refused the request (HTTP {error.status_code})",
+                        "Check options.endpoint, the client certificate and the account",
+                    ) from None
+                raise RetryableError(f"answered HTTP {error.status_code}") from None
+            except requests.RequestException as error:
+                raise RetryableError(describe_transport_error(error, options.operation_timeout)) from None
+            except ValidationError as error:
+                # zeep checks the request against the WSDL before sending it.
+                raise ConnectorError(
+                    self.source_name,
+                    f"the request does not fit the WSDL: {redact(str(error.message))}",
+                    "Add or correct the value in options.arguments (or options.paging)",
+                ) from None
+            except XMLParseError as error:
+                raise ConnectorError(
+                    self.source_name,
+                    f"the answer does not fit the WSDL: {redact(str(error.message))}",
+                    "If the service sends elements out of order, set options.xsd_ignore_sequence_order: "
+                    "true; otherwise check that the local WSDL matches the service's version",
+                ) from None
+
+        try:
+            answer = with_retries(
+                attempt,
+                retries=options.retries if retries is None else retries,
+                backoff_seconds=options.backoff_seconds,
+            )
+        except RetryableError as exc:
+            attempts = (options.retries if retries is None else retries) + 1
+            raise SourceUnavailable(
+                self.source_name,
+                f"the SOAP service at {self._address(service)}: {exc.reason} (after {attempts} attempts)",
+                "Check that the service and its gateway are up, then run again; "
+                "raise options.operation_timeout if it is merely slow",
+            ) from None
+        return _plain(serialize_object(answer, dict)) if answer is not None else None
+
+    @staticmethod
+    def _html_error_text(transport) -> str:
+        return f"the gateway answered an HTML error page, HTTP {transport.last_status}"
+
+    @staticmethod
+    def _address(service) -> str:
+        return re.sub(r"\?.*$", "", service._binding_options.get("address", "(unknown)"))
+
+    # -- checking -------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        check = CheckBuilder(self.source_name, "soap")
+        if self.option_problems:
+            check.failed_with("settings", "; ".join(self.option_problems))
+            return check.result()
+        try:
+            client, service, _ = self._open()
+        except ConnectorError as exc:
+            check.failed_with("settings", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        check.passed("settings", f"options are valid; the WSDL is read and offers '{self.options.operation}'")
+        address = self._address(service)
+        if self._session is None:
+            problem = probe_tcp(address, min(self.options.operation_timeout, 10.0))
+            if problem:
+                check.failed_with("connection", f"{problem}; check options.endpoint and the firewall")
+                return check.result()
+        try:
+            self._call(client, service, self._arguments(self.options.paging.first_page, False, 1), retries=0)
+        except SourceFault as exc:
+            check.passed("connection", f"the service at {address} answers")
+            check.failed_with("credentials", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        except ConnectorError as exc:
+            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            return check.result()
+        check.passed("connection", f"the service at {address} answers")
+        check.passed("credentials", "a first page was read")
+        return check.result()
+
+    @classmethod
+    @contextlib.contextmanager
+    def sample(cls) -> Iterator[SoapConnector]:
+        endpoint = "https://stadspas.gemeente.example/soap/v1"
+        yield cls(
+            {
+                "wsdl": str(SAMPLE_WSDL),
+                "operation": "zoekPashouders",
+                "endpoint": endpoint,
+                "arguments": {"gemeentecode": "0599"},
+                "records_path": "huishouden",
+                "paging": {"style": "continuation", "page_size": 2},
+                "retries": 0,
+            },
+            source_name="sample-soap",
+            session=replay_session(_sample_answer, endpoint),
+        )
+
+
+_PAGE_IN_REQUEST = re.compile(rb"<(?:\w+:)?pagina>(\d+)<")
+
+
+def _sample_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+    body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+    match = _PAGE_IN_REQUEST.search(body)
+    page_file = SAMPLES / f"page-{int(match.group(1)) if match else 1}.xml"
+    if not page_file.exists():
+        return 200, {"Content-Type": "text/xml"}, b""
+    return 200, {"Content-Type": "text/xml; charset=utf-8"}, page_file.read_bytes()
+
+
+def _fault_code(fault: Fault) -> str:
+    code = fault.code
+    if code is None:
+        return "none"
+    return str(getattr(code, "text", code))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _plain(value: Any) -> Any:
+    """zeep's OrderedDicts into plain dicts, so records pickle and compare simply."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,166 @@
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from adapter.connector import ConnectorConfigError, ConnectorError
+from adapter.mapping import load_mapping
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.sources import map_records
+from connectors.csv_file import CsvConnector
+
+REPO = Path(__file__).parents[2]
+DEMO_MAPPING = load_mapping(REPO / "mappings" / "demo-csv.yaml")
+HEADER = ("Huishoudnummer;Klantnummer;BSN;Voornamen;Voorvoegsel;Achternaam;Geboortedatum;"
+          "Pasnummer;Status;Geldig vanaf;Geldig tot;Categorie;Saldo")
+
+
+def row(bsn="999993653", first_names="Anouk", pass_number="6064366011000001", household="H1"):
+    return (f"{household};K-{pass_number[-4:]};{bsn};{first_names};de;Vries;14-03-2014;{pass_number};"
+            "Actief;01-08-2026;31-07-2027;K;12,50")
+
+
+def write(path: Path, lines, encoding="utf-8"):
+    path.write_text("".join(line + "\r\n" for line in lines), encoding=encoding, newline="")
+    return path
+
+
+def read_mapped(path, **options):
+    connector = CsvConnector({"path": str(path), **options}, source_name="test")
+    return list(map_records(connector, DEMO_MAPPING))
+
+
+def test_windows_1252_names_with_diaereses_and_accents(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names="Zoë"), row(
+        bsn="999993847", first_names="René", pass_number="6064366011000002")], encoding="cp1252")
+    connector = CsvConnector({"path": str(export)})
+    assert connector.detect_encoding(export) == "cp1252"
+    records = read_mapped(export)
+    assert [record.first_names for record in records] == ["Zoë", "René"]
+
+
+def test_utf8_with_bom_does_not_leak_into_the_first_column_name(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names="Noël")], encoding="utf-8-sig")
+    [source_record] = list(CsvConnector({"path": str(export)}))
+    assert "Huishoudnummer" in source_record.fields
+    [record] = read_mapped(export)
+    assert (record.household_id, record.first_names) == ("H1", "Noël")
+
+
+def test_explicit_encoding_is_used(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names="Zoë")], encoding="cp1252")
+    [record] = read_mapped(export, encoding="cp1252")
+    assert record.first_names == "Zoë"
+    with pytest.raises(ConnectorError, match="not valid utf-8"):
+        read_mapped(export, encoding="utf-8")
+
+
+def test_bsn_with_lost_leading_zero_is_padded(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(bsn="9921"), row(bsn="00009921", pass_number="6064366011000002")])
+    records = read_mapped(export)
+    assert [record.bsn for record in records] == ["000009921", "000009921"]
+
+
+def test_row_with_too_few_columns_is_rejected_and_the_rest_read(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(), "H1;K2;999993847;Zoë", row(
+        bsn="999992077", pass_number="6064366011000003")])
+    results = read_mapped(export)
+    assert [type(result) for result in results] == [CardholderRecord, RejectedRecord, CardholderRecord]
+    assert results[1].source_key == "line 3"
+    assert results[1].reasons == ("row has 4 columns, the header has 13",)
+    assert results[2].source_key == "line 4"
+
+
+def test_invalid_values_are_rejected_with_line_and_reason(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(bsn="999993654")])
+    [rejected] = read_mapped(export)
+    assert rejected == RejectedRecord("line 2", ("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)",))
+
+
+def test_empty_file_and_header_only_give_no_records(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert read_mapped(empty) == []
+    empty_check = CsvConnector({"path": str(empty)}, source_name="demo").check()
+    assert not empty_check.ok and "is empty" in empty_check.render()
+    header_only = write(tmp_path / "header.csv", [HEADER])
+    assert read_mapped(header_only) == []
+    assert CsvConnector({"path": str(header_only)}).check().ok
+
+
+def test_skip_rows_quote_char_delimiter_and_no_header(tmp_path):
+    export = tmp_path / "export.txt"
+    export.write_text("Export stadspas 28-11-2026\n'H1'|'K1'|'6064,3660'\n", encoding="utf-8")
+    connector = CsvConnector({"path": str(export), "skip_rows": 1, "delimiter": "|", "quote_char": "'",
+                              "header": False, "columns": ["H", "K", "P"], "decimal_comma_columns": ["P"]})
+    [record] = list(connector)
+    assert record.key == "line 2"
+    assert dict(record.fields) == {"H": "H1", "K": "K1", "P": "6064.3660"}
+
+
+def test_folder_of_dated_exports_newest_wins(tmp_path):
+    write(tmp_path / "stadspas-2026-11-27.csv", [HEADER, row(first_names="Oud")])
+    write(tmp_path / "stadspas-2026-11-28.csv", [HEADER, row(first_names="Nieuw")])
+    write(tmp_path / "notes.txt", ["not an export"])
+    [record] = read_mapped(tmp_path)
+    assert record.first_names == "Nieuw"
+    # By modification time the older-named file can win: the operator chooses.
+    os.utime(tmp_path / "stadspas-2026-11-27.csv", (time.time() + 60, time.time() + 60))
+    [record] = read_mapped(tmp_path, newest_by="mtime")
+    assert record.first_names == "Oud"
+
+
+def test_missing_export_and_bad_options_are_operator_readable(tmp_path):
+    with pytest.raises(ConnectorError) as caught:
+        read_mapped(tmp_path / "missing.csv")
+    assert "source 'test'" in str(caught.value) and "does not exist" in str(caught.value)
+    with pytest.raises(ConnectorError, match="holds no file matching"):
+        read_mapped(tmp_path)
+    bad = CsvConnector({"path": "x.csv", "encoding": "latin-9", "delimter": ","}, source_name="demo")
+    with pytest.raises(ConnectorConfigError) as caught:
+        list(bad)
+    assert "encoding" in str(caught.value) and "delimter: unknown option" in str(caught.value)
+
+
+def test_relative_path_resolves_against_base_dir(tmp_path):
+    write(tmp_path / "export.csv", [HEADER, row()])
+    connector = CsvConnector({"path": "export.csv"}, base_dir=tmp_path)
+    assert len(list(connector)) == 1
+
+
+MEMORY_PROBE = textwrap.dedent("""
+    import resource, sys
+    from connectors.csv_file import CsvConnector
+    connector = CsvConnector({"path": sys.argv[1]})
+    next(iter(CsvConnector({"path": sys.argv[1]})))  # warm up imports and codecs
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    count = sum(1 for _ in connector)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(count, (after - before) / 1024)  # ru_maxrss is in KiB on Linux
+""")
+
+
+def peak_rss_growth_mb(path: Path) -> tuple[int, float]:
+    output = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True,
+                            text=True, check=True, cwd=REPO).stdout.split()
+    return int(output[0]), float(output[1])
+
+
+def test_streaming_memory_does_not_grow_with_file_size(tmp_path):
+    def generate(path, count):
+        with path.open("w", encoding="utf-8", newline="") as stream:
+            stream.write(HEADER + "\r\n")
+            for number in range(count):
+                stream.write(row(pass_number=f"60643660{number:08d}", household=f"H{number}") + "\r\n")
+        return path
+
+    small_count, small_growth = peak_rss_growth_mb(generate(tmp_path / "small.csv", 20_000))
+    large_count, large_growth = peak_rss_growth_mb(generate(tmp_path / "large.csv", 200_000))
+    assert (small_count, large_count) == (20_000, 200_000)
+    # The large file is ~20 MB; holding it would grow RSS by far more than 10 MB.
+    assert large_growth < 50
+    assert large_growth - small_growth < 10, (small_growth, large_growth)

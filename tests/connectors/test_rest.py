@@ -1,0 +1,123 @@
+import json
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from adapter.connector import ConnectorError, SourceAuthError, SourceUnavailable
+from adapter.mapping import load_mapping
+from adapter.records import CardholderRecord
+from adapter.sources import map_records
+from connectors.rest import RestConnector
+
+BASE_URL = "https://pas.example.test/rest/sales/v1"
+LIST_URL = BASE_URL + "/pashouders"
+SAMPLES = Path(__file__).parents[2] / "connectors" / "samples" / "rest"
+MAPPING = load_mapping(Path(__file__).parents[2] / "mappings" / "demo-rest.yaml")
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("TEST_PASS_API_KEY", "secret-key-1")
+
+
+def connector(**options):
+    return RestConnector({"base_url": BASE_URL, "api_key_env": "TEST_PASS_API_KEY", "page_size": 2,
+                          "backoff_seconds": 0, **options}, source_name="pass")
+
+
+def sample_page(offset):
+    return json.loads((SAMPLES / f"pashouders-offset-{offset}.json").read_text(encoding="utf-8"))
+
+
+@responses.activate
+def test_pages_by_offset_until_total_with_the_bearer_key():
+    for offset in (0, 2):
+        responses.get(LIST_URL, json=sample_page(offset), match=[
+            matchers.query_param_matcher({"offset": str(offset), "limit": "2"}),
+            matchers.header_matcher({"Authorization": "Bearer secret-key-1"}),
+        ])
+    records = list(connector())
+    assert [record.key for record in records] == ["page 1 item 0", "page 1 item 1", "page 2 item 0"]
+    assert [record.fields["id"] for record in records] == [101, 201, 301]
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_member_passes_map_with_local_end_of_day_expiry():
+    for offset in (0, 2):
+        responses.get(LIST_URL, json=sample_page(offset),
+                      match=[matchers.query_param_matcher({"offset": str(offset), "limit": "2"})])
+    mapped = list(map_records(connector(), MAPPING))
+    assert all(isinstance(record, CardholderRecord) for record in mapped)
+    noel = next(record for record in mapped if record.first_names == "Noël")
+    # 2026-12-31T22:59:59Z is the last second of 31 December in Amsterdam (UTC+1).
+    assert str(noel.valid_until) == "2026-12-31"
+    assert (noel.household_id, noel.cardholder_id, noel.is_child) == ("101", "103", True)
+    assert [record.pass_status.value for record in mapped if record.first_names == "Zoë"] == ["blocked", "active"]
+
+
+@responses.activate
+def test_401_is_a_clear_credentials_error_naming_the_variable_not_the_key():
+    responses.get(LIST_URL, status=401, json={"detail": "invalid key"})
+    with pytest.raises(SourceAuthError) as caught:
+        list(connector())
+    message = str(caught.value)
+    assert "source 'pass'" in message and "TEST_PASS_API_KEY" in message and "HTTP 401" in message
+    assert "secret-key-1" not in message
+    assert len(responses.calls) == 1  # a refused key is not retried
+
+
+@responses.activate
+def test_500_then_success_is_retried():
+    responses.get(LIST_URL, status=500, body="oops")
+    responses.get(LIST_URL, json={"total": 1, "pashouders": [{"id": 1}]})
+    records = list(connector(retries=2, backoff_seconds=0))
+    assert [record.fields for record in records] == [{"id": 1}]
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_persistent_5xx_gives_up_after_the_retries():
+    responses.get(LIST_URL, status=503)
+    with pytest.raises(SourceUnavailable) as caught:
+        list(connector(retries=2))
+    assert len(responses.calls) == 3
+    assert "HTTP 503" in str(caught.value) and "after 3 attempts" in str(caught.value)
+
+
+@responses.activate
+def test_an_empty_page_before_total_is_an_error_not_a_short_list():
+    responses.get(LIST_URL, json={"total": 5, "pashouders": [{"id": 1}]})
+    responses.get(LIST_URL, json={"total": 5, "pashouders": []})
+    with pytest.raises(ConnectorError, match="empty page after 1 of 5"):
+        list(connector())
+
+
+@responses.activate
+def test_html_instead_of_json_is_named():
+    responses.get(LIST_URL, body="<html>login</html>", content_type="text/html")
+    with pytest.raises(ConnectorError, match="not JSON.*text/html"):
+        list(connector())
+
+
+def test_missing_key_variable_is_reported_before_any_request(monkeypatch):
+    monkeypatch.delenv("TEST_PASS_API_KEY")
+    result = connector().check()
+    assert not result.ok
+    assert result.steps[0].name == "settings" and "TEST_PASS_API_KEY" in result.steps[0].message
+    with pytest.raises(ConnectorError, match="TEST_PASS_API_KEY"):
+        list(connector())
+
+
+@responses.activate
+def test_check_separates_connection_from_credentials():
+    responses.get(LIST_URL, status=403)
+    # An injected session skips the TCP probe, which would leave the test host.
+    result = RestConnector({"base_url": BASE_URL, "api_key_env": "TEST_PASS_API_KEY"},
+                           session=requests.Session()).check()
+    assert [(step.name, step.ok) for step in result.steps] == [
+        ("settings", True), ("connection", True), ("credentials", False)]
+    assert "HTTP 403" in result.render()

@@ -1,0 +1,219 @@
+import pickle
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from adapter.connector import ConnectorError, SourceFault, SourceUnavailable
+from adapter.mapping import load_mapping
+from adapter.records import CardholderRecord, PassStatus, RejectedRecord
+from adapter.sources import map_records
+from connectors.soap import SoapConnector
+from connectors.soap_client import SoapClientError, build_client
+from tests.connectors import soap_server
+from tests.connectors.soap_server import EMPTY_ANSWER, EMPTY_BODY, FAULT, GATEWAY_502, Answer
+
+REPO = Path(__file__).parents[2]
+WSDL = REPO / "connectors" / "wsdl" / "stadspas-v1.wsdl"
+XSD = REPO / "connectors" / "wsdl" / "stadspas-v1.xsd"
+MAPPING = load_mapping(REPO / "mappings" / "demo-soap.yaml")
+NS = {"soap": "http://schemas.xmlsoap.org/soap/envelope/",
+      "wsse": "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd",
+      "sp": "urn:example:stadspas:v1"}
+
+
+@pytest.fixture
+def server():
+    state = soap_server.SoapTestServer()
+    httpd, thread = soap_server.start(state)
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+ONE_CALL = {"paging": {"style": "none"},
+            "arguments": {"gemeentecode": "0599", "pagina": 1, "maximumAantal": 100}}
+
+
+def connector(server, **options):
+    values = {
+        "wsdl": str(WSDL), "operation": "zoekPashouders", "endpoint": server.url,
+        "arguments": {"gemeentecode": "0599"}, "records_path": "huishouden",
+        "paging": {"style": "continuation", "page_size": 2, "continuation_argument": "indicatorVervolgvraag"},
+        "timeout": 2, "operation_timeout": 2, "retries": 0, "backoff_seconds": 0,
+    }
+    values.update(options)
+    return SoapConnector(values, source_name="gws")
+
+
+def request_body(recorded) -> etree._Element:
+    envelope = etree.fromstring(recorded.body)
+    return envelope.find("soap:Body", NS)[0]
+
+
+def test_reads_three_pages_following_the_continuation_flag(server):
+    records = list(connector(server))
+    assert [record.key for record in records] == ["page 1 item 0", "page 2 item 0", "page 3 item 0"]
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001", "HH-0002", "HH-0003"]
+    pages = [request_body(recorded).findtext("sp:pagina", namespaces=NS) for recorded in server.requests]
+    assert pages == ["1", "2", "3"]
+    follow_up_flags = [request_body(recorded).findtext("sp:indicatorVervolgvraag", namespaces=NS)
+                       for recorded in server.requests]
+    assert follow_up_flags == [None, "true", "true"]
+
+
+def test_page_number_paging_stops_at_a_short_page(server):
+    records = list(connector(server, paging={"style": "page_number", "page_size": 1}))
+    # Each recorded page holds one household (a full page of 1): page 4 is asked
+    # for and answered empty, which ends the paging.
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001", "HH-0002", "HH-0003"]
+    assert len(server.requests) == 4
+
+
+def test_every_request_body_is_valid_against_the_xsd(server):
+    schema = etree.XMLSchema(etree.parse(str(XSD)))
+    list(connector(server, arguments={"gemeentecode": "0599", "peildatum": "2026-07-01"}))
+    assert len(server.requests) == 3
+    for recorded in server.requests:
+        body = request_body(recorded)
+        assert schema.validate(body), schema.error_log
+
+
+def test_households_map_to_one_record_per_member_pass(server):
+    mapped = list(map_records(connector(server), MAPPING))
+    accepted = [record for record in mapped if isinstance(record, CardholderRecord)]
+    rejected = [record for record in mapped if isinstance(record, RejectedRecord)]
+    assert len(accepted) == 6
+    zoe_new_pass = next(record for record in accepted if record.pass_number == "6064366011000003")
+    assert (zoe_new_pass.household_id, zoe_new_pass.cardholder_id, zoe_new_pass.bsn) == ("HH-0001", "P-02", "999993847")
+    assert zoe_new_pass.replaces_pass_number == "6064366011000002"
+    rene = next(record for record in accepted if record.cardholder_id == "P-03")
+    assert rene.bsn == "000009921" and rene.valid_until is None  # xsi:nil
+    assert {record.pass_status for record in accepted} == {PassStatus.ACTIVE, PassStatus.REPLACED, PassStatus.BLOCKED}
+    # Noël's StUF birth date 20170600 has no day: rejected, with the field named and no value.
+    assert rejected == [RejectedRecord("page 3 item 0 lid[1].pas[0]",
+                                       ("birth_date: is an incomplete date (day or month unknown)",))]
+
+
+def test_ws_security_username_token_reaches_the_server(server, monkeypatch):
+    monkeypatch.setenv("TEST_GWS_PASSWORD", "s3cret-wachtwoord")
+    list(connector(server, username="adapter", password_env="TEST_GWS_PASSWORD", **ONE_CALL))
+    [recorded] = server.requests
+    envelope = etree.fromstring(recorded.body)
+    token = envelope.find("soap:Header/wsse:Security/wsse:UsernameToken", NS)
+    assert token is not None
+    assert token.findtext("wsse:Username", namespaces=NS) == "adapter"
+    assert token.findtext("wsse:Password", namespaces=NS) == "s3cret-wachtwoord"
+
+
+def test_a_request_missing_a_required_argument_is_named_before_sending(server):
+    with pytest.raises(ConnectorError, match="Missing element pagina.*options.arguments"):
+        list(connector(server, paging={"style": "none"}))
+    assert server.requests == []
+
+
+def test_missing_password_variable_is_named(server, monkeypatch):
+    monkeypatch.delenv("TEST_GWS_PASSWORD", raising=False)
+    with pytest.raises(ConnectorError, match="TEST_GWS_PASSWORD"):
+        list(connector(server, username="adapter", password_env="TEST_GWS_PASSWORD"))
+    assert server.requests == []
+
+
+def test_a_fault_is_reported_with_code_and_string_and_pickles(server):
+    server.script = [FAULT]
+    with pytest.raises(SourceFault) as caught:
+        list(connector(server, retries=2))
+    message = str(caught.value)
+    assert "source 'gws'" in message and "soap:Client" in message
+    assert "onbekend" in message
+    assert len(server.requests) == 1  # a fault is an answer, not retried
+    # Fault.detail is an lxml element; nothing of it may ride along in our exception.
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message
+
+
+def test_a_slow_server_times_out_and_is_retried(server):
+    server.script = [Answer(file="page-1.xml", delay_seconds=0.8), Answer(file="page-1.xml", delay_seconds=0.8)]
+    with pytest.raises(SourceUnavailable) as caught:
+        list(connector(server, operation_timeout=0.3, retries=1, **ONE_CALL))
+    assert "timeout" in str(caught.value) and "after 2 attempts" in str(caught.value)
+    assert len(server.requests) == 2
+
+
+def test_timeout_then_success(server):
+    server.script = [Answer(file="page-3.xml", delay_seconds=0.8), Answer(file="page-3.xml")]
+    records = list(connector(server, operation_timeout=0.3, retries=1, **ONE_CALL))
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0003"]
+
+
+def test_an_html_502_from_the_gateway_is_named_as_such(server):
+    server.script = [GATEWAY_502, GATEWAY_502]
+    with pytest.raises(SourceUnavailable) as caught:
+        list(connector(server, retries=1))
+    assert "the gateway answered an HTML error page, HTTP 502" in str(caught.value)
+    assert "Unknown fault" not in str(caught.value)
+    assert len(server.requests) == 2
+
+
+def test_a_502_then_the_pages(server):
+    server.script = [GATEWAY_502]
+    assert len(list(connector(server, retries=1))) == 3
+
+
+@pytest.mark.parametrize("answer", [EMPTY_BODY, EMPTY_ANSWER], ids=["empty-body", "no-households"])
+def test_an_empty_answer_means_no_records(server, answer):
+    server.script = [answer]
+    assert list(connector(server, retries=2)) == []
+    assert len(server.requests) == 1
+
+
+def test_out_of_order_elements_need_xsd_ignore_sequence_order(server):
+    server.script = [Answer(file="out-of-order.xml")]
+    with pytest.raises(ConnectorError, match="xsd_ignore_sequence_order"):
+        list(connector(server, **ONE_CALL))
+    server.script = [Answer(file="out-of-order.xml")]
+    [record] = list(connector(server, **ONE_CALL, xsd_ignore_sequence_order=True))
+    [member] = record.fields["lid"]
+    assert (member["voornamen"], member["geslachtsnaam"]) == ("Sem", "Bakker")
+
+
+def test_check_reports_each_step(server):
+    result = connector(server).check()
+    assert result.ok, result.render()
+    assert [step.name for step in result.steps] == ["settings", "connection", "credentials"]
+    server.script = [FAULT]
+    failed = connector(server).check()
+    assert [(step.name, step.ok) for step in failed.steps] == [
+        ("settings", True), ("connection", True), ("credentials", False)]
+    assert "soap:Client" in failed.render()
+
+
+def test_check_names_a_wrong_operation_and_a_closed_port(server):
+    wrong = connector(server, operation="zoekAlles").check()
+    assert not wrong.ok and "zoekPashouders" in wrong.steps[0].message
+    closed = connector(server, endpoint="http://127.0.0.1:9/soap").check()
+    assert [(step.name, step.ok) for step in closed.steps][:2] == [("settings", True), ("connection", False)]
+
+
+def test_the_client_builder_reads_local_wsdl_only(tmp_path):
+    with pytest.raises(SoapClientError, match="local file"):
+        build_client("https://example.org/service?wsdl", timeout=1, operation_timeout=1)
+    remote_import = tmp_path / "remote.wsdl"
+    remote_import.write_text(WSDL.read_text(encoding="utf-8").replace(
+        'schemaLocation="stadspas-v1.xsd"', 'schemaLocation="https://example.org/stadspas-v1.xsd"'), encoding="utf-8")
+    with pytest.raises(SoapClientError, match="only local files"):
+        build_client(remote_import, timeout=1, operation_timeout=1)
+    client = build_client(WSDL, timeout=3, operation_timeout=7)
+    assert (client.transport.load_timeout, client.transport.operation_timeout) == (3, 7)
+
+
+def test_client_certificate_and_ca_bundle_go_on_the_session(tmp_path):
+    for name in ("client.pem", "client.key", "ca.pem"):
+        (tmp_path / name).write_text("placeholder", encoding="utf-8")
+    client = build_client(WSDL, timeout=1, operation_timeout=1, client_cert=tmp_path / "client.pem",
+                          client_key=tmp_path / "client.key", ca_bundle=tmp_path / "ca.pem")
+    session = client.transport.session
+    assert session.cert == (str(tmp_path / "client.pem"), str(tmp_path / "client.key"))
+    assert session.verify == str(tmp_path / "ca.pem")
+    with pytest.raises(SoapClientError, match="ca_bundle"):
+        build_client(WSDL, timeout=1, operation_timeout=1, ca_bundle=tmp_path / "missing.pem")

@@ -1,0 +1,93 @@
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from adapter.cli.connectors import connectors_group, mappings_group, mask_pass_number, sources_group
+from adapter.registry import ConnectorRegistry
+from tests.conftest import REPO, StandInSettings, StandInSourceSettings
+
+
+@pytest.fixture
+def obj(demo_csv_source, tmp_path):
+    registry = ConnectorRegistry().load_entry_points()
+    broken = StandInSourceSettings("csv", REPO / "mappings" / "demo-csv.yaml", {"path": "missing.csv"})
+    return {"settings": StandInSettings({"demo": demo_csv_source, "broken": broken}),
+            "base_dir": tmp_path, "registry": registry}
+
+
+def invoke(group, args, obj):
+    return CliRunner().invoke(group, args, obj=obj, catch_exceptions=False)
+
+
+def test_connectors_list_names_the_built_ins(obj):
+    result = invoke(connectors_group, ["list"], obj)
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.output.splitlines()] == ["csv", "rest", "soap"]
+
+
+def test_connectors_check_passes_for_the_demo_and_fails_readably(obj):
+    good = invoke(connectors_group, ["check", "demo"], obj)
+    assert good.exit_code == 0, good.output
+    assert "all checks passed" in good.output
+    bad = invoke(connectors_group, ["check", "broken"], obj)
+    assert bad.exit_code == 1
+    assert "[FAIL] connection" in bad.output and "missing.csv does not exist" in bad.output
+
+
+def test_unknown_source_lists_the_configured_ones(obj):
+    result = invoke(connectors_group, ["check", "nope"], obj)
+    assert result.exit_code == 1
+    assert "configured sources: broken, demo" in result.output
+
+
+def test_mappings_validate_a_file_and_all_configured(obj, tmp_path):
+    assert invoke(mappings_group, ["validate", str(REPO / "mappings" / "demo-soap.yaml")], obj).exit_code == 0
+    every = invoke(mappings_group, ["validate"], obj)
+    assert every.exit_code == 0 and "demo-csv.yaml (12 fields)" in every.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nfields:\n  pass_number: {column: P, transforms: [shout]}\n", encoding="utf-8")
+    result = CliRunner().invoke(mappings_group, ["validate", str(broken)], obj=obj)
+    assert result.exit_code == 1
+    assert "fields.pass_number.transforms[0]: unknown transform 'shout'" in result.output
+    assert "fields.household_id: is required" in result.output
+
+
+def test_sources_preview_masks_bsn_and_pass_numbers(obj):
+    result = invoke(sources_group, ["preview", "demo", "--limit", "4"], obj)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("-- 4 record(s) shown")
+    assert "pass=************0001" in lines[0] and "bsn=*********" in lines[0]
+    assert 'name="Zoë de Vries"' in lines[1]
+    for bsn in ("999993653", "999993847", "999992077", "000009921", "6064366011000001"):
+        assert bsn not in result.output
+
+
+def test_preview_of_a_broken_source_is_an_error_not_a_traceback(obj):
+    result = CliRunner().invoke(sources_group, ["preview", "broken"], obj=obj)
+    assert result.exit_code == 1
+    assert "source 'broken'" in result.output and "does not exist" in result.output
+
+
+def test_standalone_commands_load_settings_with_the_foundation_loader(monkeypatch, demo_csv_source, tmp_path):
+    calls = []
+    stand_in = types.ModuleType("adapter.settings")
+
+    def load_settings(path):
+        calls.append(path)
+        return StandInSettings({"demo": demo_csv_source})
+
+    stand_in.load_settings = load_settings
+    monkeypatch.setitem(sys.modules, "adapter.settings", stand_in)
+    config = tmp_path / "adapter.yaml"
+    result = CliRunner().invoke(sources_group, ["preview", "demo", "--limit", "1", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert calls == [config]
+
+
+def test_mask_pass_number():
+    assert mask_pass_number("6064366011000001") == "************0001"
+    assert mask_pass_number("123") == "123"

@@ -1,0 +1,86 @@
+import contextlib
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from adapter.connector import CheckBuilder, Connector, ConnectorOptions
+from adapter.records import SourceRecord
+from adapter.registry import (
+    ConnectorRegistry, DuplicateConnectorError, RegistryError, UnknownConnectorError,
+)
+from connectors.csv_file import CsvConnector
+
+
+class ThirdPartyOptions(ConnectorOptions):
+    count: int = 2
+
+
+class ThirdPartyConnector(Connector):
+    """What a package outside this repository would ship."""
+
+    options_model = ThirdPartyOptions
+    description = "made up for the registry tests"
+
+    def records(self):
+        for number in range(self.options.count):
+            yield SourceRecord(f"item {number}", {"pasnummer": f"{number:010d}"})
+
+    def check(self):
+        check = CheckBuilder(self.source_name, "third-party")
+        check.passed("settings", "fine")
+        return check.result()
+
+    @classmethod
+    @contextlib.contextmanager
+    def sample(cls):
+        yield cls({})
+
+
+def entry_point(name, value):
+    return EntryPoint(name=name, value=value, group="stadspas_adapter.connectors")
+
+
+def test_a_third_party_entry_point_registers_without_changes_here():
+    registry = ConnectorRegistry().load_entry_points([
+        entry_point("csv", "connectors.csv_file:CsvConnector"),
+        entry_point("acme", "tests.test_registry:ThirdPartyConnector"),
+    ])
+    assert registry.names() == ["acme", "csv"]
+    assert registry.get("acme") is ThirdPartyConnector
+    assert [record.key for record in registry.get("acme")({"count": 2})] == ["item 0", "item 1"]
+
+
+def test_a_name_registered_twice_is_an_error():
+    registry = ConnectorRegistry()
+    registry.register("csv", CsvConnector)
+    with pytest.raises(DuplicateConnectorError, match="'csv' is registered twice"):
+        registry.register("csv", ThirdPartyConnector)
+    with pytest.raises(DuplicateConnectorError):
+        ConnectorRegistry().load_entry_points([
+            entry_point("csv", "connectors.csv_file:CsvConnector"),
+            entry_point("csv", "tests.test_registry:ThirdPartyConnector"),
+        ])
+
+
+def test_an_unknown_name_lists_the_known_connectors():
+    registry = ConnectorRegistry()
+    registry.register("csv", CsvConnector)
+    registry.register("acme", ThirdPartyConnector)
+    with pytest.raises(UnknownConnectorError) as caught:
+        registry.get("sopa")
+    assert "unknown connector 'sopa'; known connectors: acme, csv" in str(caught.value)
+
+
+def test_a_broken_plugin_names_itself():
+    with pytest.raises(RegistryError, match="'broken'.*could not be loaded"):
+        ConnectorRegistry().load_entry_points([entry_point("broken", "no_such_package.module:Thing")])
+
+
+def test_only_connector_classes_register():
+    with pytest.raises(RegistryError, match="not a subclass"):
+        ConnectorRegistry().register("odd", dict)
+
+
+def test_the_installed_entry_points_include_the_built_ins():
+    registry = ConnectorRegistry().load_entry_points()
+    assert {"csv", "rest", "soap"} <= set(registry.names())

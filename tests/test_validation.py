@@ -1,0 +1,57 @@
+from datetime import date
+
+import pytest
+
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.validation import validate_record
+
+TODAY = date(2026, 11, 29)
+
+
+def make(**changes):
+    values = dict(source_key="line 2", household_id="h", cardholder_id="c",
+                  pass_number="6064366011000001", bsn="999993653", birth_date=date(2014, 11, 2),
+                  valid_from=date(2026, 8, 1), valid_until=date(2027, 7, 31))
+    values.update(changes)
+    return CardholderRecord(**values)
+
+
+def test_a_valid_record_passes_unchanged():
+    assert validate_record(make(), TODAY) == make()
+
+
+@pytest.mark.parametrize("bsn", ["999993653", "999993847", "999992077", "999993483", "999990482",
+                                 "000009921", "999995017", "999990408", "999994669", "999992806",
+                                 "999993926"])
+def test_published_test_bsns_pass(bsn):
+    assert isinstance(validate_record(make(bsn=bsn), TODAY), CardholderRecord)
+
+
+def test_an_eight_digit_bsn_is_padded_before_the_11_proof():
+    assert validate_record(make(bsn="00009921"), TODAY).bsn == "000009921"
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"bsn": "999993654"}, "bsn: fails the BSN 11-proof"),
+    ({"bsn": "000000000"}, "bsn: fails the BSN 11-proof"),
+    ({"bsn": "12345"}, "bsn: fails the BSN 11-proof"),
+    ({"pass_number": "6064-3660"}, "pass_number: must contain digits only"),
+    ({"pass_number": "123"}, "pass_number: must have 4 to 24 digits"),
+    ({"pass_number": "1" * 25}, "pass_number: must have 4 to 24 digits"),
+    ({"pass_number": "١٢٣٤٥"}, "pass_number: must contain digits only"),
+    ({"birth_date": date(2026, 11, 30)}, "birth_date: lies in the future"),
+    ({"birth_date": date(1899, 12, 31)}, "birth_date: lies before 1900"),
+    ({"valid_until": date(2026, 7, 31)}, "valid_until: lies before valid_from"),
+])
+def test_each_rule_rejects_naming_field_and_rule_not_value(changes, reason):
+    result = validate_record(make(**changes), TODAY)
+    assert isinstance(result, RejectedRecord)
+    assert result.source_key == "line 2"
+    assert len(result.reasons) == 1 and result.reasons[0].startswith(reason)
+    for value in changes.values():
+        assert str(value) not in result.reason
+
+
+def test_all_reasons_are_reported_together():
+    result = validate_record(make(bsn="123456789", pass_number="x", birth_date=date(1800, 1, 1)), TODAY)
+    assert [reason.split(":")[0] for reason in result.reasons] == ["bsn", "pass_number", "birth_date"]
