@@ -9,6 +9,7 @@ import click
 from adapter.cli.base import CliContext, pass_cli
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
+from adapter.cli.demo_data import demo_data_command
 from adapter.cli.serve import serve_command
 
 
@@ -22,7 +23,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command, demo_data_command):
     cli.add_command(command)
 
 
