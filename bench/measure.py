@@ -19,6 +19,7 @@ from typing import Any
 
 # A task prints one line "BENCH-RESULT {json}" with its own timing and counts.
 RESULT_PREFIX = "BENCH-RESULT "
+_REPO = Path(__file__).resolve().parent.parent
 
 
 class TaskFailed(RuntimeError):
@@ -39,6 +40,9 @@ class Run:
 
 def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               timeout: float = 3600) -> Run:
+    env = dict(os.environ if env is None else env)
+    # The children import bench.* whatever their working directory.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
     started = time.perf_counter()
     process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
                                text=True)
