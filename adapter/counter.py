@@ -77,9 +77,19 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
 def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int, *,
            category: str | None = None, budget_id: int | None = None, allow_partial: bool = False,
            reference: str | None = None, idempotency_key: str | None = None, fingerprint: str | None = None,
-           today: date | None = None) -> ledger.RedemptionOutcome:
-    """Find the budget the shop means, check it may use it, and redeem through the ledger."""
+           today: date | None = None,
+           in_progress_wait_ms: int = ledger.DEFAULT_IN_PROGRESS_WAIT_MS) -> ledger.RedemptionOutcome:
+    """Find the budget the shop means, check it may use it, and redeem through the ledger.
+
+    With an idempotency key and a fingerprint, a request seen before is answered from its
+    stored outcome first, before the pass is looked up again: a replay answers as the first
+    request did, even if the pass was blocked in between.
+    """
     today = today or date.today()
+    if idempotency_key is not None and fingerprint is not None:
+        stored = ledger.stored_redemption(db, merchant.id, idempotency_key, fingerprint, amount_cents)
+        if stored is not None:
+            return stored
     with db.read() as session:
         card = usable_pass(session, pass_number, today)
         budget = _choose_budget(session, card.cardholder_id, today, category=category, budget_id=budget_id)
@@ -89,7 +99,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     return ledger.redeem(db, ledger.RedemptionRequest(
         merchant_id=merchant.id, budget_id=chosen_budget_id, pass_id=pass_id, amount_cents=amount_cents,
         actor=f"merchant:{merchant.id}", allow_partial=allow_partial, reference=reference,
-        idempotency_key=idempotency_key, fingerprint=fingerprint))
+        idempotency_key=idempotency_key, fingerprint=fingerprint), in_progress_wait_ms=in_progress_wait_ms)
 
 
 def usable_pass(session: Session, pass_number: str, today: date) -> Pass:

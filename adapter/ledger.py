@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from adapter.db import Database
@@ -43,6 +43,19 @@ from adapter.models import (
 
 class LedgerError(ValueError):
     """A request the ledger refuses before touching money (a programming or input error)."""
+
+
+class IdempotencyInProgress(Exception):
+    """Another request with the same idempotency key is still running; the client retries later.
+
+    PostgreSQL only: the twin waits ``in_progress_wait_ms`` on the key's unique index and then
+    gives up. SQLite serialises every write transaction (BEGIN IMMEDIATE), so there a twin
+    simply waits its turn and then replays the stored outcome.
+    """
+
+
+# How long a request waits for a twin holding the same idempotency key before giving up.
+DEFAULT_IN_PROGRESS_WAIT_MS = 2_000
 
 
 # ---------------------------------------------------------------- outcomes
@@ -182,19 +195,36 @@ def balance_of(session: Session, budget_id: int) -> int:
 
 # ---------------------------------------------------------------- own transaction, idempotent
 
-def redeem(db: Database, request: RedemptionRequest) -> RedemptionOutcome:
+def redeem(db: Database, request: RedemptionRequest, *,
+           in_progress_wait_ms: int = DEFAULT_IN_PROGRESS_WAIT_MS) -> RedemptionOutcome:
     """Take money from a budget for a merchant; never below zero, one effect per key."""
     _require_positive(request.amount_cents)
-    fingerprint = request.fingerprint or _fingerprint(
-        "redeem", request.budget_id, request.pass_id, request.amount_cents, request.allow_partial, request.reference)
-    return _idempotent(db, request.merchant_id, request.idempotency_key, fingerprint,
+    return _idempotent(db, request.merchant_id, request.idempotency_key, _redemption_fingerprint(request),
                        lambda session: _redeem_in(session, request),
-                       replay=lambda stored: RedemptionOutcome(**stored, replayed=True),
+                       replay=_replayed_redemption,
                        reused=lambda: RedemptionOutcome(status="idempotency_key_reused",
-                                                        requested_cents=request.amount_cents))
+                                                        requested_cents=request.amount_cents),
+                       in_progress_wait_ms=in_progress_wait_ms)
 
 
-def reverse(db: Database, request: ReversalRequest) -> ReversalOutcome:
+def stored_redemption(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str,
+                      requested_cents: int) -> RedemptionOutcome | None:
+    """The outcome already stored under this key (a replay, or ``idempotency_key_reused``), or None.
+
+    The counter asks this before it resolves the pass, so a replay answers as the first
+    request did even when the pass was blocked or the budget spent in between.
+    """
+    with db.read() as session:
+        stored = _stored_record(session, merchant_id, idempotency_key)
+        if stored is None:
+            return None
+        if stored.request_hash != fingerprint:
+            return RedemptionOutcome(status="idempotency_key_reused", requested_cents=requested_cents)
+        return _replayed_redemption(json.loads(stored.outcome_json))
+
+
+def reverse(db: Database, request: ReversalRequest, *,
+            in_progress_wait_ms: int = DEFAULT_IN_PROGRESS_WAIT_MS) -> ReversalOutcome:
     """Give (part of) a redemption back; the total never exceeds what was redeemed."""
     if request.amount_cents is not None:
         _require_positive(request.amount_cents)
@@ -206,29 +236,46 @@ def reverse(db: Database, request: ReversalRequest) -> ReversalOutcome:
                        lambda session: _reverse_in(session, request),
                        replay=lambda stored: ReversalOutcome(**stored, replayed=True),
                        reused=lambda: ReversalOutcome(status="idempotency_key_reused",
-                                                      redemption_id=request.redemption_id))
+                                                      redemption_id=request.redemption_id),
+                       in_progress_wait_ms=in_progress_wait_ms)
 
 
-def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused):  # type: ignore[no-untyped-def]
+def _redemption_fingerprint(request: RedemptionRequest) -> str:
+    return request.fingerprint or _fingerprint(
+        "redeem", request.budget_id, request.pass_id, request.amount_cents, request.allow_partial, request.reference)
+
+
+def _replayed_redemption(stored: dict) -> RedemptionOutcome:  # type: ignore[type-arg]
+    return RedemptionOutcome(**stored, replayed=True)
+
+
+def _stored_record(session: Session, merchant_id: int, key: str) -> IdempotencyRecord | None:
+    return session.execute(
+        select(IdempotencyRecord).where(IdempotencyRecord.merchant_id == merchant_id, IdempotencyRecord.key == key)
+    ).scalar_one_or_none()
+
+
+def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused,  # type: ignore[no-untyped-def]
+                in_progress_wait_ms):
     # Two attempts suffice: the second only runs after a concurrent request with the
     # same key committed, and then it finds that request's record.
     for _attempt in range(3):
         try:
             with db.write() as session:
                 if key is not None:
-                    stored = session.execute(
-                        select(IdempotencyRecord).where(
-                            IdempotencyRecord.merchant_id == merchant_id, IdempotencyRecord.key == key)
-                    ).scalar_one_or_none()
+                    stored = _stored_record(session, merchant_id, key)
                     if stored is not None:
                         if stored.request_hash != fingerprint:
                             return reused()
                         return replay(json.loads(stored.outcome_json))
-                    # Inserted before the money moves: a concurrent twin blocks here.
+                    # Inserted before the money moves: a concurrent twin blocks here on the
+                    # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
+                    # answers "in progress"; the budget's own row lock below may wait as long
+                    # as it takes, so the timeout is set back before the money moves.
                     record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=fingerprint,
                                                outcome_json="{}")
                     session.add(record)
-                    session.flush()
+                    _flush_waiting_briefly(db, session, in_progress_wait_ms)
                 outcome = operation(session)
                 if key is not None:
                     stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
@@ -367,6 +414,20 @@ def verify(session: Session) -> list[Mismatch]:
 
 
 # ---------------------------------------------------------------- helpers
+
+def _flush_waiting_briefly(db: Database, session: Session, wait_ms: int) -> None:
+    if not db.is_postgres:
+        session.flush()
+        return
+    session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
+    try:
+        session.flush()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            raise IdempotencyInProgress("a request with this idempotency key is still running") from None
+        raise
+    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:
     # FOR UPDATE is a no-op on SQLite, where BEGIN IMMEDIATE already holds the write lock.

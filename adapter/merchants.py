@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,10 +38,22 @@ def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def normalise_iban(iban: str) -> str:
+    """The IBAN in its compact form; ValueError naming the problem when it is not a valid IBAN."""
+    try:
+        return IBAN(iban).compact
+    except SchwiftyException as exc:
+        raise ValueError(f"IBAN {iban!r} is not valid ({exc}); check it against the shop's bank statement") from None
+
+
 def add_merchant(session: Session, name: str, categories: list[str], iban: str | None = None) -> IssuedKey:
     if not name.strip():
         raise ValueError("a merchant needs a name")
-    merchant = Merchant(name=name.strip(), categories=",".join(sorted(set(categories))), iban=iban, active=True)
+    categories = [code.strip() for code in categories if code.strip()]
+    if not categories:
+        raise ValueError("a merchant needs at least one category it may redeem (or '*' for all)")
+    merchant = Merchant(name=name.strip(), categories=",".join(sorted(set(categories))),
+                        iban=normalise_iban(iban) if iban else None, active=True)
     session.add(merchant)
     session.flush()
     return IssuedKey(merchant.id, _issue_key(session, merchant.id))
@@ -55,6 +69,23 @@ def rotate_key(session: Session, merchant_id: int, grace: timedelta) -> IssuedKe
         if key.revoked_at is None and (key.expires_at is None or key.expires_at > ends_at):
             key.expires_at = ends_at
     return IssuedKey(merchant.id, _issue_key(session, merchant.id))
+
+
+def list_merchants(session: Session) -> list[Merchant]:
+    return list(session.execute(select(Merchant).order_by(Merchant.id)).scalars())
+
+
+def disable_merchant(session: Session, merchant_id: int) -> Merchant:
+    """Refuse every key of this merchant from now on; its redemptions stay in the ledger."""
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise LookupError(f"no merchant with id {merchant_id}; `stadspas-adapter merchants list` shows them")
+    merchant.active = False
+    now = utcnow()
+    for key in merchant.keys:
+        if key.revoked_at is None:
+            key.revoked_at = now
+    return merchant
 
 
 def authenticate(session: Session, api_key: str, now: datetime | None = None) -> Merchant | None:

@@ -363,7 +363,3 @@ class SyncLock(Base):
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
-
-# Models kept beside the code that owns them; imported here so the schema is complete.
-from adapter import audit as _audit  # noqa: E402,F401
-from adapter import ratelimit as _ratelimit  # noqa: E402,F401

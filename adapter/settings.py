@@ -66,6 +66,9 @@ class ApiSettings(_Strict):
     max_amount_cents: int = Field(default=100_000, ge=1)
     reversal_window_days: int = Field(default=30, ge=0, le=366)
     key_rotation_grace_hours: int = Field(default=24, ge=0, le=24 * 90)
+    # How long a redemption waits for a running twin with the same Idempotency-Key before
+    # answering 409 (PostgreSQL; on SQLite writes queue and the twin replays).
+    idempotency_wait_ms: int = Field(default=2_000, ge=10, le=30_000)
     rate_limits: RateLimitSettings = RateLimitSettings()
 
 

@@ -7,27 +7,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
-from adapter.api import health, problems
+from adapter.api import balance, health, openapi, problems, redemptions
+from adapter.limits import Limiter, limiter_for
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
 API_VERSION = "1.0.0"
+_METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
-def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
-    """Build the app. ``settings`` defaults to the config file (``ADAPTER_CONFIG``)."""
-    app = Flask(__name__)
+def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings | None = None,
+               limiter: Limiter | None = None) -> Flask:
+    """Build the app. ``settings`` defaults to the config file (``ADAPTER_CONFIG``); ``limiter`` to
+    Redis when ``ADAPTER_REDIS_URL`` is set, else the database."""
+    app = Flask(__name__, static_folder=None)
     app.config.update(test_config or {})
     settings = settings or app.config.get("ADAPTER_SETTINGS") or load_settings()
     runtime = Runtime(settings)
     app.extensions["adapter_runtime"] = runtime
+    app.extensions["adapter_limiter"] = limiter or limiter_for(runtime.db)
+    app.extensions["adapter_openapi"] = openapi.build_document(settings, API_VERSION)
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.json.sort_keys = False
 
     problems.init_app(app)
-    app.register_blueprint(health.blueprint, url_prefix="/v1")
+    app.before_request(_json_only)
+    for blueprint in (health.blueprint, openapi.blueprint, balance.blueprint, redemptions.blueprint):
+        app.register_blueprint(blueprint, url_prefix="/v1")
 
     @app.after_request
     def _api_version(response):  # type: ignore[no-untyped-def]
@@ -35,6 +43,12 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
         return response
 
     return app
+
+
+def _json_only() -> None:
+    if request.method in _METHODS_WITH_BODY and request.mimetype != "application/json":
+        raise problems.problem("unsupported_media_type", "Deze API leest alleen JSON. Stuur de header "
+                                                         "'Content-Type: application/json' met een JSON-body.")
 
 
 def runtime_of(app: Flask) -> Runtime:

@@ -1,4 +1,9 @@
-"""Errors as RFC 9457 problem details, each with a stable ``code`` a till can switch on."""
+"""Errors as RFC 9457 problem details, each with a stable ``code`` a till can switch on.
+
+``CODES`` is the closed list of codes this API answers with; the OpenAPI document
+publishes it and a test produces every one. A shop's till shows ``detail`` to the
+person at the counter, so it is Dutch and says what to do next.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,30 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_TYPE_BASE = "https://stadspas-adapter.example/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# code -> (HTTP status, title)
+CODES: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "Ongeldig verzoek"),
+    "unauthorized": (401, "Niet aangemeld"),
+    "category_not_allowed": (403, "Categorie niet toegestaan"),
+    "not_found": (404, "Niet gevonden"),
+    "pass_not_usable": (404, "Pas niet bruikbaar"),
+    "redemption_not_found": (404, "Afschrijving niet gevonden"),
+    "method_not_allowed": (405, "Methode niet toegestaan"),
+    "idempotency_request_in_progress": (409, "Verzoek nog bezig"),
+    "body_too_large": (413, "Verzoek te groot"),
+    "unsupported_media_type": (415, "Alleen JSON"),
+    "insufficient_balance": (422, "Tegoed te laag"),
+    "budget_not_found": (422, "Geen passend tegoed"),
+    "idempotency_key_reused": (422, "Idempotency-Key al gebruikt"),
+    "reversal_exceeds_redemption": (422, "Terugboeking te hoog"),
+    "reversal_window_closed": (422, "Terugboeken niet meer mogelijk"),
+    "rate_limited": (429, "Te veel verzoeken"),
+    "internal_error": (500, "Interne fout"),
+    "database_unavailable": (503, "Dienst niet beschikbaar"),
+    "migrations_pending": (503, "Dienst niet beschikbaar"),
+}
 
 
 class Problem(Exception):
@@ -19,12 +48,20 @@ class Problem(Exception):
         self.headers: dict[str, str] = {}
 
 
+def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Problem:
+    """A Problem for one of the documented ``CODES``, with its status and title."""
+    status, title = CODES[code]
+    error = Problem(status, code, title, detail, **extra)
+    error.headers.update(headers or {})
+    return error
+
+
 def problem_response(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
     body = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "detail": detail, "code": code}
     body.update(extra)
     response = jsonify(body)
     response.status_code = status
-    response.mimetype = "application/problem+json"
+    response.mimetype = PROBLEM_MEDIA_TYPE
     return response
 
 
@@ -37,23 +74,33 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
-        code = _HTTP_CODES.get(error.code or 500, "http_error")
-        return problem_response(error.code or 500, code, error.name, _HTTP_DETAILS.get(code, error.name))
+        code = _HTTP_CODES.get(error.code or 500)
+        if code is None:
+            return problem_response(error.code or 500, "http_error", error.name, error.name)
+        extra = {}
+        if code == "invalid_request":
+            extra["invalid_params"] = [{"name": "body", "reason": "kan niet gelezen worden"}]
+        status, title = CODES[code]
+        response = problem_response(status, code, title, _HTTP_DETAILS[code], **extra)
+        if code == "method_not_allowed" and error.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
         # The exception text may hold personal data; it goes to the log, never to the client.
         app.logger.exception("unhandled error in request")
-        return problem_response(500, "internal_error", "Internal Server Error",
-                                "Something went wrong on our side. Try again in a minute; "
-                                "if it keeps happening, contact the municipality's helpdesk.")
+        return problem_response(500, "internal_error", CODES["internal_error"][1],
+                                "Er ging bij ons iets mis. Probeer het over een minuut opnieuw; blijft het "
+                                "misgaan, neem dan contact op met de helpdesk van de gemeente.")
 
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
                415: "unsupported_media_type"}
 _HTTP_DETAILS = {
-    "bad_request": "The request could not be read. Send a JSON body as described in /v1/openapi.json.",
-    "not_found": "There is nothing at this address. See /v1/openapi.json for the endpoints.",
-    "method_not_allowed": "This address does not take this method. See /v1/openapi.json.",
-    "body_too_large": "The request body is larger than allowed. Send only the documented fields.",
+    "invalid_request": "Het verzoek kan niet gelezen worden. Stuur een JSON-body zoals beschreven in /v1/openapi.json.",
+    "not_found": "Op dit adres is niets. Zie /v1/openapi.json voor de adressen van deze API.",
+    "method_not_allowed": "Dit adres kent deze methode niet. Zie /v1/openapi.json.",
+    "body_too_large": "De body van het verzoek is te groot. Stuur alleen de velden uit /v1/openapi.json.",
+    "unsupported_media_type": "Deze API leest alleen JSON. Stuur de header 'Content-Type: application/json'.",
 }

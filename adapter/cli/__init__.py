@@ -10,6 +10,7 @@ from adapter.cli.base import CliContext, pass_cli
 from adapter.cli.db import db_group, keys_group, ledger_group
 from adapter.cli.demo import demo_group
 from adapter.cli.demo_data import demo_data_command
+from adapter.cli.merchants import merchants_group
 from adapter.cli.serve import serve_command
 
 
@@ -23,7 +24,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command, demo_data_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command, merchants_group,
+                demo_data_command):
     cli.add_command(command)
 
 

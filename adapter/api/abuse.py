@@ -1,0 +1,53 @@
+"""Abuse limits at the counter: balance checks per key, and far fewer look-ups of unusable passes.
+
+The second limit stops enumeration: once a key has looked up too many passes
+that do not exist (or are blocked...), every look-up by that key is refused for
+the rest of the window, so even a hit teaches nothing.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from adapter.api.problems import problem
+from adapter.limits import Limiter
+from adapter.models import Merchant
+from adapter.ratelimit import Verdict
+
+WINDOW_SECONDS = 60
+
+
+def limiter() -> Limiter:
+    return current_app.extensions["adapter_limiter"]
+
+
+def count_balance_check(merchant: Merchant) -> None:
+    limit = _limits().balance_checks_per_minute
+    _refuse_unless(limiter().hit(f"balance-checks:merchant:{merchant.id}", limit, WINDOW_SECONDS),
+                   "Te veel saldochecks met deze sleutel in korte tijd.")
+
+
+def refuse_when_too_many_unusable(merchant: Merchant) -> None:
+    limit = _limits().unknown_pass_lookups_per_minute
+    _refuse_unless(limiter().peek(_unusable_bucket(merchant), limit, WINDOW_SECONDS),
+                   "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd.")
+
+
+def count_unusable_pass(merchant: Merchant) -> None:
+    limiter().hit(_unusable_bucket(merchant), _limits().unknown_pass_lookups_per_minute, WINDOW_SECONDS)
+
+
+def _unusable_bucket(merchant: Merchant) -> str:
+    return f"unusable-passes:merchant:{merchant.id}"
+
+
+def _refuse_unless(verdict: Verdict, what: str) -> None:
+    if not verdict.allowed:
+        raise problem("rate_limited", f"{what} Wacht {verdict.retry_after_seconds} seconden en probeer het dan "
+                                      "opnieuw. Controleer of het pasnummer goed is ingevoerd.",
+                      headers={"Retry-After": str(verdict.retry_after_seconds)},
+                      retry_after_seconds=verdict.retry_after_seconds)
+
+
+def _limits():  # type: ignore[no-untyped-def]
+    return current_app.extensions["adapter_runtime"].settings.api.rate_limits

@@ -1,0 +1,32 @@
+"""POST /v1/balance-checks: what a shop may know about a pass at the counter."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from adapter import counter
+from adapter.api import abuse, render
+from adapter.api.auth import current_merchant, require_merchant
+from adapter.api.context import runtime, today
+from adapter.api.parsing import parse_body, require_no_query
+from adapter.api.schemas import BalanceCheckRequest
+
+blueprint = Blueprint("balance", __name__)
+require_merchant(blueprint)
+
+
+@blueprint.post("/balance-checks")
+def check_balance():  # type: ignore[no-untyped-def]
+    require_no_query()
+    body = parse_body(BalanceCheckRequest)
+    merchant = current_merchant()
+    abuse.count_balance_check(merchant)
+    abuse.refuse_when_too_many_unusable(merchant)
+    adapter_runtime = runtime()
+    try:
+        with adapter_runtime.db.read() as session:
+            view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today())
+    except counter.PassNotUsable:
+        abuse.count_unusable_pass(merchant)
+        raise render.pass_not_usable() from None
+    return jsonify(render.balance(view))

@@ -1,0 +1,117 @@
+"""Redemptions: take money at the counter, reverse it, and list it for the till's reconciliation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, Response, jsonify, request
+
+from adapter import counter, ledger, reconciliation
+from adapter.api import abuse, render
+from adapter.api.auth import current_merchant, require_merchant
+from adapter.api.context import runtime, today
+from adapter.api.parsing import (
+    fingerprint,
+    idempotency_key_problems,
+    invalid_request,
+    parse_body,
+    parse_query,
+    require_no_query,
+)
+from adapter.api.problems import Problem
+from adapter.api.schemas import RedemptionCreate, RedemptionQuery, ReversalCreate
+
+blueprint = Blueprint("redemptions", __name__)
+require_merchant(blueprint)
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_ID_LENGTH = 36  # redemption ids are UUIDs
+
+
+@blueprint.post("/redemptions")
+def create_redemption():  # type: ignore[no-untyped-def]
+    require_no_query()
+    body = parse_body(RedemptionCreate, extra_problems=idempotency_key_problems())
+    merchant = current_merchant()
+    abuse.refuse_when_too_many_unusable(merchant)
+    settings = runtime().settings
+    try:
+        outcome = counter.redeem(
+            runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
+            budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
+            idempotency_key=request.headers["Idempotency-Key"],
+            fingerprint=fingerprint("POST /v1/redemptions", body), today=today(),
+            in_progress_wait_ms=settings.api.idempotency_wait_ms)
+    except counter.PassNotUsable:
+        abuse.count_unusable_pass(merchant)
+        raise render.pass_not_usable() from None
+    except counter.CategoryNotAllowed:
+        raise render.category_not_allowed() from None
+    except counter.NoSuchBudget:
+        raise render.budget_not_found() from None
+    except ledger.IdempotencyInProgress:
+        raise render.in_progress() from None
+    return _answer(lambda: render.redemption(outcome), outcome.replayed,
+                   location=f"/v1/redemptions/{outcome.redemption_id}")
+
+
+@blueprint.post("/redemptions/<redemption_id>/reversals")
+def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
+    require_no_query()
+    body = parse_body(ReversalCreate, extra_problems=idempotency_key_problems())
+    if len(redemption_id) > MAX_ID_LENGTH:
+        raise render.redemption_not_found()
+    merchant = current_merchant()
+    settings = runtime().settings
+    try:
+        outcome = ledger.reverse(runtime().db, ledger.ReversalRequest(
+            merchant_id=merchant.id, redemption_id=redemption_id, reason=body.reason, actor=f"merchant:{merchant.id}",
+            amount_cents=body.amount_cents, window=timedelta(days=settings.api.reversal_window_days),
+            idempotency_key=request.headers["Idempotency-Key"],
+            fingerprint=fingerprint(f"POST /v1/redemptions/{redemption_id}/reversals", body)),
+            in_progress_wait_ms=settings.api.idempotency_wait_ms)
+    except ledger.IdempotencyInProgress:
+        raise render.in_progress() from None
+    return _answer(lambda: render.reversal(outcome), outcome.replayed)
+
+
+@blueprint.get("/redemptions")
+def list_redemptions():  # type: ignore[no-untyped-def]
+    query = parse_query(RedemptionQuery)
+    try:
+        with runtime().db.read() as session:
+            page = reconciliation.redemption_page(
+                session, current_merchant().id, created_from=query.created_from,
+                created_before=query.created_before, cursor=query.cursor, limit=query.limit)
+    except reconciliation.BadCursor:
+        raise invalid_request([{"name": "cursor", "reason": "onbekende cursor; gebruik next_cursor uit het "
+                                                            "vorige antwoord"}]) from None
+    return jsonify({"items": [render.redemption_item(line) for line in page.lines], "next_cursor": page.next_cursor})
+
+
+@blueprint.get("/redemptions/<redemption_id>")
+def get_redemption(redemption_id: str):  # type: ignore[no-untyped-def]
+    require_no_query()
+    line = None
+    if len(redemption_id) <= MAX_ID_LENGTH:
+        with runtime().db.read() as session:
+            line = reconciliation.find_redemption(session, current_merchant().id, redemption_id)
+    if line is None:
+        raise render.redemption_not_found()
+    return jsonify(render.redemption_item(line))
+
+
+def _answer(render_body, replayed: bool, location: str | None = None) -> Response:  # type: ignore[no-untyped-def]
+    """201 with the rendered outcome, or its problem; a replay says so in a header either way."""
+    try:
+        response = jsonify(render_body())
+    except Problem as refusal:
+        if replayed:
+            refusal.headers[REPLAYED_HEADER] = "true"
+        raise
+    response.status_code = 201
+    if location:
+        response.headers["Location"] = location
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response

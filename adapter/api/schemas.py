@@ -1,0 +1,192 @@
+"""The shapes of requests and answers, as pydantic models.
+
+Requests are validated strictly (no coercion, unknown fields refused) and every
+problem is reported at once. Answers are built as plain dicts by the handlers;
+their models exist so the OpenAPI document describes them exactly, and the
+tests validate every answer against that document.
+
+Bounds that come from the settings (the largest amount) are checked through the
+validation context and written into the OpenAPI document by ``adapter.api.openapi``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from adapter.counter import MAX_PASS_NUMBER_LENGTH
+
+PassNumber = Annotated[str, Field(pattern=r"^[0-9]+$", min_length=4, max_length=MAX_PASS_NUMBER_LENGTH,
+                                  description="The pass number as printed: digits only, a string (leading zeros).")]
+Category = Annotated[str, Field(pattern=r"^[a-z0-9_*-]+$", min_length=1, max_length=64)]
+Cents = Annotated[int, Field(ge=1, description="Euro cents, a whole number.")]
+MAX_BUDGET_ID = 2**53 - 1  # the largest integer every JSON client reads exactly
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def _within_max_amount(amount_cents: int | None, info: ValidationInfo) -> int | None:
+    maximum = (info.context or {}).get("max_amount_cents")
+    if amount_cents is not None and maximum is not None and amount_cents > maximum:
+        raise ValueError(f"maximaal {maximum} cent per verzoek")
+    return amount_cents
+
+
+class BalanceCheckRequest(_Request):
+    pass_number: PassNumber
+
+
+class RedemptionCreate(_Request):
+    pass_number: PassNumber
+    amount_cents: Cents
+    category: Category | None = Field(default=None, description="Redeem from the open budget of this category "
+                                                                "that ends first. Give this or budget_id.")
+    budget_id: int | None = Field(default=None, ge=1, le=MAX_BUDGET_ID,
+                                  description="Redeem from this budget (from a balance check).")
+    reference: str | None = Field(default=None, min_length=1, max_length=128,
+                                  description="The till's own reference, e.g. the receipt number.")
+    allow_partial: bool = Field(default=False, description="Take what is available when it is less than "
+                                                           "amount_cents; the customer pays the rest.")
+
+    _amount_bound = field_validator("amount_cents")(_within_max_amount)
+
+    @model_validator(mode="after")
+    def _one_budget_choice(self) -> RedemptionCreate:
+        if (self.category is None) == (self.budget_id is None):
+            raise ValueError("geef precies één van category of budget_id")
+        return self
+
+
+class ReversalCreate(_Request):
+    amount_cents: Cents | None = Field(default=None, description="Leave out to reverse all that is left.")
+    reason: str = Field(min_length=1, max_length=500, description="Why, for the municipality's books.")
+
+    _amount_bound = field_validator("amount_cents")(_within_max_amount)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_has_words(cls, reason: str) -> str:
+        if not reason.strip():
+            raise ValueError("mag niet leeg zijn")
+        return reason
+
+
+# ------------------------------------------------------------------ answers
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PassInfo(_Answer):
+    status: Literal["active"]
+    valid_until: date | None
+
+
+class HolderInfo(_Answer):
+    name: str = Field(description="First name, or initials when the source has no first name.")
+    age: int | None
+
+
+class BudgetInfo(_Answer):
+    budget_id: int
+    rule_name: str
+    category: str | None
+    available_cents: int = Field(ge=0)
+    expires_on: date
+    redeemable_here: bool = Field(description="Whether the asking shop may redeem this budget.")
+
+
+class BalanceCheckResponse(_Answer):
+    pass_: PassInfo = Field(alias="pass")
+    holder: HolderInfo
+    budgets: list[BudgetInfo]
+    as_of: datetime
+
+
+class RedemptionCreated(_Answer):
+    redemption_id: str
+    budget_id: int
+    requested_cents: int
+    amount_cents: int = Field(description="What the budget paid.")
+    remaining_to_pay_cents: int = Field(ge=0, description="What the customer pays themselves.")
+    available_cents_after: int = Field(ge=0)
+    created_at: datetime
+
+
+class ReversalCreated(_Answer):
+    reversal_id: str
+    redemption_id: str
+    amount_cents: int
+    reversible_cents_after: int = Field(ge=0)
+    returned_to_budget: bool = Field(description="False when the budget had expired: the money went back to "
+                                                 "the municipality.")
+    available_cents_after: int = Field(ge=0)
+    created_at: datetime
+
+
+class ReversalItem(_Answer):
+    reversal_id: str
+    amount_cents: int
+    reason: str
+    returned_to_budget: bool
+    created_at: datetime
+
+
+class RedemptionItem(_Answer):
+    redemption_id: str
+    created_at: datetime
+    amount_cents: int
+    reversed_cents: int
+    budget_id: int
+    category: str | None
+    pass_last4: str
+    reference: str | None
+    reversals: list[ReversalItem]
+
+
+class RedemptionPage(_Answer):
+    items: list[RedemptionItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class InvalidParam(_Answer):
+    name: str
+    reason: str
+
+
+class ProblemDocument(_Answer):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    invalid_params: list[InvalidParam] | None = None
+    available_cents: int | None = None
+    requested_cents: int | None = None
+    reversible_cents: int | None = None
+    retry_after_seconds: int | None = None
+
+
+class HealthStatus(_Answer):
+    status: Literal["ok"]
+
+
+class ReadyStatus(_Answer):
+    status: Literal["ready"]
+
+
+class RedemptionQuery(BaseModel):
+    """The query of GET /v1/redemptions (query strings are text, so this one is read leniently)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    created_from: AwareDatetime | None = Field(default=None, alias="from",
+                                               description="Redemptions made at or after this moment.")
+    created_before: AwareDatetime | None = Field(default=None, alias="to",
+                                                 description="Redemptions made before this moment.")
+    cursor: str | None = Field(default=None, min_length=1, max_length=512)
+    limit: int = Field(default=50, ge=1, le=100)

@@ -1,0 +1,83 @@
+"""Merchants (shops, clubs, foundations) and their API keys. Every change leaves an audit record."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import timedelta
+
+import click
+
+from adapter import audit, merchants
+from adapter.cli.base import CliContext, pass_cli
+
+
+def _operator() -> str:
+    return f"operator:{getpass.getuser()}"
+
+
+@click.group("merchants")
+def merchants_group() -> None:
+    """Add merchants, rotate their keys, disable them."""
+
+
+@merchants_group.command("add")
+@click.argument("name")
+@click.option("--categories", required=True,
+              help="Comma-separated budget categories it may redeem, e.g. school,clothing ('*' for all).")
+@click.option("--iban", default=None, help="Where the municipality reimburses it (checked).")
+@pass_cli
+def merchants_add(cli: CliContext, name: str, categories: str, iban: str | None) -> None:
+    """Add a merchant and print its API key (shown only this once)."""
+    try:
+        with cli.runtime.db.write() as session:
+            issued = merchants.add_merchant(session, name, categories.split(","), iban=iban)
+            audit.record(session, _operator(), "merchant.created", f"merchant:{issued.merchant_id}",
+                         categories=sorted({code.strip() for code in categories.split(",") if code.strip()}),
+                         iban_given=iban is not None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"merchant {issued.merchant_id} added")
+    click.echo(f"API key (shown once; give it to the shop's till supplier): {issued.api_key}")
+
+
+@merchants_group.command("list")
+@pass_cli
+def merchants_list(cli: CliContext) -> None:
+    """Every merchant with its categories, state and key prefixes (never the keys)."""
+    with cli.runtime.db.read() as session:
+        for merchant in merchants.list_merchants(session):
+            state = "active" if merchant.active else "disabled"
+            prefixes = ",".join(key.key_prefix + "…" for key in merchant.keys if key.revoked_at is None)
+            click.echo(f"{merchant.id}\t{merchant.name}\t{merchant.categories}\t{state}\t{merchant.iban or '-'}"
+                       f"\tkeys:{prefixes or '-'}")
+
+
+@merchants_group.command("rotate-key")
+@click.argument("merchant_id", type=int)
+@pass_cli
+def merchants_rotate_key(cli: CliContext, merchant_id: int) -> None:
+    """A new key; old keys keep working for api.key_rotation_grace_hours."""
+    grace = timedelta(hours=cli.settings.api.key_rotation_grace_hours)
+    try:
+        with cli.runtime.db.write() as session:
+            issued = merchants.rotate_key(session, merchant_id, grace)
+            audit.record(session, _operator(), "merchant.key_rotated", f"merchant:{merchant_id}",
+                         grace_hours=cli.settings.api.key_rotation_grace_hours)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"new API key (shown once): {issued.api_key}")
+    click.echo(f"the old key(s) keep working for {cli.settings.api.key_rotation_grace_hours} hour(s)")
+
+
+@merchants_group.command("disable")
+@click.argument("merchant_id", type=int)
+@pass_cli
+def merchants_disable(cli: CliContext, merchant_id: int) -> None:
+    """Refuse all of this merchant's keys from now on (its history stays)."""
+    try:
+        with cli.runtime.db.write() as session:
+            merchants.disable_merchant(session, merchant_id)
+            audit.record(session, _operator(), "merchant.disabled", f"merchant:{merchant_id}")
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"merchant {merchant_id} disabled; its keys no longer work")

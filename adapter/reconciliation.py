@@ -1,0 +1,117 @@
+"""A merchant's own redemptions, with their reversals, page by page, for till reconciliation.
+
+Pages follow a keyset on (created_at, id): stable while new redemptions arrive,
+and as fast on page 100 as on page 1. The position is handed out as an opaque
+cursor; the query is always limited to the asking merchant, so a cursor cannot
+reach another merchant's rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from adapter.models import Budget, Pass, Redemption, Reversal
+
+
+class BadCursor(ValueError):
+    """The cursor was not one this service handed out."""
+
+
+@dataclass(frozen=True)
+class ReversalLine:
+    reversal_id: str
+    amount_cents: int
+    reason: str
+    returned_to_budget: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RedemptionLine:
+    redemption_id: str
+    created_at: datetime
+    amount_cents: int
+    reversed_cents: int
+    budget_id: int
+    category: str | None
+    pass_last4: str  # enough to match a receipt, not enough to use the pass
+    reference: str | None
+    reversals: list[ReversalLine]
+
+
+@dataclass(frozen=True)
+class Page:
+    lines: list[RedemptionLine]
+    next_cursor: str | None
+
+
+def redemption_page(session: Session, merchant_id: int, *, created_from: datetime | None = None,
+                    created_before: datetime | None = None, cursor: str | None = None, limit: int = 50) -> Page:
+    query = (select(Redemption, Budget.category, Pass.pass_number)
+             .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
+             .where(Redemption.merchant_id == merchant_id))
+    if created_from is not None:
+        query = query.where(Redemption.created_at >= created_from)
+    if created_before is not None:
+        query = query.where(Redemption.created_at < created_before)
+    if cursor is not None:
+        after_created, after_id = decode_cursor(cursor)
+        query = query.where(or_(Redemption.created_at > after_created,
+                                and_(Redemption.created_at == after_created, Redemption.id > after_id)))
+    rows = session.execute(query.order_by(Redemption.created_at, Redemption.id).limit(limit + 1)).all()
+    reversals = _reversals_of(session, [redemption.id for redemption, _, _ in rows[:limit]])
+    lines = [RedemptionLine(redemption.id, redemption.created_at, redemption.amount_cents, redemption.reversed_cents,
+                            redemption.budget_id, category, pass_number[-4:], redemption.reference,
+                            reversals.get(redemption.id, []))
+             for redemption, category, pass_number in rows[:limit]]
+    next_cursor = encode_cursor(lines[-1].created_at, lines[-1].redemption_id) if len(rows) > limit else None
+    return Page(lines, next_cursor)
+
+
+def find_redemption(session: Session, merchant_id: int, redemption_id: str) -> RedemptionLine | None:
+    """One of this merchant's redemptions; another merchant's is as absent as a made-up id."""
+    row = session.execute(
+        select(Redemption, Budget.category, Pass.pass_number)
+        .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
+        .where(Redemption.id == redemption_id, Redemption.merchant_id == merchant_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    redemption, category, pass_number = row
+    return RedemptionLine(redemption.id, redemption.created_at, redemption.amount_cents, redemption.reversed_cents,
+                          redemption.budget_id, category, pass_number[-4:], redemption.reference,
+                          _reversals_of(session, [redemption.id]).get(redemption.id, []))
+
+
+def encode_cursor(created_at: datetime, redemption_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), redemption_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_text, redemption_id = json.loads(raw)
+        created_at = datetime.fromisoformat(created_text)
+        if created_at.tzinfo is None or not isinstance(redemption_id, str):
+            raise ValueError
+        return created_at, redemption_id
+    except (ValueError, TypeError):
+        raise BadCursor("not a cursor from this service") from None
+
+
+def _reversals_of(session: Session, redemption_ids: list[str]) -> dict[str, list[ReversalLine]]:
+    found: dict[str, list[ReversalLine]] = {}
+    if not redemption_ids:
+        return found
+    for reversal in session.execute(select(Reversal).where(Reversal.redemption_id.in_(redemption_ids))
+                                    .order_by(Reversal.created_at, Reversal.id)).scalars():
+        found.setdefault(reversal.redemption_id, []).append(ReversalLine(
+            reversal.id, reversal.amount_cents, reversal.reason, reversal.returned_to_budget, reversal.created_at))
+    return found

@@ -1,0 +1,88 @@
+"""Rate limits at the counter, on the database and on Redis, with the clock pinned to one window."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from adapter.limits import DatabaseLimiter, RedisLimiter
+from tests.api.conftest import build_api
+
+PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _redis_limiter() -> RedisLimiter:
+    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=lambda: PINNED)
+    try:
+        limiter.client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
+        pytest.skip(f"no Redis answers on {REDIS_URL} ({type(exc).__name__}); the Redis backend is untested here")
+    return limiter
+
+
+@pytest.fixture(params=["database", "redis"])
+def limited_api(request, tmp_path, sqlite_url, vault):  # type: ignore[no-untyped-def]
+    built = build_api(tmp_path, sqlite_url, vault,
+                      api={"rate_limits": {"balance_checks_per_minute": 1_200, "unknown_pass_lookups_per_minute": 10}})
+    if request.param == "redis":
+        built.app.extensions["adapter_limiter"] = _redis_limiter()
+    else:
+        built.app.extensions["adapter_limiter"] = DatabaseLimiter(built.db, clock=lambda: PINNED)
+    yield built
+    built.db.dispose()
+
+
+def test_enumerating_pass_numbers_is_stopped_after_the_threshold(limited_api):
+    api = limited_api
+    child, blocked = api.child(), api.child(state=__import__("adapter.models").models.PassState.BLOCKED)
+    key = api.shop()
+    rng = random.Random(7)
+    statuses = [api.check(key, f"64{rng.randrange(10**13, 10**14)}").status_code for _ in range(1_000)]
+    assert statuses[:10] == [404] * 10
+    assert statuses[10:] == [429] * 990
+    # Once over the threshold, a real pass answers 429 too: a hit teaches the attacker nothing.
+    refused = api.check(key, child.pass_number)
+    assert refused.status_code == 429 and refused.get_json()["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) == 30
+    assert api.check(key, blocked.pass_number).status_code == 429
+    # Another shop's key is not affected.
+    assert api.check(api.shop("Andere winkel"), child.pass_number).status_code == 200
+
+
+def test_balance_checks_per_key_per_minute(tmp_path, sqlite_url, vault):
+    api = build_api(tmp_path, sqlite_url, vault, api={"rate_limits": {"balance_checks_per_minute": 5}})
+    api.app.extensions["adapter_limiter"] = DatabaseLimiter(api.db, clock=lambda: PINNED)
+    child, key = api.child(), api.shop()
+    statuses = [api.check(key, child.pass_number).status_code for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+    api.app.extensions["adapter_limiter"].clock = lambda: PINNED + 60  # the next minute
+    assert api.check(key, child.pass_number).status_code == 200
+    api.db.dispose()
+
+
+def test_redis_limiter_counts_per_bucket_and_window():
+    limiter = _redis_limiter()
+    verdicts = [limiter.hit("bucket-a", 3) for _ in range(4)]
+    assert [verdict.allowed for verdict in verdicts] == [True, True, True, False]
+    assert verdicts[-1].hits == 4 and verdicts[-1].retry_after_seconds == 30
+    assert limiter.peek("bucket-a", 3).allowed is False
+    assert limiter.peek("bucket-b", 3).allowed is True and limiter.hit("bucket-b", 3).hits == 1
+    limiter.clock = lambda: PINNED + 60
+    assert limiter.hit("bucket-a", 3).hits == 1
+    ttl = limiter.client.ttl(f"{limiter.prefix}bucket-a:{int((PINNED + 60) // 60 * 60)}")
+    assert 0 < ttl <= 61
+
+
+def test_limiter_chosen_by_environment(tmp_path, sqlite_url, vault, monkeypatch):
+    from adapter.limits import limiter_for
+    from adapter.db import Database
+
+    database = Database(sqlite_url)
+    monkeypatch.delenv("ADAPTER_REDIS_URL", raising=False)
+    assert isinstance(limiter_for(database), DatabaseLimiter)
+    monkeypatch.setenv("ADAPTER_REDIS_URL", REDIS_URL)
+    assert isinstance(limiter_for(database), RedisLimiter)
+    database.dispose()

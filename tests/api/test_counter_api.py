@@ -1,0 +1,105 @@
+"""Balance checks and redemptions as a till sees them."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapter.models import PassState
+
+
+def test_balance_check_shows_only_what_the_counter_needs(api):
+    child = api.child(amount_cents=7_500)
+    key = api.shop(categories=("clothing",))
+    response = api.check(key, child.pass_number)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["pass"]["status"] == "active"
+    assert body["holder"] == {"name": "Sanne", "age": body["holder"]["age"]}
+    assert [(b["budget_id"], b["category"], b["available_cents"], b["redeemable_here"]) for b in body["budgets"]] \
+        == [(child.budget_id, "school", 7_500, False)]
+    assert body["as_of"].endswith("Z")
+    text = response.get_data(as_text=True)
+    for personal in ("Jansen", "999993653", "2015-05-05", child.pass_number):
+        assert personal not in text
+
+
+def test_redemption_takes_money_and_replay_answers_the_same_bytes(api_any):
+    api = api_any
+    child = api.child(amount_cents=10_000)
+    key = api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 2_500, "category": "school", "reference": "bon-1"}
+    first = api.redeem(key, body, key="till-1-0001")
+    assert first.status_code == 201
+    created = first.get_json()
+    assert (created["amount_cents"], created["remaining_to_pay_cents"], created["available_cents_after"]) == \
+        (2_500, 0, 7_500)
+    assert first.headers["Location"] == f"/v1/redemptions/{created['redemption_id']}"
+    assert "Idempotent-Replayed" not in first.headers
+
+    replay = api.redeem(key, body, key="till-1-0001")
+    assert replay.status_code == 201 and replay.data == first.data
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert api.balance_cents(child.budget_id) == 7_500
+
+    reused = api.redeem(key, {**body, "amount_cents": 2_600}, key="till-1-0001")
+    assert reused.status_code == 422 and reused.get_json()["code"] == "idempotency_key_reused"
+    assert api.balance_cents(child.budget_id) == 7_500
+    assert api.verify_ledger() == []
+
+
+def test_replay_answers_as_the_first_time_even_after_the_pass_was_blocked(api):
+    child = api.child(amount_cents=1_000)
+    key = api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 400, "budget_id": child.budget_id}
+    first = api.redeem(key, body, key="k-blocked")
+    from adapter.models import Pass
+    with api.db.write() as session:
+        session.get(Pass, child.pass_id).status = PassState.BLOCKED
+    assert api.redeem(key, body, key="k-blocked").data == first.data
+    assert api.redeem(key, body, key="k-new").get_json()["code"] == "pass_not_usable"
+
+
+def test_too_little_balance_says_what_is_left_in_dutch(api):
+    child = api.child(amount_cents=1_250)
+    key = api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 2_000, "category": "school"}
+    refused = api.redeem(key, body, key="k-low")
+    problem = refused.get_json()
+    assert refused.status_code == 422 and problem["code"] == "insufficient_balance"
+    assert problem["available_cents"] == 1_250
+    assert problem["detail"] == ("Het tegoed is te laag: nog € 12,50 beschikbaar. Laat de ouder het verschil van "
+                                 "€ 7,50 zelf betalen, of reken € 12,50 af met allow_partial.")
+    # The refusal is the stored outcome of that key: a replay refuses the same way, and says it is a replay.
+    again = api.redeem(key, body, key="k-low")
+    assert again.data == refused.data and again.headers["Idempotent-Replayed"] == "true"
+
+    partial = api.redeem(key, {**body, "allow_partial": True}).get_json()
+    assert (partial["amount_cents"], partial["remaining_to_pay_cents"], partial["available_cents_after"]) == \
+        (1_250, 750, 0)
+
+
+def test_category_not_allowed_and_no_such_budget(api):
+    child = api.child(amount_cents=1_000, category="school")
+    sport_shop = api.shop("Sportwinkel", ("sport",))
+    refused = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100,
+                                      "budget_id": child.budget_id})
+    assert refused.status_code == 403 and refused.get_json()["code"] == "category_not_allowed"
+    missing = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100, "category": "sport"})
+    assert missing.status_code == 422 and missing.get_json()["code"] == "budget_not_found"
+    assert api.balance_cents(child.budget_id) == 1_000
+
+
+@pytest.mark.parametrize("state", [PassState.BLOCKED, PassState.REPLACED, PassState.EXPIRED])
+def test_unusable_passes_answer_byte_identical_to_unknown_ones(api, state):
+    child = api.child(state=state)
+    key = api.shop()
+    unusable = api.check(key, child.pass_number)
+    unknown = api.check(key, "6499999999999999")
+    assert unusable.status_code == unknown.status_code == 404
+    assert unusable.data == unknown.data
+    assert unknown.get_json()["code"] == "pass_not_usable"
+    assert {k: v for k, v in unusable.headers.items() if k != "Date"} == \
+        {k: v for k, v in unknown.headers.items() if k != "Date"}
+    redeem_unusable = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"})
+    redeem_unknown = api.redeem(key, {"pass_number": "6499999999999999", "amount_cents": 100, "category": "school"})
+    assert redeem_unusable.data == redeem_unknown.data

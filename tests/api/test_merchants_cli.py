@@ -1,0 +1,67 @@
+"""`stadspas-adapter merchants ...`: keys shown once and stored hashed, rotation grace, disable, audit trail."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from adapter import audit, merchants
+from adapter.cli import cli
+from adapter.db import Database
+from adapter.models import Merchant, MerchantKey
+
+
+def _run(config, *args):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, ["--config", str(config), "merchants", *args])
+
+
+def test_add_list_rotate_disable_with_audit(tmp_path, sqlite_url):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url},
+                                  "api": {"key_rotation_grace_hours": 24}}), encoding="utf-8")
+    db = Database(sqlite_url)
+
+    added = _run(config, "add", "Kinderkleding Zuid", "--categories", "clothing,school",
+                 "--iban", "NL91 ABNA 0417 1643 00")
+    assert added.exit_code == 0, added.output
+    first_key = re.search(r"(spk_\S+)", added.output).group(1)
+    with db.read() as session:
+        merchant = session.execute(select(Merchant)).scalar_one()
+        stored_hashes = list(session.execute(select(MerchantKey.key_hash)).scalars())
+        assert (merchant.categories, merchant.iban) == ("clothing,school", "NL91ABNA0417164300")
+        assert first_key not in stored_hashes and merchants.hash_key(first_key) in stored_hashes
+
+    listed = _run(config, "list")
+    assert "Kinderkleding Zuid" in listed.output and first_key not in listed.output
+
+    rotated = _run(config, "rotate-key", str(merchant.id))
+    assert rotated.exit_code == 0 and "24 hour" in rotated.output
+    second_key = re.search(r"(spk_\S+)", rotated.output).group(1)
+    with db.read() as session:
+        assert merchants.authenticate(session, first_key) is not None  # grace period
+        assert merchants.authenticate(session, second_key) is not None
+
+    disabled = _run(config, "disable", str(merchant.id))
+    assert disabled.exit_code == 0
+    with db.read() as session:
+        assert merchants.authenticate(session, second_key) is None
+        actions = [entry.action for entry in session.execute(select(audit.AuditEntry)
+                                                             .order_by(audit.AuditEntry.id)).scalars()]
+        assert actions == ["merchant.created", "merchant.key_rotated", "merchant.disabled"]
+        assert audit.verify(session) == []
+        assert first_key not in str([entry.details_json for entry in session.execute(
+            select(audit.AuditEntry)).scalars()])
+    db.dispose()
+
+
+def test_bad_iban_and_unknown_merchant_are_explained(tmp_path, sqlite_url):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}),
+                      encoding="utf-8")
+    bad = _run(config, "add", "Winkel", "--categories", "school", "--iban", "NL91ABNA0417164301")
+    assert bad.exit_code == 1 and "not valid" in bad.output
+    missing = _run(config, "disable", "4242")
+    assert missing.exit_code == 1 and "merchants list" in missing.output

@@ -1,0 +1,111 @@
+"""Reversals, the reconciliation list, and one merchant never reaching another's redemptions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from adapter.models import Budget, BudgetStatus, Redemption, utcnow
+
+
+def _redeemed(api, key, child, amount_cents=3_000):  # type: ignore[no-untyped-def]
+    response = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": amount_cents,
+                                "budget_id": child.budget_id, "reference": "bon-7"})
+    assert response.status_code == 201
+    return response.get_json()["redemption_id"]
+
+
+def test_partial_then_whole_reversal_never_above_what_was_redeemed(api_any):
+    api = api_any
+    child = api.child(amount_cents=10_000)
+    key = api.shop()
+    redemption_id = _redeemed(api, key, child)
+
+    partial = api.reverse(key, redemption_id, {"amount_cents": 1_000, "reason": "broek teruggebracht"}, key="r-1")
+    assert partial.status_code == 201
+    assert (partial.get_json()["reversible_cents_after"], partial.get_json()["available_cents_after"]) == (2_000, 8_000)
+    replay = api.reverse(key, redemption_id, {"amount_cents": 1_000, "reason": "broek teruggebracht"}, key="r-1")
+    assert replay.data == partial.data and replay.headers["Idempotent-Replayed"] == "true"
+
+    too_much = api.reverse(key, redemption_id, {"amount_cents": 2_001, "reason": "te veel"})
+    assert too_much.status_code == 422
+    assert (too_much.get_json()["code"], too_much.get_json()["reversible_cents"]) == (
+        "reversal_exceeds_redemption", 2_000)
+    rest = api.reverse(key, redemption_id, {"reason": "alles terug"})
+    assert rest.status_code == 201 and rest.get_json()["amount_cents"] == 2_000
+    assert api.balance_cents(child.budget_id) == 10_000
+    assert api.reverse(key, redemption_id, {"reason": "nog eens"}).get_json()["code"] == \
+        "reversal_exceeds_redemption"
+    assert api.verify_ledger() == []
+
+
+def test_reversal_window_and_expired_budget(api):
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    old_id, recent_id = _redeemed(api, key, child, 1_000), _redeemed(api, key, child, 1_000)
+    with api.db.write() as session:
+        session.execute(update(Redemption).where(Redemption.id == old_id)
+                        .values(created_at=utcnow() - timedelta(days=31)))
+    closed = api.reverse(key, old_id, {"reason": "te laat"})
+    assert closed.status_code == 422 and closed.get_json()["code"] == "reversal_window_closed"
+
+    with api.db.write() as session:
+        session.execute(update(Budget).where(Budget.id == child.budget_id).values(status=BudgetStatus.EXPIRED))
+    expired = api.reverse(key, recent_id, {"reason": "na de periode"}).get_json()
+    assert expired["returned_to_budget"] is False
+    assert api.balance_cents(child.budget_id) == 3_000
+    assert api.verify_ledger() == []
+
+
+def test_list_pages_with_a_stable_cursor_and_includes_reversals(api):
+    child = api.child(amount_cents=10_000)
+    key = api.shop()
+    ids = [_redeemed(api, key, child, 100 + n) for n in range(5)]
+    api.reverse(key, ids[1], {"amount_cents": 50, "reason": "fout aangeslagen"})
+
+    seen, cursor = [], None
+    while True:
+        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.client.get("/v1/redemptions", query_string=query, headers={"Authorization": f"Bearer {key}"})
+        assert page.status_code == 200
+        seen.extend(page.get_json()["items"])
+        cursor = page.get_json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [item["redemption_id"] for item in seen] == ids
+    assert seen[1]["reversals"][0]["amount_cents"] == 50 and seen[1]["reversed_cents"] == 50
+    assert seen[0]["pass_last4"] == child.pass_number[-4:]
+
+    later = api.client.get("/v1/redemptions", query_string={"from": "2999-01-01T00:00:00Z"},
+                           headers={"Authorization": f"Bearer {key}"})
+    assert later.get_json() == {"items": [], "next_cursor": None}
+    bad = api.client.get("/v1/redemptions", query_string={"cursor": "not-ours", "from": "yesterday", "limit": 0},
+                         headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code == 400
+    assert {param["name"] for param in bad.get_json()["invalid_params"]} == {"from", "limit"}
+    bad_cursor = api.client.get("/v1/redemptions", query_string={"cursor": "not-ours"},
+                                headers={"Authorization": f"Bearer {key}"})
+    assert bad_cursor.get_json()["invalid_params"][0]["name"] == "cursor"
+
+
+def test_merchant_b_cannot_see_reverse_or_list_merchant_a_redemptions(api):
+    child = api.child(amount_cents=10_000)
+    shop_a, shop_b = api.shop("Winkel A"), api.shop("Winkel B")
+    redemption_id = _redeemed(api, shop_a, child)
+    made_up = "00000000-0000-4000-8000-000000000000"
+
+    seen_by_b = api.client.get(f"/v1/redemptions/{redemption_id}", headers={"Authorization": f"Bearer {shop_b}"})
+    nothing = api.client.get(f"/v1/redemptions/{made_up}", headers={"Authorization": f"Bearer {shop_b}"})
+    assert seen_by_b.status_code == nothing.status_code == 404 and seen_by_b.data == nothing.data
+    assert seen_by_b.get_json()["code"] == "redemption_not_found"
+
+    reversed_by_b = api.reverse(shop_b, redemption_id, {"reason": "poging"})
+    reversed_made_up = api.reverse(shop_b, made_up, {"reason": "poging"})
+    assert reversed_by_b.status_code == 404 and reversed_by_b.data == reversed_made_up.data
+    assert api.balance_cents(child.budget_id) == 7_000
+
+    listed_by_b = api.client.get("/v1/redemptions", headers={"Authorization": f"Bearer {shop_b}"})
+    assert listed_by_b.get_json()["items"] == []
+    own = api.client.get(f"/v1/redemptions/{redemption_id}", headers={"Authorization": f"Bearer {shop_a}"})
+    assert own.status_code == 200 and own.get_json()["amount_cents"] == 3_000
