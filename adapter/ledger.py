@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import func, select, text, update
@@ -453,3 +453,57 @@ def _require_positive(amount_cents: int) -> None:
 
 def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- many budgets at once (the nightly grants)
+
+@dataclass(frozen=True)
+class NewBudget:
+    cardholder_id: int
+    rule_code: str
+    rule_name: str
+    rule_version: int
+    category: str | None
+    period_key: str
+    period_start: date
+    period_end: date
+    amount_cents: int
+
+
+def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, note: str | None = None) -> int:
+    """Create budgets with their first grant, in bulk, in the caller's transaction.
+
+    The first sync of a municipality opens hundreds of thousands of budgets; one
+    UPDATE per grant would take minutes. Each budget is inserted with its balance
+    already equal to its single grant entry, which keeps ``verify`` exact. The
+    unique (cardholder, rule, period) constraint makes a second attempt fail
+    rather than grant twice.
+    """
+    for new_budget in new_budgets:
+        _require_positive(new_budget.amount_cents)
+    if not new_budgets:
+        return 0
+    # One stamp for the batch lets us find the new ids without RETURNING (slow on bulk inserts).
+    stamp = utcnow()
+    budget_table = Budget.__table__
+    session.execute(budget_table.insert(), [
+        {"cardholder_id": b.cardholder_id, "rule_code": b.rule_code, "rule_name": b.rule_name,
+         "rule_version": b.rule_version, "category": b.category, "period_key": b.period_key,
+         "period_start": b.period_start, "period_end": b.period_end, "granted_cents": b.amount_cents,
+         "balance_cents": b.amount_cents, "status": BudgetStatus.OPEN.value, "created_at": stamp}
+        for b in new_budgets])
+    wanted = {(b.cardholder_id, b.rule_code, b.period_key): b.amount_cents for b in new_budgets}
+    created = session.execute(
+        select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key)
+        .where(Budget.created_at == stamp, Budget.rule_code.in_({b.rule_code for b in new_budgets}))
+    ).all()
+    entries = [
+        {"budget_id": budget_id, "kind": EntryKind.GRANT.value, "amount_cents": wanted[key],
+         "balance_after_cents": wanted[key], "actor": actor, "note": note, "created_at": stamp}
+        for budget_id, *key_parts in created
+        if (key := tuple(key_parts)) in wanted
+    ]
+    if len(entries) != len(new_budgets):
+        raise RuntimeError(f"opened {len(new_budgets)} budgets but found {len(entries)} back; nothing is kept")
+    session.execute(LedgerEntry.__table__.insert(), entries)
+    return len(entries)

@@ -12,6 +12,7 @@ from adapter.cli.demo import demo_group
 from adapter.cli.demo_data import demo_data_command
 from adapter.cli.merchants import merchants_group
 from adapter.cli.serve import serve_command
+from adapter.cli.sync import scheduler_command, sync_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,8 +25,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command, merchants_group,
-                demo_data_command):
+for command in (db_group, keys_group, ledger_group, demo_group, serve_command, merchants_group, sync_group,
+                scheduler_command, demo_data_command):
     cli.add_command(command)
 
 

@@ -5,6 +5,7 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import update
 
+from adapter import migrate
 from adapter.cli import cli
 from adapter.db import Database
 from adapter.models import Budget
@@ -42,7 +43,7 @@ def test_db_upgrade_and_current(tmp_path):
     before = runner.invoke(cli, ["--config", str(config), "db", "current"])
     assert before.exit_code == 1 and "db upgrade" in before.output
     upgraded = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
-    assert upgraded.exit_code == 0 and "revision 0002" in upgraded.output
+    assert upgraded.exit_code == 0 and f"revision {migrate.head_revision()}" in upgraded.output
     assert runner.invoke(cli, ["--config", str(config), "db", "current"]).exit_code == 0
 
 

@@ -1,0 +1,167 @@
+"""Automatic grants: every eligible child has exactly one budget per rule and period.
+
+Runs inside the sync's write transaction (so a run's changes and its grants
+commit together) and can run on its own. Idempotent: the Budget unique
+constraint (cardholder, rule, period) backs the check for an existing budget.
+
+Judging eligibility needs the birth date, which is encrypted. To keep the
+nightly run cheap, a child is judged only when something could have changed
+the answer: its record changed (the sync drops its ``GrantEvaluation``), or the
+rules or today's periods changed (a new ``rules_key``). Birth dates of records
+the sync just read come in as plaintext; the rest are decrypted in one pass.
+
+At a period's end what is left expires with an expiry ledger entry (after the
+configured grace days). A blocked pass keeps its budget; a child that is no
+longer eligible keeps what it was granted until the period ends.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import ForeignKey, String, delete, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from adapter import ledger
+from adapter.crypto import Vault
+from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
+from adapter.rules import BudgetRules, PassFacts
+
+_CHUNK = 500
+
+
+class GrantEvaluation(Base):
+    """The rules under which a child was last judged; absent or different means: judge again."""
+
+    __tablename__ = "grant_evaluations"
+
+    cardholder_id: Mapped[int] = mapped_column(BigId, ForeignKey("cardholders.id"), primary_key=True)
+    rules_key: Mapped[str] = mapped_column(String(64))
+    evaluated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+@dataclass(frozen=True)
+class GrantSummary:
+    children_judged: int = 0
+    budgets_opened: int = 0
+    budgets_topped_up: int = 0
+    cents_granted: int = 0
+
+
+def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: date, *, source: str | None = None,
+                  known_birth_dates: Mapping[int, date | None] | None = None, actor: str = "sync") -> GrantSummary:
+    """Open or top up every budget an active child is entitled to today; never take money back."""
+    running = rules.current(today)
+    rules_key = rules.fingerprint(today)
+    candidates = _candidates(rules_key, source)
+    holders = session.execute(
+        select(Cardholder.id, Cardholder.birth_date_encrypted, Cardholder.is_child).where(*candidates)
+        .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+    ).all()
+    if not holders:
+        return GrantSummary()
+    summary = GrantSummary(children_judged=len(holders))
+    if running:
+        summary = _grant_for(session, vault, running, holders, rules_key, source,
+                             known_birth_dates or {}, actor, summary)
+    _mark_judged(session, [holder_id for holder_id, _, _ in holders], rules_key, source)
+    return summary
+
+
+def forget_judgements(session: Session, cardholder_ids: Iterable[int]) -> None:
+    """Make the next grant run judge these children again (their record or pass changed)."""
+    ids = list(cardholder_ids)
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(delete(GrantEvaluation).where(GrantEvaluation.cardholder_id.in_(ids[start:start + _CHUNK])))
+
+
+def expire_ended(session: Session, today: date, grace_days: int = 0, actor: str = "rollover") -> int:
+    """Close every open budget whose period ended more than ``grace_days`` ago; return how many."""
+    last_open_end = today - timedelta(days=grace_days + 1)
+    ended = session.execute(
+        select(Budget.id).where(Budget.status == BudgetStatus.OPEN, Budget.period_end <= last_open_end)
+        .order_by(Budget.id)
+    ).scalars().all()
+    for budget_id in ended:
+        ledger.expire(session, budget_id, actor, note="period ended")
+    return len(ended)
+
+
+def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[type-arg]
+    conditions = [Cardholder.status == HolderStatus.ACTIVE,
+                  or_(GrantEvaluation.rules_key.is_(None), GrantEvaluation.rules_key != rules_key)]
+    if source is not None:
+        conditions.append(Cardholder.source == source)
+    return conditions
+
+
+def _grant_for(session, vault, running, holders, rules_key, source, known_birth_dates, actor,  # type: ignore[no-untyped-def]
+               summary: GrantSummary) -> GrantSummary:
+    candidates = _candidates(rules_key, source)
+    passes_by_holder: dict[int, list[PassFacts]] = defaultdict(list)
+    for holder_id, status, valid_from, valid_until in session.execute(
+        select(Pass.cardholder_id, Pass.status, Pass.valid_from, Pass.valid_until)
+        .join(Cardholder, Cardholder.id == Pass.cardholder_id)
+        .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id).where(*candidates)
+    ):
+        passes_by_holder[holder_id].append(PassFacts(status.value, valid_from, valid_until))
+    codes = {rule.code for rule, _ in running}
+    existing = {
+        (holder_id, code, period_key): (budget_id, granted_cents, status)
+        for budget_id, holder_id, code, period_key, granted_cents, status in session.execute(
+            select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
+                   Budget.status)
+            .join(Cardholder, Cardholder.id == Budget.cardholder_id)
+            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+            .where(*candidates, Budget.rule_code.in_(codes)))
+    }
+    new_budgets: list[ledger.NewBudget] = []
+    topped_up = cents = 0
+    for holder_id, birth_token, is_child in holders:
+        if is_child is False or not passes_by_holder.get(holder_id):
+            continue
+        birth_date = _birth_date(vault, holder_id, birth_token, known_birth_dates)
+        for rule, period in running:
+            entitled_cents = rule.entitlement_cents(period, birth_date, is_child, passes_by_holder[holder_id])
+            if entitled_cents <= 0:
+                continue
+            period_key = rule.budget_key(period)
+            found = existing.get((holder_id, rule.code, period_key))
+            if found is None:
+                new_budgets.append(ledger.NewBudget(holder_id, rule.code, rule.name, rule.version, rule.category,
+                                                    period_key, period.start, period.end, entitled_cents))
+                cents += entitled_cents
+                continue
+            budget_id, granted_cents, status = found
+            if status == BudgetStatus.OPEN and entitled_cents > granted_cents:
+                # The rule's amount rose in a running period: top up, never take back.
+                ledger.grant(session, budget_id, entitled_cents - granted_cents, actor,
+                             note=f"top-up to rule {rule.code} version {rule.version}")
+                session.execute(update(Budget).where(Budget.id == budget_id).values(rule_version=rule.version)
+                                .execution_options(synchronize_session=False))
+                topped_up += 1
+                cents += entitled_cents - granted_cents
+    opened = ledger.open_budgets(session, new_budgets, actor)
+    return GrantSummary(summary.children_judged, opened, topped_up, cents)
+
+
+def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:
+    if holder_id in known:
+        return known[holder_id]
+    text = vault.decrypt(token)
+    return date.fromisoformat(text) if text else None
+
+
+def _mark_judged(session: Session, holder_ids: list[int], rules_key: str, source: str | None) -> None:
+    # Candidates have no row under today's key; drop their stale rows in one statement.
+    stale = delete(GrantEvaluation).where(GrantEvaluation.rules_key != rules_key)
+    if source is not None:
+        stale = stale.where(GrantEvaluation.cardholder_id.in_(select(Cardholder.id).where(Cardholder.source == source)))
+    session.execute(stale)
+    stamp = utcnow()
+    session.execute(GrantEvaluation.__table__.insert(),
+                    [{"cardholder_id": holder_id, "rules_key": rules_key, "evaluated_at": stamp}
+                     for holder_id in holder_ids])

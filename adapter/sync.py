@@ -1,0 +1,427 @@
+"""The sync engine: one source's records -> households, cardholders, passes and budgets.
+
+A run goes through four steps:
+
+1. **Lock.** One run per source at a time (``adapter.sync_lock``); the run row is
+   written with the lock, so the history shows who is running.
+2. **Plan.** Read every record (the connector and mapping live elsewhere: the
+   engine takes any ``Iterable[CardholderRecord | RejectedRecord]``), compare it
+   with the database in bulk (``adapter.sync_plan``). Nothing is written yet.
+3. **Guard.** An empty source, a truncated export (fewer rows than
+   ``sync.min_row_share`` of the last good run) or a run that would take more
+   than ``sync.max_change_share`` of the known passes out of use is *refused*:
+   the previous data stays in force until a person looks and reruns with ``force``.
+4. **Apply.** All changes, the automatic grants, the record outcomes, the run's
+   counts and the lock release commit in ONE write transaction. A process killed
+   at any point leaves the data as before the run or as after it; a rerun then
+   gives the same state as one clean run. A dry run applies the same way and
+   rolls back, so its counts (budgets included) are exactly what a run would do.
+
+Absence is not deletion: a cardholder or pass missing from the source is marked
+missing and deactivated only after ``sync.grace_nights``; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from adapter import audit, grants, sync_lock
+from adapter.crypto import Vault
+from adapter.db import Database
+from adapter.models import (
+    Cardholder,
+    HolderStatus,
+    Household,
+    Pass,
+    PassState,
+    SyncRecordOutcome,
+    SyncRun,
+    SyncStatus,
+    utcnow,
+)
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.rules import BudgetRules
+from adapter.settings import SyncSettings
+from adapter.sync_plan import CREATED, REJECTED, UNCHANGED, UPDATED, Plan, Planner, Snapshot, load_snapshot
+
+log = logging.getLogger("adapter.sync")
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+BATCH_SIZE = 1000
+_ID_CHUNK = 500
+# Outcomes kept per run: every rejected record up to this many (a broken export is refused anyway).
+MAX_REJECTED_KEPT = 10_000
+PROGRESS_EVERY = 1000
+
+Progress = Callable[[int], None]
+StageHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    run_id: int
+    source: str
+    status: SyncStatus
+    reason: str | None
+    records_read: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    missing: int
+    deactivated: int
+    budgets_granted: int
+    duration_seconds: float
+    forced: bool = False
+    samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    rejected_sample: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (SyncStatus.SUCCEEDED, SyncStatus.DRY_RUN)
+
+    def summary(self) -> str:
+        line = (f"sync {self.source} run {self.run_id}: {self.status.value} in {self.duration_seconds:.1f}s; "
+                f"read {self.records_read}, created {self.created}, updated {self.updated}, "
+                f"unchanged {self.unchanged}, rejected {self.rejected}, missing {self.missing}, "
+                f"deactivated {self.deactivated}, budgets granted {self.budgets_granted}")
+        if self.forced:
+            line += " (forced)"
+        if self.reason:
+            line += f". {self.reason}"
+        return line
+
+
+def local_today() -> date:
+    return datetime.now(AMSTERDAM).date()
+
+
+def run_sync(db: Database, vault: Vault, source: str, records: Iterable[CardholderRecord | RejectedRecord], *,
+             settings: SyncSettings, rules: BudgetRules | None = None, today: date | None = None,
+             dry_run: bool = False, force: bool = False, actor: str = "scheduler",
+             progress: Progress | None = None, on_stage: StageHook | None = None) -> SyncResult:
+    """Run one sync of ``source``; raises ``sync_lock.SyncBusy`` when another run holds the source."""
+    today = today or local_today()
+    stage = on_stage or (lambda _name: None)
+    started = time.perf_counter()
+    holder = sync_lock.this_holder()
+    advisory = sync_lock.AdvisoryLock(db, source) if db.is_postgres else None
+    if advisory is not None and not advisory.try_acquire():
+        raise _busy_from_row(db, source)
+    try:
+        run_id = _lock_and_open_run(db, source, holder, exclusive_proven=advisory is not None)
+        try:
+            return _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,
+                               actor, progress, stage, started)
+        except BaseException as exc:
+            _close_failed(db, source, holder, run_id, exc)
+            raise
+    finally:
+        if advisory is not None:
+            advisory.release()
+
+
+def _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,  # type: ignore[no-untyped-def]
+                actor, progress, stage, started) -> SyncResult:
+    stage("reading")
+    with db.read() as session:
+        snapshot = load_snapshot(session, source)
+    planner = Planner(snapshot, vault)
+    for record in _counted(records, progress):
+        planner.feed(record)
+    stage("planning")
+    plan = planner.finish(today, settings.grace_nights)
+    refusal = guard(plan, settings)
+    if refusal and not (force and not dry_run):
+        status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
+        return _close_without_changes(db, source, holder, run_id, plan, status, refusal, started)
+    stage("applying")
+    if dry_run:
+        budgets_granted = _dry_apply(db, vault, snapshot, plan, rules, today, stage)
+        return _close_without_changes(db, source, holder, run_id, plan, SyncStatus.DRY_RUN, refusal, started,
+                                      budgets_granted=budgets_granted)
+    with db.write() as session:
+        budgets_granted = _apply(session, vault, snapshot, plan, rules, today, stage)
+        if refusal:
+            audit.record(session, actor, "sync.forced", f"sync_run:{run_id}", source=source, refusal=refusal)
+        stage("committing")
+        result = _result(run_id, source, SyncStatus.SUCCEEDED, f"forced past: {refusal}" if refusal else None,
+                         plan, budgets_granted, started, forced=bool(refusal))
+        _store_outcomes(session, run_id, plan)
+        _finish_run(session, result)
+        sync_lock.release(session, source, holder)
+    log.info(result.summary())
+    return result
+
+
+def guard(plan: Plan, settings: SyncSettings) -> str | None:
+    """Why this run must not be applied, or None. Checked before anything changes."""
+    advice = " The previous data stays in force. Check the source; if the change is real, rerun with --force."
+    if plan.records_read == 0:
+        return ("the source returned no records; an empty export is taken for a failure, "
+                "not for every cardholder leaving." + advice)
+    last = plan.last_good_records
+    if last and plan.records_read < settings.min_row_share * last:
+        return (f"the source returned {plan.records_read} records, fewer than {settings.min_row_share:.0%} of "
+                f"the {last} of the last successful run: the export looks truncated." + advice)
+    changes = plan.disruptive_changes
+    if plan.known_passes and changes > settings.max_change_share * plan.known_passes:
+        return (f"this run would take {changes} of {plan.known_passes} known passes out of use or reject them "
+                f"({len(plan.passes_missing)} newly missing, {len(plan.passes_deactivated)} to deactivate, "
+                f"{plan.passes_newly_blocked} newly blocked, {plan.counts[REJECTED]} records rejected): more than "
+                f"the {settings.max_change_share:.0%} allowed (sync.max_change_share)." + advice)
+    return None
+
+
+# ---------------------------------------------------------------- lock and run bookkeeping
+
+def _busy_from_row(db: Database, source: str) -> sync_lock.SyncBusy:
+    with db.read() as session:
+        row = sync_lock.current_lock(session, source)
+    if row is None:
+        return sync_lock.SyncBusy(source, "another process (starting up)", None, None)
+    return sync_lock.SyncBusy(source, row.holder, row.acquired_at, row.run_id)
+
+
+def _lock_and_open_run(db: Database, source: str, holder: str, *, exclusive_proven: bool) -> int:
+    with db.write() as session:
+        stale = sync_lock.take(session, source, holder, exclusive_proven=exclusive_proven)
+        if stale is not None and stale.run_id is not None:
+            session.execute(
+                update(SyncRun).where(SyncRun.id == stale.run_id, SyncRun.status == SyncStatus.RUNNING)
+                .values(status=SyncStatus.FAILED, finished_at=utcnow(),
+                        reason=f"interrupted: {stale.holder} ended without finishing; none of its changes "
+                               "were applied (they commit all at once)")
+                .execution_options(synchronize_session=False))
+        run = SyncRun(source=source, holder=holder, status=SyncStatus.RUNNING, started_at=utcnow())
+        session.add(run)
+        session.flush()
+        session.execute(update(sync_lock.SyncLock).where(sync_lock.SyncLock.source == source)
+                        .values(run_id=run.id).execution_options(synchronize_session=False))
+        return run.id
+
+
+def _close_without_changes(db, source, holder, run_id, plan, status, reason, started,  # type: ignore[no-untyped-def]
+                           budgets_granted: int = 0) -> SyncResult:
+    result = _result(run_id, source, status, reason, plan, budgets_granted, started)
+    with db.write() as session:
+        _store_outcomes(session, run_id, plan)
+        _finish_run(session, result)
+        sync_lock.release(session, source, holder)
+    (log.warning if status == SyncStatus.REFUSED else log.info)(result.summary())
+    return result
+
+
+def _close_failed(db: Database, source: str, holder: str, run_id: int, exc: BaseException) -> None:
+    # The message names the failure, never a record's values (connectors word errors that way).
+    reason = f"failed: {type(exc).__name__}: {exc}"[:2000]
+    try:
+        with db.write() as session:
+            session.execute(update(SyncRun).where(SyncRun.id == run_id)
+                            .values(status=SyncStatus.FAILED, finished_at=utcnow(), reason=reason)
+                            .execution_options(synchronize_session=False))
+            sync_lock.release(session, source, holder)
+    finally:
+        log.error("sync %s run %s %s", source, run_id, reason)
+
+
+def _result(run_id, source, status, reason, plan: Plan, budgets_granted, started, forced=False) -> SyncResult:  # type: ignore[no-untyped-def]
+    return SyncResult(
+        run_id=run_id, source=source, status=status, reason=reason, records_read=plan.records_read,
+        created=plan.counts[CREATED], updated=plan.counts[UPDATED], unchanged=plan.counts[UNCHANGED],
+        rejected=plan.counts[REJECTED], missing=len(plan.passes_missing), deactivated=len(plan.passes_deactivated),
+        budgets_granted=budgets_granted, duration_seconds=time.perf_counter() - started, forced=forced,
+        samples=plan.samples, rejected_sample=plan.rejected[:20])
+
+
+def _finish_run(session: Session, result: SyncResult) -> None:
+    session.execute(update(SyncRun).where(SyncRun.id == result.run_id).values(
+        status=result.status, finished_at=utcnow(), reason=result.reason, records_read=result.records_read,
+        created=result.created, updated=result.updated, unchanged=result.unchanged, rejected=result.rejected,
+        missing=result.missing, deactivated=result.deactivated, budgets_granted=result.budgets_granted,
+        forced=result.forced).execution_options(synchronize_session=False))
+
+
+def _store_outcomes(session: Session, run_id: int, plan: Plan) -> None:
+    rows = [{"run_id": run_id, "record_key": key[:200], "outcome": REJECTED, "reason": reason}
+            for key, reason in plan.rejected[:MAX_REJECTED_KEPT]]
+    for outcome, sample in plan.samples.items():
+        rows.extend({"run_id": run_id, "record_key": key[:200], "outcome": outcome, "reason": None}
+                    for key, _detail in sample)
+    if rows:
+        session.execute(SyncRecordOutcome.__table__.insert(), rows)
+
+
+def _counted(records: Iterable[CardholderRecord | RejectedRecord], progress: Progress | None
+             ) -> Iterator[CardholderRecord | RejectedRecord]:
+    if progress is None:
+        yield from records
+        return
+    count = 0
+    for record in records:
+        yield record
+        count += 1
+        if count % PROGRESS_EVERY == 0:
+            progress(count)
+    progress(count)
+
+
+# ---------------------------------------------------------------- apply
+
+class _RollBack(Exception):
+    pass
+
+
+def _dry_apply(db, vault, snapshot, plan, rules, today, stage) -> int:  # type: ignore[no-untyped-def]
+    granted = 0
+    try:
+        with db.write() as session:
+            granted = _apply(session, vault, snapshot, plan, rules, today, stage)
+            raise _RollBack
+    except _RollBack:
+        pass
+    return granted
+
+
+def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules: BudgetRules | None,
+           today: date, stage: StageHook) -> int:
+    """Write the plan and the grants in the caller's transaction; return the number of budgets opened or topped up."""
+    now = utcnow()
+    source = snapshot.source
+    households = snapshot.households
+    if plan.new_households:
+        session.execute(Household.__table__.insert(), [
+            {"source": source, "source_key": key, "created_at": now, "updated_at": now}
+            for key in plan.new_households])
+        households = dict(session.execute(
+            select(Household.source_key, Household.id).where(Household.source == source)).all())
+    birth_dates = _write_holders(session, vault, snapshot, plan, households, now)
+    holder_ids = {key: known.id for key, known in snapshot.holders.items()}
+    if any(write.existing_id is None for write in plan.holders):
+        holder_ids = dict(session.execute(
+            select(Cardholder.source_key, Cardholder.id).where(Cardholder.source == source)).all())
+    _write_passes(session, plan, holder_ids, now)
+    _write_replacements(session, plan, now)
+    _write_absences(session, plan, today, now)
+    grants.forget_judgements(session, _judge_again(snapshot, plan, holder_ids))
+    stage("granting")
+    if rules is None or not rules.rules:
+        return 0
+    summary = grants.grant_budgets(
+        session, vault, rules, today, source=source, actor=f"sync:{source}",
+        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()})
+    return summary.budgets_opened + summary.budgets_topped_up
+
+
+def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, households: dict[str, int],
+                   now: datetime) -> dict[str, date | None]:
+    """Insert and update cardholders in batches, encrypting only these; return the birth dates seen."""
+    table = Cardholder.__table__
+    birth_dates: dict[str, date | None] = {}
+    new_rows: list[dict] = []
+    changed_rows: list[dict] = []
+    back_rows: list[dict] = []
+    active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
+    for write in plan.holders:
+        row = {"household_id": households[write.household_key], "content_hash": write.content_hash, **active}
+        if write.record is not None:
+            birth_dates[write.key] = write.record.birth_date
+            row.update(_personal_columns(vault, write.record))
+        if write.existing_id is None:
+            new_rows.append({**row, "source": snapshot.source, "source_key": write.key, "created_at": now})
+        elif write.record is not None:
+            changed_rows.append({**row, "_id": write.existing_id})
+        else:
+            back_rows.append({**row, "_id": write.existing_id})
+        if len(new_rows) >= BATCH_SIZE:
+            session.execute(table.insert(), new_rows)
+            new_rows = []
+        if len(changed_rows) >= BATCH_SIZE:
+            _update_by_id(session, table, changed_rows)
+            changed_rows = []
+    if new_rows:
+        session.execute(table.insert(), new_rows)
+    _update_by_id(session, table, changed_rows)
+    _update_by_id(session, table, back_rows)
+    return birth_dates
+
+
+def _personal_columns(vault: Vault, record: CardholderRecord) -> dict[str, object]:
+    return {
+        "bsn_encrypted": vault.encrypt(record.bsn),
+        "bsn_index": vault.blind_index(record.bsn) if record.bsn else None,
+        "first_names_encrypted": vault.encrypt(record.first_names),
+        "initials_encrypted": vault.encrypt(record.initials),
+        "surname_prefix_encrypted": vault.encrypt(record.surname_prefix),
+        "surname_encrypted": vault.encrypt(record.surname),
+        "birth_date_encrypted": vault.encrypt(record.birth_date.isoformat() if record.birth_date else None),
+        "is_child": record.is_child,
+    }
+
+
+def _write_passes(session: Session, plan: Plan, holder_ids: dict[str, int], now: datetime) -> None:
+    table = Pass.__table__
+    new_rows, changed_rows = [], []
+    for write in plan.passes:
+        row = {"cardholder_id": holder_ids[write.holder_key], "status": write.status, "valid_from": write.valid_from,
+               "valid_until": write.valid_until, "missing_since": None, "updated_at": now}
+        if write.existing_id is None:
+            new_rows.append({**row, "pass_number": write.pass_number, "created_at": now})
+        else:
+            changed_rows.append({**row, "_id": write.existing_id})
+    for start in range(0, len(new_rows), BATCH_SIZE):
+        session.execute(table.insert(), new_rows[start:start + BATCH_SIZE])
+    _update_by_id(session, table, changed_rows)
+
+
+def _write_replacements(session: Session, plan: Plan, now: datetime) -> None:
+    """The old number stops working (the counter only accepts active passes); budgets stay with the child."""
+    if not plan.replacements:
+        return
+    numbers = sorted({number for pair in plan.replacements for number in pair})
+    ids: dict[str, int] = {}
+    for start in range(0, len(numbers), _ID_CHUNK):
+        ids.update(session.execute(select(Pass.pass_number, Pass.id)
+                                   .where(Pass.pass_number.in_(numbers[start:start + _ID_CHUNK]))).all())
+    rows = [{"_id": ids[old], "status": PassState.REPLACED, "replaced_by_id": ids.get(new), "missing_since": None,
+             "updated_at": now} for old, new in plan.replacements if old in ids]
+    _update_by_id(session, Pass.__table__, rows)
+
+
+def _write_absences(session: Session, plan: Plan, today: date, now: datetime) -> None:
+    _update_ids(session, Pass, plan.passes_missing, missing_since=today, updated_at=now)
+    _update_ids(session, Pass, plan.passes_deactivated, status=PassState.INACTIVE, updated_at=now)
+    _update_ids(session, Cardholder, plan.holders_missing, status=HolderStatus.MISSING, missing_since=today,
+                updated_at=now)
+    _update_ids(session, Cardholder, plan.holders_deactivated, status=HolderStatus.INACTIVE, deactivated_at=now,
+                updated_at=now)
+
+
+def _judge_again(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
+    """Existing children whose record or pass changed: their eligibility may have changed too."""
+    ids = {write.existing_id for write in plan.holders if write.existing_id is not None}
+    ids.update(holder_ids[write.holder_key] for write in plan.passes
+               if write.existing_id is not None or write.holder_key in snapshot.holders)
+    return ids
+
+
+def _update_by_id(session: Session, table, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    if not rows:
+        return
+    statement = table.update().where(table.c.id == bindparam("_id"))
+    for start in range(0, len(rows), BATCH_SIZE):
+        session.execute(statement, rows[start:start + BATCH_SIZE])
+
+
+def _update_ids(session: Session, model, ids: list[int], **values: object) -> None:  # type: ignore[no-untyped-def]
+    for start in range(0, len(ids), _ID_CHUNK):
+        session.execute(update(model).where(model.id.in_(ids[start:start + _ID_CHUNK])).values(**values)
+                        .execution_options(synchronize_session=False))

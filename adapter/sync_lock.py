@@ -1,0 +1,124 @@
+"""One sync per source at a time, across processes and hosts.
+
+Two guards, because we run on two databases:
+- PostgreSQL: a session-level advisory lock on a connection held for the whole
+  run. The server frees it the moment the process dies, so a lock row left by a
+  killed process is known to be stale as soon as the advisory lock is free.
+- Every database: a ``SyncLock`` row per source (primary key = source) naming the
+  holder ("host:pid") and when it took the lock. On SQLite (one host by nature)
+  a row is stale when its process no longer exists on this host, or when it is
+  older than ``STALE_AFTER`` (a sync takes seconds to minutes, never hours).
+
+A second sync is told who holds the lock and since when, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, select, text
+from sqlalchemy.orm import Session
+
+from adapter.db import Database
+from adapter.models import SyncLock, utcnow
+
+STALE_AFTER = timedelta(hours=6)
+
+
+class SyncBusy(Exception):
+    """Another process holds the sync lock of this source."""
+
+    def __init__(self, source: str, holder: str, since: datetime | None, run_id: int | None):
+        self.source, self.holder, self.since, self.run_id = source, holder, since, run_id
+        since_text = f" since {since:%Y-%m-%d %H:%M:%S} UTC" if since else ""
+        run_text = f" (run {run_id})" if run_id else ""
+        super().__init__(
+            f"source '{source}' is already being synced by {holder}{since_text}{run_text}; nothing was done. "
+            f"Wait for that run to finish (`stadspas-adapter sync history --source {source}`). If that process "
+            f"is gone, the next run takes the lock over by itself.")
+
+
+def this_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock on its own connection (freed if the process dies)."""
+
+    def __init__(self, db: Database, source: str):
+        self._db = db
+        digest = hashlib.sha256(f"stadspas-adapter sync {source}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self._connection: Connection | None = None
+
+    def try_acquire(self) -> bool:
+        connection = self._db.engine.connect()
+        acquired = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar_one()
+        connection.commit()
+        if acquired:
+            self._connection = connection
+        else:
+            connection.close()
+        return bool(acquired)
+
+    def release(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            self._connection.commit()
+        finally:
+            self._connection.close()
+            self._connection = None
+
+
+def current_lock(session: Session, source: str) -> SyncLock | None:
+    return session.execute(select(SyncLock).where(SyncLock.source == source)).scalar_one_or_none()
+
+
+def take(session: Session, source: str, holder: str, *, exclusive_proven: bool, now: datetime | None = None
+         ) -> SyncLock | None:
+    """Write our lock row in the caller's write transaction; return the stale row it replaced, if any.
+
+    ``exclusive_proven``: the caller holds the PostgreSQL advisory lock, so any row
+    left behind belongs to a process that died. Raises SyncBusy when the row is live.
+    """
+    now = now or utcnow()
+    existing = current_lock(session, source)
+    stale = None
+    if existing is not None:
+        if not (exclusive_proven or _is_stale(existing, now)):
+            raise SyncBusy(source, existing.holder, existing.acquired_at, existing.run_id)
+        stale = SyncLock(source=existing.source, run_id=existing.run_id, holder=existing.holder,
+                         acquired_at=existing.acquired_at)
+        session.delete(existing)
+        session.flush()
+    session.add(SyncLock(source=source, holder=holder, acquired_at=now))
+    session.flush()
+    return stale
+
+
+def release(session: Session, source: str, holder: str) -> None:
+    session.execute(delete(SyncLock).where(SyncLock.source == source, SyncLock.holder == holder))
+
+
+def _is_stale(lock: SyncLock, now: datetime) -> bool:
+    if now - lock.acquired_at > STALE_AFTER:
+        return True
+    host, _, pid_text = lock.holder.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another host: only age tells
+    return not _process_exists(int(pid_text))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -1,0 +1,309 @@
+"""What a sync run would change, computed before anything is written.
+
+The planner reads every record once, compares it with a snapshot of what the
+database holds for the source (loaded in bulk, three queries), and produces a
+``Plan``: which households, cardholders and passes to insert or update, which
+passes were replaced, which went missing and which are deactivated after the
+grace period. The guard judges the plan; only then is it applied. Nothing here
+writes to the database, encrypts or keeps more plaintext than it must: only the
+records that are new or changed are kept, for encryption at apply time.
+
+An unchanged cardholder costs one keyed hash and a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapter.crypto import Vault
+from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
+from adapter.records import CardholderRecord, RejectedRecord
+
+SAMPLE_SIZE = 20
+CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
+# A pass in one of these states is finished with: it no longer counts, goes missing or comes back by itself.
+_TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
+
+
+@dataclass(slots=True)
+class KnownHolder:
+    id: int
+    household_id: int
+    content_hash: str | None
+    status: HolderStatus
+    missing_since: date | None
+
+
+@dataclass(slots=True)
+class KnownPass:
+    id: int
+    cardholder_id: int
+    status: PassState
+    valid_from: date | None
+    valid_until: date | None
+    missing_since: date | None
+    replaced_by_id: int | None
+
+
+@dataclass
+class Snapshot:
+    source: str
+    households: dict[str, int]
+    holders: dict[str, KnownHolder]
+    passes: dict[str, KnownPass]
+    foreign_pass_numbers: frozenset[str]
+    last_good_records: int | None
+
+    @property
+    def known_passes(self) -> int:
+        return sum(1 for known in self.passes.values() if known.status not in _TERMINAL)
+
+
+def load_snapshot(session: Session, source: str) -> Snapshot:
+    households = dict(session.execute(
+        select(Household.source_key, Household.id).where(Household.source == source)).all())
+    holders = {
+        key: KnownHolder(holder_id, household_id, content_hash, status, missing_since)
+        for key, holder_id, household_id, content_hash, status, missing_since in session.execute(
+            select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
+                   Cardholder.status, Cardholder.missing_since).where(Cardholder.source == source))
+    }
+    passes: dict[str, KnownPass] = {}
+    foreign: set[str] = set()
+    for number, pass_id, holder_id, holder_source, status, valid_from, valid_until, missing_since, replaced_by in (
+        session.execute(
+            select(Pass.pass_number, Pass.id, Pass.cardholder_id, Cardholder.source, Pass.status, Pass.valid_from,
+                   Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)
+            .join(Cardholder, Cardholder.id == Pass.cardholder_id))
+    ):
+        if holder_source == source:
+            passes[number] = KnownPass(pass_id, holder_id, status, valid_from, valid_until, missing_since,
+                                       replaced_by)
+        else:
+            foreign.add(number)
+    last_good = session.execute(
+        select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
+        .order_by(SyncRun.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good)
+
+
+@dataclass(slots=True)
+class HolderWrite:
+    """A cardholder to insert or update. ``record`` is set when personal fields must be (re)encrypted."""
+
+    key: str
+    household_key: str
+    content_hash: str
+    record: CardholderRecord | None
+    existing_id: int | None
+
+
+@dataclass(slots=True)
+class PassWrite:
+    pass_number: str
+    holder_key: str
+    status: PassState
+    valid_from: date | None
+    valid_until: date | None
+    existing_id: int | None
+
+
+@dataclass(slots=True)
+class _PassLine:
+    record_key: str
+    pass_number: str
+    holder_key: str
+    status: PassState
+    valid_from: date | None
+    valid_until: date | None
+    replaces: str | None
+    holder_outcome: str
+    masked_bsn: str
+
+
+@dataclass
+class Plan:
+    source: str
+    records_read: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (record key, reason)
+    samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # outcome -> (record key, detail)
+    new_households: list[str] = field(default_factory=list)
+    holders: list[HolderWrite] = field(default_factory=list)
+    passes: list[PassWrite] = field(default_factory=list)
+    replacements: list[tuple[str, str]] = field(default_factory=list)  # (old number, new number)
+    holders_missing: list[int] = field(default_factory=list)
+    holders_deactivated: list[int] = field(default_factory=list)
+    passes_missing: list[int] = field(default_factory=list)
+    passes_deactivated: list[int] = field(default_factory=list)
+    passes_newly_blocked: int = 0
+    known_passes: int = 0
+    last_good_records: int | None = None
+
+    @property
+    def disruptive_changes(self) -> int:
+        """What the mass-change guard weighs: passes that stop working or vanish, and rejected records."""
+        return (len(self.passes_missing) + len(self.passes_deactivated) + self.passes_newly_blocked
+                + self.counts[REJECTED])
+
+    @property
+    def writes_anything(self) -> bool:
+        return bool(self.new_households or self.holders or self.passes or self.replacements
+                    or self.holders_missing or self.holders_deactivated or self.passes_missing
+                    or self.passes_deactivated)
+
+
+class Planner:
+    """Feed it every record, then ask for the plan."""
+
+    def __init__(self, snapshot: Snapshot, vault: Vault):
+        self._snapshot = snapshot
+        self._vault = vault
+        self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
+                          last_good_records=snapshot.last_good_records)
+        self._holder_outcomes: dict[str, str] = {}
+        self._lines: list[_PassLine] = []
+        self._numbers: set[str] = set()
+        self._new_households: set[str] = set()
+
+    def feed(self, record: CardholderRecord | RejectedRecord) -> None:
+        plan = self._plan
+        plan.records_read += 1
+        if isinstance(record, RejectedRecord):
+            self._reject(record.source_key, record.reason or "rejected by validation")
+            return
+        if record.pass_number in self._numbers:
+            self._reject(record.source_key, "pass_number: appears more than once in this export")
+            return
+        if record.pass_number in self._snapshot.foreign_pass_numbers:
+            self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
+            return
+        self._numbers.add(record.pass_number)
+        holder_outcome = self._holder_outcomes.get(record.cardholder_id)
+        if holder_outcome is None:
+            holder_outcome = self._judge_holder(record)
+            self._holder_outcomes[record.cardholder_id] = holder_outcome
+        else:
+            holder_outcome = UNCHANGED  # counted with the holder's first pass
+        self._lines.append(_PassLine(
+            record.source_key, record.pass_number, record.cardholder_id, PassState(record.pass_status.value),
+            record.valid_from, record.valid_until, record.replaces_pass_number, holder_outcome,
+            "*********" if record.bsn else "-"))
+
+    def finish(self, today: date, grace_nights: int) -> Plan:
+        plan = self._plan
+        snapshot = self._snapshot
+        replaced_by = {line.replaces: line.pass_number for line in self._lines
+                       if line.replaces and line.replaces != line.pass_number}
+        holder_ids = {key: known.id for key, known in snapshot.holders.items()}
+        for line in self._lines:
+            pass_outcome = self._judge_pass(line, replaced_by, holder_ids)
+            outcome = (CREATED if CREATED in (line.holder_outcome, pass_outcome)
+                       else UPDATED if UPDATED in (line.holder_outcome, pass_outcome) else UNCHANGED)
+            plan.counts[outcome] += 1
+            self._sample(outcome, line.record_key,
+                         f"pass ****{line.pass_number[-4:]} {line.status.value}, BSN {line.masked_bsn}")
+        self._plan_replacements(replaced_by)
+        self._plan_absences(today, grace_nights, set(replaced_by))
+        self._lines = []
+        return plan
+
+    # ------------------------------------------------------------ holders and passes
+
+    def _judge_holder(self, record: CardholderRecord) -> str:
+        content_hash = self._vault.content_hash((
+            record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
+            record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
+        known = self._snapshot.holders.get(record.cardholder_id)
+        if record.household_id not in self._snapshot.households and record.household_id not in self._new_households:
+            self._new_households.add(record.household_id)
+            self._plan.new_households.append(record.household_id)
+        if known is None:
+            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
+                                                  None))
+            return CREATED
+        if known.content_hash != content_hash:
+            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
+                                                  known.id))
+            return UPDATED
+        if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
+            # Back in the export: active again, nothing to re-encrypt.
+            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, None,
+                                                  known.id))
+            return UPDATED
+        return UNCHANGED
+
+    def _judge_pass(self, line: _PassLine, replaced_by: dict[str, str], holder_ids: dict[str, int]) -> str:
+        known = self._snapshot.passes.get(line.pass_number)
+        status = line.status
+        # A replaced number never works again, even if the export still lists it as active.
+        if line.pass_number in replaced_by or (known is not None and known.status == PassState.REPLACED):
+            status = PassState.REPLACED
+        write = PassWrite(line.pass_number, line.holder_key, status, line.valid_from, line.valid_until,
+                          known.id if known else None)
+        if known is None:
+            self._plan.passes.append(write)
+            return CREATED
+        if status == PassState.BLOCKED and known.status != PassState.BLOCKED:
+            self._plan.passes_newly_blocked += 1
+        if (known.cardholder_id != holder_ids.get(line.holder_key) or known.status != status
+                or known.valid_from != line.valid_from or known.valid_until != line.valid_until
+                or known.missing_since is not None):
+            self._plan.passes.append(write)
+            return UPDATED
+        return UNCHANGED
+
+    def _plan_replacements(self, replaced_by: dict[str, str]) -> None:
+        passes = self._snapshot.passes
+        for old_number, new_number in replaced_by.items():
+            old = passes.get(old_number)
+            if old is None and old_number not in self._numbers:
+                continue  # the source names a pass we never knew: nothing to stop
+            new = passes.get(new_number)
+            if old is not None and new is not None and old.status == PassState.REPLACED \
+                    and old.replaced_by_id == new.id:
+                continue
+            self._plan.replacements.append((old_number, new_number))
+
+    def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str]) -> None:
+        plan = self._plan
+        for number, known in self._snapshot.passes.items():
+            if number in self._numbers or number in replaced_numbers or known.status in _TERMINAL:
+                continue
+            if known.missing_since is None:
+                plan.passes_missing.append(known.id)
+            elif (today - known.missing_since).days >= grace_nights:
+                plan.passes_deactivated.append(known.id)
+        for key, holder in self._snapshot.holders.items():
+            if key in self._holder_outcomes or holder.status == HolderStatus.INACTIVE:
+                continue
+            if holder.missing_since is None:
+                plan.holders_missing.append(holder.id)
+            elif (today - holder.missing_since).days >= grace_nights:
+                plan.holders_deactivated.append(holder.id)
+
+    # ------------------------------------------------------------ reporting
+
+    def _reject(self, record_key: str, reason: str) -> None:
+        self._plan.counts[REJECTED] += 1
+        self._plan.rejected.append((record_key, reason))
+
+    def _sample(self, outcome: str, record_key: str, detail: str) -> None:
+        sample = self._plan.samples.setdefault(outcome, [])
+        if len(sample) < SAMPLE_SIZE:
+            sample.append((record_key, detail))
+
+
+def plan_run(snapshot: Snapshot, vault: Vault, records: Iterable[CardholderRecord | RejectedRecord],
+             today: date, grace_nights: int) -> Plan:
+    planner = Planner(snapshot, vault)
+    for record in records:
+        planner.feed(record)
+    return planner.finish(today, grace_nights)

@@ -1,0 +1,84 @@
+"""`stadspas-adapter sync SOURCE`, `sync history` and `sync show RUN`, with a stand-in for the connectors layer."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from adapter.cli import cli
+from tests.sync.records import household_records, rejected
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def source_records(monkeypatch):
+    """What adapter.sources.iter_mapped (connectors branch) yields; the test sets it per run."""
+    feed: dict[str, list] = {"records": []}
+    calls = []
+
+    def iter_mapped(source_settings, registry=None, *, source_name, base_dir=None, today=None):
+        calls.append((source_settings.connector, source_name))
+        return iter(feed["records"])
+
+    monkeypatch.setitem(__import__("sys").modules, "adapter.sources",
+                        types.SimpleNamespace(iter_mapped=iter_mapped))
+    feed["calls"] = calls
+    return feed
+
+
+def _config(tmp_path, database_url):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({
+        "data_dir": str(tmp_path / "var"), "database": {"url": database_url},
+        "budgets": str(REPO_ROOT / "config" / "budgets.yaml"),
+        "sources": {"gemeente": {"connector": "csv", "mapping": "m.yaml", "schedule": "03:30"}},
+    }), encoding="utf-8")
+    return config
+
+
+def test_sync_dry_run_run_refusal_history_and_show(tmp_path, database_url, source_records):
+    config = _config(tmp_path, database_url)
+    runner = CliRunner()
+
+    def sync(*args):
+        return runner.invoke(cli, ["--config", str(config), "sync", *args])
+
+    source_records["records"] = household_records(30) + rejected(1)
+    dry = sync("gemeente", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: nothing was changed" in dry.output and "dry_run" in dry.output
+    assert "999" not in dry.output  # BSNs masked
+    assert "rejected line 9000: bsn: fails the BSN 11-proof" in dry.output
+
+    done = sync("gemeente")
+    assert done.exit_code == 0, done.output
+    assert "succeeded" in done.output and "created 75" in done.output
+    assert source_records["calls"][-1] == ("csv", "gemeente")
+
+    source_records["records"] = []
+    refused = sync("gemeente")
+    assert refused.exit_code == 3
+    assert "refused" in refused.output and "no records" in refused.output
+
+    history = sync("history", "--source", "gemeente")
+    assert history.exit_code == 0
+    lines = history.output.splitlines()
+    assert "refused" in lines[1] and "no records" in lines[2]
+    assert "succeeded" in lines[3] and "dry_run" in lines[4]
+
+    run_id = lines[3].split()[0]
+    show = sync("show", run_id)
+    assert show.exit_code == 0
+    assert "line 9000: bsn: fails the BSN 11-proof" in show.output
+    assert sync("show", "999").exit_code == 1
+
+
+def test_unknown_source_names_the_configured_ones(tmp_path, sqlite_url, source_records):
+    result = CliRunner().invoke(cli, ["--config", str(_config(tmp_path, sqlite_url)), "sync", "nergens"])
+    assert result.exit_code == 1
+    assert "unknown source 'nergens'; configured sources: gemeente" in result.output

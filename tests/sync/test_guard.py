@@ -1,0 +1,106 @@
+"""The mass-change guard: suspicious runs are refused before anything changes; --force after a human looked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from adapter import sync_history
+from adapter.audit import AuditEntry
+from adapter.models import Cardholder, Pass, SyncRun, SyncStatus
+from adapter.sync import run_sync
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, blocked, household_records, rejected
+
+SOURCE = "gemeente"
+
+
+def _sync(db, vault, records, **options):
+    return run_sync(db, vault, SOURCE, records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES,
+                    today=TODAY + timedelta(days=1), **options)
+
+
+def _state(db):
+    with db.read() as session:
+        return (
+            session.execute(select(Pass.pass_number, Pass.status, Pass.missing_since, Pass.valid_until)
+                            .order_by(Pass.pass_number)).all(),
+            session.execute(select(Cardholder.source_key, Cardholder.status, Cardholder.content_hash)
+                            .order_by(Cardholder.source_key)).all(),
+        )
+
+
+@pytest.fixture
+def synced(db, vault):
+    records = household_records(200)
+    first = run_sync(db, vault, SOURCE, records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
+    assert first.status == SyncStatus.SUCCEEDED
+    return records
+
+
+def _twenty_percent_vanish(records):
+    return records[: int(len(records) * 0.8)]
+
+
+def _truncated(records):
+    return records[: len(records) // 3]
+
+
+def _many_blocked(records):
+    return [blocked(record) if index % 10 == 0 else record for index, record in enumerate(records)]
+
+
+def _many_rejected(records):
+    return records + rejected(len(records) // 10)
+
+
+@pytest.mark.parametrize(("change", "reason_says"), [
+    (lambda records: [], "no records"),
+    (_truncated, "truncated"),
+    (_twenty_percent_vanish, "newly missing"),
+    (_many_blocked, "newly blocked"),
+    (_many_rejected, "records rejected"),
+], ids=["empty", "truncated", "20pct-vanish", "10pct-blocked", "10pct-rejected"])
+def test_a_suspicious_run_is_refused_and_changes_nothing(db, vault, synced, change, reason_says):
+    before = _state(db)
+    result = _sync(db, vault, change(synced))
+    assert result.status == SyncStatus.REFUSED
+    assert reason_says in result.reason and "--force" in result.reason
+    assert _state(db) == before
+    with db.read() as session:
+        latest = sync_history.recent_runs(session, source=SOURCE, limit=1)[0]
+    assert (latest.run_id, latest.status) == (result.run_id, "refused")
+    assert reason_says in latest.reason
+
+
+def test_force_applies_a_refused_run_and_leaves_an_audit_record(db, vault, synced):
+    survivors = _twenty_percent_vanish(synced)
+    refused = _sync(db, vault, survivors)
+    assert refused.status == SyncStatus.REFUSED
+    forced = _sync(db, vault, survivors, force=True, actor="operator:alice")
+    assert forced.status == SyncStatus.SUCCEEDED and forced.forced
+    assert forced.missing == len(synced) - len(survivors)
+    with db.read() as session:
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "sync.forced")).scalar_one()
+        assert (entry.actor, entry.object_ref) == ("operator:alice", f"sync_run:{forced.run_id}")
+        assert session.get(SyncRun, forced.run_id).forced
+
+
+def test_a_small_change_passes_the_guard(db, vault, synced):
+    result = _sync(db, vault, synced[:-3])  # well under 5%
+    assert result.status == SyncStatus.SUCCEEDED
+    assert result.missing == 3
+
+
+def test_dry_run_reports_what_would_change_and_changes_nothing(db, vault, synced):
+    before = _state(db)
+    changed = synced[:-2] + household_records(3, start=5000)
+    result = _sync(db, vault, changed, dry_run=True)
+    assert result.status == SyncStatus.DRY_RUN
+    assert (result.created, result.missing) == (len(household_records(3, start=5000)), 2)
+    assert result.budgets_granted > 0  # the grants it would make, counted in a rolled-back transaction
+    assert _state(db) == before
+    for sample in result.samples.values():
+        for _record_key, detail in sample:
+            assert "999" not in detail and "*********" in detail  # BSN masked

@@ -1,0 +1,199 @@
+"""Budget rules as data and the automatic grants: reference dates, periods, top-ups, expiry, idempotency."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from adapter import grants, ledger
+from adapter.models import Budget, BudgetStatus, EntryKind, LedgerEntry
+from adapter.records import CardholderRecord
+from adapter.rules import RulesError, age_on, load_rules, rules_from_mapping
+from adapter.sync import run_sync
+from tests.sync.records import SYNC_SETTINGS, TEST_BSNS
+
+PRIMARY = {"code": "primary", "name": "Basisschool", "amount_cents": 10_000, "category": "school",
+           "min_age": 4, "max_age": 11, "period": "school_year"}
+SECONDARY = {"code": "secondary", "name": "Voortgezet", "amount_cents": 20_000, "category": "school",
+             "min_age": 12, "max_age": 17, "period": "school_year"}
+
+
+def _rules(*rules, **top):
+    return rules_from_mapping({"rules": list(rules), **top})
+
+
+def _child(key: str, birth_date: date, *, valid_from=date(2026, 1, 1), valid_until=date(2028, 12, 31),
+           number: int = 0) -> CardholderRecord:
+    return CardholderRecord(source_key=f"line {number + 2}", household_id=f"H-{key}", cardholder_id=key,
+                            pass_number=f"640000{number:06d}", bsn=TEST_BSNS[number % len(TEST_BSNS)],
+                            first_names="Sam", surname="Bakker", birth_date=birth_date, valid_from=valid_from,
+                            valid_until=valid_until, is_child=True)
+
+
+def _sync(db, vault, records, rules, today):
+    result = run_sync(db, vault, "gemeente", records, settings=SYNC_SETTINGS, rules=rules, today=today)
+    assert result.ok, result.reason
+    return result
+
+
+def _budgets(db):
+    with db.read() as session:
+        return session.execute(select(Budget.rule_code, Budget.period_key, Budget.granted_cents, Budget.balance_cents,
+                                      Budget.status).order_by(Budget.period_key, Budget.rule_code)).all()
+
+
+def _entries(db) -> int:
+    with db.read() as session:
+        return session.execute(select(func.count()).select_from(LedgerEntry)).scalar_one()
+
+
+def test_age_is_judged_on_the_reference_date_a_day_later_is_the_younger_band(db, vault):
+    rules = _rules(PRIMARY, SECONDARY)  # school year: reference date 1 August
+    twelve_on_the_day = _child("a", date(2014, 8, 1), number=1)
+    twelve_the_day_after = _child("b", date(2014, 8, 2), number=2)
+    _sync(db, vault, [twelve_on_the_day, twelve_the_day_after], rules, date(2026, 9, 1))
+    with db.read() as session:
+        by_child = dict(session.execute(
+            select(Budget.cardholder_id, Budget.rule_code).order_by(Budget.cardholder_id)).all())
+    assert sorted(by_child.values()) == ["primary", "secondary"]
+    assert list(by_child.values()) == ["secondary", "primary"]  # a first, b second
+    assert age_on(date(2014, 8, 2), date(2026, 8, 1)) == 11
+
+
+def test_school_year_turns_over_between_31_july_and_1_august(db, vault):
+    rules = _rules(PRIMARY, SECONDARY)
+    child = _child("a", date(2015, 8, 1))  # 11 on 1 Aug 2026, 12 on 1 Aug 2027
+    _sync(db, vault, [child], rules, date(2027, 7, 31))
+    assert [(code, key) for code, key, *_ in _budgets(db)] == [("primary", "2026-2027")]
+    _sync(db, vault, [child], rules, date(2027, 8, 1))
+    assert [(code, key, status) for code, key, _, _, status in _budgets(db)] == [
+        ("primary", "2026-2027", BudgetStatus.OPEN), ("secondary", "2027-2028", BudgetStatus.OPEN)]
+
+
+def test_a_higher_amount_mid_period_tops_up_and_a_lower_one_takes_nothing(db, vault):
+    child = _child("a", date(2018, 3, 3))
+    _sync(db, vault, [child], _rules(PRIMARY), date(2026, 9, 1))
+    with db.read() as session:
+        budget_id = session.execute(select(Budget.id)).scalar_one()
+    with db.write() as session:
+        ledger.correct(session, budget_id, -2_500, "test", "spent at the counter (stand-in)")
+
+    raised = _rules({**PRIMARY, "amount_cents": 12_000, "version": 2})
+    result = _sync(db, vault, [child], raised, date(2026, 10, 1))
+    assert result.budgets_granted == 1
+    assert _budgets(db) == [("primary", "2026-2027", 12_000, 12_000 - 2_500, BudgetStatus.OPEN)]
+    with db.read() as session:
+        grants_made = session.execute(select(LedgerEntry.amount_cents).where(LedgerEntry.kind == EntryKind.GRANT)
+                                      .order_by(LedgerEntry.id)).scalars().all()
+        version = session.execute(select(Budget.rule_version)).scalar_one()
+    assert (grants_made, version) == ([10_000, 2_000], 2)
+
+    lowered = _rules({**PRIMARY, "amount_cents": 5_000, "version": 3})
+    entries = _entries(db)
+    assert _sync(db, vault, [child], lowered, date(2026, 11, 1)).budgets_granted == 0
+    assert _entries(db) == entries
+    assert _budgets(db) == [("primary", "2026-2027", 12_000, 9_500, BudgetStatus.OPEN)]
+
+
+def test_what_is_left_expires_at_the_period_end_after_the_grace_days(db, vault):
+    _sync(db, vault, [_child("a", date(2018, 3, 3))], _rules(PRIMARY), date(2026, 9, 1))
+    with db.write() as session:
+        assert grants.expire_ended(session, date(2027, 7, 31), grace_days=0) == 0
+        assert grants.expire_ended(session, date(2027, 8, 14), grace_days=14) == 0
+    with db.write() as session:
+        assert grants.expire_ended(session, date(2027, 8, 15), grace_days=14) == 1
+    assert _budgets(db) == [("primary", "2026-2027", 10_000, 0, BudgetStatus.EXPIRED)]
+    with db.read() as session:
+        expiry = session.execute(select(LedgerEntry.amount_cents).where(LedgerEntry.kind == EntryKind.EXPIRY)
+                                 ).scalar_one()
+        assert expiry == -10_000
+        assert ledger.verify(session) == []
+    with db.write() as session:  # a second roll-over finds nothing left to do
+        assert grants.expire_ended(session, date(2027, 8, 16), grace_days=14) == 0
+
+
+def test_running_the_grants_again_creates_nothing(db, vault):
+    rules = _rules(PRIMARY, SECONDARY)
+    records = [_child(f"c{n}", date(2010 + n % 12, 1 + n % 12, 1 + n % 28), number=n) for n in range(40)]
+    first = _sync(db, vault, records, rules, date(2026, 9, 1))
+    assert first.budgets_granted > 0
+    before = (_budgets(db), _entries(db))
+    with db.write() as session:
+        assert grants.grant_budgets(session, vault, rules, date(2026, 9, 2), source="gemeente").children_judged == 0
+        # Even when every child is judged again, nothing is granted twice.
+        with db.read() as reader:
+            ids = [holder_id for (holder_id,) in reader.execute(select(Budget.cardholder_id)).all()]
+        grants.forget_judgements(session, ids)
+        again = grants.grant_budgets(session, vault, rules, date(2026, 9, 2), source="gemeente")
+    assert again.children_judged == len(set(ids)) and again.budgets_opened == again.budgets_topped_up == 0
+    assert (_budgets(db), _entries(db)) == before
+
+
+def test_a_once_rule_is_granted_once_per_child_and_pro_rata_counts_days_left(db, vault):
+    start = {"code": "start-vo", "name": "Start VO", "amount_cents": 40_000, "min_age": 12, "max_age": 13,
+             "period": "school_year", "once": True}
+    prorata = {**PRIMARY, "code": "late", "min_age": 0, "max_age": 17, "amount_cents": 36_500, "pro_rata": True}
+    rules = _rules(start, prorata)
+    early = _child("a", date(2014, 1, 1), number=1)
+    late = _child("b", date(2014, 1, 1), valid_from=date(2027, 2, 1), number=2)
+    _sync(db, vault, [early, late], rules, date(2026, 9, 1))
+    _sync(db, vault, [early, late], rules, date(2027, 9, 1))  # 13 now: still in the band, but once is once
+    with db.read() as session:
+        rows = session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.period_key,
+                                      Budget.granted_cents).order_by(Budget.cardholder_id, Budget.period_key,
+                                                                     Budget.rule_code)).all()
+    early_id, late_id = sorted({row.cardholder_id for row in rows})
+    early_rows = [(code, key, cents) for holder, code, key, cents in rows if holder == early_id]
+    assert early_rows == [("late", "2026-2027", 36_500), ("late", "2027-2028", 36_500),
+                          ("start-vo", "once", 40_000)]
+    # Joined 1 Feb 2027: 181 of the 365 days of the school year are left; the once-rule wants the
+    # pass on the reference date, so only the pro-rata budget, then full amounts the year after.
+    late_rows = [(code, key, cents) for holder, code, key, cents in rows if holder == late_id]
+    assert late_rows == [("late", "2026-2027", 36_500 * 181 // 365), ("late", "2027-2028", 36_500),
+                         ("start-vo", "once", 40_000)]
+
+
+def test_every_problem_in_a_rules_file_is_reported_at_once_with_its_key_path(tmp_path):
+    path = tmp_path / "budgets.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - {code: a, name: A, amount_cents: 12.5, period: calendar_year}\n"            # not whole cents
+        "  - {code: b, name: B, amount_cents: 100, period: school_year, min_age: 12, max_age: 4}\n"
+        "  - {code: a, name: C, amount_cents: 100, period: explicit}\n"                    # duplicate, no dates
+        "  - {code: d, name: D, amount_cents: 100, period: weekly, colour: red}\n",
+        encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    problems = caught.value.problems
+    assert any(p.startswith("rules.0.amount_cents:") for p in problems)
+    assert any(p.startswith("rules.1:") and "min_age 12 is above max_age 4" in p for p in problems)
+    assert any(p.startswith("rules.2.code:") and "already used by rules.0" in p for p in problems)
+    assert any(p.startswith("rules.2:") and "explicit period needs" in p for p in problems)
+    assert any(p.startswith("rules.3.period:") for p in problems)
+    assert any(p.startswith("rules.3.colour: unknown key") for p in problems)
+
+
+def test_the_checked_in_budget_rules_are_valid():
+    from pathlib import Path
+
+    rules = load_rules(Path(__file__).resolve().parents[2] / "config" / "budgets.yaml")
+    assert len({rule.code for rule in rules.rules}) == len(rules.rules) >= 4
+    assert all(period.contains(date(2026, 11, 30)) for _, period in rules.current(date(2026, 11, 30)))
+
+
+def test_explicit_periods_and_reference_dates():
+    rules = _rules({"code": "x", "name": "X", "amount_cents": 1, "period": "explicit", "starts": "2026-03-01",
+                    "ends": "2026-06-30", "reference": "04-01"},
+                   {"code": "p", "name": "P", "amount_cents": 1, "period": "pass_year", "reference": "07-01"},
+                   pass_year_starts="09-01")
+    explicit, pass_year = rules.rules
+    assert explicit.period_on(date(2026, 2, 28), "09-01") is None
+    period = explicit.period_on(date(2026, 3, 1), "09-01")
+    assert (period.key, explicit.reference_date(period)) == ("2026-03-01..2026-06-30", date(2026, 4, 1))
+    period = pass_year.period_on(date(2026, 8, 31), "09-01")
+    assert (period.start, period.end, pass_year.reference_date(period)) == (
+        date(2025, 9, 1), date(2026, 8, 31), date(2026, 7, 1))
+    assert dataclasses.replace(period).days == 365

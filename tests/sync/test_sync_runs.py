@@ -1,0 +1,94 @@
+"""The nightly sync: upserts keyed on source ids, unchanged runs change nothing, absence is not deletion."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from adapter import ledger
+from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass, PassState, SyncStatus
+from adapter.sync import run_sync
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
+
+
+def _sync(db, vault, records, *, today=TODAY, rules=SIMPLE_RULES, **options):
+    return run_sync(db, vault, "gemeente", records, settings=options.pop("settings", SYNC_SETTINGS), rules=rules,
+                    today=today, **options)
+
+
+def _count(db, model) -> int:
+    with db.read() as session:
+        return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_a_second_night_on_the_same_records_changes_nothing_and_grants_nothing(db, vault):
+    records = household_records(1000)
+    first = _sync(db, vault, records)
+    assert first.status == SyncStatus.SUCCEEDED
+    assert first.created == len(records) == first.records_read
+    assert _count(db, Household) == 1000
+    assert _count(db, Cardholder) == len(records)
+    children = sum(1 for record in records if record.is_child)
+    # Every child is 0-17: clothing, plus exactly one of the school budgets when 4-17 on 1 August.
+    assert first.budgets_granted == _count(db, Budget) >= children
+    entries_after_first = _count(db, LedgerEntry)
+    with db.read() as session:
+        cardholders_before = session.execute(select(Cardholder.id, Cardholder.bsn_encrypted, Cardholder.updated_at)
+                                             .order_by(Cardholder.id)).all()
+
+    second = _sync(db, vault, records, today=TODAY + timedelta(days=1))
+
+    assert second.status == SyncStatus.SUCCEEDED
+    assert (second.created, second.updated, second.unchanged) == (0, 0, len(records))
+    assert second.budgets_granted == 0
+    assert _count(db, LedgerEntry) == entries_after_first
+    with db.read() as session:
+        # Not decrypted and rewritten: the very same ciphertext and timestamps.
+        assert session.execute(select(Cardholder.id, Cardholder.bsn_encrypted, Cardholder.updated_at)
+                               .order_by(Cardholder.id)).all() == cardholders_before
+        assert ledger.verify(session) == []
+
+
+def test_a_changed_record_is_updated_and_only_that_one(db, vault):
+    records = household_records(20)
+    _sync(db, vault, records)
+    changed = list(records)
+    changed[3] = dataclasses.replace(changed[3], surname="de Vries")
+    result = _sync(db, vault, changed)
+    assert (result.updated, result.created, result.unchanged) == (1, 0, len(records) - 1)
+    with db.read() as session:
+        holder = session.execute(select(Cardholder).where(Cardholder.source_key == changed[3].cardholder_id)
+                                 ).scalar_one()
+        assert vault.decrypt(holder.surname_encrypted) == "de Vries"
+        assert holder.bsn_index == vault.blind_index(changed[3].bsn)
+
+
+def test_absence_marks_missing_and_deactivates_only_after_the_grace_period(db, vault):
+    records = household_records(100)
+    _sync(db, vault, records)
+    gone = records[0]
+    remaining = records[1:]
+    for night in range(SYNC_SETTINGS.grace_nights):
+        result = _sync(db, vault, remaining, today=TODAY + timedelta(days=night + 1))
+        assert result.status == SyncStatus.SUCCEEDED
+        with db.read() as session:
+            card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
+            holder = session.get(Cardholder, card.cardholder_id)
+            assert card.status == PassState.ACTIVE  # still works at the counter during the grace period
+            assert card.missing_since == TODAY + timedelta(days=1)
+            assert holder.status == HolderStatus.MISSING
+    result = _sync(db, vault, remaining, today=TODAY + timedelta(days=SYNC_SETTINGS.grace_nights + 1))
+    assert result.deactivated == 1
+    with db.read() as session:
+        card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
+        assert card.status == PassState.INACTIVE
+        assert session.get(Cardholder, card.cardholder_id).status == HolderStatus.INACTIVE
+    # Back in the export: active again, same rows, nothing deleted in between.
+    back = _sync(db, vault, records, today=TODAY + timedelta(days=10))
+    assert back.updated == 1 and back.created == 0
+    with db.read() as session:
+        card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
+        assert (card.status, card.missing_since) == (PassState.ACTIVE, None)
+        assert session.get(Cardholder, card.cardholder_id).status == HolderStatus.ACTIVE
