@@ -20,7 +20,7 @@ from bench import report
 from bench.databases import DEFAULT_POSTGRES_SERVER
 from bench.runner import REPO, Bench, BenchConfig
 
-SMOKE = BenchConfig(rows=10_000, scaling=(500, 2_000), soap_rows=1_000, runs=1, load_seconds=2.0,
+SMOKE = BenchConfig(rows=10_000, scaling=(200, 2_000), soap_rows=1_000, runs=1, load_seconds=2.0,
                     workers=(2,), api_passes=500, smoke=True)
 
 

@@ -62,6 +62,9 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pa
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
         raise TaskFailed(f"{' '.join(argv[:6])} exited {process.returncode}:\n{tail}")
     peak = float(reported.pop("peak_rss_mb", 0.0))
+    output = [line for line in stdout.splitlines() if line.strip() and not line.startswith(RESULT_PREFIX)]
+    if output:
+        reported.setdefault("output_tail", output[-1][:500])
     return Run(wall, peak, reported)
 
 

@@ -132,10 +132,12 @@ class Bench:
                     next_config = self.sync_env.config(f"sync-{kind}-next", url, sync_bench.csv_source(next_night))
                     run = self.sync_env.run_sync(tonight_config, url, self.timeout)
                     figures["first"].add(run.seconds, run.peak_rss_mb)
+                    figures["first"].details["sync_said"] = run.reported.get("output_tail")
                     for stage, config in (("resync", tonight_config), ("changed", next_config)):
                         before = sync_bench.snapshot(url)
                         run = self.sync_env.run_sync(config, url, self.timeout)
                         figures[stage].add(run.seconds, run.peak_rss_mb)
+                        figures[stage].details["sync_said"] = run.reported.get("output_tail")
                         writes[stage].append(sync_bench.rows_written_since(url, before))
         except Exception as exc:  # noqa: BLE001
             detail = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
@@ -167,6 +169,7 @@ class Bench:
                 config = self.sync_env.config(f"scaling-{size}", url, sync_bench.csv_source(path))
                 run = self.sync_env.run_sync(config, url, self.timeout)
             figure.add(run.seconds, run.peak_rss_mb)
+            figure.details["sync_said"] = run.reported.get("output_tail")
         return figure
 
     # -- SOAP -----------------------------------------------------------------------
@@ -192,6 +195,7 @@ class Bench:
                 config = self.sync_env.config("soap", url, sync_bench.soap_source(endpoint, SOAP_PAGE_SIZE))
                 run = self.sync_env.run_sync(config, url, self.timeout)
             figure.add(run.seconds, run.peak_rss_mb)
+            figure.details["sync_said"] = run.reported.get("output_tail")
         return figure
 
     # -- API -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from bench.report import targets
 from tests.conftest import REPO, postgres_url_or_skip
 
-SMOKE_SIZES = {"scaling": (500, 2_000), "databases": ("sqlite", "postgres"), "workers": (2,)}
+SMOKE_SIZES = {"scaling": (200, 2_000), "databases": ("sqlite", "postgres"), "workers": (2,)}
 
 
 def sync_interface_present() -> bool:
