@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -174,7 +175,8 @@ def run_wrk(wrk: str, base_url: str, script: Path, *, seconds: float, connection
     threads = min(2, connections)
     result = subprocess.run(
         [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-         "-s", str(script), base_url], capture_output=True, text=True, timeout=seconds + 60)
+         "-s", str(script), base_url, "--", uuid.uuid4().hex[:12]], capture_output=True, text=True,
+        timeout=seconds + 60)
     for line in result.stdout.splitlines():
         if line.startswith("BENCH-WRK "):
             outcome = json.loads(line[len("BENCH-WRK "):])

@@ -1,6 +1,7 @@
 """A wrk Lua script per load: POST a JSON body, rotating values, a distinct Idempotency-Key per request.
 
-The script prints one "BENCH-WRK {json}" line at the end with requests, errors
+Every wrk run passes its own nonce (``-- NONCE``): keys never repeat across runs,
+so no request is answered as an idempotent replay. The script prints one "BENCH-WRK {json}" line at the end with requests, errors
 and latency percentiles (microseconds), so the bench never parses wrk's text.
 """
 
@@ -17,6 +18,11 @@ local template = %(template)s
 local headers = {%(headers)s}
 local nonce = %(nonce)s
 local thread_count = 0
+
+-- The run's own nonce comes as the script argument, so every run of this file makes new keys.
+function init(args)
+  if args[1] then nonce = nonce .. "-" .. args[1] end
+end
 
 function setup(thread)
   thread_count = thread_count + 1
