@@ -161,3 +161,20 @@ def test_rest_pages_read_back_through_the_rest_connector_without_rejects(tmp_pat
 def test_households_for_rows_lands_near_the_asked_row_count(tmp_path):
     written = write("csv", tmp_path / "x.csv", households_for_rows(4_000), seed=1, pass_year=PASS_YEAR)
     assert 3_600 < written.rows < 4_400
+
+
+@pytest.mark.parametrize("fmt", ["csv", "soap"])
+def test_output_is_streamed_so_memory_does_not_grow_with_size(tmp_path, fmt):
+    import tracemalloc
+
+    def peak_bytes(households: int) -> int:
+        tracemalloc.start()
+        try:
+            write(fmt, tmp_path / f"{fmt}-{households}", households, seed=1, pass_year=PASS_YEAR, page_size=100)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_bytes(200), peak_bytes(2_000)
+    # Ten times the households, not ten times the memory: one household (or page) at a time.
+    assert large < 2 * small
