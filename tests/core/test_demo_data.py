@@ -175,6 +175,6 @@ def test_output_is_streamed_so_memory_does_not_grow_with_size(tmp_path, fmt):
         finally:
             tracemalloc.stop()
 
-    small, large = peak_bytes(200), peak_bytes(2_000)
+    small, large = peak_bytes(100), peak_bytes(1_000)
     # Ten times the households, not ten times the memory: one household (or page) at a time.
     assert large < 2 * small
