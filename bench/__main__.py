@@ -45,6 +45,8 @@ def parse_args(argv: list[str]) -> tuple[BenchConfig, Path]:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder for the results")
     args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
     config = SMOKE if args.smoke else BenchConfig()
     overrides = {name: value for name, value in {
         "rows": args.rows, "scaling": args.scaling, "runs": args.runs, "load_seconds": args.load_seconds,

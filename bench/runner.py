@@ -231,9 +231,10 @@ class Bench:
         settings = yaml.safe_load(config.read_text(encoding="utf-8"))
         settings["sources"] = {}
         # High enough that the limiter never answers 429 in the bench; it is still consulted per request.
-        settings["api"] = {"rate_limits": {"balance_checks_per_minute": 100_000_000,
-                                           "unknown_pass_lookups_per_minute": 100_000_000,
-                                           "failed_sign_ins_per_minute": 100_000_000}}
+        # Every limit the settings know, so a limit added later cannot quietly dominate the figures.
+        from adapter.settings import RateLimitSettings
+
+        settings["api"] = {"rate_limits": {name: 100_000_000 for name in RateLimitSettings.model_fields}}
         config.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
 
     def _load(self, key: str, name: str, wrk: str, base_url: str, script: Path, workers: int) -> None:
