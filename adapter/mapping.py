@@ -84,6 +84,26 @@ class _CompiledField:
     steps: tuple[Transform, ...]
     finish: Callable[[Any], Any]
 
+    def chain(self) -> Callable[[tuple[Any, ...]], Any]:
+        """getter, transforms and finish as one function: one call per field per row."""
+        getter, steps, finish = self.getter, self.steps, self.finish
+        if not steps:
+            return lambda levels: finish(getter(levels))
+        if len(steps) == 1:
+            (first,) = steps
+            return lambda levels: finish(first(getter(levels)))
+        if len(steps) == 2:
+            first, second = steps
+            return lambda levels: finish(second(first(getter(levels))))
+
+        def run(levels: tuple[Any, ...]) -> Any:
+            value = getter(levels)
+            for step in steps:
+                value = step(value)
+            return finish(value)
+
+        return run
+
 
 class CompiledMapping:
     """A checked mapping, ready to turn source records into canonical records."""
@@ -91,8 +111,9 @@ class CompiledMapping:
     def __init__(self, origin: str, records_paths: list[RecordsPath], fields: list[_CompiledField]):
         self.origin = origin
         self.records_paths = records_paths
-        self._fields = tuple(fields)
+        self._fields = tuple((field.name, field.chain()) for field in fields)
         self.field_names = tuple(field.name for field in fields)
+        self._required = tuple(name for name in REQUIRED_FIELDS if name in self.field_names)
 
     def apply(self, record: SourceRecord) -> list[CardholderRecord | RejectedRecord]:
         """One source record -> zero or more canonical or rejected records."""
@@ -110,16 +131,13 @@ class CompiledMapping:
     def _map_item(self, source_key: str, levels: tuple[Any, ...]) -> CardholderRecord | RejectedRecord:
         values: dict[str, Any] = {}
         reasons: list[str] = []
-        for field in self._fields:
-            value = field.getter(levels)
+        for name, run in self._fields:
             try:
-                for step in field.steps:
-                    value = step(value)
-                values[field.name] = field.finish(value)
+                values[name] = run(levels)
             except TransformError as exc:
-                reasons.append(f"{field.name}: {exc}")
-        for name in REQUIRED_FIELDS:
-            if name in values and values[name] is None:
+                reasons.append(f"{name}: {exc}")
+        for name in self._required:
+            if values.get(name, "") is None:
                 reasons.append(f"{name}: is missing (required)")
         if reasons:
             return RejectedRecord(source_key, tuple(reasons))

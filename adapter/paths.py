@@ -76,7 +76,6 @@ def compile_field_path(text: str) -> Getter:
                 node = node.get(key) if isinstance(node, dict) else None
         return node
 
-    get.levels_up = levels_up  # type: ignore[attr-defined]
     return get
 
 
@@ -104,23 +103,19 @@ class RecordsPath:
 
     def items(self, root: Any) -> Iterator[tuple[str, Levels]]:
         """Yield (label, levels) for each item: label such as 'leden[1].passen[0]'."""
-        yield from self._walk(root, 0, (root,), root, "")
+        yield from self._walk(root, 0, (root,), "")
 
-    def _walk(
-        self, node: Any, step_at: int, levels: Levels, _root: Any, label: str
-    ) -> Iterator[tuple[str, Levels]]:
+    def _walk(self, node: Any, step_at: int, levels: Levels, label: str) -> Iterator[tuple[str, Levels]]:
         if step_at == len(self._steps):
             yield label, levels
             return
         name, index = self._steps[step_at]
         child = node.get(name) if isinstance(node, dict) else None
         if index is None:
-            yield from self._walk(child, step_at + 1, levels, _root, _join(label, name))
+            yield from self._walk(child, step_at + 1, levels, _join(label, name))
             return
         for position, item in enumerate(_as_list(child)):
-            yield from self._walk(
-                item, step_at + 1, levels + (item,), _root, _join(label, f"{name}[{position}]")
-            )
+            yield from self._walk(item, step_at + 1, levels + (item,), _join(label, f"{name}[{position}]"))
 
 
 def _as_list(value: Any) -> Sequence[Any]:

@@ -23,8 +23,11 @@ PASS_NUMBER_MAX_DIGITS = 24
 def check_record(record: CardholderRecord, today: date) -> list[str]:
     """The reasons ``record`` is invalid, or an empty list."""
     reasons: list[str] = []
-    if record.bsn is not None:
-        if not bsn_number.is_valid(record.bsn):
+    bsn = record.bsn
+    if bsn is not None:
+        # stdnum's checksum directly: is_valid() first re-cleans the text, which costs
+        # more than the check itself on a million rows; the mapping already cleaned it.
+        if not (len(bsn) == 9 and bsn.isdigit() and bsn != "000000000" and bsn_number.checksum(bsn) == 0):
             reasons.append("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)")
     pass_number = record.pass_number
     if not pass_number.isdigit() or not pass_number.isascii():

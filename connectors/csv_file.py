@@ -13,7 +13,7 @@ import contextlib
 import csv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from pydantic import Field, model_validator
 
@@ -112,7 +112,7 @@ class CsvConnector(Connector):
                 "Set options.encoding to the export's encoding (auto, utf-8, utf-8-sig or cp1252)",
             ) from None
 
-    def _read_rows(self, stream, options: CsvOptions) -> Iterator[SourceRecord]:
+    def _read_rows(self, stream: TextIO, options: CsvOptions) -> Iterator[SourceRecord]:
         for _ in range(options.skip_rows):
             if not stream.readline():
                 return
@@ -136,7 +136,7 @@ class CsvConnector(Connector):
                 # values may sit in the wrong columns, so the row is rejected, not guessed.
                 yield SourceRecord(key, {}, (f"row has {len(row)} columns, the header has {width}",))
                 continue
-            fields = dict(zip(columns, row))
+            fields = dict(zip(columns, row, strict=True))
             for name in decimal_columns:
                 fields[name] = fields[name].replace(".", "").replace(",", ".")
             yield SourceRecord(key, fields)

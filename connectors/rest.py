@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -59,8 +59,14 @@ class RestConnector(Connector):
     options_model = RestOptions
     description = "JSON API in the PASS/GPASS style (bearer key, offset/limit paging)"
 
-    def __init__(self, options, *, source_name="(unnamed)", base_dir=None,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        source_name: str = "(unnamed)",
+        base_dir: Path | None = None,
+        session: requests.Session | None = None,  # injected by tests and sample()
+    ):
         super().__init__(options, source_name=source_name, base_dir=base_dir)
         self._session = session
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,8 +100,14 @@ class SoapConnector(Connector):
     options_model = SoapOptions
     description = "SOAP service (zeep): local WSDL, paging, WS-Security, mTLS"
 
-    def __init__(self, options, *, source_name="(unnamed)", base_dir=None,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        source_name: str = "(unnamed)",
+        base_dir: Path | None = None,
+        session: requests.Session | None = None,  # injected by tests and sample()
+    ):
         super().__init__(options, source_name=source_name, base_dir=base_dir)
         self._session = session
 

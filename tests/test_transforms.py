@@ -129,3 +129,12 @@ def test_default_fills_missing_values_only():
     assert default("") == "active"
     assert default("blocked") == "blocked"
     assert default(False) is False
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 12, 31)),
+       st.sampled_from(["%d-%m-%Y", "%d/%m/%Y", "%Y-%m-%d", "%Y%m%d", "%m.%d.%Y"]))
+def test_sliced_date_parsing_agrees_with_strptime(value, fmt):
+    assert build_date(DateParams(format=fmt))(value.strftime(fmt)) == datetime.strptime(value.strftime(fmt), fmt).date()

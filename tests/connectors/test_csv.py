@@ -60,7 +60,8 @@ def test_explicit_encoding_is_used(tmp_path):
 
 
 def test_bsn_with_lost_leading_zero_is_padded(tmp_path):
-    export = write(tmp_path / "export.csv", [HEADER, row(bsn="9921"), row(bsn="00009921", pass_number="6064366011000002")])
+    export = write(tmp_path / "export.csv",
+                   [HEADER, row(bsn="9921"), row(bsn="00009921", pass_number="6064366011000002")])
     records = read_mapped(export)
     assert [record.bsn for record in records] == ["000009921", "000009921"]
 
@@ -78,7 +79,8 @@ def test_row_with_too_few_columns_is_rejected_and_the_rest_read(tmp_path):
 def test_invalid_values_are_rejected_with_line_and_reason(tmp_path):
     export = write(tmp_path / "export.csv", [HEADER, row(bsn="999993654")])
     [rejected] = read_mapped(export)
-    assert rejected == RejectedRecord("line 2", ("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)",))
+    assert rejected == RejectedRecord(
+        "line 2", ("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)",))
 
 
 def test_empty_file_and_header_only_give_no_records(tmp_path):
