@@ -26,6 +26,7 @@ from sqlalchemy import ForeignKey, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
+from adapter.bulk import insert_rows
 from adapter.crypto import Vault
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.rules import BudgetRules, PassFacts
@@ -161,7 +162,5 @@ def _mark_judged(session: Session, holder_ids: list[int], rules_key: str, source
     if source is not None:
         stale = stale.where(GrantEvaluation.cardholder_id.in_(select(Cardholder.id).where(Cardholder.source == source)))
     session.execute(stale)
-    stamp = utcnow()
-    session.execute(GrantEvaluation.__table__.insert(),
-                    [{"cardholder_id": holder_id, "rules_key": rules_key, "evaluated_at": stamp}
-                     for holder_id in holder_ids])
+    insert_rows(session, GrantEvaluation.__table__, [{"cardholder_id": holder_id} for holder_id in holder_ids],
+                {"rules_key": rules_key, "evaluated_at": utcnow()})

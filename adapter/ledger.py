@@ -484,26 +484,27 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
     if not new_budgets:
         return 0
     # One stamp for the batch lets us find the new ids without RETURNING (slow on bulk inserts).
+    from adapter.bulk import insert_rows
+
     stamp = utcnow()
-    budget_table = Budget.__table__
-    session.execute(budget_table.insert(), [
+    insert_rows(session, Budget.__table__, [
         {"cardholder_id": b.cardholder_id, "rule_code": b.rule_code, "rule_name": b.rule_name,
          "rule_version": b.rule_version, "category": b.category, "period_key": b.period_key,
          "period_start": b.period_start, "period_end": b.period_end, "granted_cents": b.amount_cents,
-         "balance_cents": b.amount_cents, "status": BudgetStatus.OPEN.value, "created_at": stamp}
-        for b in new_budgets])
+         "balance_cents": b.amount_cents}
+        for b in new_budgets], {"status": BudgetStatus.OPEN, "created_at": stamp})
     wanted = {(b.cardholder_id, b.rule_code, b.period_key): b.amount_cents for b in new_budgets}
     created = session.execute(
         select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key)
         .where(Budget.created_at == stamp, Budget.rule_code.in_({b.rule_code for b in new_budgets}))
     ).all()
     entries = [
-        {"budget_id": budget_id, "kind": EntryKind.GRANT.value, "amount_cents": wanted[key],
-         "balance_after_cents": wanted[key], "actor": actor, "note": note, "created_at": stamp}
+        {"budget_id": budget_id, "amount_cents": wanted[key], "balance_after_cents": wanted[key]}
         for budget_id, *key_parts in created
         if (key := tuple(key_parts)) in wanted
     ]
     if len(entries) != len(new_budgets):
         raise RuntimeError(f"opened {len(new_budgets)} budgets but found {len(entries)} back; nothing is kept")
-    session.execute(LedgerEntry.__table__.insert(), entries)
+    insert_rows(session, LedgerEntry.__table__, entries,
+                {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp})
     return len(entries)

@@ -24,8 +24,11 @@ missing and deactivated only after ``sync.grace_nights``; nothing is deleted.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -34,6 +37,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
+from adapter.bulk import insert_rows
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import (
@@ -60,6 +64,8 @@ _ID_CHUNK = 500
 # Outcomes kept per run: every rejected record up to this many (a broken export is refused anyway).
 MAX_REJECTED_KEPT = 10_000
 PROGRESS_EVERY = 1000
+PARALLEL_ENCRYPTION_FROM = 20_000
+ENCRYPTION_CHUNK = 2_000
 
 Progress = Callable[[int], None]
 StageHook = Callable[[str], None]
@@ -251,13 +257,11 @@ def _finish_run(session: Session, result: SyncResult) -> None:
 
 
 def _store_outcomes(session: Session, run_id: int, plan: Plan) -> None:
-    rows = [{"run_id": run_id, "record_key": key[:200], "outcome": REJECTED, "reason": reason}
+    rows = [{"record_key": key[:200], "outcome": REJECTED, "reason": reason}
             for key, reason in plan.rejected[:MAX_REJECTED_KEPT]]
     for outcome, sample in plan.samples.items():
-        rows.extend({"run_id": run_id, "record_key": key[:200], "outcome": outcome, "reason": None}
-                    for key, _detail in sample)
-    if rows:
-        session.execute(SyncRecordOutcome.__table__.insert(), rows)
+        rows.extend({"record_key": key[:200], "outcome": outcome, "reason": None} for key, _detail in sample)
+    insert_rows(session, SyncRecordOutcome.__table__, rows, {"run_id": run_id})
 
 
 def _counted(records: Iterable[CardholderRecord | RejectedRecord], progress: Progress | None
@@ -298,9 +302,8 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
     source = snapshot.source
     households = snapshot.households
     if plan.new_households:
-        session.execute(Household.__table__.insert(), [
-            {"source": source, "source_key": key, "created_at": now, "updated_at": now}
-            for key in plan.new_households])
+        insert_rows(session, Household.__table__, [{"source_key": key} for key in plan.new_households],
+                    {"source": source, "created_at": now, "updated_at": now})
         households = dict(session.execute(
             select(Household.source_key, Household.id).where(Household.source == source)).all())
     birth_dates = _write_holders(session, vault, snapshot, plan, households, now)
@@ -330,28 +333,58 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
     changed_rows: list[dict] = []
     back_rows: list[dict] = []
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
+    new_constants = {**active, "source": snapshot.source, "created_at": now}
+    encrypted = _encrypted_columns(vault, [write.record for write in plan.holders if write.record is not None])
     for write in plan.holders:
-        row = {"household_id": households[write.household_key], "content_hash": write.content_hash, **active}
+        row = {"household_id": households[write.household_key], "content_hash": write.content_hash}
         if write.record is not None:
             birth_dates[write.key] = write.record.birth_date
-            row.update(_personal_columns(vault, write.record))
+            row.update(next(encrypted))
         if write.existing_id is None:
-            new_rows.append({**row, "source": snapshot.source, "source_key": write.key, "created_at": now})
+            row["source_key"] = write.key
+            new_rows.append(row)
         elif write.record is not None:
-            changed_rows.append({**row, "_id": write.existing_id})
+            changed_rows.append({**row, **active, "_id": write.existing_id})
         else:
-            back_rows.append({**row, "_id": write.existing_id})
+            back_rows.append({**row, **active, "_id": write.existing_id})
         if len(new_rows) >= BATCH_SIZE:
-            session.execute(table.insert(), new_rows)
+            insert_rows(session, table, new_rows, new_constants)
             new_rows = []
         if len(changed_rows) >= BATCH_SIZE:
             _update_by_id(session, table, changed_rows)
             changed_rows = []
-    if new_rows:
-        session.execute(table.insert(), new_rows)
+    insert_rows(session, table, new_rows, new_constants)
     _update_by_id(session, table, changed_rows)
     _update_by_id(session, table, back_rows)
     return birth_dates
+
+
+def _encrypted_columns(vault: Vault, records: list[CardholderRecord]) -> Iterator[dict[str, object]]:
+    """The personal columns of each record, in order. Encryption is most of a first sync's work
+    (four Fernet tokens per cardholder), so a large batch is spread over the machine's cores."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(records) < PARALLEL_ENCRYPTION_FROM or workers < 2:
+        yield from (_personal_columns(vault, record) for record in records)
+        return
+    chunks = [records[start:start + ENCRYPTION_CHUNK] for start in range(0, len(records), ENCRYPTION_CHUNK)]
+    # fork: the workers inherit the keys without writing them anywhere; they touch no database connection.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_set_worker_vault, initargs=(vault,)) as pool:
+        for columns in pool.map(_encrypt_chunk, chunks):
+            yield from columns
+
+
+_worker_vault: Vault | None = None
+
+
+def _set_worker_vault(vault: Vault) -> None:
+    global _worker_vault
+    _worker_vault = vault
+
+
+def _encrypt_chunk(records: list[CardholderRecord]) -> list[dict[str, object]]:
+    assert _worker_vault is not None
+    return [_personal_columns(_worker_vault, record) for record in records]
 
 
 def _personal_columns(vault: Vault, record: CardholderRecord) -> dict[str, object]:
@@ -371,14 +404,13 @@ def _write_passes(session: Session, plan: Plan, holder_ids: dict[str, int], now:
     table = Pass.__table__
     new_rows, changed_rows = [], []
     for write in plan.passes:
-        row = {"cardholder_id": holder_ids[write.holder_key], "status": write.status, "valid_from": write.valid_from,
-               "valid_until": write.valid_until, "missing_since": None, "updated_at": now}
+        row = {"cardholder_id": holder_ids[write.holder_key], "status": write.status.value,
+               "valid_from": write.valid_from, "valid_until": write.valid_until}
         if write.existing_id is None:
-            new_rows.append({**row, "pass_number": write.pass_number, "created_at": now})
+            new_rows.append({**row, "pass_number": write.pass_number})
         else:
-            changed_rows.append({**row, "_id": write.existing_id})
-    for start in range(0, len(new_rows), BATCH_SIZE):
-        session.execute(table.insert(), new_rows[start:start + BATCH_SIZE])
+            changed_rows.append({**row, "missing_since": None, "updated_at": now, "_id": write.existing_id})
+    insert_rows(session, table, new_rows, {"created_at": now, "updated_at": now})
     _update_by_id(session, table, changed_rows)
 
 

@@ -92,3 +92,23 @@ def test_absence_marks_missing_and_deactivates_only_after_the_grace_period(db, v
         card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
         assert (card.status, card.missing_since) == (PassState.ACTIVE, None)
         assert session.get(Cardholder, card.cardholder_id).status == HolderStatus.ACTIVE
+
+
+def test_large_batches_are_encrypted_on_several_cores_with_the_same_result(sqlite_url, vault, monkeypatch):
+    import adapter.sync as engine
+    from adapter.db import Database
+
+    monkeypatch.setattr(engine, "PARALLEL_ENCRYPTION_FROM", 10)
+    monkeypatch.setattr(engine, "ENCRYPTION_CHUNK", 7)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    records = household_records(30)
+    db = Database(sqlite_url)
+    try:
+        assert _sync(db, vault, records).created == len(records)
+        with db.read() as session:
+            stored = session.execute(select(Cardholder.source_key, Cardholder.bsn_encrypted, Cardholder.surname_encrypted,
+                                            Cardholder.bsn_index).order_by(Cardholder.id)).all()
+    finally:
+        db.dispose()
+    assert [(key, vault.decrypt(bsn), vault.decrypt(surname), index) for key, bsn, surname, index in stored] == [
+        (record.cardholder_id, record.bsn, record.surname, vault.blind_index(record.bsn)) for record in records]
