@@ -12,13 +12,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from adapter import ledger, merchants
+from adapter import audit, ledger, merchants
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, Cardholder, Household, Merchant, Pass, PassState
 
 DEMO_SOURCE = "demo"
 DEMO_FILE = "demo.json"
+DEMO_ACTOR = "demo"
 
 # BSNs published for the BRP test environments (all 11-proof); never real people.
 _DEMO_PEOPLE = [
@@ -44,6 +45,7 @@ class DemoInfo:
 def load_demo(db: Database, vault: Vault, data_dir: Path, base_url: str, today: date) -> DemoInfo:
     info_path = data_dir / DEMO_FILE
     with db.write() as session:
+        created = 0
         for household_key, holder_key, bsn, first_name, surname, birth_date, pass_number, state in _DEMO_PEOPLE:
             household = _get_or_add(session, Household, source=DEMO_SOURCE, source_key=household_key)
             holder = session.execute(select(Cardholder).where(
@@ -60,6 +62,9 @@ def load_demo(db: Database, vault: Vault, data_dir: Path, base_url: str, today: 
                                  valid_from=date(today.year, 1, 1), valid_until=date(today.year, 12, 31)))
                 if holder.is_child:
                     _grant_demo_budgets(session, holder.id, today)
+                created += 1
+        if created:
+            audit.record(session, DEMO_ACTOR, "demo.loaded", f"source:{DEMO_SOURCE}", cardholders_created=created)
         merchant_key = _demo_merchant_key(session, info_path)
     children = [row for row in _DEMO_PEOPLE if row[5].year > 2005]
     info = DemoInfo(
@@ -89,8 +94,12 @@ def _demo_merchant_key(session, info_path: Path) -> str:  # type: ignore[no-unty
             return previous_key
     existing = session.execute(select(Merchant).where(Merchant.name == "Demowinkel")).scalar_one_or_none()
     if existing is not None:
-        return merchants.rotate_key(session, existing.id, grace=timedelta(0)).api_key
-    return merchants.add_merchant(session, "Demowinkel", ["*"], iban="NL91ABNA0417164300").api_key
+        issued = merchants.rotate_key(session, existing.id, grace=timedelta(0))
+        audit.record(session, DEMO_ACTOR, "merchant.key_rotated", f"merchant:{issued.merchant_id}", grace_hours=0)
+        return issued.api_key
+    issued = merchants.add_merchant(session, "Demowinkel", ["*"], iban="NL91ABNA0417164300")
+    audit.record(session, DEMO_ACTOR, "merchant.created", f"merchant:{issued.merchant_id}", categories="*")
+    return issued.api_key
 
 
 def _get_or_add(session, model, **keys):  # type: ignore[no-untyped-def]

@@ -274,8 +274,7 @@ def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused,
                     # as it takes, so the timeout is set back before the money moves.
                     record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=fingerprint,
                                                outcome_json="{}")
-                    session.add(record)
-                    _flush_waiting_briefly(db, session, in_progress_wait_ms)
+                    _insert_waiting_briefly(db, session, record, in_progress_wait_ms)
                 outcome = operation(session)
                 if key is not None:
                     stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
@@ -415,11 +414,14 @@ def verify(session: Session) -> list[Mismatch]:
 
 # ---------------------------------------------------------------- helpers
 
-def _flush_waiting_briefly(db: Database, session: Session, wait_ms: int) -> None:
+def _insert_waiting_briefly(db: Database, session: Session, record: IdempotencyRecord, wait_ms: int) -> None:
     if not db.is_postgres:
+        session.add(record)
         session.flush()
         return
+    # Before add(): execute() autoflushes, and the INSERT must run under the timeout.
     session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
+    session.add(record)
     try:
         session.flush()
     except OperationalError as exc:

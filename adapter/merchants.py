@@ -93,6 +93,7 @@ def authenticate(session: Session, api_key: str, now: datetime | None = None) ->
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 100:
         return None
     wanted = hash_key(api_key)
+    # timing-safe: an index look-up by a SHA-256 the caller cannot steer; compared with compare_digest below.
     key = session.execute(select(MerchantKey).where(MerchantKey.key_hash == wanted)).scalar_one_or_none()
     if key is None or not hmac.compare_digest(key.key_hash, wanted):
         return None

@@ -362,3 +362,4 @@ class SyncLock(Base):
     run_id: Mapped[int | None] = mapped_column(BigInteger)
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+

@@ -51,12 +51,13 @@ class CardholderRecord:
     household_id: str
     cardholder_id: str
     pass_number: str
-    bsn: str | None = None
-    first_names: str | None = None
-    initials: str | None = None
-    surname_prefix: str | None = None
-    surname: str | None = None
-    birth_date: date | None = None
+    # Personal fields are left out of repr(): a record in an exception message or a log line names no one.
+    bsn: str | None = field(default=None, repr=False)
+    first_names: str | None = field(default=None, repr=False)
+    initials: str | None = field(default=None, repr=False)
+    surname_prefix: str | None = field(default=None, repr=False)
+    surname: str | None = field(default=None, repr=False)
+    birth_date: date | None = field(default=None, repr=False)
     valid_from: date | None = None
     valid_until: date | None = None
     pass_status: PassStatus = PassStatus.ACTIVE

@@ -85,6 +85,9 @@ class SourceSettings(_Strict):
     # Local time in Europe/Amsterdam, "HH:MM"; checked by the scheduler.
     schedule: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     options: dict[str, Any] = Field(default_factory=dict)
+    # Set on load: the configuration file's directory, which relative paths in
+    # ``options`` (a CSV folder, a WSDL file) are read against.
+    base_dir: Path | None = None
 
 
 class LoggingSettings(_Strict):
@@ -97,6 +100,40 @@ class RetentionSettings(_Strict):
     months: int = Field(default=24, ge=1, le=240)
 
 
+class SettlementSettings(_Strict):
+    """Who pays the shops: the municipality's own account (public data, no secrets)."""
+
+    debtor_name: str | None = Field(default=None, max_length=70)
+    debtor_iban: str | None = None
+    debtor_bic: str | None = None
+    # The bank is asked to execute the transfers this many days after the batch is made.
+    execution_delay_days: int = Field(default=2, ge=0, le=30)
+
+    @field_validator("debtor_iban")
+    @classmethod
+    def _valid_iban(cls, iban: str | None) -> str | None:
+        if iban is None:
+            return None
+        from schwifty import IBAN  # imported here: only configurations that settle pay for loading it
+
+        try:
+            return str(IBAN(iban).compact)
+        except ValueError as exc:
+            raise ValueError(f"not a valid IBAN ({exc})") from None
+
+    @field_validator("debtor_bic")
+    @classmethod
+    def _valid_bic(cls, bic: str | None) -> str | None:
+        if bic is None:
+            return None
+        from schwifty import BIC
+
+        try:
+            return str(BIC(bic).compact)
+        except ValueError as exc:
+            raise ValueError(f"not a valid BIC ({exc})") from None
+
+
 class Settings(_Strict):
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("../var")
@@ -107,6 +144,7 @@ class Settings(_Strict):
     budgets: Path | None = None
     logging: LoggingSettings = LoggingSettings()
     retention: RetentionSettings = RetentionSettings()
+    settlement: SettlementSettings = SettlementSettings()
 
     @property
     def database_url(self) -> str:
@@ -187,7 +225,8 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         return path if path.is_absolute() else (base_dir / path).resolve()
 
     sources = {
-        name: source.model_copy(update={"mapping": resolve(source.mapping)})
+        name: source.model_copy(update={"mapping": resolve(source.mapping),
+                                        "base_dir": resolve(source.base_dir or Path("."))})
         for name, source in settings.sources.items()
     }
     return settings.model_copy(update={

@@ -42,6 +42,7 @@ def open_source(
     file's directory); the current directory when not given.
     """
     registry = registry or default_registry()
+    base_dir = base_dir or getattr(source_settings, "base_dir", None)
     connector_class = registry.get(source_settings.connector)
     mapping = load_mapping(source_settings.mapping)
     connector = connector_class(source_settings.options, source_name=source_name, base_dir=base_dir)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+
+from adapter.connector import Connector
 
 T = TypeVar("T")
 
@@ -89,3 +91,18 @@ def probe_tcp(url: str, timeout_seconds: float) -> str | None:
         return f"no answer from {parts.hostname}:{port} within {timeout_seconds:g} s"
     except OSError as exc:
         return f"cannot connect to {parts.hostname}:{port} ({exc.strerror or exc.__class__.__name__})"
+
+
+class HttpConnector(Connector):
+    """A connector that talks HTTP through ``requests``; tests and ``sample()`` inject the session."""
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        source_name: str = "(unnamed)",
+        base_dir: Path | None = None,
+        session: requests.Session | None = None,
+    ):
+        super().__init__(options, source_name=source_name, base_dir=base_dir)
+        self._session = session

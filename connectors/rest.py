@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,12 +21,12 @@ import requests
 from pydantic import Field
 
 from adapter.connector import (
-    CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions, SourceAuthError,
+    CheckBuilder, CheckResult, ConnectorError, ConnectorOptions, SourceAuthError,
     SourceUnavailable,
 )
 from adapter.records import SourceRecord
 from connectors.http import (
-    RetryableError, configure_tls, describe_transport_error, probe_tcp, with_retries,
+    HttpConnector, RetryableError, configure_tls, describe_transport_error, probe_tcp, with_retries,
 )
 from connectors.replay import replay_session
 
@@ -53,22 +53,11 @@ class RestOptions(ConnectorOptions):
     ca_bundle: Path | None = None
 
 
-class RestConnector(Connector):
+class RestConnector(HttpConnector):
     """Reads cardholders from a PASS/GPASS-style JSON API."""
 
     options_model = RestOptions
     description = "JSON API in the PASS/GPASS style (bearer key, offset/limit paging)"
-
-    def __init__(
-        self,
-        options: Mapping[str, Any],
-        *,
-        source_name: str = "(unnamed)",
-        base_dir: Path | None = None,
-        session: requests.Session | None = None,  # injected by tests and sample()
-    ):
-        super().__init__(options, source_name=source_name, base_dir=base_dir)
-        self._session = session
 
     # -- reading ------------------------------------------------------------
 

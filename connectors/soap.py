@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,12 +28,12 @@ from zeep.exceptions import Fault, TransportError, ValidationError, XMLParseErro
 from zeep.helpers import serialize_object
 
 from adapter.connector import (
-    CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions, SourceFault,
+    CheckBuilder, CheckResult, ConnectorError, ConnectorOptions, SourceFault,
     SourceUnavailable, redact,
 )
 from adapter.paths import PathError, compile_field_path
 from adapter.records import SourceRecord
-from connectors.http import RetryableError, describe_transport_error, probe_tcp, with_retries
+from connectors.http import HttpConnector, RetryableError, describe_transport_error, probe_tcp, with_retries
 from connectors.replay import replay_session
 from connectors.soap_client import SoapClientError, bind_service, build_client, operation_names
 
@@ -94,22 +94,11 @@ class SoapOptions(ConnectorOptions):
         return self
 
 
-class SoapConnector(Connector):
+class SoapConnector(HttpConnector):
     """Reads cardholders from a WSDL-described SOAP service."""
 
     options_model = SoapOptions
     description = "SOAP service (zeep): local WSDL, paging, WS-Security, mTLS"
-
-    def __init__(
-        self,
-        options: Mapping[str, Any],
-        *,
-        source_name: str = "(unnamed)",
-        base_dir: Path | None = None,
-        session: requests.Session | None = None,  # injected by tests and sample()
-    ):
-        super().__init__(options, source_name=source_name, base_dir=base_dir)
-        self._session = session
 
     # -- building -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from adapter import ledger, merchants
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, Cardholder, Household, Pass, PassState
+from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, issue_pass_number
 
 _sequence = itertools.count(1)
 
@@ -23,7 +24,7 @@ class ChildWithBudget:
 
 
 def child_with_budget(db: Database, vault: Vault, *, amount_cents: int = 10_000, category: str = "school",
-                      bsn: str = "999993653", pass_state: PassState = PassState.ACTIVE,
+                      bsn: str = TEST_BSNS[0], pass_state: PassState = PassState.ACTIVE,
                       period: tuple[date, date] = (date(2026, 1, 1), date(2026, 12, 31))) -> ChildWithBudget:
     number = next(_sequence)
     with db.write() as session:
@@ -32,11 +33,12 @@ def child_with_budget(db: Database, vault: Vault, *, amount_cents: int = 10_000,
         session.flush()
         holder = Cardholder(household_id=household.id, source="test", source_key=f"C{number}",
                             bsn_encrypted=vault.encrypt(bsn), bsn_index=vault.blind_index(bsn),
-                            first_names_encrypted=vault.encrypt("Sanne"), surname_encrypted=vault.encrypt("Jansen"),
-                            birth_date_encrypted=vault.encrypt("2015-05-05"), is_child=True)
+                            first_names_encrypted=vault.encrypt("Sanne"),
+                            surname_encrypted=vault.encrypt(FIXTURE_SURNAMES[0]),
+                            birth_date_encrypted=vault.encrypt(FIXTURE_BIRTH_DATES[0]), is_child=True)
         session.add(holder)
         session.flush()
-        pass_number = f"64000000{number:08d}"
+        pass_number = issue_pass_number(number)
         card = Pass(cardholder_id=holder.id, pass_number=pass_number, status=pass_state,
                     valid_from=period[0], valid_until=period[1])
         budget = Budget(cardholder_id=holder.id, rule_code="school", rule_name="Schoolspullen", category=category,

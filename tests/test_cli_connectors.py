@@ -6,14 +6,14 @@ from click.testing import CliRunner
 
 from adapter.cli.connectors import connectors_group, mappings_group, mask_pass_number, sources_group
 from adapter.registry import ConnectorRegistry
-from tests.conftest import REPO, StandInSettings, StandInSourceSettings
+from tests.conftest import REPO, SettingsWithSources, make_source
 
 
 @pytest.fixture
 def obj(demo_csv_source, tmp_path):
     registry = ConnectorRegistry().load_entry_points()
-    broken = StandInSourceSettings("csv", REPO / "mappings" / "demo-csv.yaml", {"path": "missing.csv"})
-    return {"settings": StandInSettings({"demo": demo_csv_source, "broken": broken}),
+    broken = make_source("csv", REPO / "mappings" / "demo-csv.yaml", {"path": "missing.csv"})
+    return {"settings": SettingsWithSources({"demo": demo_csv_source, "broken": broken}),
             "base_dir": tmp_path, "registry": registry}
 
 
@@ -77,7 +77,7 @@ def test_standalone_commands_load_settings_with_the_foundation_loader(monkeypatc
 
     def load_settings(path):
         calls.append(path)
-        return StandInSettings({"demo": demo_csv_source})
+        return SettingsWithSources({"demo": demo_csv_source})
 
     stand_in.load_settings = load_settings
     monkeypatch.setitem(sys.modules, "adapter.settings", stand_in)

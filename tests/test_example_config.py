@@ -4,7 +4,7 @@ import yaml
 
 from adapter.registry import ConnectorRegistry
 from adapter.sources import iter_mapped, open_source
-from tests.conftest import REPO, StandInSourceSettings
+from tests.conftest import REPO, make_source
 
 EXAMPLE = REPO / "config" / "sources.example.yaml"
 # The foundation's settings refuse keys that look like secrets (password, api_key, token...).
@@ -14,7 +14,7 @@ SECRET_SUFFIXES = ("password", "passwd", "secret", "api_key", "apikey", "token",
 def example_sources():
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["sources"]
     return {
-        name: StandInSourceSettings(
+        name: make_source(
             connector=entry["connector"], mapping=(EXAMPLE.parent / entry["mapping"]).resolve(),
             options=entry["options"], enabled=entry["enabled"], schedule=entry["schedule"])
         for name, entry in raw.items()

@@ -7,7 +7,7 @@ from adapter.records import CardholderRecord, RejectedRecord
 from adapter.registry import ConnectorRegistry, UnknownConnectorError
 from adapter.sources import iter_mapped, open_source
 from connectors.csv_file import CsvConnector
-from tests.conftest import StandInSourceSettings
+from tests.conftest import make_source
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_iter_mapped_rejects_what_validation_refuses(demo_csv_source, csv_only_r
 
 def test_unknown_connector_and_broken_mapping_fail_before_any_io(demo_csv_source, csv_only_registry, tmp_path):
     with pytest.raises(UnknownConnectorError, match="known connectors: csv"):
-        open_source(StandInSourceSettings("sftp", demo_csv_source.mapping), csv_only_registry)
+        open_source(make_source("sftp", demo_csv_source.mapping), csv_only_registry)
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 1\nfields: {}\n", encoding="utf-8")
     with pytest.raises(MappingError):
-        open_source(StandInSourceSettings("csv", broken, {"path": "/nowhere"}), csv_only_registry)
+        open_source(make_source("csv", broken, {"path": "/nowhere"}), csv_only_registry)

@@ -9,8 +9,10 @@ from typing import Any
 
 from flask import Flask, request
 
+from adapter import web
 from adapter.api import balance, health, openapi, problems, redemptions
 from adapter.limits import Limiter, limiter_for
+from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
@@ -25,7 +27,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app = Flask(__name__, static_folder=None)
     app.config.update(test_config or {})
     settings = settings or app.config.get("ADAPTER_SETTINGS") or load_settings()
+    configure_logging(settings)
     runtime = Runtime(settings)
+    _ = runtime.vault  # outside development mode: refuse to start without keys (crypto.KeysMissing)
     app.extensions["adapter_runtime"] = runtime
     app.extensions["adapter_limiter"] = limiter or limiter_for(runtime.db)
     app.extensions["adapter_openapi"] = openapi.build_document(settings, API_VERSION)
@@ -36,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.before_request(_json_only)
     for blueprint in (health.blueprint, openapi.blueprint, balance.blueprint, redemptions.blueprint):
         app.register_blueprint(blueprint, url_prefix="/v1")
+    web.init_app(app)  # the counter page and dashboard (adapter/web)
 
     @app.after_request
     def _api_version(response):  # type: ignore[no-untyped-def]
@@ -46,7 +51,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
 
 
 def _json_only() -> None:
-    if request.method in _METHODS_WITH_BODY and request.mimetype != "application/json":
+    # The API under /v1 reads JSON only; the web pages (adapter/web) post HTML forms.
+    if request.path.startswith("/v1/") and request.method in _METHODS_WITH_BODY \
+            and request.mimetype != "application/json":
         raise problems.problem("unsupported_media_type", "Deze API leest alleen JSON. Stuur de header "
                                                          "'Content-Type: application/json' met een JSON-body.")
 

@@ -138,6 +138,11 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
                                                           if part.get("type") == "integer")
         target["maximum"] = settings.api.max_amount_cents
     found["RedemptionCreate"]["description"] = "Give exactly one of `category` and `budget_id`."
+    # The model's "exactly one of" rule, in JSON Schema terms, so generated clients know it too.
+    found["RedemptionCreate"]["oneOf"] = [
+        {"required": ["category"], "properties": {"category": {"type": "string"}, "budget_id": {"type": "null"}}},
+        {"required": ["budget_id"], "properties": {"budget_id": {"type": "integer"}, "category": {"type": "null"}}},
+    ]
     found["ProblemDocument"]["properties"]["code"]["enum"] = sorted(CODES)
     return found
 

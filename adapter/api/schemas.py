@@ -14,14 +14,27 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from adapter.counter import MAX_PASS_NUMBER_LENGTH
 
 PassNumber = Annotated[str, Field(pattern=r"^[0-9]+$", min_length=4, max_length=MAX_PASS_NUMBER_LENGTH,
                                   description="The pass number as printed: digits only, a string (leading zeros).")]
 Category = Annotated[str, Field(pattern=r"^[a-z0-9_*-]+$", min_length=1, max_length=64)]
-Cents = Annotated[int, Field(ge=1, description="Euro cents, a whole number.")]
+
+
+def _json_whole_number(value: object) -> object:
+    """JSON has one number type: ``2.0`` is the integer 2 to a JSON Schema validator, so accept
+    it as such. ``2.5``, ``"2"`` and ``true`` are still refused by the strict int check."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+WholeNumber = BeforeValidator(_json_whole_number)
+# Constraints before the validator: that order keeps them as JSON Schema minimum/maximum.
+Cents = Annotated[int, Field(ge=1, description="Euro cents, a whole number."), WholeNumber]
+BudgetId = Annotated[int, Field(ge=1, le=2**53 - 1), WholeNumber]
 MAX_BUDGET_ID = 2**53 - 1  # the largest integer every JSON client reads exactly
 
 
@@ -45,7 +58,7 @@ class RedemptionCreate(_Request):
     amount_cents: Cents
     category: Category | None = Field(default=None, description="Redeem from the open budget of this category "
                                                                 "that ends first. Give this or budget_id.")
-    budget_id: int | None = Field(default=None, ge=1, le=MAX_BUDGET_ID,
+    budget_id: BudgetId | None = Field(default=None,
                                   description="Redeem from this budget (from a balance check).")
     reference: str | None = Field(default=None, min_length=1, max_length=128,
                                   description="The till's own reference, e.g. the receipt number.")
@@ -63,7 +76,7 @@ class RedemptionCreate(_Request):
 
 class ReversalCreate(_Request):
     amount_cents: Cents | None = Field(default=None, description="Leave out to reverse all that is left.")
-    reason: str = Field(min_length=1, max_length=500, description="Why, for the municipality's books.")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="Why, for the municipality's books.")
 
     _amount_bound = field_validator("amount_cents")(_within_max_amount)
 

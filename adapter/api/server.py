@@ -5,6 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+
+from adapter.logs import prepare_handler, use_json
+
+
+class RedactingGunicornLogger(GunicornLogger):
+    """Gunicorn's own error and access logs, through our redaction filter and formatter."""
+
+    production = False  # set by ``serve`` before gunicorn builds the logger
+
+    def setup(self, cfg) -> None:  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        json_lines = use_json("auto", production=self.production)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                prepare_handler(handler, json_lines=json_lines)
 
 
 class GunicornServer(BaseApplication):
@@ -24,8 +40,10 @@ class GunicornServer(BaseApplication):
         return create_app()
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, *, production: bool = False) -> None:
+    RedactingGunicornLogger.production = production
     GunicornServer("adapter.api:create_app", {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "sync",
         "accesslog": None, "timeout": 30, "graceful_timeout": 10,
+        "logger_class": "adapter.api.server.RedactingGunicornLogger",
     }).run()

@@ -7,11 +7,20 @@ import sys
 import click
 
 from adapter.cli.base import CliContext, pass_cli
-from adapter.cli.db import db_group, keys_group, ledger_group
+from adapter.cli.admins import admins_group
+from adapter.cli.audit import audit_group
+from adapter.cli.config import config_group
+from adapter.cli.connectors import connectors_group, mappings_group, sources_group
+from adapter.cli.db import db_group, ledger_group
 from adapter.cli.demo import demo_group
 from adapter.cli.demo_data import demo_data_command
+from adapter.cli.keys import keys_group
 from adapter.cli.merchants import merchants_group
+from adapter.cli.reports import report_group
+from adapter.cli.retention import retention_group
 from adapter.cli.serve import serve_command
+from adapter.cli.settlement import settlement_group
+from adapter.logs import configure_logging
 from adapter.cli.sync import scheduler_command, sync_group
 
 
@@ -21,12 +30,17 @@ from adapter.cli.sync import scheduler_command, sync_group
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Child budgets on the city pass: sync, ledger, API and reports."""
+    configure_logging()  # redacting from the first line; again with the configured level once settings load
     ctx.obj = CliContext(config_path)
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (db_group, keys_group, ledger_group, demo_group, serve_command, merchants_group, sync_group,
-                scheduler_command, demo_data_command):
+COMMANDS = (
+    db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
+    sync_group, scheduler_command, demo_group, serve_command, admins_group, report_group, settlement_group,
+    merchants_group, audit_group, retention_group, demo_data_command,
+)
+for command in COMMANDS:
     cli.add_command(command)
 
 

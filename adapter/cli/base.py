@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
+
 import click
 
+from adapter.crypto import KeysMissing, Vault
+from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import ConfigError, Settings, load_settings
 
@@ -24,7 +28,16 @@ class CliContext:
                 self._runtime = Runtime(load_settings(self.config_path))
             except ConfigError as exc:
                 raise click.ClickException(str(exc)) from None
+            configure_logging(self._runtime.settings)
         return self._runtime
+
+    @property
+    def vault(self) -> Vault:
+        """The keys for personal data; outside development mode, a clear refusal when they are missing."""
+        try:
+            return self.runtime.vault
+        except KeysMissing as exc:
+            raise click.ClickException(str(exc)) from None
 
     def close(self) -> None:
         if self._runtime is not None:
@@ -32,3 +45,11 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext)
+
+
+def operator_actor() -> str:
+    """Who runs this command, for the audit trail: the operating-system account."""
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "operator:unknown"

@@ -1,4 +1,4 @@
-"""Database, keys and ledger maintenance commands."""
+"""Database and ledger maintenance commands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import click
 
 from adapter import ledger, migrate
 from adapter.cli.base import CliContext, pass_cli
-from adapter.crypto import generate_blind_index_key, generate_encryption_key
 
 
 @click.group("db")
@@ -34,20 +33,6 @@ def db_current(cli: CliContext) -> None:
     click.echo(f"current {current or '(empty database)'}, newest {head}")
     if current != head:
         raise click.ClickException("the schema is not current: run `stadspas-adapter db upgrade`")
-
-
-@click.group("keys")
-def keys_group() -> None:
-    """Encryption keys for personal data."""
-
-
-@keys_group.command("generate")
-def keys_generate() -> None:
-    """Print a fresh encryption key and blind-index key (put them in your secret store)."""
-    click.echo(f"ADAPTER_ENCRYPTION_KEYS={generate_encryption_key()}")
-    click.echo(f"ADAPTER_BLIND_INDEX_KEY={generate_blind_index_key()}")
-    click.echo("# To rotate: put the new encryption key first, keep the old ones after it, "
-               "then run `stadspas-adapter keys rotate`.", err=True)
 
 
 @click.group("ledger")

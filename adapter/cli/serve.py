@@ -20,8 +20,8 @@ def serve_command(cli: CliContext, host: str, port: int, workers: int) -> None:
     from adapter.api.server import serve
 
     settings = cli.settings  # validate the configuration before forking workers
-    _ = cli.runtime.vault  # refuse to start without keys outside development
+    _ = cli.vault  # refuse to start without keys outside development
     if cli.config_path:
         os.environ["ADAPTER_CONFIG"] = str(cli.config_path)
     click.echo(f"serving {settings.environment} API on http://{host}:{port} with {workers} worker(s)")
-    serve(host, port, workers)
+    serve(host, port, workers, production=not settings.is_development)

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from adapter.limits import DatabaseLimiter, RedisLimiter
+from adapter.models import PassState
 from tests.api.conftest import build_api
 
 PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
@@ -37,7 +38,7 @@ def limited_api(request, tmp_path, sqlite_url, vault):  # type: ignore[no-untype
 
 def test_enumerating_pass_numbers_is_stopped_after_the_threshold(limited_api):
     api = limited_api
-    child, blocked = api.child(), api.child(state=__import__("adapter.models").models.PassState.BLOCKED)
+    child, blocked = api.child(), api.child(state=PassState.BLOCKED)
     key = api.shop()
     rng = random.Random(7)
     statuses = [api.check(key, f"64{rng.randrange(10**13, 10**14)}").status_code for _ in range(1_000)]

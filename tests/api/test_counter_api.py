@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.models import PassState
+from adapter.models import Pass, PassState
 
 
 def test_balance_check_shows_only_what_the_counter_needs(api):
@@ -52,7 +52,6 @@ def test_replay_answers_as_the_first_time_even_after_the_pass_was_blocked(api):
     key = api.shop()
     body = {"pass_number": child.pass_number, "amount_cents": 400, "budget_id": child.budget_id}
     first = api.redeem(key, body, key="k-blocked")
-    from adapter.models import Pass
     with api.db.write() as session:
         session.get(Pass, child.pass_id).status = PassState.BLOCKED
     assert api.redeem(key, body, key="k-blocked").data == first.data

@@ -23,7 +23,7 @@ from adapter.mapping import load_mapping
 from connectors.replay import replay_session
 from connectors.rest import RestConnector
 from connectors.soap import SAMPLE_WSDL, SoapConnector
-from tests.conftest import REPO, StandInSourceSettings
+from tests.conftest import REPO, make_source
 
 PASS_YEAR = 2026
 TODAY = date(2026, 12, 1)
@@ -111,7 +111,7 @@ def test_the_next_night_changes_about_one_percent_of_the_rows(export):
 
 
 def test_the_csv_reads_back_through_the_real_connector_and_mapping_without_rejects(export):
-    source = StandInSourceSettings("csv", REPO / "mappings" / "demo-csv.yaml", {"path": str(export[0])})
+    source = make_source("csv", REPO / "mappings" / "demo-csv.yaml", {"path": str(export[0])})
     results = list(iter_mapped(source, ConnectorRegistry().load_entry_points(), today=TODAY))
     rejected = [result for result in results if isinstance(result, RejectedRecord)]
     assert rejected == []

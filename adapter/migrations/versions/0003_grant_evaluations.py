@@ -1,6 +1,6 @@
 """Grant evaluations: which rules each child was last judged under, so the nightly grants skip the unchanged.
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 """
 
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None

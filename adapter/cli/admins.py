@@ -1,0 +1,40 @@
+"""`stadspas-adapter admins ...`: accounts for the municipal dashboard."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from adapter import admins
+from adapter.cli.base import CliContext, pass_cli
+
+
+@click.group("admins")
+def admins_group() -> None:
+    """Accounts that may sign in to the dashboard (/admin)."""
+
+
+@admins_group.command("add")
+@click.argument("name")
+@click.option("--actor", default="operator:cli", show_default=True, help="Who makes the account (audit trail).")
+@pass_cli
+def admins_add(cli: CliContext, name: str, actor: str) -> None:
+    """Make an account; its password is printed once and stored only as a hash."""
+    try:
+        with cli.runtime.db.write() as session:
+            issued = admins.add_admin(session, name, actor)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"admin {issued.name} (id {issued.admin_id}) created")
+    click.echo(f"password: {issued.password}")
+    click.echo("This password is shown only now. Hand it over safely; it cannot be recovered.", err=True)
+
+
+@admins_group.command("list")
+@pass_cli
+def admins_list(cli: CliContext) -> None:
+    """Every account (never a password)."""
+    with cli.runtime.db.read() as session:
+        for account in session.execute(select(admins.AdminAccount).order_by(admins.AdminAccount.id)).scalars():
+            state = "active" if account.active else "disabled"
+            click.echo(f"{account.id:>4}  {account.name:<30} {state}  since {account.created_at:%Y-%m-%d}")

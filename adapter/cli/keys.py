@@ -1,0 +1,59 @@
+"""Encryption keys for personal data: generate, rotate, check."""
+
+from __future__ import annotations
+
+import click
+
+from adapter import key_rotation
+from adapter.cli.base import CliContext, operator_actor, pass_cli
+from adapter.crypto import generate_blind_index_key, generate_encryption_key
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Encryption keys for personal data."""
+
+
+@keys_group.command("generate")
+def keys_generate() -> None:
+    """Print a fresh encryption key and blind-index key (put them in your secret store)."""
+    click.echo(f"ADAPTER_ENCRYPTION_KEYS={generate_encryption_key()}")
+    click.echo(f"ADAPTER_BLIND_INDEX_KEY={generate_blind_index_key()}")
+    click.echo("# To rotate: put the new encryption key first, keep the old ones after it, "
+               "then run `stadspas-adapter keys rotate`.", err=True)
+
+
+@keys_group.command("rotate")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=key_rotation.DEFAULT_BATCH_SIZE,
+              show_default=True, help="Rows per transaction.")
+@pass_cli
+def keys_rotate(cli: CliContext, batch_size: int) -> None:
+    """Re-encrypt all personal data under the first key in ADAPTER_ENCRYPTION_KEYS.
+
+    Safe to interrupt and run again: finished batches stay rotated and are skipped.
+    """
+    vault = cli.vault
+
+    def show_progress(progress: key_rotation.TableProgress) -> None:
+        click.echo(f"{progress.table}: {progress.rows_examined} row(s) examined, "
+                   f"{progress.rows_rewritten} rewritten", err=True)
+
+    report = key_rotation.rotate(cli.runtime.db, vault, actor=operator_actor(), batch_size=batch_size,
+                                 on_batch=show_progress)
+    click.echo(f"rotated: {report.rows_rewritten} of {report.rows_examined} row(s) rewritten under the newest key")
+    click.echo("Run `stadspas-adapter keys check` before removing an old key.", err=True)
+
+
+@keys_group.command("check")
+@pass_cli
+def keys_check(cli: CliContext) -> None:
+    """Count rows still encrypted under an old key; exit 1 while there are any."""
+    statuses = key_rotation.check(cli.runtime.db, cli.vault)
+    for status in statuses:
+        click.echo(f"{status.table}: {status.rows_under_old_keys} of {status.rows_with_personal_data} "
+                   "row(s) under an old key")
+    stale = sum(status.rows_under_old_keys for status in statuses)
+    if stale:
+        raise click.ClickException(f"{stale} row(s) still need an old key: run `stadspas-adapter keys rotate` "
+                                   "and do not remove old keys from ADAPTER_ENCRYPTION_KEYS yet")
+    click.echo("every row is under the newest key: older keys may be removed from ADAPTER_ENCRYPTION_KEYS")

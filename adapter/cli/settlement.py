@@ -1,0 +1,74 @@
+"""`stadspas-adapter settlement ...`: the monthly payment to the shops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from adapter import settlement
+from adapter.cli.base import CliContext, pass_cli
+from adapter.csvexport import euros_text
+from adapter.periods import PeriodError
+
+
+@click.group("settlement")
+def settlement_group() -> None:
+    """Monthly settlement: a CSV overview and a SEPA credit-transfer file per month."""
+
+
+@settlement_group.command("create")
+@click.option("--period", required=True, help="The month to settle, YYYY-MM (must be over).")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the files (default: <data_dir>/settlements).")
+@click.option("--actor", default="operator:cli", show_default=True, help="Who makes the batch (for the audit trail).")
+@pass_cli
+def settlement_create(cli: CliContext, period: str, output_dir: Path | None, actor: str) -> None:
+    """Make the month's batch (or return the stored one) and write its files."""
+    runtime = cli.runtime
+    try:
+        result = settlement.create_batch(runtime.db, runtime.settings.settlement, period, actor)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from None
+    except settlement.SettlementError as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = settlement.write_files(result, output_dir or runtime.settings.data_dir / "settlements")
+    verb = "created" if result.created else "already existed; files written again from the stored batch"
+    click.echo(f"batch {result.batch.id} for {result.batch.period} {verb}")
+    _print_lines(result)
+    for path in paths:
+        click.echo(f"wrote {path}")
+    if len(paths) == 1:
+        click.echo("no SEPA file: no merchant is payable in this batch", err=True)
+
+
+@settlement_group.command("list")
+@pass_cli
+def settlement_list(cli: CliContext) -> None:
+    """Every batch, oldest first."""
+    batches = settlement.list_batches(cli.runtime.db)
+    if not batches:
+        click.echo("no settlement batches yet; make one with `stadspas-adapter settlement create --period YYYY-MM`")
+    for batch in batches:
+        click.echo(f"{batch.id:>4}  {batch.period}  {euros_text(batch.total_payable_cents, symbol=True):>14}  "
+                   f"{batch.message_id}  made {batch.created_at:%Y-%m-%d %H:%M} UTC by {batch.created_by}")
+
+
+@settlement_group.command("show")
+@click.argument("batch")
+@pass_cli
+def settlement_show(cli: CliContext, batch: str) -> None:
+    """One batch by id or by period (YYYY-MM), with a line per merchant."""
+    result = settlement.find_batch(cli.runtime.db, batch)
+    if result is None:
+        raise click.ClickException(f"no batch {batch!r}; `stadspas-adapter settlement list` shows them")
+    click.echo(f"batch {result.batch.id} for {result.batch.period}, message {result.batch.message_id}, "
+               f"execution date {result.batch.execution_date}")
+    _print_lines(result)
+
+
+def _print_lines(result: settlement.BatchResult) -> None:
+    for line in result.lines:
+        click.echo(f"  merchant {line.merchant_id:>4} {line.merchant_name[:30]:<30} {line.iban or '-':<22} "
+                   f"{euros_text(line.net_cents, symbol=True):>12}  {settlement.LINE_STATUS_TEXT[line.status]}")
+    click.echo(f"  total payable {euros_text(result.batch.total_payable_cents, symbol=True)}")

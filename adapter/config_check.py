@@ -1,0 +1,41 @@
+"""Check the whole configuration before any I/O: every source's connector, options and mapping.
+
+``load_settings`` checks the file's own shape; this goes one step further and
+asks each source's connector and mapping whether they accept their part, so an
+operator sees every problem of every source in one run instead of one per night.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from adapter.connector import describe_validation_error
+from adapter.mapping import MappingError, load_mapping
+from adapter.registry import ConnectorRegistry, RegistryError, default_registry
+from adapter.settings import Settings
+
+
+def source_problems(settings: Settings, registry: ConnectorRegistry | None = None) -> list[str]:
+    """Every problem of every configured source, each prefixed with its key path."""
+    try:
+        registry = registry or default_registry()
+    except RegistryError as exc:
+        return [f"connectors: {exc}"]
+    problems: list[str] = []
+    for name, source in sorted(settings.sources.items()):
+        prefix = f"sources.{name}"
+        if source.connector not in registry:
+            problems.append(f"{prefix}.connector: unknown connector '{source.connector}'; "
+                            f"known connectors: {', '.join(registry.names()) or '(none installed)'}")
+        else:
+            try:
+                registry.get(source.connector).options_model.model_validate(source.options)
+            except ValidationError as exc:
+                problems.extend(f"{prefix}.options.{problem}" for problem in describe_validation_error(exc))
+        try:
+            load_mapping(source.mapping)
+        except MappingError as exc:
+            problems.extend(f"{prefix}.mapping ({source.mapping.name}): {problem}" for problem in exc.problems)
+        except OSError:
+            problems.append(f"{prefix}.mapping: cannot read {source.mapping}; check the path")
+    return problems

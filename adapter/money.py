@@ -1,0 +1,23 @@
+"""Amounts typed by a person, to integer cents, without ever passing through a float."""
+
+from __future__ import annotations
+
+import re
+
+_AMOUNT = re.compile(r"^(?:€\s*)?(\d{1,7})(?:[.,](\d{1,2}))?$")
+
+
+class AmountError(ValueError):
+    """The text is not an amount; the message (Dutch, for the counter) says how to type one."""
+
+
+def parse_euros(text: str) -> int:
+    """'12,50', '12.5', '€ 12' -> cents. No thousands separators: '1.250' would be ambiguous."""
+    match = _AMOUNT.match(text.strip().replace(" ", "") if text else "")
+    if not match:
+        raise AmountError("Vul een bedrag in euro's in, bijvoorbeeld 12,50 of 12.50.")
+    whole, fraction = match.group(1), (match.group(2) or "").ljust(2, "0")
+    cents = int(whole) * 100 + int(fraction)
+    if cents <= 0:
+        raise AmountError("Het bedrag moet meer dan € 0,00 zijn.")
+    return cents

@@ -1,0 +1,99 @@
+"""Reporting periods in the municipality's own time zone.
+
+A month is a local month (Europe/Amsterdam): a redemption at 00:30 on 1 April
+local time belongs to April, although it is still 31 March in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+LOCAL_ZONE = ZoneInfo("Europe/Amsterdam")
+_YEAR = re.compile(r"^\d{4}$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class PeriodError(ValueError):
+    """A period the user typed that we cannot read; the message says what is accepted."""
+
+
+@dataclass(frozen=True)
+class Period:
+    first_day: date
+    last_day: date  # inclusive
+    label: str
+
+    @property
+    def start_utc(self) -> datetime:
+        return local_midnight_utc(self.first_day)
+
+    @property
+    def end_utc(self) -> datetime:
+        """Exclusive: the first instant after the period."""
+        return local_midnight_utc(self.last_day + timedelta(days=1))
+
+    def months(self) -> list[str]:
+        found: list[str] = []
+        year, month = self.first_day.year, self.first_day.month
+        while (year, month) <= (self.last_day.year, self.last_day.month):
+            found.append(f"{year:04d}-{month:02d}")
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return found
+
+
+def parse_period(text: str) -> Period:
+    """``YYYY``, ``YYYY-MM`` or ``FROM..TO`` (each side a month or a day)."""
+    text = text.strip()
+    try:
+        if ".." in text:
+            start_text, end_text = (part.strip() for part in text.split("..", 1))
+            first_day = _bound(start_text, start=True)
+            last_day = _bound(end_text, start=False)
+            if last_day < first_day:
+                raise PeriodError(f"period {text!r} ends before it starts")
+            return Period(first_day, last_day, f"{start_text}..{end_text}")
+        if _YEAR.match(text) or _MONTH.match(text):
+            return Period(_bound(text, start=True), _bound(text, start=False), text)
+    except ValueError as exc:
+        if isinstance(exc, PeriodError):
+            raise
+        raise PeriodError(f"period {text!r} is not a real date ({exc})") from None
+    raise PeriodError(f"period {text!r} not understood: use YYYY, YYYY-MM or FROM..TO "
+                      "(e.g. 2026, 2026-03, 2026-01..2026-06 or 2026-01-15..2026-02-14)")
+
+
+def parse_month(text: str) -> Period:
+    if not _MONTH.match(text.strip()):
+        raise PeriodError(f"month {text!r} not understood: use YYYY-MM, e.g. 2026-03")
+    return parse_period(text)
+
+
+def local_midnight_utc(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=LOCAL_ZONE).astimezone(timezone.utc)
+
+
+def local_month(instant: datetime) -> str:
+    return instant.astimezone(LOCAL_ZONE).strftime("%Y-%m")
+
+
+def local_day(instant: datetime) -> date:
+    return instant.astimezone(LOCAL_ZONE).date()
+
+
+def _bound(text: str, *, start: bool) -> date:
+    if _DAY.match(text):
+        return date.fromisoformat(text)
+    if _YEAR.match(text):
+        return date(int(text), 1, 1) if start else date(int(text), 12, 31)
+    match = _MONTH.match(text)
+    if match:
+        year, month = int(match.group(1)), int(match.group(2))
+        if start:
+            return date(year, month, 1)
+        following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+        return following - timedelta(days=1)
+    raise PeriodError(f"{text!r} is neither YYYY, YYYY-MM nor YYYY-MM-DD")

@@ -1,0 +1,125 @@
+"""Retention: personal data of cardholders gone long enough is removed; the money history stays.
+
+A cardholder whose status is ``inactive`` and who was deactivated more than
+``settings.retention.months`` ago is pseudonymised:
+- every ``*_encrypted`` column, the blind index and the keyed content hash are
+  emptied, and ``pseudonymised_at`` is set;
+- the source system's key for the person (and for the household, once no member
+  is left with personal data) is replaced by ``retained-<row id>``, and so is
+  each pass number: both would let anyone with the source system name the
+  person again. A person who comes back is then simply a new cardholder.
+Rows, budgets, redemptions and ledger entries stay under the row ids, so
+totals, settlements and reports over past years are unchanged.
+
+The scheduler calls ``apply(db, settings, now)`` weekly; operators run
+``stadspas-adapter retention apply [--dry-run]``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from adapter import audit
+from adapter.db import Database
+from adapter.models import Cardholder, HolderStatus, Household, Pass
+from adapter.settings import Settings
+
+PSEUDONYM_PREFIX = "retained-"
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    cutoff: datetime
+    cardholders: int
+    passes: int
+    households: int
+    dry_run: bool
+
+
+def cutoff_for(now: datetime, months: int) -> datetime:
+    """``now`` minus whole calendar months (31 March - 1 month = 28/29 February)."""
+    month_index = now.year * 12 + (now.month - 1) - months
+    year, month = divmod(month_index, 12)
+    day = min(now.day, calendar.monthrange(year, month + 1)[1])
+    return now.replace(year=year, month=month + 1, day=day)
+
+
+def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = False,
+          actor: str = "scheduler") -> RetentionReport:
+    """Pseudonymise every cardholder past retention; audit ``retention.applied`` with the counts."""
+    cutoff = cutoff_for(now, settings.retention.months)
+    if dry_run:
+        with db.read() as session:
+            holder_ids = list(session.execute(_due(cutoff)).scalars())
+            passes = session.execute(select(func.count()).select_from(Pass).where(_passes_of(holder_ids))
+                                     ).scalar_one()
+            households = session.execute(select(func.count()).select_from(Household)
+                                         .where(_households_emptied_by(holder_ids))).scalar_one()
+        return RetentionReport(cutoff, len(holder_ids), passes, households, dry_run=True)
+
+    holders = passes = households = 0
+    while True:
+        # One transaction per batch: a long run never holds locks for long, and a crash keeps what is done.
+        with db.write() as session:
+            holder_ids = session.execute(_due(cutoff).limit(BATCH_SIZE)).scalars().all()
+            if not holder_ids:
+                break
+            passes += _pseudonymise_passes(session, holder_ids)
+            households += _pseudonymise_households(session, holder_ids, now)
+            _pseudonymise_holders(session, holder_ids, now)
+            holders += len(holder_ids)
+    with db.write() as session:
+        audit.record(session, actor, "retention.applied", "cardholders", cutoff=cutoff.isoformat(),
+                     months=settings.retention.months, cardholders=holders, passes=passes, households=households)
+    return RetentionReport(cutoff, holders, passes, households, dry_run=False)
+
+
+def _due(cutoff: datetime):  # type: ignore[no-untyped-def]
+    return (select(Cardholder.id)
+            .where(Cardholder.status == HolderStatus.INACTIVE, Cardholder.deactivated_at.is_not(None),
+                   Cardholder.deactivated_at < cutoff, Cardholder.pseudonymised_at.is_(None))
+            .order_by(Cardholder.id))
+
+
+def _pseudonymise_holders(session: Session, holder_ids: list[int], now: datetime) -> None:
+    personal = {column.name: None for column in Cardholder.__table__.columns if column.name.endswith("_encrypted")}
+    session.execute(
+        update(Cardholder).where(Cardholder.id.in_(holder_ids))
+        .values(**personal, bsn_index=None, content_hash=None, pseudonymised_at=now,
+                source_key=PSEUDONYM_PREFIX + Cardholder.id.cast(Cardholder.source_key.type)),
+        execution_options={"synchronize_session": False})
+
+
+def _passes_of(holder_ids: list[int]):  # type: ignore[no-untyped-def]
+    return and_(Pass.cardholder_id.in_(holder_ids), Pass.pass_number.not_like(PSEUDONYM_PREFIX + "%"))
+
+
+def _pseudonymise_passes(session: Session, holder_ids: list[int]) -> int:
+    result = session.execute(
+        update(Pass).where(_passes_of(holder_ids))
+        .values(pass_number=PSEUDONYM_PREFIX + Pass.id.cast(Pass.pass_number.type)),
+        execution_options={"synchronize_session": False})
+    return result.rowcount
+
+
+def _households_emptied_by(holder_ids: list[int]):  # type: ignore[no-untyped-def]
+    """Households of these cardholders with no other member who still has personal data."""
+    still_personal = exists().where(
+        Cardholder.household_id == Household.id, Cardholder.pseudonymised_at.is_(None),
+        Cardholder.id.not_in(holder_ids))
+    candidates = select(Cardholder.household_id).where(Cardholder.id.in_(holder_ids))
+    return and_(Household.id.in_(candidates), ~still_personal, Household.source_key.not_like(PSEUDONYM_PREFIX + "%"))
+
+
+def _pseudonymise_households(session: Session, holder_ids: list[int], now: datetime) -> int:
+    result = session.execute(
+        update(Household).where(_households_emptied_by(holder_ids))
+        .values(source_key=PSEUDONYM_PREFIX + Household.id.cast(Household.source_key.type), updated_at=now),
+        execution_options={"synchronize_session": False})
+    return result.rowcount

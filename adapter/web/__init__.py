@@ -1,0 +1,42 @@
+"""Web pages for people: the counter page for shops (/counter) and the municipality's dashboard (/admin).
+
+Handlers call the same core functions as the JSON API and the CLI; no page calls
+the API over HTTP. No page runs a script: everything works with plain forms.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from adapter.csvexport import euros_text
+from adapter.periods import LOCAL_ZONE
+from adapter.web import admin, counter, security
+
+WEB_BLUEPRINTS = ("counter", "admin", "web_static")
+
+
+def init_app(app: Flask) -> None:
+    runtime = app.extensions["adapter_runtime"]
+    try:
+        secret = security.session_secret(runtime.settings.data_dir, development=runtime.settings.is_development)
+    except security.WebSecretMissing as exc:
+        app.logger.warning("%s", exc)
+        return
+    security.configure_sessions(app, secret)
+    app.register_blueprint(counter.blueprint, url_prefix="/counter")
+    app.register_blueprint(admin.blueprint, url_prefix="/admin")
+    app.register_blueprint(counter.static_blueprint)
+    app.jinja_env.globals["csrf_token"] = security.csrf_token
+    app.jinja_env.filters["euros"] = lambda cents: euros_text(cents, symbol=True)
+    app.jinja_env.filters["localtime"] = lambda instant: instant.astimezone(LOCAL_ZONE).strftime("%H:%M")
+
+    @app.before_request
+    def _csrf() -> None:
+        if request.blueprint in WEB_BLUEPRINTS:
+            security.check_csrf(request)
+
+    @app.after_request
+    def _headers(response):  # type: ignore[no-untyped-def]
+        if request.blueprint in WEB_BLUEPRINTS:
+            security.add_security_headers(response)
+        return response

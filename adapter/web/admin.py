@@ -1,0 +1,136 @@
+"""The municipality's dashboard: sync state, uptake, spending, budget totals, every table as CSV."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
+
+from adapter import admins, reports
+from adapter.periods import PeriodError, parse_period
+from adapter.settlement import list_batches
+from adapter.web import security
+from adapter.web.charts import Series, bar_chart
+
+blueprint = Blueprint("admin", __name__, template_folder="templates")
+SESSION_KEY = "admin_id"
+
+
+def _runtime():  # type: ignore[no-untyped-def]
+    return current_app.extensions["adapter_runtime"]
+
+
+@blueprint.before_request
+def _require_sign_in():  # type: ignore[no-untyped-def]
+    if request.endpoint in ("admin.sign_in", "admin.sign_in_form"):
+        return None
+    admin_id = session.get(SESSION_KEY)
+    account = None
+    if admin_id is not None:
+        with _runtime().db.read() as db_session:
+            account = db_session.get(admins.AdminAccount, admin_id)
+    if account is None or not account.active:
+        session.pop(SESSION_KEY, None)
+        return redirect(url_for("admin.sign_in_form"), code=303)
+    g.admin = account
+    return None
+
+
+@blueprint.get("/aanmelden")
+def sign_in_form():  # type: ignore[no-untyped-def]
+    return render_template("admin/sign_in.html")
+
+
+@blueprint.post("/aanmelden")
+def sign_in():  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    limit = runtime.settings.api.rate_limits.failed_sign_ins_per_minute
+    bucket = f"web-admin-sign-in:{security.client_ip()}"
+    if security.sign_in_blocked(runtime.db, bucket, limit):
+        return render_template("admin/sign_in.html",
+                               error="Te veel mislukte pogingen. Wacht een minuut en probeer het opnieuw."), 429
+    with runtime.db.read() as db_session:
+        account = admins.authenticate(db_session, request.form.get("name", ""), request.form.get("password", ""))
+    if account is None:
+        security.count_failed_sign_in(runtime.db, bucket, limit)
+        return render_template("admin/sign_in.html", error="Naam of wachtwoord klopt niet."), 401
+    security.start_session(**{SESSION_KEY: account.id})
+    return redirect(url_for("admin.dashboard"), code=303)
+
+
+@blueprint.post("/afmelden")
+def sign_out():  # type: ignore[no-untyped-def]
+    session.clear()
+    return redirect(url_for("admin.sign_in_form"), code=303)
+
+
+def _period():  # type: ignore[no-untyped-def]
+    text = request.args.get("periode", "").strip() or str(date.today().year)
+    return parse_period(text)
+
+
+@blueprint.get("/")
+def dashboard():  # type: ignore[no-untyped-def]
+    try:
+        period = _period()
+    except PeriodError:
+        return render_template("admin/dashboard.html", period_error=True, period_text=request.args.get("periode")), 400
+    runtime = _runtime()
+    with runtime.db.read() as db_session:
+        sync = reports.sync_overview(db_session)
+        tables = _tables(db_session, period)
+    charts = _charts(tables, period)
+    return render_template("admin/dashboard.html", period=period, period_text=period.label, sync=sync,
+                           tables=tables, charts=charts, batches=list_batches(runtime.db))
+
+
+def _tables(db_session, period) -> dict[str, reports.Table]:  # type: ignore[no-untyped-def]
+    vault = _runtime().vault
+    found = [reports.uptake(db_session, vault, period), reports.spending_by_category(db_session, period),
+             reports.spending_by_merchant(db_session, period), reports.budget_totals(db_session, period),
+             reports.budgets_by_status(db_session, period)]
+    return {table.name: table for table in found}
+
+
+def _charts(tables: dict[str, reports.Table], period) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    uptake = [row for row in tables["uptake"].rows if row[0] == reports.TOTAL]
+    per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for _month, rule, _band, eligible, redeemed, _share in uptake:
+        per_rule[rule][0] += eligible
+        per_rule[rule][1] += redeemed
+    rules = sorted(per_rule)
+    per_category: dict[str, int] = defaultdict(int)
+    for _month, category, _count, _redeemed, _reversed, net in tables["spending-by-category"].rows:
+        per_category[category] += net
+    categories = sorted(per_category)
+    totals = [row for row in tables["budget-totals"].rows if row[0] != reports.TOTAL]
+    return {
+        "uptake": bar_chart("Bereik per regeling", rules, [
+            Series("kinderen met tegoed", [per_rule[rule][0] for rule in rules]),
+            Series("kinderen die besteedden", [per_rule[rule][1] for rule in rules])]),
+        "categories": bar_chart("Netto besteed per categorie", categories, [
+            Series("netto besteed", [per_category[category] for category in categories])], money=True),
+        "months": bar_chart("Toegekend, besteed en vervallen per maand", [row[0][5:] for row in totals], [
+            Series("toegekend", [row[1] for row in totals]), Series("besteed", [row[2] for row in totals]),
+            Series("vervallen", [row[3] for row in totals])], money=True),
+    }
+
+
+@blueprint.get("/csv/<name>.csv")
+def download(name: str):  # type: ignore[no-untyped-def]
+    try:
+        period = _period()
+    except PeriodError:
+        return Response("Periode niet begrepen: gebruik JJJJ, JJJJ-MM of VAN..TOT.", status=400, mimetype="text/plain")
+    with _runtime().db.read() as db_session:
+        if name in ("sync-runs", "sync-rejected"):
+            overview = reports.sync_overview(db_session)
+            table = overview.last_runs if name == "sync-runs" else overview.rejected
+        else:
+            table = _tables(db_session, period).get(name)
+    if table is None:
+        return Response("Deze tabel bestaat niet.", status=404, mimetype="text/plain")
+    filename = f"{table.name}-{period.label.replace('..', '_')}.csv"
+    return Response(table.csv_bytes(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})

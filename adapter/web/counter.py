@@ -1,0 +1,245 @@
+"""The counter page (Dutch): sign in with the shop's API key, scan a pass, redeem, reverse.
+
+Pass numbers travel only in POST bodies, never in a URL. Each payment form
+carries an idempotency key minted when the form was drawn, so a double click,
+a resubmitted form or a reload pays once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from adapter import counter, ledger, merchants, ratelimit
+from adapter.csvexport import euros_text
+from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
+from adapter.money import AmountError, parse_euros
+from adapter.periods import local_midnight_utc
+from adapter.web import security
+
+blueprint = Blueprint("counter", __name__, template_folder="templates")
+# Our own stylesheet, served by us (the CSP allows nothing from elsewhere).
+static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
+
+SESSION_KEY = "merchant_key_id"
+
+
+def _runtime():  # type: ignore[no-untyped-def]
+    return current_app.extensions["adapter_runtime"]
+
+
+def _signed_in_merchant() -> Merchant | None:
+    """The merchant of the key this session signed in with, while that key is still valid."""
+    key_id = session.get(SESSION_KEY)
+    if key_id is None:
+        return None
+    with _runtime().db.read() as db_session:
+        key = db_session.get(MerchantKey, key_id)
+        now = utcnow()
+        if (key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now)
+                or not key.merchant.active):
+            return None
+        return key.merchant
+
+
+@blueprint.before_request
+def _require_sign_in():  # type: ignore[no-untyped-def]
+    if request.endpoint in ("counter.sign_in", "counter.sign_in_form"):
+        return None
+    merchant = _signed_in_merchant()
+    if merchant is None:
+        session.pop(SESSION_KEY, None)
+        return redirect(url_for("counter.sign_in_form"), code=303)
+    g.merchant = merchant
+    return None
+
+
+# ---------------------------------------------------------------- sign in / out
+
+@blueprint.get("/aanmelden")
+def sign_in_form():  # type: ignore[no-untyped-def]
+    return render_template("counter/sign_in.html")
+
+
+@blueprint.post("/aanmelden")
+def sign_in():  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    limit = runtime.settings.api.rate_limits.failed_sign_ins_per_minute
+    bucket = f"web-sign-in:{security.client_ip()}"
+    if security.sign_in_blocked(runtime.db, bucket, limit):
+        return render_template("counter/sign_in.html",
+                               error="Te veel mislukte pogingen. Wacht een minuut en probeer het opnieuw."), 429
+    with runtime.db.read() as db_session:
+        merchant = merchants.authenticate(db_session, request.form.get("api_key", "").strip())
+        key_id = None
+        if merchant is not None:
+            key_id = db_session.execute(select(MerchantKey.id).where(
+                MerchantKey.key_hash == merchants.hash_key(request.form["api_key"].strip()))).scalar_one()
+    if merchant is None:
+        security.count_failed_sign_in(runtime.db, bucket, limit)
+        return render_template("counter/sign_in.html",
+                               error="Deze sleutel is onbekend of verlopen. Controleer de sleutel of vraag de "
+                                     "gemeente om een nieuwe."), 401
+    security.start_session(**{SESSION_KEY: key_id})
+    return redirect(url_for("counter.scan_form"), code=303)
+
+
+@blueprint.post("/afmelden")
+def sign_out():  # type: ignore[no-untyped-def]
+    session.clear()
+    return redirect(url_for("counter.sign_in_form"), code=303)
+
+
+# ---------------------------------------------------------------- scan and balance
+
+@blueprint.get("/")
+def scan_form():  # type: ignore[no-untyped-def]
+    return _scan_page()
+
+
+def _scan_page(error: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    return render_template("counter/scan.html", merchant=g.merchant, error=error,
+                           recent=_todays_redemptions(g.merchant.id)), status
+
+
+@blueprint.post("/pas")
+def show_balance():  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    limits = runtime.settings.api.rate_limits
+    pass_number = request.form.get("pass_number", "").strip().replace(" ", "")
+    if not security_hit(f"web-balance:{g.merchant.id}", limits.balance_checks_per_minute):
+        return _scan_page("Te veel opvragingen in korte tijd. Wacht een minuut en scan dan opnieuw.", 429)
+    try:
+        with runtime.db.read() as db_session:
+            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
+    except counter.PassNotUsable:
+        if not security_hit(f"web-unknown-pass:{g.merchant.id}", limits.unknown_pass_lookups_per_minute):
+            return _scan_page("Te veel onbekende passen in korte tijd. Wacht een minuut.", 429)
+        return _scan_page("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
+                          "Vraag de klant om een geldige stadspas.", 200)
+    return _balance_page(view, pass_number)
+
+
+def security_hit(bucket: str, limit: int) -> bool:
+    return ratelimit.hit(_runtime().db, bucket, limit, 60).allowed
+
+
+def _balance_page(view: counter.BalanceView, pass_number: str, error: str | None = None,
+                  error_budget_id: int | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    forms = {budget.budget_id: str(uuid.uuid4()) for budget in view.budgets if budget.redeemable_here}
+    return render_template("counter/balance.html", view=view, pass_number=pass_number, keys=forms, error=error,
+                           error_budget_id=error_budget_id, masked=_mask(pass_number)), status
+
+
+# ---------------------------------------------------------------- redeem
+
+@blueprint.post("/afrekenen")
+def redeem():  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    form = request.form
+    pass_number = form.get("pass_number", "").strip()
+    budget_id = int(form.get("budget_id", "0") or 0) if form.get("budget_id", "").isdigit() else 0
+    idempotency_key = form.get("idempotency_key", "")[:128] or None
+    allow_partial = form.get("allow_partial") == "1"
+    try:
+        amount_cents = parse_euros(form.get("amount", ""))
+        if amount_cents > runtime.settings.api.max_amount_cents:
+            raise AmountError(f"Eén betaling mag hoogstens {_euros(runtime.settings.api.max_amount_cents)} zijn.")
+    except AmountError as exc:
+        return _rebalance(pass_number, str(exc), budget_id)
+    try:
+        outcome = counter.redeem(runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id,
+                                 allow_partial=allow_partial, idempotency_key=idempotency_key)
+    except counter.PassNotUsable:
+        return _scan_page("Deze pas kan niet (meer) worden gebruikt. Er is niets afgeschreven.", 200)
+    except (counter.NoSuchBudget, counter.CategoryNotAllowed):
+        return _rebalance(pass_number, "Dit tegoed kan hier niet worden gebruikt. Er is niets afgeschreven.", None)
+    if outcome.succeeded:
+        return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
+                                zelf=outcome.remaining_to_pay_cents or None), code=303)
+    if outcome.status == "insufficient_balance":
+        return render_template("counter/insufficient.html", outcome=outcome, pass_number=pass_number,
+                               budget_id=budget_id, amount_text=form.get("amount", ""),
+                               partial_key=str(uuid.uuid4())), 200
+    if outcome.status == "idempotency_key_reused":
+        return _rebalance(pass_number, "Dit formulier is al voor een ander bedrag gebruikt. Er is niets "
+                                       "afgeschreven; vul het bedrag opnieuw in.", budget_id)
+    return _rebalance(pass_number, "Dit tegoed is niet meer geldig. Er is niets afgeschreven.", budget_id)
+
+
+def _rebalance(pass_number: str, error: str, budget_id: int | None):  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    try:
+        with runtime.db.read() as db_session:
+            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
+    except counter.PassNotUsable:
+        return _scan_page("Deze pas kan niet worden gebruikt. Scan de pas opnieuw.", 200)
+    return _balance_page(view, pass_number, error=error, error_budget_id=budget_id, status=422)
+
+
+@blueprint.get("/bon/<redemption_id>")
+def receipt(redemption_id: str):  # type: ignore[no-untyped-def]
+    with _runtime().db.read() as db_session:
+        row = db_session.execute(
+            select(Redemption, Budget.rule_name, Budget.balance_cents, Pass.pass_number)
+            .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
+            .where(Redemption.id == redemption_id, Redemption.merchant_id == g.merchant.id)
+        ).first()
+    if row is None:
+        return _scan_page("Deze betaling is niet gevonden bij uw winkel.", 404)
+    redemption, rule_name, balance_cents, pass_number = row
+    pays_self = request.args.get("zelf", "")
+    return render_template("counter/receipt.html", redemption=redemption, rule_name=rule_name,
+                           balance_cents=balance_cents, masked=_mask(pass_number),
+                           pays_self_cents=int(pays_self) if pays_self.isdigit() else 0)
+
+
+# ---------------------------------------------------------------- reverse
+
+@blueprint.post("/terugboeken")
+def reverse():  # type: ignore[no-untyped-def]
+    runtime = _runtime()
+    reason = request.form.get("reason", "").strip()[:500]
+    redemption_id = request.form.get("redemption_id", "")[:36]
+    if not reason:
+        return _scan_page("Vul een reden in om terug te boeken. Er is niets teruggeboekt.", 422)
+    outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
+        merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
+        window=timedelta(days=runtime.settings.api.reversal_window_days),
+        idempotency_key=request.form.get("idempotency_key", "")[:128] or None))
+    messages = {
+        "reversed": f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het bedrag staat weer op het tegoed."
+        if outcome.returned_to_budget else
+        f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het tegoed was verlopen; het geld gaat terug naar de gemeente.",
+        "redemption_not_found": "Deze betaling is niet gevonden bij uw winkel. Er is niets teruggeboekt.",
+        "reversal_exceeds_redemption": "Deze betaling is al helemaal teruggeboekt.",
+        "reversal_window_closed": "Deze betaling is te oud om terug te boeken. Neem contact op met de gemeente.",
+        "idempotency_key_reused": "Dit formulier is al gebruikt. Vernieuw de pagina en probeer opnieuw.",
+    }
+    flash(messages[outcome.status], "success" if outcome.succeeded else "error")
+    return redirect(url_for("counter.scan_form"), code=303)
+
+
+def _todays_redemptions(merchant_id: int) -> list[dict]:
+    since = local_midnight_utc(date.today())
+    with _runtime().db.read() as db_session:
+        rows = db_session.execute(
+            select(Redemption, Budget.rule_name, Pass.pass_number)
+            .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
+            .where(Redemption.merchant_id == merchant_id, Redemption.created_at >= since)
+            .order_by(Redemption.created_at.desc()).limit(50)
+        ).all()
+    return [{"redemption": redemption, "rule_name": rule_name, "masked": _mask(pass_number),
+             "reversible_cents": redemption.amount_cents - redemption.reversed_cents, "key": str(uuid.uuid4())}
+            for redemption, rule_name, pass_number in rows]
+
+
+def _mask(pass_number: str) -> str:
+    return "…" + pass_number[-4:] if pass_number else ""
+
+
+def _euros(cents: int) -> str:
+    return euros_text(cents, symbol=True)

@@ -1,0 +1,114 @@
+"""What every web page shares: signed session cookie, CSRF tokens, security headers, sign-in throttling."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+from flask import Flask, Request, Response, abort, render_template, request, session
+from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import select
+
+from adapter.db import Database
+from adapter.ratelimit import RateCounter, hit
+
+SECRET_KEY_ENV = "ADAPTER_WEB_SECRET_KEY"
+DEV_SECRET_FILE = "web-secret.key"
+CSRF_FIELD = "csrf_token"
+
+# No script may run at all (we ship none), styles only from our own files, no framing.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
+                           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+
+
+class WebSecretMissing(RuntimeError):
+    pass
+
+
+def session_secret(data_dir: Path, *, development: bool) -> str:
+    """From the environment; in development, generated once into data_dir so every worker shares it."""
+    from_env = os.environ.get(SECRET_KEY_ENV, "").strip()
+    if from_env:
+        return from_env
+    if not development:
+        raise WebSecretMissing(f"{SECRET_KEY_ENV} is not set; the counter page and dashboard are switched off "
+                               "until it holds a long random value (e.g. `python -c 'import secrets; "
+                               "print(secrets.token_urlsafe(48))'`)")
+    path = data_dir / DEV_SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure whenever the page itself came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+def configure_sessions(app: Flask, secret_key: str) -> None:
+    app.secret_key = secret_key
+    app.session_interface = SessionInterface()
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_NAME="stadspas_session", PERMANENT_SESSION_LIFETIME=12 * 3600)
+
+
+def csrf_token() -> str:
+    token = session.get(CSRF_FIELD)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_FIELD] = token
+    return token
+
+
+def check_csrf(req: Request) -> None:
+    if req.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    expected = session.get(CSRF_FIELD)
+    sent = req.form.get(CSRF_FIELD, "")
+    if not expected or not hmac.compare_digest(str(expected), sent):
+        abort(Response(render_template("expired_form.html"), status=400))
+
+
+def start_session(**values: object) -> None:
+    """A fresh session after sign-in (no fixation), with a new CSRF token."""
+    session.clear()
+    session.permanent = True
+    session.update(values)
+    csrf_token()
+
+
+def add_security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    if response.mimetype == "text/html":
+        # Pages show a child's name and balance: never keep them in a shared browser's cache.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def sign_in_blocked(db: Database, bucket: str, limit: int, window_seconds: int = 60) -> bool:
+    """Whether this client already failed ``limit`` times in the current window (looked at, not counted)."""
+    window_start = int(time.time() // window_seconds * window_seconds)
+    with db.read() as db_session:
+        hits = db_session.execute(select(RateCounter.hits).where(
+            RateCounter.bucket == bucket, RateCounter.window_start == window_start)).scalar_one_or_none()
+    return (hits or 0) >= limit
+
+
+def count_failed_sign_in(db: Database, bucket: str, limit: int) -> None:
+    hit(db, bucket, limit, 60)

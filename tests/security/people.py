@@ -1,0 +1,36 @@
+"""Many cardholders quickly, with every personal column filled (fixture data only)."""
+
+from __future__ import annotations
+
+import itertools
+
+from adapter.crypto import Vault
+from adapter.db import Database
+from adapter.models import Cardholder, Household
+from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS
+
+_households = itertools.count(1)
+
+
+def person(index: int) -> dict[str, str]:
+    return {"bsn": TEST_BSNS[index % len(TEST_BSNS)], "first_names": "Sanne Maria", "initials": "S.M.",
+            "surname_prefix": "van", "surname": FIXTURE_SURNAMES[index % len(FIXTURE_SURNAMES)],
+            "birth_date": FIXTURE_BIRTH_DATES[index % len(FIXTURE_BIRTH_DATES)]}
+
+
+def add_cardholders(db: Database, vault: Vault, count: int) -> list[int]:
+    """``count`` cardholders in one household; returns their ids in order."""
+    with db.write() as session:
+        household = Household(source="bulk", source_key=f"H{next(_households)}")
+        session.add(household)
+        session.flush()
+        holders = []
+        for index in range(count):
+            fields = person(index)
+            holders.append(Cardholder(
+                household_id=household.id, source="bulk", source_key=f"{household.source_key}-{index}",
+                bsn_index=vault.blind_index(fields["bsn"]), is_child=True,
+                **{f"{name}_encrypted": vault.encrypt(value) for name, value in fields.items()}))
+        session.add_all(holders)
+        session.flush()
+        return [holder.id for holder in holders]

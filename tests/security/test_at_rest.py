@@ -1,0 +1,72 @@
+"""The database as an attacker with the files sees it: no BSN, surname or birth date in clear text."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from adapter.db import Database
+from adapter.demo import load_demo
+from adapter.lookup import NotABsn, find_cardholder_by_bsn
+from tests import factories
+from tests.fixture_personal_data import TEST_BSNS, find_personal_data_at_rest
+from tests.security.people import add_cardholders
+
+
+def _fill(db: Database, vault, tmp_path, *, every_bsn: bool = True) -> None:  # type: ignore[no-untyped-def]
+    load_demo(db, vault, tmp_path / "var", "http://127.0.0.1:8080", date(2026, 3, 1))
+    factories.child_with_budget(db, vault, bsn=TEST_BSNS[7])
+    if every_bsn:
+        add_cardholders(db, vault, len(TEST_BSNS))
+
+
+def test_sqlite_file_holds_no_personal_data_in_clear(tmp_path, sqlite_url, vault):
+    db = Database(sqlite_url)
+    _fill(db, vault, tmp_path)
+    db.dispose()  # the last connection closing folds the WAL into the file
+    path = make_url(sqlite_url).database
+    blob = b"".join(Path(name).read_bytes() for name in (path, f"{path}-wal") if Path(name).exists())
+    assert len(blob) > 50_000  # it really is the filled database
+    assert b"retained-" not in blob and vault.blind_index(TEST_BSNS[0]).encode() in blob
+    assert find_personal_data_at_rest(blob) == []
+
+
+@pytest.mark.postgres
+def test_pg_dump_holds_no_personal_data_in_clear(tmp_path, postgres_url, vault):
+    db = Database(postgres_url)
+    _fill(db, vault, tmp_path)
+    db.dispose()
+    plain_url = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dump = subprocess.run(["pg_dump", f"--dbname={plain_url}"], capture_output=True, check=True, timeout=60).stdout
+    assert b"COPY public.cardholders" in dump and vault.blind_index(TEST_BSNS[0]).encode() in dump
+    assert find_personal_data_at_rest(dump) == []
+
+
+def test_find_by_bsn_through_the_blind_index(db, vault, tmp_path):
+    _fill(db, vault, tmp_path, every_bsn=False)
+    with db.read() as session:
+        holder = find_cardholder_by_bsn(session, vault, "999993847")
+        assert holder is not None and vault.decrypt(holder.first_names_encrypted) == "Yasmina"
+        # A spreadsheet dropped the leading zeros: 8 digits are padded back.
+        padded = find_cardholder_by_bsn(session, vault, "00009921")
+        assert padded is not None and vault.decrypt(padded.bsn_encrypted) == "000009921"
+        assert find_cardholder_by_bsn(session, vault, "123456782") is None
+        with pytest.raises(NotABsn) as refused:
+            find_cardholder_by_bsn(session, vault, "Jansen 999993653")
+        assert "999993653" not in str(refused.value)
+
+
+def test_the_file_scan_sees_clear_text_when_there_is_some(sqlite_url):
+    path = make_url(sqlite_url).database
+    # Plain sqlite3, not through SQLAlchemy: its statement log would (rightly) fail the session check.
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO households (source, source_key, created_at, updated_at) "
+                           "VALUES ('careless', 'de Vries ' || '999993926', '2026-01-01', '2026-01-01')")
+    blob = Path(path).read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
+    assert find_personal_data_at_rest(blob) == ["BSN 999993926", "surname 'de Vries'"]

@@ -1,0 +1,91 @@
+"""The redaction rules, fuzzed: any text with an embedded BSN or pass number comes out masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapter.logs import REMOVED, JsonFormatter, RedactionFilter, TextFormatter
+from adapter.redaction import mask_pass_number, redact
+from tests.fixture_personal_data import TEST_BSNS
+
+bsns = st.sampled_from(TEST_BSNS) | st.from_regex(r"\A[0-9]{8,9}\Z")
+pass_numbers = st.from_regex(r"\A[0-9]{10,19}\Z")
+# Surrounding text of any kind, digits included: a BSN glued to other digits is part of a longer run.
+surroundings = st.text(max_size=40)
+
+
+def test_mask_pass_number_keeps_the_last_four():
+    assert mask_pass_number("6400000000000011") == "************0011"
+    assert mask_pass_number("123") == "123"
+
+
+def test_rules_by_run_length():
+    assert redact("bsn 999993653.") == "bsn *********."
+    assert redact("bsn 00009921 (8 digits)") == "bsn ******** (8 digits)"
+    assert redact("pass 6400000000000011 blocked") == "pass ************0011 blocked"
+    assert redact("bsn 9999.93.653 or 9999 93 653") == "bsn *********** or ***********"
+    assert redact("budget 17 of 2026: 15000 cents, merchant 1234567") == \
+        "budget 17 of 2026: 15000 cents, merchant 1234567"
+    assert redact("x" + "1" * 25) == "x" + "*" * 25
+
+
+@given(before=surroundings, bsn=bsns, after=surroundings)
+def test_no_bsn_survives_whatever_surrounds_it(before, bsn, after):
+    if bsn in before or bsn in after:
+        return  # a copy outside the embedded one: not what this test is about
+    assert bsn not in redact(before + bsn + after)
+
+
+@given(before=surroundings, pass_number=pass_numbers, after=surroundings)
+def test_no_full_pass_number_survives(before, pass_number, after):
+    if pass_number in before or pass_number in after:
+        return
+    assert pass_number not in redact(before + pass_number + after)
+
+
+@given(text=st.text(max_size=80))
+def test_redaction_is_idempotent(text):
+    once = redact(text)
+    assert redact(once) == once
+
+
+def _record(message: str, *args: object, exc_info=None, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("adapter.test", logging.ERROR, __file__, 1, message, args or None, exc_info)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+@settings(max_examples=60)
+@given(before=surroundings, bsn=bsns, pass_number=pass_numbers, as_json=st.booleans())
+def test_filter_masks_message_arguments_exceptions_and_extras(before, bsn, pass_number, as_json):
+    if any(secret in before for secret in (bsn, pass_number)):
+        return
+    try:
+        raise ValueError(f"{before}{bsn}", {"pass": pass_number})
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = _record("lookup %s for %r", bsn, [pass_number], exc_info=exc_info,
+                     source_row=f"{before}{pass_number}", count=int(pass_number))
+    RedactionFilter().filter(record)
+    output = (JsonFormatter() if as_json else TextFormatter()).format(record)
+    assert bsn not in output and pass_number not in output
+    assert "ValueError" in output  # the traceback is kept, only masked
+
+
+def test_personal_extra_fields_are_dropped_whatever_they_hold():
+    record = _record("synced", surname="Jansen", birth_date="2015-05-05", first_names="Sanne", rows=12)
+    RedactionFilter().filter(record)
+    line = JsonFormatter().format(record)
+    assert "Jansen" not in line and "2015-05-05" not in line and "Sanne" not in line
+    assert f'"surname": "{REMOVED}"' in line and '"rows": 12' in line
+
+
+def test_formatter_redacts_even_without_the_filter():
+    record = _record("bsn %s", "999993653")
+    assert "999993653" not in JsonFormatter().format(record)
+    assert "999993653" not in TextFormatter().format(_record("bsn %s", "999993653"))

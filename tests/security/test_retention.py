@@ -1,0 +1,113 @@
+"""Retention: personal data of long-gone cardholders removed, money history and totals intact."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from click.testing import CliRunner
+from sqlalchemy import func, select, update
+
+from adapter import audit, ledger, retention
+from adapter.cli import cli
+from adapter.db import Database
+from adapter.lookup import find_cardholder_by_bsn
+from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass
+from tests import factories
+from tests.conftest import make_settings
+from tests.fixture_personal_data import TEST_BSNS
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+
+
+def _deactivate(db: Database, cardholder_id: int, at: datetime) -> None:
+    with db.write() as session:
+        session.execute(update(Cardholder).where(Cardholder.id == cardholder_id)
+                        .values(status=HolderStatus.INACTIVE, deactivated_at=at))
+
+
+def _totals(db: Database) -> tuple[int, int, int]:
+    with db.read() as session:
+        return (session.execute(select(func.sum(Budget.balance_cents))).scalar_one(),
+                session.execute(select(func.sum(LedgerEntry.amount_cents))).scalar_one(),
+                session.execute(select(func.count()).select_from(LedgerEntry)).scalar_one())
+
+
+def test_cutoff_counts_calendar_months():
+    assert retention.cutoff_for(NOW, 24) == datetime(2024, 11, 29, 12, 0, tzinfo=timezone.utc)
+    assert retention.cutoff_for(datetime(2026, 3, 31, tzinfo=timezone.utc), 1) == \
+        datetime(2026, 2, 28, tzinfo=timezone.utc)
+
+
+def test_only_inactive_holders_past_retention_are_pseudonymised(tmp_path, db, vault):
+    settings = make_settings(tmp_path, db.url)
+    gone = factories.child_with_budget(db, vault, bsn=TEST_BSNS[2], amount_cents=5_000)
+    recent = factories.child_with_budget(db, vault, bsn=TEST_BSNS[3])
+    active = factories.child_with_budget(db, vault, bsn=TEST_BSNS[4])
+    merchant = factories.merchant(db)
+    spent = ledger.redeem(db, ledger.RedemptionRequest(
+        merchant_id=merchant.merchant_id, budget_id=gone.budget_id, pass_id=gone.pass_id, amount_cents=1_200,
+        actor=f"merchant:{merchant.merchant_id}", idempotency_key="r1"))
+    assert spent.status == "redeemed", spent
+    _deactivate(db, gone.cardholder_id, NOW - timedelta(days=2 * 365 + 10))
+    _deactivate(db, recent.cardholder_id, NOW - timedelta(days=300))
+    totals_before = _totals(db)
+
+    dry = retention.apply(db, settings, NOW, dry_run=True)
+    assert (dry.cardholders, dry.passes, dry.households) == (1, 1, 1)
+    with db.read() as session:
+        assert session.get(Cardholder, gone.cardholder_id).pseudonymised_at is None  # a dry run changes nothing
+
+    report = retention.apply(db, settings, NOW, actor="operator:test")
+    assert (report.cardholders, report.passes, report.households) == (1, 1, 1)
+    with db.read() as session:
+        holder = session.get(Cardholder, gone.cardholder_id)
+        personal = [getattr(holder, column.name) for column in Cardholder.__table__.columns
+                    if column.name.endswith("_encrypted")]
+        assert personal == [None] * 6 and holder.bsn_index is None and holder.content_hash is None
+        assert holder.pseudonymised_at == NOW and holder.source_key == f"retained-{holder.id}"
+        assert session.get(Pass, gone.pass_id).pass_number == f"retained-{gone.pass_id}"
+        assert session.get(Household, holder.household_id).source_key == f"retained-{holder.household_id}"
+        assert find_cardholder_by_bsn(session, vault, TEST_BSNS[2]) is None
+        for kept in (recent, active):
+            assert vault.decrypt(session.get(Cardholder, kept.cardholder_id).bsn_encrypted) in TEST_BSNS
+        entry = session.execute(select(audit.AuditEntry).where(audit.AuditEntry.action == "retention.applied")
+                                ).scalar_one()
+        assert json.loads(entry.details_json)["cardholders"] == 1 and entry.actor == "operator:test"
+        assert ledger.verify(session) == []
+    assert _totals(db) == totals_before  # budgets and ledger untouched
+
+    again = retention.apply(db, settings, NOW)
+    assert (again.cardholders, again.passes, again.households) == (0, 0, 0)
+
+
+def test_household_keeps_its_key_while_a_member_keeps_personal_data(tmp_path, sqlite_url, vault):
+    db = Database(sqlite_url)
+    first = factories.child_with_budget(db, vault)
+    with db.write() as session:
+        household_id = session.get(Cardholder, first.cardholder_id).household_id
+        sibling = Cardholder(household_id=household_id, source="test", source_key="sibling",
+                             bsn_encrypted=vault.encrypt(TEST_BSNS[5]), bsn_index=vault.blind_index(TEST_BSNS[5]))
+        session.add(sibling)
+    _deactivate(db, first.cardholder_id, NOW - timedelta(days=800))
+    report = retention.apply(db, make_settings(tmp_path, sqlite_url), NOW)
+    assert (report.cardholders, report.households) == (1, 0)
+    with db.read() as session:
+        assert not session.get(Household, household_id).source_key.startswith("retained-")
+    db.dispose()
+
+
+def test_cli_retention_apply(tmp_path, sqlite_url, vault):
+    db = Database(sqlite_url)
+    gone = factories.child_with_budget(db, vault)
+    _deactivate(db, gone.cardholder_id, datetime(2020, 1, 1, tzinfo=timezone.utc))
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url},
+                                  "retention": {"months": 12}}), encoding="utf-8")
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["--config", str(config), "retention", "apply", "--dry-run"])
+    assert dry.exit_code == 0 and "would pseudonymise 1 cardholder(s)" in dry.output
+    assert "(retention 12 months)" in dry.output
+    done = runner.invoke(cli, ["--config", str(config), "retention", "apply"])
+    assert done.exit_code == 0 and "pseudonymised 1 cardholder(s), 1 pass(es), 1 household(s)" in done.output
+    db.dispose()

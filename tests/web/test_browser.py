@@ -1,0 +1,159 @@
+"""The counter page and dashboard in a real browser (system Chromium), against a real server."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+from sqlalchemy import func, select
+
+from adapter.models import Budget, Redemption
+from tests.web.conftest import screenshot
+
+
+def _count_redemptions(world) -> int:  # type: ignore[no-untyped-def]
+    with world.db.read() as session:
+        return session.execute(select(func.count(Redemption.id))).scalar_one()
+
+
+def _balance(world) -> int:  # type: ignore[no-untyped-def]
+    with world.db.read() as session:
+        return session.get(Budget, world.budget_id).balance_cents
+
+
+def _sign_in_and_scan(page, world, shot_prefix: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    page.goto(world.base_url + "/counter/")
+    expect(page.locator("#api_key")).to_be_focused()
+    if shot_prefix:
+        screenshot(page, f"{shot_prefix}-sign-in")
+    page.keyboard.type(world.api_key)
+    page.keyboard.press("Enter")
+    expect(page.locator("#pass_number")).to_be_focused()
+    if shot_prefix:
+        screenshot(page, f"{shot_prefix}-scan")
+    # A barcode scanner types the digits and presses Enter.
+    page.keyboard.type(world.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("Sanne")
+    assert world.pass_number not in page.url
+
+
+def test_sign_in_scan_redeem_double_submit_partial_and_reverse(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    page = context.new_page()
+    responses: list = []
+    page.on("response", lambda response: responses.append(response))
+    _sign_in_and_scan(page, web_world, "counter")
+    expect(page.locator(".balance").first).to_contain_text("€ 100,00")
+    screenshot(page, "counter-balance")
+
+    # Redeem 12,50 by typing and Enter; the receipt shows the id and what is left.
+    page.locator("#amount-%d" % web_world.budget_id).fill("12,50")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 87,50")
+    receipt_id = page.locator(".redemption-id").inner_text()
+    assert len(receipt_id) == 36 and _balance(web_world) == 8_750
+    screenshot(page, "counter-receipt")
+
+    # Double click and a resubmission of the same form charge once.
+    page.locator("a.button").click()
+    page.locator("#pass_number").fill(web_world.pass_number)
+    page.keyboard.press("Enter")
+    form = page.locator("form[action$='/afrekenen']").first
+    fields = {name: form.locator(f"input[name={name}]").get_attribute("value")
+              for name in ("csrf_token", "pass_number", "budget_id", "idempotency_key")}
+    page.locator("#amount-%d" % web_world.budget_id).fill("10")
+    form.locator("button").dblclick()
+    expect(page.locator(".remaining")).to_contain_text("€ 77,50")
+    first_id = page.locator(".redemption-id").inner_text()
+    resubmitted = page.request.post(web_world.base_url + "/counter/afrekenen", form={**fields, "amount": "10"})
+    assert resubmitted.ok and first_id in resubmitted.text()
+    assert _count_redemptions(web_world) == 2 and _balance(web_world) == 7_750
+
+    # Too little left: the page says what the parent pays and offers the partial redemption.
+    page.locator("a.button").click()
+    page.locator("#pass_number").fill(web_world.pass_number)
+    page.keyboard.press("Enter")
+    page.locator("#amount-%d" % web_world.budget_id).fill("100.00")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Te weinig tegoed")
+    expect(page.locator(".pays-self")).to_contain_text("€ 22,50")
+    screenshot(page, "counter-insufficient")
+    assert _balance(web_world) == 7_750
+    page.locator("form button").last.click()
+    expect(page.locator(".remaining")).to_contain_text("€ 0,00")
+    expect(page.locator(".pays-self")).to_contain_text("€ 22,50")
+    assert _balance(web_world) == 0
+
+    # Reverse today's 12,50 with a reason.
+    page.locator("a.button").click()
+    item = page.locator("li.card", has_text=receipt_id)
+    item.locator("input[name=reason]").fill("artikel geruild")
+    item.locator("button").click()
+    expect(page.locator(".messages")).to_contain_text("Teruggeboekt: € 12,50")
+    assert _balance(web_world) == 1_250
+    screenshot(page, "counter-after-reversal")
+
+    assert all(web_world.pass_number not in response.url for response in responses)
+    context.close()
+
+
+def test_phone_width_360px(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    amount = page.locator("#amount-%d" % web_world.budget_id)
+    for locator in (amount, page.locator("form[action$='/afrekenen'] button").first, page.locator("h1")):
+        box = locator.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    screenshot(page, "counter-phone-balance")
+    amount.fill("5")
+    page.locator("form[action$='/afrekenen'] button").first.tap()
+    expect(page.locator(".remaining")).to_contain_text("€ 95,00")
+    screenshot(page, "counter-phone-receipt")
+    context.close()
+
+
+def test_keyboard_only(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
+    page.keyboard.type("7,25")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 92,75")
+    expect(page.locator("a.button")).to_be_focused()
+    page.keyboard.press("Enter")  # "Volgende klant"
+    expect(page.locator("#pass_number")).to_be_focused()
+    # The reversal form is reachable with Tab alone.
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.locator("input[name=reason]:focus").count():
+            break
+    expect(page.locator("input[name=reason]").first).to_be_focused()
+    page.keyboard.type("verkeerd bedrag")
+    page.keyboard.press("Enter")
+    expect(page.locator(".messages")).to_contain_text("Teruggeboekt: € 7,25")
+    context.close()
+
+
+def test_dashboard_draws_charts_and_offers_csv(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    page.locator("#amount-%d" % web_world.budget_id).fill("30")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_be_visible()
+
+    page.goto(web_world.base_url + "/admin/")
+    screenshot(page, "admin-sign-in")
+    page.locator("#name").fill(web_world.admin_name)
+    page.locator("#password").fill(web_world.admin_password)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("dashboard")
+    assert page.locator("svg.chart").count() == 3
+    assert page.locator("svg.chart rect.bar").count() >= 3
+    expect(page.locator("#tabel-spending-by-category")).to_contain_text("30,00")
+    screenshot(page, "admin-dashboard")
+    href = page.locator("#tabel-budget-totals caption a").get_attribute("href")
+    download = page.request.get(web_world.base_url + href)
+    assert download.body().startswith("\ufeff".encode()) and b";" in download.body()
+    context.close()

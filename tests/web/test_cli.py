@@ -1,0 +1,81 @@
+"""The CLI gives the dashboard's figures, makes admins once and settles a month."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from adapter import admins, ledger, reports
+from adapter.audit import AuditEntry
+from adapter.cli import cli
+from adapter.db import Database
+from adapter.models import utcnow
+from adapter.periods import local_day, parse_period
+from tests import factories
+
+
+def _config(tmp_path, database_url) -> str:  # type: ignore[no-untyped-def]
+    path = tmp_path / "adapter.yaml"
+    path.write_text(yaml.safe_dump({
+        "environment": "development", "data_dir": str(tmp_path / "var"), "database": {"url": database_url},
+        "settlement": {"debtor_name": "Gemeente Voorbeeldstad", "debtor_iban": "NL02ABNA0123456789"}}))
+    return str(path)
+
+
+def test_admins_add_prints_a_password_once_and_stores_only_its_hash(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli, ["--config", _config(tmp_path, database_url), "admins", "add", "alice"])
+    assert result.exit_code == 0, result.output
+    password = result.output.split("password: ")[1].split()[0]
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            account = session.execute(select(admins.AdminAccount)).scalar_one()
+            assert password not in account.password_hash and account.password_hash.startswith("scrypt$")
+            assert admins.authenticate(session, "alice", password) is not None
+            assert admins.authenticate(session, "alice", password + "x") is None
+            actions = session.execute(select(AuditEntry.action)).scalars().all()
+        assert actions == ["admin.created"]
+        again = CliRunner().invoke(cli, ["--config", _config(tmp_path, database_url), "admins", "add", "alice"])
+        assert again.exit_code != 0 and "already exists" in again.output
+    finally:
+        db.dispose()
+
+
+def test_report_json_equals_the_dashboard_tables(db, vault, database_url, tmp_path):  # type: ignore[no-untyped-def]
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(db, vault, amount_cents=4_000, period=(date(year, 1, 1), date(year, 12, 31)))
+    shop = factories.merchant(db)
+    ledger.redeem(db, ledger.RedemptionRequest(merchant_id=shop.merchant_id, budget_id=child.budget_id,
+                                               pass_id=child.pass_id, amount_cents=1_234, actor="test"))
+    config = _config(tmp_path, database_url)
+    for kind in reports.REPORT_KINDS:
+        result = CliRunner().invoke(cli, ["--config", config, "report", kind, "--period", str(year),
+                                          "--format", "json"])
+        assert result.exit_code == 0, result.output
+        with db.read() as session:
+            expected = {table.name: table.as_records()
+                        for table in reports.report_tables(kind, session, vault, parse_period(str(year)))}
+        assert json.loads(result.output)["tables"] == expected
+    table = CliRunner().invoke(cli, ["--config", config, "report", "spending", "--period", str(year)])
+    assert "12,34" in table.output
+    bad = CliRunner().invoke(cli, ["--config", config, "report", "uptake", "--period", "juni"])
+    assert bad.exit_code != 0 and "YYYY-MM" in bad.output
+
+
+def test_settlement_commands(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    config = _config(tmp_path, database_url)
+    runner = CliRunner()
+    created = runner.invoke(cli, ["--config", config, "settlement", "create", "--period", "2020-01",
+                                  "--output", str(tmp_path / "out")])
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "out" / "settlement-2020-01.csv").exists()
+    listed = runner.invoke(cli, ["--config", config, "settlement", "list"])
+    assert "2020-01" in listed.output
+    shown = runner.invoke(cli, ["--config", config, "settlement", "show", "2020-01"])
+    assert shown.exit_code == 0 and "total payable € 0,00" in shown.output
+    unfinished = runner.invoke(cli, ["--config", config, "settlement", "create", "--period", "2999-01"])
+    assert unfinished.exit_code != 0 and "not over yet" in unfinished.output

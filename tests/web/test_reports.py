@@ -1,0 +1,116 @@
+"""Report figures equal sums computed independently from the ledger with plain SQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import text
+
+from adapter import ledger, reports
+from adapter.models import utcnow
+from adapter.periods import local_day, parse_period
+from tests import factories
+
+
+def _year_period():
+    return parse_period(str(local_day(utcnow()).year))
+
+
+def _spend(db, child, merchant_id, amount_cents):
+    return ledger.redeem(db, ledger.RedemptionRequest(merchant_id=merchant_id, budget_id=child.budget_id,
+                                                      pass_id=child.pass_id, amount_cents=amount_cents, actor="test"))
+
+
+def _setup(db, vault):
+    year = local_day(utcnow()).year
+    period = (date(year, 1, 1), date(year, 12, 31))
+    school = factories.child_with_budget(db, vault, amount_cents=10_000, category="school", period=period)
+    sport = factories.child_with_budget(db, vault, amount_cents=8_000, category="sport", period=period,
+                                        bsn="999993847")
+    idle = factories.child_with_budget(db, vault, amount_cents=5_000, category="school", period=period,
+                                       bsn="999992077")
+    shop = factories.merchant(db, "Boekhandel", ("school", "sport"))
+    first = _spend(db, school, shop.merchant_id, 2_500)
+    _spend(db, sport, shop.merchant_id, 1_000)
+    ledger.reverse(db, ledger.ReversalRequest(merchant_id=shop.merchant_id, redemption_id=first.redemption_id,
+                                              reason="retour", actor="test", amount_cents=500))
+    with db.write() as session:
+        ledger.expire(session, idle.budget_id, actor="test")
+    return school, sport, idle
+
+
+def test_spending_equals_ledger_sums(db, vault):
+    _setup(db, vault)
+    period = _year_period()
+    with db.read() as session:
+        by_category = reports.spending_by_category(session, period)
+        by_merchant = reports.spending_by_merchant(session, period)
+        sql_by_category = dict(session.execute(text(
+            "SELECT b.category, -SUM(e.amount_cents) FROM ledger_entries e JOIN budgets b ON b.id = e.budget_id "
+            "WHERE e.kind IN ('redemption', 'reversal') GROUP BY b.category")).all())
+        sql_total = session.execute(text(
+            "SELECT -SUM(amount_cents) FROM ledger_entries WHERE kind IN ('redemption', 'reversal')")).scalar_one()
+    net_by_category: dict[str, int] = {}
+    for category, net in zip(by_category.column_values("category"), by_category.column_values("net_cents")):
+        net_by_category[category] = net_by_category.get(category, 0) + net
+    assert net_by_category == {k: int(v) for k, v in sql_by_category.items()}
+    assert sum(by_merchant.column_values("net_cents")) == int(sql_total) == 3_000
+
+
+def test_budget_totals_equal_ledger_and_balance_identity_holds(db, vault):
+    _setup(db, vault)
+    period = _year_period()
+    with db.read() as session:
+        table = reports.budget_totals(session, period)
+        sums = dict(session.execute(text("SELECT kind, SUM(amount_cents) FROM ledger_entries GROUP BY kind")).all())
+        balances = session.execute(text("SELECT SUM(balance_cents) FROM budgets")).scalar_one()
+    total = table.rows[-1]
+    assert total[0] == reports.TOTAL
+    assert total[1] == int(sums["grant"])
+    assert total[2] == -(int(sums["redemption"]) + int(sums["reversal"]))
+    assert total[3] == -int(sums["expiry"]) == 5_000
+    assert total[5] == int(balances)  # remaining at the end equals the cached balances
+    assert total[1] - total[2] - total[3] + total[4] == total[5]
+
+
+def test_expired_budgets_are_shown_as_expired_not_dropped(db, vault):
+    _setup(db, vault)
+    with db.read() as session:
+        table = reports.budgets_by_status(session, _year_period())
+    by_status = {row[2]: row for row in table.rows}
+    assert by_status["vervallen"][3] == 1 and by_status["vervallen"][6] == 5_000
+    assert by_status["open"][3] == 2
+    assert sum(table.column_values("budgets")) == 3
+
+
+def test_uptake_counts_children_with_budget_and_with_redemption(db, vault):
+    _setup(db, vault)
+    with db.read() as session:
+        table = reports.uptake(session, vault, _year_period())
+        eligible_sql = session.execute(text("SELECT COUNT(DISTINCT cardholder_id) FROM budgets")).scalar_one()
+        redeemed_sql = session.execute(text(
+            "SELECT COUNT(DISTINCT b.cardholder_id) FROM redemptions r JOIN budgets b ON b.id = r.budget_id "
+            "WHERE r.amount_cents > r.reversed_cents")).scalar_one()
+    totals = [row for row in table.rows if row[0] == reports.TOTAL]
+    assert sum(row[3] for row in totals) == eligible_sql == 3
+    assert sum(row[4] for row in totals) == redeemed_sql == 2
+    assert {row[2] for row in totals} == {"4-11"}  # born 2015-05-05, age on 1 January
+
+
+def test_csv_is_dutch_excel_friendly(db, vault):
+    _setup(db, vault)
+    with db.read() as session:
+        data = reports.budget_totals(session, _year_period()).csv_bytes()
+    assert data.startswith("\ufeff".encode())
+    lines = data.decode("utf-8-sig").splitlines()
+    assert lines[0].split(";")[0] == "maand"
+    assert lines[-1].split(";")[1] == "230,00"  # granted: 100 + 80 + 50 euros, decimal comma
+
+
+def test_budget_rows_use_integer_cents(db, vault):
+    _setup(db, vault)
+    with db.read() as session:
+        granted = session.execute(text("SELECT SUM(granted_cents) FROM budgets")).scalar_one()
+        table = reports.budgets_by_status(session, _year_period())
+    assert sum(table.column_values("granted_cents")) == int(granted)
+    assert all(isinstance(value, int) for value in table.column_values("balance_cents"))

@@ -1,0 +1,140 @@
+"""Monthly settlement: paid once, reruns identical, late reversals deducted next month, valid SEPA."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+
+import pytest
+import sepaxml
+from lxml import etree
+from sqlalchemy import select, text
+
+from adapter import audit, ledger, settlement
+from adapter.audit import AuditEntry
+from adapter.models import Merchant, utcnow
+from adapter.periods import local_day, local_month, parse_month
+from adapter.settings import SettlementSettings
+from tests import factories
+
+SETTINGS = SettlementSettings(debtor_name="Gemeente Voorbeeldstad", debtor_iban="NL02ABNA0123456789",
+                              debtor_bic="ABNANL2A")
+_XSD = os.path.join(os.path.dirname(sepaxml.__file__), "schemas", "pain.001.001.03.xsd")
+
+
+def _months():
+    this_month = local_month(utcnow())
+    next_month = local_month(parse_month(this_month).end_utc + timedelta(days=1))
+    return this_month, next_month
+
+
+def _after(month: str):
+    return parse_month(month).end_utc + timedelta(hours=1)
+
+
+def _spend(db, child, merchant_id, amount_cents):
+    outcome = ledger.redeem(db, ledger.RedemptionRequest(merchant_id=merchant_id, budget_id=child.budget_id,
+                                                         pass_id=child.pass_id, amount_cents=amount_cents,
+                                                         actor="test"))
+    assert outcome.succeeded
+    return outcome.redemption_id
+
+
+def _reverse(db, merchant_id, redemption_id, amount_cents):
+    outcome = ledger.reverse(db, ledger.ReversalRequest(merchant_id=merchant_id, redemption_id=redemption_id,
+                                                        reason="retour", actor="test", amount_cents=amount_cents))
+    assert outcome.succeeded
+
+
+def _world(db, vault):
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(db, vault, amount_cents=50_000, period=(date(year - 1, 1, 1),
+                                                                                  date(year + 1, 12, 31)))
+    paid = factories.merchant(db, "Boekhandel De Pen").merchant_id
+    no_iban = factories.merchant(db, "Sportclub Zonder Rekening").merchant_id
+    with db.write() as session:
+        session.get(Merchant, no_iban).iban = None
+    return child, paid, no_iban
+
+
+def _validate_sepa(xml_bytes: bytes) -> etree._Element:
+    schema = etree.XMLSchema(etree.parse(_XSD))
+    document = etree.fromstring(xml_bytes)
+    schema.assertValid(document)
+    return document
+
+
+def test_batch_pays_net_per_merchant_lists_unpayable_and_reruns_identically(db, vault, tmp_path):
+    child, paid, no_iban = _world(db, vault)
+    big = _spend(db, child, paid, 3_000)
+    small = _spend(db, child, paid, 2_000)
+    _spend(db, child, no_iban, 1_000)
+    _reverse(db, paid, small, 500)
+    this_month, _ = _months()
+
+    first = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+    files_first = settlement.write_files(first, tmp_path / "first")
+    again = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month) + timedelta(days=3))
+    files_again = settlement.write_files(again, tmp_path / "again")
+
+    assert first.created and not again.created and again.batch.id == first.batch.id
+    assert [path.read_bytes() for path in files_first] == [path.read_bytes() for path in files_again]
+    lines = {line.merchant_id: line for line in first.lines}
+    assert (lines[paid].net_cents, lines[paid].status) == (4_500, settlement.PAYABLE)
+    assert (lines[no_iban].net_cents, lines[no_iban].status) == (1_000, settlement.NO_IBAN)
+    with db.read() as session:
+        ledger_net = session.execute(text(
+            "SELECT -SUM(e.amount_cents) FROM ledger_entries e JOIN redemptions r ON r.id = e.redemption_id "
+            "WHERE e.kind IN ('redemption', 'reversal') AND r.merchant_id = :m"), {"m": paid}).scalar_one()
+        created = session.execute(select(AuditEntry).where(AuditEntry.action == "settlement.created")).scalars().all()
+        assert audit.verify(session) == []
+    assert first.batch.total_payable_cents == int(ledger_net) == 4_500
+    assert len(created) == 1
+
+    document = _validate_sepa(files_first[1].read_bytes())
+    ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"}
+    assert document.findtext(".//p:GrpHdr/p:CtrlSum", namespaces=ns) == "45.00"
+    assert document.findtext(".//p:GrpHdr/p:MsgId", namespaces=ns) == first.batch.message_id
+    assert document.findtext(".//p:CdtTrfTxInf/p:CdtrAcct/p:Id/p:IBAN", namespaces=ns) == "NL91ABNA0417164300"
+    assert len(document.findall(".//p:CdtTrfTxInf", namespaces=ns)) == 1  # the merchant without IBAN is not paid
+    csv_text = files_first[0].read_bytes().decode("utf-8-sig")
+    assert "Sportclub Zonder Rekening" in csv_text and "geen IBAN" in csv_text and "45,00" in csv_text
+    assert big  # the first redemption is paid in full
+
+
+def test_reversal_after_settlement_is_deducted_next_month_and_nothing_is_paid_twice(db, vault, tmp_path):
+    child, paid, no_iban = _world(db, vault)
+    settled = _spend(db, child, paid, 3_000)
+    _spend(db, child, no_iban, 1_000)
+    this_month, next_month = _months()
+    first = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+
+    _reverse(db, paid, settled, 1_000)  # after its redemption was paid
+    _spend(db, child, paid, 2_500)
+    with db.write() as session:
+        session.get(Merchant, no_iban).iban = "NL20INGB0001234567"
+    second = settlement.create_batch(db, SETTINGS, next_month, "operator:test", now=_after(next_month))
+
+    lines = {line.merchant_id: line for line in second.lines}
+    assert (lines[paid].redeemed_cents, lines[paid].reversed_cents, lines[paid].net_cents) == (2_500, 1_000, 1_500)
+    assert (lines[no_iban].net_cents, lines[no_iban].status) == (1_000, settlement.PAYABLE)  # carried over
+    assert first.batch.total_payable_cents + second.batch.total_payable_cents == 3_000 - 1_000 + 2_500 + 1_000
+    with db.read() as session:
+        paid_twice = session.execute(text(
+            "SELECT redemption_id FROM settlement_items WHERE redemption_id IS NOT NULL "
+            "GROUP BY redemption_id HAVING COUNT(*) > 1")).all()
+        total_items = session.execute(text("SELECT SUM(amount_cents) FROM settlement_items")).scalar_one()
+        ledger_total = session.execute(text(
+            "SELECT -SUM(amount_cents) FROM ledger_entries WHERE kind IN ('redemption', 'reversal')")).scalar_one()
+    assert paid_twice == []
+    assert int(total_items) == int(ledger_total)  # every cent the ledger moved is settled exactly once
+    _validate_sepa(settlement.sepa_bytes(second))
+
+
+def test_an_unfinished_month_and_an_earlier_month_after_a_later_one_are_refused(db, vault):
+    this_month, next_month = _months()
+    with pytest.raises(settlement.SettlementError, match="not over yet"):
+        settlement.create_batch(db, SETTINGS, this_month, "operator:test")
+    settlement.create_batch(db, SETTINGS, next_month, "operator:test", now=_after(next_month))
+    with pytest.raises(settlement.SettlementError, match=next_month):
+        settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(next_month))
