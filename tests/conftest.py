@@ -128,9 +128,15 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(tmp_path, database_url)
 
 
+# The demo source as config/adapter.yaml has it, its export folder inside the test's own var/.
+DEMO_SOURCE = {"connector": "csv", "mapping": str(_REPO_ROOT / "mappings" / "demo-csv.yaml"),
+               "options": {"path": "var/demo/exports", "file_pattern": "stadspas-*.csv", "encoding": "auto"}}
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     raw: dict = {"environment": "development", "data_dir": str(tmp_path / "var"),
-                 "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml")}
+                 "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml"),
+                 "sources": {"demo": DEMO_SOURCE}}
     raw.update(overrides)
     return settings_from_mapping(raw, tmp_path / "adapter.yaml")
 

@@ -16,12 +16,13 @@ TEST_BSNS = (
     "999995017", "999990408", "999994669", "999992806", "999993926",
 )
 # Every surname fixtures and the demo data use (adapter/demo.py holds "El Amrani" and "de Vries").
-FIXTURE_SURNAMES = ("Jansen", "El Amrani", "de Vries", "Bakker", "Öztürk")
+FIXTURE_SURNAMES = ("Jansen", "El Amrani", "de Vries", "Vries", "Bakker", "Öztürk")
 # Birth dates used by fixtures and the demo data, as stored (ISO).
 FIXTURE_BIRTH_DATES = ("2015-05-05", "1984-03-02", "2014-09-14", "2017-01-30", "1990-06-21", "2012-11-05",
-                       "2019-04-18")
+                       "2019-04-18", "1981-10-09", "2013-05-27", "1992-12-01", "2010-02-03")
 # Pass numbers in the demo data; factories add theirs to ISSUED_PASS_NUMBERS as they make them.
-DEMO_PASS_NUMBERS = tuple(f"64000000000000{suffix}" for suffix in ("11", "29", "37", "45", "52", "60"))
+DEMO_PASS_NUMBERS = tuple(f"6400000000000{suffix}" for suffix in ("011", "029", "037", "045", "052", "060", "078",
+                                                                    "086", "094", "102"))
 ISSUED_PASS_NUMBERS: set[str] = set(DEMO_PASS_NUMBERS)
 # Factories number their passes like this; a full one of these in a log line is a leak.
 FACTORY_PASS_NUMBER = re.compile(r"(?<!\d)64000000\d{8}(?!\d)")

@@ -22,12 +22,16 @@ def demo_group() -> None:
               show_default="http://127.0.0.1:$PORT")
 @pass_cli
 def demo_load(cli: CliContext, base_url: str) -> None:
-    """Load the demo data (again: it reuses what exists) and write var/demo.json."""
-    from adapter.demo import DEMO_FILE, load_demo
+    """Write the demo export, sync it through the `demo` source, and write var/demo.json (again: a quiet night)."""
+    from adapter.demo import DEMO_FILE, DemoError, load_demo
 
     runtime = cli.runtime
     if not runtime.settings.is_development:
         raise click.ClickException("demo data is for development mode only; this configuration is production")
-    info = load_demo(runtime.db, runtime.vault, runtime.settings.data_dir, base_url, date.today())
+    try:
+        info, result = load_demo(runtime, base_url, date.today())
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.summary(), err=True)
     click.echo(json.dumps(asdict(info), indent=2))
     click.echo(f"(also written to {runtime.settings.data_dir / DEMO_FILE})", err=True)

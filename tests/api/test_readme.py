@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.live_server import LiveServer
+from tests.conftest import DEMO_SOURCE, REPO as REPO_ROOT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _BIN = Path(sys.executable).parent
@@ -27,7 +28,8 @@ def readme_session() -> str:
 @pytest.mark.slow
 def test_readme_curl_session_works_as_printed(tmp_path):
     config = {"environment": "development", "data_dir": str(tmp_path / "var"),
-              "database": {"url": f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"}}
+              "database": {"url": f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"},
+              "budgets": str(REPO_ROOT / "config" / "budgets.yaml"), "sources": {"demo": DEMO_SOURCE}}
     (tmp_path / "adapter.yaml").write_text(json.dumps(config), encoding="utf-8")
     env = {**os.environ, "ADAPTER_CONFIG": str(tmp_path / "adapter.yaml")}
     env.pop("ADAPTER_DATABASE_URL", None)

@@ -13,14 +13,16 @@ from sqlalchemy.engine import make_url
 
 from adapter.db import Database
 from adapter.demo import load_demo
+from adapter.runtime import Runtime
 from adapter.lookup import NotABsn, find_cardholder_by_bsn
 from tests import factories
+from tests.conftest import make_settings
 from tests.fixture_personal_data import TEST_BSNS, find_personal_data_at_rest
 from tests.security.people import add_cardholders
 
 
 def _fill(db: Database, vault, tmp_path, *, every_bsn: bool = True) -> None:  # type: ignore[no-untyped-def]
-    load_demo(db, vault, tmp_path / "var", "http://127.0.0.1:8080", date(2026, 3, 1))
+    load_demo(Runtime(make_settings(tmp_path, db.url)), "http://127.0.0.1:8080", date(2026, 3, 1))
     factories.child_with_budget(db, vault, bsn=TEST_BSNS[7])
     if every_bsn:
         add_cardholders(db, vault, len(TEST_BSNS))
@@ -69,4 +71,4 @@ def test_the_file_scan_sees_clear_text_when_there_is_some(sqlite_url):
         connection.execute("INSERT INTO households (source, source_key, created_at, updated_at) "
                            "VALUES ('careless', 'de Vries ' || '999993926', '2026-01-01', '2026-01-01')")
     blob = Path(path).read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
-    assert find_personal_data_at_rest(blob) == ["BSN 999993926", "surname 'de Vries'"]
+    assert find_personal_data_at_rest(blob) == ["BSN 999993926", "surname 'de Vries'", "surname 'Vries'"]

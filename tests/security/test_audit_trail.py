@@ -12,6 +12,8 @@ from adapter import audit
 from adapter.cli import cli
 from adapter.db import Database
 from adapter.demo import load_demo
+from adapter.runtime import Runtime
+from tests.conftest import make_settings
 
 
 def _config(tmp_path, database_url):  # type: ignore[no-untyped-def]
@@ -81,9 +83,10 @@ def test_list_shows_the_newest_entries_oldest_first(tmp_path, sqlite_url):
 def test_demo_records_merchant_creation_and_key_rotation(tmp_path, sqlite_url, vault):
     db = Database(sqlite_url)
     today = date(2026, 3, 1)
-    load_demo(db, vault, tmp_path / "var", "http://x", today)
+    runtime = Runtime(make_settings(tmp_path, sqlite_url))
+    load_demo(runtime, "http://x", today)
     (tmp_path / "var" / "demo.json").unlink()  # the next load cannot reuse the key: it rotates it
-    load_demo(db, vault, tmp_path / "var", "http://x", today)
+    load_demo(runtime, "http://x", today)
     with db.read() as session:
         actions = [(entry.actor, entry.action, entry.object_ref) for entry in
                    session.execute(select(audit.AuditEntry).order_by(audit.AuditEntry.id)).scalars()]
