@@ -2,7 +2,9 @@
 
 Usage: python -m bench.rss_wrapper CMD ARGS...; the command's output passes
 through, and one more result line carries ``peak_rss_mb``. The wrapper is tiny,
-so its own memory never mixes with the task's.
+so its own memory never mixes with the task's. When the task forks helpers (the
+sync encrypts on all cores) and waits for them, ru_maxrss is the largest single
+process of that tree, not their sum.
 """
 
 from __future__ import annotations
