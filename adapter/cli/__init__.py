@@ -14,6 +14,7 @@ from adapter.cli.config import config_group
 from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.cli.db import db_group, ledger_group
 from adapter.cli.demo import demo_group
+from adapter.cli.demo_data import demo_data_command
 from adapter.cli.keys import keys_group
 from adapter.cli.merchants import merchants_group
 from adapter.cli.reports import report_group
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 COMMANDS = (
     db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
     sync_group, scheduler_command, demo_group, serve_command, admins_group, report_group, settlement_group,
-    merchants_group, audit_group, retention_group,
+    merchants_group, audit_group, retention_group, demo_data_command,
 )
 for command in COMMANDS:
     cli.add_command(command)

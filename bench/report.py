@@ -1,0 +1,224 @@
+"""Targets, and the result files: JSON, a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, dict[str, Any]]
+
+P99_LIMIT_MS = 50.0
+SCALING_RSS_LIMIT_MB = 150.0
+# "Not growing with rows": peak RSS at the largest size at most this much above the smallest.
+SCALING_RSS_GROWTH = 1.2
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    description: str
+    value: float | None
+    limit: float
+    direction: str  # "<=" or ">="
+    figures: tuple[str, ...]
+    reason: str | None = None
+    extra_ok: bool = True  # a second condition (e.g. "writes nothing")
+    extra_note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.value is None:
+            met = None
+        else:
+            within = self.value <= self.limit if self.direction == "<=" else self.value >= self.limit
+            met = within and self.extra_ok
+        return {"key": self.key, "description": self.description, "met": met, "value": self.value,
+                "limit": self.limit, "direction": self.direction, "figures": list(self.figures),
+                "reason": self.reason if self.value is None else self.extra_note}
+
+
+def _median(figures: Figures, key: str) -> float | None:
+    figure = figures.get(key)
+    if not figure or not figure.get("available"):
+        return None
+    return figure["median"]
+
+
+def _ratio(figures: Figures, numerator: str, denominators: list[str]) -> tuple[float | None, str | None]:
+    top = _median(figures, numerator)
+    bottoms = [_median(figures, key) for key in denominators]
+    missing = [key for key, value in zip([numerator, *denominators], [top, *bottoms]) if value is None]
+    if missing:
+        return None, "not measured: " + ", ".join(missing)
+    return top / sum(bottoms), None  # type: ignore[operator]
+
+
+def targets(figures: Figures, *, databases: list[str], scaling: list[int], workers: list[int]) -> list[dict]:
+    found: list[Target] = []
+    for kind in databases:
+        floors = ["floor_csv_parse", f"floor_bulk_load_{kind}", "floor_encrypt"]
+        value, reason = _ratio(figures, f"sync_first_{kind}", floors)
+        found.append(Target(f"first_sync_{kind}", f"first full sync on {kind} <= 4x (parse + bulk load + one "
+                            "MultiFernet encryption per row)", value, 4.0, "<=", (f"sync_first_{kind}", *floors),
+                            reason))
+        value, reason = _ratio(figures, f"sync_resync_{kind}", ["floor_parse_validate_hash"])
+        writes = figures.get(f"sync_resync_{kind}", {}).get("rows_written", [])
+        written = sum(sum(run.values()) for run in writes)
+        found.append(Target(f"resync_{kind}", f"unchanged re-sync on {kind} <= 2x (parse + validate + hash) and "
+                            "writes nothing", value, 2.0, "<=", (f"sync_resync_{kind}", "floor_parse_validate_hash"),
+                            reason, extra_ok=written == 0,
+                            extra_note=None if written == 0 else f"wrote {written} rows: {writes}"))
+    sizes = sorted(scaling)
+    if sizes:
+        largest = sizes[-1]
+        tenth = largest // 10
+        if tenth in sizes:
+            value, reason = _ratio(figures, f"sync_scaling_{largest}", [f"sync_scaling_{tenth}"])
+        else:
+            value, reason = None, f"the scaling sizes hold no {tenth} (a tenth of {largest})"
+        found.append(Target("scaling_time", f"time({largest}) / time({tenth}) <= 11", value, 11.0, "<=",
+                            (f"sync_scaling_{largest}", f"sync_scaling_{tenth}"), reason))
+        rss = _rss(figures, f"sync_scaling_{largest}")
+        found.append(Target("scaling_peak_rss", f"peak RSS at {largest} rows <= {SCALING_RSS_LIMIT_MB:.0f} MB", rss,
+                            SCALING_RSS_LIMIT_MB, "<=", (f"sync_scaling_{largest}",),
+                            None if rss is not None else f"sync_scaling_{largest} not measured"))
+        smallest_rss = _rss(figures, f"sync_scaling_{sizes[0]}")
+        growth = rss / smallest_rss if rss is not None and smallest_rss else None
+        found.append(Target("scaling_rss_flat", f"peak RSS does not grow with rows: RSS({largest}) / "
+                            f"RSS({sizes[0]}) <= {SCALING_RSS_GROWTH}", growth, SCALING_RSS_GROWTH, "<=",
+                            (f"sync_scaling_{largest}", f"sync_scaling_{sizes[0]}"),
+                            None if growth is not None else "scaling not measured"))
+    value, reason = _ratio(figures, "sync_soap", ["floor_zeep_parse"])
+    found.append(Target("soap_sync", "SOAP sync <= 1.5x zeep's own parse of the same pages", value, 1.5, "<=",
+                        ("sync_soap", "floor_zeep_parse"), reason))
+    for count in workers:
+        value, reason = _ratio(figures, f"api_balance_checks_w{count}", [f"api_floor_select_w{count}"])
+        found.append(Target(f"balance_checks_w{count}", f"balance checks/s >= 50% of the one-SELECT floor "
+                            f"({count} workers)", value, 0.5, ">=",
+                            (f"api_balance_checks_w{count}", f"api_floor_select_w{count}"), reason))
+        value, reason = _ratio(figures, f"api_redemptions_w{count}", [f"api_floor_write_w{count}"])
+        found.append(Target(f"redemptions_w{count}", f"redemptions/s >= 50% of the minimal-write floor "
+                            f"({count} workers)", value, 0.5, ">=",
+                            (f"api_redemptions_w{count}", f"api_floor_write_w{count}"), reason))
+    if 2 in workers:
+        for figure in ("balance_checks", "redemptions"):
+            key = f"api_{figure}_w2"
+            p99 = figures.get(key, {}).get("p99_ms", {}).get("median") if figures.get(key, {}).get("available") \
+                else None
+            found.append(Target(f"p99_{figure}_w2", f"p99 latency of {figure.replace('_', ' ')} <= 50 ms "
+                                "(2 workers)", p99, P99_LIMIT_MS, "<=", (key,),
+                                None if p99 is not None else f"{key} not measured"))
+    return [target.as_dict() for target in found]
+
+
+def _rss(figures: Figures, key: str) -> float | None:
+    figure = figures.get(key)
+    if not figure or not figure.get("available") or "peak_rss_mb" not in figure:
+        return None
+    return figure["peak_rss_mb"]["median"]
+
+
+# -- files ---------------------------------------------------------------------------
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    lines = [f"# Bench {meta['date']} ({meta['commit']})", "",
+             f"`{meta['command']}` on {meta['cpu_count']} cores, Python {meta['python']}. "
+             "Each figure: median of the runs, with min and max; peak RSS of the measured process.", "",
+             "## Targets", "", "| target | value | limit | met |", "| --- | ---: | ---: | :---: |"]
+    for target in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]
+        note = f" ({target['reason']})" if target.get("reason") else ""
+        lines.append(f"| {target['description']}{note} | {_number(target['value'])} | "
+                     f"{target['direction']} {_number(target['limit'])} | {met} |")
+    lines += ["", "## Figures", "", "| figure | median | min | max | unit | peak RSS MB | p50 / p99 ms |",
+              "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for figure in result["figures"].values():
+        if not figure.get("available"):
+            why = figure.get("error") or figure.get("reason")
+            lines.append(f"| {figure['name']} | {'error' if figure.get('error') else 'not available'}: "
+                         f"{str(why).splitlines()[-1][:160]} | | | {figure['unit']} | | |")
+            continue
+        rss = _number(figure["peak_rss_mb"]["median"]) if "peak_rss_mb" in figure else ""
+        latency = (f"{_number(figure['p50_ms']['median'])} / {_number(figure['p99_ms']['median'])}"
+                   if "p50_ms" in figure else "")
+        lines.append(f"| {figure['name']} | {_number(figure['median'])} | {_number(figure['min'])} | "
+                     f"{_number(figure['max'])} | {figure['unit']} | {rss} | {latency} |")
+    if result.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{Path(plot).stem}]({Path(plot).name})" for plot in result["plots"]]
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict[str, Any], stem: Path) -> list[str]:
+    """sync time and peak RSS against rows; API throughput per endpoint beside its floor. [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    figures = result["figures"]
+    written: list[str] = []
+    scaling = sorted((figure["rows"], figure) for key, figure in figures.items()
+                     if key.startswith("sync_scaling_") and figure.get("available"))
+    if scaling:
+        fig, (time_axis, rss_axis) = plt.subplots(1, 2, figsize=(10, 4))
+        rows = [row for row, _ in scaling]
+        for axis, pick, label in ((time_axis, lambda f: (f["median"], f["min"], f["max"]), "sync time (s)"),
+                                  (rss_axis, lambda f: (f["peak_rss_mb"]["median"], f["peak_rss_mb"]["min"],
+                                                        f["peak_rss_mb"]["max"]), "peak RSS (MB)")):
+            values = [pick(figure) for _, figure in scaling]
+            medians = [value[0] for value in values]
+            errors = [[value[0] - value[1] for value in values], [value[2] - value[0] for value in values]]
+            axis.errorbar(rows, medians, yerr=errors, marker="o", capsize=3)
+            axis.set_xscale("log")
+            axis.set_xlabel("rows")
+            axis.set_ylabel(label)
+            axis.grid(True, alpha=0.3)
+        time_axis.set_title("first sync, SQLite")
+        rss_axis.set_title("peak RSS of the sync process")
+        fig.tight_layout()
+        path = Path(f"{stem}-sync.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(str(path))
+    pairs = [("floor_hello", "hello floor"), ("floor_select", "SELECT floor"), ("balance_checks", "balance checks"),
+             ("floor_write", "write floor"), ("redemptions", "redemptions"), ("redemptions_one_budget", "one budget")]
+    worker_counts = sorted({int(key.rsplit("_w", 1)[1]) for key in figures if key.startswith("api_")
+                            and figures[key].get("available")})
+    if worker_counts:
+        fig, axis = plt.subplots(figsize=(10, 4))
+        width = 0.8 / len(worker_counts)
+        for index, workers in enumerate(worker_counts):
+            keys = [f"api_{name}_w{workers}" for name, _ in pairs]
+            medians = [figures.get(key, {}).get("median") or 0 for key in keys]
+            low = [m - (figures.get(key, {}).get("min") or m) for m, key in zip(medians, keys)]
+            high = [(figures.get(key, {}).get("max") or m) - m for m, key in zip(medians, keys)]
+            positions = [position + index * width for position in range(len(pairs))]
+            axis.bar(positions, medians, width, yerr=[low, high], capsize=3, label=f"{workers} workers")
+        axis.set_xticks([position + width * (len(worker_counts) - 1) / 2 for position in range(len(pairs))])
+        axis.set_xticklabels([label for _, label in pairs])
+        axis.set_ylabel("requests/s")
+        axis.set_title("API throughput beside its floor (PostgreSQL, gunicorn)")
+        axis.legend()
+        axis.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = Path(f"{stem}-api.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(str(path))
+    return written

@@ -1,0 +1,180 @@
+"""The made-up export generator: deterministic, valid, realistic shares, readable by the real connectors."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from stdnum.nl import bsn as bsn_number
+
+from adapter.cli import cli
+from adapter.demo_data import (
+    FAKE_BSNS, FAKE_BSNS_WITH_LEADING_ZERO, bsn_check_digit, households_for_rows, iter_households, write,
+)
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.registry import ConnectorRegistry
+from adapter.sources import iter_mapped, map_records
+from adapter.mapping import load_mapping
+from connectors.replay import replay_session
+from connectors.rest import RestConnector
+from connectors.soap import SAMPLE_WSDL, SoapConnector
+from tests.conftest import REPO, make_source
+
+PASS_YEAR = 2026
+TODAY = date(2026, 12, 1)
+HOUSEHOLDS = 5_000  # about 20,000 pass rows: enough for the shares to settle
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("export")
+    tonight, next_night = folder / "tonight.csv", folder / "next-night.csv"
+    write("csv", tonight, HOUSEHOLDS, seed=7, pass_year=PASS_YEAR)
+    write("csv", next_night, HOUSEHOLDS, seed=7, pass_year=PASS_YEAR, next_night=True)
+    return tonight, next_night
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="cp1252", newline="") as stream:
+        return list(csv.DictReader(stream, delimiter=";"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "soap", "rest"])
+def test_the_same_seed_gives_byte_identical_output_and_another_seed_does_not(tmp_path, fmt):
+    def files(seed: int, name: str) -> dict[str, bytes]:
+        out = tmp_path / name
+        write(fmt, out, 300, seed=seed, pass_year=PASS_YEAR, page_size=100)
+        paths = [out] if out.is_file() else sorted(out.iterdir())
+        return {path.name: path.read_bytes() for path in paths}
+
+    first, again, other = files(3, "a"), files(3, "b"), files(4, "c")
+    assert list(first.values()) == list(again.values())
+    assert list(first.values()) != list(other.values())
+
+
+def test_the_cli_writes_the_same_file_twice(tmp_path):
+    runner = CliRunner()
+    for name in ("one.csv", "two.csv"):
+        result = runner.invoke(cli, ["demo-data", "--households", "50", "--out", str(tmp_path / name),
+                                     "--seed", "11", "--pass-year", str(PASS_YEAR)])
+        assert result.exit_code == 0, result.output
+        assert "pass rows of 50 households" in result.output
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+def test_bsns_are_eleven_proof_in_the_fake_range_and_eight_digit_ones_pad_to_valid(export):
+    rows = read_rows(export[0])
+    short = [row["BSN"] for row in rows if len(row["BSN"]) == 8]
+    assert 0.005 < len(short) / len(rows) < 0.05  # some lost their leading zero, most did not
+    for row in rows:
+        padded = row["BSN"].zfill(9)
+        assert len(row["BSN"]) in (8, 9)
+        assert bsn_number.is_valid(padded), "every BSN, padded to 9 digits, passes the 11-proof"
+        assert padded.startswith(("9999", "09999"))
+    assert all(bsn_number.is_valid(number) for number in FAKE_BSNS + FAKE_BSNS_WITH_LEADING_ZERO)
+    assert bsn_check_digit("99999365") == 3  # 999993653, a published BRP test number
+
+
+def test_households_have_one_or_two_adults_and_one_to_four_children():
+    for household in iter_households(500, seed=2, pass_year=PASS_YEAR):
+        adults = sum(not member.is_child for member in household.members)
+        children = sum(member.is_child for member in household.members)
+        assert 1 <= adults <= 2 and 1 <= children <= 4
+
+
+def test_blocked_and_replaced_shares_are_about_one_and_a_half_percent(export):
+    rows = read_rows(export[0])
+    statuses = Counter(row["Status"] for row in rows)
+    assert 0.006 < statuses["Geblokkeerd"] / len(rows) < 0.014
+    assert 0.002 < statuses["Vervangen"] / len(rows) < 0.008
+    assert set(statuses) == {"Actief", "Geblokkeerd", "Vervangen"}
+
+
+def test_names_carry_diacritics_in_windows_1252(export):
+    raw = export[0].read_bytes()
+    assert "Zoë".encode("cp1252") in raw or "Noël".encode("cp1252") in raw
+    assert re.search("[ëéïöç]".encode("cp1252"), raw)
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+
+
+def test_the_next_night_changes_about_one_percent_of_the_rows(export):
+    tonight, next_night = read_rows(export[0]), read_rows(export[1])
+    assert [row["Pasnummer"] for row in tonight] == [row["Pasnummer"] for row in next_night]
+    changed = sum(a != b for a, b in zip(tonight, next_night))
+    assert 0.005 < changed / len(tonight) < 0.015
+
+
+def test_the_csv_reads_back_through_the_real_connector_and_mapping_without_rejects(export):
+    source = make_source("csv", REPO / "mappings" / "demo-csv.yaml", {"path": str(export[0])})
+    results = list(iter_mapped(source, ConnectorRegistry().load_entry_points(), today=TODAY))
+    rejected = [result for result in results if isinstance(result, RejectedRecord)]
+    assert rejected == []
+    assert len(results) == len(read_rows(export[0]))
+    assert {result.pass_status.value for result in results} == {"active", "blocked", "replaced"}
+    assert all(len(result.bsn) == 9 for result in results)
+
+
+def test_soap_pages_read_back_through_the_soap_connector_without_rejects(tmp_path):
+    written = write("soap", tmp_path / "soap", 120, seed=5, pass_year=PASS_YEAR, page_size=50)
+    assert written.files == 3
+    endpoint = "http://127.0.0.1:9/soap/v1"
+
+    def answer(request):
+        page = int(re.search(rb"<(?:\w+:)?pagina>(\d+)<", request.body).group(1))
+        return 200, {"Content-Type": "text/xml; charset=utf-8"}, (tmp_path / "soap" / f"page-{page}.xml").read_bytes()
+
+    connector = SoapConnector({
+        "wsdl": str(SAMPLE_WSDL), "operation": "zoekPashouders", "endpoint": endpoint,
+        "arguments": {"gemeentecode": "0599"}, "records_path": "huishouden",
+        "paging": {"style": "continuation", "page_size": 50}, "retries": 0,
+    }, session=replay_session(answer, endpoint))
+    results = list(map_records(connector, load_mapping(REPO / "mappings" / "demo-soap.yaml"), today=TODAY))
+    assert [result for result in results if isinstance(result, RejectedRecord)] == []
+    assert len(results) == written.rows
+    replacing = [result for result in results if isinstance(result, CardholderRecord) and result.replaces_pass_number]
+    assert all(result.replaces_pass_number.isdigit() for result in replacing)
+
+
+def test_rest_pages_read_back_through_the_rest_connector_without_rejects(tmp_path, monkeypatch):
+    written = write("rest", tmp_path / "rest", 120, seed=5, pass_year=PASS_YEAR, page_size=50)
+    base_url = "http://127.0.0.1:9/rest/v1"
+    monkeypatch.setenv("BENCH_TEST_PASS_KEY", "not-a-real-key")
+
+    def answer(request):
+        offset = int(re.search(r"offset=(\d+)", request.url).group(1))
+        return 200, {"Content-Type": "application/json"}, \
+            (tmp_path / "rest" / f"pashouders-offset-{offset}.json").read_bytes()
+
+    connector = RestConnector({"base_url": base_url, "api_key_env": "BENCH_TEST_PASS_KEY", "page_size": 50,
+                               "retries": 0}, session=replay_session(answer, base_url))
+    results = list(map_records(connector, load_mapping(REPO / "mappings" / "demo-rest.yaml"), today=TODAY))
+    assert [result for result in results if isinstance(result, RejectedRecord)] == []
+    assert len(results) == written.rows
+
+
+def test_households_for_rows_lands_near_the_asked_row_count(tmp_path):
+    written = write("csv", tmp_path / "x.csv", households_for_rows(4_000), seed=1, pass_year=PASS_YEAR)
+    assert 3_600 < written.rows < 4_400
+
+
+@pytest.mark.parametrize("fmt", ["csv", "soap"])
+def test_output_is_streamed_so_memory_does_not_grow_with_size(tmp_path, fmt):
+    import tracemalloc
+
+    def peak_bytes(households: int) -> int:
+        tracemalloc.start()
+        try:
+            write(fmt, tmp_path / f"{fmt}-{households}", households, seed=1, pass_year=PASS_YEAR, page_size=100)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_bytes(100), peak_bytes(1_000)
+    # Ten times the households, not ten times the memory: one household (or page) at a time.
+    assert large < 2 * small
