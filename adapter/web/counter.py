@@ -78,7 +78,7 @@ def sign_in():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     limit = runtime.settings.api.rate_limits.failed_sign_ins_per_minute
     bucket = f"web-sign-in:{security.client_ip()}"
-    if security.sign_in_blocked(runtime.db, bucket, limit):
+    if security.sign_in_blocked(bucket, limit):
         return render_template("counter/sign_in.html",
                                error="Te veel mislukte pogingen. Wacht een minuut en probeer het opnieuw."), 429
     with runtime.db.read() as db_session:
@@ -88,7 +88,7 @@ def sign_in():  # type: ignore[no-untyped-def]
             key_id = db_session.execute(select(MerchantKey.id).where(
                 MerchantKey.key_hash == merchants.hash_key(request.form["api_key"].strip()))).scalar_one()
     if merchant is None:
-        security.count_failed_sign_in(runtime.db, bucket, limit)
+        security.count_failed_sign_in(bucket, limit)
         return render_template("counter/sign_in.html",
                                error="Deze sleutel is onbekend of verlopen. Controleer de sleutel of vraag de "
                                      "gemeente om een nieuwe."), 401

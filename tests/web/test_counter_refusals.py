@@ -120,6 +120,7 @@ def test_after_the_limit_every_look_up_is_refused_until_the_window_ends(counter)
     page = refused.get_data(as_text=True)
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
     assert "Sanne" not in page and "over 30 seconden" in page
+    assert "Content-Security-Policy" in refused.headers and refused.headers["Cache-Control"] == "no-store"
     paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id))
     assert paid.status_code == 429 and _redemptions(counter.db) == 0
     counter.limiter.clock = lambda: PINNED + 60  # the next minute
@@ -175,3 +176,15 @@ def test_a_receipt_link_with_odd_digits_still_shows(counter):  # type: ignore[no
     location = paid.headers["Location"].split("?")[0]
     response = counter.client.get(location + "?zelf=²")
     assert response.status_code == 200 and "Klant betaalt zelf" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path, fields", [("/counter/aanmelden", {"api_key": "spk_wrong"}),
+                                          ("/admin/aanmelden", {"name": "beheerder", "password": "fout"})])
+def test_failed_sign_ins_are_counted_by_the_apps_limiter(counter, path, fields):  # type: ignore[no-untyped-def]
+    # So Redis holds them too when configured; the pinned clock shows which limiter counted.
+    client = counter.app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+    statuses = [client.post(path, data={"csrf_token": token, **fields}).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    counter.limiter.clock = lambda: PINNED + 60  # the next minute
+    assert client.post(path, data={"csrf_token": token, **fields}).status_code == 401
