@@ -5,6 +5,7 @@ like the API, refusals look the same for real and unknown passes, replays answer
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -15,7 +16,7 @@ from sqlalchemy import func, select, update
 
 from adapter.api import create_app
 from adapter.db import Database
-from adapter.limits import DatabaseLimiter
+from adapter.limits import DatabaseLimiter, RedisLimiter
 from adapter.models import EntryKind, LedgerEntry, Pass, PassState, utcnow
 from adapter.periods import local_day
 from tests import factories
@@ -24,6 +25,7 @@ from tests.conftest import make_settings
 PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
 UNKNOWN_LIMIT = 3
 UNKNOWN_PASS = "6400999999999999"
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Counter:
     app: object
     client: object
     db: Database
-    limiter: DatabaseLimiter
+    limiter: DatabaseLimiter | RedisLimiter
     api_key: str
     pass_number: str
     budget_id: int
@@ -51,12 +53,14 @@ class Counter:
 
 
 @pytest.fixture
-def counter(tmp_path: Path, sqlite_url: str, vault) -> Iterator[Counter]:  # type: ignore[no-untyped-def]
+def counter(request, tmp_path: Path, sqlite_url: str, vault) -> Iterator[Counter]:  # type: ignore[no-untyped-def]
+    """Signed in at the counter; the limiter on the database, or on Redis when a test asks (indirect "redis")."""
     settings = make_settings(tmp_path, sqlite_url, api={"rate_limits": {
         "balance_checks_per_minute": 1_000, "unknown_pass_lookups_per_minute": UNKNOWN_LIMIT}})
     app = create_app(settings=settings)
     runtime = app.extensions["adapter_runtime"]
-    limiter = DatabaseLimiter(runtime.db, clock=lambda: PINNED)
+    limiter = _redis_limiter() if getattr(request, "param", None) == "redis" \
+        else DatabaseLimiter(runtime.db, clock=lambda: PINNED)
     app.extensions["adapter_limiter"] = limiter
     year = local_day(utcnow()).year
     period = (date(year, 1, 1), date(year, 12, 31))
@@ -70,6 +74,15 @@ def counter(tmp_path: Path, sqlite_url: str, vault) -> Iterator[Counter]:  # typ
     yield Counter(app, client, runtime.db, limiter, shop.api_key, child.pass_number, child.budget_id,
                   sport.pass_number, sport.budget_id)
     runtime.close()
+
+
+def _redis_limiter() -> RedisLimiter:
+    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=lambda: PINNED)
+    try:
+        limiter.client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
+        pytest.skip(f"no Redis answers on {REDIS_URL} ({type(exc).__name__}); the Redis backend is untested here")
+    return limiter
 
 
 def _without_form_tokens(page: str) -> str:
@@ -113,6 +126,7 @@ def test_a_mistyped_amount_is_a_counted_look_up(counter):  # type: ignore[no-unt
 
 # ---------------------------------------------------------------- 2. the limit comes before the look-up
 
+@pytest.mark.parametrize("counter", ["database", "redis"], indirect=True)
 def test_after_the_limit_every_look_up_is_refused_until_the_window_ends(counter):  # type: ignore[no-untyped-def]
     misses = [counter.scan(f"64009999999999{n:02d}") for n in range(UNKNOWN_LIMIT)]
     assert [miss.status_code for miss in misses] == [200] * UNKNOWN_LIMIT
