@@ -76,6 +76,15 @@ class RedisLimiter:
         return Verdict(hits < limit, hits, retry_after)
 
 
+def balance_checks_bucket(merchant_id: int) -> str:
+    return f"balance-checks:merchant:{merchant_id}"
+
+
+def unusable_passes_bucket(merchant_id: int) -> str:
+    """One count per shop for the API and the counter page alike: switching between them gains an enumerator nothing."""
+    return f"unusable-passes:merchant:{merchant_id}"
+
+
 def limiter_for(db: Database, redis_url: str | None = None) -> Limiter:
     """Redis when ``ADAPTER_REDIS_URL`` (or ``redis_url``) names one, else the database."""
     redis_url = redis_url or os.environ.get(REDIS_URL_ENV)

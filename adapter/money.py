@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_AMOUNT = re.compile(r"^(?:€\s*)?(\d{1,7})(?:[.,](\d{1,2}))?$")
+# [0-9], not \d: \d also matches other scripts' digits ('١٢'), which nobody at a Dutch till means.
+_AMOUNT = re.compile(r"(?:€\s*)?([0-9]{1,7})(?:[.,]([0-9]{1,2}))?")
 
 
 class AmountError(ValueError):
@@ -13,7 +14,7 @@ class AmountError(ValueError):
 
 def parse_euros(text: str) -> int:
     """'12,50', '12.5', '€ 12' -> cents. No thousands separators: '1.250' would be ambiguous."""
-    match = _AMOUNT.match(text.strip().replace(" ", "") if text else "")
+    match = _AMOUNT.fullmatch(text.strip().replace(" ", "") if text else "")
     if not match:
         raise AmountError("Vul een bedrag in euro's in, bijvoorbeeld 12,50 of 12.50.")
     whole, fraction = match.group(1), (match.group(2) or "").ljust(2, "0")

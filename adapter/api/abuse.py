@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import current_app
 
 from adapter.api.problems import problem
-from adapter.limits import Limiter
+from adapter.limits import Limiter, balance_checks_bucket, unusable_passes_bucket
 from adapter.models import Merchant
 from adapter.ratelimit import Verdict
 
@@ -23,22 +23,18 @@ def limiter() -> Limiter:
 
 def count_balance_check(merchant: Merchant) -> None:
     limit = _limits().balance_checks_per_minute
-    _refuse_unless(limiter().hit(f"balance-checks:merchant:{merchant.id}", limit, WINDOW_SECONDS),
+    _refuse_unless(limiter().hit(balance_checks_bucket(merchant.id), limit, WINDOW_SECONDS),
                    "Te veel saldochecks met deze sleutel in korte tijd.")
 
 
 def refuse_when_too_many_unusable(merchant: Merchant) -> None:
     limit = _limits().unknown_pass_lookups_per_minute
-    _refuse_unless(limiter().peek(_unusable_bucket(merchant), limit, WINDOW_SECONDS),
+    _refuse_unless(limiter().peek(unusable_passes_bucket(merchant.id), limit, WINDOW_SECONDS),
                    "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd.")
 
 
 def count_unusable_pass(merchant: Merchant) -> None:
-    limiter().hit(_unusable_bucket(merchant), _limits().unknown_pass_lookups_per_minute, WINDOW_SECONDS)
-
-
-def _unusable_bucket(merchant: Merchant) -> str:
-    return f"unusable-passes:merchant:{merchant.id}"
+    limiter().hit(unusable_passes_bucket(merchant.id), _limits().unknown_pass_lookups_per_minute, WINDOW_SECONDS)
 
 
 def _refuse_unless(verdict: Verdict, what: str) -> None:

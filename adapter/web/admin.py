@@ -47,13 +47,13 @@ def sign_in():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     limit = runtime.settings.api.rate_limits.failed_sign_ins_per_minute
     bucket = f"web-admin-sign-in:{security.client_ip()}"
-    if security.sign_in_blocked(runtime.db, bucket, limit):
+    if security.sign_in_blocked(bucket, limit):
         return render_template("admin/sign_in.html",
                                error="Te veel mislukte pogingen. Wacht een minuut en probeer het opnieuw."), 429
     with runtime.db.read() as db_session:
         account = admins.authenticate(db_session, request.form.get("name", ""), request.form.get("password", ""))
     if account is None:
-        security.count_failed_sign_in(runtime.db, bucket, limit)
+        security.count_failed_sign_in(bucket, limit)
         return render_template("admin/sign_in.html", error="Naam of wachtwoord klopt niet."), 401
     security.start_session(**{SESSION_KEY: account.id})
     return redirect(url_for("admin.dashboard"), code=303)

@@ -7,24 +7,33 @@ a resubmitted form or a reload pays once.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import uuid
 from datetime import date, timedelta
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from adapter import counter, ledger, merchants, ratelimit
+from adapter import counter, ledger, merchants
 from adapter.csvexport import euros_text
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
 from adapter.money import AmountError, parse_euros
 from adapter.periods import local_midnight_utc
-from adapter.web import security
+from adapter.web import abuse, security
 
 blueprint = Blueprint("counter", __name__, template_folder="templates")
 # Our own stylesheet, served by us (the CSP allows nothing from elsewhere).
 static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
 
 SESSION_KEY = "merchant_key_id"
+ASCII_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a BIGINT; nothing but ASCII digits
+
+PASS_NOT_USABLE = ("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
+                   "Vraag de klant om een geldige stadspas.")
+PAYMENT_REFUSED = ("Deze pas is niet bruikbaar of dit tegoed kan bij uw winkel niet worden gebruikt. Er is niets "
+                   "afgeschreven. Scan de pas opnieuw en kies opnieuw een tegoed.")
 
 
 def _runtime():  # type: ignore[no-untyped-def]
@@ -69,7 +78,7 @@ def sign_in():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     limit = runtime.settings.api.rate_limits.failed_sign_ins_per_minute
     bucket = f"web-sign-in:{security.client_ip()}"
-    if security.sign_in_blocked(runtime.db, bucket, limit):
+    if security.sign_in_blocked(bucket, limit):
         return render_template("counter/sign_in.html",
                                error="Te veel mislukte pogingen. Wacht een minuut en probeer het opnieuw."), 429
     with runtime.db.read() as db_session:
@@ -79,7 +88,7 @@ def sign_in():  # type: ignore[no-untyped-def]
             key_id = db_session.execute(select(MerchantKey.id).where(
                 MerchantKey.key_hash == merchants.hash_key(request.form["api_key"].strip()))).scalar_one()
     if merchant is None:
-        security.count_failed_sign_in(runtime.db, bucket, limit)
+        security.count_failed_sign_in(bucket, limit)
         return render_template("counter/sign_in.html",
                                error="Deze sleutel is onbekend of verlopen. Controleer de sleutel of vraag de "
                                      "gemeente om een nieuwe."), 401
@@ -107,24 +116,25 @@ def _scan_page(error: str | None = None, status: int = 200):  # type: ignore[no-
 
 @blueprint.post("/pas")
 def show_balance():  # type: ignore[no-untyped-def]
+    return _counted_look_up(_pass_number(request.form))
+
+
+def _counted_look_up(pass_number: str, error: str | None = None, error_budget_id: int | None = None,
+                     status: int = 200):  # type: ignore[no-untyped-def]
+    """The balance page, looked up as every form that takes a pass number must: limits first, then the pass.
+
+    An unusable pass is counted and answered with the same page whatever made it unusable.
+    """
     runtime = _runtime()
-    limits = runtime.settings.api.rate_limits
-    pass_number = request.form.get("pass_number", "").strip().replace(" ", "")
-    if not security_hit(f"web-balance:{g.merchant.id}", limits.balance_checks_per_minute):
-        return _scan_page("Te veel opvragingen in korte tijd. Wacht een minuut en scan dan opnieuw.", 429)
+    abuse.count_balance_check(g.merchant.id)
+    abuse.refuse_when_too_many_unusable(g.merchant.id)
     try:
         with runtime.db.read() as db_session:
             view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
     except counter.PassNotUsable:
-        if not security_hit(f"web-unknown-pass:{g.merchant.id}", limits.unknown_pass_lookups_per_minute):
-            return _scan_page("Te veel onbekende passen in korte tijd. Wacht een minuut.", 429)
-        return _scan_page("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
-                          "Vraag de klant om een geldige stadspas.", 200)
-    return _balance_page(view, pass_number)
-
-
-def security_hit(bucket: str, limit: int) -> bool:
-    return ratelimit.hit(_runtime().db, bucket, limit, 60).allowed
+        abuse.count_unusable_pass(g.merchant.id)
+        return _scan_page(PASS_NOT_USABLE, status)
+    return _balance_page(view, pass_number, error=error, error_budget_id=error_budget_id, status=status)
 
 
 def _balance_page(view: counter.BalanceView, pass_number: str, error: str | None = None,
@@ -140,8 +150,11 @@ def _balance_page(view: counter.BalanceView, pass_number: str, error: str | None
 def redeem():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     form = request.form
-    pass_number = form.get("pass_number", "").strip()
-    budget_id = int(form.get("budget_id", "0") or 0) if form.get("budget_id", "").isdigit() else 0
+    pass_number = _pass_number(form)
+    budget_id = _ascii_number(form.get("budget_id", ""))
+    if budget_id is None:
+        return _scan_page("Dit formulier klopt niet (het tegoed is onleesbaar). Er is niets afgeschreven. "
+                          "Scan de pas opnieuw en kies opnieuw een tegoed.", 400)
     idempotency_key = form.get("idempotency_key", "")[:128] or None
     allow_partial = form.get("allow_partial") == "1"
     try:
@@ -149,14 +162,21 @@ def redeem():  # type: ignore[no-untyped-def]
         if amount_cents > runtime.settings.api.max_amount_cents:
             raise AmountError(f"Eén betaling mag hoogstens {_euros(runtime.settings.api.max_amount_cents)} zijn.")
     except AmountError as exc:
-        return _rebalance(pass_number, str(exc), budget_id)
+        return _counted_look_up(pass_number, str(exc), budget_id, 422)
+    abuse.refuse_when_too_many_unusable(g.merchant.id)
     try:
-        outcome = counter.redeem(runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id,
-                                 allow_partial=allow_partial, idempotency_key=idempotency_key)
-    except counter.PassNotUsable:
-        return _scan_page("Deze pas kan niet (meer) worden gebruikt. Er is niets afgeschreven.", 200)
-    except (counter.NoSuchBudget, counter.CategoryNotAllowed):
-        return _rebalance(pass_number, "Dit tegoed kan hier niet worden gebruikt. Er is niets afgeschreven.", None)
+        outcome = counter.redeem(
+            runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id, allow_partial=allow_partial,
+            idempotency_key=idempotency_key,
+            fingerprint=_payment_fingerprint(pass_number, budget_id, amount_cents, allow_partial),
+            in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
+    except (counter.PassNotUsable, counter.NoSuchBudget, counter.CategoryNotAllowed):
+        # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass.
+        abuse.count_unusable_pass(g.merchant.id)
+        return _scan_page(PAYMENT_REFUSED, 422)
+    except ledger.IdempotencyInProgress:
+        return _scan_page("Deze betaling wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen "
+                          "vandaag' of ze gelukt is, voordat u opnieuw afrekent.", 409)
     if outcome.succeeded:
         return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
                                 zelf=outcome.remaining_to_pay_cents or None), code=303)
@@ -165,19 +185,22 @@ def redeem():  # type: ignore[no-untyped-def]
                                budget_id=budget_id, amount_text=form.get("amount", ""),
                                partial_key=str(uuid.uuid4())), 200
     if outcome.status == "idempotency_key_reused":
-        return _rebalance(pass_number, "Dit formulier is al voor een ander bedrag gebruikt. Er is niets "
-                                       "afgeschreven; vul het bedrag opnieuw in.", budget_id)
-    return _rebalance(pass_number, "Dit tegoed is niet meer geldig. Er is niets afgeschreven.", budget_id)
+        return _counted_look_up(pass_number, "Dit formulier is al voor een ander bedrag gebruikt. Er is niets "
+                                             "afgeschreven; vul het bedrag opnieuw in.", budget_id, 422)
+    return _counted_look_up(pass_number, "Dit tegoed is niet meer geldig. Er is niets afgeschreven.", budget_id, 422)
 
 
-def _rebalance(pass_number: str, error: str, budget_id: int | None):  # type: ignore[no-untyped-def]
-    runtime = _runtime()
-    try:
-        with runtime.db.read() as db_session:
-            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
-    except counter.PassNotUsable:
-        return _scan_page("Deze pas kan niet worden gebruikt. Scan de pas opnieuw.", 200)
-    return _balance_page(view, pass_number, error=error, error_budget_id=budget_id, status=422)
+def _payment_fingerprint(pass_number: str, budget_id: int, amount_cents: int, allow_partial: bool) -> str:
+    """What makes two submits of a payment form the same payment, whatever way the amount was typed.
+
+    With it, a resubmit is answered from the stored outcome before the pass is looked up
+    again: a form charged before the pass was blocked still shows its receipt.
+    """
+    canonical = json.dumps(["POST /counter/afrekenen", {"pass_number": pass_number, "budget_id": budget_id,
+                                                        "amount_cents": amount_cents,
+                                                        "allow_partial": allow_partial}],
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @blueprint.get("/bon/<redemption_id>")
@@ -194,7 +217,7 @@ def receipt(redemption_id: str):  # type: ignore[no-untyped-def]
     pays_self = request.args.get("zelf", "")
     return render_template("counter/receipt.html", redemption=redemption, rule_name=rule_name,
                            balance_cents=balance_cents, masked=_mask(pass_number),
-                           pays_self_cents=int(pays_self) if pays_self.isdigit() else 0)
+                           pays_self_cents=_ascii_number(pays_self) or 0)
 
 
 # ---------------------------------------------------------------- reverse
@@ -235,6 +258,16 @@ def _todays_redemptions(merchant_id: int) -> list[dict]:
     return [{"redemption": redemption, "rule_name": rule_name, "masked": _mask(pass_number),
              "reversible_cents": redemption.amount_cents - redemption.reversed_cents, "key": str(uuid.uuid4())}
             for redemption, rule_name, pass_number in rows]
+
+
+def _pass_number(form) -> str:  # type: ignore[no-untyped-def]
+    # Scanners and people type spaces between the groups of digits.
+    return form.get("pass_number", "").strip().replace(" ", "")
+
+
+def _ascii_number(text: str) -> int | None:
+    """A whole number typed in ASCII digits, or None. str.isdigit() would let '²' or '١' through to int()."""
+    return int(text) if ASCII_NUMBER.fullmatch(text) else None
 
 
 def _mask(pass_number: str) -> str:

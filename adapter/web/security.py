@@ -5,15 +5,12 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import time
 from pathlib import Path
 
-from flask import Flask, Request, Response, abort, render_template, request, session
+from flask import Flask, Request, Response, abort, current_app, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
-from sqlalchemy import select
 
-from adapter.db import Database
-from adapter.ratelimit import RateCounter, hit
+from adapter.limits import Limiter
 
 SECRET_KEY_ENV = "ADAPTER_WEB_SECRET_KEY"
 DEV_SECRET_FILE = "web-secret.key"
@@ -101,14 +98,17 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def sign_in_blocked(db: Database, bucket: str, limit: int, window_seconds: int = 60) -> bool:
-    """Whether this client already failed ``limit`` times in the current window (looked at, not counted)."""
-    window_start = int(time.time() // window_seconds * window_seconds)
-    with db.read() as db_session:
-        hits = db_session.execute(select(RateCounter.hits).where(
-            RateCounter.bucket == bucket, RateCounter.window_start == window_start)).scalar_one_or_none()
-    return (hits or 0) >= limit
+def sign_in_blocked(bucket: str, limit: int, window_seconds: int = 60) -> bool:
+    """Whether this client already failed ``limit`` times in the current window (looked at, not counted).
+
+    Counted by the app's limiter, so Redis holds these counts too when it is configured.
+    """
+    return not _limiter().peek(bucket, limit, window_seconds).allowed
 
 
-def count_failed_sign_in(db: Database, bucket: str, limit: int) -> None:
-    hit(db, bucket, limit, 60)
+def count_failed_sign_in(bucket: str, limit: int, window_seconds: int = 60) -> None:
+    _limiter().hit(bucket, limit, window_seconds)
+
+
+def _limiter() -> Limiter:
+    return current_app.extensions["adapter_limiter"]

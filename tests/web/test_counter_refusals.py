@@ -1,0 +1,204 @@
+"""The counter page as an enumerator would use it: every form that takes a pass number is counted and refused
+like the API, refusals look the same for real and unknown passes, replays answer first, and only ASCII digits parse.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from adapter.api import create_app
+from adapter.db import Database
+from adapter.limits import DatabaseLimiter, RedisLimiter
+from adapter.models import EntryKind, LedgerEntry, Pass, PassState, utcnow
+from adapter.periods import local_day
+from tests import factories
+from tests.conftest import make_settings
+
+PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
+UNKNOWN_LIMIT = 3
+UNKNOWN_PASS = "6400999999999999"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@dataclass
+class Counter:
+    app: object
+    client: object
+    db: Database
+    limiter: DatabaseLimiter | RedisLimiter
+    api_key: str
+    pass_number: str
+    budget_id: int
+    other_pass_number: str  # a real pass whose only budget this shop may not redeem
+    other_budget_id: int
+
+    def token(self) -> str:
+        page = self.client.get("/counter/").get_data(as_text=True)
+        return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def scan(self, pass_number: str):  # type: ignore[no-untyped-def]
+        return self.client.post("/counter/pas", data={"csrf_token": self.token(), "pass_number": pass_number})
+
+    def pay(self, **fields: str):  # type: ignore[no-untyped-def]
+        form = {"csrf_token": self.token(), "amount": "5,00", "idempotency_key": "form-1", **fields}
+        return self.client.post("/counter/afrekenen", data=form)
+
+
+@pytest.fixture
+def counter(request, tmp_path: Path, sqlite_url: str, vault) -> Iterator[Counter]:  # type: ignore[no-untyped-def]
+    """Signed in at the counter; the limiter on the database, or on Redis when a test asks (indirect "redis")."""
+    settings = make_settings(tmp_path, sqlite_url, api={"rate_limits": {
+        "balance_checks_per_minute": 1_000, "unknown_pass_lookups_per_minute": UNKNOWN_LIMIT}})
+    app = create_app(settings=settings)
+    runtime = app.extensions["adapter_runtime"]
+    limiter = _redis_limiter() if getattr(request, "param", None) == "redis" \
+        else DatabaseLimiter(runtime.db, clock=lambda: PINNED)
+    app.extensions["adapter_limiter"] = limiter
+    year = local_day(utcnow()).year
+    period = (date(year, 1, 1), date(year, 12, 31))
+    child = factories.child_with_budget(runtime.db, vault, amount_cents=10_000, period=period)
+    sport = factories.child_with_budget(runtime.db, vault, amount_cents=10_000, category="sport", period=period)
+    shop = factories.merchant(runtime.db, "Boekhandel De Pen", ("school",))
+    client = app.test_client()
+    page = client.get("/counter/aanmelden").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/counter/aanmelden", data={"csrf_token": token, "api_key": shop.api_key}).status_code == 303
+    yield Counter(app, client, runtime.db, limiter, shop.api_key, child.pass_number, child.budget_id,
+                  sport.pass_number, sport.budget_id)
+    runtime.close()
+
+
+def _redis_limiter() -> RedisLimiter:
+    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=lambda: PINNED)
+    try:
+        limiter.client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
+        pytest.skip(f"no Redis answers on {REDIS_URL} ({type(exc).__name__}); the Redis backend is untested here")
+    return limiter
+
+
+def _without_form_tokens(page: str) -> str:
+    return re.sub(r'name="(csrf_token|idempotency_key)" value="[^"]*"', "", page)
+
+
+def _redemptions(db: Database) -> int:
+    with db.read() as session:
+        return session.execute(select(func.count()).select_from(LedgerEntry)
+                               .where(LedgerEntry.kind == EntryKind.REDEMPTION)).scalar_one()
+
+
+# ---------------------------------------------------------------- 1. the payment form is no oracle
+
+def test_a_refused_payment_answers_alike_for_a_real_and_an_unknown_pass(counter):  # type: ignore[no-untyped-def]
+    wrong_budget = str(counter.budget_id + 1_000)
+    real = counter.pay(pass_number=counter.pass_number, budget_id=wrong_budget)
+    unknown = counter.pay(pass_number=UNKNOWN_PASS, budget_id=wrong_budget, idempotency_key="form-2")
+    not_allowed = counter.pay(pass_number=counter.other_pass_number, budget_id=str(counter.other_budget_id),
+                              idempotency_key="form-3")
+    pages = [_without_form_tokens(response.get_data(as_text=True)) for response in (real, unknown, not_allowed)]
+    assert real.status_code == unknown.status_code == not_allowed.status_code == 422
+    assert pages[0] == pages[1] == pages[2]
+    assert "Sanne" not in pages[0] and "jaar" not in pages[0] and "Schoolspullen" not in pages[0]
+    assert "niet bruikbaar" in pages[0] and "Er is niets afgeschreven" in pages[0] and "opnieuw" in pages[0]
+    # Each refusal counted as an unusable look-up: the limit is now reached, a real pass shows nothing.
+    refused = counter.scan(counter.pass_number)
+    assert refused.status_code == 429 and "Sanne" not in refused.get_data(as_text=True)
+    assert _redemptions(counter.db) == 0
+
+
+def test_a_mistyped_amount_is_a_counted_look_up(counter):  # type: ignore[no-untyped-def]
+    real = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="twaalf")
+    assert real.status_code == 422 and "Sanne" in real.get_data(as_text=True)  # the clerk may retype it
+    unknown_pages = [counter.pay(pass_number=UNKNOWN_PASS, budget_id=str(counter.budget_id), amount="twaalf")
+                     for _ in range(UNKNOWN_LIMIT)]
+    assert [page.status_code for page in unknown_pages] == [422] * UNKNOWN_LIMIT
+    after = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="twaalf")
+    assert after.status_code == 429 and "Sanne" not in after.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- 2. the limit comes before the look-up
+
+@pytest.mark.parametrize("counter", ["database", "redis"], indirect=True)
+def test_after_the_limit_every_look_up_is_refused_until_the_window_ends(counter):  # type: ignore[no-untyped-def]
+    misses = [counter.scan(f"64009999999999{n:02d}") for n in range(UNKNOWN_LIMIT)]
+    assert [miss.status_code for miss in misses] == [200] * UNKNOWN_LIMIT
+    refused = counter.scan(counter.pass_number)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert "Sanne" not in page and "over 30 seconden" in page
+    assert "Content-Security-Policy" in refused.headers and refused.headers["Cache-Control"] == "no-store"
+    paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id))
+    assert paid.status_code == 429 and _redemptions(counter.db) == 0
+    counter.limiter.clock = lambda: PINNED + 60  # the next minute
+    assert "Sanne" in counter.scan(counter.pass_number).get_data(as_text=True)
+
+
+def test_the_page_and_the_api_share_one_count_per_shop(counter):  # type: ignore[no-untyped-def]
+    api = counter.app.test_client()
+    for n in range(UNKNOWN_LIMIT):
+        answer = api.post("/v1/balance-checks", json={"pass_number": f"64009999999999{n:02d}"},
+                          headers={"Authorization": f"Bearer {counter.api_key}"})
+        assert answer.status_code == 404
+    assert counter.scan(counter.pass_number).status_code == 429
+
+
+# ---------------------------------------------------------------- 3. a replay answers its first outcome
+
+def test_a_resubmitted_payment_after_a_block_shows_the_first_receipt(counter):  # type: ignore[no-untyped-def]
+    form = {"pass_number": counter.pass_number, "budget_id": str(counter.budget_id), "amount": "12,50",
+            "idempotency_key": "form-receipt"}
+    first = counter.pay(**form)
+    assert first.status_code == 303 and "/counter/bon/" in first.headers["Location"]
+    with counter.db.write() as session:
+        session.execute(update(Pass).where(Pass.pass_number == counter.pass_number).values(status=PassState.BLOCKED))
+    again = counter.pay(**form)
+    assert again.status_code == 303 and again.headers["Location"] == first.headers["Location"]
+    assert "Afgeschreven: <strong>€ 12,50" in counter.client.get(again.headers["Location"]).get_data(as_text=True)
+    assert _redemptions(counter.db) == 1
+    # The same form with another amount is not the same payment.
+    other = counter.pay(**{**form, "amount": "13,00"})
+    assert other.status_code == 422 and _redemptions(counter.db) == 1
+
+
+# ---------------------------------------------------------------- 4. only ASCII digits are numbers
+
+@pytest.mark.parametrize("budget_id", ["²", "١٢", "１", "12 ", "-1", "9" * 19])
+def test_a_budget_number_that_is_not_ascii_digits_is_a_dutch_400(counter, budget_id):  # type: ignore[no-untyped-def]
+    response = counter.pay(pass_number=counter.pass_number, budget_id=budget_id)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Er is niets afgeschreven" in page and "Sanne" not in page
+    assert _redemptions(counter.db) == 0
+
+
+@pytest.mark.parametrize("amount", ["١٢,٥٠", "１２", "12,5٠"])
+def test_amounts_in_other_scripts_are_not_amounts(counter, amount):  # type: ignore[no-untyped-def]
+    response = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount=amount)
+    assert response.status_code == 422 and "Vul een bedrag in euro" in response.get_data(as_text=True)
+    assert _redemptions(counter.db) == 0
+
+
+def test_a_receipt_link_with_odd_digits_still_shows(counter):  # type: ignore[no-untyped-def]
+    paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id))
+    location = paid.headers["Location"].split("?")[0]
+    response = counter.client.get(location + "?zelf=²")
+    assert response.status_code == 200 and "Klant betaalt zelf" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path, fields", [("/counter/aanmelden", {"api_key": "spk_wrong"}),
+                                          ("/admin/aanmelden", {"name": "beheerder", "password": "fout"})])
+def test_failed_sign_ins_are_counted_by_the_apps_limiter(counter, path, fields):  # type: ignore[no-untyped-def]
+    # So Redis holds them too when configured; the pinned clock shows which limiter counted.
+    client = counter.app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+    statuses = [client.post(path, data={"csrf_token": token, **fields}).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    counter.limiter.clock = lambda: PINNED + 60  # the next minute
+    assert client.post(path, data={"csrf_token": token, **fields}).status_code == 401
