@@ -114,7 +114,8 @@ def show_balance():  # type: ignore[no-untyped-def]
         return _scan_page("Te veel opvragingen in korte tijd. Wacht een minuut en scan dan opnieuw.", 429)
     try:
         with runtime.db.read() as db_session:
-            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
+            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number,
+                                         expiry_grace_days=runtime.expiry_grace_days)
     except counter.PassNotUsable:
         if not security_hit(f"web-unknown-pass:{g.merchant.id}", limits.unknown_pass_lookups_per_minute):
             return _scan_page("Te veel onbekende passen in korte tijd. Wacht een minuut.", 429)
@@ -174,7 +175,8 @@ def _rebalance(pass_number: str, error: str, budget_id: int | None):  # type: ig
     runtime = _runtime()
     try:
         with runtime.db.read() as db_session:
-            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
+            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number,
+                                         expiry_grace_days=runtime.expiry_grace_days)
     except counter.PassNotUsable:
         return _scan_page("Deze pas kan niet worden gebruikt. Scan de pas opnieuw.", 200)
     return _balance_page(view, pass_number, error=error, error_budget_id=budget_id, status=422)
