@@ -4,12 +4,18 @@ A shop learns that a pass is usable, the child's first name (or initials) and
 age, and the budgets it may redeem; nothing else about the person. Unknown,
 blocked, replaced and expired passes are indistinguishable: all raise
 ``PassNotUsable``, so answers cannot be used to learn which passes exist.
+
+Every OPEN budget whose period has started can be spent, also in the rules'
+``expiry_grace_days`` after its period ended (a late receipt for the school
+year): the roll-over closes a budget only after the grace, and a closed budget
+is no longer offered. ``expires_on`` is the last day it can be spent:
+``period_end + expiry_grace_days`` (the caller passes the grace it runs with).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,7 +52,7 @@ class BudgetView:
     rule_name: str
     category: str | None
     available_cents: int
-    expires_on: date
+    expires_on: date  # the last day it can be spent: period end plus the expiry grace
     redeemable_here: bool
 
 
@@ -61,16 +67,17 @@ class BalanceView:
 
 
 def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_number: str,
-                  today: date | None = None) -> BalanceView:
+                  today: date | None = None, *, expiry_grace_days: int = 0) -> BalanceView:
     today = today or date.today()
+    grace = timedelta(days=expiry_grace_days)
     card = usable_pass(session, pass_number, today)
     holder = card.cardholder
     budgets = _open_budgets(session, holder.id, today)
     return BalanceView(
         pass_status=card.status.value, valid_until=card.valid_until,
         holder_name=_display_name(vault, holder), age=_age(vault, holder, today),
-        budgets=[BudgetView(budget.id, budget.rule_name, budget.category, budget.balance_cents, budget.period_end,
-                            merchant.may_redeem(budget.category)) for budget in budgets],
+        budgets=[BudgetView(budget.id, budget.rule_name, budget.category, budget.balance_cents,
+                            budget.period_end + grace, merchant.may_redeem(budget.category)) for budget in budgets],
         as_of=utcnow())
 
 
@@ -112,9 +119,10 @@ def usable_pass(session: Session, pass_number: str, today: date) -> Pass:
 
 
 def _open_budgets(session: Session, cardholder_id: int, today: date) -> list[Budget]:
+    # No period_end filter: an ended period stays spendable until the roll-over closes it after the grace days.
     return list(session.execute(
         select(Budget).where(Budget.cardholder_id == cardholder_id, Budget.status == BudgetStatus.OPEN,
-                             Budget.period_start <= today, Budget.period_end >= today)
+                             Budget.period_start <= today)
         .order_by(Budget.period_end, Budget.id)
     ).scalars())
 

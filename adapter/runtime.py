@@ -6,12 +6,16 @@ builds engines or keys on its own.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
 from adapter.crypto import Vault, vault_from_environment
 from adapter.db import Database
+from adapter.rules import RulesError, load_rules
 from adapter.settings import Settings
+
+log = logging.getLogger("adapter.runtime")
 
 
 @dataclass
@@ -25,6 +29,16 @@ class Runtime:
     @cached_property
     def vault(self) -> Vault:
         return vault_from_environment(self.settings.data_dir, development=self.settings.is_development)
+
+    @cached_property
+    def expiry_grace_days(self) -> int:
+        """The rules' grace after a period's end, read once per process (for the counter's "expires on")."""
+        try:
+            return load_rules(self.settings.budgets).expiry_grace_days
+        except RulesError as exc:
+            # Only a shown date depends on it here; the roll-over reads the rules itself and fails loudly.
+            log.warning("budget rules unreadable, counter shows period ends as expiry dates: %s", exc)
+            return 0
 
     def close(self) -> None:
         if "db" in self.__dict__:

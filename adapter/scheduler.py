@@ -1,5 +1,10 @@
 """The scheduler process: nightly syncs, the period roll-over and housekeeping.
 
+Jobs: one sync per scheduled source (its own time), the roll-over daily at
+01:15, retention weekly on Sunday 05:00, the rate-limit purge hourly. Every
+load of the budget rules file notes a changed file in the audit trail
+(``adapter.rules_trail``).
+
 APScheduler 3.x cannot share a job store between processes: every gunicorn
 worker that started a scheduler would run each job again. So the scheduler is
 its own process (`stadspas-adapter scheduler`), started once; the API never
@@ -30,8 +35,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from adapter import grants, ratelimit
-from adapter.rules import load_rules
+from adapter import grants, ratelimit, retention
+from adapter.models import utcnow
+from adapter.retention import RetentionReport
+from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
 from adapter.sync import AMSTERDAM, local_today, run_sync
 from adapter.sync_lock import SyncBusy
@@ -40,6 +47,8 @@ log = logging.getLogger("adapter.scheduler")
 
 ROLLOVER_TIME = "01:15"  # after midnight: a period that ended yesterday is closed tonight
 PURGE_MINUTE = 17  # hourly, away from the top of the hour
+# Weekly, Sunday morning: after the nightly syncs and the roll-over, outside 00:00-02:59, before anyone works.
+RETENTION_DAY, RETENTION_TIME = "sun", "05:00"
 MISFIRE_GRACE_SECONDS = 4 * 3600
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS}
 
@@ -98,6 +107,10 @@ def build_jobs(runtime: Runtime, base_dir: Path | None = None) -> list[JobSpec]:
         raise ScheduleError(problems)
     jobs.append(JobSpec("rollover", f"expire budgets of ended periods daily at {ROLLOVER_TIME}",
                         lambda: rollover(runtime), daily_trigger(ROLLOVER_TIME)))
+    hour, minute = (int(part) for part in RETENTION_TIME.split(":"))
+    jobs.append(JobSpec("retention", f"remove personal data past retention weekly ({RETENTION_DAY} {RETENTION_TIME})",
+                        lambda: apply_retention(runtime),
+                        CronTrigger(day_of_week=RETENTION_DAY, hour=hour, minute=minute, timezone=AMSTERDAM)))
     jobs.append(JobSpec("ratelimit-purge", "drop finished rate-limit windows hourly",
                         lambda: purge_rate_counters(runtime),
                         CronTrigger(minute=PURGE_MINUTE, timezone=AMSTERDAM)))
@@ -120,11 +133,19 @@ def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
 
 def rollover(runtime: Runtime) -> int:
     """Close budgets whose period ended (after the rules' grace days): what is left expires in the ledger."""
-    rules = load_rules(runtime.settings.budgets)
+    rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
     with runtime.db.write() as session:
         expired = grants.expire_ended(session, local_today(), rules.expiry_grace_days, actor="rollover")
     log.info("rollover: %d budget(s) expired", expired)
     return expired
+
+
+def apply_retention(runtime: Runtime) -> RetentionReport:
+    """Pseudonymise cardholders past ``retention.months`` (audited by ``retention.apply``)."""
+    report = retention.apply(runtime.db, runtime.settings, utcnow(), actor="scheduler")
+    log.info("retention: %d cardholder(s), %d pass(es), %d household(s) pseudonymised",
+             report.cardholders, report.passes, report.households)
+    return report
 
 
 def purge_rate_counters(runtime: Runtime) -> int:
@@ -137,7 +158,7 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
         from adapter.sources import iter_mapped
 
         try:
-            rules = load_rules(runtime.settings.budgets)
+            rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
             records = iter_mapped(runtime.settings.sources[source_name], source_name=source_name, base_dir=base_dir)
             run_sync(runtime.db, runtime.vault, source_name, records, settings=runtime.settings.sync, rules=rules,
                      actor="scheduler")

@@ -311,6 +311,12 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
     if any(write.existing_id is None for write in plan.holders):
         holder_ids = dict(session.execute(
             select(Cardholder.source_key, Cardholder.id).where(Cardholder.source == source)).all())
+    for write in plan.holders:
+        if write.previous_key is not None and write.existing_id is not None:
+            holder_ids[write.key] = write.existing_id
+            # No source keys in the trail (retention cannot scrub it): the row id names the child.
+            audit.record(session, f"sync:{source}", "cardholder.rekeyed", f"cardholder:{write.existing_id}",
+                         source=source, reason="same BSN under a new cardholder id; budgets and ledger kept")
     _write_passes(session, plan, holder_ids, now)
     _write_replacements(session, plan, now)
     _write_absences(session, plan, today, now)
@@ -331,6 +337,7 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
     birth_dates: dict[str, date | None] = {}
     new_rows: list[dict] = []
     changed_rows: list[dict] = []
+    rekeyed_rows: list[dict] = []
     back_rows: list[dict] = []
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     new_constants = {**active, "source": snapshot.source, "created_at": now}
@@ -343,6 +350,8 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
         if write.existing_id is None:
             row["source_key"] = write.key
             new_rows.append(row)
+        elif write.previous_key is not None:
+            rekeyed_rows.append({**row, **active, "source_key": write.key, "_id": write.existing_id})
         elif write.record is not None:
             changed_rows.append({**row, **active, "_id": write.existing_id})
         else:
@@ -355,6 +364,7 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
             changed_rows = []
     insert_rows(session, table, new_rows, new_constants)
     _update_by_id(session, table, changed_rows)
+    _update_by_id(session, table, rekeyed_rows)
     _update_by_id(session, table, back_rows)
     return birth_dates
 

@@ -9,6 +9,14 @@ writes to the database, encrypts or keeps more plaintext than it must: only the
 records that are new or changed are kept, for encryption at apply time.
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
+
+The budget follows the child, not the card: a child is one person by its BSN
+blind index. A new cardholder id whose BSN belongs to a cardholder of this
+source that is absent from the export (a source re-issued the child under a new
+person number: a move, a vendor re-import) *re-keys* that cardholder: its row,
+budgets and ledger stay, its passes missing from the export become replaced by
+the new pass. Two cardholders with one BSN in one export are refused: the one
+already known wins, else the first in the file.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState,
 from adapter.records import CardholderRecord, RejectedRecord
 
 SAMPLE_SIZE = 20
+DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
 CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
 # A pass in one of these states is finished with: it no longer counts, goes missing or comes back by itself.
 _TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
@@ -38,6 +47,7 @@ class KnownHolder:
     content_hash: str | None
     status: HolderStatus
     missing_since: date | None
+    bsn_index: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +69,8 @@ class Snapshot:
     passes: dict[str, KnownPass]
     foreign_pass_numbers: frozenset[str]
     last_good_records: int | None
+    # BSN blind index -> the key of the cardholder of this source that holds it.
+    holder_by_bsn: dict[str, str] = field(default_factory=dict)
 
     @property
     def known_passes(self) -> int:
@@ -69,11 +81,16 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     households = dict(session.execute(
         select(Household.source_key, Household.id).where(Household.source == source)).all())
     holders = {
-        key: KnownHolder(holder_id, household_id, content_hash, status, missing_since)
-        for key, holder_id, household_id, content_hash, status, missing_since in session.execute(
+        key: KnownHolder(holder_id, household_id, content_hash, status, missing_since, bsn_index)
+        for key, holder_id, household_id, content_hash, status, missing_since, bsn_index in session.execute(
             select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
-                   Cardholder.status, Cardholder.missing_since).where(Cardholder.source == source))
+                   Cardholder.status, Cardholder.missing_since, Cardholder.bsn_index)
+            .where(Cardholder.source == source).order_by(Cardholder.id))
     }
+    holder_by_bsn: dict[str, str] = {}
+    for key, known in holders.items():
+        if known.bsn_index is not None:
+            holder_by_bsn.setdefault(known.bsn_index, key)
     passes: dict[str, KnownPass] = {}
     foreign: set[str] = set()
     for number, pass_id, holder_id, holder_source, status, valid_from, valid_until, missing_since, replaced_by in (
@@ -91,7 +108,7 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
         select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
         .order_by(SyncRun.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good)
+    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn)
 
 
 @dataclass(slots=True)
@@ -103,6 +120,8 @@ class HolderWrite:
     content_hash: str
     record: CardholderRecord | None
     existing_id: int | None
+    # Set when an existing cardholder (this key before) takes the new key: the same child, re-issued.
+    previous_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -172,6 +191,11 @@ class Planner:
         self._lines: list[_PassLine] = []
         self._numbers: set[str] = set()
         self._new_households: set[str] = set()
+        # BSN blind index -> the cardholder id that holds it in this export.
+        self._bsn_owner: dict[str, str] = {}
+        # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash).
+        self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
+        self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
 
     def feed(self, record: CardholderRecord | RejectedRecord) -> None:
         plan = self._plan
@@ -185,13 +209,16 @@ class Planner:
         if record.pass_number in self._snapshot.foreign_pass_numbers:
             self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
             return
-        self._numbers.add(record.pass_number)
         holder_outcome = self._holder_outcomes.get(record.cardholder_id)
         if holder_outcome is None:
-            holder_outcome = self._judge_holder(record)
+            holder_outcome = self._first_sight(record)
+            if holder_outcome == REJECTED:
+                self._reject(record.source_key, DUPLICATE_BSN)
+                return
             self._holder_outcomes[record.cardholder_id] = holder_outcome
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
+        self._numbers.add(record.pass_number)
         self._lines.append(_PassLine(
             record.source_key, record.pass_number, record.cardholder_id, PassState(record.pass_status.value),
             record.valid_from, record.valid_until, record.replaces_pass_number, holder_outcome,
@@ -200,9 +227,11 @@ class Planner:
     def finish(self, today: date, grace_nights: int) -> Plan:
         plan = self._plan
         snapshot = self._snapshot
+        self._settle_claims()
         replaced_by = {line.replaces: line.pass_number for line in self._lines
                        if line.replaces and line.replaces != line.pass_number}
         holder_ids = {key: known.id for key, known in snapshot.holders.items()}
+        holder_ids.update((new_key, snapshot.holders[old_key].id) for new_key, old_key in self._rekeyed.items())
         for line in self._lines:
             pass_outcome = self._judge_pass(line, replaced_by, holder_ids)
             outcome = (CREATED if CREATED in (line.holder_outcome, pass_outcome)
@@ -215,16 +244,68 @@ class Planner:
         self._lines = []
         return plan
 
-    # ------------------------------------------------------------ holders and passes
+    # ------------------------------------------------------------ the same child, by BSN
 
-    def _judge_holder(self, record: CardholderRecord) -> str:
+    def _first_sight(self, record: CardholderRecord) -> str:
+        """Judge a cardholder id's first record: CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
         known = self._snapshot.holders.get(record.cardholder_id)
-        if record.household_id not in self._snapshot.households and record.household_id not in self._new_households:
-            self._new_households.add(record.household_id)
-            self._plan.new_households.append(record.household_id)
+        if known is not None and known.content_hash == content_hash:
+            bsn_index = known.bsn_index  # unchanged: no second keyed hash on the nightly fast path
+        else:
+            bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
+        if bsn_index is None:
+            return self._judge_holder(record, content_hash)
+        owner = self._bsn_owner.get(bsn_index)
+        if owner is not None and owner != record.cardholder_id:
+            claim = self._claims.get(owner)
+            if claim is None or claim[0] != record.cardholder_id:
+                return REJECTED
+            # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
+        self._bsn_owner[bsn_index] = record.cardholder_id
+        previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
+        if known is None and previous_key is not None and previous_key not in self._holder_outcomes:
+            self._claims[record.cardholder_id] = (previous_key, record, content_hash)
+            return UPDATED
+        return self._judge_holder(record, content_hash)
+
+    def _settle_claims(self) -> None:
+        """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
+        refused: set[str] = set()
+        for new_key, (previous_key, record, content_hash) in self._claims.items():
+            if previous_key in self._holder_outcomes:
+                refused.add(new_key)
+                continue
+            known = self._snapshot.holders[previous_key]
+            self._add_household(record.household_id)
+            self._plan.holders.append(HolderWrite(new_key, record.household_id, content_hash, record, known.id,
+                                                  previous_key))
+            self._rekeyed[new_key] = previous_key
+        if not refused:
+            return
+        kept = []
+        for line in self._lines:
+            if line.holder_key in refused:
+                self._numbers.discard(line.pass_number)
+                self._reject(line.record_key, DUPLICATE_BSN)
+            else:
+                kept.append(line)
+        self._lines = kept
+        for key in refused:
+            del self._holder_outcomes[key]
+
+    # ------------------------------------------------------------ holders and passes
+
+    def _add_household(self, household_key: str) -> None:
+        if household_key not in self._snapshot.households and household_key not in self._new_households:
+            self._new_households.add(household_key)
+            self._plan.new_households.append(household_key)
+
+    def _judge_holder(self, record: CardholderRecord, content_hash: str) -> str:
+        known = self._snapshot.holders.get(record.cardholder_id)
+        self._add_household(record.household_id)
         if known is None:
             self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
                                                   None))
@@ -274,20 +355,36 @@ class Planner:
 
     def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str]) -> None:
         plan = self._plan
+        successor = self._successor_passes()
         for number, known in self._snapshot.passes.items():
             if number in self._numbers or number in replaced_numbers or known.status in _TERMINAL:
                 continue
-            if known.missing_since is None:
+            if known.cardholder_id in successor:
+                # A re-keyed child's old card stops working now; its budgets work on the new one.
+                plan.replacements.append((number, successor[known.cardholder_id]))
+            elif known.missing_since is None:
                 plan.passes_missing.append(known.id)
             elif (today - known.missing_since).days >= grace_nights:
                 plan.passes_deactivated.append(known.id)
+        rekeyed = set(self._rekeyed.values())
         for key, holder in self._snapshot.holders.items():
-            if key in self._holder_outcomes or holder.status == HolderStatus.INACTIVE:
+            if key in self._holder_outcomes or key in rekeyed or holder.status == HolderStatus.INACTIVE:
                 continue
             if holder.missing_since is None:
                 plan.holders_missing.append(holder.id)
             elif (today - holder.missing_since).days >= grace_nights:
                 plan.holders_deactivated.append(holder.id)
+
+    def _successor_passes(self) -> dict[int, str]:
+        """Re-keyed cardholder's row id -> the pass its old passes are replaced by (an active one first)."""
+        if not self._rekeyed:
+            return {}
+        ids = {new_key: self._snapshot.holders[old_key].id for new_key, old_key in self._rekeyed.items()}
+        successor: dict[int, str] = {}
+        for line in sorted((line for line in self._lines if line.holder_key in ids),
+                           key=lambda line: line.status != PassState.ACTIVE):
+            successor.setdefault(ids[line.holder_key], line.pass_number)
+        return successor
 
     # ------------------------------------------------------------ reporting
 

@@ -25,7 +25,8 @@ def check_balance():  # type: ignore[no-untyped-def]
     adapter_runtime = runtime()
     try:
         with adapter_runtime.db.read() as session:
-            view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today())
+            view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today(),
+                                         expiry_grace_days=adapter_runtime.expiry_grace_days)
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

@@ -16,7 +16,8 @@ import click
 
 from adapter.cli.base import CliContext, pass_cli
 from adapter.records import CardholderRecord, RejectedRecord
-from adapter.rules import BudgetRules, RulesError, load_rules
+from adapter.rules import BudgetRules, RulesError
+from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
 from adapter.settings import config_path_from_env
 
@@ -49,7 +50,7 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
     if source not in settings.sources:
         known = ", ".join(sorted(settings.sources)) or "(none configured)"
         raise click.ClickException(f"unknown source '{source}'; configured sources: {known}")
-    rules = _rules(settings.budgets)
+    rules = _rules(cli.runtime, settings.budgets)
     # Imported here: the connectors layer is its own package area and the sync engine does not need it.
     from adapter.sources import iter_mapped
 
@@ -155,9 +156,9 @@ def scheduler_command(cli: CliContext) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _rules(path) -> BudgetRules:  # type: ignore[no-untyped-def]
+def _rules(runtime: Runtime, path) -> BudgetRules:  # type: ignore[no-untyped-def]
     try:
-        return load_rules(path)
+        return load_rules_recorded(runtime.db, path, actor="operator")
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
 

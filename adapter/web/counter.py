@@ -130,7 +130,8 @@ def _counted_look_up(pass_number: str, error: str | None = None, error_budget_id
     abuse.refuse_when_too_many_unusable(g.merchant.id)
     try:
         with runtime.db.read() as db_session:
-            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number)
+            view = counter.check_balance(db_session, runtime.vault, g.merchant, pass_number,
+                                         expiry_grace_days=runtime.expiry_grace_days)
     except counter.PassNotUsable:
         abuse.count_unusable_pass(g.merchant.id)
         return _scan_page(PASS_NOT_USABLE, status)

@@ -53,3 +53,38 @@ def test_redeem_by_category_and_refuse_other_categories(db, vault):
         counter.redeem(db, other, child.pass_number, 100, budget_id=child.budget_id, today=TODAY)
     with pytest.raises(counter.NoSuchBudget):
         counter.redeem(db, allowed, child.pass_number, 100, category="sport", today=TODAY)
+
+
+def test_an_ended_period_is_spendable_through_the_expiry_grace_until_the_rollover_closes_it(db, vault):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adapter import grants
+    from adapter.models import Pass
+
+    period_end = TODAY - timedelta(days=7)  # a late receipt, a week after the school year ended
+    child = factories.child_with_budget(db, vault, amount_cents=4_000, period=(date(2025, 8, 1), period_end))
+    not_started = factories.child_with_budget(db, vault, period=(TODAY + timedelta(days=1), date(2027, 7, 31)))
+    with db.write() as session:  # the pass itself runs on into the next year
+        session.execute(update(Pass).where(Pass.id.in_([child.pass_id, not_started.pass_id]))
+                        .values(valid_from=date(2025, 8, 1), valid_until=date(2027, 7, 31)))
+    shop = _merchant(db, ("school",))
+    with db.read() as session:
+        view = counter.check_balance(session, vault, shop, child.pass_number, TODAY, expiry_grace_days=14)
+        assert counter.check_balance(session, vault, shop, not_started.pass_number, TODAY).budgets == []
+    assert [(b.available_cents, b.expires_on) for b in view.budgets] == [(4_000, period_end + timedelta(days=14))]
+    assert counter.redeem(db, shop, child.pass_number, 1_000, category="school", today=TODAY).succeeded
+
+    with db.write() as session:  # the night after the grace: what is left expires
+        assert grants.expire_ended(session, period_end + timedelta(days=15), grace_days=14) == 1
+    with pytest.raises(counter.NoSuchBudget):
+        counter.redeem(db, shop, child.pass_number, 100, category="school", today=period_end + timedelta(days=15))
+
+
+def test_the_runtime_reads_the_expiry_grace_from_the_budget_rules(tmp_path, sqlite_url):
+    from adapter.runtime import Runtime
+    from tests.conftest import make_settings
+
+    assert Runtime(make_settings(tmp_path, sqlite_url)).expiry_grace_days == 14  # config/budgets.yaml
+    assert Runtime(make_settings(tmp_path, sqlite_url, budgets=None)).expiry_grace_days == 0

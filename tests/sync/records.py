@@ -17,7 +17,11 @@ VALIDITY = (date(2026, 1, 1), date(2027, 7, 31))
 
 
 def household_records(households: int = 1000, *, start: int = 0) -> list[CardholderRecord]:
-    """One parent and one or two children per household, one pass each."""
+    """One parent and one or two children per household, one pass each.
+
+    A BSN identifies one person, and there are only eleven test BSNs: the first eleven cardholders of a
+    ``start=0`` batch carry one each, the others none (as in exports that leave the column empty).
+    """
     records = []
     for number in range(start, start + households):
         members = [("P", date(1980 + number % 15, 1 + number % 12, 1 + number % 28), False)]
@@ -28,10 +32,14 @@ def household_records(households: int = 1000, *, start: int = 0) -> list[Cardhol
             records.append(CardholderRecord(
                 source_key=f"line {len(records) + 2}", household_id=f"H{number:06d}",
                 cardholder_id=f"H{number:06d}-{member}", pass_number=f"64{number:08d}{index:02d}",
-                bsn=TEST_BSNS[(number + index) % len(TEST_BSNS)], first_names=f"Kind{index}",
+                bsn=_bsn_for(start, len(records)), first_names=f"Kind{index}",
                 surname="Jansen", birth_date=birth_date, valid_from=VALIDITY[0], valid_until=VALIDITY[1],
                 is_child=is_child))
     return records
+
+
+def _bsn_for(start: int, position: int) -> str | None:
+    return TEST_BSNS[position] if start == 0 and position < len(TEST_BSNS) else None
 
 
 def with_changes(records: list[CardholderRecord], **changes: object) -> list[CardholderRecord]:

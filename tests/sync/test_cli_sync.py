@@ -82,3 +82,25 @@ def test_unknown_source_names_the_configured_ones(tmp_path, sqlite_url, source_r
     result = CliRunner().invoke(cli, ["--config", str(_config(tmp_path, sqlite_url)), "sync", "nergens"])
     assert result.exit_code == 1
     assert "unknown source 'nergens'; configured sources: gemeente" in result.output
+
+
+def test_a_sync_from_the_command_line_records_a_new_rules_file_in_the_audit_trail(tmp_path, sqlite_url,
+                                                                                   source_records):
+    from sqlalchemy import select
+
+    from adapter.audit import AuditEntry
+    from adapter.db import Database
+
+    config = _config(tmp_path, sqlite_url)
+    source_records["records"] = household_records(5)
+    for _night in range(2):
+        done = CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente"])
+        assert done.exit_code == 0, done.output
+    db = Database(sqlite_url)
+    try:
+        with db.read() as session:
+            entries = session.execute(select(AuditEntry.actor, AuditEntry.object_ref)
+                                      .where(AuditEntry.action == "rules.changed")).all()
+    finally:
+        db.dispose()
+    assert entries == [("operator", "rules:budgets.yaml")]

@@ -28,7 +28,7 @@ def _rules(*rules, **top):
 def _child(key: str, birth_date: date, *, valid_from=date(2026, 1, 1), valid_until=date(2028, 12, 31),
            number: int = 0) -> CardholderRecord:
     return CardholderRecord(source_key=f"line {number + 2}", household_id=f"H-{key}", cardholder_id=key,
-                            pass_number=f"640000{number:06d}", bsn=TEST_BSNS[number % len(TEST_BSNS)],
+                            pass_number=f"640000{number:06d}", bsn=TEST_BSNS[number] if number < len(TEST_BSNS) else None,
                             first_names="Sam", surname="Bakker", birth_date=birth_date, valid_from=valid_from,
                             valid_until=valid_until, is_child=True)
 

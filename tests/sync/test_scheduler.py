@@ -65,10 +65,10 @@ def test_the_hour_after_midnight_is_refused_because_the_cron_trigger_skips_a_nig
     assert caught.value.problems[0].startswith("sources.gemeente.schedule: 00:30 lies between 00:00 and 00:59")
 
 
-def test_jobs_one_sync_per_enabled_source_plus_rollover_and_purge(tmp_path):
+def test_jobs_one_sync_per_enabled_source_plus_rollover_retention_and_purge(tmp_path):
     runtime = _runtime(tmp_path, gemeente="01:30", avond="23:00")
     jobs = {job.job_id: job for job in build_jobs(runtime)}
-    assert set(jobs) == {"sync:avond", "sync:gemeente", "rollover", "ratelimit-purge"}
+    assert set(jobs) == {"sync:avond", "sync:gemeente", "rollover", "retention", "ratelimit-purge"}
     trigger = jobs["sync:gemeente"].trigger
     assert str(trigger.timezone) == "Europe/Amsterdam"
     assert {field.name: str(field) for field in trigger.fields}["hour"] == "1"

@@ -1,0 +1,85 @@
+"""The scheduler's weekly retention job and the rules file's changes in the audit trail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from adapter import audit
+from adapter.audit import AuditEntry
+from adapter.models import Cardholder, HolderStatus
+from adapter.runtime import Runtime
+from adapter.scheduler import build_jobs, rollover
+from adapter.sync import AMSTERDAM
+from tests import factories
+from tests.conftest import make_settings
+from tests.sync.test_scheduler import _fire_times
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_retention_runs_weekly_on_sunday_at_five_amsterdam_time_across_both_dst_changes(tmp_path, sqlite_url):
+    jobs = {job.job_id: job for job in build_jobs(Runtime(make_settings(tmp_path, sqlite_url)))}
+    trigger = jobs["retention"].trigger
+    assert str(trigger.timezone) == "Europe/Amsterdam"
+    start = datetime(2026, 3, 1, tzinfo=AMSTERDAM)
+    fired = _fire_times(trigger, start, start + timedelta(weeks=35))  # spans the March and October changes
+    local = [moment.astimezone(AMSTERDAM) for moment in fired]
+    assert len(local) == 35
+    assert {(moment.strftime("%A"), moment.strftime("%H:%M")) for moment in local} == {("Sunday", "05:00")}
+    assert set(Counter(moment.date() for moment in local).values()) == {1}
+
+
+def test_the_retention_job_pseudonymises_cardholders_past_retention(tmp_path, sqlite_url, vault):
+    runtime = Runtime(make_settings(tmp_path, sqlite_url))
+    try:
+        gone = factories.child_with_budget(runtime.db, vault)
+        kept = factories.child_with_budget(runtime.db, vault)
+        long_ago = datetime.now(timezone.utc) - timedelta(days=365 * runtime.settings.retention.months // 12 + 40)
+        with runtime.db.write() as session:
+            session.execute(update(Cardholder).where(Cardholder.id == gone.cardholder_id)
+                            .values(status=HolderStatus.INACTIVE, deactivated_at=long_ago))
+        job = {job.job_id: job for job in build_jobs(runtime)}["retention"]
+        job.func()
+        with runtime.db.read() as session:
+            assert session.get(Cardholder, gone.cardholder_id).pseudonymised_at is not None
+            assert session.get(Cardholder, kept.cardholder_id).pseudonymised_at is None
+            applied = session.execute(select(AuditEntry).where(AuditEntry.action == "retention.applied")
+                                      ).scalar_one()
+            assert (applied.actor, json.loads(applied.details_json)["cardholders"]) == ("scheduler", 1)
+    finally:
+        runtime.close()
+
+
+def _rules_entries(runtime: Runtime) -> list[tuple[str, str, dict]]:
+    with runtime.db.read() as session:
+        assert audit.verify(session) == []
+        return [(entry.actor, entry.object_ref, json.loads(entry.details_json)) for entry in session.execute(
+            select(AuditEntry).where(AuditEntry.action == "rules.changed").order_by(AuditEntry.id)).scalars()]
+
+
+def test_a_changed_rules_file_is_recorded_once_in_the_audit_trail(tmp_path, database_url):
+    rules_file = tmp_path / "budgets.yaml"
+    shutil.copyfile(REPO_ROOT / "config" / "budgets.yaml", rules_file)
+    runtime = Runtime(make_settings(tmp_path, database_url, budgets=str(rules_file)))
+    try:
+        rollover(runtime)
+        rollover(runtime)  # unchanged: nothing new
+        [(actor, object_ref, first)] = _rules_entries(runtime)
+        assert (actor, object_ref, first["previous"]) == ("scheduler", "rules:budgets.yaml", None)
+
+        rules_file.write_text(rules_file.read_text(encoding="utf-8").replace("amount_cents: 12500",
+                                                                              "amount_cents: 13000"),
+                              encoding="utf-8")
+        rollover(runtime)
+        rollover(runtime)
+        entries = _rules_entries(runtime)
+        assert len(entries) == 2
+        assert entries[1][2]["previous"] == first["fingerprint"] != entries[1][2]["fingerprint"]
+    finally:
+        runtime.close()
