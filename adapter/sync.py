@@ -189,12 +189,18 @@ def guard(plan: Plan, settings: SyncSettings) -> str | None:
 
 # ---------------------------------------------------------------- lock and run bookkeeping
 
-def _busy_from_row(db: Database, source: str) -> sync_lock.SyncBusy:
-    with db.read() as session:
-        row = sync_lock.current_lock(session, source)
-    if row is None:
-        return sync_lock.SyncBusy(source, "another process (starting up)", None, None)
-    return sync_lock.SyncBusy(source, row.holder, row.acquired_at, row.run_id)
+def _busy_from_row(db: Database, source: str, wait_seconds: float = 3.0) -> sync_lock.SyncBusy:
+    # The winner takes the advisory lock a moment before it writes its lock row; wait
+    # briefly for that row so the message can name the holder instead of "starting up".
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with db.read() as session:
+            row = sync_lock.current_lock(session, source)
+        if row is not None:
+            return sync_lock.SyncBusy(source, row.holder, row.acquired_at, row.run_id)
+        if time.monotonic() >= deadline:
+            return sync_lock.SyncBusy(source, "another process (starting up)", None, None)
+        time.sleep(0.05)
 
 
 def _lock_and_open_run(db: Database, source: str, holder: str, *, exclusive_proven: bool) -> int:
