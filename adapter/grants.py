@@ -32,6 +32,7 @@ from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, Holder
 from adapter.rules import BudgetRules, PassFacts
 
 _CHUNK = 500
+_OPEN_BATCH = 5000
 
 
 class GrantEvaluation(Base):
@@ -123,7 +124,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
             .where(*candidates, Budget.rule_code.in_(codes)))
     }
     new_budgets: list[ledger.NewBudget] = []
-    topped_up = cents = 0
+    opened = topped_up = cents = 0
     keys = [rule.budget_key(period) for rule, period in running]
     # Children born the same day with the same pass facts are entitled to the same amounts; an export has
     # a few thousand such combinations for hundreds of thousands of children, so each is judged once.
@@ -146,6 +147,9 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                 new_budgets.append(ledger.NewBudget(holder_id, rule.code, rule.name, rule.version, rule.category,
                                                     period_key, period.start, period.end, entitled_cents))
                 cents += entitled_cents
+                if len(new_budgets) >= _OPEN_BATCH:  # memory stays flat on a first sync of any size
+                    opened += ledger.open_budgets(session, new_budgets, actor)
+                    new_budgets = []
                 continue
             budget_id, granted_cents, status = found
             if status == BudgetStatus.OPEN and entitled_cents > granted_cents:
@@ -156,7 +160,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    opened = ledger.open_budgets(session, new_budgets, actor)
+    opened += ledger.open_budgets(session, new_budgets, actor)
     return GrantSummary(summary.children_judged, opened, topped_up, cents)
 
 

@@ -74,7 +74,7 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
         key: KnownHolder(holder_id, household_id, content_hash, status, missing_since)
         for key, holder_id, household_id, content_hash, status, missing_since in connection.execute(
             select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
-                   Cardholder.status, Cardholder.missing_since).where(Cardholder.source == source))
+                   Cardholder.status, Cardholder.missing_since).where(Cardholder.source == source)).all()
     }
     passes: dict[str, KnownPass] = {}
     foreign: set[str] = set()
@@ -82,7 +82,7 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
         connection.execute(
             select(Pass.pass_number, Pass.id, Pass.cardholder_id, Cardholder.source, Pass.status, Pass.valid_from,
                    Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)
-            .join(Cardholder, Cardholder.id == Pass.cardholder_id))
+            .join(Cardholder, Cardholder.id == Pass.cardholder_id)).all()
     ):
         if holder_source == source:
             passes[number] = KnownPass(pass_id, holder_id, status, valid_from, valid_until, missing_since,
