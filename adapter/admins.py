@@ -8,6 +8,7 @@ reuse or shorten it, so it gets a slow, salted KDF.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -82,7 +83,7 @@ def authenticate(session: Session, name: str, password: str) -> AdminAccount | N
     account = session.execute(select(AdminAccount).where(AdminAccount.name == name.strip())).scalar_one_or_none()
     if account is None:
         # Spend the same time as a real check, so a wrong name cannot be told from a wrong password.
-        password_matches(password, _DUMMY_HASH)
+        password_matches(password, _dummy_hash())
         return None
     if not password_matches(password, account.password_hash) or not account.active:
         return None
@@ -97,4 +98,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-_DUMMY_HASH = hash_password("not-a-password", salt=b"\0" * 16)
+@functools.cache
+def _dummy_hash() -> str:
+    # Computed on first use, not at import: every CLI command (the nightly sync too) imports this module.
+    return hash_password("not-a-password", salt=b"\0" * 16)

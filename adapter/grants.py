@@ -32,6 +32,7 @@ from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, Holder
 from adapter.rules import BudgetRules, PassFacts
 
 _CHUNK = 500
+_OPEN_BATCH = 5000
 
 
 class GrantEvaluation(Base):
@@ -58,7 +59,10 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     running = rules.current(today)
     rules_key = rules.fingerprint(today)
     candidates = _candidates(rules_key, source)
-    holders = session.execute(
+    # The big reads below go straight to the connection (no ORM row handling); flush first so they see
+    # whatever the caller added through the ORM.
+    session.flush()
+    holders = session.connection().execute(
         select(Cardholder.id, Cardholder.birth_date_encrypted, Cardholder.is_child).where(*candidates)
         .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
     ).all()
@@ -103,7 +107,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                summary: GrantSummary) -> GrantSummary:
     candidates = _candidates(rules_key, source)
     passes_by_holder: dict[int, list[PassFacts]] = defaultdict(list)
-    for holder_id, status, valid_from, valid_until in session.execute(
+    for holder_id, status, valid_from, valid_until in session.connection().execute(
         select(Pass.cardholder_id, Pass.status, Pass.valid_from, Pass.valid_until)
         .join(Cardholder, Cardholder.id == Pass.cardholder_id)
         .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id).where(*candidates)
@@ -112,7 +116,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
     codes = {rule.code for rule, _ in running}
     existing = {
         (holder_id, code, period_key): (budget_id, granted_cents, status)
-        for budget_id, holder_id, code, period_key, granted_cents, status in session.execute(
+        for budget_id, holder_id, code, period_key, granted_cents, status in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
                    Budget.status)
             .join(Cardholder, Cardholder.id == Budget.cardholder_id)
@@ -120,21 +124,32 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
             .where(*candidates, Budget.rule_code.in_(codes)))
     }
     new_budgets: list[ledger.NewBudget] = []
-    topped_up = cents = 0
+    opened = topped_up = cents = 0
+    keys = [rule.budget_key(period) for rule, period in running]
+    # Children born the same day with the same pass facts are entitled to the same amounts; an export has
+    # a few thousand such combinations for hundreds of thousands of children, so each is judged once.
+    entitlements: dict[tuple, list[int]] = {}
     for holder_id, birth_token, is_child in holders:
-        if is_child is False or not passes_by_holder.get(holder_id):
+        passes = passes_by_holder.get(holder_id)
+        if is_child is False or not passes:
             continue
         birth_date = _birth_date(vault, holder_id, birth_token, known_birth_dates)
-        for rule, period in running:
-            entitled_cents = rule.entitlement_cents(period, birth_date, is_child, passes_by_holder[holder_id])
+        facts = (birth_date, is_child, tuple(passes))
+        amounts = entitlements.get(facts)
+        if amounts is None:
+            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, passes)
+                                             for rule, period in running]
+        for (rule, period), period_key, entitled_cents in zip(running, keys, amounts):
             if entitled_cents <= 0:
                 continue
-            period_key = rule.budget_key(period)
             found = existing.get((holder_id, rule.code, period_key))
             if found is None:
                 new_budgets.append(ledger.NewBudget(holder_id, rule.code, rule.name, rule.version, rule.category,
                                                     period_key, period.start, period.end, entitled_cents))
                 cents += entitled_cents
+                if len(new_budgets) >= _OPEN_BATCH:  # memory stays flat on a first sync of any size
+                    opened += ledger.open_budgets(session, new_budgets, actor)
+                    new_budgets = []
                 continue
             budget_id, granted_cents, status = found
             if status == BudgetStatus.OPEN and entitled_cents > granted_cents:
@@ -145,7 +160,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    opened = ledger.open_budgets(session, new_budgets, actor)
+    opened += ledger.open_budgets(session, new_budgets, actor)
     return GrantSummary(summary.children_judged, opened, topped_up, cents)
 
 

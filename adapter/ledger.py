@@ -496,7 +496,7 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
          "balance_cents": b.amount_cents}
         for b in new_budgets], {"status": BudgetStatus.OPEN, "created_at": stamp})
     wanted = {(b.cardholder_id, b.rule_code, b.period_key): b.amount_cents for b in new_budgets}
-    created = session.execute(
+    created = session.connection().execute(
         select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key)
         .where(Budget.created_at == stamp, Budget.rule_code.in_({b.rule_code for b in new_budgets}))
     ).all()

@@ -27,8 +27,9 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -382,12 +383,18 @@ def _encrypted_columns(vault: Vault, records: list[CardholderRecord]) -> Iterato
     if len(records) < PARALLEL_ENCRYPTION_FROM or workers < 2:
         yield from (_personal_columns(vault, record) for record in records)
         return
-    chunks = [records[start:start + ENCRYPTION_CHUNK] for start in range(0, len(records), ENCRYPTION_CHUNK)]
     # fork: the workers inherit the keys without writing them anywhere; they touch no database connection.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                              initializer=_set_worker_vault, initargs=(vault,)) as pool:
-        for columns in pool.map(_encrypt_chunk, chunks):
-            yield from columns
+        # A few chunks in flight at a time (not all of them, as pool.map would): the encrypted columns
+        # of a million cardholders never wait in memory for the inserts to catch up.
+        pending: deque[Future[list[dict[str, object]]]] = deque()
+        for start in range(0, len(records), ENCRYPTION_CHUNK):
+            pending.append(pool.submit(_encrypt_chunk, records[start:start + ENCRYPTION_CHUNK]))
+            if len(pending) > 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 _worker_vault: Vault | None = None

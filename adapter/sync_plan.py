@@ -78,14 +78,16 @@ class Snapshot:
 
 
 def load_snapshot(session: Session, source: str) -> Snapshot:
-    households = dict(session.execute(
+    # Straight to the connection: one row per cardholder and pass, without the ORM's per-row handling.
+    connection = session.connection()
+    households = dict(connection.execute(
         select(Household.source_key, Household.id).where(Household.source == source)).all())
     holders = {
         key: KnownHolder(holder_id, household_id, content_hash, status, missing_since, bsn_index)
-        for key, holder_id, household_id, content_hash, status, missing_since, bsn_index in session.execute(
+        for key, holder_id, household_id, content_hash, status, missing_since, bsn_index in connection.execute(
             select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
                    Cardholder.status, Cardholder.missing_since, Cardholder.bsn_index)
-            .where(Cardholder.source == source).order_by(Cardholder.id))
+            .where(Cardholder.source == source).order_by(Cardholder.id)).all()
     }
     holder_by_bsn: dict[str, str] = {}
     for key, known in holders.items():
@@ -94,10 +96,10 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     passes: dict[str, KnownPass] = {}
     foreign: set[str] = set()
     for number, pass_id, holder_id, holder_source, status, valid_from, valid_until, missing_since, replaced_by in (
-        session.execute(
+        connection.execute(
             select(Pass.pass_number, Pass.id, Pass.cardholder_id, Cardholder.source, Pass.status, Pass.valid_from,
                    Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)
-            .join(Cardholder, Cardholder.id == Pass.cardholder_id))
+            .join(Cardholder, Cardholder.id == Pass.cardholder_id)).all()
     ):
         if holder_source == source:
             passes[number] = KnownPass(pass_id, holder_id, status, valid_from, valid_until, missing_since,
