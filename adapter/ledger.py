@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -207,20 +210,28 @@ def redeem(db: Database, request: RedemptionRequest, *,
                        in_progress_wait_ms=in_progress_wait_ms)
 
 
-def stored_redemption(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str,
-                      requested_cents: int) -> RedemptionOutcome | None:
-    """The outcome already stored under this key (a replay, or ``idempotency_key_reused``), or None.
+def redeem_resolving(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str, requested_cents: int,
+                     resolve: Callable[[Session], tuple[RedemptionRequest, int]], *,
+                     guard: Callable[[Session], None] | None = None,
+                     in_progress_wait_ms: int = DEFAULT_IN_PROGRESS_WAIT_MS) -> RedemptionOutcome:
+    """``redeem`` for a caller that finds the budget inside the same transaction.
 
-    The counter asks this before it resolves the pass, so a replay answers as the first
-    request did even when the pass was blocked or the budget spent in between.
+    In one write transaction: ``guard(session)``, the key's record (a replay or a reused key
+    answers from it, before anything is looked up), ``resolve(session)`` -> the request and the
+    budget balance it saw, then the debit. An exception from ``guard`` or ``resolve`` rolls the
+    record back, so a refused request leaves no trace under its key.
     """
-    with db.read() as session:
-        stored = _stored_record(session, merchant_id, idempotency_key)
-        if stored is None:
-            return None
-        if stored.request_hash != fingerprint:
-            return RedemptionOutcome(status="idempotency_key_reused", requested_cents=requested_cents)
-        return _replayed_redemption(json.loads(stored.outcome_json))
+    _require_positive(requested_cents)
+
+    def operation(session: Session) -> RedemptionOutcome:
+        request, seen_balance_cents = resolve(session)
+        _require_positive(request.amount_cents)
+        return _redeem_in(session, request, seen_balance_cents=seen_balance_cents)
+
+    return _idempotent(db, merchant_id, idempotency_key, fingerprint, operation,
+                       replay=_replayed_redemption,
+                       reused=lambda: RedemptionOutcome(status="idempotency_key_reused", requested_cents=requested_cents),
+                       in_progress_wait_ms=in_progress_wait_ms, guard=guard)
 
 
 def reverse(db: Database, request: ReversalRequest, *,
@@ -256,37 +267,73 @@ def _stored_record(session: Session, merchant_id: int, key: str) -> IdempotencyR
 
 
 def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused,  # type: ignore[no-untyped-def]
-                in_progress_wait_ms):
+                in_progress_wait_ms, guard=None):
     # Two attempts suffice: the second only runs after a concurrent request with the
     # same key committed, and then it finds that request's record.
     for _attempt in range(3):
         try:
-            with db.write() as session:
-                if key is not None:
-                    stored = _stored_record(session, merchant_id, key)
-                    if stored is not None:
-                        if stored.request_hash != fingerprint:
-                            return reused()
-                        return replay(json.loads(stored.outcome_json))
-                    # Inserted before the money moves: a concurrent twin blocks here on the
-                    # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
-                    # answers "in progress"; the budget's own row lock below may wait as long
-                    # as it takes, so the timeout is set back before the money moves.
-                    record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=fingerprint,
-                                               outcome_json="{}")
-                    _insert_waiting_briefly(db, session, record, in_progress_wait_ms)
-                outcome = operation(session)
-                if key is not None:
-                    stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
-                    record.outcome_json = json.dumps(stored_fields, sort_keys=True)
-                return outcome
+            outcome = _idempotent_once(db, merchant_id, key, fingerprint, operation, replay=replay, reused=reused,
+                                       in_progress_wait_ms=in_progress_wait_ms, guard=guard)
         except IntegrityError:
             if key is None:
                 raise
+            continue
+        if outcome is not None:
+            return outcome
     raise RuntimeError("idempotency record could be neither written nor read; retry the request")
 
 
-def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
+def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, reused,  # type: ignore[no-untyped-def]
+                     in_progress_wait_ms, guard):
+    """One attempt: the outcome, or None when the key's record vanished under us (try again)."""
+    with db.write() as session:
+        if guard is not None:
+            guard(session)
+        if key is not None:
+            # Inserted before the money moves: a concurrent twin blocks here on the
+            # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
+            # answers "in progress"; the budget's own row lock below may wait as long
+            # as it takes, so the timeout is set back before the money moves. A key
+            # seen before inserts nothing, and its stored outcome answers.
+            record_id = _insert_record_waiting_briefly(db, session, merchant_id, key, fingerprint,
+                                                       in_progress_wait_ms)
+            if record_id is None:
+                stored = _stored_record(session, merchant_id, key)
+                if stored is None:
+                    return None  # the twin rolled back after our insert gave way
+                if stored.request_hash != fingerprint:
+                    return reused()
+                return replay(json.loads(stored.outcome_json))
+        outcome = operation(session)
+        if key is not None:
+            stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
+            session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
+                            .values(outcome_json=json.dumps(stored_fields, sort_keys=True))
+                            .execution_options(synchronize_session=False))
+        return outcome
+
+
+def _redeem_in(session: Session, request: RedemptionRequest,
+               seen_balance_cents: int | None = None) -> RedemptionOutcome:
+    if seen_balance_cents is not None:
+        # The caller read the balance in this transaction. One conditional UPDATE takes the
+        # money when the outcome cannot depend on what changed since: the full amount needs
+        # balance >= amount; a partial take of everything seen needs the balance unchanged.
+        # Otherwise (or when it no longer holds) the locking path below decides.
+        take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial \
+            else request.amount_cents
+        if 0 < take_cents <= seen_balance_cents:
+            still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
+                else Budget.balance_cents == seen_balance_cents
+            balance_after = session.execute(
+                update(Budget)
+                .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
+                .values(balance_cents=Budget.balance_cents - take_cents)
+                .returning(Budget.balance_cents)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if balance_after is not None:
+                return _record_redemption(session, request, request.budget_id, take_cents, balance_after)
     budget = _lock_budget(session, request.budget_id)
     if budget is None or budget.status != BudgetStatus.OPEN:
         return RedemptionOutcome(status="budget_not_open", requested_cents=request.amount_cents,
@@ -305,18 +352,24 @@ def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcom
     ).scalar_one_or_none()
     if balance_after is None:
         return _insufficient(request, available_cents)
+    return _record_redemption(session, request, budget.id, take_cents, balance_after)
+
+
+def _record_redemption(session: Session, request: RedemptionRequest, budget_id: int, take_cents: int,
+                       balance_after: int) -> RedemptionOutcome:
     now = utcnow()
-    redemption = Redemption(merchant_id=request.merchant_id, budget_id=budget.id, pass_id=request.pass_id,
+    redemption = Redemption(merchant_id=request.merchant_id, budget_id=budget_id, pass_id=request.pass_id,
                             amount_cents=take_cents, reference=request.reference,
                             idempotency_key=request.idempotency_key, created_at=now)
     session.add(redemption)
     session.flush()
-    _append(session, budget.id, EntryKind.REDEMPTION, -take_cents, balance_after, request.actor,
+    _append(session, budget_id, EntryKind.REDEMPTION, -take_cents, balance_after, request.actor,
             redemption_id=redemption.id, created_at=now)
+    session.flush()
     return RedemptionOutcome(
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
         remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
-        redemption_id=redemption.id, budget_id=budget.id, created_at=now.isoformat())
+        redemption_id=redemption.id, budget_id=budget_id, created_at=now.isoformat())
 
 
 def _insufficient(request: RedemptionRequest, available_cents: int) -> RedemptionOutcome:
@@ -414,21 +467,26 @@ def verify(session: Session) -> list[Mismatch]:
 
 # ---------------------------------------------------------------- helpers
 
-def _insert_waiting_briefly(db: Database, session: Session, record: IdempotencyRecord, wait_ms: int) -> None:
-    if not db.is_postgres:
-        session.add(record)
-        session.flush()
-        return
-    # Before add(): execute() autoflushes, and the INSERT must run under the timeout.
+def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
+                                   wait_ms: int) -> int | None:
+    """The new record's id, or None when the key already has a committed record."""
+    insert = pg_insert if db.is_postgres else sqlite_insert
+    statement = (insert(IdempotencyRecord)
+                 .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
+                         created_at=utcnow())
+                 .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+                 .returning(IdempotencyRecord.id))
+    if not db.is_postgres:  # BEGIN IMMEDIATE: no twin can be running
+        return session.execute(statement).scalar_one_or_none()
     session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
-    session.add(record)
     try:
-        session.flush()
+        record_id = session.execute(statement).scalar_one_or_none()
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
             raise IdempotencyInProgress("a request with this idempotency key is still running") from None
         raise
     session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return record_id
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:
