@@ -90,6 +90,13 @@ def disable_merchant(session: Session, merchant_id: int) -> Merchant:
 
 def authenticate(session: Session, api_key: str, now: datetime | None = None) -> Merchant | None:
     """The active merchant this key belongs to, or None."""
+    found = authenticate_key(session, api_key, now)
+    return found[0] if found else None
+
+
+def authenticate_key(session: Session, api_key: str,
+                     now: datetime | None = None) -> tuple[Merchant, MerchantKey] | None:
+    """The active merchant with the key itself (for its ``expires_at``), or None."""
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 100:
         return None
     wanted = hash_key(api_key)
@@ -105,7 +112,7 @@ def authenticate(session: Session, api_key: str, now: datetime | None = None) ->
     now = now or utcnow()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         return None
-    return merchant if merchant.active else None
+    return (merchant, key) if merchant.active else None
 
 
 def _issue_key(session: Session, merchant_id: int) -> str:
