@@ -6,7 +6,9 @@ Rules (see DOMAIN.md, "Rules of money"):
 - no balance goes below zero, whatever the number of workers or hosts: the budget
   row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
   SQLite) and the UPDATE is conditional on the balance, with a CHECK constraint
-  behind both;
+  behind both. The counter's path (``redeem_resolving``) first tries one
+  conditional UPDATE on the balance it read, and takes the locking path whenever
+  the outcome could depend on what changed since;
 - a client's idempotency key has one effect: its record is inserted first, in the
   same transaction as the debit, so a concurrent request with the same key waits
   on the unique index and then replays the stored outcome.
@@ -25,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -40,6 +42,7 @@ from adapter.models import (
     LedgerEntry,
     Redemption,
     Reversal,
+    new_public_id,
     utcnow,
 )
 
@@ -203,7 +206,7 @@ def redeem(db: Database, request: RedemptionRequest, *,
     """Take money from a budget for a merchant; never below zero, one effect per key."""
     _require_positive(request.amount_cents)
     return _idempotent(db, request.merchant_id, request.idempotency_key, _redemption_fingerprint(request),
-                       lambda session: _redeem_in(session, request),
+                       lambda session, _record_id: (_redeem_in(session, request), False),
                        replay=_replayed_redemption,
                        reused=lambda: RedemptionOutcome(status="idempotency_key_reused",
                                                         requested_cents=request.amount_cents),
@@ -223,10 +226,11 @@ def redeem_resolving(db: Database, merchant_id: int, idempotency_key: str, finge
     """
     _require_positive(requested_cents)
 
-    def operation(session: Session) -> RedemptionOutcome:
+    def operation(session: Session, record_id: int | None) -> tuple[RedemptionOutcome, bool]:
         request, seen_balance_cents = resolve(session)
         _require_positive(request.amount_cents)
-        return _redeem_in(session, request, seen_balance_cents=seen_balance_cents)
+        fast = _redeem_seen(session, request, seen_balance_cents, record_id if db.is_postgres else None)
+        return fast if fast is not None else (_redeem_in(session, request), False)
 
     return _idempotent(db, merchant_id, idempotency_key, fingerprint, operation,
                        replay=_replayed_redemption,
@@ -244,7 +248,7 @@ def reverse(db: Database, request: ReversalRequest, *,
     fingerprint = request.fingerprint or _fingerprint(
         "reverse", request.redemption_id, request.amount_cents, request.reason)
     return _idempotent(db, request.merchant_id, request.idempotency_key, fingerprint,
-                       lambda session: _reverse_in(session, request),
+                       lambda session, _record_id: (_reverse_in(session, request), False),
                        replay=lambda stored: ReversalOutcome(**stored, replayed=True),
                        reused=lambda: ReversalOutcome(status="idempotency_key_reused",
                                                       redemption_id=request.redemption_id),
@@ -289,6 +293,7 @@ def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, re
     with db.write() as session:
         if guard is not None:
             guard(session)
+        record_id = None
         if key is not None:
             # Inserted before the money moves: a concurrent twin blocks here on the
             # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
@@ -304,36 +309,67 @@ def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, re
                 if stored.request_hash != fingerprint:
                     return reused()
                 return replay(json.loads(stored.outcome_json))
-        outcome = operation(session)
-        if key is not None:
-            stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
+        outcome, stored = operation(session, record_id)
+        if key is not None and not stored:
             session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
-                            .values(outcome_json=json.dumps(stored_fields, sort_keys=True))
+                            .values(outcome_json=_outcome_json(outcome))
                             .execution_options(synchronize_session=False))
         return outcome
 
 
-def _redeem_in(session: Session, request: RedemptionRequest,
-               seen_balance_cents: int | None = None) -> RedemptionOutcome:
-    if seen_balance_cents is not None:
-        # The caller read the balance in this transaction. One conditional UPDATE takes the
-        # money when the outcome cannot depend on what changed since: the full amount needs
-        # balance >= amount; a partial take of everything seen needs the balance unchanged.
-        # Otherwise (or when it no longer holds) the locking path below decides.
-        take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial \
-            else request.amount_cents
-        if 0 < take_cents <= seen_balance_cents:
-            still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
-                else Budget.balance_cents == seen_balance_cents
-            balance_after = session.execute(
-                update(Budget)
-                .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
-                .values(balance_cents=Budget.balance_cents - take_cents)
-                .returning(Budget.balance_cents)
-                .execution_options(synchronize_session=False)
-            ).scalar_one_or_none()
-            if balance_after is not None:
-                return _record_redemption(session, request, request.budget_id, take_cents, balance_after)
+def _outcome_json(outcome: RedemptionOutcome | ReversalOutcome) -> str:
+    """What a replay answers from: the outcome's fields, without ``replayed``, in a stable order."""
+    return json.dumps({k: v for k, v in asdict(outcome).items() if k != "replayed"}, sort_keys=True)
+
+
+def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cents: int,
+                 record_id: int | None) -> tuple[RedemptionOutcome, bool] | None:
+    """The debit in one conditional UPDATE, on the balance the caller read in this transaction.
+
+    Taken only when the outcome cannot depend on what changed since the read: the full amount
+    needs balance >= amount; a partial take of everything seen needs the balance unchanged.
+    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the
+    redemption, its ledger entry and the idempotency record's outcome are written in one
+    statement; the bool says whether the record was written.
+    """
+    take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial else request.amount_cents
+    if not 0 < take_cents <= seen_balance_cents:
+        return None
+    still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
+        else Budget.balance_cents == seen_balance_cents
+    balance_after = session.execute(
+        update(Budget)
+        .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
+        .values(balance_cents=Budget.balance_cents - take_cents)
+        .returning(Budget.balance_cents)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if balance_after is None:
+        return None
+    if record_id is None:
+        return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
+    now = utcnow()
+    outcome = RedemptionOutcome(
+        status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
+        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
+        redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
+    # Data-modifying CTEs: foreign keys are checked at the end of the statement, so the entry may
+    # name the redemption inserted beside it.
+    redemption = insert(Redemption).values(
+        id=outcome.redemption_id, merchant_id=request.merchant_id, budget_id=request.budget_id,
+        pass_id=request.pass_id, amount_cents=take_cents, reversed_cents=0, reference=request.reference,
+        idempotency_key=request.idempotency_key, created_at=now).cte("new_redemption")
+    entry = insert(LedgerEntry).values(
+        budget_id=request.budget_id, kind=EntryKind.REDEMPTION, amount_cents=-take_cents,
+        balance_after_cents=balance_after, actor=request.actor, note=None, redemption_id=outcome.redemption_id,
+        reversal_id=None, created_at=now).cte("new_entry")
+    record = update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
+        outcome_json=_outcome_json(outcome)).cte("stored_outcome")
+    session.execute(select(literal(1)).add_cte(redemption).add_cte(entry).add_cte(record))
+    return outcome, True
+
+
+def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
     budget = _lock_budget(session, request.budget_id)
     if budget is None or budget.status != BudgetStatus.OPEN:
         return RedemptionOutcome(status="budget_not_open", requested_cents=request.amount_cents,
