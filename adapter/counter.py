@@ -14,10 +14,11 @@ is no longer offered. ``expires_on`` is the last day it can be spent:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from adapter import ledger
@@ -70,9 +71,8 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
                   today: date | None = None, *, expiry_grace_days: int = 0) -> BalanceView:
     today = today or date.today()
     grace = timedelta(days=expiry_grace_days)
-    card = usable_pass(session, pass_number, today)
-    holder = card.cardholder
-    budgets = _open_budgets(session, holder.id, today)
+    card, holder, budgets = _usable_pass_with_budgets(session, pass_number, today, with_holder=True)
+    assert holder is not None
     return BalanceView(
         pass_status=card.status.value, valid_until=card.valid_until,
         holder_name=_display_name(vault, holder), age=_age(vault, holder, today),
@@ -85,51 +85,64 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
            category: str | None = None, budget_id: int | None = None, allow_partial: bool = False,
            reference: str | None = None, idempotency_key: str | None = None, fingerprint: str | None = None,
            today: date | None = None,
-           in_progress_wait_ms: int = ledger.DEFAULT_IN_PROGRESS_WAIT_MS) -> ledger.RedemptionOutcome:
+           in_progress_wait_ms: int = ledger.DEFAULT_IN_PROGRESS_WAIT_MS,
+           guard: Callable[[Session], None] | None = None) -> ledger.RedemptionOutcome:
     """Find the budget the shop means, check it may use it, and redeem through the ledger.
 
-    With an idempotency key and a fingerprint, a request seen before is answered from its
-    stored outcome first, before the pass is looked up again: a replay answers as the first
-    request did, even if the pass was blocked in between.
+    With an idempotency key and a fingerprint, everything happens in one write transaction:
+    ``guard`` (e.g. the caller's abuse check) first, then the key's record, and only then the
+    pass look-up. A request seen before is answered from its stored outcome before the pass is
+    looked up again: a replay answers as the first request did, even if the pass was blocked in
+    between. A refusal (unusable pass, no budget, category) rolls the record back with everything else.
     """
     today = today or date.today()
-    if idempotency_key is not None and fingerprint is not None:
-        stored = ledger.stored_redemption(db, merchant.id, idempotency_key, fingerprint, amount_cents)
-        if stored is not None:
-            return stored
-    with db.read() as session:
-        card = usable_pass(session, pass_number, today)
-        budget = _choose_budget(session, card.cardholder_id, today, category=category, budget_id=budget_id)
+
+    def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
+        card, _, budgets = _usable_pass_with_budgets(session, pass_number, today, with_holder=False)
+        budget = _choose_budget(budgets, category=category, budget_id=budget_id)
         if not merchant.may_redeem(budget.category):
             raise CategoryNotAllowed(f"this shop may not redeem budgets of category {budget.category!r}")
-        pass_id, chosen_budget_id = card.id, budget.id
-    return ledger.redeem(db, ledger.RedemptionRequest(
-        merchant_id=merchant.id, budget_id=chosen_budget_id, pass_id=pass_id, amount_cents=amount_cents,
-        actor=f"merchant:{merchant.id}", allow_partial=allow_partial, reference=reference,
-        idempotency_key=idempotency_key, fingerprint=fingerprint), in_progress_wait_ms=in_progress_wait_ms)
+        return ledger.RedemptionRequest(
+            merchant_id=merchant.id, budget_id=budget.id, pass_id=card.id, amount_cents=amount_cents,
+            actor=f"merchant:{merchant.id}", allow_partial=allow_partial, reference=reference,
+            idempotency_key=idempotency_key, fingerprint=fingerprint), budget.balance_cents
+
+    if idempotency_key is not None and fingerprint is not None:
+        return ledger.redeem_resolving(db, merchant.id, idempotency_key, fingerprint, amount_cents, resolve,
+                                       guard=guard, in_progress_wait_ms=in_progress_wait_ms)
+    # Without a client fingerprint the ledger's own fingerprint needs the budget: resolve first.
+    with db.read() as session:
+        if guard is not None:
+            guard(session)
+        request, _seen_balance = resolve(session)
+    return ledger.redeem(db, request, in_progress_wait_ms=in_progress_wait_ms)
 
 
 def usable_pass(session: Session, pass_number: str, today: date) -> Pass:
-    if not (pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
-        raise PassNotUsable("pass not usable")
-    card = session.execute(select(Pass).where(Pass.pass_number == pass_number)).scalar_one_or_none()
-    if card is None or not card.is_usable_on(today):
-        raise PassNotUsable("pass not usable")
+    card, _, _ = _usable_pass_with_budgets(session, pass_number, today, with_holder=False)
     return card
 
 
-def _open_budgets(session: Session, cardholder_id: int, today: date) -> list[Budget]:
-    # No period_end filter: an ended period stays spendable until the roll-over closes it after the grace days.
-    return list(session.execute(
-        select(Budget).where(Budget.cardholder_id == cardholder_id, Budget.status == BudgetStatus.OPEN,
-                             Budget.period_start <= today)
-        .order_by(Budget.period_end, Budget.id)
-    ).scalars())
+def _usable_pass_with_budgets(session: Session, pass_number: str, today: date, *,
+                              with_holder: bool) -> tuple[Pass, Cardholder | None, list[Budget]]:
+    """The pass (with its holder when asked) and the holder's open budgets, in one statement."""
+    if not (pass_number.isascii() and pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
+        raise PassNotUsable("pass not usable")
+    open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
+                       # No period_end filter: an ended period stays spendable until the
+                       # roll-over closes it after the grace days.
+                       Budget.period_start <= today)
+    query = select(Pass, Cardholder, Budget).join(Cardholder, Cardholder.id == Pass.cardholder_id) if with_holder \
+        else select(Pass, Budget)
+    rows = session.execute(query.outerjoin(Budget, open_budget).where(Pass.pass_number == pass_number)
+                           .order_by(Budget.period_end, Budget.id)).all()
+    if not rows or not rows[0][0].is_usable_on(today):
+        raise PassNotUsable("pass not usable")
+    holder = rows[0][1] if with_holder else None
+    return rows[0][0], holder, [row[-1] for row in rows if row[-1] is not None]
 
 
-def _choose_budget(session: Session, cardholder_id: int, today: date, *, category: str | None,
-                   budget_id: int | None) -> Budget:
-    budgets = _open_budgets(session, cardholder_id, today)
+def _choose_budget(budgets: list[Budget], *, category: str | None, budget_id: int | None) -> Budget:
     if budget_id is not None:
         matching = [budget for budget in budgets if budget.id == budget_id]
     else:

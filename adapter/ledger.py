@@ -6,7 +6,9 @@ Rules (see DOMAIN.md, "Rules of money"):
 - no balance goes below zero, whatever the number of workers or hosts: the budget
   row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
   SQLite) and the UPDATE is conditional on the balance, with a CHECK constraint
-  behind both;
+  behind both. The counter's path (``redeem_resolving``) first tries one
+  conditional UPDATE on the balance it read, and takes the locking path whenever
+  the outcome could depend on what changed since;
 - a client's idempotency key has one effect: its record is inserted first, in the
   same transaction as the debit, so a concurrent request with the same key waits
   on the unique index and then replays the stored outcome.
@@ -20,11 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,6 +42,7 @@ from adapter.models import (
     LedgerEntry,
     Redemption,
     Reversal,
+    new_public_id,
     utcnow,
 )
 
@@ -200,27 +206,36 @@ def redeem(db: Database, request: RedemptionRequest, *,
     """Take money from a budget for a merchant; never below zero, one effect per key."""
     _require_positive(request.amount_cents)
     return _idempotent(db, request.merchant_id, request.idempotency_key, _redemption_fingerprint(request),
-                       lambda session: _redeem_in(session, request),
+                       lambda session, _record_id: (_redeem_in(session, request), False),
                        replay=_replayed_redemption,
                        reused=lambda: RedemptionOutcome(status="idempotency_key_reused",
                                                         requested_cents=request.amount_cents),
                        in_progress_wait_ms=in_progress_wait_ms)
 
 
-def stored_redemption(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str,
-                      requested_cents: int) -> RedemptionOutcome | None:
-    """The outcome already stored under this key (a replay, or ``idempotency_key_reused``), or None.
+def redeem_resolving(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str, requested_cents: int,
+                     resolve: Callable[[Session], tuple[RedemptionRequest, int]], *,
+                     guard: Callable[[Session], None] | None = None,
+                     in_progress_wait_ms: int = DEFAULT_IN_PROGRESS_WAIT_MS) -> RedemptionOutcome:
+    """``redeem`` for a caller that finds the budget inside the same transaction.
 
-    The counter asks this before it resolves the pass, so a replay answers as the first
-    request did even when the pass was blocked or the budget spent in between.
+    In one write transaction: ``guard(session)``, the key's record (a replay or a reused key
+    answers from it, before anything is looked up), ``resolve(session)`` -> the request and the
+    budget balance it saw, then the debit. An exception from ``guard`` or ``resolve`` rolls the
+    record back, so a refused request leaves no trace under its key.
     """
-    with db.read() as session:
-        stored = _stored_record(session, merchant_id, idempotency_key)
-        if stored is None:
-            return None
-        if stored.request_hash != fingerprint:
-            return RedemptionOutcome(status="idempotency_key_reused", requested_cents=requested_cents)
-        return _replayed_redemption(json.loads(stored.outcome_json))
+    _require_positive(requested_cents)
+
+    def operation(session: Session, record_id: int | None) -> tuple[RedemptionOutcome, bool]:
+        request, seen_balance_cents = resolve(session)
+        _require_positive(request.amount_cents)
+        fast = _redeem_seen(session, request, seen_balance_cents, record_id if db.is_postgres else None)
+        return fast if fast is not None else (_redeem_in(session, request), False)
+
+    return _idempotent(db, merchant_id, idempotency_key, fingerprint, operation,
+                       replay=_replayed_redemption,
+                       reused=lambda: RedemptionOutcome(status="idempotency_key_reused", requested_cents=requested_cents),
+                       in_progress_wait_ms=in_progress_wait_ms, guard=guard)
 
 
 def reverse(db: Database, request: ReversalRequest, *,
@@ -233,7 +248,7 @@ def reverse(db: Database, request: ReversalRequest, *,
     fingerprint = request.fingerprint or _fingerprint(
         "reverse", request.redemption_id, request.amount_cents, request.reason)
     return _idempotent(db, request.merchant_id, request.idempotency_key, fingerprint,
-                       lambda session: _reverse_in(session, request),
+                       lambda session, _record_id: (_reverse_in(session, request), False),
                        replay=lambda stored: ReversalOutcome(**stored, replayed=True),
                        reused=lambda: ReversalOutcome(status="idempotency_key_reused",
                                                       redemption_id=request.redemption_id),
@@ -256,34 +271,102 @@ def _stored_record(session: Session, merchant_id: int, key: str) -> IdempotencyR
 
 
 def _idempotent(db, merchant_id, key, fingerprint, operation, *, replay, reused,  # type: ignore[no-untyped-def]
-                in_progress_wait_ms):
+                in_progress_wait_ms, guard=None):
     # Two attempts suffice: the second only runs after a concurrent request with the
     # same key committed, and then it finds that request's record.
     for _attempt in range(3):
         try:
-            with db.write() as session:
-                if key is not None:
-                    stored = _stored_record(session, merchant_id, key)
-                    if stored is not None:
-                        if stored.request_hash != fingerprint:
-                            return reused()
-                        return replay(json.loads(stored.outcome_json))
-                    # Inserted before the money moves: a concurrent twin blocks here on the
-                    # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
-                    # answers "in progress"; the budget's own row lock below may wait as long
-                    # as it takes, so the timeout is set back before the money moves.
-                    record = IdempotencyRecord(merchant_id=merchant_id, key=key, request_hash=fingerprint,
-                                               outcome_json="{}")
-                    _insert_waiting_briefly(db, session, record, in_progress_wait_ms)
-                outcome = operation(session)
-                if key is not None:
-                    stored_fields = {k: v for k, v in asdict(outcome).items() if k != "replayed"}
-                    record.outcome_json = json.dumps(stored_fields, sort_keys=True)
-                return outcome
+            outcome = _idempotent_once(db, merchant_id, key, fingerprint, operation, replay=replay, reused=reused,
+                                       in_progress_wait_ms=in_progress_wait_ms, guard=guard)
         except IntegrityError:
             if key is None:
                 raise
+            continue
+        if outcome is not None:
+            return outcome
     raise RuntimeError("idempotency record could be neither written nor read; retry the request")
+
+
+def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, reused,  # type: ignore[no-untyped-def]
+                     in_progress_wait_ms, guard):
+    """One attempt: the outcome, or None when the key's record vanished under us (try again)."""
+    with db.write() as session:
+        if guard is not None:
+            guard(session)
+        record_id = None
+        if key is not None:
+            # Inserted before the money moves: a concurrent twin blocks here on the
+            # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
+            # answers "in progress"; the budget's own row lock below may wait as long
+            # as it takes, so the timeout is set back before the money moves. A key
+            # seen before inserts nothing, and its stored outcome answers.
+            record_id = _insert_record_waiting_briefly(db, session, merchant_id, key, fingerprint,
+                                                       in_progress_wait_ms)
+            if record_id is None:
+                stored = _stored_record(session, merchant_id, key)
+                if stored is None:
+                    return None  # the twin rolled back after our insert gave way
+                if stored.request_hash != fingerprint:
+                    return reused()
+                return replay(json.loads(stored.outcome_json))
+        outcome, stored = operation(session, record_id)
+        if key is not None and not stored:
+            session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
+                            .values(outcome_json=_outcome_json(outcome))
+                            .execution_options(synchronize_session=False))
+        return outcome
+
+
+def _outcome_json(outcome: RedemptionOutcome | ReversalOutcome) -> str:
+    """What a replay answers from: the outcome's fields, without ``replayed``, in a stable order."""
+    return json.dumps({k: v for k, v in asdict(outcome).items() if k != "replayed"}, sort_keys=True)
+
+
+def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cents: int,
+                 record_id: int | None) -> tuple[RedemptionOutcome, bool] | None:
+    """The debit in one conditional UPDATE, on the balance the caller read in this transaction.
+
+    Taken only when the outcome cannot depend on what changed since the read: the full amount
+    needs balance >= amount; a partial take of everything seen needs the balance unchanged.
+    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the
+    redemption, its ledger entry and the idempotency record's outcome are written in one
+    statement; the bool says whether the record was written.
+    """
+    take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial else request.amount_cents
+    if not 0 < take_cents <= seen_balance_cents:
+        return None
+    still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
+        else Budget.balance_cents == seen_balance_cents
+    balance_after = session.execute(
+        update(Budget)
+        .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
+        .values(balance_cents=Budget.balance_cents - take_cents)
+        .returning(Budget.balance_cents)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if balance_after is None:
+        return None
+    if record_id is None:
+        return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
+    now = utcnow()
+    outcome = RedemptionOutcome(
+        status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
+        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
+        redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
+    # Data-modifying CTEs: foreign keys are checked at the end of the statement, so the entry may
+    # name the redemption inserted beside it.
+    redemption = insert(Redemption).values(
+        id=outcome.redemption_id, merchant_id=request.merchant_id, budget_id=request.budget_id,
+        pass_id=request.pass_id, amount_cents=take_cents, reversed_cents=0, reference=request.reference,
+        idempotency_key=request.idempotency_key, created_at=now).cte("new_redemption")
+    entry = insert(LedgerEntry).values(
+        budget_id=request.budget_id, kind=EntryKind.REDEMPTION, amount_cents=-take_cents,
+        balance_after_cents=balance_after, actor=request.actor, note=None, redemption_id=outcome.redemption_id,
+        reversal_id=None, created_at=now).cte("new_entry")
+    record = update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
+        outcome_json=_outcome_json(outcome)).cte("stored_outcome")
+    session.execute(select(literal(1)).add_cte(redemption).add_cte(entry).add_cte(record))
+    return outcome, True
 
 
 def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
@@ -305,18 +388,24 @@ def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcom
     ).scalar_one_or_none()
     if balance_after is None:
         return _insufficient(request, available_cents)
+    return _record_redemption(session, request, budget.id, take_cents, balance_after)
+
+
+def _record_redemption(session: Session, request: RedemptionRequest, budget_id: int, take_cents: int,
+                       balance_after: int) -> RedemptionOutcome:
     now = utcnow()
-    redemption = Redemption(merchant_id=request.merchant_id, budget_id=budget.id, pass_id=request.pass_id,
+    redemption = Redemption(merchant_id=request.merchant_id, budget_id=budget_id, pass_id=request.pass_id,
                             amount_cents=take_cents, reference=request.reference,
                             idempotency_key=request.idempotency_key, created_at=now)
     session.add(redemption)
     session.flush()
-    _append(session, budget.id, EntryKind.REDEMPTION, -take_cents, balance_after, request.actor,
+    _append(session, budget_id, EntryKind.REDEMPTION, -take_cents, balance_after, request.actor,
             redemption_id=redemption.id, created_at=now)
+    session.flush()
     return RedemptionOutcome(
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
         remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
-        redemption_id=redemption.id, budget_id=budget.id, created_at=now.isoformat())
+        redemption_id=redemption.id, budget_id=budget_id, created_at=now.isoformat())
 
 
 def _insufficient(request: RedemptionRequest, available_cents: int) -> RedemptionOutcome:
@@ -414,21 +503,26 @@ def verify(session: Session) -> list[Mismatch]:
 
 # ---------------------------------------------------------------- helpers
 
-def _insert_waiting_briefly(db: Database, session: Session, record: IdempotencyRecord, wait_ms: int) -> None:
-    if not db.is_postgres:
-        session.add(record)
-        session.flush()
-        return
-    # Before add(): execute() autoflushes, and the INSERT must run under the timeout.
+def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
+                                   wait_ms: int) -> int | None:
+    """The new record's id, or None when the key already has a committed record."""
+    insert = pg_insert if db.is_postgres else sqlite_insert
+    statement = (insert(IdempotencyRecord)
+                 .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
+                         created_at=utcnow())
+                 .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+                 .returning(IdempotencyRecord.id))
+    if not db.is_postgres:  # BEGIN IMMEDIATE: no twin can be running
+        return session.execute(statement).scalar_one_or_none()
     session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
-    session.add(record)
     try:
-        session.flush()
+        record_id = session.execute(statement).scalar_one_or_none()
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
             raise IdempotencyInProgress("a request with this idempotency key is still running") from None
         raise
     session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return record_id
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:

@@ -4,6 +4,21 @@ The database store (``adapter.ratelimit``) needs nothing extra; Redis takes the
 write load off the database when ``ADAPTER_REDIS_URL`` is set. Both count hits
 in fixed windows under a bucket name; buckets name a merchant and a purpose,
 never a pass number.
+
+Two ways to count:
+- ``hit`` and ``peek`` are exact: every hit is one atomic write to the shared
+  counter. The enumeration limit (unknown passes) uses them.
+- ``hit_leased`` is for high-volume limits (balance checks per key). On the
+  database a process takes a *lease* of a block of hits from the shared counter
+  with one atomic upsert, granted only up to the limit, and then counts locally
+  until the block is used up: one write per block instead of one per request.
+  The trade-off: leased hits a process does not use before the window ends are
+  lost, so a key may get fewer than ``limit`` hits in a window (at most
+  ``processes x (block - 1)`` fewer), never more. Once the shared counter is
+  full, a process refuses locally for the rest of that window without asking
+  the database again (a full fixed window cannot become less full). The block
+  is a twentieth of the limit, at most ``MAX_LEASE``: small limits (the tests'
+  5) stay exact. On Redis every hit is one INCR, which is already cheap.
 """
 
 from __future__ import annotations
@@ -13,21 +28,31 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import threading
+from dataclasses import dataclass
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from adapter import ratelimit
 from adapter.db import Database
 from adapter.ratelimit import RateCounter, Verdict
 
 REDIS_URL_ENV = "ADAPTER_REDIS_URL"
+MAX_LEASE = 50  # hits one process takes from the shared counter at a time
+LEASE_SHARE = 20  # ... and at most 1/20 of the limit, so the loss at a window's end stays small
 
 
 class Limiter(Protocol):
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Count one hit; not allowed once more than ``limit`` hits fell in this window."""
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
-        """Whether the bucket is already full, without counting a hit."""
+    def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+        """Like ``hit``, but may count locally within a lease: never looser, sometimes stricter."""
+
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
+        """Whether the bucket is already full, without counting a hit. A database limiter reads in
+        ``session`` when given, so the check shares the caller's transaction."""
 
 
 def _window(now: float, window_seconds: int) -> tuple[int, int]:
@@ -35,19 +60,49 @@ def _window(now: float, window_seconds: int) -> tuple[int, int]:
     return window_start, max(1, int(window_start + window_seconds - now + 0.999))
 
 
+@dataclass
+class _Lease:
+    window_start: int
+    left: int  # leased hits this process has not used yet
+    full: bool  # the shared counter reached the limit in this window
+
+
 class DatabaseLimiter:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time):
         self.db = db
         self.clock = clock  # tests pin it, so a run never straddles a window
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()  # gunicorn's sync workers are single-threaded; the dev server is not
 
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         return ratelimit.hit(self.db, bucket, limit, window_seconds, now=self.clock())
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+    def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+        now = self.clock()
+        window_start, retry_after = _window(now, window_seconds)
+        with self._lock:
+            lease = self._leases.get(bucket)
+            if lease is None or lease.window_start != window_start:
+                lease = self._leases[bucket] = _Lease(window_start, 0, False)
+            if lease.left == 0 and not lease.full:
+                block = max(1, min(MAX_LEASE, limit // LEASE_SHARE))
+                hits = ratelimit.hit(self.db, bucket, limit, window_seconds, now=now, count=block).hits
+                # Granted: the part of this block that still fell within the limit.
+                lease.left = max(0, min(block, limit - (hits - block)))
+                lease.full = hits >= limit
+            if lease.left == 0:
+                return Verdict(False, limit + 1, retry_after)
+            lease.left -= 1
+            return Verdict(True, limit - lease.left, retry_after)
+
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
         window_start, retry_after = _window(self.clock(), window_seconds)
-        with self.db.read() as session:
-            hits = session.execute(select(RateCounter.hits).where(
-                RateCounter.bucket == bucket, RateCounter.window_start == window_start)).scalar_one_or_none() or 0
+        query = select(RateCounter.hits).where(RateCounter.bucket == bucket, RateCounter.window_start == window_start)
+        if session is not None:
+            hits = session.execute(query).scalar_one_or_none() or 0
+        else:
+            with self.db.read() as own_session:
+                hits = own_session.execute(query).scalar_one_or_none() or 0
         return Verdict(hits < limit, hits, retry_after)
 
 
@@ -70,7 +125,10 @@ class RedisLimiter:
         hits, _ = pipeline.execute()
         return Verdict(int(hits) <= limit, int(hits), retry_after)
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+    def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+        return self.hit(bucket, limit, window_seconds)  # one INCR is already cheap
+
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
         window_start, retry_after = _window(self.clock(), window_seconds)
         hits = int(self.client.get(f"{self.prefix}{bucket}:{window_start}") or 0)
         return Verdict(hits < limit, hits, retry_after)

@@ -90,18 +90,29 @@ def disable_merchant(session: Session, merchant_id: int) -> Merchant:
 
 def authenticate(session: Session, api_key: str, now: datetime | None = None) -> Merchant | None:
     """The active merchant this key belongs to, or None."""
+    found = authenticate_key(session, api_key, now)
+    return found[0] if found else None
+
+
+def authenticate_key(session: Session, api_key: str,
+                     now: datetime | None = None) -> tuple[Merchant, MerchantKey] | None:
+    """The active merchant with the key itself (for its ``expires_at``), or None."""
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 100:
         return None
     wanted = hash_key(api_key)
     # timing-safe: an index look-up by a SHA-256 the caller cannot steer; compared with compare_digest below.
-    key = session.execute(select(MerchantKey).where(MerchantKey.key_hash == wanted)).scalar_one_or_none()
-    if key is None or not hmac.compare_digest(key.key_hash, wanted):
+    # One query: the key with its merchant.
+    found = session.execute(select(MerchantKey, Merchant).join(Merchant, Merchant.id == MerchantKey.merchant_id)
+                            .where(MerchantKey.key_hash == wanted)).one_or_none()
+    if found is None:
+        return None
+    key, merchant = found
+    if not hmac.compare_digest(key.key_hash, wanted):
         return None
     now = now or utcnow()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         return None
-    merchant = key.merchant
-    return merchant if merchant.active else None
+    return (merchant, key) if merchant.active else None
 
 
 def _issue_key(session: Session, merchant_id: int) -> str:

@@ -33,14 +33,16 @@ class Verdict:
     retry_after_seconds: int
 
 
-def hit(db: Database, bucket: str, limit: int, window_seconds: int = 60, now: float | None = None) -> Verdict:
-    """Count one hit; ``allowed`` is False once ``limit`` hits fell in the current window."""
+def hit(db: Database, bucket: str, limit: int, window_seconds: int = 60, now: float | None = None,
+        count: int = 1) -> Verdict:
+    """Count ``count`` hits (one, or a lease's block); ``allowed`` is False once more than ``limit``
+    hits fell in the current window."""
     now = time.time() if now is None else now
     window_start = int(now // window_seconds * window_seconds)
     insert = pg_insert if db.is_postgres else sqlite_insert
     statement = (
-        insert(RateCounter).values(bucket=bucket, window_start=window_start, hits=1)
-        .on_conflict_do_update(index_elements=["bucket", "window_start"], set_={"hits": RateCounter.hits + 1})
+        insert(RateCounter).values(bucket=bucket, window_start=window_start, hits=count)
+        .on_conflict_do_update(index_elements=["bucket", "window_start"], set_={"hits": RateCounter.hits + count})
         .returning(RateCounter.hits)
     )
     with db.write() as session:

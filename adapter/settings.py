@@ -70,6 +70,9 @@ class ApiSettings(_Strict):
     # How long a redemption waits for a running twin with the same Idempotency-Key before
     # answering 409 (PostgreSQL; on SQLite writes queue and the twin replays).
     idempotency_wait_ms: int = Field(default=2_000, ge=10, le=30_000)
+    # A worker remembers a key that authenticated this long: a disabled or rotated-out key
+    # stops working within this time (0: look every key up on every request).
+    auth_cache_seconds: int = Field(default=5, ge=0, le=60)
     rate_limits: RateLimitSettings = RateLimitSettings()
 
 

@@ -11,6 +11,7 @@ from flask import Flask, request
 
 from adapter import web
 from adapter.api import balance, health, openapi, problems, redemptions
+from adapter.api.key_cache import KeyCache
 from adapter.limits import Limiter, limiter_for
 from adapter.logs import configure_logging
 from adapter.runtime import Runtime
@@ -32,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     _ = runtime.vault  # outside development mode: refuse to start without keys (crypto.KeysMissing)
     app.extensions["adapter_runtime"] = runtime
     app.extensions["adapter_limiter"] = limiter or limiter_for(runtime.db)
+    app.extensions["adapter_key_cache"] = KeyCache(settings.api.auth_cache_seconds)
     app.extensions["adapter_openapi"] = openapi.build_document(settings, API_VERSION)
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.json.sort_keys = False

@@ -8,6 +8,7 @@ the rest of the window, so even a hit teaches nothing.
 from __future__ import annotations
 
 from flask import current_app
+from sqlalchemy.orm import Session
 
 from adapter.api.problems import problem
 from adapter.limits import Limiter, balance_checks_bucket, unusable_passes_bucket
@@ -23,13 +24,15 @@ def limiter() -> Limiter:
 
 def count_balance_check(merchant: Merchant) -> None:
     limit = _limits().balance_checks_per_minute
-    _refuse_unless(limiter().hit(balance_checks_bucket(merchant.id), limit, WINDOW_SECONDS),
+    # Leased (see adapter.limits): one shared write per block of checks, never looser than the limit.
+    _refuse_unless(limiter().hit_leased(balance_checks_bucket(merchant.id), limit, WINDOW_SECONDS),
                    "Te veel saldochecks met deze sleutel in korte tijd.")
 
 
-def refuse_when_too_many_unusable(merchant: Merchant) -> None:
+def refuse_when_too_many_unusable(merchant: Merchant, session: Session | None = None) -> None:
+    """Exact, and checked before the look-up; in ``session`` (the look-up's transaction) when given."""
     limit = _limits().unknown_pass_lookups_per_minute
-    _refuse_unless(limiter().peek(unusable_passes_bucket(merchant.id), limit, WINDOW_SECONDS),
+    _refuse_unless(limiter().peek(unusable_passes_bucket(merchant.id), limit, WINDOW_SECONDS, session=session),
                    "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd.")
 
 

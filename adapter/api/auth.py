@@ -1,10 +1,15 @@
-"""Merchant API keys: ``Authorization: Bearer <key>``; the merchant lands in ``g.merchant``."""
+"""Merchant API keys: ``Authorization: Bearer <key>``; the merchant lands in ``g.merchant``.
+
+A key that authenticated is remembered per worker for ``api.auth_cache_seconds``
+(see ``adapter.api.key_cache``): a disabled or rotated-out key stops working within that time.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
 
 from adapter import merchants
+from adapter.api.key_cache import KeyCache
 from adapter.api.problems import problem
 from adapter.models import Merchant
 
@@ -26,10 +31,24 @@ def _authenticate() -> None:
         raise problem("unauthorized", "Geen API-sleutel meegestuurd. Stuur de header "
                                       "'Authorization: Bearer <sleutel>' met de sleutel van uw winkel.",
                       headers={"WWW-Authenticate": REALM})
-    with current_app.extensions["adapter_runtime"].db.read() as session:
-        merchant = merchants.authenticate(session, api_key.strip())
+    merchant = _merchant_for(api_key.strip())
     if merchant is None:
         raise problem("unauthorized", "Deze API-sleutel is onbekend, verlopen of ingetrokken. Controleer de "
                                       "sleutel in het kassasysteem of vraag de gemeente om een nieuwe.",
                       headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
     g.merchant = merchant
+
+
+def _merchant_for(api_key: str) -> Merchant | None:
+    cache: KeyCache = current_app.extensions["adapter_key_cache"]
+    key_hash = merchants.hash_key(api_key)
+    merchant = cache.get(key_hash)
+    if merchant is not None:
+        return merchant
+    with current_app.extensions["adapter_runtime"].db.read() as session:
+        found = merchants.authenticate_key(session, api_key, now=cache.now())
+    if found is None:
+        return None
+    merchant, key = found
+    cache.put(key_hash, merchant, key.expires_at)
+    return merchant

@@ -21,10 +21,10 @@ def check_balance():  # type: ignore[no-untyped-def]
     body = parse_body(BalanceCheckRequest)
     merchant = current_merchant()
     abuse.count_balance_check(merchant)
-    abuse.refuse_when_too_many_unusable(merchant)
     adapter_runtime = runtime()
     try:
-        with adapter_runtime.db.read() as session:
+        with adapter_runtime.db.read() as session:  # one read transaction: the limit check, then the look-up
+            abuse.refuse_when_too_many_unusable(merchant, session)
             view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today(),
                                          expiry_grace_days=adapter_runtime.expiry_grace_days)
     except counter.PassNotUsable:

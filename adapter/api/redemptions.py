@@ -33,15 +33,16 @@ def create_redemption():  # type: ignore[no-untyped-def]
     require_no_query()
     body = parse_body(RedemptionCreate, extra_problems=idempotency_key_problems())
     merchant = current_merchant()
-    abuse.refuse_when_too_many_unusable(merchant)
     settings = runtime().settings
     try:
+        # One write transaction: the enumeration check, the key's record, the look-up, the debit.
         outcome = counter.redeem(
             runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
             idempotency_key=request.headers["Idempotency-Key"],
             fingerprint=fingerprint("POST /v1/redemptions", body), today=today(),
-            in_progress_wait_ms=settings.api.idempotency_wait_ms)
+            in_progress_wait_ms=settings.api.idempotency_wait_ms,
+            guard=lambda session: abuse.refuse_when_too_many_unusable(merchant, session))
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

@@ -92,7 +92,16 @@ def test_keys_missing_wrong_rotated_and_disabled(api):
     assert api.check(rotated.api_key, child.pass_number).status_code == 200
     with api.db.write() as session:
         merchants.disable_merchant(session, issued.merchant_id)
+    _age_key_cache(api)  # a worker remembers a good key for api.auth_cache_seconds (test_key_cache.py)
     assert api.check(rotated.api_key, child.pass_number).status_code == 401
+    assert api.check(issued.api_key, child.pass_number).status_code == 401
+
+
+def _age_key_cache(api) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    cache = api.app.extensions["adapter_key_cache"]
+    cache.clock = lambda: time.time() + cache.ttl_seconds
 
 
 def test_every_answer_carries_the_api_version_and_utc_times(api):
