@@ -25,12 +25,13 @@ DEMO_PASS_NUMBERS = tuple(f"6400000000000{suffix}" for suffix in ("011", "029", 
                                                                     "086", "094", "102"))
 ISSUED_PASS_NUMBERS: set[str] = set(DEMO_PASS_NUMBERS)
 # Factories number their passes like this; a full one of these in a log line is a leak.
-FACTORY_PASS_NUMBER = re.compile(r"(?<!\d)64000000\d{8}(?!\d)")
+FACTORY_PASS_NUMBER = re.compile(r"(?<!\d)64100000\d{8}(?!\d)")
 _LONG_DIGIT_RUN = re.compile(r"(?<!\d)\d{10,19}(?!\d)")
 
 
 def issue_pass_number(number: int) -> str:
-    pass_number = f"64000000{number:08d}"
+    # 6410...: apart from the demo export's 6400... numbers, so the two never collide in one database.
+    pass_number = f"64100000{number:08d}"
     ISSUED_PASS_NUMBERS.add(pass_number)
     return pass_number
 
