@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -72,22 +72,31 @@ def bsn_check_digit(first_eight: str) -> int | None:
     return None if check == 10 else check
 
 
-def _eleven_proof_range(prefix: str) -> list[str]:
-    free = 8 - len(prefix)
-    numbers = []
-    for middle in range(10 ** free):
-        first_eight = f"{prefix}{middle:0{free}d}"
-        check = bsn_check_digit(first_eight)
-        if check is not None:
-            numbers.append(f"{first_eight}{check}")
-    return numbers
+def _eleven_proof_numbers(prefixes: Iterable[str]) -> Iterator[str]:
+    """Every 11-proof number under each prefix in turn, in order: unique, streamed, never a list."""
+    for prefix in prefixes:
+        free = 8 - len(prefix)
+        for middle in range(10 ** free):
+            first_eight = f"{prefix}{middle:0{free}d}"
+            check = bsn_check_digit(first_eight)
+            if check is not None:
+                yield f"{first_eight}{check}"
 
 
-# The BRP test numbers start with 9999; these do too, so nobody mistakes them for
-# real ones. About 9,000 numbers: at large sizes BSNs repeat across households.
-FAKE_BSNS = _eleven_proof_range("9999")
-# 0999 9xxxx: a leading zero a spreadsheet drops (8 digits in the export).
-FAKE_BSNS_WITH_LEADING_ZERO = _eleven_proof_range("09999")
+class _BsnSource:
+    """Hands out each fake BSN once: one person, one BSN, as in the BRP.
+
+    The main range starts at 99xxxxxxx (the BRP test numbers start with 9999 too, so
+    nobody mistakes them for real ones) and continues below it for very large sizes;
+    0999xxxxx has a leading zero a spreadsheet drops (8 digits in the export).
+    """
+
+    def __init__(self) -> None:
+        self._plain = _eleven_proof_numbers(f"{first}{second}" for first in "9" for second in "9876543210")
+        self._leading_zero = _eleven_proof_numbers(f"0{middle}" for middle in ("999", "998", "997", "996"))
+
+    def next(self, lost_leading_zero: bool) -> str:
+        return next(self._leading_zero if lost_leading_zero else self._plain)
 
 
 # -- the population ------------------------------------------------------------
@@ -140,14 +149,16 @@ def iter_households(households: int, *, seed: int = 1, pass_year: int | None = N
     population = random.Random(f"stadspas-population-{seed}")
     changes = random.Random(f"stadspas-next-night-{seed}")
     pass_counter = 0
+    bsns = _BsnSource()
     for index in range(1, households + 1):
-        household, pass_counter = _household(population, index, pass_year, pass_counter)
+        household, pass_counter = _household(population, index, pass_year, pass_counter, bsns)
         if next_night:
             household = _next_night(changes, household, pass_year)
         yield household
 
 
-def _household(rng: random.Random, index: int, pass_year: int, pass_counter: int) -> tuple[HouseholdData, int]:
+def _household(rng: random.Random, index: int, pass_year: int, pass_counter: int,
+               bsns: _BsnSource) -> tuple[HouseholdData, int]:
     prefix, surname = rng.choice(_SURNAMES)
     adult_count = rng.choice((1, 2))
     child_count = rng.randint(1, 4)
@@ -156,10 +167,7 @@ def _household(rng: random.Random, index: int, pass_year: int, pass_counter: int
         is_child = member >= adult_count
         age = rng.randint(4, 17) if is_child else rng.randint(24, 58)
         birth_date = date(pass_year - age, 1, 1) + timedelta(days=rng.randrange(365))
-        if rng.random() < LOST_ZERO_SHARE:
-            bsn = rng.choice(FAKE_BSNS_WITH_LEADING_ZERO)
-        else:
-            bsn = rng.choice(FAKE_BSNS)
+        bsn = bsns.next(lost_leading_zero=rng.random() < LOST_ZERO_SHARE)
         first_names = rng.choice(_FIRST_NAMES_CHILD if is_child else _FIRST_NAMES_ADULT)
         passes, pass_counter = _passes(rng, pass_year, pass_counter)
         members.append(Person(
