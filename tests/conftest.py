@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -75,6 +76,32 @@ class PostgresDatabases:
     def _run(self, sql: str) -> None:
         with self.admin.connect() as connection:
             connection.execute(text(sql))
+
+
+def service_missing(reason: str) -> NoReturn:
+    """A service or tool a test needs is absent: skip on a developer's machine, fail in CI.
+
+    `.ci/run` starts Redis and installs wrk and Chromium, and sets REQUIRE_POSTGRES=1; there a
+    missing service is a broken CI step, never a reason to pass with less tested.
+    """
+    if os.environ.get("REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"REQUIRE_POSTGRES=1 (CI) but {reason}")
+    pytest.skip(reason)
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def redis_limiter(clock: Callable[[], float]):  # type: ignore[no-untyped-def]
+    """A Redis limiter on a fresh key prefix, for the tests that run the limits on both backends."""
+    from adapter.limits import RedisLimiter
+
+    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=clock)
+    try:
+        limiter.client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
+        service_missing(f"no Redis answers on {REDIS_URL} ({type(exc).__name__})")
+    return limiter
 
 
 @pytest.fixture(scope="session")

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import random
-import uuid
 
 import pytest
 
 from adapter.limits import DatabaseLimiter, RedisLimiter
 from adapter.models import PassState
 from tests.api.conftest import build_api
+from tests.conftest import REDIS_URL, redis_limiter
 
 PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def _redis_limiter() -> RedisLimiter:
-    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=lambda: PINNED)
-    try:
-        limiter.client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
-        pytest.skip(f"no Redis answers on {REDIS_URL} ({type(exc).__name__}); the Redis backend is untested here")
-    return limiter
+    return redis_limiter(clock=lambda: PINNED)
 
 
 @pytest.fixture(params=["database", "redis"])

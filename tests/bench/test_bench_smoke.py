@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.report import targets
-from tests.conftest import REPO, postgres_url_or_skip
+from tests.conftest import REPO, postgres_url_or_skip, service_missing
 
 SMOKE_SIZES = {"scaling": (200, 2_000), "databases": ("sqlite", "postgres"), "workers": (2,)}
 
@@ -60,7 +60,7 @@ def expected_figures() -> dict[str, str | None]:
 def smoke_result(tmp_path_factory) -> dict:
     server = postgres_url_or_skip()
     if shutil.which("wrk") is None:
-        pytest.skip("the API bench needs wrk (apt-get install wrk; .ci/run installs it)")
+        service_missing("the API bench needs wrk (apt-get install wrk; .ci/run installs it)")
     out = tmp_path_factory.mktemp("bench-results")
     before = set((REPO / "bench" / "results").glob("*")) if (REPO / "bench" / "results").exists() else set()
     completed = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out),

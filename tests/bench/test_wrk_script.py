@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.conftest import service_missing
+
 from bench.api_bench import run_wrk
 from bench.wrk_script import write_script
 
@@ -36,7 +38,7 @@ class _Recorder(BaseHTTPRequestHandler):
 def recorder():
     wrk = shutil.which("wrk")
     if wrk is None:
-        pytest.skip("needs wrk (apt-get install wrk; .ci/run installs it)")
+        service_missing("the API bench needs wrk (apt-get install wrk; .ci/run installs it)")
     _Recorder.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -5,7 +5,6 @@ like the API, refusals look the same for real and unknown passes, replays answer
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -20,12 +19,11 @@ from adapter.limits import DatabaseLimiter, RedisLimiter
 from adapter.models import EntryKind, LedgerEntry, Pass, PassState, utcnow
 from adapter.periods import local_day
 from tests import factories
-from tests.conftest import make_settings
+from tests.conftest import make_settings, redis_limiter
 
 PINNED = 1_800_000_030.0  # 30 s into a minute: every hit of a test falls in the same window
 UNKNOWN_LIMIT = 3
 UNKNOWN_PASS = "6400999999999999"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @dataclass
@@ -77,12 +75,7 @@ def counter(request, tmp_path: Path, sqlite_url: str, vault) -> Iterator[Counter
 
 
 def _redis_limiter() -> RedisLimiter:
-    limiter = RedisLimiter(REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:", clock=lambda: PINNED)
-    try:
-        limiter.client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no Redis here"
-        pytest.skip(f"no Redis answers on {REDIS_URL} ({type(exc).__name__}); the Redis backend is untested here")
-    return limiter
+    return redis_limiter(clock=lambda: PINNED)
 
 
 def _without_form_tokens(page: str) -> str:
