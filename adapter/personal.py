@@ -24,6 +24,8 @@ from adapter.records import CardholderRecord
 _KEYS = {"bsn": "b", "first_names": "f", "initials": "i", "surname_prefix": "p", "surname": "s",
          "birth_date": "d"}
 _NAMES = {short: name for name, short in _KEYS.items()}
+# One encoder for every call: json.dumps with options builds a new one each time, a third of sealing's cost.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class UnreadablePersonalData(ValueError):
@@ -68,12 +70,11 @@ def open_sealed(vault: Vault, token: str | None) -> PersonalFields:
 
 
 def _dumps(personal: PersonalFields) -> str:
-    packed: dict[str, str] = {}
-    for name, short in _KEYS.items():
-        value = getattr(personal, name)
-        if value is not None:
-            packed[short] = value.isoformat() if isinstance(value, date) else value
-    return json.dumps(packed, ensure_ascii=False, separators=(",", ":"))
+    # The short keys of _KEYS, written out: this runs once per new or changed cardholder in a sync.
+    birth = personal.birth_date
+    packed = {"b": personal.bsn, "f": personal.first_names, "i": personal.initials, "p": personal.surname_prefix,
+              "s": personal.surname, "d": birth.isoformat() if birth is not None else None}
+    return _ENCODER.encode({short: value for short, value in packed.items() if value is not None})
 
 
 def _loads(text: str) -> PersonalFields:
