@@ -25,6 +25,7 @@ from adapter import ledger
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, utcnow
+from adapter.personal import PersonalFields, open_sealed
 
 MAX_PASS_NUMBER_LENGTH = 32
 
@@ -73,9 +74,10 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
     grace = timedelta(days=expiry_grace_days)
     card, holder, budgets = _usable_pass_with_budgets(session, pass_number, today, with_holder=True)
     assert holder is not None
+    personal = open_sealed(vault, holder.personal_encrypted)
     return BalanceView(
         pass_status=card.status.value, valid_until=card.valid_until,
-        holder_name=_display_name(vault, holder), age=_age(vault, holder, today),
+        holder_name=_display_name(personal), age=_age(personal, today),
         budgets=[BudgetView(budget.id, budget.rule_name, budget.category, budget.balance_cents,
                             budget.period_end + grace, merchant.may_redeem(budget.category)) for budget in budgets],
         as_of=utcnow())
@@ -154,16 +156,15 @@ def _choose_budget(budgets: list[Budget], *, category: str | None, budget_id: in
     return matching[0]
 
 
-def _display_name(vault: Vault, holder: Cardholder) -> str:
-    first_names = vault.decrypt(holder.first_names_encrypted)
+def _display_name(personal: PersonalFields) -> str:
+    first_names = personal.first_names
     if first_names and first_names.strip():
         return first_names.split()[0]
-    return vault.decrypt(holder.initials_encrypted) or ""
+    return personal.initials or ""
 
 
-def _age(vault: Vault, holder: Cardholder, today: date) -> int | None:
-    birth_text = vault.decrypt(holder.birth_date_encrypted)
-    if not birth_text:
+def _age(personal: PersonalFields, today: date) -> int | None:
+    born = personal.birth_date
+    if born is None:
         return None
-    born = date.fromisoformat(birth_text)
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

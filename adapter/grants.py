@@ -29,6 +29,7 @@ from adapter import ledger
 from adapter.bulk import insert_rows
 from adapter.crypto import Vault
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
+from adapter.personal import open_sealed
 from adapter.rules import BudgetRules, PassFacts
 
 _CHUNK = 500
@@ -63,7 +64,7 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     # whatever the caller added through the ORM.
     session.flush()
     holders = session.connection().execute(
-        select(Cardholder.id, Cardholder.birth_date_encrypted, Cardholder.is_child).where(*candidates)
+        select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child).where(*candidates)
         .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
     ).all()
     if not holders:
@@ -129,11 +130,11 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
     # Children born the same day with the same pass facts are entitled to the same amounts; an export has
     # a few thousand such combinations for hundreds of thousands of children, so each is judged once.
     entitlements: dict[tuple, list[int]] = {}
-    for holder_id, birth_token, is_child in holders:
+    for holder_id, personal_token, is_child in holders:
         passes = passes_by_holder.get(holder_id)
         if is_child is False or not passes:
             continue
-        birth_date = _birth_date(vault, holder_id, birth_token, known_birth_dates)
+        birth_date = _birth_date(vault, holder_id, personal_token, known_birth_dates)
         facts = (birth_date, is_child, tuple(passes))
         amounts = entitlements.get(facts)
         if amounts is None:
@@ -167,8 +168,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
 def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:
     if holder_id in known:
         return known[holder_id]
-    text = vault.decrypt(token)
-    return date.fromisoformat(text) if text else None
+    return open_sealed(vault, token).birth_date
 
 
 def _mark_judged(session: Session, holder_ids: list[int], rules_key: str, source: str | None) -> None:

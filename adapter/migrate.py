@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,17 @@ from adapter.db import Database
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from adapter.crypto import Vault
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The key under which a migration finds the encryption keys (``needs_vault``) in the Alembic config.
+VAULT_ATTRIBUTE = "vault"
+
+VaultProvider = Callable[[], "Vault"]
+
+
+class KeysNeeded(RuntimeError):
+    """A migration must re-encrypt stored personal data and was given no keys."""
 
 
 def alembic_config(database: Database) -> Config:
@@ -25,22 +36,40 @@ def alembic_config(database: Database) -> Config:
     return config
 
 
-def upgrade(database: Database, revision: str = "head") -> None:
+def upgrade(database: Database, revision: str = "head", *, vault: VaultProvider | None = None) -> None:
+    """Migrate forwards. ``vault`` is asked for the keys only if a migration must re-encrypt stored rows,
+    so an empty database (a fresh install, a test) migrates without any keys."""
     from alembic import command
 
     config = alembic_config(database)
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes[VAULT_ATTRIBUTE] = vault
         command.upgrade(config, revision)
 
 
-def downgrade(database: Database, revision: str) -> None:
+def downgrade(database: Database, revision: str, *, vault: VaultProvider | None = None) -> None:
     from alembic import command
 
     config = alembic_config(database)
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes[VAULT_ATTRIBUTE] = vault
         command.downgrade(config, revision)
+
+
+def needs_vault(provider: VaultProvider | None, why: str) -> Vault:
+    """The keys for a migration that re-encrypts rows; a refusal an operator can act on when there are none."""
+    from adapter.crypto import KeysMissing
+
+    advice = ("run `stadspas-adapter db upgrade` with the same ADAPTER_ENCRYPTION_KEYS and ADAPTER_BLIND_INDEX_KEY "
+              "the service uses (new keys cannot read the stored rows); nothing was changed")
+    if provider is None:
+        raise KeysNeeded(f"{why}; {advice}")
+    try:
+        return provider()
+    except KeysMissing as exc:
+        raise KeysNeeded(f"{why}, and the keys are missing ({exc}); {advice}") from None
 
 
 def head_revision() -> str:

@@ -125,14 +125,9 @@ class Cardholder(Base):
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
     source: Mapped[str] = mapped_column(String(64))
     source_key: Mapped[str] = mapped_column(String(128))
-    # Personal data, encrypted (adapter.crypto). bsn_index is the keyed blind index.
-    bsn_encrypted: Mapped[str | None] = mapped_column(Text)
+    # BSN, names and birth date as one encrypted token (adapter.personal); bsn_index is the keyed blind index.
+    personal_encrypted: Mapped[str | None] = mapped_column(Text)
     bsn_index: Mapped[str | None] = mapped_column(String(64), index=True)
-    first_names_encrypted: Mapped[str | None] = mapped_column(Text)
-    initials_encrypted: Mapped[str | None] = mapped_column(Text)
-    surname_prefix_encrypted: Mapped[str | None] = mapped_column(Text)
-    surname_encrypted: Mapped[str | None] = mapped_column(Text)
-    birth_date_encrypted: Mapped[str | None] = mapped_column(Text)
     is_child: Mapped[bool | None] = mapped_column(Boolean)
     # Keyed hash of the mapped source fields: an unchanged record is skipped, not rewritten.
     content_hash: Mapped[str | None] = mapped_column(String(64))

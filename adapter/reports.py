@@ -31,6 +31,7 @@ from adapter.models import (
     SyncStatus,
 )
 from adapter.periods import LOCAL_ZONE, Period, local_midnight_utc, local_month
+from adapter.personal import open_sealed
 
 NO_CATEGORY = "(geen)"
 AGE_BANDS = ((0, 3, "0-3"), (4, 11, "4-11"), (12, 17, "12-17"), (18, 200, "18+"))
@@ -126,12 +127,12 @@ def _birth_dates(session: Session, vault: Vault, cardholder_ids: set[int]) -> di
     found: dict[int, date] = {}
     if not cardholder_ids:
         return found
-    for holder_id, encrypted in session.execute(
-        select(Cardholder.id, Cardholder.birth_date_encrypted).where(Cardholder.id.in_(cardholder_ids))
+    for holder_id, token in session.execute(
+        select(Cardholder.id, Cardholder.personal_encrypted).where(Cardholder.id.in_(cardholder_ids))
     ):
-        text = vault.decrypt(encrypted) if encrypted else None
-        if text:
-            found[holder_id] = date.fromisoformat(text)
+        born = open_sealed(vault, token).birth_date
+        if born is not None:
+            found[holder_id] = born
     return found
 
 

@@ -52,6 +52,7 @@ from adapter.models import (
     SyncStatus,
     utcnow,
 )
+from adapter.personal import PersonalFields, seal
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.rules import BudgetRules
 from adapter.settings import SyncSettings
@@ -377,8 +378,8 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
 
 
 def _encrypted_columns(vault: Vault, records: list[CardholderRecord]) -> Iterator[dict[str, object]]:
-    """The personal columns of each record, in order. Encryption is most of a first sync's work
-    (four Fernet tokens per cardholder), so a large batch is spread over the machine's cores."""
+    """The personal columns of each record, in order. Encryption is the largest part of a first sync's
+    work (one Fernet token per cardholder), so a large batch is spread over the machine's cores."""
     workers = min(os.cpu_count() or 1, 8)
     if len(records) < PARALLEL_ENCRYPTION_FROM or workers < 2:
         yield from (_personal_columns(vault, record) for record in records)
@@ -412,13 +413,8 @@ def _encrypt_chunk(records: list[CardholderRecord]) -> list[dict[str, object]]:
 
 def _personal_columns(vault: Vault, record: CardholderRecord) -> dict[str, object]:
     return {
-        "bsn_encrypted": vault.encrypt(record.bsn),
+        "personal_encrypted": seal(vault, PersonalFields.of(record)),
         "bsn_index": vault.blind_index(record.bsn) if record.bsn else None,
-        "first_names_encrypted": vault.encrypt(record.first_names),
-        "initials_encrypted": vault.encrypt(record.initials),
-        "surname_prefix_encrypted": vault.encrypt(record.surname_prefix),
-        "surname_encrypted": vault.encrypt(record.surname),
-        "birth_date_encrypted": vault.encrypt(record.birth_date.isoformat() if record.birth_date else None),
         "is_child": record.is_child,
     }
 

@@ -31,6 +31,7 @@ from adapter import ledger, merchants
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, Cardholder, Household, Pass, PassState
+from adapter.personal import PersonalFields, seal
 from bench.floor_app import DATABASE_ENV, FLOOR_TABLES
 from bench.measure import Figure
 from bench.wrk_script import write_script
@@ -82,8 +83,8 @@ def seed(database_url: str, vault: Vault, passes: int) -> Seeded:
                     session.add(household)
                     session.flush()
                     holder = Cardholder(household_id=household.id, source="bench", source_key=f"P{index}",
-                                        first_names_encrypted=vault.encrypt("Zoë"),
-                                        birth_date_encrypted=vault.encrypt("2015-06-01"), is_child=True)
+                                        personal_encrypted=seal(vault, PersonalFields(
+                                            first_names="Zoë", birth_date=date(2015, 6, 1))), is_child=True)
                     session.add(holder)
                     session.flush()
                     number = f"70643660{index:08d}"

@@ -10,6 +10,7 @@ from adapter import ledger, merchants
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, Cardholder, Household, Pass, PassState
+from adapter.personal import PersonalFields, seal
 from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, issue_pass_number
 
 _sequence = itertools.count(1)
@@ -32,10 +33,10 @@ def child_with_budget(db: Database, vault: Vault, *, amount_cents: int = 10_000,
         session.add(household)
         session.flush()
         holder = Cardholder(household_id=household.id, source="test", source_key=f"C{number}",
-                            bsn_encrypted=vault.encrypt(bsn), bsn_index=vault.blind_index(bsn),
-                            first_names_encrypted=vault.encrypt("Sanne"),
-                            surname_encrypted=vault.encrypt(FIXTURE_SURNAMES[0]),
-                            birth_date_encrypted=vault.encrypt(FIXTURE_BIRTH_DATES[0]), is_child=True)
+                            personal_encrypted=seal(vault, PersonalFields(
+                                bsn=bsn, first_names="Sanne", surname=FIXTURE_SURNAMES[0],
+                                birth_date=date.fromisoformat(FIXTURE_BIRTH_DATES[0]))),
+                            bsn_index=vault.blind_index(bsn), is_child=True)
         session.add(holder)
         session.flush()
         pass_number = issue_pass_number(number)

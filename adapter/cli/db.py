@@ -19,7 +19,11 @@ def db_group() -> None:
 def db_upgrade(cli: CliContext, revision: str) -> None:
     """Create the schema or migrate it to the newest version."""
     database = cli.runtime.db
-    migrate.upgrade(database, revision)
+    try:
+        # The keys are read only if a migration must re-encrypt stored personal data.
+        migrate.upgrade(database, revision, vault=lambda: cli.runtime.vault)
+    except migrate.KeysNeeded as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at revision {migrate.current_revision(database)} ({database.engine.dialect.name})")
 
 

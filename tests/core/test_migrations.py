@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date, datetime, timezone
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
 
 from adapter import migrate
+from adapter.cli import cli
+from adapter.crypto import ENCRYPTION_KEYS_ENV, KeysMissing, Vault
 from adapter.db import Database
+from adapter.personal import PersonalFields, open_sealed
 from adapter.schema import metadata
+from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, find_personal_data_at_rest
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def test_schema_matches_models_and_round_trips(database_url):
@@ -23,6 +35,119 @@ def test_schema_matches_models_and_round_trips(database_url):
         assert migrate.current_revision(database) is None
         migrate.upgrade(database)
         assert set(metadata.tables) <= set(inspect(database.engine).get_table_names())
+        assert migrate.is_current(database)
+    finally:
+        database.dispose()
+
+
+# Migration 0005: six tokens per cardholder become one, and back.
+SIX_FIELDS = ("bsn", "first_names", "initials", "surname_prefix", "surname", "birth_date")
+PEOPLE = [
+    {"bsn": TEST_BSNS[0], "first_names": "Sanne Maria", "initials": "S.M.", "surname_prefix": "van",
+     "surname": FIXTURE_SURNAMES[0], "birth_date": FIXTURE_BIRTH_DATES[0]},
+    {"bsn": TEST_BSNS[5], "first_names": None, "initials": "J.", "surname_prefix": None,
+     "surname": FIXTURE_SURNAMES[1], "birth_date": None},
+    {name: None for name in SIX_FIELDS},  # erased by retention: stays without personal data
+]
+OTHER_COLUMNS = ("id", "bsn_index", "content_hash", "updated_at")
+
+
+def _at_0004_with_six_tokens(database: Database, vault: Vault) -> None:
+    migrate.downgrade(database, "0004")  # empty: no keys needed
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO households (id, source, source_key, created_at, updated_at) "
+                                "VALUES (1, 'test', 'H1', :now, :now)"), {"now": NOW})
+        for number, person in enumerate(PEOPLE, start=1):
+            tokens = {f"{name}_encrypted": vault.encrypt(value) for name, value in person.items()}
+            connection.execute(text(
+                "INSERT INTO cardholders (id, household_id, source, source_key, status, bsn_index, content_hash, "
+                "created_at, updated_at, " + ", ".join(tokens) + ") VALUES (:id, 1, 'test', :key, 'active', "
+                ":bsn_index, :content_hash, :now, :now, " + ", ".join(f":{column}" for column in tokens) + ")"),
+                {"id": number, "key": f"C{number}", "now": NOW, "content_hash": f"hash{number}",
+                 "bsn_index": vault.blind_index(person["bsn"]) if person["bsn"] else None, **tokens})
+
+
+def _other_columns(database: Database) -> list[tuple]:
+    with database.engine.connect() as connection:
+        return connection.execute(text(f"SELECT {', '.join(OTHER_COLUMNS)} FROM cardholders ORDER BY id")).all()
+
+
+def _as_fields(person: dict[str, str | None]) -> PersonalFields:
+    birth = person["birth_date"]
+    return PersonalFields(**{**person, "birth_date": date.fromisoformat(birth) if birth else None})
+
+
+def test_0005_seals_stored_rows_into_one_token_and_back(database_url, vault):
+    database = Database(database_url)
+    try:
+        _at_0004_with_six_tokens(database, vault)
+        before = _other_columns(database)
+
+        migrate.upgrade(database, vault=lambda: vault)
+
+        assert migrate.is_current(database)
+        columns = {column["name"] for column in inspect(database.engine).get_columns("cardholders")}
+        assert "personal_encrypted" in columns and not columns & {f"{name}_encrypted" for name in SIX_FIELDS}
+        with database.engine.connect() as connection:
+            tokens = connection.execute(text("SELECT personal_encrypted FROM cardholders ORDER BY id")).scalars().all()
+        assert tokens[2] is None  # no personal data, no token
+        assert [open_sealed(vault, token) for token in tokens] == [_as_fields(person) for person in PEOPLE]
+        assert _other_columns(database) == before  # blind index, content hash and timestamps untouched
+
+        migrate.downgrade(database, "0004", vault=lambda: vault)
+
+        with database.engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT " + ", ".join(f"{name}_encrypted" for name in SIX_FIELDS) + " FROM cardholders ORDER BY id"
+            )).all()
+        assert [dict(zip(SIX_FIELDS, map(vault.decrypt, row))) for row in rows] == PEOPLE
+        assert _other_columns(database) == before
+    finally:
+        database.dispose()
+
+
+def test_0005_refuses_stored_rows_without_keys_and_changes_nothing(database_url, vault):
+    database = Database(database_url)
+    try:
+        _at_0004_with_six_tokens(database, vault)
+
+        def no_keys() -> Vault:
+            raise KeysMissing("ADAPTER_ENCRYPTION_KEYS and ADAPTER_BLIND_INDEX_KEY must be set")
+
+        for provider in (None, no_keys):
+            with pytest.raises(migrate.KeysNeeded) as refused:
+                migrate.upgrade(database, vault=provider)
+            message = str(refused.value)
+            assert "ADAPTER_ENCRYPTION_KEYS" in message and "nothing was changed" in message
+            assert find_personal_data_at_rest(message.encode()) == []
+            assert migrate.current_revision(database) == "0004"
+            with database.engine.connect() as connection:
+                stored = connection.execute(text("SELECT bsn_encrypted FROM cardholders ORDER BY id")).scalars().all()
+            assert [vault.decrypt(token) for token in stored] == [person["bsn"] for person in PEOPLE]
+    finally:
+        database.dispose()
+
+
+def test_cli_upgrade_reads_the_keys_only_for_stored_rows(tmp_path, sqlite_url, vault, monkeypatch):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    database = Database(sqlite_url)
+    try:
+        migrate.downgrade(database, "0004")
+        monkeypatch.delenv(ENCRYPTION_KEYS_ENV)
+        runner = CliRunner()
+        empty = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
+        assert empty.exit_code == 0, empty.output  # a fresh install needs no keys to create its schema
+
+        _at_0004_with_six_tokens(database, vault)
+        refused = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
+        assert refused.exit_code == 1 and "re-encrypts" in refused.output and "nothing was changed" in refused.output
+        assert migrate.current_revision(database) == "0004"
+
+        monkeypatch.setenv(ENCRYPTION_KEYS_ENV, TEST_ENCRYPTION_KEY)
+        upgraded = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
+        assert upgraded.exit_code == 0, upgraded.output
         assert migrate.is_current(database)
     finally:
         database.dispose()

@@ -15,6 +15,7 @@ from adapter.db import Database
 from adapter.demo import load_demo
 from adapter.runtime import Runtime
 from adapter.lookup import NotABsn, find_cardholder_by_bsn
+from adapter.personal import open_sealed
 from tests import factories
 from tests.conftest import make_settings
 from tests.fixture_personal_data import TEST_BSNS, find_personal_data_at_rest
@@ -54,10 +55,10 @@ def test_find_by_bsn_through_the_blind_index(db, vault, tmp_path):
     _fill(db, vault, tmp_path, every_bsn=False)
     with db.read() as session:
         holder = find_cardholder_by_bsn(session, vault, "999993847")
-        assert holder is not None and vault.decrypt(holder.first_names_encrypted) == "Yasmina"
+        assert holder is not None and open_sealed(vault, holder.personal_encrypted).first_names == "Yasmina"
         # A spreadsheet dropped the leading zeros: 8 digits are padded back.
         padded = find_cardholder_by_bsn(session, vault, "00009921")
-        assert padded is not None and vault.decrypt(padded.bsn_encrypted) == "000009921"
+        assert padded is not None and open_sealed(vault, padded.personal_encrypted).bsn == "000009921"
         assert find_cardholder_by_bsn(session, vault, "123456782") is None
         with pytest.raises(NotABsn) as refused:
             find_cardholder_by_bsn(session, vault, "Jansen 999993653")

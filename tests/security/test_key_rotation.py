@@ -19,10 +19,10 @@ from adapter.cli import cli
 from adapter.crypto import ENCRYPTION_KEYS_ENV, Vault
 from adapter.db import Database
 from adapter.models import Cardholder, Household
+from adapter.personal import PersonalFields, open_sealed, seal
 from tests.conftest import TEST_BLIND_INDEX_KEY
-from tests.security.people import add_cardholders, person
+from tests.security.people import add_cardholders, person, personal_fields
 
-PERSONAL = ("bsn", "first_names", "initials", "surname_prefix", "surname", "birth_date")
 KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 
@@ -30,11 +30,10 @@ def _vault(*keys: str) -> Vault:
     return Vault(list(keys), TEST_BLIND_INDEX_KEY)
 
 
-def _decrypted(db: Database, vault: Vault) -> list[dict[str, str | None]]:
+def _decrypted(db: Database, vault: Vault) -> list[PersonalFields]:
     with db.read() as session:
-        holders = session.execute(select(Cardholder).order_by(Cardholder.id)).scalars().all()
-        return [{name: vault.decrypt(getattr(holder, f"{name}_encrypted")) for name in PERSONAL}
-                for holder in holders]
+        tokens = session.execute(select(Cardholder.personal_encrypted).order_by(Cardholder.id)).scalars().all()
+        return [open_sealed(vault, token) for token in tokens]
 
 
 class Crash(Exception):
@@ -43,7 +42,7 @@ class Crash(Exception):
 
 def test_rotate_then_remove_the_old_key(db):
     ids = add_cardholders(db, _vault(KEY_1), 23)
-    expected = [person(index) for index in range(len(ids))]
+    expected = [personal_fields(person(index)) for index in range(len(ids))]
 
     report = key_rotation.rotate(db, _vault(KEY_2, KEY_1), actor="operator:test", batch_size=5)
     assert report.rows_rewritten == 23 and report.tables[0].batches == 5
@@ -72,7 +71,7 @@ def test_a_crashed_rotation_finishes_when_run_again(db):
 
     rerun = key_rotation.rotate(db, rotating, actor="operator:test", batch_size=4)
     assert rerun.rows_examined == 30 and rerun.rows_rewritten == 18  # finished batches are skipped
-    assert _decrypted(db, _vault(KEY_2)) == [person(index) for index in range(30)]
+    assert _decrypted(db, _vault(KEY_2)) == [personal_fields(person(index)) for index in range(30)]
 
 
 def test_cli_rotate_and_check(tmp_path, database_url, monkeypatch):
@@ -115,7 +114,7 @@ def test_rotation_of_any_values_under_any_old_keys(sqlite_template, values, old_
             for index, value in enumerate(values):
                 writer = _vault(pool[old_keys[index % len(old_keys)]])
                 session.add(Cardholder(household_id=household.id, source="fuzz", source_key=str(index),
-                                       surname_encrypted=writer.encrypt(value), bsn_encrypted=writer.encrypt("1")))
+                                       personal_encrypted=seal(writer, PersonalFields(bsn="1", surname=value))))
         rotating = _vault(newest, *pool)
 
         def crash(progress: key_rotation.TableProgress) -> None:
@@ -128,8 +127,8 @@ def test_rotation_of_any_values_under_any_old_keys(sqlite_template, values, old_
             key_rotation.rotate(db, rotating, actor="fuzz", batch_size=batch_size)
         only_newest = _vault(newest)
         with db.read() as session:
-            stored = session.execute(select(Cardholder.surname_encrypted).order_by(Cardholder.id)).scalars().all()
-        assert [only_newest.decrypt(token) for token in stored] == values
+            stored = session.execute(select(Cardholder.personal_encrypted).order_by(Cardholder.id)).scalars().all()
+        assert [open_sealed(only_newest, token).surname for token in stored] == values
         db.dispose()
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -13,6 +13,7 @@ from adapter.cli import cli
 from adapter.db import Database
 from adapter.lookup import find_cardholder_by_bsn
 from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass
+from adapter.personal import PersonalFields, open_sealed, seal
 from tests import factories
 from tests.conftest import make_settings
 from tests.fixture_personal_data import TEST_BSNS
@@ -64,13 +65,13 @@ def test_only_inactive_holders_past_retention_are_pseudonymised(tmp_path, db, va
         holder = session.get(Cardholder, gone.cardholder_id)
         personal = [getattr(holder, column.name) for column in Cardholder.__table__.columns
                     if column.name.endswith("_encrypted")]
-        assert personal == [None] * 6 and holder.bsn_index is None and holder.content_hash is None
+        assert personal == [None] and holder.bsn_index is None and holder.content_hash is None
         assert holder.pseudonymised_at == NOW and holder.source_key == f"retained-{holder.id}"
         assert session.get(Pass, gone.pass_id).pass_number == f"retained-{gone.pass_id}"
         assert session.get(Household, holder.household_id).source_key == f"retained-{holder.household_id}"
         assert find_cardholder_by_bsn(session, vault, TEST_BSNS[2]) is None
         for kept in (recent, active):
-            assert vault.decrypt(session.get(Cardholder, kept.cardholder_id).bsn_encrypted) in TEST_BSNS
+            assert open_sealed(vault, session.get(Cardholder, kept.cardholder_id).personal_encrypted).bsn in TEST_BSNS
         entry = session.execute(select(audit.AuditEntry).where(audit.AuditEntry.action == "retention.applied")
                                 ).scalar_one()
         assert json.loads(entry.details_json)["cardholders"] == 1 and entry.actor == "operator:test"
@@ -87,7 +88,7 @@ def test_household_keeps_its_key_while_a_member_keeps_personal_data(tmp_path, sq
     with db.write() as session:
         household_id = session.get(Cardholder, first.cardholder_id).household_id
         sibling = Cardholder(household_id=household_id, source="test", source_key="sibling",
-                             bsn_encrypted=vault.encrypt(TEST_BSNS[5]), bsn_index=vault.blind_index(TEST_BSNS[5]))
+                             personal_encrypted=seal(vault, PersonalFields(bsn=TEST_BSNS[5])), bsn_index=vault.blind_index(TEST_BSNS[5]))
         session.add(sibling)
     _deactivate(db, first.cardholder_id, NOW - timedelta(days=800))
     report = retention.apply(db, make_settings(tmp_path, sqlite_url), NOW)

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from adapter import ledger
 from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass, PassState, SyncStatus
+from adapter.personal import PersonalFields, open_sealed
 from adapter.sync import run_sync
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
 
@@ -35,7 +36,7 @@ def test_a_second_night_on_the_same_records_changes_nothing_and_grants_nothing(d
     assert first.budgets_granted == _count(db, Budget) >= children
     entries_after_first = _count(db, LedgerEntry)
     with db.read() as session:
-        cardholders_before = session.execute(select(Cardholder.id, Cardholder.bsn_encrypted, Cardholder.updated_at)
+        cardholders_before = session.execute(select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.updated_at)
                                              .order_by(Cardholder.id)).all()
 
     second = _sync(db, vault, records, today=TODAY + timedelta(days=1))
@@ -46,7 +47,7 @@ def test_a_second_night_on_the_same_records_changes_nothing_and_grants_nothing(d
     assert _count(db, LedgerEntry) == entries_after_first
     with db.read() as session:
         # Not decrypted and rewritten: the very same ciphertext and timestamps.
-        assert session.execute(select(Cardholder.id, Cardholder.bsn_encrypted, Cardholder.updated_at)
+        assert session.execute(select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.updated_at)
                                .order_by(Cardholder.id)).all() == cardholders_before
         assert ledger.verify(session) == []
 
@@ -61,7 +62,7 @@ def test_a_changed_record_is_updated_and_only_that_one(db, vault):
     with db.read() as session:
         holder = session.execute(select(Cardholder).where(Cardholder.source_key == changed[3].cardholder_id)
                                  ).scalar_one()
-        assert vault.decrypt(holder.surname_encrypted) == "de Vries"
+        assert open_sealed(vault, holder.personal_encrypted).surname == "de Vries"
         assert holder.bsn_index == vault.blind_index(changed[3].bsn)
 
 
@@ -106,10 +107,10 @@ def test_large_batches_are_encrypted_on_several_cores_with_the_same_result(sqlit
     try:
         assert _sync(db, vault, records).created == len(records)
         with db.read() as session:
-            stored = session.execute(select(Cardholder.source_key, Cardholder.bsn_encrypted, Cardholder.surname_encrypted,
+            stored = session.execute(select(Cardholder.source_key, Cardholder.personal_encrypted,
                                             Cardholder.bsn_index).order_by(Cardholder.id)).all()
     finally:
         db.dispose()
-    assert [(key, vault.decrypt(bsn), vault.decrypt(surname), index) for key, bsn, surname, index in stored] == [
-        (record.cardholder_id, record.bsn, record.surname, record.bsn and vault.blind_index(record.bsn))
+    assert [(key, open_sealed(vault, token), index) for key, token, index in stored] == [
+        (record.cardholder_id, PersonalFields.of(record), record.bsn and vault.blind_index(record.bsn))
         for record in records]

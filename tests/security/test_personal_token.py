@@ -1,0 +1,54 @@
+"""One token per cardholder: every field survives the round trip, and nothing personal leaks on the way."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapter.crypto import Vault
+from adapter.personal import EMPTY, PersonalFields, UnreadablePersonalData, open_sealed, seal
+from tests.conftest import TEST_BLIND_INDEX_KEY, TEST_ENCRYPTION_KEY
+from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, find_personal_data_at_rest
+
+SANNE = PersonalFields(bsn=TEST_BSNS[5], first_names="Sanne Zoë", initials="S.Z.", surname_prefix="van",
+                       surname=FIXTURE_SURNAMES[0], birth_date=date.fromisoformat(FIXTURE_BIRTH_DATES[0]))
+
+VAULT = Vault([TEST_ENCRYPTION_KEY], TEST_BLIND_INDEX_KEY)  # one for all examples: a fixture would be per test
+texts = st.one_of(st.none(), st.text(max_size=40))
+
+
+@given(bsn=texts, first_names=texts, initials=texts, surname_prefix=texts, surname=texts,
+       birth_date=st.one_of(st.none(), st.dates()))
+def test_any_fields_come_back_as_they_went_in(bsn, first_names, initials, surname_prefix, surname, birth_date):
+    personal = PersonalFields(bsn, first_names, initials, surname_prefix, surname, birth_date)
+    assert open_sealed(VAULT, seal(VAULT, personal)) == personal
+
+
+def test_nothing_to_hide_is_no_token(vault):
+    assert seal(vault, PersonalFields()) is None
+    assert open_sealed(vault, None) == EMPTY and EMPTY.is_empty()
+    assert seal(vault, PersonalFields(initials="")) is not None  # an empty string is a value, not an absence
+
+
+def test_one_token_holds_no_value_in_clear(vault):
+    token = seal(vault, SANNE)
+    assert token is not None and find_personal_data_at_rest(token.encode()) == []
+    assert "Sanne" not in token
+
+
+def test_repr_names_no_one():
+    shown = repr(SANNE)
+    assert find_personal_data_at_rest(shown.encode()) == [] and "Sanne" not in shown
+    assert shown.startswith("PersonalFields(")
+
+
+@pytest.mark.parametrize("plaintext", ['["' + TEST_BSNS[0] + '"]', '{"b": 999993653}', '{"d": "' + TEST_BSNS[0] + '"}',
+                                       "not json " + TEST_BSNS[0]])
+def test_a_token_that_is_not_personal_fields_is_refused_without_its_contents(vault, plaintext):
+    with pytest.raises(UnreadablePersonalData) as refused:
+        open_sealed(vault, vault.encrypt(plaintext))
+    assert TEST_BSNS[0] not in str(refused.value) and "999993653" not in str(refused.value)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
