@@ -120,18 +120,9 @@ class _CompiledField:
                 return value if value.__class__ in ready else finish(value)
 
             return run_column_step
-        if column is not None:
 
-            def run_column_steps(levels: tuple[Any, ...]) -> Any:
-                value = levels[-1].get(column)
-                if trims_first and isinstance(value, str):
-                    value = value.strip() or None
-                for step in steps:
-                    value = step(value)
-                return value if value.__class__ in ready else finish(value)
-
-            return run_column_steps
-
+        # Paths into nested records, and longer column chains (a BSN: digits_only,
+        # left_pad), pay one getter call more.
         def run(levels: tuple[Any, ...]) -> Any:
             value = getter(levels)
             if trims_first and isinstance(value, str):
