@@ -9,8 +9,8 @@ upserts. Nothing here knows which source system the record came from.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -81,3 +81,39 @@ class RejectedRecord:
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
+
+
+def cardholder_builder(field_names: Sequence[str]) -> Callable[[str, Sequence[Any]], CardholderRecord]:
+    """A constructor for records whose values come in ``field_names`` order; the rest take defaults.
+
+    The mapping builds one record per pass per night. A frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` by keyword; this
+    sets the slots directly and is about a third cheaper. The result is the same
+    frozen record ``CardholderRecord(source_key=..., **values)`` gives.
+    """
+    slots = {item.name: item for item in fields(CardholderRecord)}
+    unknown = [name for name in field_names if name not in slots or name == "source_key"]
+    if unknown or len(set(field_names)) != len(field_names):
+        raise ValueError(f"not canonical fields, or given twice: {', '.join(unknown) or field_names}")
+    setters = tuple(getattr(CardholderRecord, name).__set__ for name in field_names)
+    defaults = []
+    for name, item in slots.items():
+        if name == "source_key" or name in field_names:
+            continue
+        if item.default is not MISSING:
+            defaults.append((getattr(CardholderRecord, name).__set__, item.default))
+        else:
+            raise ValueError(f"{name} has no default and must be given")
+    set_source_key = CardholderRecord.source_key.__set__  # type: ignore[attr-defined]
+    new = object.__new__
+
+    def build(source_key: str, values: Sequence[Any]) -> CardholderRecord:
+        record = new(CardholderRecord)
+        set_source_key(record, source_key)
+        for set_field, value in zip(setters, values):
+            set_field(record, value)
+        for set_field, default in defaults:
+            set_field(record, default)
+        return record
+
+    return build

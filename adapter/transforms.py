@@ -114,7 +114,7 @@ class DateParams(_Params):
         return value
 
 
-def _split_date_parser(order: tuple[str, str, str], separator: str, fmt: str) -> Transform:
+def _split_date_parser(order: tuple[str, str, str], separator: str, fmt: str) -> Callable[[str], date]:
     """dd-mm-yyyy style dates by splitting: many times faster than strptime per row."""
     day_at, month_at, year_at = order.index("d"), order.index("m"), order.index("Y")
 
@@ -176,6 +176,12 @@ def _instant_to_local_date(instant: datetime) -> date:
     return instant.astimezone(AMSTERDAM).date()
 
 
+# Texts a date transform remembers with their date: an export holds few distinct dates
+# (one pass year; birth dates of some decades), so most rows skip the parse. 40,000
+# covers a century of birth dates in about 5 MB; past that, new texts are parsed each time.
+_REMEMBERED_DATES = 40_000
+
+
 def build_date(params: DateParams) -> Transform:
     fmt = params.format
     parse_text: Callable[[str], date]
@@ -197,8 +203,17 @@ def build_date(params: DateParams) -> Transform:
                 raise TransformError(f"is not a date in format {fmt}") from None
 
     to_local = fmt == UTC_INSTANT_LOCAL_END_OF_DAY
+    # Only parsed dates are kept: a text that fails raises again, each time.
+    remembered: dict[str, date] = {}
 
     def to_date(value: Any) -> Any:
+        if isinstance(value, str):
+            parsed = remembered.get(value)
+            if parsed is None:
+                parsed = parse_text(value.strip())
+                if len(remembered) < _REMEMBERED_DATES and value.__class__ is str:  # a subclass may hold more
+                    remembered[value] = parsed
+            return parsed
         if value is None:
             return None
         # zeep already turns xsd:date and xsd:dateTime into Python objects.
@@ -206,9 +221,7 @@ def build_date(params: DateParams) -> Transform:
             return _instant_to_local_date(value) if to_local else value.date()
         if isinstance(value, date):
             return value
-        if not isinstance(value, str):
-            raise TransformError(f"is not a date in format {fmt}")
-        return parse_text(value.strip())
+        raise TransformError(f"is not a date in format {fmt}")
 
     return to_date
 

@@ -24,11 +24,8 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
     """The reasons ``record`` is invalid, or an empty list."""
     reasons: list[str] = []
     bsn = record.bsn
-    if bsn is not None:
-        # stdnum's checksum directly: is_valid() first re-cleans the text, which costs
-        # more than the check itself on a million rows; the mapping already cleaned it.
-        if not (len(bsn) == 9 and bsn.isdigit() and bsn != "000000000" and bsn_number.checksum(bsn) == 0):
-            reasons.append("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)")
+    if bsn is not None and not _is_valid_bsn(bsn):
+        reasons.append("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)")
     pass_number = record.pass_number
     if not pass_number.isdigit() or not pass_number.isascii():
         reasons.append("pass_number: must contain digits only")
@@ -46,6 +43,20 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
     if record.valid_from and record.valid_until and record.valid_until < record.valid_from:
         reasons.append("valid_until: lies before valid_from")
     return reasons
+
+
+def _is_valid_bsn(bsn: str) -> bool:
+    """9 digits, not all zeros, 11-proof: 9*d1 + 8*d2 + ... + 2*d8 - d9 divisible by 11."""
+    if len(bsn) != 9 or not bsn.isdigit() or bsn == "000000000":
+        return False
+    if not bsn.isascii():
+        # Other scripts' digits (isdigit() accepts them): stdnum's checksum as before.
+        return bsn_number.checksum(bsn) == 0
+    # On the character codes: one call instead of nine int() calls, a million rows a night.
+    # Each digit is its code minus 48; the weights sum to 43, hence the 48 * 43.
+    d = bsn.encode("ascii")
+    weighted = 9 * d[0] + 8 * d[1] + 7 * d[2] + 6 * d[3] + 5 * d[4] + 4 * d[5] + 3 * d[6] + 2 * d[7] - d[8]
+    return (weighted - 48 * 43) % 11 == 0
 
 
 def validate_record(record: CardholderRecord, today: date | None = None) -> CardholderRecord | RejectedRecord:

@@ -136,7 +136,7 @@ class CsvConnector(Connector):
                 # values may sit in the wrong columns, so the row is rejected, not guessed.
                 yield SourceRecord(key, {}, (f"row has {len(row)} columns, the header has {width}",))
                 continue
-            fields = dict(zip(columns, row, strict=True))
+            fields = dict(zip(columns, row))  # the width is checked above
             for name in decimal_columns:
                 fields[name] = fields[name].replace(".", "").replace(",", ".")
             yield SourceRecord(key, fields)

@@ -1,3 +1,4 @@
+import re
 from datetime import date, datetime, timezone
 
 import pytest
@@ -138,3 +139,18 @@ from hypothesis import given, strategies as st  # noqa: E402
        st.sampled_from(["%d-%m-%Y", "%d/%m/%Y", "%Y-%m-%d", "%Y%m%d", "%m.%d.%Y"]))
 def test_sliced_date_parsing_agrees_with_strptime(value, fmt):
     assert build_date(DateParams(format=fmt))(value.strftime(fmt)) == datetime.strptime(value.strftime(fmt), fmt).date()
+
+
+@given(st.lists(st.one_of(st.sampled_from(["01-08-2026", " 31-07-2027 ", "29-02-2023", "00-00-2010", "1-8-2026"]),
+                          st.text(alphabet="0123456789- ", max_size=12)), max_size=30))
+def test_a_date_transform_answers_repeated_texts_as_the_first_time(texts):
+    # The transform remembers parsed dates; a fresh transform per text is the reference.
+    remembering = build_date(DateParams(format="%d-%m-%Y"))
+    for text in texts + texts:
+        try:
+            expected = build_date(DateParams(format="%d-%m-%Y"))(text)
+        except TransformError as exc:
+            with pytest.raises(TransformError, match=re.escape(str(exc))):
+                remembering(text)
+        else:
+            assert remembering(text) == expected

@@ -1,6 +1,9 @@
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stdnum.nl import bsn as bsn_number
 
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.validation import validate_record
@@ -55,3 +58,19 @@ def test_each_rule_rejects_naming_field_and_rule_not_value(changes, reason):
 def test_all_reasons_are_reported_together():
     result = validate_record(make(bsn="123456789", pass_number="x", birth_date=date(1800, 1, 1)), TODAY)
     assert [reason.split(":")[0] for reason in result.reasons] == ["bsn", "pass_number", "birth_date"]
+
+
+@given(number=st.integers(min_value=0, max_value=10**9 - 1))
+def test_the_inline_11_proof_agrees_with_stdnum(number):
+    bsn = f"{number:09d}"
+    expected = bsn != "000000000" and bsn_number.checksum(bsn) == 0
+    assert isinstance(validate_record(make(bsn=bsn), TODAY), CardholderRecord) is expected
+
+
+@given(bsn=st.text(alphabet=st.characters(categories=["Nd"]), min_size=9, max_size=9))
+def test_digits_of_other_scripts_are_judged_as_before(bsn):
+    try:
+        expected = bsn != "000000000" and bsn_number.checksum(bsn) == 0
+    except ValueError:
+        return  # stdnum cannot read every Unicode digit; not this change's business
+    assert isinstance(validate_record(make(bsn=bsn), TODAY), CardholderRecord) is expected

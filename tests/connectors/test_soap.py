@@ -222,3 +222,27 @@ def test_client_certificate_and_ca_bundle_go_on_the_session(tmp_path):
     assert session.verify == str(tmp_path / "ca.pem")
     with pytest.raises(SoapClientError, match="ca_bundle"):
         build_client(WSDL, timeout=1, operation_timeout=1, ca_bundle=tmp_path / "missing.pem")
+
+
+def test_answers_become_the_plain_dicts_zeep_serialize_object_gives(server):
+    from zeep.helpers import serialize_object
+
+    from connectors.soap import _plain
+    from connectors.soap_client import bind_service
+
+    def reference(value):
+        # What the connector did before its own conversion: zeep's helper, then plain dicts.
+        value = serialize_object(value, dict)
+        if isinstance(value, dict):
+            return {key: reference(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [reference(item) for item in value]
+        return value
+
+    service, _ = bind_service(build_client(WSDL, timeout=2, operation_timeout=2), None, None, server.url)
+    answers = [service.zoekPashouders(gemeentecode="0599", pagina=page, maximumAantal=2) for page in (1, 2, 3)]
+    converted = [_plain(answer) for answer in answers]
+    assert converted == [reference(answer) for answer in answers]
+    assert repr(converted) == repr([reference(answer) for answer in answers])  # same types, same key order
+    assert all(type(page) is dict and type(page["huishouden"][0]) is dict for page in converted)
+    assert pickle.loads(pickle.dumps(converted)) == converted
