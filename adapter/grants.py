@@ -107,14 +107,15 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
 def _grant_for(session, vault, running, holders, rules_key, source, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary) -> GrantSummary:
     candidates = _candidates(rules_key, source)
-    passes_by_holder: dict[int, list[PassFacts]] = defaultdict(list)
-    # The state as its stored text: the rules want the text, and a first sync reads every pass.
-    for holder_id, status, valid_from, valid_until in session.connection().execute(
+    # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
+    # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
+    passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
+    for holder_id, *facts in session.connection().execute(
         select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
         .join(Cardholder, Cardholder.id == Pass.cardholder_id)
         .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id).where(*candidates)
-    ):
-        passes_by_holder[holder_id].append(PassFacts(status, valid_from, valid_until))
+    ).all():
+        passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {
         (holder_id, code, period_key): (budget_id, granted_cents, status)
@@ -123,7 +124,7 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                    Budget.status)
             .join(Cardholder, Cardholder.id == Budget.cardholder_id)
             .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-            .where(*candidates, Budget.rule_code.in_(codes)))
+            .where(*candidates, Budget.rule_code.in_(codes))).all()
     }
     new_budgets: list[ledger.NewBudget] = []
     opened = topped_up = cents = 0
@@ -142,12 +143,13 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
         facts = (birth_date, is_child, tuple(passes))
         amounts = entitlements.get(facts)
         if amounts is None:
-            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, passes)
+            pass_facts = [PassFacts(*card) for card in passes]
+            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, pass_facts)
                                              for rule, period in running]
         for (rule, _period), period_key, fields, entitled_cents in zip(running, keys, shared, amounts):
             if entitled_cents <= 0:
                 continue
-            found = existing.get((holder_id, rule.code, period_key))
+            found = existing.get((holder_id, rule.code, period_key)) if existing else None
             if found is None:
                 new_budgets.append(ledger.NewBudget(holder_id, *fields, entitled_cents))
                 cents += entitled_cents
