@@ -3,56 +3,132 @@
 SQLAlchemy's executemany builds and type-processes parameters row by row; for the
 first sync of a municipality (hundreds of thousands of cardholders, budgets and
 ledger entries) that overhead costs more than the database's own work. Here the
-statement is compiled once, each column's bind processor is looked up once,
-values that are the same for every row (a timestamp, a status) are processed
-once, and the rows go to PostgreSQL's COPY or SQLite's ``executemany`` in chunks.
+caller hands over plain tuples in a column order it names once; only the columns
+whose type needs converting on this database (a date or a flag on SQLite) are
+touched, with each distinct value converted once; values that are the same for
+every row (a timestamp, a status) are appended as one processed tuple. The rows
+go straight to the driver: PostgreSQL's COPY, SQLite's ``executemany``, both fed
+from an iterator, so no second list of the rows is built.
+
+Rows that name each other (a budget and its first ledger entry) take their ids
+from ``reserve_ids`` before the insert instead of reading them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-CHUNK = 5000
 _MEMO_LIMIT = 10_000
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
                 constants: Mapping[str, Any] | None = None) -> None:
-    """INSERT ``rows`` (all with the same keys) plus ``constants`` (the same for every row) into ``table``."""
+    """INSERT ``rows`` (dicts, all with the same keys) plus ``constants`` into ``table``.
+
+    For small or irregular inserts; the big ones build tuples and call ``insert_tuples``.
+    """
     if not rows:
         return
+    columns = list(rows[0])
+    insert_tuples(session, table, columns, (tuple([row[name] for name in columns]) for row in rows), constants)
+
+
+def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: Iterable[tuple],
+                  constants: Mapping[str, Any] | None = None) -> None:
+    """INSERT ``rows`` (tuples of Python values in the order of ``columns``) plus ``constants``
+    (the same for every row) into ``table``."""
     constants = dict(constants or {})
-    row_columns = list(rows[0])
     connection = session.connection()
     dialect = connection.dialect
     fixed = tuple(_process(_processor(table, name, dialect), value) for name, value in constants.items())
-    plain_columns = [name for name in row_columns if _processor(table, name, dialect) is None]
-    processed = [(name, _memoised(_processor(table, name, dialect))) for name in row_columns
-                 if name not in plain_columns]
-    order = [*plain_columns, *(name for name, _ in processed)]
-
-    def convert(row: Mapping[str, Any]) -> tuple:
-        return (*[row[name] for name in plain_columns],
-                *[None if (value := row[name]) is None else process(value) for name, process in processed], *fixed)
-
+    convert = _converter(table, columns, fixed, dialect)
+    records = rows if convert is None else map(convert, rows)
     quote = dialect.identifier_preparer.quote
-    columns = [*order, *constants]
-    column_list = ", ".join(quote(name) for name in columns)
-    if dialect.name == "postgresql":
-        # COPY is several times faster than executemany for hundreds of thousands of rows.
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(convert(row))
-        return
-    placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {quote(table.name)} ({column_list}) VALUES ({', '.join([placeholder] * len(columns))})"
-    for start in range(0, len(rows), CHUNK):
-        connection.exec_driver_sql(sql, [convert(row) for row in rows[start:start + CHUNK]])
+    names = [*columns, *constants]
+    column_list = ", ".join(quote(name) for name in names)
+    # The driver's own cursor, inside the session's transaction: SQLAlchemy would type-process
+    # every value again and (for executemany) wants the rows as one list.
+    cursor = connection.connection.driver_connection.cursor()
+    statement = f"INSERT INTO {quote(table.name)} ({column_list})"
+    try:
+        if dialect.name == "postgresql":
+            # COPY is several times faster than executemany for hundreds of thousands of rows; its binary
+            # form spares both sides formatting and parsing every value as text.
+            types = _copy_types(cursor, table, names, dialect)
+            binary = " (FORMAT BINARY)" if types is not None else ""
+            statement = f"COPY {quote(table.name)} ({column_list}) FROM STDIN{binary}"
+            with cursor.copy(statement) as copy:
+                if types is not None:
+                    copy.set_types(types)
+                for record in records:
+                    copy.write_row(record)
+            return
+        placeholders = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(names))
+        cursor.executemany(f"{statement} VALUES ({placeholders})", records)
+    except dialect.loaded_dbapi.Error as exc:
+        # The same exception SQLAlchemy would raise (IntegrityError for a duplicate), without the rows:
+        # they hold personal data. (PostgreSQL's own DETAIL line may still name a duplicate key's value.)
+        raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
+    """``count`` ids for new rows of ``table`` (its ``id`` column), taken before the insert so that
+    rows naming them (ledger entries of new budgets) need no RETURNING and no read back.
+
+    PostgreSQL: from the table's own sequence, so concurrent writers get other numbers. SQLite:
+    after the largest id, as SQLite itself would number them; a write transaction holds the
+    database's only write lock (``BEGIN IMMEDIATE``), so nobody else can take them before we
+    commit, and the primary key refuses a clash whatever happens.
+    """
+    if count <= 0:
+        return []
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return connection.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+            {"table": table.name, "count": count}).scalars().all()
+    first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
+    return range(first, first + count)
+
+
+def _converter(table: Table, columns: Sequence[str], fixed: tuple, dialect: Any
+               ) -> Callable[[tuple], tuple] | None:
+    """What turns one caller's tuple into the driver's row; None when the tuple already is one."""
+    processed = [(index, _memoised(processor)) for index, name in enumerate(columns)
+                 if (processor := _processor(table, name, dialect)) is not None]
+    if not processed:
+        return (lambda row: row + fixed) if fixed else None
+
+    def convert(row: tuple) -> tuple:
+        values = list(row)
+        for index, process in processed:
+            value = values[index]
+            if value is not None:
+                values[index] = process(value)
+        return (*values, *fixed)
+
+    return convert
+
+
+def _copy_types(cursor: Any, table: Table, names: Sequence[str], dialect: Any) -> list[int] | None:
+    """The PostgreSQL type of each column, as binary COPY needs them; None if one is not a built-in type
+    (then the text form, which the server parses, is used)."""
+    types = []
+    for name in names:
+        compiled = table.c[name].type.compile(dialect=dialect)
+        info = cursor.adapters.types.get(compiled.split("(")[0].strip().lower())  # VARCHAR(64) -> varchar
+        if info is None:
+            return None
+        types.append(info.oid)
+    return types
 
 
 def _processor(table: Table, name: str, dialect: Any) -> Any:

@@ -22,11 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, delete, or_, select, update
+from sqlalchemy import ForeignKey, String, delete, or_, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
-from adapter.bulk import insert_rows
+from adapter.bulk import insert_tuples
 from adapter.crypto import Vault
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
@@ -107,13 +107,15 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
 def _grant_for(session, vault, running, holders, rules_key, source, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary) -> GrantSummary:
     candidates = _candidates(rules_key, source)
-    passes_by_holder: dict[int, list[PassFacts]] = defaultdict(list)
-    for holder_id, status, valid_from, valid_until in session.connection().execute(
-        select(Pass.cardholder_id, Pass.status, Pass.valid_from, Pass.valid_until)
+    # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
+    # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
+    passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
+    for holder_id, *facts in session.connection().execute(
+        select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
         .join(Cardholder, Cardholder.id == Pass.cardholder_id)
         .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id).where(*candidates)
-    ):
-        passes_by_holder[holder_id].append(PassFacts(status.value, valid_from, valid_until))
+    ).all():
+        passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {
         (holder_id, code, period_key): (budget_id, granted_cents, status)
@@ -122,11 +124,14 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                    Budget.status)
             .join(Cardholder, Cardholder.id == Budget.cardholder_id)
             .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-            .where(*candidates, Budget.rule_code.in_(codes)))
+            .where(*candidates, Budget.rule_code.in_(codes))).all()
     }
     new_budgets: list[ledger.NewBudget] = []
     opened = topped_up = cents = 0
     keys = [rule.budget_key(period) for rule, period in running]
+    # What every new budget under a rule shares: the NewBudget fields between the child and the amount.
+    shared = [(rule.code, rule.name, rule.version, rule.category, period_key, period.start, period.end)
+              for (rule, period), period_key in zip(running, keys)]
     # Children born the same day with the same pass facts are entitled to the same amounts; an export has
     # a few thousand such combinations for hundreds of thousands of children, so each is judged once.
     entitlements: dict[tuple, list[int]] = {}
@@ -138,15 +143,15 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
         facts = (birth_date, is_child, tuple(passes))
         amounts = entitlements.get(facts)
         if amounts is None:
-            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, passes)
+            pass_facts = [PassFacts(*card) for card in passes]
+            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, pass_facts)
                                              for rule, period in running]
-        for (rule, period), period_key, entitled_cents in zip(running, keys, amounts):
+        for (rule, _period), period_key, fields, entitled_cents in zip(running, keys, shared, amounts):
             if entitled_cents <= 0:
                 continue
-            found = existing.get((holder_id, rule.code, period_key))
+            found = existing.get((holder_id, rule.code, period_key)) if existing else None
             if found is None:
-                new_budgets.append(ledger.NewBudget(holder_id, rule.code, rule.name, rule.version, rule.category,
-                                                    period_key, period.start, period.end, entitled_cents))
+                new_budgets.append(ledger.NewBudget(holder_id, *fields, entitled_cents))
                 cents += entitled_cents
                 if len(new_budgets) >= _OPEN_BATCH:  # memory stays flat on a first sync of any size
                     opened += ledger.open_budgets(session, new_budgets, actor)
@@ -177,5 +182,5 @@ def _mark_judged(session: Session, holder_ids: list[int], rules_key: str, source
     if source is not None:
         stale = stale.where(GrantEvaluation.cardholder_id.in_(select(Cardholder.id).where(Cardholder.source == source)))
     session.execute(stale)
-    insert_rows(session, GrantEvaluation.__table__, [{"cardholder_id": holder_id} for holder_id in holder_ids],
-                {"rules_key": rules_key, "evaluated_at": utcnow()})
+    insert_tuples(session, GrantEvaluation.__table__, ("cardholder_id",), ((holder_id,) for holder_id in holder_ids),
+                  {"rules_key": rules_key, "evaluated_at": utcnow()})

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sqlalchemy import func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from adapter.bulk import insert_tuples, reserve_ids
 from adapter.db import Database
 from adapter.models import (
     Budget,
@@ -553,8 +554,10 @@ def _fingerprint(*parts: object) -> str:
 
 # ---------------------------------------------------------------- many budgets at once (the nightly grants)
 
-@dataclass(frozen=True)
-class NewBudget:
+class NewBudget(NamedTuple):
+    """A budget to open. The fields are the budget table's columns from ``cardholder_id`` to
+    ``period_end`` in order, then the first grant: ``open_budgets`` writes the tuple as it is."""
+
     cardholder_id: int
     rule_code: str
     rule_name: str
@@ -566,41 +569,33 @@ class NewBudget:
     amount_cents: int
 
 
+_BUDGET_COLUMNS = ("id", "cardholder_id", "rule_code", "rule_name", "rule_version", "category", "period_key",
+                   "period_start", "period_end", "granted_cents", "balance_cents")
+_GRANT_COLUMNS = ("budget_id", "amount_cents", "balance_after_cents")
+
+
 def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, note: str | None = None) -> int:
     """Create budgets with their first grant, in bulk, in the caller's transaction.
 
     The first sync of a municipality opens hundreds of thousands of budgets; one
     UPDATE per grant would take minutes. Each budget is inserted with its balance
-    already equal to its single grant entry, which keeps ``verify`` exact. The
-    unique (cardholder, rule, period) constraint makes a second attempt fail
-    rather than grant twice.
+    already equal to its single grant entry, which keeps ``verify`` exact. The ids
+    are reserved first, so budgets and entries are written in one pass without
+    reading anything back. The unique (cardholder, rule, period) constraint makes a
+    second attempt fail rather than grant twice.
     """
     for new_budget in new_budgets:
         _require_positive(new_budget.amount_cents)
     if not new_budgets:
         return 0
-    # One stamp for the batch lets us find the new ids without RETURNING (slow on bulk inserts).
-    from adapter.bulk import insert_rows
-
     stamp = utcnow()
-    insert_rows(session, Budget.__table__, [
-        {"cardholder_id": b.cardholder_id, "rule_code": b.rule_code, "rule_name": b.rule_name,
-         "rule_version": b.rule_version, "category": b.category, "period_key": b.period_key,
-         "period_start": b.period_start, "period_end": b.period_end, "granted_cents": b.amount_cents,
-         "balance_cents": b.amount_cents}
-        for b in new_budgets], {"status": BudgetStatus.OPEN, "created_at": stamp})
-    wanted = {(b.cardholder_id, b.rule_code, b.period_key): b.amount_cents for b in new_budgets}
-    created = session.connection().execute(
-        select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key)
-        .where(Budget.created_at == stamp, Budget.rule_code.in_({b.rule_code for b in new_budgets}))
-    ).all()
-    entries = [
-        {"budget_id": budget_id, "amount_cents": wanted[key], "balance_after_cents": wanted[key]}
-        for budget_id, *key_parts in created
-        if (key := tuple(key_parts)) in wanted
-    ]
-    if len(entries) != len(new_budgets):
-        raise RuntimeError(f"opened {len(new_budgets)} budgets but found {len(entries)} back; nothing is kept")
-    insert_rows(session, LedgerEntry.__table__, entries,
-                {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp})
-    return len(entries)
+    budget_ids = reserve_ids(session, Budget.__table__, len(new_budgets))
+    insert_tuples(session, Budget.__table__, _BUDGET_COLUMNS,
+                  ((budget_id, *new_budget, new_budget.amount_cents)
+                   for budget_id, new_budget in zip(budget_ids, new_budgets)),
+                  {"status": BudgetStatus.OPEN, "created_at": stamp})
+    insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
+                  ((budget_id, new_budget.amount_cents, new_budget.amount_cents)
+                   for budget_id, new_budget in zip(budget_ids, new_budgets)),
+                  {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp})
+    return len(new_budgets)

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -38,7 +39,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
-from adapter.bulk import insert_rows
+from adapter.bulk import insert_rows, insert_tuples
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import (
@@ -343,7 +344,11 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
     """Insert and update cardholders in batches, encrypting only these; return the birth dates seen."""
     table = Cardholder.__table__
     birth_dates: dict[str, date | None] = {}
-    new_rows: list[dict] = []
+    # New cardholders go in as plain tuples (a first sync inserts every one): the household, the hash,
+    # the key, then the personal columns in the order the encryption hands them over.
+    new_columns: list[str] = []
+    personal_values: Callable[[dict[str, object]], tuple] | None = None
+    new_rows: list[tuple] = []
     changed_rows: list[dict] = []
     rekeyed_rows: list[dict] = []
     back_rows: list[dict] = []
@@ -351,30 +356,44 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
     new_constants = {**active, "source": snapshot.source, "created_at": now}
     encrypted = _encrypted_columns(vault, [write.record for write in plan.holders if write.record is not None])
     for write in plan.holders:
-        row = {"household_id": households[write.household_key], "content_hash": write.content_hash}
+        household_id = households[write.household_key]
+        personal: dict[str, object] = {}
         if write.record is not None:
             birth_dates[write.key] = write.record.birth_date
-            row.update(next(encrypted))
+            personal = next(encrypted)
         if write.existing_id is None:
-            row["source_key"] = write.key
-            new_rows.append(row)
-        elif write.previous_key is not None:
-            rekeyed_rows.append({**row, **active, "source_key": write.key, "_id": write.existing_id})
+            if personal_values is None:
+                new_columns = ["household_id", "content_hash", "source_key", *personal]
+                personal_values = _values_of(list(personal))
+            new_rows.append((household_id, write.content_hash, write.key, *personal_values(personal)))
+            if len(new_rows) >= BATCH_SIZE:
+                insert_tuples(session, table, new_columns, new_rows, new_constants)
+                new_rows = []
+            continue
+        row = {"household_id": household_id, "content_hash": write.content_hash, **personal, **active,
+               "_id": write.existing_id}
+        if write.previous_key is not None:
+            rekeyed_rows.append({**row, "source_key": write.key})
         elif write.record is not None:
-            changed_rows.append({**row, **active, "_id": write.existing_id})
+            changed_rows.append(row)
+            if len(changed_rows) >= BATCH_SIZE:
+                _update_by_id(session, table, changed_rows)
+                changed_rows = []
         else:
-            back_rows.append({**row, **active, "_id": write.existing_id})
-        if len(new_rows) >= BATCH_SIZE:
-            insert_rows(session, table, new_rows, new_constants)
-            new_rows = []
-        if len(changed_rows) >= BATCH_SIZE:
-            _update_by_id(session, table, changed_rows)
-            changed_rows = []
-    insert_rows(session, table, new_rows, new_constants)
+            back_rows.append(row)
+    if new_rows:
+        insert_tuples(session, table, new_columns, new_rows, new_constants)
     _update_by_id(session, table, changed_rows)
     _update_by_id(session, table, rekeyed_rows)
     _update_by_id(session, table, back_rows)
     return birth_dates
+
+
+def _values_of(names: list[str]) -> Callable[[dict[str, object]], tuple]:
+    """A fast ``lambda row: tuple(row[name] for name in names)``."""
+    if len(names) == 1:
+        return lambda row: (row[names[0]],)
+    return itemgetter(*names)
 
 
 def _encrypted_columns(vault: Vault, records: list[CardholderRecord]) -> Iterator[dict[str, object]]:
@@ -419,17 +438,23 @@ def _personal_columns(vault: Vault, record: CardholderRecord) -> dict[str, objec
     }
 
 
+_NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")
+
+
 def _write_passes(session: Session, plan: Plan, holder_ids: dict[str, int], now: datetime) -> None:
     table = Pass.__table__
-    new_rows, changed_rows = [], []
+    new_rows: list[tuple] = []
+    changed_rows: list[dict] = []
     for write in plan.passes:
-        row = {"cardholder_id": holder_ids[write.holder_key], "status": write.status.value,
-               "valid_from": write.valid_from, "valid_until": write.valid_until}
         if write.existing_id is None:
-            new_rows.append({**row, "pass_number": write.pass_number})
+            new_rows.append((holder_ids[write.holder_key], write.status.value, write.valid_from, write.valid_until,
+                             write.pass_number))
         else:
-            changed_rows.append({**row, "missing_since": None, "updated_at": now, "_id": write.existing_id})
-    insert_rows(session, table, new_rows, {"created_at": now, "updated_at": now})
+            changed_rows.append({"cardholder_id": holder_ids[write.holder_key], "status": write.status.value,
+                                 "valid_from": write.valid_from, "valid_until": write.valid_until,
+                                 "missing_since": None, "updated_at": now, "_id": write.existing_id})
+    if new_rows:
+        insert_tuples(session, table, _NEW_PASS_COLUMNS, new_rows, {"created_at": now, "updated_at": now})
     _update_by_id(session, table, changed_rows)
 
 

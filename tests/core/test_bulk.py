@@ -1,0 +1,145 @@
+"""Bulk inserts and bulk budget opening: what goes in comes back, on both databases."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from adapter import ledger
+from adapter.bulk import insert_rows, insert_tuples, reserve_ids
+from adapter.models import (
+    Budget,
+    BudgetStatus,
+    Cardholder,
+    EntryKind,
+    HolderStatus,
+    Household,
+    LedgerEntry,
+    Pass,
+    PassState,
+)
+from tests import factories
+
+STAMP = datetime(2026, 9, 1, 4, 30, 15, 123456, tzinfo=timezone.utc)
+
+
+def _household(db) -> int:  # type: ignore[no-untyped-def]
+    with db.write() as session:
+        insert_rows(session, Household.__table__, [{"source_key": "H1"}],
+                    {"source": "bulk", "created_at": STAMP, "updated_at": STAMP})
+        return session.execute(select(Household.id)).scalar_one()
+
+
+def test_tuples_come_back_as_the_values_put_in(db):
+    household_id = _household(db)
+    with db.write() as session:
+        insert_tuples(session, Cardholder.__table__, ("household_id", "source_key", "is_child", "bsn_index"),
+                      [(household_id, "C1", True, "abc"), (household_id, "C2", False, None),
+                       (household_id, "C3", None, "def")],
+                      {"source": "bulk", "status": HolderStatus.MISSING, "missing_since": date(2026, 8, 31),
+                       "created_at": STAMP, "updated_at": STAMP})
+        holder_ids = dict(session.execute(select(Cardholder.source_key, Cardholder.id)).all())
+        insert_tuples(session, Pass.__table__, ("cardholder_id", "pass_number", "status", "valid_from", "valid_until"),
+                      [(holder_ids["C1"], "0640000000001", PassState.BLOCKED.value, date(2026, 8, 1), None),
+                       (holder_ids["C2"], "0640000000002", "active", None, date(2027, 7, 31))],
+                      {"created_at": STAMP, "updated_at": STAMP})
+    with db.read() as session:
+        holders = session.execute(select(Cardholder.source_key, Cardholder.is_child, Cardholder.bsn_index,
+                                         Cardholder.status, Cardholder.missing_since, Cardholder.created_at)
+                                  .order_by(Cardholder.source_key)).all()
+        passes = session.execute(select(Pass.pass_number, Pass.status, Pass.valid_from, Pass.valid_until)
+                                 .order_by(Pass.pass_number)).all()
+    assert [tuple(row) for row in holders] == [
+        ("C1", True, "abc", HolderStatus.MISSING, date(2026, 8, 31), STAMP),
+        ("C2", False, None, HolderStatus.MISSING, date(2026, 8, 31), STAMP),
+        ("C3", None, "def", HolderStatus.MISSING, date(2026, 8, 31), STAMP),
+    ]
+    assert [tuple(row) for row in passes] == [
+        ("0640000000001", PassState.BLOCKED, date(2026, 8, 1), None),
+        ("0640000000002", PassState.ACTIVE, None, date(2027, 7, 31)),
+    ]
+
+
+def test_a_state_the_column_does_not_know_is_refused(db):
+    household_id = _household(db)
+    with pytest.raises((LookupError, ValueError)), db.write() as session:
+        insert_tuples(session, Cardholder.__table__, ("household_id", "source_key", "status"),
+                      [(household_id, "C1", "on holiday")], {"source": "bulk", "created_at": STAMP,
+                                                            "updated_at": STAMP})
+
+
+def test_reserved_ids_are_new_and_never_handed_out_twice(db, vault):
+    child = factories.child_with_budget(db, vault)
+    with db.write() as session:
+        first = list(reserve_ids(session, Budget.__table__, 3))
+        assert len(set(first)) == 3 and min(first) > child.budget_id
+        if db.is_postgres:  # the sequence moves on; SQLite's are taken under its one write lock
+            assert not set(first) & set(reserve_ids(session, Budget.__table__, 2))
+    with db.write() as session:
+        assert list(reserve_ids(session, Budget.__table__, 0)) == []
+
+
+def test_a_failed_bulk_insert_raises_what_sqlalchemy_would_without_the_values(db):
+    household_id = _household(db)
+    with pytest.raises(IntegrityError) as raised, db.write() as session:
+        insert_tuples(session, Cardholder.__table__, ("household_id", "source_key", "bsn_index"),
+                      [(household_id, "C1", "secret-index-1"), (household_id, "C1", "secret-index-2")],
+                      {"source": "bulk", "status": HolderStatus.ACTIVE, "created_at": STAMP, "updated_at": STAMP})
+    assert "secret-index" not in str(raised.value)
+    assert "uq_cardholders_source_key" in str(raised.value) or "UNIQUE" in str(raised.value)
+
+
+def _new_budget(cardholder_id: int, rule_code: str, amount_cents: int) -> ledger.NewBudget:
+    return ledger.NewBudget(cardholder_id, rule_code, rule_code.title(), 2, "school", "2026", date(2026, 8, 1),
+                            date(2027, 7, 31), amount_cents)
+
+
+def test_open_budgets_writes_each_budget_with_its_one_grant(db, vault):
+    children = [factories.child_with_budget(db, vault) for _ in range(3)]
+    wanted = [_new_budget(child.cardholder_id, rule, cents)
+              for child in children for rule, cents in (("sport", 7_500), ("culture", 2_501))]
+    with db.write() as session:
+        assert ledger.open_budgets(session, wanted, "sync:test", note="first grant") == 6
+    # A budget opened the ordinary way afterwards gets an id of its own.
+    later = factories.child_with_budget(db, vault)
+    with db.read() as session:
+        budgets = session.execute(
+            select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.rule_version, Budget.period_start,
+                   Budget.granted_cents, Budget.balance_cents, Budget.status)
+            .where(Budget.rule_code.in_(["sport", "culture"]))).all()
+        entries = session.execute(
+            select(LedgerEntry.budget_id, LedgerEntry.kind, LedgerEntry.amount_cents,
+                   LedgerEntry.balance_after_cents, LedgerEntry.actor, LedgerEntry.note)
+            .where(LedgerEntry.budget_id.in_([row.id for row in budgets]))).all()
+        assert ledger.verify(session) == []
+        assert session.execute(select(func.count()).select_from(Budget)).scalar_one() == 10
+    assert later.budget_id not in {row.id for row in budgets}
+    assert sorted((row.cardholder_id, row.rule_code, row.granted_cents, row.balance_cents) for row in budgets) == \
+        sorted((new.cardholder_id, new.rule_code, new.amount_cents, new.amount_cents) for new in wanted)
+    assert {(row.rule_version, row.period_start, row.status) for row in budgets} == {
+        (2, date(2026, 8, 1), BudgetStatus.OPEN)}
+    by_budget = {row.id: row.granted_cents for row in budgets}
+    assert sorted((entry.budget_id, entry.amount_cents) for entry in entries) == sorted(by_budget.items())
+    assert {(entry.kind, entry.actor, entry.note) for entry in entries} == {(EntryKind.GRANT, "sync:test",
+                                                                            "first grant")}
+    assert all(entry.balance_after_cents == entry.amount_cents for entry in entries)
+
+
+def test_opening_a_budget_twice_fails_and_grants_nothing(db, vault):
+    child = factories.child_with_budget(db, vault)
+    with db.write() as session:
+        ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 7_500)], "test")
+    with pytest.raises(IntegrityError), db.write() as session:
+        ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 7_500)], "test")
+    with db.read() as session:
+        assert session.execute(select(func.count()).select_from(LedgerEntry)).scalar_one() == 2
+        assert ledger.verify(session) == []
+
+
+def test_open_budgets_refuses_a_non_positive_amount_before_writing(db, vault):
+    child = factories.child_with_budget(db, vault)
+    with pytest.raises(ledger.LedgerError), db.write() as session:
+        ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 0)], "test")
