@@ -36,6 +36,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
@@ -55,6 +56,7 @@ from adapter.models import (
 )
 from adapter.personal import PersonalFields, seal
 from adapter.records import CardholderRecord, RejectedRecord
+from adapter.redaction import redact
 from adapter.rules import BudgetRules
 from adapter.settings import SyncSettings
 from adapter.sync_plan import CREATED, REJECTED, UNCHANGED, UPDATED, Plan, Planner, Snapshot, load_snapshot
@@ -236,8 +238,7 @@ def _close_without_changes(db, source, holder, run_id, plan, status, reason, sta
 
 
 def _close_failed(db: Database, source: str, holder: str, run_id: int, exc: BaseException) -> None:
-    # The message names the failure, never a record's values (connectors word errors that way).
-    reason = f"failed: {type(exc).__name__}: {exc}"[:2000]
+    reason = failure_reason(exc)
     try:
         with db.write() as session:
             session.execute(update(SyncRun).where(SyncRun.id == run_id)
@@ -246,6 +247,25 @@ def _close_failed(db: Database, source: str, holder: str, run_id: int, exc: Base
             sync_lock.release(session, source, holder)
     finally:
         log.error("sync %s run %s %s", source, run_id, reason)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed run's record and log line say: the failure, never a record's values.
+
+    Connectors word their errors without values. A database error does not: PostgreSQL's DETAIL
+    quotes a duplicate key (a pass number) or a whole failing row, so only its class, SQLSTATE and
+    constraint are kept.
+    """
+    if isinstance(exc, DBAPIError):
+        driver_error = exc.orig
+        diagnostics = getattr(driver_error, "diag", None)
+        named = [f"SQLSTATE {code}" for code in [getattr(driver_error, "sqlstate", None)] if code]
+        named += [f"constraint {name}" for name in [getattr(diagnostics, "constraint_name", None)] if name]
+        return (f"failed: the database refused the change ({type(exc).__name__}"
+                f"{': ' + ', '.join(named) if named else ''}); nothing was written. The database's own message"
+                " is left out because it can quote a cardholder's data: run the sync again, and if it fails the"
+                " same way, report the constraint to the maintainers")
+    return redact(f"failed: {type(exc).__name__}: {exc}")[:2000]
 
 
 def _result(run_id, source, status, reason, plan: Plan, budgets_granted, started, forced=False) -> SyncResult:  # type: ignore[no-untyped-def]
