@@ -28,7 +28,6 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import func, insert, literal, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -506,23 +505,38 @@ def verify(session: Session) -> list[Mismatch]:
 def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
                                    wait_ms: int) -> int | None:
     """The new record's id, or None when the key already has a committed record."""
-    insert = pg_insert if db.is_postgres else sqlite_insert
-    statement = (insert(IdempotencyRecord)
-                 .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
-                         created_at=utcnow())
-                 .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
-                 .returning(IdempotencyRecord.id))
     if not db.is_postgres:  # BEGIN IMMEDIATE: no twin can be running
+        statement = (sqlite_insert(IdempotencyRecord)
+                     .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
+                             created_at=utcnow())
+                     .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+                     .returning(IdempotencyRecord.id))
         return session.execute(statement).scalar_one_or_none()
-    session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
     try:
-        record_id = session.execute(statement).scalar_one_or_none()
+        record_id = session.execute(_INSERT_RECORD_WAITING_BRIEFLY, {
+            "wait_ms": str(int(wait_ms)), "merchant_id": merchant_id, "key": key, "request_hash": fingerprint,
+            "created_at": utcnow()}).scalar_one_or_none()
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
             raise IdempotencyInProgress("a request with this idempotency key is still running") from None
         raise
-    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    if record_id is None:  # RETURNING did not run: set the timeout back ourselves (rare: replays only)
+        session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
     return record_id
+
+
+# SET LOCAL lock_timeout, the insert and SET LOCAL lock_timeout = DEFAULT, in one round trip instead of
+# three. The timeout is set (set_config(..., true) is SET LOCAL) while the one source row is produced,
+# so before the insert can wait on a twin's key; RETURNING sets it back to what DEFAULT means
+# (pg_settings.reset_val) after the row went in, so the budget's row lock later waits without limit.
+_INSERT_RECORD_WAITING_BRIEFLY = text("""
+    WITH short_lock_wait AS (SELECT set_config('lock_timeout', :wait_ms, true) AS lock_timeout)
+    INSERT INTO idempotency_records (merchant_id, key, request_hash, outcome_json, created_at)
+    SELECT :merchant_id, :key, :request_hash, '{}', :created_at FROM short_lock_wait
+    WHERE short_lock_wait.lock_timeout IS NOT NULL
+    ON CONFLICT (merchant_id, key) DO NOTHING
+    RETURNING id, set_config('lock_timeout', (SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'), true)
+""")
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:
