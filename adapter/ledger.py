@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy import ColumnElement, String, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -327,8 +327,8 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
 
     Taken only when the outcome cannot depend on what changed since the read: the full amount
     needs balance >= amount; a partial take of everything seen needs the balance unchanged.
-    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the
-    redemption, its ledger entry and the idempotency record's outcome are written in one
+    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the debit,
+    the redemption, its ledger entry and the idempotency record's outcome are written in one
     statement; the bool says whether the record was written.
     """
     take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial else request.amount_cents
@@ -336,36 +336,58 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
         return None
     still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
         else Budget.balance_cents == seen_balance_cents
-    balance_after = session.execute(
-        update(Budget)
-        .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
-        .values(balance_cents=Budget.balance_cents - take_cents)
-        .returning(Budget.balance_cents)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if balance_after is None:
-        return None
+    debit = (update(Budget)
+             .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
+             .values(balance_cents=Budget.balance_cents - take_cents)
+             .returning(Budget.balance_cents.label("balance_after")))
     if record_id is None:
+        balance_after = session.execute(debit.execution_options(synchronize_session=False)).scalar_one_or_none()
+        if balance_after is None:
+            return None
         return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
+    # PostgreSQL: the debit, the redemption, its ledger entry and the key's outcome in one statement
+    # (data-modifying CTEs). The writes read their rows from the debit's RETURNING, so when the
+    # condition no longer holds nothing is written and the locking path decides. Foreign keys are
+    # checked at the end of the statement, so the entry may name the redemption inserted beside it.
     now = utcnow()
     outcome = RedemptionOutcome(
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
-        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
+        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=0,
         redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
-    # Data-modifying CTEs: foreign keys are checked at the end of the statement, so the entry may
-    # name the redemption inserted beside it.
-    redemption = insert(Redemption).values(
-        id=outcome.redemption_id, merchant_id=request.merchant_id, budget_id=request.budget_id,
-        pass_id=request.pass_id, amount_cents=take_cents, reversed_cents=0, reference=request.reference,
-        idempotency_key=request.idempotency_key, created_at=now).cte("new_redemption")
-    entry = insert(LedgerEntry).values(
-        budget_id=request.budget_id, kind=EntryKind.REDEMPTION, amount_cents=-take_cents,
-        balance_after_cents=balance_after, actor=request.actor, note=None, redemption_id=outcome.redemption_id,
-        reversal_id=None, created_at=now).cte("new_entry")
-    record = update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
-        outcome_json=_outcome_json(outcome)).cte("stored_outcome")
-    session.execute(select(literal(1)).add_cte(redemption).add_cte(entry).add_cte(record))
-    return outcome, True
+    debited = debit.cte("debit")
+    redemption = _insert_per_debit(debited, Redemption, {
+        "id": outcome.redemption_id, "merchant_id": request.merchant_id, "budget_id": request.budget_id,
+        "pass_id": request.pass_id, "amount_cents": take_cents, "reversed_cents": 0, "reference": request.reference,
+        "idempotency_key": request.idempotency_key, "created_at": now}).cte("new_redemption")
+    entry = _insert_per_debit(debited, LedgerEntry, {
+        "budget_id": request.budget_id, "kind": EntryKind.REDEMPTION, "amount_cents": -take_cents,
+        "balance_after_cents": debited.c.balance_after, "actor": request.actor, "note": None,
+        "redemption_id": outcome.redemption_id, "reversal_id": None, "created_at": now}).cte("new_entry")
+    # The stored outcome is _outcome_json(outcome) with the balance the debit returned put in.
+    template = _outcome_json(replace(outcome, available_cents=None))  # type: ignore[arg-type]
+    outcome_json = func.replace(template, _PENDING_BALANCE,
+                                literal('"available_cents": ').concat(cast(debited.c.balance_after, String)))
+    record = (update(IdempotencyRecord)  # no debit, no change
+              .where(IdempotencyRecord.id == record_id, select(debited.c.balance_after).exists())
+              .values(outcome_json=select(outcome_json).scalar_subquery())).cte("stored_outcome")
+    balance_after = session.execute(select(debited.c.balance_after).add_cte(redemption).add_cte(entry)
+                                    .add_cte(record)).scalar_one_or_none()
+    if balance_after is None:
+        return None
+    return replace(outcome, available_cents=balance_after), True
+
+
+# How json.dumps writes the balance still to come; a quote inside a string value is escaped, so only
+# the key itself can match.
+_PENDING_BALANCE = '"available_cents": null'
+
+
+def _insert_per_debit(debited, model, values: dict):  # type: ignore[no-untyped-def,type-arg]
+    """INSERT INTO model (...) SELECT values FROM debited: one row when the debit happened, none otherwise."""
+    columns = model.__table__.c
+    row = [value if isinstance(value, ColumnElement) else literal(value, columns[name].type)
+           for name, value in values.items()]
+    return insert(model).from_select(list(values), select(*row).select_from(debited))
 
 
 def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
