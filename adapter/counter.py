@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from adapter import ledger
@@ -52,11 +52,13 @@ class NoSuchBudget(CounterRefusal):
 class LookupGuard:
     """A check made in the pass look-up's own statement, before the pass is judged (an abuse limit).
 
-    ``column`` (None: nothing to read) is selected beside the pass; ``judge`` gets its value and
-    raises to refuse, whether or not the pass exists.
+    ``column`` (None: nothing to read) is selected beside the pass with ``params`` bound; ``judge``
+    gets its value and raises to refuse, whether or not the pass exists. Pass the same ``column``
+    object each time: the look-up statement is built once per column.
     """
 
     column: ColumnElement[Any] | None
+    params: dict[str, Any]
     judge: Callable[[Any], None]
 
 
@@ -155,33 +157,50 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
     ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
     second read of the guard's column). Whether the pass is usable is for ``_usable`` to say.
     """
-    guard_column = guard.column.label("guard") if guard is not None and guard.column is not None else None
+    guard_column = guard.column if guard is not None else None
+    params = guard.params if guard is not None else {}
     if not (pass_number.isascii() and pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
-        _judge(session, guard, guard_column)
+        _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
-    open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
-                       # No period_end filter: an ended period stays spendable until the
-                       # roll-over closes it after the grace days.
-                       Budget.period_start <= today)
-    entities: list[Any] = [Pass, Cardholder, Budget] if with_holder else [Pass, Budget]
-    query = select(*entities, *([guard_column] if guard_column is not None else []))
-    if with_holder:
-        query = query.join(Cardholder, Cardholder.id == Pass.cardholder_id)
-    rows = session.execute(query.outerjoin(Budget, open_budget).where(Pass.pass_number == pass_number)
-                           .order_by(Budget.period_end, Budget.id)).all()
+    rows = session.execute(_look_up_statement(with_holder, guard_column),
+                           {"pass_number": pass_number, "today": today, **params}).all()
     if not rows:
-        _judge(session, guard, guard_column)
+        _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     if guard is not None:
         guard.judge(rows[0][-1] if guard_column is not None else None)
-    budget_at = len(entities) - 1
+    budget_at = 2 if with_holder else 1
     return _Found(rows[0][0], rows[0][1] if with_holder else None,
                   [row[budget_at] for row in rows if row[budget_at] is not None])
 
 
-def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElement[Any] | None) -> None:
+# By the guard column's identity (a column's == builds SQL); the column is kept alive beside its statement.
+_LOOK_UPS: dict[tuple[bool, int], tuple[ColumnElement[Any] | None, Select[Any]]] = {}
+
+
+def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | None) -> Select[Any]:
+    """Built once per shape and reused with new parameters: building a statement costs more CPU than
+    running it."""
+    key = (with_holder, id(guard_column))
+    if key not in _LOOK_UPS:
+        open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
+                           # No period_end filter: an ended period stays spendable until the
+                           # roll-over closes it after the grace days.
+                           Budget.period_start <= bindparam("today", type_=Budget.period_start.type))
+        entities: list[Any] = [Pass, Cardholder, Budget] if with_holder else [Pass, Budget]
+        statement = select(*entities, *([guard_column.label("guard")] if guard_column is not None else []))
+        if with_holder:
+            statement = statement.join(Cardholder, Cardholder.id == Pass.cardholder_id)
+        _LOOK_UPS[key] = (guard_column, statement.outerjoin(Budget, open_budget)
+                          .where(Pass.pass_number == bindparam("pass_number", type_=Pass.pass_number.type))
+                          .order_by(Budget.period_end, Budget.id))
+    return _LOOK_UPS[key][1]
+
+
+def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElement[Any] | None,
+           params: dict[str, Any]) -> None:
     if guard is not None:
-        guard.judge(session.execute(select(guard_column)).scalar_one() if guard_column is not None else None)
+        guard.judge(session.execute(select(guard_column), params).scalar_one() if guard_column is not None else None)
 
 
 def _usable(found: _Found, today: date) -> tuple[Pass, Cardholder | None, list[Budget]]:

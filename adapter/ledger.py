@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, String, cast, func, insert, literal, select, text, update
+from sqlalchemy import BigInteger, Select, String, Update, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -334,44 +334,26 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
     take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial else request.amount_cents
     if not 0 < take_cents <= seen_balance_cents:
         return None
-    still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
-        else Budget.balance_cents == seen_balance_cents
-    debit = (update(Budget)
-             .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
-             .values(balance_cents=Budget.balance_cents - take_cents)
-             .returning(Budget.balance_cents.label("balance_after")))
+    takes_all_seen = take_cents != request.amount_cents  # a partial take: the balance must be unchanged
+    debit, debit_and_writes = _seen_debit_statements(takes_all_seen)
+    params = {"budget_id": request.budget_id, "take_cents": take_cents, "seen_balance_cents": seen_balance_cents}
     if record_id is None:
-        balance_after = session.execute(debit.execution_options(synchronize_session=False)).scalar_one_or_none()
+        balance_after = session.execute(debit, params).scalar_one_or_none()
         if balance_after is None:
             return None
         return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
-    # PostgreSQL: the debit, the redemption, its ledger entry and the key's outcome in one statement
-    # (data-modifying CTEs). The writes read their rows from the debit's RETURNING, so when the
-    # condition no longer holds nothing is written and the locking path decides. Foreign keys are
-    # checked at the end of the statement, so the entry may name the redemption inserted beside it.
     now = utcnow()
     outcome = RedemptionOutcome(
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
         remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=0,
         redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
-    debited = debit.cte("debit")
-    redemption = _insert_per_debit(debited, Redemption, {
-        "id": outcome.redemption_id, "merchant_id": request.merchant_id, "budget_id": request.budget_id,
-        "pass_id": request.pass_id, "amount_cents": take_cents, "reversed_cents": 0, "reference": request.reference,
-        "idempotency_key": request.idempotency_key, "created_at": now}).cte("new_redemption")
-    entry = _insert_per_debit(debited, LedgerEntry, {
-        "budget_id": request.budget_id, "kind": EntryKind.REDEMPTION, "amount_cents": -take_cents,
-        "balance_after_cents": debited.c.balance_after, "actor": request.actor, "note": None,
-        "redemption_id": outcome.redemption_id, "reversal_id": None, "created_at": now}).cte("new_entry")
-    # The stored outcome is _outcome_json(outcome) with the balance the debit returned put in.
-    template = _outcome_json(replace(outcome, available_cents=None))  # type: ignore[arg-type]
-    outcome_json = func.replace(template, _PENDING_BALANCE,
-                                literal('"available_cents": ').concat(cast(debited.c.balance_after, String)))
-    record = (update(IdempotencyRecord)  # no debit, no change
-              .where(IdempotencyRecord.id == record_id, select(debited.c.balance_after).exists())
-              .values(outcome_json=select(outcome_json).scalar_subquery())).cte("stored_outcome")
-    balance_after = session.execute(select(debited.c.balance_after).add_cte(redemption).add_cte(entry)
-                                    .add_cte(record)).scalar_one_or_none()
+    balance_after = session.execute(debit_and_writes, {
+        **params, "redemption_id": outcome.redemption_id, "redeeming_merchant_id": request.merchant_id,
+        "pass_id": request.pass_id, "reference": request.reference, "idempotency_key": request.idempotency_key,
+        "redeemed_at": now, "entry_amount_cents": -take_cents, "actor": request.actor, "record_id": record_id,
+        # The stored outcome is _outcome_json(outcome) with the balance the debit returned put in.
+        "outcome_template": _outcome_json(replace(outcome, available_cents=None)),  # type: ignore[arg-type]
+    }).scalar_one_or_none()
     if balance_after is None:
         return None
     return replace(outcome, available_cents=balance_after), True
@@ -380,12 +362,55 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
 # How json.dumps writes the balance still to come; a quote inside a string value is escaped, so only
 # the key itself can match.
 _PENDING_BALANCE = '"available_cents": null'
+_SEEN_DEBITS: dict[bool, tuple[Update, Select]] = {}  # type: ignore[type-arg]
+
+
+def _seen_debit_statements(takes_all_seen: bool) -> tuple[Update, Select]:  # type: ignore[type-arg]
+    """The conditional debit alone, and (PostgreSQL) the debit with the redemption's writes in one
+    statement. Built once and reused with new parameters: building costs more CPU than running.
+    No parameter is named after a column of budgets or idempotency_records: an UPDATE takes such a
+    parameter as a value to SET.
+
+    In the second, data-modifying CTEs read their row from the debit's RETURNING, so when the
+    condition no longer holds nothing is written and the locking path decides. Foreign keys are
+    checked at the end of the statement, so the entry may name the redemption inserted beside it.
+    """
+    if takes_all_seen not in _SEEN_DEBITS:
+        take = bindparam("take_cents", type_=BigInteger)
+        still_true = Budget.balance_cents == bindparam("seen_balance_cents", type_=BigInteger) if takes_all_seen \
+            else Budget.balance_cents >= take
+        debit = (update(Budget)
+                 .where(Budget.id == bindparam("budget_id", type_=BigInteger), Budget.status == BudgetStatus.OPEN,
+                        still_true)
+                 .values(balance_cents=Budget.balance_cents - take)
+                 .returning(Budget.balance_cents.label("balance_after"))
+                 .execution_options(synchronize_session=False))
+        debited = debit.cte("debit")
+        redemption = _insert_per_debit(debited, Redemption, {
+            "id": "redemption_id", "merchant_id": "redeeming_merchant_id", "budget_id": "budget_id", "pass_id": "pass_id",
+            "amount_cents": "take_cents", "reversed_cents": literal(0, BigInteger), "reference": "reference",
+            "idempotency_key": "idempotency_key", "created_at": "redeemed_at"}).cte("new_redemption")
+        entry = _insert_per_debit(debited, LedgerEntry, {
+            "budget_id": "budget_id", "kind": literal(EntryKind.REDEMPTION, LedgerEntry.kind.type),
+            "amount_cents": "entry_amount_cents", "balance_after_cents": debited.c.balance_after, "actor": "actor",
+            "note": literal(None, String), "redemption_id": "redemption_id", "reversal_id": literal(None, String),
+            "created_at": "redeemed_at"}).cte("new_entry")
+        outcome_json = func.replace(bindparam("outcome_template", type_=String), _PENDING_BALANCE,
+                                    literal('"available_cents": ').concat(cast(debited.c.balance_after, String)))
+        record = (update(IdempotencyRecord)  # no debit, no change
+                  .where(IdempotencyRecord.id == bindparam("record_id", type_=BigInteger),
+                         select(debited.c.balance_after).exists())
+                  .values(outcome_json=select(outcome_json).scalar_subquery())).cte("stored_outcome")
+        _SEEN_DEBITS[takes_all_seen] = (debit, select(debited.c.balance_after).add_cte(redemption).add_cte(entry)
+                                        .add_cte(record))
+    return _SEEN_DEBITS[takes_all_seen]
 
 
 def _insert_per_debit(debited, model, values: dict):  # type: ignore[no-untyped-def,type-arg]
-    """INSERT INTO model (...) SELECT values FROM debited: one row when the debit happened, none otherwise."""
+    """INSERT INTO model (...) SELECT ... FROM debited: one row when the debit happened, none otherwise.
+    A string value names the parameter that fills the column."""
     columns = model.__table__.c
-    row = [value if isinstance(value, ColumnElement) else literal(value, columns[name].type)
+    row = [bindparam(value, type_=columns[name].type) if isinstance(value, str) else value
            for name, value in values.items()]
     return insert(model).from_select(list(values), select(*row).select_from(debited))
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, bindparam, select
 
 from adapter import ratelimit
 from adapter.db import Database
@@ -45,11 +45,14 @@ LEASE_SHARE = 20  # ... and at most 1/20 of the limit, so the loss at a window's
 class PendingPeek:
     """A ``peek`` that rides along in the caller's own statement, saving it a round trip.
 
-    Select ``column`` in that statement (None: there is nothing to select, e.g. on Redis), then
-    pass what it read to ``verdict``.
+    Select ``column`` in that statement with ``params`` bound (None: there is nothing to select,
+    e.g. on Redis), then pass what it read to ``verdict``. The column is the same object every
+    time, so a statement built around it once is reused (building statements costs more CPU
+    than running them).
     """
 
     column: ColumnElement[Any] | None
+    params: dict[str, Any]
     verdict: Callable[[Any], Verdict]
 
 
@@ -110,17 +113,21 @@ class DatabaseLimiter:
     def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         pending = self.peek_pending(bucket, limit, window_seconds)
         with self.db.read() as session:
-            return pending.verdict(session.execute(select(pending.column)).scalar_one())
+            return pending.verdict(session.execute(_READ_HITS, pending.params).scalar_one())
 
     def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
         window_start, retry_after = _window(self.clock(), window_seconds)
-        hits_now = select(RateCounter.hits).where(RateCounter.bucket == bucket,
-                                                  RateCounter.window_start == window_start).scalar_subquery()
 
         def verdict(hits: int | None) -> Verdict:
             return Verdict((hits or 0) < limit, hits or 0, retry_after)
 
-        return PendingPeek(hits_now, verdict)
+        return PendingPeek(_HITS_NOW, {"rate_bucket": bucket, "rate_window_start": window_start}, verdict)
+
+
+_HITS_NOW = select(RateCounter.hits).where(RateCounter.bucket == bindparam("rate_bucket"),
+                                           RateCounter.window_start == bindparam("rate_window_start")) \
+    .scalar_subquery()
+_READ_HITS = select(_HITS_NOW)
 
 
 class RedisLimiter:
@@ -151,7 +158,7 @@ class RedisLimiter:
         return Verdict(hits < limit, hits, retry_after)
 
     def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
-        return PendingPeek(None, lambda _nothing: self.peek(bucket, limit, window_seconds))
+        return PendingPeek(None, {}, lambda _nothing: self.peek(bucket, limit, window_seconds))
 
 
 def balance_checks_bucket(merchant_id: int) -> str:

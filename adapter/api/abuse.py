@@ -41,7 +41,7 @@ def unusable_passes_guard(merchant: Merchant) -> LookupGuard:
     def judge(value: Any) -> None:
         _refuse_unless(pending.verdict(value), _TOO_MANY_UNUSABLE)
 
-    return LookupGuard(pending.column, judge)
+    return LookupGuard(pending.column, pending.params, judge)
 
 
 def count_unusable_pass(merchant: Merchant) -> None:
