@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from adapter import ledger
@@ -49,6 +50,20 @@ class NoSuchBudget(CounterRefusal):
 
 
 @dataclass(frozen=True)
+class LookupGuard:
+    """A check made in the pass look-up's own statement, before the pass is judged (an abuse limit).
+
+    ``column`` (None: nothing to read) is selected beside the pass with ``params`` bound; ``judge``
+    gets its value and raises to refuse, whether or not the pass exists. Pass the same ``column``
+    object each time: the look-up statement is built once per column.
+    """
+
+    column: ColumnElement[Any] | None
+    params: dict[str, Any]
+    judge: Callable[[Any], None]
+
+
+@dataclass(frozen=True)
 class BudgetView:
     budget_id: int
     rule_name: str
@@ -69,10 +84,11 @@ class BalanceView:
 
 
 def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_number: str,
-                  today: date | None = None, *, expiry_grace_days: int = 0) -> BalanceView:
+                  today: date | None = None, *, expiry_grace_days: int = 0,
+                  guard: LookupGuard | None = None) -> BalanceView:
     today = today or date.today()
     grace = timedelta(days=expiry_grace_days)
-    card, holder, budgets = _usable_pass_with_budgets(session, pass_number, today, with_holder=True)
+    card, holder, budgets = _usable(_look_up(session, pass_number, today, with_holder=True, guard=guard), today)
     assert holder is not None
     personal = open_sealed(vault, holder.personal_encrypted)
     return BalanceView(
@@ -88,19 +104,24 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
            reference: str | None = None, idempotency_key: str | None = None, fingerprint: str | None = None,
            today: date | None = None,
            in_progress_wait_ms: int = ledger.DEFAULT_IN_PROGRESS_WAIT_MS,
-           guard: Callable[[Session], None] | None = None) -> ledger.RedemptionOutcome:
+           guard: LookupGuard | None = None) -> ledger.RedemptionOutcome:
     """Find the budget the shop means, check it may use it, and redeem through the ledger.
 
     With an idempotency key and a fingerprint, everything happens in one write transaction:
-    ``guard`` (e.g. the caller's abuse check) first, then the key's record, and only then the
-    pass look-up. A request seen before is answered from its stored outcome before the pass is
-    looked up again: a replay answers as the first request did, even if the pass was blocked in
-    between. A refusal (unusable pass, no budget, category) rolls the record back with everything else.
+    the pass look-up with ``guard`` (e.g. the caller's abuse check) in one statement, then the
+    key's record, and only then is the pass judged. A request seen before is answered from its
+    stored outcome, whatever the look-up found: a replay answers as the first request did, even if
+    the pass was blocked in between. A refusal (unusable pass, no budget, category) rolls the
+    record back with everything else.
     """
     today = today or date.today()
+    found: list[_Found] = []
+
+    def look_up(session: Session) -> None:
+        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
-        card, _, budgets = _usable_pass_with_budgets(session, pass_number, today, with_holder=False)
+        card, _, budgets = _usable(found[0], today)
         budget = _choose_budget(budgets, category=category, budget_id=budget_id)
         if not merchant.may_redeem(budget.category):
             raise CategoryNotAllowed(f"this shop may not redeem budgets of category {budget.category!r}")
@@ -111,37 +132,83 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
 
     if idempotency_key is not None and fingerprint is not None:
         return ledger.redeem_resolving(db, merchant.id, idempotency_key, fingerprint, amount_cents, resolve,
-                                       guard=guard, in_progress_wait_ms=in_progress_wait_ms)
+                                       guard=look_up, in_progress_wait_ms=in_progress_wait_ms)
     # Without a client fingerprint the ledger's own fingerprint needs the budget: resolve first.
     with db.read() as session:
-        if guard is not None:
-            guard(session)
+        look_up(session)
         request, _seen_balance = resolve(session)
     return ledger.redeem(db, request, in_progress_wait_ms=in_progress_wait_ms)
 
 
 def usable_pass(session: Session, pass_number: str, today: date) -> Pass:
-    card, _, _ = _usable_pass_with_budgets(session, pass_number, today, with_holder=False)
+    card, _, _ = _usable(_look_up(session, pass_number, today, with_holder=False), today)
     return card
 
 
-def _usable_pass_with_budgets(session: Session, pass_number: str, today: date, *,
-                              with_holder: bool) -> tuple[Pass, Cardholder | None, list[Budget]]:
-    """The pass (with its holder when asked) and the holder's open budgets, in one statement."""
+@dataclass(frozen=True)
+class _Found:
+    card: Pass | None
+    holder: Cardholder | None
+    budgets: list[Budget]
+
+
+def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
+             guard: LookupGuard | None = None) -> _Found:
+    """The pass (with its holder when asked) and the holder's open budgets, in one statement.
+
+    ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
+    second read of the guard's column). Whether the pass is usable is for ``_usable`` to say.
+    """
+    guard_column = guard.column if guard is not None else None
+    params = guard.params if guard is not None else {}
     if not (pass_number.isascii() and pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
+        _judge(session, guard, guard_column, params)
+        return _Found(None, None, [])
+    rows = session.execute(_look_up_statement(with_holder, guard_column),
+                           {"pass_number": pass_number, "today": today, **params}).all()
+    if not rows:
+        _judge(session, guard, guard_column, params)
+        return _Found(None, None, [])
+    if guard is not None:
+        guard.judge(rows[0][-1] if guard_column is not None else None)
+    budget_at = 2 if with_holder else 1
+    return _Found(rows[0][0], rows[0][1] if with_holder else None,
+                  [row[budget_at] for row in rows if row[budget_at] is not None])
+
+
+# By the guard column's identity (a column's == builds SQL); the column is kept alive beside its statement.
+_LOOK_UPS: dict[tuple[bool, int], tuple[ColumnElement[Any] | None, Select[Any]]] = {}
+
+
+def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | None) -> Select[Any]:
+    """Built once per shape and reused with new parameters: building a statement costs more CPU than
+    running it."""
+    key = (with_holder, id(guard_column))
+    if key not in _LOOK_UPS:
+        open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
+                           # No period_end filter: an ended period stays spendable until the
+                           # roll-over closes it after the grace days.
+                           Budget.period_start <= bindparam("today", type_=Budget.period_start.type))
+        entities: list[Any] = [Pass, Cardholder, Budget] if with_holder else [Pass, Budget]
+        statement = select(*entities, *([guard_column.label("guard")] if guard_column is not None else []))
+        if with_holder:
+            statement = statement.join(Cardholder, Cardholder.id == Pass.cardholder_id)
+        _LOOK_UPS[key] = (guard_column, statement.outerjoin(Budget, open_budget)
+                          .where(Pass.pass_number == bindparam("pass_number", type_=Pass.pass_number.type))
+                          .order_by(Budget.period_end, Budget.id))
+    return _LOOK_UPS[key][1]
+
+
+def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElement[Any] | None,
+           params: dict[str, Any]) -> None:
+    if guard is not None:
+        guard.judge(session.execute(select(guard_column), params).scalar_one() if guard_column is not None else None)
+
+
+def _usable(found: _Found, today: date) -> tuple[Pass, Cardholder | None, list[Budget]]:
+    if found.card is None or not found.card.is_usable_on(today):
         raise PassNotUsable("pass not usable")
-    open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
-                       # No period_end filter: an ended period stays spendable until the
-                       # roll-over closes it after the grace days.
-                       Budget.period_start <= today)
-    query = select(Pass, Cardholder, Budget).join(Cardholder, Cardholder.id == Pass.cardholder_id) if with_holder \
-        else select(Pass, Budget)
-    rows = session.execute(query.outerjoin(Budget, open_budget).where(Pass.pass_number == pass_number)
-                           .order_by(Budget.period_end, Budget.id)).all()
-    if not rows or not rows[0][0].is_usable_on(today):
-        raise PassNotUsable("pass not usable")
-    holder = rows[0][1] if with_holder else None
-    return rows[0][0], holder, [row[-1] for row in rows if row[-1] is not None]
+    return found.card, found.holder, found.budgets
 
 
 def _choose_budget(budgets: list[Budget], *, category: str | None, budget_id: int | None) -> Budget:

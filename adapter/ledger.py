@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple
 
-from sqlalchemy import func, insert, literal, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import BigInteger, Select, String, Update, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -329,45 +328,92 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
 
     Taken only when the outcome cannot depend on what changed since the read: the full amount
     needs balance >= amount; a partial take of everything seen needs the balance unchanged.
-    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the
-    redemption, its ledger entry and the idempotency record's outcome are written in one
+    None: the locking path (``_redeem_in``) decides. With ``record_id`` (PostgreSQL) the debit,
+    the redemption, its ledger entry and the idempotency record's outcome are written in one
     statement; the bool says whether the record was written.
     """
     take_cents = min(request.amount_cents, seen_balance_cents) if request.allow_partial else request.amount_cents
     if not 0 < take_cents <= seen_balance_cents:
         return None
-    still_true = Budget.balance_cents >= take_cents if take_cents == request.amount_cents \
-        else Budget.balance_cents == seen_balance_cents
-    balance_after = session.execute(
-        update(Budget)
-        .where(Budget.id == request.budget_id, Budget.status == BudgetStatus.OPEN, still_true)
-        .values(balance_cents=Budget.balance_cents - take_cents)
-        .returning(Budget.balance_cents)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if balance_after is None:
-        return None
+    takes_all_seen = take_cents != request.amount_cents  # a partial take: the balance must be unchanged
+    debit, debit_and_writes = _seen_debit_statements(takes_all_seen)
+    params = {"budget_id": request.budget_id, "take_cents": take_cents, "seen_balance_cents": seen_balance_cents}
     if record_id is None:
+        balance_after = session.execute(debit, params).scalar_one_or_none()
+        if balance_after is None:
+            return None
         return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
     now = utcnow()
     outcome = RedemptionOutcome(
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
-        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=balance_after,
+        remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=0,
         redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
-    # Data-modifying CTEs: foreign keys are checked at the end of the statement, so the entry may
-    # name the redemption inserted beside it.
-    redemption = insert(Redemption).values(
-        id=outcome.redemption_id, merchant_id=request.merchant_id, budget_id=request.budget_id,
-        pass_id=request.pass_id, amount_cents=take_cents, reversed_cents=0, reference=request.reference,
-        idempotency_key=request.idempotency_key, created_at=now).cte("new_redemption")
-    entry = insert(LedgerEntry).values(
-        budget_id=request.budget_id, kind=EntryKind.REDEMPTION, amount_cents=-take_cents,
-        balance_after_cents=balance_after, actor=request.actor, note=None, redemption_id=outcome.redemption_id,
-        reversal_id=None, created_at=now).cte("new_entry")
-    record = update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
-        outcome_json=_outcome_json(outcome)).cte("stored_outcome")
-    session.execute(select(literal(1)).add_cte(redemption).add_cte(entry).add_cte(record))
-    return outcome, True
+    balance_after = session.execute(debit_and_writes, {
+        **params, "redemption_id": outcome.redemption_id, "redeeming_merchant_id": request.merchant_id,
+        "pass_id": request.pass_id, "reference": request.reference, "idempotency_key": request.idempotency_key,
+        "redeemed_at": now, "entry_amount_cents": -take_cents, "actor": request.actor, "record_id": record_id,
+        # The stored outcome is _outcome_json(outcome) with the balance the debit returned put in.
+        "outcome_template": _outcome_json(replace(outcome, available_cents=None)),  # type: ignore[arg-type]
+    }).scalar_one_or_none()
+    if balance_after is None:
+        return None
+    return replace(outcome, available_cents=balance_after), True
+
+
+# How json.dumps writes the balance still to come; a quote inside a string value is escaped, so only
+# the key itself can match.
+_PENDING_BALANCE = '"available_cents": null'
+_SEEN_DEBITS: dict[bool, tuple[Update, Select]] = {}  # type: ignore[type-arg]
+
+
+def _seen_debit_statements(takes_all_seen: bool) -> tuple[Update, Select]:  # type: ignore[type-arg]
+    """The conditional debit alone, and (PostgreSQL) the debit with the redemption's writes in one
+    statement. Built once and reused with new parameters: building costs more CPU than running.
+    No parameter is named after a column of budgets or idempotency_records: an UPDATE takes such a
+    parameter as a value to SET.
+
+    In the second, data-modifying CTEs read their row from the debit's RETURNING, so when the
+    condition no longer holds nothing is written and the locking path decides. Foreign keys are
+    checked at the end of the statement, so the entry may name the redemption inserted beside it.
+    """
+    if takes_all_seen not in _SEEN_DEBITS:
+        take = bindparam("take_cents", type_=BigInteger)
+        still_true = Budget.balance_cents == bindparam("seen_balance_cents", type_=BigInteger) if takes_all_seen \
+            else Budget.balance_cents >= take
+        debit = (update(Budget)
+                 .where(Budget.id == bindparam("budget_id", type_=BigInteger), Budget.status == BudgetStatus.OPEN,
+                        still_true)
+                 .values(balance_cents=Budget.balance_cents - take)
+                 .returning(Budget.balance_cents.label("balance_after"))
+                 .execution_options(synchronize_session=False))
+        debited = debit.cte("debit")
+        redemption = _insert_per_debit(debited, Redemption, {
+            "id": "redemption_id", "merchant_id": "redeeming_merchant_id", "budget_id": "budget_id", "pass_id": "pass_id",
+            "amount_cents": "take_cents", "reversed_cents": literal(0, BigInteger), "reference": "reference",
+            "idempotency_key": "idempotency_key", "created_at": "redeemed_at"}).cte("new_redemption")
+        entry = _insert_per_debit(debited, LedgerEntry, {
+            "budget_id": "budget_id", "kind": literal(EntryKind.REDEMPTION, LedgerEntry.kind.type),
+            "amount_cents": "entry_amount_cents", "balance_after_cents": debited.c.balance_after, "actor": "actor",
+            "note": literal(None, String), "redemption_id": "redemption_id", "reversal_id": literal(None, String),
+            "created_at": "redeemed_at"}).cte("new_entry")
+        outcome_json = func.replace(bindparam("outcome_template", type_=String), _PENDING_BALANCE,
+                                    literal('"available_cents": ').concat(cast(debited.c.balance_after, String)))
+        record = (update(IdempotencyRecord)  # no debit, no change
+                  .where(IdempotencyRecord.id == bindparam("record_id", type_=BigInteger),
+                         select(debited.c.balance_after).exists())
+                  .values(outcome_json=select(outcome_json).scalar_subquery())).cte("stored_outcome")
+        _SEEN_DEBITS[takes_all_seen] = (debit, select(debited.c.balance_after).add_cte(redemption).add_cte(entry)
+                                        .add_cte(record))
+    return _SEEN_DEBITS[takes_all_seen]
+
+
+def _insert_per_debit(debited, model, values: dict):  # type: ignore[no-untyped-def,type-arg]
+    """INSERT INTO model (...) SELECT ... FROM debited: one row when the debit happened, none otherwise.
+    A string value names the parameter that fills the column."""
+    columns = model.__table__.c
+    row = [bindparam(value, type_=columns[name].type) if isinstance(value, str) else value
+           for name, value in values.items()]
+    return insert(model).from_select(list(values), select(*row).select_from(debited))
 
 
 def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
@@ -507,23 +553,38 @@ def verify(session: Session) -> list[Mismatch]:
 def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
                                    wait_ms: int) -> int | None:
     """The new record's id, or None when the key already has a committed record."""
-    insert = pg_insert if db.is_postgres else sqlite_insert
-    statement = (insert(IdempotencyRecord)
-                 .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
-                         created_at=utcnow())
-                 .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
-                 .returning(IdempotencyRecord.id))
     if not db.is_postgres:  # BEGIN IMMEDIATE: no twin can be running
+        statement = (sqlite_insert(IdempotencyRecord)
+                     .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
+                             created_at=utcnow())
+                     .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
+                     .returning(IdempotencyRecord.id))
         return session.execute(statement).scalar_one_or_none()
-    session.execute(text(f"SET LOCAL lock_timeout = {int(wait_ms)}"))
     try:
-        record_id = session.execute(statement).scalar_one_or_none()
+        record_id = session.execute(_INSERT_RECORD_WAITING_BRIEFLY, {
+            "wait_ms": str(int(wait_ms)), "merchant_id": merchant_id, "key": key, "request_hash": fingerprint,
+            "created_at": utcnow()}).scalar_one_or_none()
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
             raise IdempotencyInProgress("a request with this idempotency key is still running") from None
         raise
-    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    if record_id is None:  # RETURNING did not run: set the timeout back ourselves (rare: replays only)
+        session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
     return record_id
+
+
+# SET LOCAL lock_timeout, the insert and SET LOCAL lock_timeout = DEFAULT, in one round trip instead of
+# three. The timeout is set (set_config(..., true) is SET LOCAL) while the one source row is produced,
+# so before the insert can wait on a twin's key; RETURNING sets it back to what DEFAULT means
+# (pg_settings.reset_val) after the row went in, so the budget's row lock later waits without limit.
+_INSERT_RECORD_WAITING_BRIEFLY = text("""
+    WITH short_lock_wait AS (SELECT set_config('lock_timeout', :wait_ms, true) AS lock_timeout)
+    INSERT INTO idempotency_records (merchant_id, key, request_hash, outcome_json, created_at)
+    SELECT :merchant_id, :key, :request_hash, '{}', :created_at FROM short_lock_wait
+    WHERE short_lock_wait.lock_timeout IS NOT NULL
+    ON CONFLICT (merchant_id, key) DO NOTHING
+    RETURNING id, set_config('lock_timeout', (SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'), true)
+""")
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:

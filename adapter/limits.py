@@ -24,15 +24,13 @@ Two ways to count:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-import threading
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, bindparam, select
 
 from adapter import ratelimit
 from adapter.db import Database
@@ -43,6 +41,21 @@ MAX_LEASE = 50  # hits one process takes from the shared counter at a time
 LEASE_SHARE = 20  # ... and at most 1/20 of the limit, so the loss at a window's end stays small
 
 
+@dataclass(frozen=True)
+class PendingPeek:
+    """A ``peek`` that rides along in the caller's own statement, saving it a round trip.
+
+    Select ``column`` in that statement with ``params`` bound (None: there is nothing to select,
+    e.g. on Redis), then pass what it read to ``verdict``. The column is the same object every
+    time, so a statement built around it once is reused (building statements costs more CPU
+    than running them).
+    """
+
+    column: ColumnElement[Any] | None
+    params: dict[str, Any]
+    verdict: Callable[[Any], Verdict]
+
+
 class Limiter(Protocol):
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Count one hit; not allowed once more than ``limit`` hits fell in this window."""
@@ -50,9 +63,11 @@ class Limiter(Protocol):
     def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Like ``hit``, but may count locally within a lease: never looser, sometimes stricter."""
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
-        """Whether the bucket is already full, without counting a hit. A database limiter reads in
-        ``session`` when given, so the check shares the caller's transaction."""
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+        """Whether the bucket is already full, without counting a hit."""
+
+    def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
+        """``peek`` in two halves: a column for the caller's statement, then the verdict on its value."""
 
 
 def _window(now: float, window_seconds: int) -> tuple[int, int]:
@@ -95,15 +110,24 @@ class DatabaseLimiter:
             lease.left -= 1
             return Verdict(True, limit - lease.left, retry_after)
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
+        pending = self.peek_pending(bucket, limit, window_seconds)
+        with self.db.read() as session:
+            return pending.verdict(session.execute(_READ_HITS, pending.params).scalar_one())
+
+    def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
         window_start, retry_after = _window(self.clock(), window_seconds)
-        query = select(RateCounter.hits).where(RateCounter.bucket == bucket, RateCounter.window_start == window_start)
-        if session is not None:
-            hits = session.execute(query).scalar_one_or_none() or 0
-        else:
-            with self.db.read() as own_session:
-                hits = own_session.execute(query).scalar_one_or_none() or 0
-        return Verdict(hits < limit, hits, retry_after)
+
+        def verdict(hits: int | None) -> Verdict:
+            return Verdict((hits or 0) < limit, hits or 0, retry_after)
+
+        return PendingPeek(_HITS_NOW, {"rate_bucket": bucket, "rate_window_start": window_start}, verdict)
+
+
+_HITS_NOW = select(RateCounter.hits).where(RateCounter.bucket == bindparam("rate_bucket"),
+                                           RateCounter.window_start == bindparam("rate_window_start")) \
+    .scalar_subquery()
+_READ_HITS = select(_HITS_NOW)
 
 
 class RedisLimiter:
@@ -128,10 +152,13 @@ class RedisLimiter:
     def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         return self.hit(bucket, limit, window_seconds)  # one INCR is already cheap
 
-    def peek(self, bucket: str, limit: int, window_seconds: int = 60, session: Session | None = None) -> Verdict:
+    def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         window_start, retry_after = _window(self.clock(), window_seconds)
         hits = int(self.client.get(f"{self.prefix}{bucket}:{window_start}") or 0)
         return Verdict(hits < limit, hits, retry_after)
+
+    def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
+        return PendingPeek(None, {}, lambda _nothing: self.peek(bucket, limit, window_seconds))
 
 
 def balance_checks_bucket(merchant_id: int) -> str:

@@ -7,15 +7,18 @@ the rest of the window, so even a hit teaches nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
-from sqlalchemy.orm import Session
 
 from adapter.api.problems import problem
+from adapter.counter import LookupGuard
 from adapter.limits import Limiter, balance_checks_bucket, unusable_passes_bucket
 from adapter.models import Merchant
 from adapter.ratelimit import Verdict
 
 WINDOW_SECONDS = 60
+_TOO_MANY_UNUSABLE = "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd."
 
 
 def limiter() -> Limiter:
@@ -29,11 +32,16 @@ def count_balance_check(merchant: Merchant) -> None:
                    "Te veel saldochecks met deze sleutel in korte tijd.")
 
 
-def refuse_when_too_many_unusable(merchant: Merchant, session: Session | None = None) -> None:
-    """Exact, and checked before the look-up; in ``session`` (the look-up's transaction) when given."""
-    limit = _limits().unknown_pass_lookups_per_minute
-    _refuse_unless(limiter().peek(unusable_passes_bucket(merchant.id), limit, WINDOW_SECONDS, session=session),
-                   "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd.")
+def unusable_passes_guard(merchant: Merchant) -> LookupGuard:
+    """Refuse once the key looked up too many unusable passes: exact, and judged before the pass, in the
+    look-up's own statement (one round trip less than a separate read)."""
+    pending = limiter().peek_pending(unusable_passes_bucket(merchant.id), _limits().unknown_pass_lookups_per_minute,
+                                     WINDOW_SECONDS)
+
+    def judge(value: Any) -> None:
+        _refuse_unless(pending.verdict(value), _TOO_MANY_UNUSABLE)
+
+    return LookupGuard(pending.column, pending.params, judge)
 
 
 def count_unusable_pass(merchant: Merchant) -> None:

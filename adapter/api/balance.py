@@ -23,10 +23,10 @@ def check_balance():  # type: ignore[no-untyped-def]
     abuse.count_balance_check(merchant)
     adapter_runtime = runtime()
     try:
-        with adapter_runtime.db.read() as session:  # one read transaction: the limit check, then the look-up
-            abuse.refuse_when_too_many_unusable(merchant, session)
+        with adapter_runtime.db.read() as session:  # one statement: the limit check beside the look-up
             view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today(),
-                                         expiry_grace_days=adapter_runtime.expiry_grace_days)
+                                         expiry_grace_days=adapter_runtime.expiry_grace_days,
+                                         guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

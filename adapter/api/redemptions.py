@@ -35,14 +35,14 @@ def create_redemption():  # type: ignore[no-untyped-def]
     merchant = current_merchant()
     settings = runtime().settings
     try:
-        # One write transaction: the enumeration check, the key's record, the look-up, the debit.
+        # One write transaction: the look-up with the enumeration check, the key's record, the debit.
         outcome = counter.redeem(
             runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
             idempotency_key=request.headers["Idempotency-Key"],
             fingerprint=fingerprint("POST /v1/redemptions", body), today=today(),
             in_progress_wait_ms=settings.api.idempotency_wait_ms,
-            guard=lambda session: abuse.refuse_when_too_many_unusable(merchant, session))
+            guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

@@ -47,6 +47,16 @@ def test_enumerating_pass_numbers_is_stopped_after_the_threshold(limited_api):
     assert api.check(api.shop("Andere winkel"), child.pass_number).status_code == 200
 
 
+def test_after_the_threshold_a_redemption_on_a_real_pass_is_refused_and_takes_nothing(limited_api):
+    api = limited_api
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    assert [api.check(key, f"640000000000{n:02d}").status_code for n in range(10)] == [404] * 10
+    refused = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"})
+    assert refused.status_code == 429 and refused.get_json()["code"] == "rate_limited"
+    assert api.balance_cents(child.budget_id) == 5_000
+
+
 def test_balance_checks_per_key_per_minute(tmp_path, sqlite_url, vault):
     api = build_api(tmp_path, sqlite_url, vault, api={"rate_limits": {"balance_checks_per_minute": 5}})
     api.app.extensions["adapter_limiter"] = DatabaseLimiter(api.db, clock=lambda: PINNED)

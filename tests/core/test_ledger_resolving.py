@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from sqlalchemy import select
 
 from adapter import ledger
+from adapter.models import IdempotencyRecord, LedgerEntry, Redemption
 from tests import factories
 
 
@@ -47,3 +51,22 @@ def test_a_refusal_while_resolving_leaves_no_record_and_a_replay_skips_resolving
     assert replay.replayed and replay.redemption_id == first.redemption_id
     reused = ledger.redeem_resolving(db, shop.merchant_id, "k-2", "fp-other", 1_000, refuse)
     assert reused.status == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize(("seen", "amount", "partial"), [(2_500, 1_000, False), (2_500, 4_000, True)])
+def test_the_stored_outcome_is_the_outcome_with_its_balance_and_a_replay_equals_it(db, vault, seen, amount, partial):
+    # On PostgreSQL the balance is put into the stored outcome by the debit's own statement.
+    child = factories.child_with_budget(db, vault, amount_cents=2_500)
+    shop = factories.merchant(db)
+    first = _redeem(db, child, shop, amount, seen, "k-3", allow_partial=partial)
+    assert first.status == "redeemed" and not first.replayed
+    with db.read() as session:
+        stored = session.execute(select(IdempotencyRecord.outcome_json)
+                                 .where(IdempotencyRecord.key == "k-3")).scalar_one()
+        redemption = session.get(Redemption, first.redemption_id)
+        entry = session.execute(select(LedgerEntry).where(LedgerEntry.redemption_id == first.redemption_id)).scalar_one()
+    assert stored == ledger._outcome_json(first)
+    assert (redemption.amount_cents, entry.amount_cents, entry.balance_after_cents) == (
+        first.amount_cents, -first.amount_cents, first.available_cents)
+    replay = _redeem(db, child, shop, amount, seen, "k-3", allow_partial=partial)
+    assert replay.replayed and dataclasses.replace(replay, replayed=False) == first
