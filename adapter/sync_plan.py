@@ -43,7 +43,6 @@ _TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
 @dataclass(slots=True)
 class KnownHolder:
     id: int
-    household_id: int
     content_hash: str | None
     status: HolderStatus
     missing_since: date | None
@@ -92,11 +91,11 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     pass_states = {state.value: state for state in PassState}
     holders: dict[str, KnownHolder] = {}
     holder_by_bsn: dict[str, str] = {}
-    for key, holder_id, household_id, content_hash, status, missing_since, bsn_index in _streamed(
-            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
+    for key, holder_id, content_hash, status, missing_since, bsn_index in _streamed(
+            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash,
                                _raw(Cardholder.status), _raw(Cardholder.missing_since), Cardholder.bsn_index)
             .where(Cardholder.source == source).order_by(Cardholder.id)):
-        holders[key] = KnownHolder(holder_id, household_id, content_hash, holder_states[status],
+        holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
                                    day(missing_since), bsn_index)
         if bsn_index is not None:
             holder_by_bsn.setdefault(bsn_index, key)
@@ -303,7 +302,7 @@ class Planner:
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
-            return self._judge_holder(record, content_hash)
+            return self._judge_holder(record, content_hash, known)
         owner = self._bsn_owner.get(bsn_index)
         if owner is not None and owner != record.cardholder_id:
             claim = self._claims.get(owner)
@@ -311,11 +310,12 @@ class Planner:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
         self._bsn_owner[bsn_index] = record.cardholder_id
-        previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
-        if known is None and previous_key is not None and previous_key not in self._holder_outcomes:
-            self._claims[record.cardholder_id] = (previous_key, record, content_hash)
-            return UPDATED
-        return self._judge_holder(record, content_hash)
+        if known is None:
+            previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
+            if previous_key is not None and previous_key not in self._holder_outcomes:
+                self._claims[record.cardholder_id] = (previous_key, record, content_hash)
+                return UPDATED
+        return self._judge_holder(record, content_hash, known)
 
     def _settle_claims(self) -> None:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
@@ -349,8 +349,7 @@ class Planner:
             self._new_households.add(household_key)
             self._plan.new_households.append(household_key)
 
-    def _judge_holder(self, record: CardholderRecord, content_hash: str) -> str:
-        known = self._snapshot.holders.get(record.cardholder_id)
+    def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None) -> str:
         self._add_household(record.household_id)
         if known is None:
             self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
