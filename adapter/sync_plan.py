@@ -96,7 +96,7 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
                                _raw(Cardholder.status), _raw(Cardholder.missing_since), Cardholder.bsn_index)
             .where(Cardholder.source == source).order_by(Cardholder.id)):
         holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
-                                   day(missing_since), bsn_index)
+                                   day[missing_since], bsn_index)
         if bsn_index is not None:
             holder_by_bsn.setdefault(bsn_index, key)
     passes: dict[str, KnownPass] = {}
@@ -104,8 +104,8 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
             connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, _raw(Pass.status), _raw(Pass.valid_from),
                                _raw(Pass.valid_until), _raw(Pass.missing_since), Pass.replaced_by_id)
             .join(Cardholder, Cardholder.id == Pass.cardholder_id).where(Cardholder.source == source)):
-        passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day(valid_from), day(valid_until),
-                                   day(missing_since), replaced_by)
+        passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from], day[valid_until],
+                                   day[missing_since], replaced_by)
     foreign = connection.execute(
         select(Pass.pass_number).join(Cardholder, Cardholder.id == Pass.cardholder_id)
         .where(Cardholder.source != source)).scalars().all()
@@ -130,19 +130,16 @@ def _streamed(connection, statement):  # type: ignore[no-untyped-def]
 _CHUNK_ROWS = 10_000
 
 
-class _SharedDates:
-    """Raw date value (ISO text from SQLite, a date from PostgreSQL) -> one shared ``date`` per distinct day."""
+class _SharedDates(dict):
+    """Raw date value (ISO text from SQLite, a date from PostgreSQL) -> one shared ``date`` per distinct day.
+    A plain dictionary look-up per value: the loader does three for every pass."""
 
     def __init__(self) -> None:
-        self._seen: dict[object, date] = {}
+        super().__init__({None: None})
 
-    def __call__(self, raw: object) -> date | None:
-        if raw is None:
-            return None
-        found = self._seen.get(raw)
-        if found is None:
-            found = self._seen[raw] = raw if isinstance(raw, date) else date.fromisoformat(raw)  # type: ignore[arg-type]
-        return found
+    def __missing__(self, raw: object) -> date:
+        day = self[raw] = raw if isinstance(raw, date) else date.fromisoformat(raw)  # type: ignore[arg-type]
+        return day
 
 
 @dataclass(slots=True)
