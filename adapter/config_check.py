@@ -32,6 +32,8 @@ def source_problems(settings: Settings, registry: ConnectorRegistry | None = Non
                 registry.get(source.connector).options_model.model_validate(source.options)
             except ValidationError as exc:
                 problems.extend(f"{prefix}.options.{problem}" for problem in describe_validation_error(exc))
+            except RegistryError as exc:  # a plug-in is imported on first use: a broken one shows here
+                problems.append(f"{prefix}.connector: {exc}")
         try:
             load_mapping(source.mapping)
         except MappingError as exc:

@@ -6,6 +6,11 @@ adds one by declaring an entry point, with no change to this repository. A
 name registered twice is an error rather than a silent override: two packages
 claiming ``soap`` would otherwise decide by install order which one reads a
 municipality's cardholders.
+
+The default registry loads a connector's module only when that connector is
+asked for: a nightly CSV sync need not import zeep and lxml for the SOAP
+connector it does not use. Duplicate names are still refused at discovery
+(they are names, not classes); a broken plug-in names itself when it is used.
 """
 
 from __future__ import annotations
@@ -36,14 +41,11 @@ class ConnectorRegistry:
 
     def __init__(self) -> None:
         self._connectors: dict[str, type[Connector]] = {}
+        # Discovered but not yet imported: name -> entry point, loaded by get() or items().
+        self._deferred: dict[str, EntryPoint] = {}
 
     def register(self, name: str, connector_class: type[Connector]) -> None:
-        if name in self._connectors:
-            raise DuplicateConnectorError(
-                f"connector '{name}' is registered twice "
-                f"({self._connectors[name].__module__} and {connector_class.__module__}); "
-                "uninstall one of the packages or give one a different entry-point name"
-            )
+        self._refuse_duplicate(name, connector_class.__module__)
         if not (isinstance(connector_class, type) and issubclass(connector_class, Connector)):
             raise RegistryError(
                 f"connector '{name}' points at {connector_class!r}, which is not a "
@@ -52,6 +54,8 @@ class ConnectorRegistry:
         self._connectors[name] = connector_class
 
     def get(self, name: str) -> type[Connector]:
+        if name in self._deferred:
+            self._load(self._deferred.pop(name))
         try:
             return self._connectors[name]
         except KeyError:
@@ -62,31 +66,53 @@ class ConnectorRegistry:
             ) from None
 
     def names(self) -> list[str]:
-        return sorted(self._connectors)
+        return sorted([*self._connectors, *self._deferred])
 
     def items(self) -> list[tuple[str, type[Connector]]]:
+        for name in list(self._deferred):
+            self._load(self._deferred.pop(name))
         return sorted(self._connectors.items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._connectors
+        return name in self._connectors or name in self._deferred
 
     def load_entry_points(self, found: Iterable[EntryPoint] | None = None) -> ConnectorRegistry:
         """Register every entry point of the group (or the ones given, for tests)."""
         if found is None:
             found = entry_points(group=ENTRY_POINT_GROUP)
         for entry_point in found:
-            try:
-                connector_class = entry_point.load()
-            except Exception as exc:  # a broken plug-in must name itself
-                raise RegistryError(
-                    f"connector '{entry_point.name}' ({entry_point.value}) could not be "
-                    f"loaded: {exc}. Reinstall or remove the package that provides it"
-                ) from exc
-            self.register(entry_point.name, connector_class)
+            self._load(entry_point)
         return self
+
+    def discover_entry_points(self, found: Iterable[EntryPoint] | None = None) -> ConnectorRegistry:
+        """Note every entry point of the group by name (duplicates refused); import each on first use."""
+        if found is None:
+            found = entry_points(group=ENTRY_POINT_GROUP)
+        for entry_point in found:
+            self._refuse_duplicate(entry_point.name, entry_point.value)
+            self._deferred[entry_point.name] = entry_point
+        return self
+
+    def _refuse_duplicate(self, name: str, second: str) -> None:
+        if name in self._connectors or name in self._deferred:
+            first = self._connectors[name].__module__ if name in self._connectors else self._deferred[name].value
+            raise DuplicateConnectorError(
+                f"connector '{name}' is registered twice ({first} and {second}); "
+                "uninstall one of the packages or give one a different entry-point name"
+            )
+
+    def _load(self, entry_point: EntryPoint) -> None:
+        try:
+            connector_class = entry_point.load()
+        except Exception as exc:  # a broken plug-in must name itself
+            raise RegistryError(
+                f"connector '{entry_point.name}' ({entry_point.value}) could not be "
+                f"loaded: {exc}. Reinstall or remove the package that provides it"
+            ) from exc
+        self.register(entry_point.name, connector_class)
 
 
 @functools.cache
 def default_registry() -> ConnectorRegistry:
-    """The registry of installed connectors, discovered once per process."""
-    return ConnectorRegistry().load_entry_points()
+    """The registry of installed connectors, discovered once per process, each imported on first use."""
+    return ConnectorRegistry().discover_entry_points()

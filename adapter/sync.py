@@ -150,6 +150,9 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
         planner.feed(record)
     stage("planning")
     plan = planner.finish(today, settings.grace_nights)
+    # The planner's look-up tables (a BSN index and a record key per line) are done with: free them
+    # before the apply, where a first sync's memory peaks.
+    del planner
     refusal = guard(plan, settings)
     if refusal and not (force and not dry_run):
         status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
@@ -336,6 +339,10 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
         households = dict(session.execute(
             select(Household.source_key, Household.id).where(Household.source == source)).all())
     birth_dates = _write_holders(session, vault, snapshot, plan, households, now)
+    for write in plan.holders:
+        # Encrypted and written: the plaintext records go before the grants, where a first sync's memory
+        # peaks (and the process holds less personal data from here on).
+        write.record = None
     holder_ids = {key: known.id for key, known in snapshot.holders.items()}
     if any(write.existing_id is None for write in plan.holders):
         holder_ids = dict(session.execute(

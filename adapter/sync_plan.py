@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from adapter.crypto import Vault
 from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
-from adapter.records import CardholderRecord, RejectedRecord
+from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 
 SAMPLE_SIZE = 20
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
@@ -43,7 +43,6 @@ _TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
 @dataclass(slots=True)
 class KnownHolder:
     id: int
-    household_id: int
     content_hash: str | None
     status: HolderStatus
     missing_since: date | None
@@ -78,39 +77,69 @@ class Snapshot:
 
 
 def load_snapshot(session: Session, source: str) -> Snapshot:
-    # Straight to the connection: one row per cardholder and pass, without the ORM's per-row handling.
+    """Every stored household, cardholder and pass of ``source``, in compact form (one small object a row).
+
+    Read straight from the connection, streamed, with statuses and dates taken raw and turned into
+    shared objects here: SQLAlchemy's per-value conversion (and a list of every row) cost more than
+    the comparison the snapshot is for. Most passes share one pass year, so a date is one object.
+    """
     connection = session.connection()
     households = dict(connection.execute(
         select(Household.source_key, Household.id).where(Household.source == source)).all())
-    holders = {
-        key: KnownHolder(holder_id, household_id, content_hash, status, missing_since, bsn_index)
-        for key, holder_id, household_id, content_hash, status, missing_since, bsn_index in connection.execute(
-            select(Cardholder.source_key, Cardholder.id, Cardholder.household_id, Cardholder.content_hash,
-                   Cardholder.status, Cardholder.missing_since, Cardholder.bsn_index)
-            .where(Cardholder.source == source).order_by(Cardholder.id)).all()
-    }
+    day = _SharedDates()
+    holder_states = {state.value: state for state in HolderStatus}
+    pass_states = {state.value: state for state in PassState}
+    holders: dict[str, KnownHolder] = {}
     holder_by_bsn: dict[str, str] = {}
-    for key, known in holders.items():
-        if known.bsn_index is not None:
-            holder_by_bsn.setdefault(known.bsn_index, key)
+    for key, holder_id, content_hash, status, missing_since, bsn_index in _streamed(
+            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash,
+                               _raw(Cardholder.status), _raw(Cardholder.missing_since), Cardholder.bsn_index)
+            .where(Cardholder.source == source).order_by(Cardholder.id)):
+        holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
+                                   day[missing_since], bsn_index)
+        if bsn_index is not None:
+            holder_by_bsn.setdefault(bsn_index, key)
     passes: dict[str, KnownPass] = {}
-    foreign: set[str] = set()
-    for number, pass_id, holder_id, holder_source, status, valid_from, valid_until, missing_since, replaced_by in (
-        connection.execute(
-            select(Pass.pass_number, Pass.id, Pass.cardholder_id, Cardholder.source, Pass.status, Pass.valid_from,
-                   Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)
-            .join(Cardholder, Cardholder.id == Pass.cardholder_id)).all()
-    ):
-        if holder_source == source:
-            passes[number] = KnownPass(pass_id, holder_id, status, valid_from, valid_until, missing_since,
-                                       replaced_by)
-        else:
-            foreign.add(number)
+    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in _streamed(
+            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, _raw(Pass.status), _raw(Pass.valid_from),
+                               _raw(Pass.valid_until), _raw(Pass.missing_since), Pass.replaced_by_id)
+            .join(Cardholder, Cardholder.id == Pass.cardholder_id).where(Cardholder.source == source)):
+        passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from], day[valid_until],
+                                   day[missing_since], replaced_by)
+    foreign = connection.execute(
+        select(Pass.pass_number).join(Cardholder, Cardholder.id == Pass.cardholder_id)
+        .where(Cardholder.source != source)).scalars().all()
     last_good = session.execute(
         select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
         .order_by(SyncRun.id.desc()).limit(1)
     ).scalar_one_or_none()
     return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn)
+
+
+def _raw(column):  # type: ignore[no-untyped-def]
+    """The column as the driver returns it (a string; a date on PostgreSQL), without SQLAlchemy's conversion."""
+    return type_coerce(column, String).label(column.key)
+
+
+def _streamed(connection, statement):  # type: ignore[no-untyped-def]
+    # Rows in chunks, not one list of a million: the snapshot is the only copy kept.
+    for chunk in connection.execution_options(yield_per=_CHUNK_ROWS).execute(statement).partitions():
+        yield from chunk
+
+
+_CHUNK_ROWS = 10_000
+
+
+class _SharedDates(dict):
+    """Raw date value (ISO text from SQLite, a date from PostgreSQL) -> one shared ``date`` per distinct day.
+    A plain dictionary look-up per value: the loader does three for every pass."""
+
+    def __init__(self) -> None:
+        super().__init__({None: None})
+
+    def __missing__(self, raw: object) -> date:
+        day = self[raw] = raw if isinstance(raw, date) else date.fromisoformat(raw)  # type: ignore[arg-type]
+        return day
 
 
 @dataclass(slots=True)
@@ -146,7 +175,7 @@ class _PassLine:
     valid_until: date | None
     replaces: str | None
     holder_outcome: str
-    masked_bsn: str
+    has_bsn: bool  # for the sample's masked BSN; the BSN itself is not kept
 
 
 @dataclass
@@ -190,8 +219,10 @@ class Planner:
         self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
                           last_good_records=snapshot.last_good_records)
         self._holder_outcomes: dict[str, str] = {}
+        # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read.
         self._lines: list[_PassLine] = []
-        self._numbers: set[str] = set()
+        # Every pass number accepted from the export -> its record key (for the sample, should it be replaced).
+        self._numbers: dict[str, str] = {}
         self._new_households: set[str] = set()
         # BSN blind index -> the cardholder id that holds it in this export.
         self._bsn_owner: dict[str, str] = {}
@@ -220,11 +251,21 @@ class Planner:
             self._holder_outcomes[record.cardholder_id] = holder_outcome
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
-        self._numbers.add(record.pass_number)
+        number = record.pass_number
+        self._numbers[number] = record.source_key
+        status = _PASS_STATES[record.pass_status]
+        replaces = record.replaces_pass_number
+        # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
+        # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
+        if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
+                and self._pass_as_stored(number, record.cardholder_id, status, record.valid_from,
+                                         record.valid_until)):
+            plan.counts[UNCHANGED] += 1
+            self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
+            return
         self._lines.append(_PassLine(
-            record.source_key, record.pass_number, record.cardholder_id, PassState(record.pass_status.value),
-            record.valid_from, record.valid_until, record.replaces_pass_number, holder_outcome,
-            "*********" if record.bsn else "-"))
+            record.source_key, number, record.cardholder_id, status, record.valid_from, record.valid_until,
+            replaces, holder_outcome, bool(record.bsn)))
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         plan = self._plan
@@ -232,15 +273,14 @@ class Planner:
         self._settle_claims()
         replaced_by = {line.replaces: line.pass_number for line in self._lines
                        if line.replaces and line.replaces != line.pass_number}
-        holder_ids = {key: known.id for key, known in snapshot.holders.items()}
-        holder_ids.update((new_key, snapshot.holders[old_key].id) for new_key, old_key in self._rekeyed.items())
+        holder_ids = _HolderIds(snapshot, self._rekeyed)
         for line in self._lines:
             pass_outcome = self._judge_pass(line, replaced_by, holder_ids)
             outcome = (CREATED if CREATED in (line.holder_outcome, pass_outcome)
                        else UPDATED if UPDATED in (line.holder_outcome, pass_outcome) else UNCHANGED)
             plan.counts[outcome] += 1
-            self._sample(outcome, line.record_key,
-                         f"pass ****{line.pass_number[-4:]} {line.status.value}, BSN {line.masked_bsn}")
+            self._sample(outcome, line.record_key, line.pass_number, line.status, line.has_bsn)
+        self._replace_judged_unchanged(replaced_by)
         self._plan_replacements(replaced_by)
         self._plan_absences(today, grace_nights, set(replaced_by))
         self._lines = []
@@ -259,7 +299,7 @@ class Planner:
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
-            return self._judge_holder(record, content_hash)
+            return self._judge_holder(record, content_hash, known)
         owner = self._bsn_owner.get(bsn_index)
         if owner is not None and owner != record.cardholder_id:
             claim = self._claims.get(owner)
@@ -267,11 +307,12 @@ class Planner:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
         self._bsn_owner[bsn_index] = record.cardholder_id
-        previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
-        if known is None and previous_key is not None and previous_key not in self._holder_outcomes:
-            self._claims[record.cardholder_id] = (previous_key, record, content_hash)
-            return UPDATED
-        return self._judge_holder(record, content_hash)
+        if known is None:
+            previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
+            if previous_key is not None and previous_key not in self._holder_outcomes:
+                self._claims[record.cardholder_id] = (previous_key, record, content_hash)
+                return UPDATED
+        return self._judge_holder(record, content_hash, known)
 
     def _settle_claims(self) -> None:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
@@ -290,7 +331,7 @@ class Planner:
         kept = []
         for line in self._lines:
             if line.holder_key in refused:
-                self._numbers.discard(line.pass_number)
+                self._numbers.pop(line.pass_number, None)
                 self._reject(line.record_key, DUPLICATE_BSN)
             else:
                 kept.append(line)
@@ -305,8 +346,7 @@ class Planner:
             self._new_households.add(household_key)
             self._plan.new_households.append(household_key)
 
-    def _judge_holder(self, record: CardholderRecord, content_hash: str) -> str:
-        known = self._snapshot.holders.get(record.cardholder_id)
+    def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None) -> str:
         self._add_household(record.household_id)
         if known is None:
             self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
@@ -323,7 +363,42 @@ class Planner:
             return UPDATED
         return UNCHANGED
 
-    def _judge_pass(self, line: _PassLine, replaced_by: dict[str, str], holder_ids: dict[str, int]) -> str:
+    def _pass_as_stored(self, number: str, holder_key: str, status: PassState, valid_from: date | None,
+                        valid_until: date | None) -> bool:
+        """Whether this pass is stored exactly so, under this (known, unchanged) cardholder."""
+        known = self._snapshot.passes.get(number)
+        if known is None or known.missing_since is not None:
+            return False
+        holder = self._snapshot.holders.get(holder_key)
+        if holder is None or holder.id != known.cardholder_id:
+            return False
+        # A replaced number never works again, even if the export still lists it as active.
+        return ((known.status == PassState.REPLACED or known.status == status)
+                and known.valid_from == valid_from and known.valid_until == valid_until)
+
+    def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
+        """A pass judged unchanged while reading that a line named as replaced: it is replaced after all."""
+        judged_in_finish = {line.pass_number for line in self._lines}
+        numbers = [number for number in replaced_by if number in self._numbers and number not in judged_in_finish]
+        if not numbers:
+            return
+        key_of = {known.id: key for key, known in self._snapshot.holders.items()}
+        plan = self._plan
+        for number in numbers:
+            known = self._snapshot.passes[number]
+            if known.status == PassState.REPLACED:
+                continue  # stored as replaced already: unchanged indeed
+            plan.passes.append(PassWrite(number, key_of[known.cardholder_id], PassState.REPLACED, known.valid_from,
+                                         known.valid_until, known.id))
+            record_key = self._numbers[number]
+            plan.counts[UNCHANGED] -= 1
+            plan.counts[UPDATED] += 1
+            unchanged_sample = plan.samples.get(UNCHANGED, [])
+            plan.samples[UNCHANGED] = [entry for entry in unchanged_sample if entry[0] != record_key]
+            self._sample(UPDATED, record_key, number, PassState.REPLACED,
+                         self._snapshot.holders[key_of[known.cardholder_id]].bsn_index is not None)
+
+    def _judge_pass(self, line: _PassLine, replaced_by: dict[str, str], holder_ids: _HolderIds) -> str:
         known = self._snapshot.passes.get(line.pass_number)
         status = line.status
         # A replaced number never works again, even if the export still lists it as active.
@@ -394,10 +469,27 @@ class Planner:
         self._plan.counts[REJECTED] += 1
         self._plan.rejected.append((record_key, reason))
 
-    def _sample(self, outcome: str, record_key: str, detail: str) -> None:
-        sample = self._plan.samples.setdefault(outcome, [])
-        if len(sample) < SAMPLE_SIZE:
-            sample.append((record_key, detail))
+    def _sample(self, outcome: str, record_key: str, pass_number: str, status: PassState, has_bsn: bool) -> None:
+        sample = self._plan.samples.get(outcome)
+        if sample is None:
+            sample = self._plan.samples[outcome] = []
+        if len(sample) < SAMPLE_SIZE:  # the detail is worded only for the few kept
+            sample.append((record_key, f"pass ****{pass_number[-4:]} {status.value}, BSN {'*********' if has_bsn else '-'}"))
+
+
+class _HolderIds:
+    """Cardholder key -> stored row id, for the lines judged in finish(): a re-keyed child under its new key."""
+
+    def __init__(self, snapshot: Snapshot, rekeyed: dict[str, str]):
+        self._holders = snapshot.holders
+        self._rekeyed = rekeyed
+
+    def get(self, key: str) -> int | None:
+        known = self._holders.get(self._rekeyed.get(key, key))
+        return known.id if known is not None else None
+
+
+_PASS_STATES = {status: PassState(status.value) for status in PassStatus}
 
 
 def plan_run(snapshot: Snapshot, vault: Vault, records: Iterable[CardholderRecord | RejectedRecord],

@@ -84,3 +84,30 @@ def test_only_connector_classes_register():
 def test_the_installed_entry_points_include_the_built_ins():
     registry = ConnectorRegistry().load_entry_points()
     assert {"csv", "rest", "soap"} <= set(registry.names())
+
+
+def test_discovery_imports_a_connector_only_when_it_is_asked_for():
+    registry = ConnectorRegistry().discover_entry_points([
+        entry_point("csv", "connectors.csv_file:CsvConnector"),
+        entry_point("broken", "no_such_package.module:Thing"),
+    ])
+    assert registry.names() == ["broken", "csv"]
+    assert "broken" in registry
+    assert registry.get("csv") is CsvConnector  # the broken one is never imported for a csv source
+    with pytest.raises(RegistryError, match="'broken'.*could not be loaded"):
+        registry.get("broken")
+
+
+def test_discovery_refuses_a_name_twice_without_importing_either():
+    with pytest.raises(DuplicateConnectorError, match="'csv' is registered twice"):
+        ConnectorRegistry().discover_entry_points([
+            entry_point("csv", "no_such_package.one:Thing"),
+            entry_point("csv", "no_such_package.two:Thing"),
+        ])
+
+
+def test_the_default_registry_lists_every_installed_connector():
+    from adapter.registry import default_registry
+
+    assert {"csv", "rest", "soap"} <= set(default_registry().names())
+    assert {"csv", "rest", "soap"} <= {name for name, _class in ConnectorRegistry().discover_entry_points().items()}

@@ -2,40 +2,89 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from adapter.cli.base import CliContext, pass_cli
-from adapter.cli.admins import admins_group
-from adapter.cli.audit import audit_group
-from adapter.cli.config import config_group
-from adapter.cli.connectors import connectors_group, mappings_group, sources_group
-from adapter.cli.db import db_group, ledger_group
-from adapter.cli.demo import demo_group
-from adapter.cli.demo_data import demo_data_command
-from adapter.cli.keys import keys_group
-from adapter.cli.merchants import merchants_group
-from adapter.cli.reports import report_group
-from adapter.cli.retention import retention_group
-from adapter.cli.serve import serve_command
-from adapter.cli.settlement import settlement_group
 from adapter.logs import configure_logging
-from adapter.cli.sync import scheduler_command, sync_group
+
+# Command name -> "module:attribute". A command's module (and all it imports: SQLAlchemy models, Flask,
+# connectors) loads only when that command runs, so `sync SOURCE` does not pay for `serve` or `report`.
+COMMANDS = {
+    "db": "adapter.cli.db:db_group",
+    "keys": "adapter.cli.keys:keys_group",
+    "ledger": "adapter.cli.db:ledger_group",
+    "config": "adapter.cli.config:config_group",
+    "connectors": "adapter.cli.connectors:connectors_group",
+    "mappings": "adapter.cli.connectors:mappings_group",
+    "sources": "adapter.cli.connectors:sources_group",
+    "sync": "adapter.cli.sync:sync_group",
+    "scheduler": "adapter.cli.sync:scheduler_command",
+    "demo": "adapter.cli.demo:demo_group",
+    "serve": "adapter.cli.serve:serve_command",
+    "admins": "adapter.cli.admins:admins_group",
+    "report": "adapter.cli.reports:report_group",
+    "settlement": "adapter.cli.settlement:settlement_group",
+    "merchants": "adapter.cli.merchants:merchants_group",
+    "audit": "adapter.cli.audit:audit_group",
+    "retention": "adapter.cli.retention:retention_group",
+    "demo-data": "adapter.cli.demo_data:demo_data_command",
+}
+
+
+class _LazyCommands(dict):
+    """The group's name -> command table, importing a command's module the first time it is looked up.
+    A plain lookup (``"sync" in cli.commands``, ``cli.commands["sync"]``) keeps working for callers."""
+
+    def _load(self, name: object) -> bool:
+        if not dict.__contains__(self, name) and name in COMMANDS:
+            module_name, attribute = COMMANDS[name].split(":")  # type: ignore[index]
+            command = getattr(importlib.import_module(module_name), attribute)
+            if command.name != name:
+                raise RuntimeError(f"{COMMANDS[name]} is named {command.name!r}, not {name!r}")  # type: ignore[index]
+            self[name] = command
+        return dict.__contains__(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return self._load(name)
+
+    def __missing__(self, name: str) -> click.Command:
+        if self._load(name):
+            return dict.__getitem__(self, name)
+        raise KeyError(name)
+
+    def get(self, name: str, default: click.Command | None = None) -> click.Command | None:  # type: ignore[override]
+        return dict.__getitem__(self, name) if self._load(name) else default
 
 
 class _AdapterGroup(click.Group):
-    """Turns the errors an operator can fix into one sentence instead of a traceback."""
+    """Loads each command on first use (click's lazy-group pattern) and turns the errors an operator
+    can fix into one sentence instead of a traceback."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.commands = _LazyCommands(self.commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except (OperationalError, ProgrammingError) as exc:
-            if _schema_missing(exc):
+        except Exception as exc:
+            if _database_error(exc) and _schema_missing(exc):
                 raise click.ClickException(
                     "the database has no (current) schema: run `stadspas-adapter db upgrade` first") from None
             raise
+
+
+def _database_error(error: Exception) -> bool:
+    # Not imported up front: `demo-data` and `--help` need no SQLAlchemy. An error of it can only
+    # have been raised once a command imported it.
+    exc_module = sys.modules.get("sqlalchemy.exc")
+    return exc_module is not None and isinstance(error, (exc_module.OperationalError, exc_module.ProgrammingError))
 
 
 def _schema_missing(error: Exception) -> bool:
@@ -53,15 +102,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     configure_logging()  # redacting from the first line; again with the configured level once settings load
     ctx.obj = CliContext(config_path)
     ctx.call_on_close(ctx.obj.close)
-
-
-COMMANDS = (
-    db_group, keys_group, ledger_group, config_group, connectors_group, mappings_group, sources_group,
-    sync_group, scheduler_command, demo_group, serve_command, admins_group, report_group, settlement_group,
-    merchants_group, audit_group, retention_group, demo_data_command,
-)
-for command in COMMANDS:
-    cli.add_command(command)
 
 
 def main() -> None:

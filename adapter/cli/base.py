@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import getpass
+from typing import TYPE_CHECKING
 
 import click
 
-from adapter.crypto import KeysMissing, Vault
 from adapter.logs import configure_logging
-from adapter.runtime import Runtime
-from adapter.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # imported on first use: `--help` and `demo-data` need no database or keys
+    from adapter.crypto import Vault
+    from adapter.runtime import Runtime
+    from adapter.settings import Settings
 
 
 class CliContext:
@@ -24,6 +27,9 @@ class CliContext:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
+            from adapter.runtime import Runtime
+            from adapter.settings import ConfigError, load_settings
+
             try:
                 self._runtime = Runtime(load_settings(self.config_path))
             except ConfigError as exc:
@@ -34,6 +40,8 @@ class CliContext:
     @property
     def vault(self) -> Vault:
         """The keys for personal data; outside development mode, a clear refusal when they are missing."""
+        from adapter.crypto import KeysMissing
+
         try:
             return self.runtime.vault
         except KeysMissing as exc:

@@ -69,3 +69,27 @@ def test_remaining_balance_moves_to_the_new_number_only(db, vault, how):
     assert result.missing == 0 and result.budgets_granted == 0
     with db.read() as session, pytest.raises(counter.PassNotUsable):
         counter.check_balance(session, vault, shop, child.pass_number, TODAY)
+
+
+@pytest.mark.parametrize("old_line_first", [True, False])
+def test_an_unchanged_line_of_a_pass_that_another_line_replaces_is_replaced(db, vault, old_line_first):
+    # Some exports keep listing the lost card as active for a night beside the new one that names it.
+    records = household_records(10)
+    child = next(record for record in records if record.is_child)
+    _sync(db, vault, records)
+
+    new_line = dataclasses.replace(child, pass_number="6499999999000002", replaces_pass_number=child.pass_number,
+                                   source_key="line 999")
+    night = [*records, new_line] if old_line_first else [new_line, *records]
+    result = _sync(db, vault, night)
+    assert (result.created, result.updated, result.unchanged) == (1, 1, len(records) - 1)
+    assert "line 999" in [key for key, _detail in result.samples["created"]]
+    assert child.source_key in [key for key, _detail in result.samples["updated"]]
+    assert child.source_key not in [key for key, _detail in result.samples.get("unchanged", [])]
+    with db.read() as session:
+        old = session.execute(select(Pass).where(Pass.pass_number == child.pass_number)).scalar_one()
+        new = session.execute(select(Pass).where(Pass.pass_number == new_line.pass_number)).scalar_one()
+        assert old.status == PassState.REPLACED and old.replaced_by_id == new.id
+
+    again = _sync(db, vault, night)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, len(night))
