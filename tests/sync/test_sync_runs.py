@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from adapter import ledger
 from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass, PassState, SyncStatus
 from adapter.personal import PersonalFields, open_sealed
-from adapter.sync import run_sync
+from adapter.sync import SYNC_GC_THRESHOLD, run_sync
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
 
 
@@ -114,3 +116,27 @@ def test_large_batches_are_encrypted_on_several_cores_with_the_same_result(sqlit
     assert [(key, open_sealed(vault, token), index) for key, token, index in stored] == [
         (record.cardholder_id, PersonalFields.of(record), record.bsn and vault.blind_index(record.bsn))
         for record in records]
+
+
+def test_the_collector_runs_less_often_during_a_sync_and_as_before_afterwards(db, vault):
+    """A sync raises the young-generation threshold while it reads (its rows hold no cycles) and
+    restores it, also when the sync fails: the scheduler process runs on after a sync."""
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def watched(records):
+        for record in records:
+            seen.append(gc.get_threshold())
+            yield record
+
+    _sync(db, vault, watched(household_records(3)))
+    assert seen and set(seen) == {(SYNC_GC_THRESHOLD, *before[1:])}
+    assert gc.get_threshold() == before
+
+    def failing():
+        yield from watched(household_records(1))
+        raise RuntimeError("source went away")
+
+    with pytest.raises(RuntimeError):
+        _sync(db, vault, failing())
+    assert gc.get_threshold() == before
