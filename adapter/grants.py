@@ -18,11 +18,11 @@ longer eligible keeps what it was granted until the period ends.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, delete, or_, select, type_coerce, update
+from sqlalchemy import ForeignKey, Row, String, delete, or_, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
@@ -34,6 +34,7 @@ from adapter.rules import BudgetRules, PassFacts
 
 _CHUNK = 500
 _OPEN_BATCH = 5000
+_JUDGE_SLICE = 20_000  # children judged per slice (see grant_budgets)
 
 
 class GrantEvaluation(Base):
@@ -63,18 +64,34 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     # The big reads below go straight to the connection (no ORM row handling); flush first so they see
     # whatever the caller added through the ORM.
     session.flush()
-    holders = session.connection().execute(
-        select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child).where(*candidates)
-        .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-    ).all()
-    if not holders:
-        return GrantSummary()
-    summary = GrantSummary(children_judged=len(holders))
-    if running:
-        summary = _grant_for(session, vault, running, holders, rules_key, source,
-                             known_birth_dates or {}, actor, summary)
-    _mark_judged(session, [holder_id for holder_id, _, _ in holders], rules_key, source)
+    _forget_stale(session, rules_key, source)
+    summary = GrantSummary()
+    # The children are judged in slices of ids, each with its own passes and budgets: a first sync of a
+    # million cardholders never holds all of them (and their personal tokens) in memory at once.
+    for holders in _candidate_slices(session, candidates):
+        summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
+                               summary.budgets_topped_up, summary.cents_granted)
+        if running:
+            id_range = Cardholder.id.between(holders[0][0], holders[-1][0])
+            summary = _grant_for(session, vault, running, holders, [*candidates, id_range],
+                                 known_birth_dates or {}, actor, summary)
+        _mark_judged(session, [holder_id for holder_id, _, _ in holders], rules_key)
     return summary
+
+
+def _candidate_slices(session: Session, candidates: list) -> Iterator[list[Row]]:  # type: ignore[type-arg]
+    """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time."""
+    after = 0  # ids start at 1
+    while True:
+        holders = session.connection().execute(
+            select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child)
+            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+            .where(*candidates, Cardholder.id > after).order_by(Cardholder.id).limit(_JUDGE_SLICE)
+        ).all()
+        if not holders:
+            return
+        yield holders
+        after = holders[-1][0]
 
 
 def forget_judgements(session: Session, cardholder_ids: Iterable[int]) -> None:
@@ -104,9 +121,8 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
     return conditions
 
 
-def _grant_for(session, vault, running, holders, rules_key, source, known_birth_dates, actor,  # type: ignore[no-untyped-def]
+def _grant_for(session, vault, running, holders, candidates, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary) -> GrantSummary:
-    candidates = _candidates(rules_key, source)
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
     # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
     passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
@@ -167,7 +183,8 @@ def _grant_for(session, vault, running, holders, rules_key, source, known_birth_
                 topped_up += 1
                 cents += entitled_cents - granted_cents
     opened += ledger.open_budgets(session, new_budgets, actor)
-    return GrantSummary(summary.children_judged, opened, topped_up, cents)
+    return GrantSummary(summary.children_judged, summary.budgets_opened + opened,
+                        summary.budgets_topped_up + topped_up, summary.cents_granted + cents)
 
 
 def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:
@@ -176,11 +193,14 @@ def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[
     return open_sealed(vault, token).birth_date
 
 
-def _mark_judged(session: Session, holder_ids: list[int], rules_key: str, source: str | None) -> None:
-    # Candidates have no row under today's key; drop their stale rows in one statement.
+def _forget_stale(session: Session, rules_key: str, source: str | None) -> None:
+    """Drop judgements under other rules in one statement: their children are judged again now."""
     stale = delete(GrantEvaluation).where(GrantEvaluation.rules_key != rules_key)
     if source is not None:
         stale = stale.where(GrantEvaluation.cardholder_id.in_(select(Cardholder.id).where(Cardholder.source == source)))
     session.execute(stale)
+
+
+def _mark_judged(session: Session, holder_ids: list[int], rules_key: str) -> None:
     insert_tuples(session, GrantEvaluation.__table__, ("cardholder_id",), ((holder_id,) for holder_id in holder_ids),
                   {"rules_key": rules_key, "evaluated_at": utcnow()})

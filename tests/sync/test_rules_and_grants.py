@@ -197,3 +197,29 @@ def test_explicit_periods_and_reference_dates():
     assert (period.start, period.end, pass_year.reference_date(period)) == (
         date(2025, 9, 1), date(2026, 8, 31), date(2026, 7, 1))
     assert dataclasses.replace(period).days == 365
+
+
+def test_children_judged_in_slices_get_what_one_slice_would_give_them(db, vault, tmp_path, monkeypatch):
+    """Grants judge children a slice of ids at a time (memory stays flat); slice edges change nothing,
+    also on a second night whose raised amount is granted from birth dates read back from the tokens."""
+    from adapter.db import Database
+    from adapter.migrate import upgrade
+
+    children = [_child(f"c{number}", date(2010 + number % 9, 1 + number % 12, 1), number=number)
+                for number in range(11)]
+    first_rules, raised_rules = _rules(PRIMARY, SECONDARY), _rules(PRIMARY, {**SECONDARY, "amount_cents": 25_000})
+    whole = Database(f"sqlite:///{tmp_path / 'one-slice.db'}")
+    upgrade(whole)
+    try:
+        _sync(whole, vault, children, first_rules, date(2026, 9, 1))
+        expected_top_ups = _sync(whole, vault, children, raised_rules, date(2026, 9, 2)).budgets_granted
+        expected = _budgets(whole)
+    finally:
+        whole.dispose()
+    monkeypatch.setattr(grants, "_JUDGE_SLICE", 3)
+    _sync(db, vault, children, first_rules, date(2026, 9, 1))
+    second = _sync(db, vault, children, raised_rules, date(2026, 9, 2))
+    assert second.budgets_granted == expected_top_ups > 0
+    assert _budgets(db) == expected and len(expected) == 11
+    with db.read() as session:
+        assert not ledger.verify(session)
