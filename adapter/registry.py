@@ -16,6 +16,7 @@ connector it does not use. Duplicate names are still refused at discovery
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
@@ -43,6 +44,9 @@ class ConnectorRegistry:
         self._connectors: dict[str, type[Connector]] = {}
         # Discovered but not yet imported: name -> entry point, loaded by get() or items().
         self._deferred: dict[str, EntryPoint] = {}
+        # The scheduler's job threads can ask for the same connector at once: one imports it, the other waits
+        # (and sees it registered, not missing). A failed import keeps its entry, so every night names the error.
+        self._loading = threading.RLock()
 
     def register(self, name: str, connector_class: type[Connector]) -> None:
         self._refuse_duplicate(name, connector_class.__module__)
@@ -55,7 +59,7 @@ class ConnectorRegistry:
 
     def get(self, name: str) -> type[Connector]:
         if name in self._deferred:
-            self._load(self._deferred.pop(name))
+            self._load_deferred(name)
         try:
             return self._connectors[name]
         except KeyError:
@@ -70,7 +74,7 @@ class ConnectorRegistry:
 
     def items(self) -> list[tuple[str, type[Connector]]]:
         for name in list(self._deferred):
-            self._load(self._deferred.pop(name))
+            self._load_deferred(name)
         return sorted(self._connectors.items())
 
     def __contains__(self, name: object) -> bool:
@@ -101,15 +105,27 @@ class ConnectorRegistry:
                 "uninstall one of the packages or give one a different entry-point name"
             )
 
+    def _load_deferred(self, name: str) -> None:
+        with self._loading:
+            entry_point = self._deferred.get(name)
+            if entry_point is None:
+                return  # another thread loaded it while this one waited
+            connector_class = self._import(entry_point)
+            del self._deferred[name]
+            self.register(name, connector_class)
+
     def _load(self, entry_point: EntryPoint) -> None:
+        self.register(entry_point.name, self._import(entry_point))
+
+    @staticmethod
+    def _import(entry_point: EntryPoint) -> type[Connector]:
         try:
-            connector_class = entry_point.load()
+            return entry_point.load()  # type: ignore[no-any-return]
         except Exception as exc:  # a broken plug-in must name itself
             raise RegistryError(
                 f"connector '{entry_point.name}' ({entry_point.value}) could not be "
                 f"loaded: {exc}. Reinstall or remove the package that provides it"
             ) from exc
-        self.register(entry_point.name, connector_class)
 
 
 @functools.cache

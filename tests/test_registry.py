@@ -111,3 +111,40 @@ def test_the_default_registry_lists_every_installed_connector():
 
     assert {"csv", "rest", "soap"} <= set(default_registry().names())
     assert {"csv", "rest", "soap"} <= {name for name, _class in ConnectorRegistry().discover_entry_points().items()}
+
+
+def test_two_threads_asking_for_a_connector_while_it_imports_both_get_it(monkeypatch):
+    """The scheduler's job threads can start two syncs of one connector at the same minute."""
+    import threading
+    import time
+
+    slow = entry_point("slow", "connectors.csv_file:CsvConnector")
+    original_load = EntryPoint.load
+
+    def slow_load(self):
+        time.sleep(0.2)  # zeep and lxml take about this long to import
+        return original_load(self)
+
+    monkeypatch.setattr(EntryPoint, "load", slow_load)
+    registry = ConnectorRegistry().discover_entry_points([slow])
+    results: list[object] = []
+
+    def ask():
+        try:
+            results.append(registry.get("slow"))
+        except Exception as exc:  # noqa: BLE001 - the failure is the result under test
+            results.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [CsvConnector, CsvConnector]
+
+
+def test_a_broken_plugin_names_its_error_every_time_it_is_asked_for():
+    registry = ConnectorRegistry().discover_entry_points([entry_point("broken", "no_such_package.module:Thing")])
+    for _ in range(2):
+        with pytest.raises(RegistryError, match="'broken'.*could not be loaded"):
+            registry.get("broken")
