@@ -52,13 +52,17 @@ class Database:
 
 
 def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
+    # hide_parameters: SQLAlchemy's errors otherwise end in "[parameters: ...]", the bound values of the
+    # failing statement (pass numbers, blind indexes), and such errors reach logs and terminals.
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo)
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo,
+                             hide_parameters=True)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = create_engine(url, echo=echo, hide_parameters=True,
+                           connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -78,7 +78,8 @@ def _dumps(personal: PersonalFields) -> str:
 
 
 def _loads(text: str) -> PersonalFields:
-    # The JSON error would carry the decrypted document (JSONDecodeError.doc): never let it travel.
+    # A JSON or date error carries the decrypted text (JSONDecodeError.doc, the message): it is dropped
+    # before raising, not merely hidden with "from None", which still keeps it as __context__.
     try:
         packed = json.loads(text)
         if not isinstance(packed, dict):
@@ -90,4 +91,5 @@ def _loads(text: str) -> PersonalFields:
             values["birth_date"] = date.fromisoformat(values["birth_date"])
         return PersonalFields(**values)
     except (ValueError, TypeError):
-        raise UnreadablePersonalData("a stored personal token decrypted but does not hold personal fields") from None
+        pass
+    raise UnreadablePersonalData("a stored personal token decrypted but does not hold personal fields")

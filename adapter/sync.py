@@ -27,6 +27,8 @@ import gc
 import logging
 import multiprocessing
 import os
+import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -119,16 +121,27 @@ def fewer_collections() -> Iterator[None]:
 
     A sync allocates a few small objects per row and keeps them to the end, none of them in cycles;
     with Python's default thresholds the collector re-scans that growing heap over and over, about
-    8% of a sync. The thresholds are restored afterwards: the scheduler runs syncs in its own process.
+    8% of a sync. The scheduler runs syncs in its own long-lived process, on several threads: the
+    first sync to start raises the threshold and the last one to finish restores it.
     """
-    before = gc.get_threshold()
-    gc.set_threshold(SYNC_GC_THRESHOLD, *before[1:])
+    global _syncs_running, _threshold_before
+    with _threshold_lock:
+        if _syncs_running == 0:
+            _threshold_before = gc.get_threshold()
+            gc.set_threshold(SYNC_GC_THRESHOLD, *_threshold_before[1:])
+        _syncs_running += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _threshold_lock:
+            _syncs_running -= 1
+            if _syncs_running == 0:
+                gc.set_threshold(*_threshold_before)
 
 
+_threshold_lock = threading.Lock()
+_syncs_running = 0
+_threshold_before = gc.get_threshold()
 SYNC_GC_THRESHOLD = 50_000  # allocations between young-generation collections (Python's default: 700)
 
 
@@ -283,13 +296,17 @@ def failure_reason(exc: BaseException) -> str:
     """
     if isinstance(exc, DBAPIError):
         driver_error = exc.orig
+        if isinstance(driver_error, sqlite3.Error):
+            # SQLite's messages name the constraint or the condition ("database is locked"), never a value.
+            return redact(f"failed: the database refused the change ({type(exc).__name__}: {driver_error}); "
+                          "nothing was written. Run the sync again; if it fails the same way, report this line")
         diagnostics = getattr(driver_error, "diag", None)
         named = [f"SQLSTATE {code}" for code in [getattr(driver_error, "sqlstate", None)] if code]
         named += [f"constraint {name}" for name in [getattr(diagnostics, "constraint_name", None)] if name]
         return (f"failed: the database refused the change ({type(exc).__name__}"
                 f"{': ' + ', '.join(named) if named else ''}); nothing was written. The database's own message"
                 " is left out because it can quote a cardholder's data: run the sync again, and if it fails the"
-                " same way, report the constraint to the maintainers")
+                " same way, report this line to the maintainers")
     return redact(f"failed: {type(exc).__name__}: {exc}")[:2000]
 
 

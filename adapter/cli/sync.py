@@ -65,7 +65,7 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
                  on_stage=None) -> int:  # type: ignore[no-untyped-def]
     """Run one sync and tell the person at the terminal how it went; return the exit code."""
     from adapter.models import SyncStatus
-    from adapter.sync import run_sync
+    from adapter.sync import failure_reason, run_sync
     from adapter.sync_lock import SyncBusy
 
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
@@ -77,7 +77,8 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
         click.echo(f"Error: {busy}", err=True)
         return EXIT_BUSY
     except Exception as exc:  # the run is recorded as failed; say so in one line
-        click.echo(f"Error: sync {source} failed: {type(exc).__name__}: {exc}. The previous data stays in force; "
+        # failure_reason: a database error's own text can quote a pass number or a whole row.
+        click.echo(f"Error: sync {source} {failure_reason(exc)}. The previous data stays in force; "
                    f"see `stadspas-adapter sync history --source {source}`.", err=True)
         return EXIT_FAILED
     finally:

@@ -140,3 +140,17 @@ def test_the_collector_runs_less_often_during_a_sync_and_as_before_afterwards(db
     with pytest.raises(RuntimeError):
         _sync(db, vault, failing())
     assert gc.get_threshold() == before
+
+
+def test_overlapping_syncs_leave_the_collector_as_they_found_it():
+    """Two scheduler threads: A starts, B starts, A ends, B ends. Restoring per sync would leave B's raised value."""
+    from adapter.sync import fewer_collections
+
+    before = gc.get_threshold()
+    first, second = fewer_collections(), fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] == SYNC_GC_THRESHOLD  # B still runs
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
