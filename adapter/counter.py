@@ -157,7 +157,8 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
     """The pass (with its holder when asked) and the holder's open budgets, in one statement.
 
     ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
-    second read of the guard's column). Whether the pass is usable is for ``_usable`` to say.
+    second read of the guard's column, and so does an unusable one, to look alike). Whether the pass
+    is usable is for ``_usable`` to say.
     """
     guard_column = guard.column if guard is not None else None
     params = guard.params if guard is not None else {}
@@ -171,8 +172,13 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
         return _Found(None, None, [])
     if guard is not None:
         guard.judge(rows[0][-1] if guard_column is not None else None)
+    card = rows[0][0]
+    if guard_column is not None and not card.is_usable_on(today):
+        # The same second read an unknown number costs: response time must not tell a blocked, replaced
+        # or expired pass from one that never existed (their answers are identical too).
+        session.execute(select(guard_column), params).scalar_one()
     budget_at = 2 if with_holder else 1
-    return _Found(rows[0][0], rows[0][1] if with_holder else None,
+    return _Found(card, rows[0][1] if with_holder else None,
                   [row[budget_at] for row in rows if row[budget_at] is not None])
 
 

@@ -91,3 +91,27 @@ def test_limiter_chosen_by_environment(tmp_path, sqlite_url, vault, monkeypatch)
     monkeypatch.setenv("ADAPTER_REDIS_URL", REDIS_URL)
     assert isinstance(limiter_for(database), RedisLimiter)
     database.dispose()
+
+
+def test_a_blocked_pass_costs_the_same_statements_as_an_unknown_one(limited_api):
+    """Identical 404 bodies are not enough: a second read for only one of them would show in the timing."""
+    from sqlalchemy import event
+
+    api = limited_api
+    blocked, key = api.child(state=PassState.BLOCKED), api.shop()
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    assert api.check(key, "6400000000009998").status_code == 404  # the key's first use also reads the key
+    event.listen(api.db.engine, "before_cursor_execute", count)
+    try:
+        per_request = []
+        for number in (blocked.pass_number, "6400000000009999"):
+            statements.clear()
+            assert api.check(key, number).status_code == 404
+            per_request.append(len(statements))
+    finally:
+        event.remove(api.db.engine, "before_cursor_execute", count)
+    assert per_request[0] == per_request[1]
