@@ -7,7 +7,8 @@ encryption per cardholder instead of six, which is most of a first sync's work.
 
 Inside the token is compact JSON with short keys; an empty field is left out.
 ``seal`` and ``open_sealed`` are the only code that knows this layout, so no
-reader parses it by hand. The keyed blind index (``bsn_index``) stays a column
+reader parses it by hand. Stored tokens and migration 0005 depend on it: a new
+layout needs a migration that rewrites the tokens (a test pins this one). The keyed blind index (``bsn_index``) stays a column
 of its own: look-ups by BSN must not decrypt anything.
 """
 

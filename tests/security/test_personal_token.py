@@ -54,3 +54,12 @@ def test_a_token_that_is_not_personal_fields_is_refused_without_its_contents(vau
     # No JSON or date error behind it either: those carry the decrypted text (.doc, the message).
     assert refused.value.__cause__ is None and refused.value.__context__ is None
 
+
+
+def test_the_token_layout_is_pinned_because_stored_tokens_and_migration_0005_use_it(vault):
+    """Tokens already in databases, and migration 0005 (which imports this codec), are written in this
+    layout: a change to it needs a new migration that rewrites the stored tokens, not an edit here."""
+    written = vault.decrypt(seal(vault, SANNE))
+    assert written == ('{"b":"' + TEST_BSNS[5] + '","f":"Sanne Zoë","i":"S.Z.","p":"van","s":"'
+                       + FIXTURE_SURNAMES[0] + '","d":"' + FIXTURE_BIRTH_DATES[0] + '"}')
+    assert open_sealed(vault, vault.encrypt(written)) == SANNE
