@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from adapter import ledger
 from adapter.crypto import Vault
 from adapter.db import Database
-from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, utcnow
+from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, PassState, utcnow
 from adapter.personal import PersonalFields, open_sealed
 
 MAX_PASS_NUMBER_LENGTH = 32
@@ -118,7 +118,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     found: list[_Found] = []
 
     def look_up(session: Session) -> None:
-        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
+        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard, columns_only=True)]
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
         card, _, budgets = _usable(found[0], today)
@@ -145,38 +145,69 @@ def usable_pass(session: Session, pass_number: str, today: date) -> Pass:
     return card
 
 
+class _PassColumns(NamedTuple):
+    """What a redemption reads of a pass: enough for ``Pass.is_usable_on`` and the ledger."""
+
+    id: int
+    status: PassState
+    valid_from: date | None
+    valid_until: date | None
+
+    def is_usable_on(self, day: date) -> bool:
+        return Pass.is_usable_on(self, day)  # type: ignore[arg-type]  # the one rule, on these columns
+
+
+class _BudgetColumns(NamedTuple):
+    """What a redemption reads of a budget: enough to choose it and to debit it."""
+
+    id: int
+    category: str | None
+    balance_cents: int
+    period_end: date
+
+
 @dataclass(frozen=True)
 class _Found:
-    card: Pass | None
+    card: Pass | _PassColumns | None
     holder: Cardholder | None
-    budgets: list[Budget]
+    budgets: list[Any]  # Budget, or _BudgetColumns with columns_only
 
 
 def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
-             guard: LookupGuard | None = None) -> _Found:
+             guard: LookupGuard | None = None, columns_only: bool = False) -> _Found:
     """The pass (with its holder when asked) and the holder's open budgets, in one statement.
 
     ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
     second read of the guard's column, and so does an unusable one, to look alike). Whether the pass
     is usable is for ``_usable`` to say.
+    ``columns_only`` (not with the holder): only the columns a redemption needs, as plain tuples,
+    not ORM objects; loading whole rows into the ORM was a good part of a redemption's CPU.
     """
     guard_column = guard.column if guard is not None else None
     params = guard.params if guard is not None else {}
     if not (pass_number.isascii() and pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
-    rows = session.execute(_look_up_statement(with_holder, guard_column),
-                           {"pass_number": pass_number, "today": today, **params}).all()
+    values = {"pass_number": pass_number, "today": today, **params}
+    if columns_only:
+        assert not with_holder
+        # On the session's connection (same transaction): plain rows, no ORM result handling, even
+        # when the guard's column comes from a mapped class.
+        rows = session.connection().execute(_columns_statement(guard_column), values).all()
+    else:
+        rows = session.execute(_look_up_statement(with_holder, guard_column), values).all()
     if not rows:
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     if guard is not None:
         guard.judge(rows[0][-1] if guard_column is not None else None)
-    card = rows[0][0]
+    card = _PassColumns(*rows[0][:4]) if columns_only else rows[0][0]
     if guard_column is not None and not card.is_usable_on(today):
         # The same second read an unknown number costs: response time must not tell a blocked, replaced
         # or expired pass from one that never existed (their answers are identical too).
         session.execute(select(guard_column), params).scalar_one()
+    if columns_only:
+        return _Found(card, None, [_BudgetColumns(*row[4:8]) for row in rows if row[4] is not None])
     budget_at = 2 if with_holder else 1
     return _Found(card, rows[0][1] if with_holder else None,
                   [row[budget_at] for row in rows if row[budget_at] is not None])
@@ -191,10 +222,7 @@ def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | Non
     running it."""
     key = (with_holder, id(guard_column))
     if key not in _LOOK_UPS:
-        open_budget = and_(Budget.cardholder_id == Pass.cardholder_id, Budget.status == BudgetStatus.OPEN,
-                           # No period_end filter: an ended period stays spendable until the
-                           # roll-over closes it after the grace days.
-                           Budget.period_start <= bindparam("today", type_=Budget.period_start.type))
+        open_budget = _open_budget(Budget, Pass)
         entities: list[Any] = [Pass, Cardholder, Budget] if with_holder else [Pass, Budget]
         statement = select(*entities, *([guard_column.label("guard")] if guard_column is not None else []))
         if with_holder:
@@ -203,6 +231,33 @@ def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | Non
                           .where(Pass.pass_number == bindparam("pass_number", type_=Pass.pass_number.type))
                           .order_by(Budget.period_end, Budget.id))
     return _LOOK_UPS[key][1]
+
+
+# The same, for columns_only: the columns of _PassColumns and _BudgetColumns, in their order.
+_COLUMN_LOOK_UPS: dict[int, tuple[ColumnElement[Any] | None, Select[Any]]] = {}
+
+
+def _columns_statement(guard_column: ColumnElement[Any] | None) -> Select[Any]:
+    key = id(guard_column)
+    if key not in _COLUMN_LOOK_UPS:
+        passes, budgets = Pass.__table__, Budget.__table__
+        card, budget = passes.c, budgets.c
+        open_budget = _open_budget(budget, card)
+        statement = select(card.id, card.status, card.valid_from, card.valid_until,
+                           budget.id, budget.category, budget.balance_cents, budget.period_end,
+                           *([guard_column.label("guard")] if guard_column is not None else []))
+        _COLUMN_LOOK_UPS[key] = (guard_column, statement.select_from(passes.outerjoin(budgets, open_budget))
+                                 .where(card.pass_number == bindparam("pass_number", type_=card.pass_number.type))
+                                 .order_by(budget.period_end, budget.id))
+    return _COLUMN_LOOK_UPS[key][1]
+
+
+def _open_budget(budget: Any, card: Any) -> ColumnElement[bool]:
+    """The join condition of a pass's open budgets; ``budget`` and ``card`` are mapped classes or table columns."""
+    return and_(budget.cardholder_id == card.cardholder_id, budget.status == BudgetStatus.OPEN,
+                # No period_end filter: an ended period stays spendable until the roll-over closes it
+                # after the grace days.
+                budget.period_start <= bindparam("today", type_=budget.period_start.type))
 
 
 def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElement[Any] | None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple
 
@@ -319,7 +319,12 @@ def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, re
 
 def _outcome_json(outcome: RedemptionOutcome | ReversalOutcome) -> str:
     """What a replay answers from: the outcome's fields, without ``replayed``, in a stable order."""
-    return json.dumps({k: v for k, v in asdict(outcome).items() if k != "replayed"}, sort_keys=True)
+    # Shallow (every field is a str, int, bool or None): asdict's deep copy cost more than the dump.
+    return json.dumps({name: getattr(outcome, name) for name in _OUTCOME_FIELDS[type(outcome)]}, sort_keys=True)
+
+
+_OUTCOME_FIELDS = {kind: tuple(f.name for f in fields(kind) if f.name != "replayed")
+                   for kind in (RedemptionOutcome, ReversalOutcome)}
 
 
 def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cents: int,
@@ -378,14 +383,15 @@ def _seen_debit_statements(takes_all_seen: bool) -> tuple[Update, Select]:  # ty
     """
     if takes_all_seen not in _SEEN_DEBITS:
         take = bindparam("take_cents", type_=BigInteger)
-        still_true = Budget.balance_cents == bindparam("seen_balance_cents", type_=BigInteger) if takes_all_seen \
-            else Budget.balance_cents >= take
-        debit = (update(Budget)
-                 .where(Budget.id == bindparam("budget_id", type_=BigInteger), Budget.status == BudgetStatus.OPEN,
-                        still_true)
-                 .values(balance_cents=Budget.balance_cents - take)
-                 .returning(Budget.balance_cents.label("balance_after"))
-                 .execution_options(synchronize_session=False))
+        # The table, not the mapped class: a Core statement skips the ORM's per-execution work.
+        budgets = Budget.__table__
+        still_true = budgets.c.balance_cents == bindparam("seen_balance_cents", type_=BigInteger) \
+            if takes_all_seen else budgets.c.balance_cents >= take
+        debit = (update(budgets)
+                 .where(budgets.c.id == bindparam("budget_id", type_=BigInteger),
+                        budgets.c.status == BudgetStatus.OPEN, still_true)
+                 .values(balance_cents=budgets.c.balance_cents - take)
+                 .returning(budgets.c.balance_cents.label("balance_after")))
         debited = debit.cte("debit")
         redemption = _insert_per_debit(debited, Redemption, {
             "id": "redemption_id", "merchant_id": "redeeming_merchant_id", "budget_id": "budget_id", "pass_id": "pass_id",
@@ -398,8 +404,9 @@ def _seen_debit_statements(takes_all_seen: bool) -> tuple[Update, Select]:  # ty
             "created_at": "redeemed_at"}).cte("new_entry")
         outcome_json = func.replace(bindparam("outcome_template", type_=String), _PENDING_BALANCE,
                                     literal('"available_cents": ').concat(cast(debited.c.balance_after, String)))
-        record = (update(IdempotencyRecord)  # no debit, no change
-                  .where(IdempotencyRecord.id == bindparam("record_id", type_=BigInteger),
+        records = IdempotencyRecord.__table__
+        record = (update(records)  # no debit, no change
+                  .where(records.c.id == bindparam("record_id", type_=BigInteger),
                          select(debited.c.balance_after).exists())
                   .values(outcome_json=select(outcome_json).scalar_subquery())).cte("stored_outcome")
         _SEEN_DEBITS[takes_all_seen] = (debit, select(debited.c.balance_after).add_cte(redemption).add_cte(entry)
@@ -410,10 +417,10 @@ def _seen_debit_statements(takes_all_seen: bool) -> tuple[Update, Select]:  # ty
 def _insert_per_debit(debited, model, values: dict):  # type: ignore[no-untyped-def,type-arg]
     """INSERT INTO model (...) SELECT ... FROM debited: one row when the debit happened, none otherwise.
     A string value names the parameter that fills the column."""
-    columns = model.__table__.c
-    row = [bindparam(value, type_=columns[name].type) if isinstance(value, str) else value
+    table = model.__table__
+    row = [bindparam(value, type_=table.c[name].type) if isinstance(value, str) else value
            for name, value in values.items()]
-    return insert(model).from_select(list(values), select(*row).select_from(debited))
+    return insert(table).from_select(list(values), select(*row).select_from(debited))
 
 
 def _redeem_in(session: Session, request: RedemptionRequest) -> RedemptionOutcome:
