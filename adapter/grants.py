@@ -72,25 +72,31 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
         summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
                                summary.budgets_topped_up, summary.cents_granted)
         if running:
-            summary = _grant_for(session, vault, running, holders, candidates, (holders[0][0], holders[-1][0]),
+            summary = _grant_for(session, vault, running, holders, (holders[0][0], holders[-1][0]),
                                  known_birth_dates or {}, actor, summary)
         _mark_judged(session, [holder_id for holder_id, _, _ in holders], rules_key)
     return summary
 
 
 def _candidate_slices(session: Session, candidates: list) -> Iterator[list[Row]]:  # type: ignore[type-arg]
-    """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time."""
-    after = 0  # ids start at 1
-    while True:
-        holders = session.connection().execute(
+    """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time.
+
+    One scan finds the candidates' ids; each slice is then read by its id range alone (the primary key),
+    never by the candidate conditions again: SQLite would answer those by scanning every cardholder of
+    the source once per slice.
+    """
+    connection = session.connection()
+    ids = connection.execute(
+        select(Cardholder.id).outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+        .where(*candidates).order_by(Cardholder.id)
+    ).scalars().all()
+    for start in range(0, len(ids), _JUDGE_SLICE):
+        wanted = ids[start:start + _JUDGE_SLICE]
+        chosen = set(wanted)
+        yield [row for row in connection.execute(
             select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child)
-            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-            .where(*candidates, Cardholder.id > after).order_by(Cardholder.id).limit(_JUDGE_SLICE)
-        ).all()
-        if not holders:
-            return
-        yield holders
-        after = holders[-1][0]
+            .where(Cardholder.id.between(wanted[0], wanted[-1])).order_by(Cardholder.id)
+        ).all() if row[0] in chosen]
 
 
 def forget_judgements(session: Session, cardholder_ids: Iterable[int]) -> None:
@@ -120,18 +126,17 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
     return conditions
 
 
-def _grant_for(session, vault, running, holders, candidates, id_range, known_birth_dates, actor,  # type: ignore[no-untyped-def]
+def _grant_for(session, vault, running, holders, id_range, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary) -> GrantSummary:
     first, last = id_range
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
     # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
     passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
+    # By the slice's id range on the passes' and budgets' own indexed column, nothing else: rows of
+    # children outside the slice's candidates are never looked up below (by holder id).
     for holder_id, *facts in session.connection().execute(
         select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
-        .join(Cardholder, Cardholder.id == Pass.cardholder_id)
-        .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-        # The slice on the passes' own indexed column: on the cardholders' id alone SQLite scans every pass.
-        .where(*candidates, Pass.cardholder_id.between(first, last))
+        .where(Pass.cardholder_id.between(first, last))
     ).all():
         passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
@@ -140,9 +145,7 @@ def _grant_for(session, vault, running, holders, candidates, id_range, known_bir
         for budget_id, holder_id, code, period_key, granted_cents, status in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
                    Budget.status)
-            .join(Cardholder, Cardholder.id == Budget.cardholder_id)
-            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-            .where(*candidates, Budget.cardholder_id.between(first, last), Budget.rule_code.in_(codes))).all()
+            .where(Budget.cardholder_id.between(first, last), Budget.rule_code.in_(codes))).all()
     }
     new_budgets: list[ledger.NewBudget] = []
     opened = topped_up = cents = 0
