@@ -45,7 +45,8 @@ class Vault:
         self._multi = MultiFernet(self._fernets)
         self._newest = self._fernets[0]
         self._index_key = _decode_index_key(blind_index_key)
-        self._row_inner, self._row_outer = _hmac_sha256_pads(self._index_key, b"row\x1f")
+        # Keyed once: content_hash copies this state per row instead of re-keying (hmac.new per call).
+        self._row_hmac = hmac.new(self._index_key, b"row\x1f", "sha256")
 
     def encrypt(self, value: str | None) -> str | None:
         if value is None:
@@ -86,28 +87,13 @@ class Vault:
 
         HMAC-SHA256(key, "row" 0x1f fields joined by 0x1f), first 32 hex digits: stored
         hashes depend on this exact encoding, so it must not change. It runs once per
-        row on every nightly sync, so the HMAC is computed from key pads hashed once
-        (RFC 2104, what ``hmac.new`` does per call) instead of re-keying per row.
+        row on every nightly sync, so the keyed state is made once and copied per row.
         """
         joined = "\x1f".join(["" if part is None else part if part.__class__ is str else str(part)
                               for part in parts])
-        inner = self._row_inner.copy()
-        inner.update(joined.encode())
-        outer = self._row_outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()[:32]
-
-
-def _hmac_sha256_pads(key: bytes, prefix: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
-    """The inner and outer SHA-256 states of HMAC(key, prefix + ...), ready to copy."""
-    block = hashlib.sha256().block_size
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\0")
-    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
-    inner.update(prefix)
-    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
-    return inner, outer
+        row = self._row_hmac.copy()
+        row.update(joined.encode())
+        return row.hexdigest()[:32]
 
 
 def generate_encryption_key() -> str:
