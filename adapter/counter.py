@@ -140,11 +140,6 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     return ledger.redeem(db, request, in_progress_wait_ms=in_progress_wait_ms)
 
 
-def usable_pass(session: Session, pass_number: str, today: date) -> Pass:
-    card, _, _ = _usable(_look_up(session, pass_number, today, with_holder=False), today)
-    return card
-
-
 class _PassColumns(NamedTuple):
     """What a redemption reads of a pass: enough for ``Pass.is_usable_on`` and the ledger."""
 
