@@ -88,9 +88,10 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
                   guard: LookupGuard | None = None) -> BalanceView:
     today = today or date.today()
     grace = timedelta(days=expiry_grace_days)
-    card, holder, budgets = _usable(_look_up(session, pass_number, today, with_holder=True, guard=guard), today)
-    assert holder is not None
-    personal = open_sealed(vault, holder.personal_encrypted)
+    card, personal_encrypted, budgets = _usable(
+        _look_up(session, pass_number, today, with_holder=True, guard=guard), today)
+    assert personal_encrypted is not None
+    personal = open_sealed(vault, personal_encrypted)
     return BalanceView(
         pass_status=card.status.value, valid_until=card.valid_until,
         holder_name=_display_name(personal), age=_age(personal, today),
@@ -118,7 +119,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     found: list[_Found] = []
 
     def look_up(session: Session) -> None:
-        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard, columns_only=True)]
+        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
         card, _, budgets = _usable(found[0], today)
@@ -161,22 +162,33 @@ class _BudgetColumns(NamedTuple):
     period_end: date
 
 
+class _ShownBudgetColumns(NamedTuple):
+    """What a balance check reads of a budget: a redemption's columns and the name the shop sees."""
+
+    id: int
+    category: str | None
+    balance_cents: int
+    period_end: date
+    rule_name: str
+
+
 @dataclass(frozen=True)
 class _Found:
-    card: Pass | _PassColumns | None
-    holder: Cardholder | None
-    budgets: list[Any]  # Budget, or _BudgetColumns with columns_only
+    card: _PassColumns | None
+    personal_encrypted: str | None  # the holder's sealed personal fields, when asked for
+    budgets: list[Any]  # _BudgetColumns, or _ShownBudgetColumns with the holder
 
 
 def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
-             guard: LookupGuard | None = None, columns_only: bool = False) -> _Found:
-    """The pass (with its holder when asked) and the holder's open budgets, in one statement.
+             guard: LookupGuard | None = None) -> _Found:
+    """The pass (with its holder's sealed personal fields when asked) and the holder's open budgets,
+    in one statement.
 
+    Only the columns the counter needs, as plain tuples on the session's connection (same
+    transaction): loading whole rows into the ORM was a good part of a request's CPU.
     ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
     second read of the guard's column, and so does an unusable one, to look alike). Whether the pass
     is usable is for ``_usable`` to say.
-    ``columns_only`` (not with the holder): only the columns a redemption needs, as plain tuples,
-    not ORM objects; loading whole rows into the ORM was a good part of a redemption's CPU.
     """
     guard_column = guard.column if guard is not None else None
     params = guard.params if guard is not None else {}
@@ -184,71 +196,49 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     values = {"pass_number": pass_number, "today": today, **params}
-    if columns_only:
-        assert not with_holder
-        # On the session's connection (same transaction): plain rows, no ORM result handling, even
-        # when the guard's column comes from a mapped class.
-        rows = session.connection().execute(_columns_statement(guard_column), values).all()
-    else:
-        rows = session.execute(_look_up_statement(with_holder, guard_column), values).all()
+    rows = session.connection().execute(_look_up_statement(with_holder, guard_column), values).all()
     if not rows:
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     if guard is not None:
         guard.judge(rows[0][-1] if guard_column is not None else None)
-    card = _PassColumns(*rows[0][:4]) if columns_only else rows[0][0]
+    card = _PassColumns(*rows[0][:4])
     if guard_column is not None and not card.is_usable_on(today):
         # The same second read an unknown number costs: response time must not tell a blocked, replaced
         # or expired pass from one that never existed (their answers are identical too).
         session.execute(select(guard_column), params).scalar_one()
-    if columns_only:
-        return _Found(card, None, [_BudgetColumns(*row[4:8]) for row in rows if row[4] is not None])
-    budget_at = 2 if with_holder else 1
-    return _Found(card, rows[0][1] if with_holder else None,
-                  [row[budget_at] for row in rows if row[budget_at] is not None])
+    if with_holder:
+        return _Found(card, rows[0][4], [_ShownBudgetColumns(*row[5:10]) for row in rows if row[5] is not None])
+    return _Found(card, None, [_BudgetColumns(*row[4:8]) for row in rows if row[4] is not None])
 
 
-# By the guard column's identity (a column's == builds SQL); the column is kept alive beside its statement.
+# By shape and the guard column's identity (a column's == builds SQL); the column is kept alive beside
+# its statement.
 _LOOK_UPS: dict[tuple[bool, int], tuple[ColumnElement[Any] | None, Select[Any]]] = {}
 
 
 def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | None) -> Select[Any]:
-    """Built once per shape and reused with new parameters: building a statement costs more CPU than
-    running it."""
+    """The columns of _PassColumns, with the holder its sealed personal fields, then those of
+    _BudgetColumns (_ShownBudgetColumns with the holder), in their order. Built once per shape and
+    reused with new parameters: building a statement costs more CPU than running it."""
     key = (with_holder, id(guard_column))
     if key not in _LOOK_UPS:
-        open_budget = _open_budget(Budget, Pass)
-        entities: list[Any] = [Pass, Cardholder, Budget] if with_holder else [Pass, Budget]
-        statement = select(*entities, *([guard_column.label("guard")] if guard_column is not None else []))
-        if with_holder:
-            statement = statement.join(Cardholder, Cardholder.id == Pass.cardholder_id)
-        _LOOK_UPS[key] = (guard_column, statement.outerjoin(Budget, open_budget)
-                          .where(Pass.pass_number == bindparam("pass_number", type_=Pass.pass_number.type))
-                          .order_by(Budget.period_end, Budget.id))
+        passes, budgets, holders = Pass.__table__, Budget.__table__, Cardholder.__table__
+        card, budget = passes.c, budgets.c
+        joined = passes.join(holders, holders.c.id == card.cardholder_id) if with_holder else passes
+        statement = select(card.id, card.status, card.valid_from, card.valid_until,
+                           *([holders.c.personal_encrypted] if with_holder else []),
+                           budget.id, budget.category, budget.balance_cents, budget.period_end,
+                           *([budget.rule_name] if with_holder else []),
+                           *([guard_column.label("guard")] if guard_column is not None else []))
+        _LOOK_UPS[key] = (guard_column, statement.select_from(joined.outerjoin(budgets, _open_budget(budget, card)))
+                          .where(card.pass_number == bindparam("pass_number", type_=card.pass_number.type))
+                          .order_by(budget.period_end, budget.id))
     return _LOOK_UPS[key][1]
 
 
-# The same, for columns_only: the columns of _PassColumns and _BudgetColumns, in their order.
-_COLUMN_LOOK_UPS: dict[int, tuple[ColumnElement[Any] | None, Select[Any]]] = {}
-
-
-def _columns_statement(guard_column: ColumnElement[Any] | None) -> Select[Any]:
-    key = id(guard_column)
-    if key not in _COLUMN_LOOK_UPS:
-        passes, budgets = Pass.__table__, Budget.__table__
-        card, budget = passes.c, budgets.c
-        open_budget = _open_budget(budget, card)
-        statement = select(card.id, card.status, card.valid_from, card.valid_until,
-                           budget.id, budget.category, budget.balance_cents, budget.period_end,
-                           *([guard_column.label("guard")] if guard_column is not None else []))
-        _COLUMN_LOOK_UPS[key] = (guard_column, statement.select_from(passes.outerjoin(budgets, open_budget))
-                                 .where(card.pass_number == bindparam("pass_number", type_=card.pass_number.type))
-                                 .order_by(budget.period_end, budget.id))
-    return _COLUMN_LOOK_UPS[key][1]
-
-
 def _open_budget(budget: Any, card: Any) -> ColumnElement[bool]:
-    """The join condition of a pass's open budgets; ``budget`` and ``card`` are mapped classes or table columns."""
+    """The join condition of a pass's open budgets, on the budgets' and passes' table columns."""
     return and_(budget.cardholder_id == card.cardholder_id, budget.status == BudgetStatus.OPEN,
                 # No period_end filter: an ended period stays spendable until the roll-over closes it
                 # after the grace days.
@@ -261,13 +251,13 @@ def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElem
         guard.judge(session.execute(select(guard_column), params).scalar_one() if guard_column is not None else None)
 
 
-def _usable(found: _Found, today: date) -> tuple[Pass, Cardholder | None, list[Budget]]:
+def _usable(found: _Found, today: date) -> tuple[_PassColumns, str | None, list[Any]]:
     if found.card is None or not found.card.is_usable_on(today):
         raise PassNotUsable("pass not usable")
-    return found.card, found.holder, found.budgets
+    return found.card, found.personal_encrypted, found.budgets
 
 
-def _choose_budget(budgets: list[Budget], *, category: str | None, budget_id: int | None) -> Budget:
+def _choose_budget(budgets: list[Any], *, category: str | None, budget_id: int | None) -> Any:
     if budget_id is not None:
         matching = [budget for budget in budgets if budget.id == budget_id]
     else:
