@@ -118,8 +118,8 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     today = today or date.today()
     found: list[_Found] = []
 
-    def look_up(session: Session) -> None:
-        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
+    def look_up(session: Session, read: ledger.ReadBeside) -> None:
+        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard, read=read)]
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
         card, _, budgets = _usable(found[0], today)
@@ -136,7 +136,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
                                        guard=look_up, in_progress_wait_ms=in_progress_wait_ms)
     # Without a client fingerprint the ledger's own fingerprint needs the budget: resolve first.
     with db.read() as session:
-        look_up(session)
+        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
         request, _seen_balance = resolve(session)
     return ledger.redeem(db, request, in_progress_wait_ms=in_progress_wait_ms)
 
@@ -180,7 +180,7 @@ class _Found:
 
 
 def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
-             guard: LookupGuard | None = None) -> _Found:
+             guard: LookupGuard | None = None, read: ledger.ReadBeside | None = None) -> _Found:
     """The pass (with its holder's sealed personal fields when asked) and the holder's open budgets,
     in one statement.
 
@@ -188,7 +188,8 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
     transaction): loading whole rows into the ORM was a good part of a request's CPU.
     ``guard`` is judged first, in the same statement when the pass exists (an unknown one costs a
     second read of the guard's column, and so does an unusable one, to look alike). Whether the pass
-    is usable is for ``_usable`` to say.
+    is usable is for ``_usable`` to say. ``read`` runs the statement (the ledger's, in a redemption:
+    it inserts the idempotency key's record in the same statement); the rows' order is ours to make.
     """
     guard_column = guard.column if guard is not None else None
     params = guard.params if guard is not None else {}
@@ -196,7 +197,8 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     values = {"pass_number": pass_number, "today": today, **params}
-    rows = session.connection().execute(_look_up_statement(with_holder, guard_column), values).all()
+    statement = _look_up_statement(with_holder, guard_column)
+    rows = read(statement, values) if read is not None else session.connection().execute(statement, values).all()
     if not rows:
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])

@@ -27,13 +27,13 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple
 
-from sqlalchemy import BigInteger, Select, String, Update, bindparam, cast, func, insert, literal, select, text, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import BigInteger, Select, String, Update, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapter.bulk import insert_tuples, reserve_ids
 from adapter.db import Database
+from adapter.key_record import IdempotencyInProgress, KeyRecord  # IdempotencyInProgress: raised to our callers
 from adapter.models import (
     Budget,
     BudgetStatus,
@@ -49,15 +49,6 @@ from adapter.models import (
 
 class LedgerError(ValueError):
     """A request the ledger refuses before touching money (a programming or input error)."""
-
-
-class IdempotencyInProgress(Exception):
-    """Another request with the same idempotency key is still running; the client retries later.
-
-    PostgreSQL only: the twin waits ``in_progress_wait_ms`` on the key's unique index and then
-    gives up. SQLite serialises every write transaction (BEGIN IMMEDIATE), so there a twin
-    simply waits its turn and then replays the stored outcome.
-    """
 
 
 # How long a request waits for a twin holding the same idempotency key before giving up.
@@ -215,14 +206,16 @@ def redeem(db: Database, request: RedemptionRequest, *,
 
 def redeem_resolving(db: Database, merchant_id: int, idempotency_key: str, fingerprint: str, requested_cents: int,
                      resolve: Callable[[Session], tuple[RedemptionRequest, int]], *,
-                     guard: Callable[[Session], None] | None = None,
+                     guard: Callable[[Session, ReadBeside], None] | None = None,
                      in_progress_wait_ms: int = DEFAULT_IN_PROGRESS_WAIT_MS) -> RedemptionOutcome:
     """``redeem`` for a caller that finds the budget inside the same transaction.
 
-    In one write transaction: ``guard(session)``, the key's record (a replay or a reused key
+    In one write transaction: ``guard(session, read)``, the key's record (a replay or a reused key
     answers from it, before anything is looked up), ``resolve(session)`` -> the request and the
     budget balance it saw, then the debit. An exception from ``guard`` or ``resolve`` rolls the
-    record back, so a refused request leaves no trace under its key.
+    record back, so a refused request leaves no trace under its key. ``guard`` does its first read
+    with ``read(statement, params)`` (its rows, as tuples): on PostgreSQL the key's record is inserted
+    in that same statement, one round trip fewer.
     """
     _require_positive(requested_cents)
 
@@ -291,17 +284,14 @@ def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, re
                      in_progress_wait_ms, guard):
     """One attempt: the outcome, or None when the key's record vanished under us (try again)."""
     with db.write() as session:
+        record = KeyRecord(db, merchant_id, key, fingerprint, in_progress_wait_ms) if key is not None else None
         if guard is not None:
-            guard(session)
+            guard(session, _read_beside(session, record))
         record_id = None
-        if key is not None:
-            # Inserted before the money moves: a concurrent twin blocks here on the
-            # unique index. On PostgreSQL it blocks only briefly (lock_timeout), then
-            # answers "in progress"; the budget's own row lock below may wait as long
-            # as it takes, so the timeout is set back before the money moves. A key
-            # seen before inserts nothing, and its stored outcome answers.
-            record_id = _insert_record_waiting_briefly(db, session, merchant_id, key, fingerprint,
-                                                       in_progress_wait_ms)
+        if record is not None:
+            # Inserted before the money moves (see adapter.key_record), by the guard's read or now.
+            # A key seen before inserts nothing, and its stored outcome answers.
+            record_id = record.insert(session)
             if record_id is None:
                 stored = _stored_record(session, merchant_id, key)
                 if stored is None:
@@ -344,7 +334,7 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
     debit, debit_and_writes = _seen_debit_statements(takes_all_seen)
     params = {"budget_id": request.budget_id, "take_cents": take_cents, "seen_balance_cents": seen_balance_cents}
     if record_id is None:
-        balance_after = session.execute(debit, params).scalar_one_or_none()
+        balance_after = session.connection().execute(debit, params).scalar_one_or_none()
         if balance_after is None:
             return None
         return _record_redemption(session, request, request.budget_id, take_cents, balance_after), False
@@ -353,7 +343,8 @@ def _redeem_seen(session: Session, request: RedemptionRequest, seen_balance_cent
         status="redeemed", requested_cents=request.amount_cents, amount_cents=take_cents,
         remaining_to_pay_cents=request.amount_cents - take_cents, available_cents=0,
         redemption_id=new_public_id(), budget_id=request.budget_id, created_at=now.isoformat())
-    balance_after = session.execute(debit_and_writes, {
+    # On the session's connection: Core statements, and the ORM's per-execution work cost more CPU than the rest.
+    balance_after = session.connection().execute(debit_and_writes, {
         **params, "redemption_id": outcome.redemption_id, "redeeming_merchant_id": request.merchant_id,
         "pass_id": request.pass_id, "reference": request.reference, "idempotency_key": request.idempotency_key,
         "redeemed_at": now, "entry_amount_cents": -take_cents, "actor": request.actor, "record_id": record_id,
@@ -560,38 +551,16 @@ def verify(session: Session) -> list[Mismatch]:
 def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
                                    wait_ms: int) -> int | None:
     """The new record's id, or None when the key already has a committed record."""
-    if not db.is_postgres:  # BEGIN IMMEDIATE: no twin can be running
-        statement = (sqlite_insert(IdempotencyRecord)
-                     .values(merchant_id=merchant_id, key=key, request_hash=fingerprint, outcome_json="{}",
-                             created_at=utcnow())
-                     .on_conflict_do_nothing(index_elements=["merchant_id", "key"])
-                     .returning(IdempotencyRecord.id))
-        return session.execute(statement).scalar_one_or_none()
-    try:
-        record_id = session.execute(_INSERT_RECORD_WAITING_BRIEFLY, {
-            "wait_ms": str(int(wait_ms)), "merchant_id": merchant_id, "key": key, "request_hash": fingerprint,
-            "created_at": utcnow()}).scalar_one_or_none()
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-            raise IdempotencyInProgress("a request with this idempotency key is still running") from None
-        raise
-    if record_id is None:  # RETURNING did not run: set the timeout back ourselves (rare: replays only)
-        session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
-    return record_id
+    return KeyRecord(db, merchant_id, key, fingerprint, wait_ms).insert(session)
 
 
-# SET LOCAL lock_timeout, the insert and SET LOCAL lock_timeout = DEFAULT, in one round trip instead of
-# three. The timeout is set (set_config(..., true) is SET LOCAL) while the one source row is produced,
-# so before the insert can wait on a twin's key; RETURNING sets it back to what DEFAULT means
-# (pg_settings.reset_val) after the row went in, so the budget's row lock later waits without limit.
-_INSERT_RECORD_WAITING_BRIEFLY = text("""
-    WITH short_lock_wait AS (SELECT set_config('lock_timeout', :wait_ms, true) AS lock_timeout)
-    INSERT INTO idempotency_records (merchant_id, key, request_hash, outcome_json, created_at)
-    SELECT :merchant_id, :key, :request_hash, '{}', :created_at FROM short_lock_wait
-    WHERE short_lock_wait.lock_timeout IS NOT NULL
-    ON CONFLICT (merchant_id, key) DO NOTHING
-    RETURNING id, set_config('lock_timeout', (SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'), true)
-""")
+ReadBeside = Callable[[Select, dict], list]  # type: ignore[type-arg]  # (statement, params) -> rows as tuples
+
+
+def _read_beside(session: Session, record: KeyRecord | None) -> ReadBeside:
+    if record is None:
+        return lambda statement, params: [tuple(row) for row in session.connection().execute(statement, params)]
+    return lambda statement, params: record.read_beside(session, statement, params)
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:
