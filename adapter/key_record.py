@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, String, bindparam, func, literal, literal_column, select, text, true
+from sqlalchemy import BigInteger, Connection, Select, String, bindparam, func, literal, select, text, true
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -73,9 +73,11 @@ class KeyRecord:
         return self._id
 
     def _run(self, session: Session, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        connection = session.connection()
         try:
-            return list(session.connection().execute(
-                statement, {**params, **self._params, "record_created_at": utcnow()}))
+            return list(connection.execute(statement, {
+                **params, **self._params, "record_created_at": utcnow(),
+                "record_default_wait": _default_lock_timeout(connection)}))
         except OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
                 raise IdempotencyInProgress("a request with this idempotency key is still running") from None
@@ -87,12 +89,28 @@ class KeyRecord:
             session.connection().execute(text("SET LOCAL lock_timeout = DEFAULT"))
 
 
+def _default_lock_timeout(connection: Connection) -> str:
+    """What ``SET lock_timeout = DEFAULT`` means on this connection (fixed when the session starts).
+
+    Read once per connection and kept with it: pg_settings builds every setting of the server to
+    answer, about 0.8 ms of database CPU, which per redemption was a fifth of its whole cost.
+    """
+    default = connection.info.get(_DEFAULT_LOCK_TIMEOUT)
+    if default is None:
+        default = connection.info[_DEFAULT_LOCK_TIMEOUT] = connection.execute(
+            text("SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'")).scalar_one()
+    return default
+
+
+_DEFAULT_LOCK_TIMEOUT = "adapter_default_lock_timeout"
+
+
 def _postgres_record_insert() -> CTE:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, as a CTE, with the short lock wait around it.
 
     The timeout is set (set_config(..., true) is SET LOCAL) while the insert's one source row is produced,
-    so before it can wait on a twin's key; RETURNING sets it back to what DEFAULT means
-    (pg_settings.reset_val) after the row went in.
+    so before it can wait on a twin's key; RETURNING sets it back to what DEFAULT means after the row
+    went in.
     """
     records = IdempotencyRecord.__table__
     short_wait = select(func.set_config("lock_timeout", bindparam("record_wait_ms", type_=String), True)
@@ -101,7 +119,7 @@ def _postgres_record_insert() -> CTE:
                  bindparam("record_request_hash", type_=String), literal("{}", String),
                  bindparam("record_created_at", type_=records.c.created_at.type))\
         .select_from(short_wait).where(short_wait.c.lock_timeout.is_not(None))
-    reset = literal_column("(SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout')", String)
+    reset = bindparam("record_default_wait", type_=String)
     return (postgres_insert(records)
             .from_select(["merchant_id", "key", "request_hash", "outcome_json", "created_at"], row)
             .on_conflict_do_nothing(index_elements=["merchant_id", "key"])

@@ -74,6 +74,25 @@ def test_the_short_wait_ends_with_the_insert_beside_the_read(postgres_url):
 
 
 @pytest.mark.postgres
+def test_the_timeout_goes_back_to_the_databases_own_default(postgres_url):
+    """Set back to what DEFAULT means for this database (read once per connection), not to a fixed value."""
+    setup = Database(postgres_url)
+    with setup.write() as session:
+        database = session.execute(text("SELECT current_database()")).scalar_one()
+        session.execute(text(f'ALTER DATABASE "{database}" SET lock_timeout = 7000'))
+    setup.dispose()
+    db = Database(postgres_url)  # new connections start with the database's setting
+    shop = factories.merchant(db)
+    try:
+        for key in ("new", "new"):
+            with db.write() as session:
+                KeyRecord(db, shop.merchant_id, key, "fp", 50).read_beside(session, _pass_numbers("1"), {})
+                assert session.execute(_LOCK_TIMEOUT).scalar_one() == "7000"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
 def test_a_twin_holding_the_key_is_in_progress_beside_the_read(postgres_url):
     db = Database(postgres_url)
     shop = factories.merchant(db)
