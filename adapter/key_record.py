@@ -90,10 +90,12 @@ class KeyRecord:
 
 
 def _default_lock_timeout(connection: Connection) -> str:
-    """What ``SET lock_timeout = DEFAULT`` means on this connection (fixed when the session starts).
+    """What ``SET lock_timeout = DEFAULT`` means on this connection: the server's, database's or role's
+    setting as the session started with it.
 
     Read once per connection and kept with it: pg_settings builds every setting of the server to
-    answer, about 0.8 ms of database CPU, which per redemption was a fifth of its whole cost.
+    answer, about 0.8 ms of database CPU, which per redemption was a fifth of its whole cost. (After a
+    change to postgresql.conf and a reload, a pooled connection keeps the value it read.)
     """
     default = connection.info.get(_DEFAULT_LOCK_TIMEOUT)
     if default is None:
