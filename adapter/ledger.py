@@ -548,12 +548,6 @@ def verify(session: Session) -> list[Mismatch]:
 
 # ---------------------------------------------------------------- helpers
 
-def _insert_record_waiting_briefly(db: Database, session: Session, merchant_id: int, key: str, fingerprint: str,
-                                   wait_ms: int) -> int | None:
-    """The new record's id, or None when the key already has a committed record."""
-    return KeyRecord(db, merchant_id, key, fingerprint, wait_ms).insert(session)
-
-
 ReadBeside = Callable[[Select, dict], list]  # type: ignore[type-arg]  # (statement, params) -> rows as tuples
 
 

@@ -57,8 +57,20 @@ def test_a_known_key_inserts_nothing_beside_the_read(db, vault):
     assert _records(db, shop.merchant_id) == [("seen", "first")]
 
 
+def _insert_alone(record: KeyRecord, session) -> None:  # type: ignore[no-untyped-def]
+    record.insert(session)
+
+
+def _insert_beside_a_read(record: KeyRecord, session) -> None:  # type: ignore[no-untyped-def]
+    record.read_beside(session, _pass_numbers("1"), {})
+
+
+BOTH_WAYS = pytest.mark.parametrize("insert", [_insert_alone, _insert_beside_a_read], ids=["alone", "beside"])
+
+
 @pytest.mark.postgres
-def test_the_short_wait_ends_with_the_insert_beside_the_read(postgres_url):
+@BOTH_WAYS
+def test_the_short_wait_ends_with_the_insert(postgres_url, insert):
     """The budget's row lock later in the transaction must wait as long as it takes: the short timeout
     is set back inside the statement, for a new key and for a key seen before."""
     db = Database(postgres_url)
@@ -67,7 +79,7 @@ def test_the_short_wait_ends_with_the_insert_beside_the_read(postgres_url):
         for _attempt in range(2):
             with db.write() as session:
                 default = session.execute(_DEFAULT_LOCK_TIMEOUT).scalar_one()
-                KeyRecord(db, shop.merchant_id, "k", "fp", 1_500).read_beside(session, _pass_numbers("1"), {})
+                insert(KeyRecord(db, shop.merchant_id, "k", "fp", 1_500), session)
                 assert session.execute(_LOCK_TIMEOUT).scalar_one() == default
     finally:
         db.dispose()
@@ -86,21 +98,22 @@ def test_the_timeout_goes_back_to_the_databases_own_default(postgres_url):
     try:
         for key in ("new", "new"):
             with db.write() as session:
-                KeyRecord(db, shop.merchant_id, key, "fp", 50).read_beside(session, _pass_numbers("1"), {})
+                _insert_beside_a_read(KeyRecord(db, shop.merchant_id, key, "fp", 50), session)
                 assert session.execute(_LOCK_TIMEOUT).scalar_one() == "7000"
     finally:
         db.dispose()
 
 
 @pytest.mark.postgres
-def test_a_twin_holding_the_key_is_in_progress_beside_the_read(postgres_url):
+@BOTH_WAYS
+def test_a_twin_holding_the_key_is_in_progress_after_the_short_wait(postgres_url, insert):
     db = Database(postgres_url)
     shop = factories.merchant(db)
     try:
         with db.write() as twin:
             KeyRecord(db, shop.merchant_id, "busy", "fp", 1_500).insert(twin)
             with db.write() as session, pytest.raises(IdempotencyInProgress):
-                KeyRecord(db, shop.merchant_id, "busy", "fp", 50).read_beside(session, _pass_numbers("1"), {})
+                insert(KeyRecord(db, shop.merchant_id, "busy", "fp", 50), session)
         with db.read() as session:
             assert session.execute(select(func.count()).select_from(IdempotencyRecord)).scalar_one() == 1
     finally:

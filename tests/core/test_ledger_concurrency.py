@@ -10,7 +10,7 @@ import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from adapter import ledger
 from adapter.db import Database
@@ -98,35 +98,3 @@ def test_processes_racing_never_overspend(db, vault, database_url):
         assert session.execute(select(func.count()).select_from(Redemption)).scalar_one() == 10
         assert ledger.balance_of(session, child.budget_id) == 0
         assert ledger.verify(session) == []
-
-
-def test_the_short_wait_for_a_twin_ends_with_the_key_insert(postgres_url):
-    """Only the key's insert waits briefly for a twin; the budget's row lock after it waits as long as it takes.
-
-    The timeout is set and set back inside the insert statement itself (one round trip), so check both ways
-    out of it: a new key, and a key seen before.
-    """
-    db = Database(postgres_url)
-    shop = factories.merchant(db)
-    try:
-        for key in ("new-key", "new-key"):
-            with db.write() as session:
-                default = session.execute(text("SELECT reset_val FROM pg_settings WHERE name = 'lock_timeout'"))\
-                    .scalar_one()
-                ledger._insert_record_waiting_briefly(db, session, shop.merchant_id, key, "x", 1_500)
-                assert session.execute(text("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'"))\
-                    .scalar_one() == default
-    finally:
-        db.dispose()
-
-
-def test_a_twin_holding_the_key_is_in_progress_after_the_short_wait(postgres_url):
-    db = Database(postgres_url)
-    shop = factories.merchant(db)
-    try:
-        with db.write() as twin:
-            ledger._insert_record_waiting_briefly(db, twin, shop.merchant_id, "busy", "x", 1_500)
-            with db.write() as session, pytest.raises(ledger.IdempotencyInProgress):
-                ledger._insert_record_waiting_briefly(db, session, shop.merchant_id, "busy", "x", 50)
-    finally:
-        db.dispose()
