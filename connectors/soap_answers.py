@@ -212,27 +212,27 @@ class _Complex:
         seen = last_bit = 0
         by_tag = self.by_tag
         for child in node:
-            slot = by_tag.get(child.tag)
-            if slot is None:
-                raise NotMirrored("an element the schema does not have here")
-            bit, name, multiple, max_occurs, shape, convert = slot
+            try:
+                bit, name, multiple, max_occurs, shape, convert = by_tag[child.tag]
+            except KeyError:
+                raise NotMirrored("an element the schema does not have here") from None
             if bit > last_bit:
                 last_bit = bit
             elif bit < last_bit and not self.ignore_order:
                 raise NotMirrored("elements out of sequence order")
-            if shape is not None:
-                value = shape.read(child)
-            else:
+            if shape is None:
                 value = child.text
-                if value is not None and convert is not None:
+                if convert is not None and value is not None:
                     value = convert(value)
-            if not seen & bit:
-                seen |= bit
-                result[name] = [value] if multiple else value
-            elif multiple and (max_occurs is None or len(result[name]) < max_occurs):
+            else:
+                value = shape.read(child)
+            if seen & bit:
+                if not multiple or (max_occurs is not None and len(result[name]) >= max_occurs):
+                    raise NotMirrored("an element more often than the schema allows")
                 result[name].append(value)
             else:
-                raise NotMirrored("an element more often than the schema allows")
+                seen |= bit
+                result[name] = [value] if multiple else value
         missing = self.all_bits & ~seen
         if missing:
             # zeep refuses a missing required element only when later ones follow.
