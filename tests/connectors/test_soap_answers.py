@@ -238,6 +238,9 @@ def test_a_schema_the_walk_does_not_mirror_is_left_to_zeep(tmp_path):
     page = _mutate((ENVELOPES / "page-1.xml").read_bytes(), [("attribute", 0)])
     kind, answer = assert_same(reader, page)
     assert kind == "answer" and "'soort': 'x'" in answer
+    check = SoapConnector({"wsdl": str(wsdl), "operation": "zoekPashouders", "records_path": "huishouden",
+                           "endpoint": "http://127.0.0.1:9/soap"}, source_name="gws").check()
+    assert "zeep's own, slower parse (Huishouden: attributes or a SOAP array)" in check.steps[0].message
 
 
 def test_a_value_its_type_cannot_convert_is_zeeps_none_and_log_line(readers, caplog):
