@@ -227,7 +227,7 @@ def test_client_certificate_and_ca_bundle_go_on_the_session(tmp_path):
 def test_answers_become_the_plain_dicts_zeep_serialize_object_gives(server):
     from zeep.helpers import serialize_object
 
-    from connectors.soap import _plain
+    from connectors.soap_answers import plain
     from connectors.soap_client import bind_service
 
     def reference(value):
@@ -241,7 +241,7 @@ def test_answers_become_the_plain_dicts_zeep_serialize_object_gives(server):
 
     service, _ = bind_service(build_client(WSDL, timeout=2, operation_timeout=2), None, None, server.url)
     answers = [service.zoekPashouders(gemeentecode="0599", pagina=page, maximumAantal=2) for page in (1, 2, 3)]
-    converted = [_plain(answer) for answer in answers]
+    converted = [plain(answer) for answer in answers]
     assert converted == [reference(answer) for answer in answers]
     assert repr(converted) == repr([reference(answer) for answer in answers])  # same types, same key order
     assert all(type(page) is dict and type(page["huishouden"][0]) is dict for page in converted)
