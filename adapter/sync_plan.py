@@ -1,8 +1,8 @@
 """What a sync run would change, computed before anything is written.
 
 The planner reads every record once, compares it with a snapshot of what the
-database holds for the source (loaded in bulk, three queries), and produces a
-``Plan``: which households, cardholders and passes to insert or update, which
+database holds for the source (loaded in bulk: its households, its
+cardholders, one scan of every pass), and produces a ``Plan``: which households, cardholders and passes to insert or update, which
 passes were replaced, which went missing and which are deactivated after the
 grace period. The guard judges the plan; only then is it applied. Nothing here
 writes to the database, encrypts or keeps more plaintext than it must: only the
@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
@@ -79,55 +80,45 @@ class Snapshot:
 def load_snapshot(session: Session, source: str) -> Snapshot:
     """Every stored household, cardholder and pass of ``source``, in compact form (one small object a row).
 
-    Read straight from the connection, streamed, with statuses and dates taken raw and turned into
-    shared objects here: SQLAlchemy's per-value conversion (and a list of every row) cost more than
-    the comparison the snapshot is for. Most passes share one pass year, so a date is one object.
+    Read from the driver's cursor, streamed (``adapter.bulk_read``), with statuses and dates taken raw
+    and turned into shared objects here: SQLAlchemy's rows and per-value conversion cost more than the
+    comparison the snapshot is for. Most passes share one pass year, so a date is one object.
     """
     connection = session.connection()
-    households = dict(connection.execute(
-        select(Household.source_key, Household.id).where(Household.source == source)).all())
+    households = dict(driver_rows(connection, select(Household.source_key, Household.id)
+                                  .where(Household.source == source)))
     day = _SharedDates()
     holder_states = {state.value: state for state in HolderStatus}
     pass_states = {state.value: state for state in PassState}
     holders: dict[str, KnownHolder] = {}
     holder_by_bsn: dict[str, str] = {}
-    for key, holder_id, content_hash, status, missing_since, bsn_index in _streamed(
-            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash,
-                               _raw(Cardholder.status), _raw(Cardholder.missing_since), Cardholder.bsn_index)
-            .where(Cardholder.source == source).order_by(Cardholder.id)):
+    # In no particular order: an ORDER BY makes the database sort every cardholder of the source first.
+    for key, holder_id, content_hash, status, missing_since, bsn_index in driver_rows(
+            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash, Cardholder.status,
+                               Cardholder.missing_since, Cardholder.bsn_index).where(Cardholder.source == source)):
         holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
                                    day[missing_since], bsn_index)
         if bsn_index is not None:
-            holder_by_bsn.setdefault(bsn_index, key)
+            owner = holder_by_bsn.setdefault(bsn_index, key)
+            if owner != key and holders[owner].id > holder_id:
+                holder_by_bsn[bsn_index] = key  # two with one BSN (stored before it was refused): the oldest
+    ours = {known.id for known in holders.values()}
     passes: dict[str, KnownPass] = {}
-    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in _streamed(
-            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, _raw(Pass.status), _raw(Pass.valid_from),
-                               _raw(Pass.valid_until), _raw(Pass.missing_since), Pass.replaced_by_id)
-            .join(Cardholder, Cardholder.id == Pass.cardholder_id).where(Cardholder.source == source)):
-        passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from], day[valid_until],
-                                   day[missing_since], replaced_by)
-    foreign = connection.execute(
-        select(Pass.pass_number).join(Cardholder, Cardholder.id == Pass.cardholder_id)
-        .where(Cardholder.source != source)).scalars().all()
+    foreign: list[str] = []
+    # Every pass in one scan, no join: ours by their cardholder, the others' numbers are refused in the export.
+    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in driver_rows(
+            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, Pass.status, Pass.valid_from,
+                               Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)):
+        if holder_id in ours:
+            passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from],
+                                       day[valid_until], day[missing_since], replaced_by)
+        else:
+            foreign.append(number)
     last_good = session.execute(
         select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
         .order_by(SyncRun.id.desc()).limit(1)
     ).scalar_one_or_none()
     return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn)
-
-
-def _raw(column):  # type: ignore[no-untyped-def]
-    """The column as the driver returns it (a string; a date on PostgreSQL), without SQLAlchemy's conversion."""
-    return type_coerce(column, String).label(column.key)
-
-
-def _streamed(connection, statement):  # type: ignore[no-untyped-def]
-    # Rows in chunks, not one list of a million: the snapshot is the only copy kept.
-    for chunk in connection.execution_options(yield_per=_CHUNK_ROWS).execute(statement).partitions():
-        yield from chunk
-
-
-_CHUNK_ROWS = 10_000
 
 
 class _SharedDates(dict):
