@@ -220,6 +220,8 @@ class Planner:
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash).
         self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
+        # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
+        self._unchanged_as_read = 0
 
     def feed(self, record: CardholderRecord | RejectedRecord) -> None:
         plan = self._plan
@@ -227,40 +229,43 @@ class Planner:
         if isinstance(record, RejectedRecord):
             self._reject(record.source_key, record.reason or "rejected by validation")
             return
-        if record.pass_number in self._numbers:
+        number = record.pass_number
+        if number in self._numbers:
             self._reject(record.source_key, "pass_number: appears more than once in this export")
             return
-        if record.pass_number in self._snapshot.foreign_pass_numbers:
+        if number in self._snapshot.foreign_pass_numbers:
             self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
             return
-        holder_outcome = self._holder_outcomes.get(record.cardholder_id)
+        key = record.cardholder_id
+        holder_outcome = self._holder_outcomes.get(key)
         if holder_outcome is None:
             holder_outcome = self._first_sight(record)
             if holder_outcome == REJECTED:
                 self._reject(record.source_key, DUPLICATE_BSN)
                 return
-            self._holder_outcomes[record.cardholder_id] = holder_outcome
+            self._holder_outcomes[key] = holder_outcome
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
-        number = record.pass_number
         self._numbers[number] = record.source_key
         status = _PASS_STATES[record.pass_status]
         replaces = record.replaces_pass_number
         # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
         # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
         if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
-                and self._pass_as_stored(number, record.cardholder_id, status, record.valid_from,
-                                         record.valid_until)):
-            plan.counts[UNCHANGED] += 1
-            self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
+                and self._pass_as_stored(number, key, status, record.valid_from, record.valid_until)):
+            self._unchanged_as_read += 1
+            if self._unchanged_as_read <= SAMPLE_SIZE:  # the detail is worded only for the few kept
+                self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
             return
         self._lines.append(_PassLine(
-            record.source_key, number, record.cardholder_id, status, record.valid_from, record.valid_until,
+            record.source_key, number, key, status, record.valid_from, record.valid_until,
             replaces, holder_outcome, bool(record.bsn)))
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         plan = self._plan
         snapshot = self._snapshot
+        plan.counts[UNCHANGED] += self._unchanged_as_read
+        self._unchanged_as_read = 0
         self._settle_claims()
         replaced_by = {line.replaces: line.pass_number for line in self._lines
                        if line.replaces and line.replaces != line.pass_number}
@@ -281,27 +286,37 @@ class Planner:
 
     def _first_sight(self, record: CardholderRecord) -> str:
         """Judge a cardholder id's first record: CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
+        key = record.cardholder_id
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
-        known = self._snapshot.holders.get(record.cardholder_id)
+        known = self._snapshot.holders.get(key)
         if known is not None and known.content_hash == content_hash:
-            bsn_index = known.bsn_index  # unchanged: no second keyed hash on the nightly fast path
+            # Unchanged: no second keyed hash on the nightly fast path.
+            bsn_index = known.bsn_index
+            if (known.status == HolderStatus.ACTIVE and known.missing_since is None
+                    and record.household_id in self._snapshot.households):
+                # The nightly case, settled here: active, as stored, its BSN not yet seen under another id.
+                if bsn_index is None:
+                    return UNCHANGED
+                owner = self._bsn_owner.setdefault(bsn_index, key)
+                if owner == key:
+                    return UNCHANGED
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
             return self._judge_holder(record, content_hash, known)
         owner = self._bsn_owner.get(bsn_index)
-        if owner is not None and owner != record.cardholder_id:
+        if owner is not None and owner != key:
             claim = self._claims.get(owner)
-            if claim is None or claim[0] != record.cardholder_id:
+            if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._bsn_owner[bsn_index] = record.cardholder_id
+        self._bsn_owner[bsn_index] = key
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
             if previous_key is not None and previous_key not in self._holder_outcomes:
-                self._claims[record.cardholder_id] = (previous_key, record, content_hash)
+                self._claims[key] = (previous_key, record, content_hash)
                 return UPDATED
         return self._judge_holder(record, content_hash, known)
 
@@ -361,10 +376,9 @@ class Planner:
         if known is None or known.missing_since is not None:
             return False
         holder = self._snapshot.holders.get(holder_key)
-        if holder is None or holder.id != known.cardholder_id:
-            return False
         # A replaced number never works again, even if the export still lists it as active.
-        return ((known.status == PassState.REPLACED or known.status == status)
+        return (holder is not None and holder.id == known.cardholder_id
+                and (known.status is status or known.status is PassState.REPLACED)
                 and known.valid_from == valid_from and known.valid_until == valid_until)
 
     def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
