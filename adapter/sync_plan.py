@@ -437,9 +437,14 @@ class Planner:
 
     def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str]) -> None:
         plan = self._plan
+        passes, holders = self._snapshot.passes, self._snapshot.holders
         successor = self._successor_passes()
-        for number, known in self._snapshot.passes.items():
-            if number in self._numbers or number in replaced_numbers or known.status in _TERMINAL:
+        # Set differences first (most nights every stored pass is in the export), then the few absent
+        # ones in id order, whatever order the snapshot was read in.
+        absent_numbers = passes.keys() - self._numbers.keys() - replaced_numbers
+        for number in sorted(absent_numbers, key=lambda number: passes[number].id):
+            known = passes[number]
+            if known.status in _TERMINAL:
                 continue
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
@@ -448,9 +453,10 @@ class Planner:
                 plan.passes_missing.append(known.id)
             elif (today - known.missing_since).days >= grace_nights:
                 plan.passes_deactivated.append(known.id)
-        rekeyed = set(self._rekeyed.values())
-        for key, holder in self._snapshot.holders.items():
-            if key in self._holder_outcomes or key in rekeyed or holder.status == HolderStatus.INACTIVE:
+        absent_keys = holders.keys() - self._holder_outcomes.keys() - set(self._rekeyed.values())
+        for key in sorted(absent_keys, key=lambda key: holders[key].id):
+            holder = holders[key]
+            if holder.status == HolderStatus.INACTIVE:
                 continue
             if holder.missing_since is None:
                 plan.holders_missing.append(holder.id)
