@@ -18,7 +18,7 @@ longer eligible keeps what it was granted until the period ends.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
 from adapter.bulk import insert_tuples
+from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
@@ -56,11 +57,16 @@ class GrantSummary:
 
 
 def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: date, *, source: str | None = None,
-                  known_birth_dates: Mapping[int, date | None] | None = None, actor: str = "sync") -> GrantSummary:
-    """Open or top up every budget an active child is entitled to today; never take money back."""
+                  known_birth_dates: Mapping[int, date | None] | None = None, actor: str = "sync",
+                  active_holders: Collection[int] | None = None) -> GrantSummary:
+    """Open or top up every budget an active child is entitled to today; never take money back.
+
+    ``active_holders``: the ids of every active cardholder of ``source``, when the caller knows them
+    (the sync does, from its snapshot and what it just wrote). The children to judge are then found
+    from the narrow judgements table alone instead of a scan of every cardholder row of the source.
+    """
     running = rules.current(today)
     rules_key = rules.fingerprint(today)
-    candidates = _candidates(rules_key, source)
     # The big reads below go straight to the connection (no ORM row handling); flush first so they see
     # whatever the caller added through the ORM.
     session.flush()
@@ -68,7 +74,7 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     summary = GrantSummary()
     # The children are judged in slices of ids, each with its own passes and budgets: a first sync of a
     # million cardholders never holds all of them (and their personal tokens) in memory at once.
-    for holders in _candidate_slices(session, candidates):
+    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders)):
         summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
                                summary.budgets_topped_up, summary.cents_granted)
         if running:
@@ -78,18 +84,30 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     return summary
 
 
-def _candidate_slices(session: Session, candidates: list) -> Iterator[list[Row]]:  # type: ignore[type-arg]
+def _candidate_ids(session: Session, rules_key: str, source: str | None,
+                   active_holders: Collection[int] | None) -> Sequence[int]:
+    """The ids of the children to judge, in id order: active, and not judged under these rules."""
+    connection = session.connection()
+    if active_holders is None:
+        return connection.execute(
+            select(Cardholder.id).outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+            .where(*_candidates(rules_key, source)).order_by(Cardholder.id)
+        ).scalars().all()
+    if not active_holders:
+        return []
+    judged = {holder_id for (holder_id,) in driver_rows(connection, select(GrantEvaluation.cardholder_id).where(
+        GrantEvaluation.rules_key == rules_key,
+        GrantEvaluation.cardholder_id.between(min(active_holders), max(active_holders))))}
+    return sorted(holder_id for holder_id in active_holders if holder_id not in judged)
+
+
+def _candidate_slices(session: Session, ids: Sequence[int]) -> Iterator[list[Row]]:
     """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time.
 
-    One scan finds the candidates' ids; each slice is then read by its id range alone (the primary key),
-    never by the candidate conditions again: SQLite would answer those by scanning every cardholder of
-    the source once per slice.
+    Each slice is read by its id range alone (the primary key), never by the candidate conditions
+    again: SQLite would answer those by scanning every cardholder of the source once per slice.
     """
     connection = session.connection()
-    ids = connection.execute(
-        select(Cardholder.id).outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-        .where(*candidates).order_by(Cardholder.id)
-    ).scalars().all()
     for start in range(0, len(ids), _JUDGE_SLICE):
         wanted = ids[start:start + _JUDGE_SLICE]
         chosen = set(wanted)

@@ -401,7 +401,8 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
         return 0
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
-        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()})
+        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()},
+        active_holders=_active_after(snapshot, plan, holder_ids))
     return summary.budgets_opened + summary.budgets_topped_up
 
 
@@ -545,6 +546,16 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
     _update_ids(session, Cardholder, plan.holders_deactivated, status=HolderStatus.INACTIVE, deactivated_at=now,
                 updated_at=now)
+
+
+def _active_after(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
+    """The source's cardholders that are active once the plan is written (what the grants judge among):
+    the active ones read, less those going missing, plus every one written (a write makes it active)."""
+    active = {known.id for known in snapshot.holders.values() if known.status == HolderStatus.ACTIVE}
+    active.difference_update(plan.holders_missing)
+    active.difference_update(plan.holders_deactivated)
+    active.update(holder_ids[write.key] for write in plan.holders)
+    return active
 
 
 def _judge_again(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
