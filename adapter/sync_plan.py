@@ -69,8 +69,10 @@ class Snapshot:
     passes: dict[str, KnownPass]
     foreign_pass_numbers: frozenset[str]
     last_good_records: int | None
-    # BSN blind index -> the key of the cardholder of this source that holds it.
+    # BSN blind index -> the key of the cardholder of this source that holds it (the oldest, if several do).
     holder_by_bsn: dict[str, str] = field(default_factory=dict)
+    # BSN blind indexes that several stored cardholders of this source hold (stored before that was refused).
+    shared_bsns: frozenset[str] = frozenset()
 
     @property
     def known_passes(self) -> int:
@@ -92,6 +94,7 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     pass_states = {state.value: state for state in PassState}
     holders: dict[str, KnownHolder] = {}
     holder_by_bsn: dict[str, str] = {}
+    shared_bsns: set[str] = set()
     # In no particular order: an ORDER BY makes the database sort every cardholder of the source first.
     for key, holder_id, content_hash, status, missing_since, bsn_index in driver_rows(
             connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash, Cardholder.status,
@@ -100,8 +103,10 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
                                    day[missing_since], bsn_index)
         if bsn_index is not None:
             owner = holder_by_bsn.setdefault(bsn_index, key)
-            if owner != key and holders[owner].id > holder_id:
-                holder_by_bsn[bsn_index] = key  # two with one BSN (stored before it was refused): the oldest
+            if owner != key:
+                shared_bsns.add(bsn_index)
+                if holders[owner].id > holder_id:
+                    holder_by_bsn[bsn_index] = key  # the oldest of them
     ours = {known.id for known in holders.values()}
     passes: dict[str, KnownPass] = {}
     foreign: list[str] = []
@@ -118,7 +123,8 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
         select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
         .order_by(SyncRun.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn)
+    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn,
+                    frozenset(shared_bsns))
 
 
 class _SharedDates(dict):
@@ -215,7 +221,8 @@ class Planner:
         # Every pass number accepted from the export -> its record key (for the sample, should it be replaced).
         self._numbers: dict[str, str] = {}
         self._new_households: set[str] = set()
-        # BSN blind index -> the cardholder id that holds it in this export.
+        # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
+        # on the nightly fast path is left out (see _owner_of).
         self._bsn_owner: dict[str, str] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash).
         self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
@@ -295,18 +302,18 @@ class Planner:
             # Unchanged: no second keyed hash on the nightly fast path.
             bsn_index = known.bsn_index
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
-                    and record.household_id in self._snapshot.households):
-                # The nightly case, settled here: active, as stored, its BSN not yet seen under another id.
-                if bsn_index is None:
-                    return UNCHANGED
-                owner = self._bsn_owner.setdefault(bsn_index, key)
-                if owner == key:
-                    return UNCHANGED
+                    and record.household_id in self._snapshot.households
+                    and (bsn_index is None or (bsn_index not in self._bsn_owner
+                                               and bsn_index not in self._snapshot.shared_bsns))):
+                # The nightly case, settled here: active, as stored, the one stored cardholder with its BSN
+                # and no other line has that BSN so far. Nothing is entered for it (one table entry per
+                # cardholder is a tenth of the planner's time): _owner_of() finds it through the snapshot.
+                return UNCHANGED
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
             return self._judge_holder(record, content_hash, known)
-        owner = self._bsn_owner.get(bsn_index)
+        owner = self._owner_of(bsn_index)
         if owner is not None and owner != key:
             claim = self._claims.get(owner)
             if claim is None or claim[0] != key:
@@ -319,6 +326,16 @@ class Planner:
                 self._claims[key] = (previous_key, record, content_hash)
                 return UPDATED
         return self._judge_holder(record, content_hash, known)
+
+    def _owner_of(self, bsn_index: str) -> str | None:
+        """The cardholder id that holds this BSN in the export so far, or None."""
+        owner = self._bsn_owner.get(bsn_index)
+        if owner is None:
+            # Settled on the fast path? Then it is the one stored cardholder with this BSN, read unchanged.
+            stored = self._snapshot.holder_by_bsn.get(bsn_index)
+            if stored is not None and self._holder_outcomes.get(stored) == UNCHANGED:
+                return stored
+        return owner
 
     def _settle_claims(self) -> None:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
