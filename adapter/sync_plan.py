@@ -48,6 +48,8 @@ class KnownHolder:
     status: HolderStatus
     missing_since: date | None
     bsn_index: str | None = None
+    # Set by the planner when the export names this cardholder: how its first line was judged.
+    outcome: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,10 +61,14 @@ class KnownPass:
     valid_until: date | None
     missing_since: date | None
     replaced_by_id: int | None
+    # Set by the planner when the export carries this pass: the key of the line that does.
+    read_as: str | None = None
 
 
 @dataclass
 class Snapshot:
+    """What the database holds for one source, for one planner: it marks the rows the export names."""
+
     source: str
     households: dict[str, int]
     holders: dict[str, KnownHolder]
@@ -215,11 +221,16 @@ class Planner:
         self._vault = vault
         self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
                           last_good_records=snapshot.last_good_records)
-        self._holder_outcomes: dict[str, str] = {}
+        # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
+        # a table of every cardholder id and pass number read would cost a look-up and an insert per line
+        # in tables of a few hundred thousand entries, a sixth of the planner's time. Only what the
+        # database does not hold yet is kept here:
+        # a new cardholder id -> how its first line was judged;
+        self._new_holder_outcomes: dict[str, str] = {}
+        # a new pass number -> the key of the line that carries it (for the sample, should it be replaced).
+        self._new_numbers: dict[str, str] = {}
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read.
         self._lines: list[_PassLine] = []
-        # Every pass number accepted from the export -> its record key (for the sample, should it be replaced).
-        self._numbers: dict[str, str] = {}
         self._new_households: set[str] = set()
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of).
@@ -237,29 +248,39 @@ class Planner:
             self._reject(record.source_key, record.reason or "rejected by validation")
             return
         number = record.pass_number
-        if number in self._numbers:
+        stored_pass = self._snapshot.passes.get(number)
+        if self._read_as(number, stored_pass) is not None:
             self._reject(record.source_key, "pass_number: appears more than once in this export")
             return
-        if number in self._snapshot.foreign_pass_numbers:
+        if stored_pass is None and number in self._snapshot.foreign_pass_numbers:
             self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
             return
         key = record.cardholder_id
-        holder_outcome = self._holder_outcomes.get(key)
+        stored_holder = self._snapshot.holders.get(key)
+        holder_outcome = (stored_holder.outcome if stored_holder is not None
+                          else self._new_holder_outcomes.get(key))
         if holder_outcome is None:
-            holder_outcome = self._first_sight(record)
+            holder_outcome = self._first_sight(record, stored_holder)
             if holder_outcome == REJECTED:
                 self._reject(record.source_key, DUPLICATE_BSN)
                 return
-            self._holder_outcomes[key] = holder_outcome
+            if stored_holder is not None:
+                stored_holder.outcome = holder_outcome
+            else:
+                self._new_holder_outcomes[key] = holder_outcome
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
-        self._numbers[number] = record.source_key
+        if stored_pass is not None:
+            stored_pass.read_as = record.source_key
+        else:
+            self._new_numbers[number] = record.source_key
         status = _PASS_STATES[record.pass_status]
         replaces = record.replaces_pass_number
         # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
         # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
         if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
-                and self._pass_as_stored(number, key, status, record.valid_from, record.valid_until)):
+                and stored_holder is not None and stored_pass is not None
+                and _as_stored(stored_pass, stored_holder.id, status, record.valid_from, record.valid_until)):
             self._unchanged_as_read += 1
             if self._unchanged_as_read <= SAMPLE_SIZE:  # the detail is worded only for the few kept
                 self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
@@ -291,13 +312,13 @@ class Planner:
 
     # ------------------------------------------------------------ the same child, by BSN
 
-    def _first_sight(self, record: CardholderRecord) -> str:
-        """Judge a cardholder id's first record: CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
+    def _first_sight(self, record: CardholderRecord, known: KnownHolder | None) -> str:
+        """Judge a cardholder id's first record (``known``: the stored cardholder, if there is one):
+        CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
         key = record.cardholder_id
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
-        known = self._snapshot.holders.get(key)
         if known is not None and known.content_hash == content_hash:
             # Unchanged: no second keyed hash on the nightly fast path.
             bsn_index = known.bsn_index
@@ -322,7 +343,7 @@ class Planner:
         self._bsn_owner[bsn_index] = key
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
-            if previous_key is not None and previous_key not in self._holder_outcomes:
+            if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
                 self._claims[key] = (previous_key, record, content_hash)
                 return UPDATED
         return self._judge_holder(record, content_hash, known)
@@ -333,7 +354,7 @@ class Planner:
         if owner is None:
             # Settled on the fast path? Then it is the one stored cardholder with this BSN, read unchanged.
             stored = self._snapshot.holder_by_bsn.get(bsn_index)
-            if stored is not None and self._holder_outcomes.get(stored) == UNCHANGED:
+            if stored is not None and self._snapshot.holders[stored].outcome == UNCHANGED:
                 return stored
         return owner
 
@@ -341,7 +362,7 @@ class Planner:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
         refused: set[str] = set()
         for new_key, (previous_key, record, content_hash) in self._claims.items():
-            if previous_key in self._holder_outcomes:
+            if self._snapshot.holders[previous_key].outcome is not None:
                 refused.add(new_key)
                 continue
             known = self._snapshot.holders[previous_key]
@@ -354,13 +375,24 @@ class Planner:
         kept = []
         for line in self._lines:
             if line.holder_key in refused:
-                self._numbers.pop(line.pass_number, None)
+                self._unread(line.pass_number)
                 self._reject(line.record_key, DUPLICATE_BSN)
             else:
                 kept.append(line)
         self._lines = kept
         for key in refused:
-            del self._holder_outcomes[key]
+            del self._new_holder_outcomes[key]  # a claim is made by a new cardholder id
+
+    def _read_as(self, number: str, stored: KnownPass | None) -> str | None:
+        """The key of the line that carried this pass number so far, or None (``stored``: its stored pass)."""
+        return stored.read_as if stored is not None else self._new_numbers.get(number)
+
+    def _unread(self, number: str) -> None:
+        stored = self._snapshot.passes.get(number)
+        if stored is not None:
+            stored.read_as = None
+        else:
+            self._new_numbers.pop(number, None)
 
     # ------------------------------------------------------------ holders and passes
 
@@ -386,22 +418,12 @@ class Planner:
             return UPDATED
         return UNCHANGED
 
-    def _pass_as_stored(self, number: str, holder_key: str, status: PassState, valid_from: date | None,
-                        valid_until: date | None) -> bool:
-        """Whether this pass is stored exactly so, under this (known, unchanged) cardholder."""
-        known = self._snapshot.passes.get(number)
-        if known is None or known.missing_since is not None:
-            return False
-        holder = self._snapshot.holders.get(holder_key)
-        # A replaced number never works again, even if the export still lists it as active.
-        return (holder is not None and holder.id == known.cardholder_id
-                and (known.status is status or known.status is PassState.REPLACED)
-                and known.valid_from == valid_from and known.valid_until == valid_until)
-
     def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
         """A pass judged unchanged while reading that a line named as replaced: it is replaced after all."""
         judged_in_finish = {line.pass_number for line in self._lines}
-        numbers = [number for number in replaced_by if number in self._numbers and number not in judged_in_finish]
+        passes = self._snapshot.passes
+        numbers = [number for number in replaced_by
+                   if number not in judged_in_finish and self._read_as(number, passes.get(number)) is not None]
         if not numbers:
             return
         key_of = {known.id: key for key, known in self._snapshot.holders.items()}
@@ -412,7 +434,7 @@ class Planner:
                 continue  # stored as replaced already: unchanged indeed
             plan.passes.append(PassWrite(number, key_of[known.cardholder_id], PassState.REPLACED, known.valid_from,
                                          known.valid_until, known.id))
-            record_key = self._numbers[number]
+            record_key = known.read_as
             plan.counts[UNCHANGED] -= 1
             plan.counts[UPDATED] += 1
             unchanged_sample = plan.samples.get(UNCHANGED, [])
@@ -444,7 +466,7 @@ class Planner:
         passes = self._snapshot.passes
         for old_number, new_number in replaced_by.items():
             old = passes.get(old_number)
-            if old is None and old_number not in self._numbers:
+            if old is None and old_number not in self._new_numbers:
                 continue  # the source names a pass we never knew: nothing to stop
             new = passes.get(new_number)
             if old is not None and new is not None and old.status == PassState.REPLACED \
@@ -456,13 +478,10 @@ class Planner:
         plan = self._plan
         passes, holders = self._snapshot.passes, self._snapshot.holders
         successor = self._successor_passes()
-        # Set differences first (most nights every stored pass is in the export), then the few absent
-        # ones in id order, whatever order the snapshot was read in.
-        absent_numbers = passes.keys() - self._numbers.keys() - replaced_numbers
-        for number in sorted(absent_numbers, key=lambda number: passes[number].id):
-            known = passes[number]
-            if known.status in _TERMINAL:
-                continue
+        # In id order, whatever order the snapshot was read in.
+        absent = [(number, known) for number, known in passes.items()
+                  if known.read_as is None and number not in replaced_numbers and known.status not in _TERMINAL]
+        for number, known in sorted(absent, key=lambda item: item[1].id):
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
                 plan.replacements.append((number, successor[known.cardholder_id]))
@@ -470,11 +489,10 @@ class Planner:
                 plan.passes_missing.append(known.id)
             elif (today - known.missing_since).days >= grace_nights:
                 plan.passes_deactivated.append(known.id)
-        absent_keys = holders.keys() - self._holder_outcomes.keys() - set(self._rekeyed.values())
-        for key in sorted(absent_keys, key=lambda key: holders[key].id):
-            holder = holders[key]
-            if holder.status == HolderStatus.INACTIVE:
-                continue
+        rekeyed = set(self._rekeyed.values())
+        absent_holders = [holder for key, holder in holders.items()
+                          if holder.outcome is None and key not in rekeyed and holder.status != HolderStatus.INACTIVE]
+        for holder in sorted(absent_holders, key=lambda holder: holder.id):
             if holder.missing_since is None:
                 plan.holders_missing.append(holder.id)
             elif (today - holder.missing_since).days >= grace_nights:
@@ -503,6 +521,15 @@ class Planner:
             sample = self._plan.samples[outcome] = []
         if len(sample) < SAMPLE_SIZE:  # the detail is worded only for the few kept
             sample.append((record_key, f"pass ****{pass_number[-4:]} {status.value}, BSN {'*********' if has_bsn else '-'}"))
+
+
+def _as_stored(known: KnownPass, holder_id: int, status: PassState, valid_from: date | None,
+               valid_until: date | None) -> bool:
+    """Whether the stored pass is exactly so, under this (known, unchanged) cardholder."""
+    # A replaced number never works again, even if the export still lists it as active.
+    return (known.missing_since is None and known.cardholder_id == holder_id
+            and (known.status is status or known.status is PassState.REPLACED)
+            and known.valid_from == valid_from and known.valid_until == valid_until)
 
 
 class _HolderIds:
