@@ -36,6 +36,8 @@ from adapter.rules import BudgetRules, PassFacts
 _CHUNK = 500
 _OPEN_BATCH = 5000
 _JUDGE_SLICE = 20_000  # children judged per slice (see grant_budgets)
+# A slice is read by its ids rather than their range when they are fewer than 1 in this many of it.
+_SPARSE_BELOW = 8
 
 
 class GrantEvaluation(Base):
@@ -77,10 +79,11 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders)):
         summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
                                summary.budgets_topped_up, summary.cents_granted)
+        holder_ids = [holder_id for holder_id, _, _ in holders]
         if running:
-            summary = _grant_for(session, vault, running, holders, (holders[0][0], holders[-1][0]),
-                                 known_birth_dates or {}, actor, summary)
-        _mark_judged(session, [holder_id for holder_id, _, _ in holders], rules_key)
+            summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates or {}, actor,
+                                 summary)
+        _mark_judged(session, holder_ids, rules_key)
     return summary
 
 
@@ -104,8 +107,8 @@ def _candidate_ids(session: Session, rules_key: str, source: str | None,
 def _candidate_slices(session: Session, ids: Sequence[int]) -> Iterator[list[Row]]:
     """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time.
 
-    Each slice is read by its id range alone (the primary key), never by the candidate conditions
-    again: SQLite would answer those by scanning every cardholder of the source once per slice.
+    Each slice is read by its ids alone (``_within``), never by the candidate conditions again: SQLite
+    would answer those by scanning every cardholder of the source once per slice.
     """
     connection = session.connection()
     for start in range(0, len(ids), _JUDGE_SLICE):
@@ -113,8 +116,17 @@ def _candidate_slices(session: Session, ids: Sequence[int]) -> Iterator[list[Row
         chosen = set(wanted)
         yield [row for row in connection.execute(
             select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child)
-            .where(Cardholder.id.between(wanted[0], wanted[-1])).order_by(Cardholder.id)
+            .where(_within(Cardholder.id, wanted)).order_by(Cardholder.id)
         ).all() if row[0] in chosen]
+
+
+def _within(column, ids: Sequence[int]):  # type: ignore[no-untyped-def]
+    """``column`` (a cardholder id) among ``ids`` (ascending): their range when they fill much of it, as
+    a first sync's do (one scan of an index), else the ids themselves: a changed night judges a few
+    hundred children spread over every id, and their range would read every cardholder, pass and budget."""
+    if len(ids) * _SPARSE_BELOW >= ids[-1] - ids[0] + 1:
+        return column.between(ids[0], ids[-1])
+    return column.in_(ids)
 
 
 def forget_judgements(session: Session, cardholder_ids: Iterable[int]) -> None:
@@ -144,17 +156,16 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
     return conditions
 
 
-def _grant_for(session, vault, running, holders, id_range, known_birth_dates, actor,  # type: ignore[no-untyped-def]
+def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary) -> GrantSummary:
-    first, last = id_range
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
     # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
     passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
-    # By the slice's id range on the passes' and budgets' own indexed column, nothing else: rows of
-    # children outside the slice's candidates are never looked up below (by holder id).
+    # By the slice's ids on the passes' and budgets' own indexed column, nothing else: rows of children
+    # outside the slice's candidates (within its range) are never looked up below (by holder id).
     for holder_id, *facts in session.connection().execute(
         select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
-        .where(Pass.cardholder_id.between(first, last))
+        .where(_within(Pass.cardholder_id, holder_ids))
     ).all():
         passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
@@ -163,7 +174,7 @@ def _grant_for(session, vault, running, holders, id_range, known_birth_dates, ac
         for budget_id, holder_id, code, period_key, granted_cents, status in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
                    Budget.status)
-            .where(Budget.cardholder_id.between(first, last), Budget.rule_code.in_(codes))).all()
+            .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
     new_budgets: list[ledger.NewBudget] = []
     opened = topped_up = cents = 0
