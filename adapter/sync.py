@@ -382,10 +382,12 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
         # Encrypted and written: the plaintext records go before the grants, where a first sync's memory
         # peaks (and the process holds less personal data from here on).
         write.record = None
-    holder_ids = {key: known.id for key, known in snapshot.holders.items()}
+    holder_ids: dict[str, int]
     if any(write.existing_id is None for write in plan.holders):
         holder_ids = dict(session.execute(
             select(Cardholder.source_key, Cardholder.id).where(Cardholder.source == source)).all())
+    else:
+        holder_ids = _StoredIds(snapshot)
     for write in plan.holders:
         if write.previous_key is not None and write.existing_id is not None:
             holder_ids[write.key] = write.existing_id
@@ -401,8 +403,20 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
         return 0
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
-        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()})
+        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()},
+        active_holders=_active_after(snapshot, plan, holder_ids))
     return summary.budgets_opened + summary.budgets_topped_up
+
+
+class _StoredIds(dict):
+    """Cardholder key -> row id as the snapshot read it, looked up when asked: most nights few are."""
+
+    def __init__(self, snapshot: Snapshot):
+        super().__init__()
+        self._holders = snapshot.holders
+
+    def __missing__(self, key: str) -> int:
+        return self._holders[key].id
 
 
 def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, households: dict[str, int],
@@ -545,6 +559,16 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
     _update_ids(session, Cardholder, plan.holders_deactivated, status=HolderStatus.INACTIVE, deactivated_at=now,
                 updated_at=now)
+
+
+def _active_after(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
+    """The source's cardholders that are active once the plan is written (what the grants judge among):
+    the active ones read, less those going missing, plus every one written (a write makes it active)."""
+    active = {known.id for known in snapshot.holders.values() if known.status == HolderStatus.ACTIVE}
+    active.difference_update(plan.holders_missing)
+    active.difference_update(plan.holders_deactivated)
+    active.update(holder_ids[write.key] for write in plan.holders)
+    return active
 
 
 def _judge_again(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:

@@ -1,8 +1,8 @@
 """What a sync run would change, computed before anything is written.
 
 The planner reads every record once, compares it with a snapshot of what the
-database holds for the source (loaded in bulk, three queries), and produces a
-``Plan``: which households, cardholders and passes to insert or update, which
+database holds for the source (loaded in bulk: its households, its
+cardholders, one scan of every pass), and produces a ``Plan``: which households, cardholders and passes to insert or update, which
 passes were replaced, which went missing and which are deactivated after the
 grace period. The guard judges the plan; only then is it applied. Nothing here
 writes to the database, encrypts or keeps more plaintext than it must: only the
@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
@@ -47,6 +48,8 @@ class KnownHolder:
     status: HolderStatus
     missing_since: date | None
     bsn_index: str | None = None
+    # Set by the planner when the export names this cardholder: how its first line was judged.
+    outcome: str | None = None
 
 
 @dataclass(slots=True)
@@ -58,18 +61,24 @@ class KnownPass:
     valid_until: date | None
     missing_since: date | None
     replaced_by_id: int | None
+    # Set by the planner when the export carries this pass: the key of the line that does.
+    read_as: str | None = None
 
 
 @dataclass
 class Snapshot:
+    """What the database holds for one source, for one planner: it marks the rows the export names."""
+
     source: str
     households: dict[str, int]
     holders: dict[str, KnownHolder]
     passes: dict[str, KnownPass]
     foreign_pass_numbers: frozenset[str]
     last_good_records: int | None
-    # BSN blind index -> the key of the cardholder of this source that holds it.
+    # BSN blind index -> the key of the cardholder of this source that holds it (the oldest, if several do).
     holder_by_bsn: dict[str, str] = field(default_factory=dict)
+    # BSN blind indexes that several stored cardholders of this source hold (stored before that was refused).
+    shared_bsns: frozenset[str] = frozenset()
 
     @property
     def known_passes(self) -> int:
@@ -79,55 +88,49 @@ class Snapshot:
 def load_snapshot(session: Session, source: str) -> Snapshot:
     """Every stored household, cardholder and pass of ``source``, in compact form (one small object a row).
 
-    Read straight from the connection, streamed, with statuses and dates taken raw and turned into
-    shared objects here: SQLAlchemy's per-value conversion (and a list of every row) cost more than
-    the comparison the snapshot is for. Most passes share one pass year, so a date is one object.
+    Read from the driver's cursor, streamed (``adapter.bulk_read``), with statuses and dates taken raw
+    and turned into shared objects here: SQLAlchemy's rows and per-value conversion cost more than the
+    comparison the snapshot is for. Most passes share one pass year, so a date is one object.
     """
     connection = session.connection()
-    households = dict(connection.execute(
-        select(Household.source_key, Household.id).where(Household.source == source)).all())
+    households = dict(driver_rows(connection, select(Household.source_key, Household.id)
+                                  .where(Household.source == source)))
     day = _SharedDates()
     holder_states = {state.value: state for state in HolderStatus}
     pass_states = {state.value: state for state in PassState}
     holders: dict[str, KnownHolder] = {}
     holder_by_bsn: dict[str, str] = {}
-    for key, holder_id, content_hash, status, missing_since, bsn_index in _streamed(
-            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash,
-                               _raw(Cardholder.status), _raw(Cardholder.missing_since), Cardholder.bsn_index)
-            .where(Cardholder.source == source).order_by(Cardholder.id)):
+    shared_bsns: set[str] = set()
+    # In no particular order: an ORDER BY makes the database sort every cardholder of the source first.
+    for key, holder_id, content_hash, status, missing_since, bsn_index in driver_rows(
+            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash, Cardholder.status,
+                               Cardholder.missing_since, Cardholder.bsn_index).where(Cardholder.source == source)):
         holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
                                    day[missing_since], bsn_index)
         if bsn_index is not None:
-            holder_by_bsn.setdefault(bsn_index, key)
+            owner = holder_by_bsn.setdefault(bsn_index, key)
+            if owner != key:
+                shared_bsns.add(bsn_index)
+                if holders[owner].id > holder_id:
+                    holder_by_bsn[bsn_index] = key  # the oldest of them
+    ours = {known.id for known in holders.values()}
     passes: dict[str, KnownPass] = {}
-    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in _streamed(
-            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, _raw(Pass.status), _raw(Pass.valid_from),
-                               _raw(Pass.valid_until), _raw(Pass.missing_since), Pass.replaced_by_id)
-            .join(Cardholder, Cardholder.id == Pass.cardholder_id).where(Cardholder.source == source)):
-        passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from], day[valid_until],
-                                   day[missing_since], replaced_by)
-    foreign = connection.execute(
-        select(Pass.pass_number).join(Cardholder, Cardholder.id == Pass.cardholder_id)
-        .where(Cardholder.source != source)).scalars().all()
+    foreign: list[str] = []
+    # Every pass in one scan, no join: ours by their cardholder, the others' numbers are refused in the export.
+    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in driver_rows(
+            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, Pass.status, Pass.valid_from,
+                               Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)):
+        if holder_id in ours:
+            passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from],
+                                       day[valid_until], day[missing_since], replaced_by)
+        else:
+            foreign.append(number)
     last_good = session.execute(
         select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
         .order_by(SyncRun.id.desc()).limit(1)
     ).scalar_one_or_none()
-    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn)
-
-
-def _raw(column):  # type: ignore[no-untyped-def]
-    """The column as the driver returns it (a string; a date on PostgreSQL), without SQLAlchemy's conversion."""
-    return type_coerce(column, String).label(column.key)
-
-
-def _streamed(connection, statement):  # type: ignore[no-untyped-def]
-    # Rows in chunks, not one list of a million: the snapshot is the only copy kept.
-    for chunk in connection.execution_options(yield_per=_CHUNK_ROWS).execute(statement).partitions():
-        yield from chunk
-
-
-_CHUNK_ROWS = 10_000
+    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn,
+                    frozenset(shared_bsns))
 
 
 class _SharedDates(dict):
@@ -218,17 +221,25 @@ class Planner:
         self._vault = vault
         self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
                           last_good_records=snapshot.last_good_records)
-        self._holder_outcomes: dict[str, str] = {}
+        # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
+        # a table of every cardholder id and pass number read would cost a look-up and an insert per line
+        # in tables of a few hundred thousand entries, a sixth of the planner's time. Only what the
+        # database does not hold yet is kept here:
+        # a new cardholder id -> how its first line was judged;
+        self._new_holder_outcomes: dict[str, str] = {}
+        # a new pass number -> the key of the line that carries it (for the sample, should it be replaced).
+        self._new_numbers: dict[str, str] = {}
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read.
         self._lines: list[_PassLine] = []
-        # Every pass number accepted from the export -> its record key (for the sample, should it be replaced).
-        self._numbers: dict[str, str] = {}
         self._new_households: set[str] = set()
-        # BSN blind index -> the cardholder id that holds it in this export.
+        # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
+        # on the nightly fast path is left out (see _owner_of).
         self._bsn_owner: dict[str, str] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash).
         self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
+        # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
+        self._unchanged_as_read = 0
 
     def feed(self, record: CardholderRecord | RejectedRecord) -> None:
         plan = self._plan
@@ -236,40 +247,53 @@ class Planner:
         if isinstance(record, RejectedRecord):
             self._reject(record.source_key, record.reason or "rejected by validation")
             return
-        if record.pass_number in self._numbers:
+        number = record.pass_number
+        stored_pass = self._snapshot.passes.get(number)
+        if self._read_as(number, stored_pass) is not None:
             self._reject(record.source_key, "pass_number: appears more than once in this export")
             return
-        if record.pass_number in self._snapshot.foreign_pass_numbers:
+        if stored_pass is None and number in self._snapshot.foreign_pass_numbers:
             self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
             return
-        holder_outcome = self._holder_outcomes.get(record.cardholder_id)
+        key = record.cardholder_id
+        stored_holder = self._snapshot.holders.get(key)
+        holder_outcome = (stored_holder.outcome if stored_holder is not None
+                          else self._new_holder_outcomes.get(key))
         if holder_outcome is None:
-            holder_outcome = self._first_sight(record)
+            holder_outcome = self._first_sight(record, stored_holder)
             if holder_outcome == REJECTED:
                 self._reject(record.source_key, DUPLICATE_BSN)
                 return
-            self._holder_outcomes[record.cardholder_id] = holder_outcome
+            if stored_holder is not None:
+                stored_holder.outcome = holder_outcome
+            else:
+                self._new_holder_outcomes[key] = holder_outcome
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
-        number = record.pass_number
-        self._numbers[number] = record.source_key
+        if stored_pass is not None:
+            stored_pass.read_as = record.source_key
+        else:
+            self._new_numbers[number] = record.source_key
         status = _PASS_STATES[record.pass_status]
         replaces = record.replaces_pass_number
         # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
         # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
         if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
-                and self._pass_as_stored(number, record.cardholder_id, status, record.valid_from,
-                                         record.valid_until)):
-            plan.counts[UNCHANGED] += 1
-            self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
+                and stored_holder is not None and stored_pass is not None
+                and _as_stored(stored_pass, stored_holder.id, status, record.valid_from, record.valid_until)):
+            self._unchanged_as_read += 1
+            if self._unchanged_as_read <= SAMPLE_SIZE:  # the detail is worded only for the few kept
+                self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
             return
         self._lines.append(_PassLine(
-            record.source_key, number, record.cardholder_id, status, record.valid_from, record.valid_until,
+            record.source_key, number, key, status, record.valid_from, record.valid_until,
             replaces, holder_outcome, bool(record.bsn)))
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         plan = self._plan
         snapshot = self._snapshot
+        plan.counts[UNCHANGED] += self._unchanged_as_read
+        self._unchanged_as_read = 0
         self._settle_claims()
         replaced_by = {line.replaces: line.pass_number for line in self._lines
                        if line.replaces and line.replaces != line.pass_number}
@@ -288,37 +312,57 @@ class Planner:
 
     # ------------------------------------------------------------ the same child, by BSN
 
-    def _first_sight(self, record: CardholderRecord) -> str:
-        """Judge a cardholder id's first record: CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
+    def _first_sight(self, record: CardholderRecord, known: KnownHolder | None) -> str:
+        """Judge a cardholder id's first record (``known``: the stored cardholder, if there is one):
+        CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
+        key = record.cardholder_id
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
-        known = self._snapshot.holders.get(record.cardholder_id)
         if known is not None and known.content_hash == content_hash:
-            bsn_index = known.bsn_index  # unchanged: no second keyed hash on the nightly fast path
+            # Unchanged: no second keyed hash on the nightly fast path.
+            bsn_index = known.bsn_index
+            if (known.status == HolderStatus.ACTIVE and known.missing_since is None
+                    and record.household_id in self._snapshot.households
+                    and (bsn_index is None or (bsn_index not in self._bsn_owner
+                                               and bsn_index not in self._snapshot.shared_bsns))):
+                # The nightly case, settled here: active, as stored, the one stored cardholder with its BSN
+                # and no other line has that BSN so far. Nothing is entered for it (one table entry per
+                # cardholder is a tenth of the planner's time): _owner_of() finds it through the snapshot.
+                return UNCHANGED
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
             return self._judge_holder(record, content_hash, known)
-        owner = self._bsn_owner.get(bsn_index)
-        if owner is not None and owner != record.cardholder_id:
+        owner = self._owner_of(bsn_index)
+        if owner is not None and owner != key:
             claim = self._claims.get(owner)
-            if claim is None or claim[0] != record.cardholder_id:
+            if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._bsn_owner[bsn_index] = record.cardholder_id
+        self._bsn_owner[bsn_index] = key
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
-            if previous_key is not None and previous_key not in self._holder_outcomes:
-                self._claims[record.cardholder_id] = (previous_key, record, content_hash)
+            if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
+                self._claims[key] = (previous_key, record, content_hash)
                 return UPDATED
         return self._judge_holder(record, content_hash, known)
+
+    def _owner_of(self, bsn_index: str) -> str | None:
+        """The cardholder id that holds this BSN in the export so far, or None."""
+        owner = self._bsn_owner.get(bsn_index)
+        if owner is None:
+            # Settled on the fast path? Then it is the one stored cardholder with this BSN, read unchanged.
+            stored = self._snapshot.holder_by_bsn.get(bsn_index)
+            if stored is not None and self._snapshot.holders[stored].outcome == UNCHANGED:
+                return stored
+        return owner
 
     def _settle_claims(self) -> None:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
         refused: set[str] = set()
         for new_key, (previous_key, record, content_hash) in self._claims.items():
-            if previous_key in self._holder_outcomes:
+            if self._snapshot.holders[previous_key].outcome is not None:
                 refused.add(new_key)
                 continue
             known = self._snapshot.holders[previous_key]
@@ -331,13 +375,24 @@ class Planner:
         kept = []
         for line in self._lines:
             if line.holder_key in refused:
-                self._numbers.pop(line.pass_number, None)
+                self._unread(line.pass_number)
                 self._reject(line.record_key, DUPLICATE_BSN)
             else:
                 kept.append(line)
         self._lines = kept
         for key in refused:
-            del self._holder_outcomes[key]
+            del self._new_holder_outcomes[key]  # a claim is made by a new cardholder id
+
+    def _read_as(self, number: str, stored: KnownPass | None) -> str | None:
+        """The key of the line that carried this pass number so far, or None (``stored``: its stored pass)."""
+        return stored.read_as if stored is not None else self._new_numbers.get(number)
+
+    def _unread(self, number: str) -> None:
+        stored = self._snapshot.passes.get(number)
+        if stored is not None:
+            stored.read_as = None
+        else:
+            self._new_numbers.pop(number, None)
 
     # ------------------------------------------------------------ holders and passes
 
@@ -363,23 +418,12 @@ class Planner:
             return UPDATED
         return UNCHANGED
 
-    def _pass_as_stored(self, number: str, holder_key: str, status: PassState, valid_from: date | None,
-                        valid_until: date | None) -> bool:
-        """Whether this pass is stored exactly so, under this (known, unchanged) cardholder."""
-        known = self._snapshot.passes.get(number)
-        if known is None or known.missing_since is not None:
-            return False
-        holder = self._snapshot.holders.get(holder_key)
-        if holder is None or holder.id != known.cardholder_id:
-            return False
-        # A replaced number never works again, even if the export still lists it as active.
-        return ((known.status == PassState.REPLACED or known.status == status)
-                and known.valid_from == valid_from and known.valid_until == valid_until)
-
     def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
         """A pass judged unchanged while reading that a line named as replaced: it is replaced after all."""
         judged_in_finish = {line.pass_number for line in self._lines}
-        numbers = [number for number in replaced_by if number in self._numbers and number not in judged_in_finish]
+        passes = self._snapshot.passes
+        numbers = [number for number in replaced_by
+                   if number not in judged_in_finish and self._read_as(number, passes.get(number)) is not None]
         if not numbers:
             return
         key_of = {known.id: key for key, known in self._snapshot.holders.items()}
@@ -390,7 +434,7 @@ class Planner:
                 continue  # stored as replaced already: unchanged indeed
             plan.passes.append(PassWrite(number, key_of[known.cardholder_id], PassState.REPLACED, known.valid_from,
                                          known.valid_until, known.id))
-            record_key = self._numbers[number]
+            record_key = known.read_as
             plan.counts[UNCHANGED] -= 1
             plan.counts[UPDATED] += 1
             unchanged_sample = plan.samples.get(UNCHANGED, [])
@@ -422,7 +466,7 @@ class Planner:
         passes = self._snapshot.passes
         for old_number, new_number in replaced_by.items():
             old = passes.get(old_number)
-            if old is None and old_number not in self._numbers:
+            if old is None and old_number not in self._new_numbers:
                 continue  # the source names a pass we never knew: nothing to stop
             new = passes.get(new_number)
             if old is not None and new is not None and old.status == PassState.REPLACED \
@@ -432,10 +476,12 @@ class Planner:
 
     def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str]) -> None:
         plan = self._plan
+        passes, holders = self._snapshot.passes, self._snapshot.holders
         successor = self._successor_passes()
-        for number, known in self._snapshot.passes.items():
-            if number in self._numbers or number in replaced_numbers or known.status in _TERMINAL:
-                continue
+        # In id order, whatever order the snapshot was read in.
+        absent = [(number, known) for number, known in passes.items()
+                  if known.read_as is None and number not in replaced_numbers and known.status not in _TERMINAL]
+        for number, known in sorted(absent, key=lambda item: item[1].id):
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
                 plan.replacements.append((number, successor[known.cardholder_id]))
@@ -444,9 +490,9 @@ class Planner:
             elif (today - known.missing_since).days >= grace_nights:
                 plan.passes_deactivated.append(known.id)
         rekeyed = set(self._rekeyed.values())
-        for key, holder in self._snapshot.holders.items():
-            if key in self._holder_outcomes or key in rekeyed or holder.status == HolderStatus.INACTIVE:
-                continue
+        absent_holders = [holder for key, holder in holders.items()
+                          if holder.outcome is None and key not in rekeyed and holder.status != HolderStatus.INACTIVE]
+        for holder in sorted(absent_holders, key=lambda holder: holder.id):
             if holder.missing_since is None:
                 plan.holders_missing.append(holder.id)
             elif (today - holder.missing_since).days >= grace_nights:
@@ -475,6 +521,15 @@ class Planner:
             sample = self._plan.samples[outcome] = []
         if len(sample) < SAMPLE_SIZE:  # the detail is worded only for the few kept
             sample.append((record_key, f"pass ****{pass_number[-4:]} {status.value}, BSN {'*********' if has_bsn else '-'}"))
+
+
+def _as_stored(known: KnownPass, holder_id: int, status: PassState, valid_from: date | None,
+               valid_until: date | None) -> bool:
+    """Whether the stored pass is exactly so, under this (known, unchanged) cardholder."""
+    # A replaced number never works again, even if the export still lists it as active.
+    return (known.missing_since is None and known.cardholder_id == holder_id
+            and (known.status is status or known.status is PassState.REPLACED)
+            and known.valid_from == valid_from and known.valid_until == valid_until)
 
 
 class _HolderIds:

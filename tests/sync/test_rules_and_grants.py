@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from adapter import grants, ledger
-from adapter.models import Budget, BudgetStatus, EntryKind, LedgerEntry
+from adapter.models import Budget, BudgetStatus, Cardholder, EntryKind, LedgerEntry
 from adapter.records import CardholderRecord
 from adapter.rules import RulesError, age_on, load_rules, rules_from_mapping
 from adapter.sync import run_sync
@@ -223,3 +223,25 @@ def test_children_judged_in_slices_get_what_one_slice_would_give_them(db, vault,
     assert _budgets(db) == expected and len(expected) == 11
     with db.read() as session:
         assert not ledger.verify(session)
+
+
+@pytest.mark.parametrize("sparse_below", [1, grants._SPARSE_BELOW, 10**9])
+def test_a_few_children_spread_over_the_ids_are_judged_by_their_ids_or_their_range_alike(db, vault, monkeypatch,
+                                                                                      sparse_below):
+    """A changed night judges a few children far apart: read by their ids (sparse_below 1), or by the range
+    between them (10**9): the same budgets either way, and the children in between are left as they were."""
+    monkeypatch.setattr(grants, "_SPARSE_BELOW", sparse_below)
+    too_young, school_age = date(2023, 1, 1), date(2018, 1, 1)
+    children = [_child(f"c{number:02d}", too_young if number in (0, 11) else school_age, number=number)
+                for number in range(12)]
+    rules = _rules(PRIMARY)
+    _sync(db, vault, children, rules, date(2026, 9, 1))
+    # The source corrects two birth dates, the first child's and the last one's.
+    corrected = [dataclasses.replace(child, birth_date=school_age) if child.cardholder_id in ("c00", "c11")
+                 else child for child in children]
+    assert _sync(db, vault, corrected, rules, date(2026, 9, 2)).budgets_granted == 2
+    with db.read() as session:
+        granted = dict(session.execute(select(Cardholder.source_key, func.count(Budget.id))
+                                       .outerjoin(Budget, Budget.cardholder_id == Cardholder.id)
+                                       .group_by(Cardholder.source_key)).all())
+    assert granted == {child.cardholder_id: 1 for child in children}

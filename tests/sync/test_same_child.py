@@ -11,7 +11,7 @@ import dataclasses
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from adapter import counter, ledger
 from adapter.models import Budget, Cardholder, Merchant, Pass, PassState
@@ -111,3 +111,39 @@ def test_an_existing_cardholder_wins_over_a_newcomer_with_its_bsn_in_the_same_ex
     with db.read() as session:
         old = session.execute(select(Pass).where(Pass.pass_number == CHILD.pass_number)).scalar_one()
         assert old.status == PassState.ACTIVE
+
+
+@pytest.mark.parametrize("changed_first", [False, True])
+def test_a_known_cardholder_that_takes_another_known_ones_bsn_loses_to_whichever_comes_first(db, vault,
+                                                                                             changed_first):
+    # Both are known: the first line in the file keeps the BSN, the other is refused (its rows stay as they were).
+    _sync(db, vault, [CHILD, SIBLING])
+    taken = dataclasses.replace(SIBLING, bsn=CHILD.bsn)
+    lines = [taken, CHILD] if changed_first else [CHILD, taken]
+    result = _sync(db, vault, [dataclasses.replace(line, source_key=f"line {n}") for n, line in enumerate(lines)],
+                   settings=LENIENT)
+    assert result.rejected_sample == [("line 1", "bsn: duplicate BSN in this export; another cardholder has the "
+                                                 "same BSN")]
+
+
+@pytest.mark.parametrize("older_first", [False, True])
+def test_two_stored_cardholders_with_one_bsn_the_second_in_the_file_is_refused(db, vault, older_first):
+    # Stored before duplicates were refused (say): the sibling's row carries the child's BSN index.
+    _sync(db, vault, [CHILD, SIBLING])
+    with db.write() as session:
+        shared = session.execute(select(Cardholder.bsn_index).where(Cardholder.source_key == "P001")).scalar_one()
+        session.execute(update(Cardholder).where(Cardholder.source_key == "P002").values(bsn_index=shared))
+    lines = [CHILD, SIBLING] if older_first else [SIBLING, CHILD]
+    result = _sync(db, vault, [dataclasses.replace(line, source_key=f"line {n}") for n, line in enumerate(lines)],
+                   settings=LENIENT)
+    assert (result.unchanged, result.rejected) == (1, 1)
+    assert result.rejected_sample[0][0] == "line 1"
+
+
+def test_a_newcomer_after_the_known_cardholder_with_its_bsn_is_refused(db, vault):
+    _sync(db, vault, [CHILD, SIBLING])
+    newcomer = dataclasses.replace(CHILD, source_key="line 9", cardholder_id="P777", pass_number="6400000000000888")
+    result = _sync(db, vault, [CHILD, SIBLING, newcomer], settings=LENIENT)  # the known one comes first
+    assert result.rejected_sample == [("line 9", "bsn: duplicate BSN in this export; another cardholder has the "
+                                                 "same BSN")]
+    assert sorted(_budgets_by_holder(db)) == ["P001", "P002"]

@@ -1,0 +1,85 @@
+"""Which children the nightly grants judge: the sync hands over who is active, the judgements say who is done."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+
+from adapter import grants
+from adapter.grants import GrantEvaluation
+from adapter.models import Cardholder, HolderStatus
+from adapter.settings import SyncSettings
+from adapter.sync import run_sync
+from tests.sync.records import SIMPLE_RULES, TODAY, household_records
+
+SOURCE = "gemeente"
+# A handful of cardholders: one leaving is a large share; the mass-change guard is not what this is about.
+LENIENT = SyncSettings(max_change_share=1.0, grace_nights=2)
+
+
+def _sync(db, vault, records, today):  # type: ignore[no-untyped-def]
+    result = run_sync(db, vault, SOURCE, records, settings=LENIENT, rules=SIMPLE_RULES, today=today)
+    assert result.ok, result.reason
+    return result
+
+
+def _active_without_judgement(db, today) -> int:  # type: ignore[no-untyped-def]
+    with db.read() as session:
+        return session.execute(
+            select(func.count()).select_from(Cardholder)
+            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
+            .where(Cardholder.source == SOURCE, Cardholder.status == HolderStatus.ACTIVE,
+                   (GrantEvaluation.rules_key.is_(None))
+                   | (GrantEvaluation.rules_key != SIMPLE_RULES.fingerprint(today)))).scalar_one()
+
+
+def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_after_its_writes(db, vault, monkeypatch):
+    handed: list[tuple[set[int], set[int]]] = []
+    original = grants.grant_budgets
+
+    def checked(session, *args, active_holders=None, **kwargs):  # type: ignore[no-untyped-def]
+        stored = set(session.execute(select(Cardholder.id).where(
+            Cardholder.source == SOURCE, Cardholder.status == HolderStatus.ACTIVE)).scalars())
+        handed.append((set(active_holders), stored))
+        return original(session, *args, active_holders=active_holders, **kwargs)
+
+    monkeypatch.setattr(grants, "grant_budgets", checked)
+    first = household_records(6)
+    changed = dataclasses.replace(first[1], surname="de Vries")
+    # The same child (same BSN) under a new person number and a new pass: the stored row is re-keyed.
+    rekeyed = dataclasses.replace(first[2], cardholder_id="H999999-K1", pass_number="6499999999")
+    newcomers = household_records(2, start=100)
+    leaving = first[4]
+    second = [first[0], changed, rekeyed, first[3], *first[5:], *newcomers]
+    assert leaving not in second
+    nights = [(first, TODAY), (second, TODAY + timedelta(days=1)), (second, TODAY + timedelta(days=2)),
+              (second, TODAY + timedelta(days=4)),  # past the grace nights: the leaver is deactivated
+              ([*second, leaving], TODAY + timedelta(days=5)),  # back in the export
+              ([*second, leaving], TODAY + timedelta(days=300))]  # other periods: every child is judged again
+    for records, today in nights:
+        _sync(db, vault, records, today)
+        assert _active_without_judgement(db, today) == 0
+    assert len(handed) == len(nights)
+    with db.read() as session:
+        keys = set(session.execute(select(Cardholder.source_key)).scalars())
+    assert rekeyed.cardholder_id in keys and first[2].cardholder_id not in keys
+    for active_holders, stored in handed:
+        assert active_holders == stored
+    statuses = [len(stored) for _, stored in handed]
+    assert statuses[2] == statuses[3] == statuses[4] - 1  # the leaver missing, then inactive, then back
+
+
+def test_a_child_whose_judgement_is_gone_is_judged_again_on_an_unchanged_night(db, vault):
+    records = household_records(4)
+    _sync(db, vault, records, TODAY)
+    with db.write() as session:
+        child_id = session.execute(select(Cardholder.id).where(
+            Cardholder.source_key == records[1].cardholder_id)).scalar_one()
+        session.execute(delete(GrantEvaluation).where(GrantEvaluation.cardholder_id == child_id))
+    assert _active_without_judgement(db, TODAY) == 1
+
+    result = _sync(db, vault, records, TODAY + timedelta(days=1))
+    assert (result.created, result.updated) == (0, 0)
+    assert _active_without_judgement(db, TODAY + timedelta(days=1)) == 0

@@ -1,0 +1,53 @@
+"""The snapshot a sync compares against: this source's rows, the other sources' pass numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import select, update
+
+from adapter.models import Cardholder
+from adapter.sync import run_sync
+from adapter.sync_plan import load_snapshot
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
+
+
+def _sync(db, vault, source, records):  # type: ignore[no-untyped-def]
+    result = run_sync(db, vault, source, records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
+    assert result.ok, result.reason
+    return result
+
+
+def test_a_pass_number_of_another_source_is_refused_and_stays_with_that_source(db, vault):
+    ours, theirs = household_records(3), household_records(2, start=50)
+    _sync(db, vault, "noord", ours)
+    _sync(db, vault, "zuid", theirs)
+    with db.read() as session:
+        snapshot = load_snapshot(session, "noord")
+    assert sorted(snapshot.passes) == sorted(record.pass_number for record in ours)
+    assert snapshot.foreign_pass_numbers == {record.pass_number for record in theirs}
+    assert {known.cardholder_id for known in snapshot.passes.values()} == {
+        known.id for known in snapshot.holders.values()}
+
+    claimed = dataclasses.replace(ours[0], pass_number=theirs[0].pass_number)
+    result = run_sync(db, vault, "noord", [claimed, *ours[1:]], settings=SYNC_SETTINGS.model_copy(
+        update={"max_change_share": 1.0}), rules=SIMPLE_RULES, today=TODAY)
+    assert result.rejected_sample == [
+        (claimed.source_key, "pass_number: already belongs to a cardholder of another source")]
+
+
+def test_of_two_stored_cardholders_with_one_bsn_the_snapshot_names_the_oldest(db, vault):
+    # Stored before duplicates were refused, say: both rows carry the BSN. The older row (lower id) is the child
+    # the budgets were granted to first, whatever order the database hands the rows over in (SQLite: by key).
+    older, younger = household_records(2)[:2]
+    older = dataclasses.replace(older, cardholder_id="Z-older")
+    younger = dataclasses.replace(younger, cardholder_id="A-younger")
+    _sync(db, vault, "gemeente", [older, younger])
+    with db.write() as session:
+        bsn_index = session.execute(select(Cardholder.bsn_index)
+                                    .where(Cardholder.source_key == "Z-older")).scalar_one()
+        session.execute(update(Cardholder).where(Cardholder.source_key == "A-younger").values(bsn_index=bsn_index))
+    with db.read() as session:
+        snapshot = load_snapshot(session, "gemeente")
+    assert snapshot.holders["Z-older"].id < snapshot.holders["A-younger"].id
+    assert snapshot.holder_by_bsn[bsn_index] == "Z-older"
