@@ -27,22 +27,28 @@ _cursor_names = itertools.count(1)
 
 
 def driver_rows(connection: Connection, statement: Select[Any], chunk_rows: int = 10_000) -> Iterator[tuple]:
-    """The rows of ``statement``, unconverted. Its bound values are handed to the driver as they
-    are: use it for statements that bind text and numbers only (no dates, no enums)."""
+    """The rows of ``statement``, unconverted; from PostgreSQL ``chunk_rows`` at a time. Its bound values
+    are handed to the driver as they are: use it for statements that bind text and numbers only (no
+    dates, no enums)."""
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect)
     parameters: Any = compiled.construct_params()
     if dialect.positional:
         parameters = tuple(parameters[name] for name in compiled.positiontup or ())
     driver_connection = connection.connection.driver_connection
-    if dialect.name == "postgresql":
+    server_side = dialect.name == "postgresql"
+    if server_side:
         cursor = driver_connection.cursor(name=f"adapter_bulk_read_{next(_cursor_names)}")
     else:
         cursor = driver_connection.cursor()
     try:
         cursor.execute(compiled.string, parameters)
-        while rows := cursor.fetchmany(chunk_rows):
-            yield from rows
+        if server_side:
+            while rows := cursor.fetchmany(chunk_rows):  # one round trip per chunk
+                yield from rows
+        else:
+            # SQLite's cursor steps through the rows itself; lists of them in between cost 0.08 s per 400k.
+            yield from cursor
     except dialect.loaded_dbapi.Error as exc:
         # As SQLAlchemy would raise it, without the bound values (a source name is harmless, but the rule is one).
         raise DBAPIError.instance(compiled.string, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,

@@ -63,9 +63,9 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
                   active_holders: Collection[int] | None = None) -> GrantSummary:
     """Open or top up every budget an active child is entitled to today; never take money back.
 
-    ``active_holders``: the ids of every active cardholder of ``source``, when the caller knows them
-    (the sync does, from its snapshot and what it just wrote). The children to judge are then found
-    from the narrow judgements table alone instead of a scan of every cardholder row of the source.
+    ``active_holders``: the ids of every active cardholder of ``source``, each once, when the caller
+    knows them (the sync does, from its snapshot and what it just wrote). The children to judge are then
+    found from the narrow judgements table alone instead of a scan of every cardholder row of the source.
     """
     running = rules.current(today)
     rules_key = rules.fingerprint(today)

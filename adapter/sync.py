@@ -561,13 +561,16 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
 
 
-def _active_after(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
-    """The source's cardholders that are active once the plan is written (what the grants judge among):
-    the active ones read, less those going missing, plus every one written (a write makes it active)."""
-    active = {known.id for known in snapshot.holders.values() if known.status == HolderStatus.ACTIVE}
-    active.difference_update(plan.holders_missing)
-    active.difference_update(plan.holders_deactivated)
-    active.update(holder_ids[write.key] for write in plan.holders)
+def _active_after(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> list[int]:
+    """The source's cardholders that are active once the plan is written (what the grants judge among),
+    each once: the active ones read, less those going missing, plus every one written (a write makes it
+    active). A list, not a set: on a first sync it holds every id, at the grants' start, where that
+    sync's memory peaks."""
+    set_apart = {*plan.holders_missing, *plan.holders_deactivated,
+                 *(write.existing_id for write in plan.holders if write.existing_id is not None)}
+    active = [known.id for known in snapshot.holders.values()
+              if known.status == HolderStatus.ACTIVE and known.id not in set_apart]
+    active.extend(holder_ids[write.key] for write in plan.holders)
     return active
 
 

@@ -1,12 +1,13 @@
 """What a sync run would change, computed before anything is written.
 
 The planner reads every record once, compares it with a snapshot of what the
-database holds for the source (loaded in bulk: its households, its
-cardholders, one scan of every pass), and produces a ``Plan``: which households, cardholders and passes to insert or update, which
-passes were replaced, which went missing and which are deactivated after the
-grace period. The guard judges the plan; only then is it applied. Nothing here
-writes to the database, encrypts or keeps more plaintext than it must: only the
-records that are new or changed are kept, for encryption at apply time.
+database holds for the source (loaded in bulk: its households, its cardholders,
+one scan of every pass), and produces a ``Plan``: which households, cardholders
+and passes to insert or update, which passes were replaced, which went missing
+and which are deactivated after the grace period. The guard judges the plan;
+only then is it applied. Nothing here writes to the database, encrypts or keeps
+more plaintext than it must: only the records that are new or changed are kept,
+for encryption at apply time.
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
 

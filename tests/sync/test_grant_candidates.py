@@ -36,13 +36,13 @@ def _active_without_judgement(db, today) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_after_its_writes(db, vault, monkeypatch):
-    handed: list[tuple[set[int], set[int]]] = []
+    handed: list[tuple[list[int], set[int]]] = []
     original = grants.grant_budgets
 
     def checked(session, *args, active_holders=None, **kwargs):  # type: ignore[no-untyped-def]
         stored = set(session.execute(select(Cardholder.id).where(
             Cardholder.source == SOURCE, Cardholder.status == HolderStatus.ACTIVE)).scalars())
-        handed.append((set(active_holders), stored))
+        handed.append((list(active_holders), stored))
         return original(session, *args, active_holders=active_holders, **kwargs)
 
     monkeypatch.setattr(grants, "grant_budgets", checked)
@@ -66,7 +66,7 @@ def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_afte
         keys = set(session.execute(select(Cardholder.source_key)).scalars())
     assert rekeyed.cardholder_id in keys and first[2].cardholder_id not in keys
     for active_holders, stored in handed:
-        assert active_holders == stored
+        assert sorted(active_holders) == sorted(stored)  # each once: a child judged twice is judged wrong
     statuses = [len(stored) for _, stored in handed]
     assert statuses[2] == statuses[3] == statuses[4] - 1  # the leaver missing, then inactive, then back
 
