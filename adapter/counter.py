@@ -136,7 +136,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
                                        guard=look_up, in_progress_wait_ms=in_progress_wait_ms)
     # Without a client fingerprint the ledger's own fingerprint needs the budget: resolve first.
     with db.read() as session:
-        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard)]
+        look_up(session, None)
         request, _seen_balance = resolve(session)
     return ledger.redeem(db, request, in_progress_wait_ms=in_progress_wait_ms)
 
@@ -180,7 +180,7 @@ class _Found:
 
 
 def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
-             guard: LookupGuard | None = None, read: ledger.ReadBeside | None = None) -> _Found:
+             guard: LookupGuard | None = None, read: ledger.ReadBeside = None) -> _Found:
     """The pass (with its holder's sealed personal fields when asked) and the holder's open budgets,
     in one statement.
 

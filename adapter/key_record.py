@@ -131,7 +131,7 @@ def _postgres_record_insert() -> CTE:
 
 _RECORD = _postgres_record_insert()
 # The record's id (NULL when the key was known), alone.
-_ALONE: Select[Any] = select(select(_RECORD.c.id).scalar_subquery(), literal(None))
+_ALONE: Select[Any] = select(select(_RECORD.c.id).scalar_subquery())
 
 _SQLITE_INSERT = (sqlite_insert(IdempotencyRecord)
                   .values(merchant_id=bindparam("record_merchant_id"), key=bindparam("record_key"),

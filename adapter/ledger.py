@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from datetime import date, datetime, timedelta
 from typing import Literal, NamedTuple
 
@@ -214,8 +215,8 @@ def redeem_resolving(db: Database, merchant_id: int, idempotency_key: str, finge
     answers from it, before anything is looked up), ``resolve(session)`` -> the request and the
     budget balance it saw, then the debit. An exception from ``guard`` or ``resolve`` rolls the
     record back, so a refused request leaves no trace under its key. ``guard`` does its first read
-    with ``read(statement, params)`` (its rows, as tuples): on PostgreSQL the key's record is inserted
-    in that same statement, one round trip fewer.
+    with ``read(statement, params)`` (its rows, as tuples) when ``read`` is not None: on PostgreSQL the
+    key's record is inserted in that same statement, one round trip fewer.
     """
     _require_positive(requested_cents)
 
@@ -286,7 +287,8 @@ def _idempotent_once(db, merchant_id, key, fingerprint, operation, *, replay, re
     with db.write() as session:
         record = KeyRecord(db, merchant_id, key, fingerprint, in_progress_wait_ms) if key is not None else None
         if guard is not None:
-            guard(session, _read_beside(session, record))
+            # Its first read carries the key's record on PostgreSQL (see adapter.key_record).
+            guard(session, partial(record.read_beside, session) if record is not None else None)
         record_id = None
         if record is not None:
             # Inserted before the money moves (see adapter.key_record), by the guard's read or now.
@@ -548,13 +550,8 @@ def verify(session: Session) -> list[Mismatch]:
 
 # ---------------------------------------------------------------- helpers
 
-ReadBeside = Callable[[Select, dict], list]  # type: ignore[type-arg]  # (statement, params) -> rows as tuples
-
-
-def _read_beside(session: Session, record: KeyRecord | None) -> ReadBeside:
-    if record is None:
-        return lambda statement, params: [tuple(row) for row in session.connection().execute(statement, params)]
-    return lambda statement, params: record.read_beside(session, statement, params)
+# (statement, params) -> rows as tuples; None: the caller reads as it always does (no key, no record).
+ReadBeside = Callable[[Select, dict], list] | None  # type: ignore[type-arg]
 
 
 def _lock_budget(session: Session, budget_id: int) -> Budget | None:
