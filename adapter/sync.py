@@ -25,17 +25,12 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
-import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from operator import itemgetter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -45,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
 from adapter.bulk import insert_rows, insert_tuples
+from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import (
@@ -58,8 +54,8 @@ from adapter.models import (
     SyncStatus,
     utcnow,
 )
-from adapter.personal import PersonalFields, seal
 from adapter.records import CardholderRecord, RejectedRecord
+from adapter.sealing import SEALED_COLUMNS, Sealer
 from adapter.redaction import redact
 from adapter.rules import BudgetRules
 from adapter.settings import SyncSettings
@@ -73,8 +69,6 @@ _ID_CHUNK = 500
 # Outcomes kept per run: every rejected record up to this many (a broken export is refused anyway).
 MAX_REJECTED_KEPT = 10_000
 PROGRESS_EVERY = 1000
-PARALLEL_ENCRYPTION_FROM = 20_000
-ENCRYPTION_CHUNK = 2_000
 
 Progress = Callable[[int], None]
 StageHook = Callable[[str], None]
@@ -180,33 +174,35 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
     stage("reading")
     with db.read() as session:
         snapshot = load_snapshot(session, source)
-    planner = Planner(snapshot, vault)
-    for record in _counted(records, progress):
-        planner.feed(record)
-    stage("planning")
-    plan = planner.finish(today, settings.grace_nights)
-    # The planner's look-up tables (a BSN index and a record key per line) are done with: free them
-    # before the apply, where a first sync's memory peaks.
-    del planner
-    refusal = guard(plan, settings)
-    if refusal and not (force and not dry_run):
-        status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
-        return _close_without_changes(db, source, holder, run_id, plan, status, refusal, started)
-    stage("applying")
-    if dry_run:
-        budgets_granted = _dry_apply(db, vault, snapshot, plan, rules, today, stage)
-        return _close_without_changes(db, source, holder, run_id, plan, SyncStatus.DRY_RUN, refusal, started,
-                                      budgets_granted=budgets_granted)
-    with db.write() as session:
-        budgets_granted = _apply(session, vault, snapshot, plan, rules, today, stage)
-        if refusal:
-            audit.record(session, actor, "sync.forced", f"sync_run:{run_id}", source=source, refusal=refusal)
-        stage("committing")
-        result = _result(run_id, source, SyncStatus.SUCCEEDED, f"forced past: {refusal}" if refusal else None,
-                         plan, budgets_granted, started, forced=bool(refusal))
-        _store_outcomes(session, run_id, plan)
-        _finish_run(session, result)
-        sync_lock.release(session, source, holder)
+    with Sealer(vault) as sealer:
+        planner = Planner(snapshot, vault, sealer)
+        _feed(planner, _counted(records, progress))
+        stage("planning")
+        plan = planner.finish(today, settings.grace_nights)
+        # The planner's look-up tables (a BSN index and a record key per line) are done with: free them
+        # before the apply, where a first sync's memory peaks. The last records still in plain text are
+        # sealed now, so none is held while the guard judges and the apply writes.
+        del planner
+        sealer.finish()
+        refusal = guard(plan, settings)
+        if refusal and not (force and not dry_run):
+            status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
+            return _close_without_changes(db, source, holder, run_id, plan, status, refusal, started)
+        stage("applying")
+        if dry_run:
+            budgets_granted = _dry_apply(db, vault, snapshot, plan, sealer, rules, today, stage)
+            return _close_without_changes(db, source, holder, run_id, plan, SyncStatus.DRY_RUN, refusal, started,
+                                          budgets_granted=budgets_granted)
+        with db.write() as session:
+            budgets_granted = _apply(session, vault, snapshot, plan, sealer, rules, today, stage)
+            if refusal:
+                audit.record(session, actor, "sync.forced", f"sync_run:{run_id}", source=source, refusal=refusal)
+            stage("committing")
+            result = _result(run_id, source, SyncStatus.SUCCEEDED, f"forced past: {refusal}" if refusal else None,
+                             plan, budgets_granted, started, forced=bool(refusal))
+            _store_outcomes(session, run_id, plan)
+            _finish_run(session, result)
+            sync_lock.release(session, source, holder)
     log.info(result.summary())
     return result
 
@@ -335,6 +331,12 @@ def _store_outcomes(session: Session, run_id: int, plan: Plan) -> None:
     insert_rows(session, SyncRecordOutcome.__table__, rows, {"run_id": run_id})
 
 
+def _feed(planner: Planner, records: Iterable[CardholderRecord | RejectedRecord]) -> None:
+    # In a function of its own, so that no loop variable keeps the last record once reading is done.
+    for record in records:
+        planner.feed(record)
+
+
 def _counted(records: Iterable[CardholderRecord | RejectedRecord], progress: Progress | None
              ) -> Iterator[CardholderRecord | RejectedRecord]:
     if progress is None:
@@ -355,19 +357,19 @@ class _RollBack(Exception):
     pass
 
 
-def _dry_apply(db, vault, snapshot, plan, rules, today, stage) -> int:  # type: ignore[no-untyped-def]
+def _dry_apply(db, vault, snapshot, plan, sealer, rules, today, stage) -> int:  # type: ignore[no-untyped-def]
     granted = 0
     try:
         with db.write() as session:
-            granted = _apply(session, vault, snapshot, plan, rules, today, stage)
+            granted = _apply(session, vault, snapshot, plan, sealer, rules, today, stage)
             raise _RollBack
     except _RollBack:
         pass
     return granted
 
 
-def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules: BudgetRules | None,
-           today: date, stage: StageHook) -> int:
+def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, sealer: Sealer,
+           rules: BudgetRules | None, today: date, stage: StageHook) -> int:
     """Write the plan and the grants in the caller's transaction; return the number of budgets opened or topped up."""
     now = utcnow()
     source = snapshot.source
@@ -377,15 +379,12 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
                     {"source": source, "created_at": now, "updated_at": now})
         households = dict(session.execute(
             select(Household.source_key, Household.id).where(Household.source == source)).all())
-    birth_dates = _write_holders(session, vault, snapshot, plan, households, now)
-    for write in plan.holders:
-        # Encrypted and written: the plaintext records go before the grants, where a first sync's memory
-        # peaks (and the process holds less personal data from here on).
-        write.record = None
+    _write_holders(session, snapshot, plan, sealer, households, now)
     holder_ids: dict[str, int]
     if any(write.existing_id is None for write in plan.holders):
-        holder_ids = dict(session.execute(
-            select(Cardholder.source_key, Cardholder.id).where(Cardholder.source == source)).all())
+        # Streamed off the driver's cursor: a first sync reads back every cardholder id it just wrote.
+        holder_ids = dict(driver_rows(session.connection(), select(Cardholder.source_key, Cardholder.id)
+                                      .where(Cardholder.source == source)))
     else:
         holder_ids = _StoredIds(snapshot)
     for write in plan.holders:
@@ -403,7 +402,7 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, rules
         return 0
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
-        known_birth_dates={holder_ids[key]: birth for key, birth in birth_dates.items()},
+        known_birth_dates={holder_ids[write.key]: write.birth_date for write in plan.holders if write.sealed},
         active_holders=_active_after(snapshot, plan, holder_ids))
     return summary.budgets_opened + summary.budgets_topped_up
 
@@ -419,42 +418,34 @@ class _StoredIds(dict):
         return self._holders[key].id
 
 
-def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, households: dict[str, int],
-                   now: datetime) -> dict[str, date | None]:
-    """Insert and update cardholders in batches, encrypting only these; return the birth dates seen."""
+def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, households: dict[str, int],
+                   now: datetime) -> None:
+    """Insert and update cardholders in batches, their personal columns as the sealer hands them back."""
     table = Cardholder.__table__
-    birth_dates: dict[str, date | None] = {}
     # New cardholders go in as plain tuples (a first sync inserts every one): the household, the hash,
-    # the key, then the personal columns in the order the encryption hands them over.
-    new_columns: list[str] = []
-    personal_values: Callable[[dict[str, object]], tuple] | None = None
+    # the key, then the sealed personal columns.
+    new_columns = ["household_id", "content_hash", "source_key", *SEALED_COLUMNS]
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
     rekeyed_rows: list[dict] = []
     back_rows: list[dict] = []
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     new_constants = {**active, "source": snapshot.source, "created_at": now}
-    encrypted = _encrypted_columns(vault, [write.record for write in plan.holders if write.record is not None])
+    sealed = sealer.sealed()
     for write in plan.holders:
         household_id = households[write.household_key]
-        personal: dict[str, object] = {}
-        if write.record is not None:
-            birth_dates[write.key] = write.record.birth_date
-            personal = next(encrypted)
+        personal: tuple = next(sealed) if write.sealed else ()
         if write.existing_id is None:
-            if personal_values is None:
-                new_columns = ["household_id", "content_hash", "source_key", *personal]
-                personal_values = _values_of(list(personal))
-            new_rows.append((household_id, write.content_hash, write.key, *personal_values(personal)))
+            new_rows.append((household_id, write.content_hash, write.key, *personal))
             if len(new_rows) >= BATCH_SIZE:
                 insert_tuples(session, table, new_columns, new_rows, new_constants)
                 new_rows = []
             continue
-        row = {"household_id": household_id, "content_hash": write.content_hash, **personal, **active,
-               "_id": write.existing_id}
+        row = {"household_id": household_id, "content_hash": write.content_hash, **dict(zip(SEALED_COLUMNS, personal)),
+               **active, "_id": write.existing_id}
         if write.previous_key is not None:
             rekeyed_rows.append({**row, "source_key": write.key})
-        elif write.record is not None:
+        elif write.sealed:
             changed_rows.append(row)
             if len(changed_rows) >= BATCH_SIZE:
                 _update_by_id(session, table, changed_rows)
@@ -466,56 +457,6 @@ def _write_holders(session: Session, vault: Vault, snapshot: Snapshot, plan: Pla
     _update_by_id(session, table, changed_rows)
     _update_by_id(session, table, rekeyed_rows)
     _update_by_id(session, table, back_rows)
-    return birth_dates
-
-
-def _values_of(names: list[str]) -> Callable[[dict[str, object]], tuple]:
-    """A fast ``lambda row: tuple(row[name] for name in names)``."""
-    if len(names) == 1:
-        return lambda row: (row[names[0]],)
-    return itemgetter(*names)
-
-
-def _encrypted_columns(vault: Vault, records: list[CardholderRecord]) -> Iterator[dict[str, object]]:
-    """The personal columns of each record, in order. Encryption is the largest part of a first sync's
-    work (one Fernet token per cardholder), so a large batch is spread over the machine's cores."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(records) < PARALLEL_ENCRYPTION_FROM or workers < 2:
-        yield from (_personal_columns(vault, record) for record in records)
-        return
-    # fork: the workers inherit the keys without writing them anywhere; they touch no database connection.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_set_worker_vault, initargs=(vault,)) as pool:
-        # A few chunks in flight at a time (not all of them, as pool.map would): the encrypted columns
-        # of a million cardholders never wait in memory for the inserts to catch up.
-        pending: deque[Future[list[dict[str, object]]]] = deque()
-        for start in range(0, len(records), ENCRYPTION_CHUNK):
-            pending.append(pool.submit(_encrypt_chunk, records[start:start + ENCRYPTION_CHUNK]))
-            if len(pending) > 2 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-
-
-_worker_vault: Vault | None = None
-
-
-def _set_worker_vault(vault: Vault) -> None:
-    global _worker_vault
-    _worker_vault = vault
-
-
-def _encrypt_chunk(records: list[CardholderRecord]) -> list[dict[str, object]]:
-    assert _worker_vault is not None
-    return [_personal_columns(_worker_vault, record) for record in records]
-
-
-def _personal_columns(vault: Vault, record: CardholderRecord) -> dict[str, object]:
-    return {
-        "personal_encrypted": seal(vault, PersonalFields.of(record)),
-        "bsn_index": vault.blind_index(record.bsn) if record.bsn else None,
-        "is_child": record.is_child,
-    }
 
 
 _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")

@@ -5,9 +5,10 @@ database holds for the source (loaded in bulk: its households, its cardholders,
 one scan of every pass), and produces a ``Plan``: which households, cardholders
 and passes to insert or update, which passes were replaced, which went missing
 and which are deactivated after the grace period. The guard judges the plan;
-only then is it applied. Nothing here writes to the database, encrypts or keeps
-more plaintext than it must: only the records that are new or changed are kept,
-for encryption at apply time.
+only then is it applied. Nothing here writes to the database or keeps
+plaintext: a record whose personal fields are new or changed goes to the
+``Sealer`` as it is judged (encrypted while reading goes on, see
+``adapter.sealing``); the plan keeps its birth date only, for the grants.
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
 
@@ -23,7 +24,6 @@ already known wins, else the first in the file.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -34,6 +34,7 @@ from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
+from adapter.sealing import Sealer
 
 SAMPLE_SIZE = 20
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
@@ -148,13 +149,17 @@ class _SharedDates(dict):
 
 @dataclass(slots=True)
 class HolderWrite:
-    """A cardholder to insert or update. ``record`` is set when personal fields must be (re)encrypted."""
+    """A cardholder to insert or update."""
 
     key: str
     household_key: str
     content_hash: str
-    record: CardholderRecord | None
     existing_id: int | None
+    # True when its personal fields were handed to the sealer (new or changed): their sealed columns come
+    # back from it in the order of these writes. False: a cardholder back in the export, as stored.
+    sealed: bool = False
+    # The record's birth date, for the grants (which would otherwise decrypt it again); with ``sealed`` only.
+    birth_date: date | None = None
     # Set when an existing cardholder (this key before) takes the new key: the same child, re-issued.
     previous_key: str | None = None
 
@@ -217,9 +222,12 @@ class Plan:
 class Planner:
     """Feed it every record, then ask for the plan."""
 
-    def __init__(self, snapshot: Snapshot, vault: Vault):
+    def __init__(self, snapshot: Snapshot, vault: Vault, sealer: Sealer):
         self._snapshot = snapshot
         self._vault = vault
+        self._sealer = sealer
+        # One date object per distinct birth date: a city's children share a few thousand of them.
+        self._days: dict[date, date] = {}
         self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
                           last_good_records=snapshot.last_good_records)
         # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
@@ -368,8 +376,7 @@ class Planner:
                 continue
             known = self._snapshot.holders[previous_key]
             self._add_household(record.household_id)
-            self._plan.holders.append(HolderWrite(new_key, record.household_id, content_hash, record, known.id,
-                                                  previous_key))
+            self._write_sealed(record, content_hash, known.id, new_key, previous_key)
             self._rekeyed[new_key] = previous_key
         if not refused:
             return
@@ -405,19 +412,26 @@ class Planner:
     def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None) -> str:
         self._add_household(record.household_id)
         if known is None:
-            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
-                                                  None))
+            self._write_sealed(record, content_hash, None, record.cardholder_id)
             return CREATED
         if known.content_hash != content_hash:
-            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, record,
-                                                  known.id))
+            self._write_sealed(record, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
             # Back in the export: active again, nothing to re-encrypt.
-            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash, None,
+            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash,
                                                   known.id))
             return UPDATED
         return UNCHANGED
+
+    def _write_sealed(self, record: CardholderRecord, content_hash: str, existing_id: int | None, key: str,
+                      previous_key: str | None = None) -> None:
+        """A write whose personal fields change: they go to the sealer now, in the order of the writes."""
+        self._sealer.add(record)
+        birth = record.birth_date
+        self._plan.holders.append(HolderWrite(
+            key, record.household_id, content_hash, existing_id, True,
+            birth if birth is None else self._days.setdefault(birth, birth), previous_key))
 
     def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
         """A pass judged unchanged while reading that a line named as replaced: it is replaced after all."""
@@ -547,10 +561,3 @@ class _HolderIds:
 
 _PASS_STATES = {status: PassState(status.value) for status in PassStatus}
 
-
-def plan_run(snapshot: Snapshot, vault: Vault, records: Iterable[CardholderRecord | RejectedRecord],
-             today: date, grace_nights: int) -> Plan:
-    planner = Planner(snapshot, vault)
-    for record in records:
-        planner.feed(record)
-    return planner.finish(today, grace_nights)

@@ -98,12 +98,12 @@ def test_absence_marks_missing_and_deactivates_only_after_the_grace_period(db, v
 
 
 def test_large_batches_are_encrypted_on_several_cores_with_the_same_result(sqlite_url, vault, monkeypatch):
-    import adapter.sync as engine
+    import adapter.sealing as sealing
     from adapter.db import Database
 
-    monkeypatch.setattr(engine, "PARALLEL_ENCRYPTION_FROM", 10)
-    monkeypatch.setattr(engine, "ENCRYPTION_CHUNK", 7)
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sealing, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(sealing, "CHUNK", 7)
+    monkeypatch.setattr(sealing.os, "cpu_count", lambda: 2)
     records = household_records(30)
     db = Database(sqlite_url)
     try:
@@ -154,3 +154,35 @@ def test_overlapping_syncs_leave_the_collector_as_they_found_it():
     assert gc.get_threshold()[0] == SYNC_GC_THRESHOLD  # B still runs
     second.__exit__(None, None, None)
     assert gc.get_threshold() == before
+
+
+def test_no_plaintext_record_is_held_once_the_reading_is_done(db, vault, monkeypatch):
+    """The planner hands each new or changed record to the sealer and keeps none: when the apply starts,
+    no ``CardholderRecord`` (names, BSN, birth date in plain text) is left in the process."""
+    import adapter.sealing as sealing
+    from adapter.records import CardholderRecord
+
+    monkeypatch.setattr(sealing, "CHUNK", 40)  # 750 records: the last chunk is a partial one
+
+    marker = "held-test line"
+
+    def exported():  # made as they are read, as a connector does: the test holds none of them itself
+        for start in range(0, 300, 10):
+            for record in household_records(10, start=start):
+                yield dataclasses.replace(record, source_key=f"{marker} {record.source_key}")
+
+    alive_at: dict[str, int] = {}
+
+    def count_records(stage: str) -> None:
+        # Only this sync's records: other tests' records may still live in this process.
+        gc.collect()
+        alive_at[stage] = sum(1 for thing in gc.get_objects()
+                              if isinstance(thing, CardholderRecord) and thing.source_key.startswith(marker))
+
+    result = _sync(db, vault, exported(), on_stage=count_records)
+
+    assert result.created == 750
+    assert alive_at["applying"] == 0
+    with db.read() as session:
+        assert session.execute(select(func.count()).where(Cardholder.personal_encrypted.is_not(None))).scalar_one() \
+            == 750

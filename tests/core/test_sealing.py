@@ -1,0 +1,126 @@
+"""The sealer: personal fields encrypted in the order handed over, inline or on other cores, spooled
+encrypted, with a bounded number of plaintext records in flight."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from adapter import sealing
+from adapter.crypto import Vault
+from adapter.personal import PersonalFields, open_sealed
+from adapter.records import CardholderRecord
+from adapter.sealing import Sealer
+from tests.conftest import TEST_BLIND_INDEX_KEY, TEST_ENCRYPTION_KEY
+from tests.sync.records import TEST_BSNS, household_records
+
+SURNAME = "Ëlsevier-Zijlstra"
+
+
+def _records(count: int) -> list[CardholderRecord]:
+    """Every one with a BSN (the test range has eleven, so they repeat), a birth date and its own surname."""
+    return [dataclasses.replace(record, bsn=TEST_BSNS[index % len(TEST_BSNS)], surname=f"{SURNAME}{index}")
+            for index, record in enumerate(household_records(count)[:count])]
+
+
+def _opened(vault: Vault, columns) -> list[tuple]:
+    return [(open_sealed(vault, token), index, is_child) for token, index, is_child in columns]
+
+
+def _expected(vault: Vault, records: list[CardholderRecord]) -> list[tuple]:
+    return [(PersonalFields.of(record), vault.blind_index(record.bsn), record.is_child) for record in records]
+
+
+@pytest.mark.parametrize("parallel_from, workers", [(10_000, 1), (0, 1), (0, 2), (8, 2)],
+                         ids=["inline", "one worker", "two workers", "inline, then workers"])
+def test_sealed_columns_come_back_in_the_order_the_records_were_added(vault, parallel_from, workers):
+    records = _records(23)
+    with Sealer(vault, parallel_from=parallel_from, chunk=3, workers=workers) as sealer:
+        for record in records:
+            sealer.add(record)
+        assert _opened(vault, sealer.sealed()) == _expected(vault, records)
+
+
+def test_nothing_added_gives_nothing(vault):
+    with Sealer(vault) as sealer:
+        assert list(sealer.sealed()) == []
+
+
+def test_the_spool_holds_no_plaintext(vault, tmp_path, monkeypatch):
+    spool = tmp_path / "spool"
+    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", lambda **_options: open(spool, "w+b"))
+    records = _records(12)
+    with Sealer(vault, parallel_from=4, chunk=4, workers=1) as sealer:
+        for record in records:
+            sealer.add(record)
+        columns = list(sealer.sealed())
+        written = spool.read_bytes()
+    assert len(columns) == 12 and written
+    for record in records:
+        for value in (record.bsn, record.surname, record.first_names, record.birth_date.isoformat()):
+            assert value.encode() not in written
+            assert value.encode("utf-16-le") not in written  # pickle may store text in other forms
+    assert SURNAME[:6].encode() not in written
+
+
+def test_plaintext_in_flight_stays_within_a_few_chunks(vault):
+    workers, chunk = 1, 5
+    with Sealer(vault, parallel_from=0, chunk=chunk, workers=workers) as sealer:
+        most = 0
+        for record in _records(200):
+            sealer.add(record)
+            most = max(most, sealer.in_flight)
+        assert most <= (2 * workers + 1) * chunk + chunk
+        assert len(list(sealer.sealed())) == 200
+        assert sealer.in_flight == 0
+
+
+def test_leaving_stops_the_workers_and_deletes_the_spool(vault, tmp_path, monkeypatch):
+    spool_files = []
+
+    def spool_file(**_options):
+        spool_files.append(open(tmp_path / "spool", "w+b"))
+        return spool_files[-1]
+
+    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", spool_file)
+    # The first two chunks sealed here (so the spool exists), the rest by the workers.
+    with Sealer(vault, parallel_from=4, chunk=2, workers=2) as sealer:
+        for record in _records(9):
+            sealer.add(record)
+        workers = list(sealer._pool._processes.values())  # noqa: SLF001 - the pool's own processes
+        assert workers and all(worker.is_alive() for worker in workers)
+    assert not any(worker.is_alive() for worker in workers)
+    assert spool_files and spool_files[0].closed
+
+
+class _FailingVault(Vault):
+    def encrypt(self, plaintext):  # type: ignore[override]
+        raise RuntimeError("the key store is unreachable")
+
+
+@pytest.mark.parametrize("parallel_from", [10_000, 0], ids=["inline", "workers"])
+def test_a_failure_to_seal_reaches_the_caller(vault, parallel_from):
+    failing = _FailingVault([TEST_ENCRYPTION_KEY], TEST_BLIND_INDEX_KEY)
+    with pytest.raises(RuntimeError, match="unreachable"), Sealer(failing, parallel_from=parallel_from, chunk=2,
+                                                                  workers=1) as sealer:
+        for record in _records(5):
+            sealer.add(record)
+        list(sealer.sealed())
+
+
+def test_the_columns_are_read_once_and_only_after_every_record(vault):
+    with Sealer(vault) as sealer:
+        sealer.add(_records(1)[0])
+        assert len(list(sealer.sealed())) == 1
+        with pytest.raises(RuntimeError, match="read once"):
+            list(sealer.sealed())
+        with pytest.raises(RuntimeError, match="before reading"):
+            sealer.add(_records(1)[0])
+
+
+def test_a_record_without_personal_fields_seals_to_nothing(vault):
+    bare = CardholderRecord("line 1", "H1", "C1", "P1", birth_date=None)
+    with Sealer(vault) as sealer:
+        sealer.add(bare)
+        assert list(sealer.sealed()) == [(None, None, None)]
