@@ -39,8 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
-from adapter.bulk import insert_rows, insert_tuples
-from adapter.bulk_read import driver_rows
+from adapter.bulk import insert_rows, insert_tuples, reserve_ids
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import (
@@ -379,14 +378,8 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
                     {"source": source, "created_at": now, "updated_at": now})
         households = dict(session.execute(
             select(Household.source_key, Household.id).where(Household.source == source)).all())
-    _write_holders(session, snapshot, plan, sealer, households, now)
-    holder_ids: dict[str, int]
-    if any(write.existing_id is None for write in plan.holders):
-        # Streamed off the driver's cursor: a first sync reads back every cardholder id it just wrote.
-        holder_ids = dict(driver_rows(session.connection(), select(Cardholder.source_key, Cardholder.id)
-                                      .where(Cardholder.source == source)))
-    else:
-        holder_ids = _StoredIds(snapshot)
+    holder_ids = _StoredIds(snapshot)
+    holder_ids.update(_write_holders(session, snapshot, plan, sealer, households, now))
     for write in plan.holders:
         if write.previous_key is not None and write.existing_id is not None:
             holder_ids[write.key] = write.existing_id
@@ -408,7 +401,8 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
 
 
 class _StoredIds(dict):
-    """Cardholder key -> row id as the snapshot read it, looked up when asked: most nights few are."""
+    """Cardholder key -> row id: the new ones as entries, the stored ones as the snapshot read them,
+    looked up when asked (most nights few are)."""
 
     def __init__(self, snapshot: Snapshot):
         super().__init__()
@@ -419,12 +413,16 @@ class _StoredIds(dict):
 
 
 def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, households: dict[str, int],
-                   now: datetime) -> None:
-    """Insert and update cardholders in batches, their personal columns as the sealer hands them back."""
+                   now: datetime) -> dict[str, int]:
+    """Insert and update cardholders in batches, their personal columns as the sealer hands them back;
+    return the new cardholders' ids by key."""
     table = Cardholder.__table__
-    # New cardholders go in as plain tuples (a first sync inserts every one): the household, the hash,
-    # the key, then the sealed personal columns.
-    new_columns = ["household_id", "content_hash", "source_key", *SEALED_COLUMNS]
+    # New cardholders go in as plain tuples (a first sync inserts every one): the id, the household, the
+    # hash, the key, then the sealed personal columns. The ids are taken before the insert, so nothing
+    # is read back (a first sync would read every key it just wrote).
+    new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
+    reserved = iter(reserve_ids(session, table, sum(1 for write in plan.holders if write.existing_id is None)))
+    new_ids: dict[str, int] = {}
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
     rekeyed_rows: list[dict] = []
@@ -436,7 +434,8 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
         household_id = households[write.household_key]
         personal: tuple = next(sealed) if write.sealed else ()
         if write.existing_id is None:
-            new_rows.append((household_id, write.content_hash, write.key, *personal))
+            holder_id = new_ids[write.key] = next(reserved)
+            new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
             if len(new_rows) >= BATCH_SIZE:
                 insert_tuples(session, table, new_columns, new_rows, new_constants)
                 new_rows = []
@@ -457,6 +456,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     _update_by_id(session, table, changed_rows)
     _update_by_id(session, table, rekeyed_rows)
     _update_by_id(session, table, back_rows)
+    return new_ids
 
 
 _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")
