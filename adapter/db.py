@@ -7,19 +7,31 @@ Money needs write transactions that serialise on the row being changed:
   transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's documented sqlite
   recipe). A deferred transaction that reads and then writes fails with
   "database is locked" under load instead of waiting its turn.
+
+A pooled PostgreSQL connection is pinged before use only when it sat idle for
+more than ``PING_AFTER_IDLE_SECONDS`` (HikariCP's "alive bypass window"): a
+connection a busy API worker handed back a moment ago is alive, and a ping per
+request is a round trip per request. A single-statement read (a balance check)
+runs without a transaction around it (``read_once``): one statement is
+consistent on its own, and BEGIN and ROLLBACK would be two round trips more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _IMMEDIATE = "sqlite_begin_immediate"
+# A connection back in the pool for longer than this is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "adapter_idle_since"
 
 
 class Database:
@@ -31,6 +43,9 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: its BEGIN is ours to emit (see _on_begin), and a read there costs no round trip anyway.
+        once_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
+        self._once_sessions = sessionmaker(once_engine, expire_on_commit=False)
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_sessions = sessionmaker(write_engine, expire_on_commit=False)
 
@@ -39,6 +54,14 @@ class Database:
         """A session for reads; never commits. Closing it ends the transaction and
         detaches loaded objects without expiring them, so callers can keep using them."""
         with self._read_sessions() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def read_once(self) -> Iterator[Session]:
+        """A session for a read of ONE statement. On PostgreSQL it runs outside a transaction: a single
+        statement sees one consistent snapshot by itself, and BEGIN and ROLLBACK would cost two round
+        trips. Two statements in it may see different moments: use ``read`` for those."""
+        with self._once_sessions() as session:
             yield session
 
     @contextlib.contextmanager
@@ -56,8 +79,9 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     # failing statement (pass numbers, blind indexes), and such errors reach logs and terminals.
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo,
-                             hide_parameters=True)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo, hide_parameters=True)
+        ping_when_idle(engine)
+        return engine
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -83,3 +107,24 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before it is handed out if it sat idle for more than ``PING_AFTER_IDLE_SECONDS``;
+    a dead one is replaced before anyone uses it (SQLAlchemy's pessimistic disconnect handling, with
+    ``pool_pre_ping``'s ping, minus the round trip for a connection in steady use)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # none yet: a connection just made
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # noqa: BLE001 - any failure to answer means: not usable
+            # The pool invalidates this connection and checks out another (up to three times).
+            raise exc.DisconnectionError("a pooled connection did not answer its ping") from error

@@ -1,6 +1,8 @@
 """The API floors: the least a request can cost in this stack (Flask + SQLAlchemy + PostgreSQL, gunicorn).
 
-Served with the same gunicorn settings as ``stadspas-adapter serve``:
+Served with the same gunicorn settings as ``stadspas-adapter serve``, and with the service's own pool
+policy (a pooled connection pinged only after sitting idle, ``adapter.db.ping_when_idle``); the SELECT
+runs outside a transaction, as the service's single-statement reads do:
 * POST /floor/hello   - JSON in, JSON out, no database;
 * POST /floor/select  - one primary-key SELECT of a budget;
 * POST /floor/write   - one transaction: a conditional UPDATE and one INSERT
@@ -15,6 +17,8 @@ import os
 from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, text
 
+from adapter.db import ping_when_idle
+
 DATABASE_ENV = "BENCH_FLOOR_DATABASE_URL"
 
 # Created by the bench before the floors run (see bench.api_bench.prepare_floor_tables).
@@ -28,7 +32,9 @@ FLOOR_TABLES = (
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    engine = create_engine(os.environ[DATABASE_ENV], pool_size=5, max_overflow=5, pool_pre_ping=True)
+    engine = create_engine(os.environ[DATABASE_ENV], pool_size=5, max_overflow=5)
+    ping_when_idle(engine)
+    reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @app.post("/floor/hello")
     def hello():  # type: ignore[no-untyped-def]
@@ -38,7 +44,7 @@ def create_app() -> Flask:
     @app.post("/floor/select")
     def select_one():  # type: ignore[no-untyped-def]
         budget_id = int(request.get_json()["budget_id"])
-        with engine.connect() as connection:
+        with reads.connect() as connection:
             row = connection.execute(text("SELECT id, balance_cents FROM budgets WHERE id = :id"),
                                      {"id": budget_id}).one_or_none()
         if row is None:
