@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -92,9 +92,15 @@ def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return connection.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
-            {"table": table.name, "count": count}).scalars().all()
+        # On the driver's cursor: a first sync takes hundreds of thousands of ids, and SQLAlchemy would
+        # make a Row of each.
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                           (table.name, count))
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.close()
     first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
     return range(first, first + count)
 

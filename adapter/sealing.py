@@ -127,7 +127,9 @@ class Sealer:
             # connection and no socket of the connector's.
             self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_set_worker_vault, initargs=(self._vault,))
-        self._pending.append(self._pool.submit(_seal_in_worker, chunk))
+        # Plain tuples cross to the worker: pickling a frozen dataclass runs Python code per record, in
+        # this process, beside the reading.
+        self._pending.append(self._pool.submit(_seal_in_worker, [_personal_tuple(record) for record in chunk]))
         # Finished chunks leave memory as soon as they are done; beyond a few in flight the reading waits,
         # so plaintext records never pile up ahead of the workers.
         while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self._workers):
@@ -146,8 +148,18 @@ class Sealer:
 
 
 def seal_chunk(vault: Vault, records: list[CardholderRecord]) -> list[SealedColumns]:
-    return [(seal(vault, PersonalFields.of(record)), vault.blind_index(record.bsn) if record.bsn else None,
-             record.is_child) for record in records]
+    return _seal_tuples(vault, [_personal_tuple(record) for record in records])
+
+
+def _personal_tuple(record: CardholderRecord) -> tuple:
+    """The record's personal fields in ``PersonalFields`` order, then its child flag."""
+    return (record.bsn, record.first_names, record.initials, record.surname_prefix, record.surname,
+            record.birth_date, record.is_child)
+
+
+def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
+    return [(seal(vault, PersonalFields(*fields[:6])), vault.blind_index(fields[0]) if fields[0] else None,
+             fields[6]) for fields in personal]
 
 
 _worker_vault: Vault | None = None
@@ -158,6 +170,6 @@ def _set_worker_vault(vault: Vault) -> None:
     _worker_vault = vault
 
 
-def _seal_in_worker(records: list[CardholderRecord]) -> list[SealedColumns]:
+def _seal_in_worker(personal: list[tuple]) -> list[SealedColumns]:
     assert _worker_vault is not None
-    return seal_chunk(_worker_vault, records)
+    return _seal_tuples(_worker_vault, personal)
