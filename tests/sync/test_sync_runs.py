@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from adapter import ledger
 from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass, PassState, SyncStatus
 from adapter.personal import PersonalFields, open_sealed
-from adapter.sync import SYNC_GC_THRESHOLD, run_sync
+from adapter.sync import SYNC_FULL_COLLECTION_AFTER, SYNC_GC_THRESHOLD, run_sync
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
 
 
@@ -130,7 +130,7 @@ def test_the_collector_runs_less_often_during_a_sync_and_as_before_afterwards(db
             yield record
 
     _sync(db, vault, watched(household_records(3)))
-    assert seen and set(seen) == {(SYNC_GC_THRESHOLD, *before[1:])}
+    assert seen and set(seen) == {(SYNC_GC_THRESHOLD, before[1], SYNC_FULL_COLLECTION_AFTER)}
     assert gc.get_threshold() == before
 
     def failing():
