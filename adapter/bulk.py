@@ -94,11 +94,16 @@ def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
     if connection.dialect.name == "postgresql":
         # On the driver's cursor: a first sync takes hundreds of thousands of ids, and SQLAlchemy would
         # make a Row of each.
+        statement = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+        dialect = connection.dialect
         cursor = connection.connection.driver_connection.cursor()
         try:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                           (table.name, count))
+            cursor.execute(statement, (table.name, count))
             return [row[0] for row in cursor.fetchall()]
+        except dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy would raise it (so its disconnect handling and our failure reasons apply).
+            raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      dialect=dialect) from exc
         finally:
             cursor.close()
     first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1

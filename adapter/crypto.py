@@ -41,12 +41,18 @@ class Vault:
     def __init__(self, encryption_keys: list[str], blind_index_key: str):
         if not encryption_keys:
             raise KeysMissing(f"no encryption key: set {ENCRYPTION_KEYS_ENV}")
+        self._key_material = (list(encryption_keys), blind_index_key)
         self._fernets = [Fernet(key.encode("ascii")) for key in encryption_keys]
         self._multi = MultiFernet(self._fernets)
         self._newest = self._fernets[0]
         self._index_key = _decode_index_key(blind_index_key)
         # Keyed once: content_hash copies this state per row instead of re-keying (hmac.new per call).
         self._row_hmac = hmac.new(self._index_key, b"row\x1f", "sha256")
+
+    def key_material(self) -> tuple[list[str], str]:
+        """The keys this vault was made from: ``Vault(*key_material())`` is the same vault. Only for
+        handing to a worker process of our own through its pipe; never write them anywhere."""
+        return self._key_material
 
     def encrypt(self, value: str | None) -> str | None:
         if value is None:

@@ -58,9 +58,10 @@ class Database:
 
     @contextlib.contextmanager
     def read_once(self) -> Iterator[Session]:
-        """A session for a read of ONE statement. On PostgreSQL it runs outside a transaction: a single
-        statement sees one consistent snapshot by itself, and BEGIN and ROLLBACK would cost two round
-        trips. Two statements in it may see different moments: use ``read`` for those."""
+        """A session for a read that is one statement, or read-only statements that need not see the same
+        moment. On PostgreSQL it runs outside a transaction: a single statement sees one consistent
+        snapshot by itself, and BEGIN and ROLLBACK would cost two round trips. Each statement in it may
+        see a different moment: use ``read`` where they must agree."""
         with self._once_sessions() as session:
             yield session
 

@@ -110,10 +110,12 @@ class Sealer:
         for future in self._pending:
             future.cancel()
         self._pending.clear()
-        self._stop_workers()
-        if self._spool is not None:
-            self._spool.close()  # an unnamed temporary file: closing it is deleting it
-            self._spool = None
+        try:
+            self._stop_workers()
+        finally:
+            if self._spool is not None:
+                self._spool.close()  # an unnamed temporary file: closing it is deleting it
+                self._spool = None
 
     # ------------------------------------------------------------ internals
 
@@ -123,10 +125,11 @@ class Sealer:
             self._write(seal_chunk(self._vault, chunk))
             return
         if self._pool is None:
-            # fork: the workers inherit the keys without writing them anywhere; they touch no database
-            # connection and no socket of the connector's.
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_set_worker_vault, initargs=(self._vault,))
+            # forkserver, not fork: the scheduler runs syncs and housekeeping on several threads, and a
+            # fork copies any lock another thread holds (inside OpenSSL, say) locked for good, which would
+            # hang the worker and the sync with it. The keys reach the workers through their pipe only.
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("forkserver"),
+                                             initializer=_set_worker_vault, initargs=self._vault.key_material())
         # Plain tuples cross to the worker: pickling a frozen dataclass runs Python code per record, in
         # this process, beside the reading.
         self._pending.append(self._pool.submit(_seal_in_worker, [_personal_tuple(record) for record in chunk]))
@@ -165,9 +168,9 @@ def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
 _worker_vault: Vault | None = None
 
 
-def _set_worker_vault(vault: Vault) -> None:
+def _set_worker_vault(encryption_keys: list[str], blind_index_key: str) -> None:
     global _worker_vault
-    _worker_vault = vault
+    _worker_vault = Vault(encryption_keys, blind_index_key)
 
 
 def _seal_in_worker(personal: list[tuple]) -> list[SealedColumns]:

@@ -54,7 +54,7 @@ from adapter.models import (
     utcnow,
 )
 from adapter.records import CardholderRecord, RejectedRecord
-from adapter.sealing import SEALED_COLUMNS, Sealer
+from adapter.sealing import SEALED_COLUMNS, SealedColumns, Sealer
 from adapter.redaction import redact
 from adapter.rules import BudgetRules
 from adapter.settings import SyncSettings
@@ -437,7 +437,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     sealed = sealer.sealed()
     for write in plan.holders:
         household_id = households[write.household_key]
-        personal: tuple = next(sealed) if write.sealed else ()
+        personal: tuple = _next_sealed(sealed) if write.sealed else ()
         if write.existing_id is None:
             holder_id = new_ids[write.key] = next(reserved)
             new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
@@ -461,7 +461,21 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     _update_by_id(session, table, changed_rows)
     _update_by_id(session, table, rekeyed_rows)
     _update_by_id(session, table, back_rows)
+    if next(sealed, None) is not None:
+        raise _SealedOutOfStep("the sealer holds more sealed records than the plan has writes for")
     return new_ids
+
+
+class _SealedOutOfStep(RuntimeError):
+    """The sealed columns and the plan's writes did not pair up one to one. Never expected: refusing the
+    run is better than writing one child's encrypted identity into another child's row."""
+
+
+def _next_sealed(sealed: Iterator[SealedColumns]) -> SealedColumns:
+    columns = next(sealed, None)
+    if columns is None:
+        raise _SealedOutOfStep("the plan has more writes to seal than the sealer was given")
+    return columns
 
 
 _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")

@@ -23,7 +23,8 @@ def check_balance():  # type: ignore[no-untyped-def]
     abuse.count_balance_check(merchant)
     adapter_runtime = runtime()
     try:
-        # One statement (the limit check beside the look-up), so no transaction around it.
+        # One statement (the limit check beside the look-up; an unusable pass reads once more, on its own):
+        # no transaction around it.
         with adapter_runtime.db.read_once() as session:
             view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today(),
                                          expiry_grace_days=adapter_runtime.expiry_grace_days,

@@ -91,12 +91,14 @@ def test_a_single_statement_read_runs_outside_a_transaction_and_leaves_the_conne
     with one_connection.read_once() as session:
         driver = session.connection().connection.driver_connection
         assert driver.autocommit is True
-        # Outside a transaction each statement starts its own: no open transaction between statements.
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        time.sleep(0.01)
+        # Outside a transaction each statement starts its own: now() is this statement's start.
         assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is True
     with one_connection.read() as session:
-        driver = session.connection().connection.driver_connection
-        assert driver.autocommit is False
+        # The same pooled connection (the pool holds one), back in transactions.
+        assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() == pid
+        assert session.connection().connection.driver_connection.autocommit is False
         time.sleep(0.01)
-        session.execute(text("SELECT 1"))
         # Inside a transaction now() is the transaction's start, earlier than this statement.
         assert session.execute(text("SELECT now() < statement_timestamp()")).scalar_one() is True

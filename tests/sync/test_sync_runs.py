@@ -186,3 +186,13 @@ def test_no_plaintext_record_is_held_once_the_reading_is_done(db, vault, monkeyp
     with db.read() as session:
         assert session.execute(select(func.count()).where(Cardholder.personal_encrypted.is_not(None))).scalar_one() \
             == 750
+
+
+def test_sealed_columns_and_planned_writes_must_pair_up_one_to_one():
+    """A guard for an invariant the planner keeps: a missing or a spare sealed record refuses the run
+    instead of writing one child's encrypted identity into another child's row."""
+    from adapter.sync import _next_sealed, _SealedOutOfStep
+
+    assert _next_sealed(iter([("token", "index", True)])) == ("token", "index", True)
+    with pytest.raises(_SealedOutOfStep, match="more writes"):
+        _next_sealed(iter([]))
