@@ -6,6 +6,7 @@ One server for the module; every answer is checked against the server's own Open
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import threading
@@ -129,7 +130,9 @@ def test_worker_killed_mid_flight_loses_and_doubles_nothing(live):
         try:
             seen[key] = _post(live, "/v1/redemptions", body, shop.api_key, key)
             first_answers.set()
-        except OSError as exc:  # the connection died with the worker
+        # The connection died with the worker: before the answer (OSError), or between its headers and its
+        # body (IncompleteRead, an HTTPException).
+        except (OSError, http.client.HTTPException) as exc:
             seen[key] = exc
 
     with ThreadPoolExecutor(max_workers=16) as pool:
