@@ -23,6 +23,8 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from adapter.bulk_read import driver_rows
+
 _MEMO_LIMIT = 10_000
 
 
@@ -92,20 +94,10 @@ def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        # On the driver's cursor: a first sync takes hundreds of thousands of ids, and SQLAlchemy would
-        # make a Row of each.
-        statement = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
-        dialect = connection.dialect
-        cursor = connection.connection.driver_connection.cursor()
-        try:
-            cursor.execute(statement, (table.name, count))
-            return [row[0] for row in cursor.fetchall()]
-        except dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy would raise it (so its disconnect handling and our failure reasons apply).
-            raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                      dialect=dialect) from exc
-        finally:
-            cursor.close()
+        # Off the driver's cursor: a first sync takes hundreds of thousands of ids.
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        return [next_id for (next_id,) in driver_rows(
+            connection, select(func.nextval(sequence)).select_from(func.generate_series(1, count)))]
     first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
     return range(first, first + count)
 

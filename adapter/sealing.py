@@ -51,7 +51,8 @@ class Sealer:
         self._chunk_size = CHUNK if chunk is None else chunk
         # The reading process keeps one core busy itself; the sealing takes the others.
         self._workers = workers if workers is not None else min((os.cpu_count() or 1) - 1, 8)
-        self._chunk: list[CardholderRecord] = []
+        # Records in hand, as tuples (see _personal_tuple): plain text until sealed.
+        self._chunk: list[tuple] = []
         self._added = 0
         self._spooled = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -71,11 +72,12 @@ class Sealer:
         """Records added and not sealed yet: the plaintext this process still holds."""
         return self._added - self._spooled
 
-    def add(self, record: CardholderRecord) -> None:
-        """Seal ``record``'s personal fields (now, or soon on another core); it is not kept beyond that."""
+    def add(self, record: CardholderRecord, bsn_index: str | None) -> None:
+        """Seal ``record``'s personal fields (now, or soon on another core); it is not kept beyond that.
+        ``bsn_index``: its BSN's blind index, which the caller has computed already (None without a BSN)."""
         if self._read:
             raise RuntimeError("the sealed columns were read already: add every record before reading them")
-        self._chunk.append(record)
+        self._chunk.append(_personal_tuple(record, bsn_index))
         self._added += 1
         if len(self._chunk) >= self._chunk_size:
             self._hand_over()
@@ -122,7 +124,7 @@ class Sealer:
     def _hand_over(self) -> None:
         chunk, self._chunk = self._chunk, []
         if self._pool is None and (self._added < self._parallel_from or self._workers < 1):
-            self._write(seal_chunk(self._vault, chunk))
+            self._write(_seal_tuples(self._vault, chunk))
             return
         if self._pool is None:
             # forkserver, not fork: the scheduler runs syncs and housekeeping on several threads, and a
@@ -132,7 +134,7 @@ class Sealer:
                                              initializer=_set_worker_vault, initargs=self._vault.key_material())
         # Plain tuples cross to the worker: pickling a frozen dataclass runs Python code per record, in
         # this process, beside the reading.
-        self._pending.append(self._pool.submit(_seal_in_worker, [_personal_tuple(record) for record in chunk]))
+        self._pending.append(self._pool.submit(_seal_in_worker, chunk))
         # Finished chunks leave memory as soon as they are done; beyond a few in flight the reading waits,
         # so plaintext records never pile up ahead of the workers.
         while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self._workers):
@@ -150,19 +152,14 @@ class Sealer:
             self._pool = None
 
 
-def seal_chunk(vault: Vault, records: list[CardholderRecord]) -> list[SealedColumns]:
-    return _seal_tuples(vault, [_personal_tuple(record) for record in records])
-
-
-def _personal_tuple(record: CardholderRecord) -> tuple:
-    """The record's personal fields in ``PersonalFields`` order, then its child flag."""
+def _personal_tuple(record: CardholderRecord, bsn_index: str | None) -> tuple:
+    """The record's personal fields in ``PersonalFields`` order, then its BSN index and child flag."""
     return (record.bsn, record.first_names, record.initials, record.surname_prefix, record.surname,
-            record.birth_date, record.is_child)
+            record.birth_date, bsn_index, record.is_child)
 
 
 def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
-    return [(seal(vault, PersonalFields(*fields[:6])), vault.blind_index(fields[0]) if fields[0] else None,
-             fields[6]) for fields in personal]
+    return [(seal(vault, PersonalFields(*fields[:6])), fields[6], fields[7]) for fields in personal]
 
 
 _worker_vault: Vault | None = None

@@ -244,7 +244,7 @@ class Planner:
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of).
         self._bsn_owner: dict[str, str] = {}
-        # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash).
+        # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash, its BSN index).
         self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
         # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
@@ -342,7 +342,7 @@ class Planner:
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         if bsn_index is None:
-            return self._judge_holder(record, content_hash, known)
+            return self._judge_holder(record, content_hash, known, None)
         owner = self._owner_of(bsn_index)
         if owner is not None and owner != key:
             claim = self._claims.get(owner)
@@ -353,9 +353,9 @@ class Planner:
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
             if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
-                self._claims[key] = (previous_key, record, content_hash)
+                self._claims[key] = (previous_key, record, content_hash, bsn_index)
                 return UPDATED
-        return self._judge_holder(record, content_hash, known)
+        return self._judge_holder(record, content_hash, known, bsn_index)
 
     def _owner_of(self, bsn_index: str) -> str | None:
         """The cardholder id that holds this BSN in the export so far, or None."""
@@ -370,13 +370,13 @@ class Planner:
     def _settle_claims(self) -> None:
         """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
         refused: set[str] = set()
-        for new_key, (previous_key, record, content_hash) in self._claims.items():
+        for new_key, (previous_key, record, content_hash, bsn_index) in self._claims.items():
             if self._snapshot.holders[previous_key].outcome is not None:
                 refused.add(new_key)
                 continue
             known = self._snapshot.holders[previous_key]
             self._add_household(record.household_id)
-            self._write_sealed(record, content_hash, known.id, new_key, previous_key)
+            self._write_sealed(record, bsn_index, content_hash, known.id, new_key, previous_key)
             self._rekeyed[new_key] = previous_key
         if not refused:
             return
@@ -409,13 +409,14 @@ class Planner:
             self._new_households.add(household_key)
             self._plan.new_households.append(household_key)
 
-    def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None) -> str:
+    def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None,
+                      bsn_index: str | None) -> str:
         self._add_household(record.household_id)
         if known is None:
-            self._write_sealed(record, content_hash, None, record.cardholder_id)
+            self._write_sealed(record, bsn_index, content_hash, None, record.cardholder_id)
             return CREATED
         if known.content_hash != content_hash:
-            self._write_sealed(record, content_hash, known.id, record.cardholder_id)
+            self._write_sealed(record, bsn_index, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
             # Back in the export: active again, nothing to re-encrypt.
@@ -424,10 +425,11 @@ class Planner:
             return UPDATED
         return UNCHANGED
 
-    def _write_sealed(self, record: CardholderRecord, content_hash: str, existing_id: int | None, key: str,
-                      previous_key: str | None = None) -> None:
-        """A write whose personal fields change: they go to the sealer now, in the order of the writes."""
-        self._sealer.add(record)
+    def _write_sealed(self, record: CardholderRecord, bsn_index: str | None, content_hash: str,
+                      existing_id: int | None, key: str, previous_key: str | None = None) -> None:
+        """A write whose personal fields change: they go to the sealer now, in the order of the writes,
+        with the BSN's blind index judged above (the sealer does not compute it again)."""
+        self._sealer.add(record, bsn_index)
         birth = record.birth_date
         self._plan.holders.append(HolderWrite(
             key, record.household_id, content_hash, existing_id, True,

@@ -72,6 +72,9 @@ def test_a_child_reissued_under_a_new_person_number_keeps_one_set_of_budgets(db,
     assert budgets["P777"] == [("clothing", 15_000), ("school-primary", 12_500)]
     with db.read() as session:
         assert session.execute(select(func.count()).select_from(Cardholder)).scalar_one() == 2
+        # Still findable by its BSN: a later re-issue is recognised again.
+        assert session.execute(select(Cardholder.bsn_index).where(Cardholder.source_key == "P777")).scalar_one() \
+            == vault.blind_index(CHILD.bsn)
         old = session.execute(select(Pass).where(Pass.pass_number == CHILD.pass_number)).scalar_one()
         new = session.execute(select(Pass).where(Pass.pass_number == moved.pass_number)).scalar_one()
         assert (old.status, old.replaced_by_id, old.cardholder_id) == (PassState.REPLACED, new.id, new.cardholder_id)
