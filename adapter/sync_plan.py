@@ -240,7 +240,9 @@ class Planner:
         self._new_numbers: dict[str, str] = {}
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read.
         self._lines: list[_PassLine] = []
-        self._new_households: set[str] = set()
+        # A new household key -> its first sighting's string, which every member's write then shares
+        # (each line's copy would otherwise stay alive in the plan, one per child).
+        self._new_households: dict[str, str] = {}
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of).
         self._bsn_owner: dict[str, str] = {}
@@ -307,16 +309,27 @@ class Planner:
         replaced_by = {line.replaces: line.pass_number for line in self._lines
                        if line.replaces and line.replaces != line.pass_number}
         holder_ids = _HolderIds(snapshot, self._rekeyed)
-        for line in self._lines:
+        # Each line is let go once judged, and only the few that later steps need are kept: on a first
+        # sync every line is judged here, and holding them all beside their pass writes (and a table of
+        # every pass number) was a first sync's memory peak, about 130 bytes a row.
+        lines, self._lines = self._lines, []
+        replaced_and_judged: set[str] = set()  # replaced numbers judged here, not while reading
+        rekeyed_lines: list[_PassLine] = []  # a re-keyed child's lines, for its successor pass
+        for index, line in enumerate(lines):
+            lines[index] = None  # type: ignore[call-overload]
+            if line.pass_number in replaced_by:
+                replaced_and_judged.add(line.pass_number)
+            if line.holder_key in self._rekeyed:
+                rekeyed_lines.append(line)
             pass_outcome = self._judge_pass(line, replaced_by, holder_ids)
             outcome = (CREATED if CREATED in (line.holder_outcome, pass_outcome)
                        else UPDATED if UPDATED in (line.holder_outcome, pass_outcome) else UNCHANGED)
             plan.counts[outcome] += 1
             self._sample(outcome, line.record_key, line.pass_number, line.status, line.has_bsn)
-        self._replace_judged_unchanged(replaced_by)
+        del lines
+        self._replace_judged_unchanged(replaced_by, replaced_and_judged)
         self._plan_replacements(replaced_by)
-        self._plan_absences(today, grace_nights, set(replaced_by))
-        self._lines = []
+        self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
         return plan
 
     # ------------------------------------------------------------ the same child, by BSN
@@ -375,8 +388,8 @@ class Planner:
                 refused.add(new_key)
                 continue
             known = self._snapshot.holders[previous_key]
-            self._add_household(record.household_id)
-            self._write_sealed(record, bsn_index, content_hash, known.id, new_key, previous_key)
+            household_key = self._add_household(record.household_id)
+            self._write_sealed(record, household_key, bsn_index, content_hash, known.id, new_key, previous_key)
             self._rekeyed[new_key] = previous_key
         if not refused:
             return
@@ -404,40 +417,45 @@ class Planner:
 
     # ------------------------------------------------------------ holders and passes
 
-    def _add_household(self, household_key: str) -> None:
-        if household_key not in self._snapshot.households and household_key not in self._new_households:
-            self._new_households.add(household_key)
+    def _add_household(self, household_key: str) -> str:
+        """Plan the household if it is new; return its key (for a new one, the string its writes share)."""
+        if household_key in self._snapshot.households:
+            return household_key
+        shared = self._new_households.get(household_key)
+        if shared is None:
+            shared = self._new_households[household_key] = household_key
             self._plan.new_households.append(household_key)
+        return shared
 
     def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None,
                       bsn_index: str | None) -> str:
-        self._add_household(record.household_id)
+        household_key = self._add_household(record.household_id)
         if known is None:
-            self._write_sealed(record, bsn_index, content_hash, None, record.cardholder_id)
+            self._write_sealed(record, household_key, bsn_index, content_hash, None, record.cardholder_id)
             return CREATED
         if known.content_hash != content_hash:
-            self._write_sealed(record, bsn_index, content_hash, known.id, record.cardholder_id)
+            self._write_sealed(record, household_key, bsn_index, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
             # Back in the export: active again, nothing to re-encrypt.
-            self._plan.holders.append(HolderWrite(record.cardholder_id, record.household_id, content_hash,
+            self._plan.holders.append(HolderWrite(record.cardholder_id, household_key, content_hash,
                                                   known.id))
             return UPDATED
         return UNCHANGED
 
-    def _write_sealed(self, record: CardholderRecord, bsn_index: str | None, content_hash: str,
+    def _write_sealed(self, record: CardholderRecord, household_key: str, bsn_index: str | None, content_hash: str,
                       existing_id: int | None, key: str, previous_key: str | None = None) -> None:
         """A write whose personal fields change: they go to the sealer now, in the order of the writes,
         with the BSN's blind index judged above (the sealer does not compute it again)."""
         self._sealer.add(record, bsn_index)
         birth = record.birth_date
         self._plan.holders.append(HolderWrite(
-            key, record.household_id, content_hash, existing_id, True,
+            key, household_key, content_hash, existing_id, True,
             birth if birth is None else self._days.setdefault(birth, birth), previous_key))
 
-    def _replace_judged_unchanged(self, replaced_by: dict[str, str]) -> None:
-        """A pass judged unchanged while reading that a line named as replaced: it is replaced after all."""
-        judged_in_finish = {line.pass_number for line in self._lines}
+    def _replace_judged_unchanged(self, replaced_by: dict[str, str], judged_in_finish: set[str]) -> None:
+        """A pass judged unchanged while reading that a line named as replaced: it is replaced after all.
+        (``judged_in_finish``: the replaced numbers whose lines were judged in finish() instead.)"""
         passes = self._snapshot.passes
         numbers = [number for number in replaced_by
                    if number not in judged_in_finish and self._read_as(number, passes.get(number)) is not None]
@@ -491,10 +509,11 @@ class Planner:
                 continue
             self._plan.replacements.append((old_number, new_number))
 
-    def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str]) -> None:
+    def _plan_absences(self, today: date, grace_nights: int, replaced_numbers: set[str],
+                       rekeyed_lines: list[_PassLine]) -> None:
         plan = self._plan
         passes, holders = self._snapshot.passes, self._snapshot.holders
-        successor = self._successor_passes()
+        successor = self._successor_passes(rekeyed_lines)
         # In id order, whatever order the snapshot was read in.
         absent = [(number, known) for number, known in passes.items()
                   if known.read_as is None and number not in replaced_numbers and known.status not in _TERMINAL]
@@ -515,14 +534,14 @@ class Planner:
             elif (today - holder.missing_since).days >= grace_nights:
                 plan.holders_deactivated.append(holder.id)
 
-    def _successor_passes(self) -> dict[int, str]:
-        """Re-keyed cardholder's row id -> the pass its old passes are replaced by (an active one first)."""
+    def _successor_passes(self, rekeyed_lines: list[_PassLine]) -> dict[int, str]:
+        """Re-keyed cardholder's row id -> the pass its old passes are replaced by (an active one first).
+        ``rekeyed_lines``: the lines of the re-keyed cardholders, in file order."""
         if not self._rekeyed:
             return {}
         ids = {new_key: self._snapshot.holders[old_key].id for new_key, old_key in self._rekeyed.items()}
         successor: dict[int, str] = {}
-        for line in sorted((line for line in self._lines if line.holder_key in ids),
-                           key=lambda line: line.status != PassState.ACTIVE):
+        for line in sorted(rekeyed_lines, key=lambda line: line.status != PassState.ACTIVE):
             successor.setdefault(ids[line.holder_key], line.pass_number)
         return successor
 

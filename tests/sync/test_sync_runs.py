@@ -188,6 +188,43 @@ def test_no_plaintext_record_is_held_once_the_reading_is_done(db, vault, monkeyp
             == 750
 
 
+def test_finishing_the_plan_lets_each_line_go_once_judged(db, vault, monkeypatch):
+    """A first sync judges every line in finish(). Holding them all until the last one is judged, beside
+    the pass writes made from them, was that sync's memory peak: each line goes as soon as it is judged.
+    And a household's members share one key string in the plan, not a copy per line."""
+    import adapter.sync as sync
+    from adapter.sync_plan import Planner, _PassLine
+
+    records = household_records(200)
+    judged = 0
+    alive_at_last_line: list[int] = []
+    judge_pass = Planner._judge_pass
+
+    def counting_judge(self, line, *args):  # type: ignore[no-untyped-def]
+        nonlocal judged
+        judged += 1
+        if judged == len(records):
+            gc.collect()
+            alive_at_last_line.append(sum(1 for thing in gc.get_objects() if isinstance(thing, _PassLine)))
+        return judge_pass(self, line, *args)
+
+    plans = []
+    guard = sync.guard
+
+    def keeping_the_plan(plan, settings):  # type: ignore[no-untyped-def]
+        plans.append(plan)
+        return guard(plan, settings)
+
+    monkeypatch.setattr(Planner, "_judge_pass", counting_judge)
+    monkeypatch.setattr(sync, "guard", keeping_the_plan)
+    result = _sync(db, vault, records)
+
+    assert result.created == len(records)
+    assert alive_at_last_line == [1]  # the line being judged, and none of the lines before it
+    members = [write.household_key for write in plans[0].holders if write.household_key == "H000001"]
+    assert len(members) == 3 and all(key is members[0] for key in members)
+
+
 def test_sealed_columns_and_planned_writes_must_pair_up_one_to_one():
     """A guard for an invariant the planner keeps: a missing or a spare sealed record refuses the run
     instead of writing one child's encrypted identity into another child's row."""
