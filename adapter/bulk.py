@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, bindparam, case, func, select
+from sqlalchemy.dialects.postgresql import REGCLASS, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adapter.bulk_read import driver_rows
 
 _MEMO_LIMIT = 10_000
 
@@ -94,10 +94,18 @@ def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        # Off the driver's cursor: a first sync takes hundreds of thousands of ids.
-        sequence = func.pg_get_serial_sequence(table.name, "id")
-        return [next_id for (next_id,) in driver_rows(
-            connection, select(func.nextval(sequence)).select_from(func.generate_series(1, count)))]
+        # The server takes the numbers and answers with their bounds: when nobody else took one meanwhile
+        # (the usual case) they are one unbroken run, and no id travels. Sending every id back cost a first
+        # sync of 200,000 cardholders several seconds for its half a million ids.
+        # The sequence by its name, looked up once: as an expression it would be looked up for every id.
+        name = connection.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
+        sequence = bindparam("sequence", name, type_=REGCLASS)
+        taken = select(func.nextval(sequence).label("id")).select_from(func.generate_series(1, count)).subquery()
+        first, last, scattered = connection.execute(select(
+            func.min(taken.c.id), func.max(taken.c.id),
+            case((func.max(taken.c.id) - func.min(taken.c.id) + 1 == count, None),
+                 else_=func.array_agg(aggregate_order_by(taken.c.id, taken.c.id))))).one()
+        return range(first, last + 1) if scattered is None else scattered
     first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
     return range(first, first + count)
 

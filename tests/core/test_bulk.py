@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from adapter import ledger
 from adapter.bulk import insert_rows, insert_tuples, reserve_ids
+from adapter.db import Database
 from adapter.models import (
     Budget,
     BudgetStatus,
@@ -80,6 +81,36 @@ def test_reserved_ids_are_new_and_never_handed_out_twice(db, vault):
             assert not set(first) & set(reserve_ids(session, Budget.__table__, 2))
     with db.write() as session:
         assert list(reserve_ids(session, Budget.__table__, 0)) == []
+
+
+@pytest.mark.postgres
+def test_postgresql_hands_out_reserved_ids_as_one_run_when_nobody_else_took_any(postgres_url):
+    """The server answers with the bounds of the ids it took (no id travels): they must be exactly the
+    ones the sequence gave, so the next row numbered by the database comes after them."""
+    database = Database(postgres_url)
+    try:
+        with database.write() as session:
+            reserved = reserve_ids(session, Budget.__table__, 5000)
+            assert isinstance(reserved, range) and len(reserved) == 5000
+            following = session.execute(text("SELECT nextval(pg_get_serial_sequence('budgets', 'id'))")).scalar_one()
+            assert following == reserved[-1] + 1
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_ids_that_are_not_one_run_are_read_back_one_by_one(postgres_url):
+    """Another writer taking numbers meanwhile leaves gaps: then the ids taken are read back, not guessed
+    from their bounds. Gaps are made here by a sequence that counts in twos."""
+    database = Database(postgres_url)
+    try:
+        with database.write() as session:
+            session.execute(text("ALTER SEQUENCE budgets_id_seq INCREMENT BY 2"))
+            first = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
+            reserved = list(reserve_ids(session, Budget.__table__, 4))
+            assert reserved == [first + 2, first + 4, first + 6, first + 8]
+    finally:
+        database.dispose()
 
 
 def test_a_failed_bulk_insert_raises_what_sqlalchemy_would_without_the_values(db):
