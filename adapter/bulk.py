@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import REGCLASS, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-
 _MEMO_LIMIT = 10_000
 
 

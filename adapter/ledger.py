@@ -24,8 +24,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from functools import partial
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Literal, NamedTuple
 
 from sqlalchemy import BigInteger, Select, String, Update, bindparam, cast, func, insert, literal, select, update

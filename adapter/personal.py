@@ -15,8 +15,9 @@ of its own: look-ups by BSN must not decrypt anything.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
+from operator import attrgetter
 
 from adapter.crypto import Vault
 from adapter.records import CardholderRecord
@@ -46,14 +47,16 @@ class PersonalFields:
 
     @classmethod
     def of(cls, record: CardholderRecord) -> PersonalFields:
-        return cls(record.bsn, record.first_names, record.initials, record.surname_prefix, record.surname,
-                   record.birth_date)
+        return cls(*personal_values(record))
 
     def is_empty(self) -> bool:
         return all(getattr(self, name) is None for name in _KEYS)
 
 
 EMPTY = PersonalFields()
+# A record's personal fields as a plain tuple, in PersonalFields' order: ``PersonalFields(*personal_values(r))``.
+# A tuple is what the sync's sealer sends to its workers (cheaper to pickle than the dataclass).
+personal_values = attrgetter(*(personal_field.name for personal_field in fields(PersonalFields)))
 
 
 def seal(vault: Vault, personal: PersonalFields) -> str | None:

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import IO
 
 from adapter.crypto import Vault
-from adapter.personal import PersonalFields, seal
+from adapter.personal import PersonalFields, personal_values, seal
 from adapter.records import CardholderRecord
 
 # The columns each sealed record fills, in the order the sealer hands them back.
@@ -153,13 +153,12 @@ class Sealer:
 
 
 def _personal_tuple(record: CardholderRecord, bsn_index: str | None) -> tuple:
-    """The record's personal fields in ``PersonalFields`` order, then its BSN index and child flag."""
-    return (record.bsn, record.first_names, record.initials, record.surname_prefix, record.surname,
-            record.birth_date, bsn_index, record.is_child)
+    """The record's personal fields (``personal_values``), its BSN index and its child flag."""
+    return (personal_values(record), bsn_index, record.is_child)
 
 
 def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
-    return [(seal(vault, PersonalFields(*fields[:6])), fields[6], fields[7]) for fields in personal]
+    return [(seal(vault, PersonalFields(*values)), bsn_index, is_child) for values, bsn_index, is_child in personal]
 
 
 _worker_vault: Vault | None = None

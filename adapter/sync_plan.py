@@ -246,8 +246,10 @@ class Planner:
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of).
         self._bsn_owner: dict[str, str] = {}
-        # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash, its BSN index).
-        self._claims: dict[str, tuple[str, CardholderRecord, str]] = {}
+        # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
+        # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
+        # is rare, and whether it is re-keyed depends on lines still to come.
+        self._claims: dict[str, tuple[str, CardholderRecord, str, str]] = {}
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
         # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
         self._unchanged_as_read = 0
