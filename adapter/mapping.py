@@ -52,6 +52,10 @@ class MappingError(Exception):
             "Fix these keys and run 'mappings validate' again."
         )
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Rebuilt from its own arguments, so it crosses from a reading worker (adapter.read_ahead) intact.
+        return type(self), (self.origin, self.problems)
+
 
 class FieldSpec(BaseModel):
     """One canonical field: exactly one source, then transforms in order."""

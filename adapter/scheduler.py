@@ -155,13 +155,15 @@ def purge_rate_counters(runtime: Runtime) -> int:
 def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Callable[[], None]:
     def job() -> None:
         # Imported here: the connectors layer is loaded only by a process that syncs.
-        from adapter.sources import iter_mapped
+        from adapter.sources import read_source
 
         try:
             rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
-            records = iter_mapped(runtime.settings.sources[source_name], source_name=source_name, base_dir=base_dir)
-            run_sync(runtime.db, runtime.vault, source_name, records, settings=runtime.settings.sync, rules=rules,
-                     actor="scheduler")
+            # Read in a worker process, beside the engine's own work (adapter.read_ahead).
+            with read_source(runtime.settings.sources[source_name], source_name=source_name,
+                             base_dir=base_dir) as records:
+                run_sync(runtime.db, runtime.vault, source_name, records, settings=runtime.settings.sync,
+                         rules=rules, actor="scheduler")
         except SyncBusy as busy:
             log.warning("%s", busy)
         except Exception:  # logged and recorded on the run; the scheduler keeps going for tomorrow

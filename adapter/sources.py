@@ -1,18 +1,22 @@
 """What the sync engine calls: a configured source -> canonical records.
 
 ``iter_mapped`` streams: connector record -> mapping -> validation, one source
-record at a time, so a million-row export never sits in memory.
+record at a time, so a million-row export never sits in memory. ``read_source``
+does the same in a worker process (``adapter.read_ahead``): what the nightly job
+and the sync command use, so that the reading runs beside the planning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
 from adapter.connector import Connector
 from adapter.mapping import CompiledMapping, load_mapping
+from adapter.read_ahead import ReadAhead
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.registry import ConnectorRegistry, default_registry
 from adapter.validation import validate_record
@@ -67,6 +71,26 @@ def iter_mapped(
         source_settings, registry, source_name=source_name, base_dir=base_dir
     )
     yield from map_records(connector, mapping, today=today)
+
+
+@dataclass(frozen=True)
+class MappedSource:
+    """A configured source as a worker process can open it by itself (``iter_mapped`` there)."""
+
+    source_settings: SourceSettingsLike
+    source_name: str
+    base_dir: Path | None = None
+    today: date | None = None
+
+    def open(self) -> Iterator[CardholderRecord | RejectedRecord]:
+        return iter_mapped(self.source_settings, source_name=self.source_name, base_dir=self.base_dir,
+                           today=self.today)
+
+
+def read_source(source_settings: SourceSettingsLike, *, source_name: str, base_dir: Path | None = None) -> ReadAhead:
+    """The source's records as ``iter_mapped`` yields them, read by a worker process that starts now.
+    Use it as a context manager: leaving it stops the worker."""
+    return ReadAhead(MappedSource(source_settings, source_name, base_dir))
 
 
 def map_records(

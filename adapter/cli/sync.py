@@ -52,12 +52,14 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
         raise click.ClickException(f"unknown source '{source}'; configured sources: {known}")
     rules = _rules(cli.runtime, settings.budgets)
     # Imported here: the connectors layer is its own package area and the sync engine does not need it.
-    from adapter.sources import iter_mapped
+    from adapter.sources import read_source
 
-    records = iter_mapped(settings.sources[source], source_name=source,
-                          base_dir=config_path_from_env(cli.config_path).resolve().parent)
     actor = f"operator:{getpass.getuser()}" if force else "operator"
-    sys.exit(execute_sync(cli.runtime, source, records, rules, dry_run=dry_run, force=force, actor=actor))
+    # The source is read in a worker process from now on, while the engine loads what the database holds.
+    with read_source(settings.sources[source], source_name=source,
+                     base_dir=config_path_from_env(cli.config_path).resolve().parent) as records:
+        code = execute_sync(cli.runtime, source, records, rules, dry_run=dry_run, force=force, actor=actor)
+    sys.exit(code)
 
 
 def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderRecord | RejectedRecord],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import types
 from pathlib import Path
@@ -17,16 +18,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def source_records(monkeypatch):
-    """What adapter.sources.iter_mapped (connectors branch) yields; the test sets it per run."""
+    """What adapter.sources.read_source (connectors branch) yields; the test sets it per run. (The reading
+    in a worker process is tested with a real source in tests/sync/test_read_ahead.py.)"""
     feed: dict[str, list] = {"records": []}
     calls = []
 
-    def iter_mapped(source_settings, registry=None, *, source_name, base_dir=None, today=None):
+    def read_source(source_settings, *, source_name, base_dir=None):
         calls.append((source_settings.connector, source_name))
-        return iter(feed["records"])
+        return contextlib.nullcontext(iter(feed["records"]))
 
     monkeypatch.setitem(__import__("sys").modules, "adapter.sources",
-                        types.SimpleNamespace(iter_mapped=iter_mapped))
+                        types.SimpleNamespace(read_source=read_source))
     feed["calls"] = calls
     return feed
 

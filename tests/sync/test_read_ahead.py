@@ -1,0 +1,139 @@
+"""Reading a source in a worker process (adapter.read_ahead): the same records, errors and log lines as
+reading it here, and no worker left behind."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from adapter import scheduler
+from adapter.connector import ConnectorError
+from adapter.logs import prepare_handler
+from adapter.mapping import MappingError
+from adapter.models import Cardholder, Pass, SyncRun, SyncStatus
+from adapter.read_ahead import ReadAhead, SourceReadingStopped
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.runtime import Runtime
+from adapter.settings import SourceSettings
+from adapter.sources import MappedSource, iter_mapped, read_source
+from tests.conftest import REPO, make_settings
+
+TODAY = date(2026, 11, 29)
+
+
+def test_the_worker_reads_the_same_records_as_reading_here(demo_csv_source):
+    here = list(iter_mapped(demo_csv_source, source_name="demo", today=TODAY))
+    with ReadAhead(MappedSource(demo_csv_source, "demo", today=TODAY), chunk=4) as records:
+        there = list(records)
+    assert there == here and len(here) == 6
+    assert all(type(record) is CardholderRecord for record in there)
+    assert there[3].bsn == "000009921" and there[3].birth_date == here[3].birth_date
+
+
+def test_rejected_records_cross_as_they_are(demo_csv_source):
+    # On 1 January 2013 two children are "born in the future".
+    with ReadAhead(MappedSource(demo_csv_source, "demo", today=date(2013, 1, 1))) as records:
+        rejected = [record for record in records if isinstance(record, RejectedRecord)]
+    assert [(record.source_key, record.reasons) for record in rejected] == [
+        ("line 3", ("birth_date: lies in the future",)), ("line 4", ("birth_date: lies in the future",))]
+
+
+@dataclass(frozen=True)
+class _FromWorker:
+    """Yields one rejected record naming the process that read it, then whatever ``then`` says."""
+
+    then: str = "end"
+
+    def open(self):
+        yield RejectedRecord(source_key=f"pid {os.getpid()}", reasons=("read",))
+        if self.then == "log":
+            logging.getLogger("connectors.test").warning("page 2 of pass 6064000012345678 for BSN 111222333")
+        elif self.then == "die":
+            os._exit(3)
+        elif self.then == "forever":
+            while True:
+                yield RejectedRecord(source_key="again")
+
+
+def test_the_records_are_read_in_another_process():
+    with ReadAhead(_FromWorker(), chunk=1) as records:
+        first = next(iter(records))
+    assert first.source_key.startswith("pid ") and first.source_key != f"pid {os.getpid()}"
+
+
+def test_a_connector_error_in_the_worker_is_raised_here_as_it_was_raised_there(tmp_path):
+    missing = SourceSettings(connector="csv", mapping=REPO / "mappings" / "demo-csv.yaml",
+                             options={"path": str(tmp_path / "nowhere")})
+    with pytest.raises(ConnectorError) as raised, read_source(missing, source_name="gemeente") as records:
+        list(records)
+    here = pytest.raises(ConnectorError, lambda: list(iter_mapped(missing, source_name="gemeente")))
+    assert type(raised.value) is type(here.value) and str(raised.value) == str(here.value)
+    assert "Traceback" in str(raised.value.__cause__)  # where it happened in the worker, for the log
+
+
+def test_a_broken_mapping_crosses_with_every_problem(tmp_path):
+    mapping = tmp_path / "broken.yaml"
+    mapping.write_text("version: 1\nrecords: {}\nfields: {nonsense: 1}\n", encoding="utf-8")
+    broken = SourceSettings(connector="csv", mapping=mapping, options={"path": str(tmp_path)})
+    with pytest.raises(MappingError) as raised, read_source(broken, source_name="gemeente") as records:
+        list(records)
+    assert raised.value.problems and str(raised.value).startswith(str(mapping))
+
+
+def test_the_workers_log_lines_reach_this_process_redacted():
+    written = io.StringIO()
+    handler = prepare_handler(logging.StreamHandler(written), json_lines=False)
+    logger = logging.getLogger("connectors.test")
+    logger.addHandler(handler)
+    try:
+        with ReadAhead(_FromWorker("log")) as records:
+            list(records)
+    finally:
+        logger.removeHandler(handler)
+    line = written.getvalue()
+    assert "page 2 of pass" in line and "connectors.test" in line
+    assert "111222333" not in line and "6064000012345678" not in line and "****5678" in line
+
+
+def test_a_worker_that_dies_stops_the_reading_with_what_to_do():
+    with pytest.raises(SourceReadingStopped, match="exit code 3.*run the sync again"):
+        with ReadAhead(_FromWorker("die"), chunk=1) as records:
+            list(records)
+
+
+def test_leaving_early_stops_the_worker():
+    reading = ReadAhead(_FromWorker("forever"), chunk=10)
+    with reading as records:
+        for count, _record in enumerate(records):
+            if count == 50:
+                break
+    assert not reading._worker.is_alive()
+    never_read = ReadAhead(_FromWorker("forever"))
+    never_read.close()
+    assert not never_read._worker.is_alive()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_the_nightly_job_syncs_through_the_worker(tmp_path, database_url):
+    exports = REPO / "connectors" / "samples" / "csv" / "exports"
+    source = {"connector": "csv", "mapping": str(REPO / "mappings" / "demo-csv.yaml"), "options": {"path": str(exports)}}
+    runtime = Runtime(make_settings(tmp_path, database_url, sources={"gemeente": source}))
+    try:
+        scheduler._sync_job(runtime, "gemeente", Path(tmp_path))()
+        with runtime.db.read() as session:
+            run = session.execute(select(SyncRun)).scalar_one()
+            holders = session.scalar(select(func.count()).select_from(Cardholder))
+            passes = session.scalar(select(func.count()).select_from(Pass))
+        read_here = list(iter_mapped(runtime.settings.sources["gemeente"], source_name="gemeente"))
+        assert (run.status, run.records_read, holders) == (
+            SyncStatus.SUCCEEDED, len(read_here), len({record.cardholder_id for record in read_here}))
+        assert passes == len(read_here) == 6
+    finally:
+        runtime.close()
