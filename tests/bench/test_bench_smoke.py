@@ -46,6 +46,7 @@ def expected_figures() -> dict[str, str | None]:
         "floor_csv_parse", "floor_parse_validate_hash", "floor_encrypt", "floor_zeep_parse")}
     for kind in SMOKE_SIZES["databases"]:
         keys[f"floor_bulk_load_{kind}"] = None
+        keys[f"floor_parse_validate_hash_{kind}"] = "sync"  # measured beside the re-syncs
         keys.update({f"sync_{stage}_{kind}": "sync" for stage in ("first", "resync", "changed")})
     keys.update({f"sync_scaling_{size}": "sync" for size in SMOKE_SIZES["scaling"]})
     keys["sync_soap"] = "sync"
@@ -136,6 +137,11 @@ def test_targets_are_ratios_against_the_floors_of_the_same_run():
     resync = judged["resync_sqlite"]
     assert resync["value"] == pytest.approx(1.5) and resync["met"] is False, "it wrote rows: not met"
     assert "wrote 2 rows" in resync["reason"]
+    # The floor measured beside the re-syncs, when the run has one, is the one a re-sync is weighed against.
+    paired = {target["key"]: target for target in targets(
+        {**figures, "floor_parse_validate_hash_sqlite": figure(1.0)}, databases=["sqlite"], scaling=[], workers=[])}
+    assert paired["resync_sqlite"]["value"] == pytest.approx(3.0)
+    assert "floor_parse_validate_hash_sqlite" in paired["resync_sqlite"]["figures"]
     assert judged["scaling_time"]["value"] == pytest.approx(12.0) and judged["scaling_time"]["met"] is False
     assert judged["scaling_peak_rss"]["met"] is True and judged["scaling_rss_flat"]["value"] == pytest.approx(1.1)
     assert judged["balance_checks_w2"]["value"] == pytest.approx(0.6) and judged["balance_checks_w2"]["met"] is True
