@@ -137,3 +137,24 @@ def test_the_nightly_job_syncs_through_the_worker(tmp_path, database_url):
         assert passes == len(read_here) == 6
     finally:
         runtime.close()
+
+
+@dataclass(frozen=True)
+class _Large:
+    """``count`` rejected records of about 10 KB each: a megabyte, many times what a pipe holds."""
+
+    count: int = 100
+
+    def open(self):
+        for number in range(self.count):
+            yield RejectedRecord(source_key=f"{number:05d}" + "x" * 10_000)
+
+
+def test_the_worker_reads_ahead_while_this_process_is_busy_elsewhere():
+    reading = ReadAhead(_Large(), chunk=10)
+    with reading as records:
+        reading._worker.join(timeout=60)  # nothing taken yet: the engine would be loading its snapshot
+        finished_ahead = not reading._worker.is_alive()
+        keys = [record.source_key[:5] for record in records]
+    assert finished_ahead, "the worker waited for the engine instead of reading on"
+    assert keys == [f"{number:05d}" for number in range(100)]
