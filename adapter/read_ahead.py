@@ -16,7 +16,14 @@ applies as if the connector had logged here), and at the end either "done" or
 the error that stopped the reading, raised here as the connector raised it.
 
 The worker runs a ``RecordSource``: a picklable description of the records
-(``adapter.sources.MappedSource``), never a generator, which cannot cross.
+(``adapter.sources.MappedSource``), never a generator, which cannot cross. It
+starts when ``start()`` is called (the sync calls it once it holds the source's
+lock, so a run that finds the source busy never contacts it) or at the first
+record asked for.
+
+The worker redacts its log records itself (``adapter.logs.RedactionFilter``)
+before they cross, and prints nothing of its own: not a log record that fails to
+format, nor a warning.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from multiprocessing.connection import Connection
 from operator import attrgetter
 from typing import Any, Protocol
 
+from adapter.logs import RedactionFilter
 from adapter.records import CardholderRecord, RejectedRecord
 
 CHUNK = 2_000
@@ -40,6 +48,7 @@ CHUNK = 2_000
 # loading on an unchanged night (about 2 s, some 60 chunks at 200,000 rows), at about 250 KB a chunk.
 AHEAD = 64
 _RECORDS, _LOG, _DONE, _FAILED = "records", "log", "done", "failed"
+_CLOSED = b"closed"  # put in the queue by close(), for a reader still waiting on it
 # A cardholder record crosses as the plain tuple of its fields: pickling a frozen dataclass runs Python
 # code per record, in the worker and here again.
 _record_fields = attrgetter(*(field.name for field in fields(CardholderRecord)))
@@ -56,17 +65,28 @@ class ReadAhead:
     (or close it): leaving stops the worker, whether every record was read or the sync stopped early."""
 
     def __init__(self, source: RecordSource, *, chunk: int = CHUNK):
+        self._source = source
+        self._chunk = chunk
+        self._worker: multiprocessing.process.BaseProcess | None = None
+        self._receiving: Connection | None = None
+        self._receiver: threading.Thread | None = None
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
+        self._closing = threading.Event()
+        self._iterated = False
+
+    def start(self) -> None:
+        """Start reading now, if not started yet."""
+        if self._worker is not None or self._closing.is_set():
+            return
         # forkserver, as the sealer's workers: the scheduler runs syncs on several threads, and a fork
         # would copy locks other threads hold.
         context = multiprocessing.get_context("forkserver")
         self._receiving, sending = context.Pipe(duplex=False)
-        self._worker = context.Process(target=_read_in_worker, args=(source, sending, chunk, _log_level()),
+        self._worker = context.Process(target=_read_in_worker, args=(self._source, sending, self._chunk,
+                                                                     _log_level()),
                                        name="stadspas-read-ahead", daemon=True)
         self._worker.start()
         sending.close()  # the worker holds the only sending end: its exit ends the pipe
-        self._started = False
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
-        self._closing = threading.Event()
         self._receiver = threading.Thread(target=self._receive, name="stadspas-read-ahead", daemon=True)
         self._receiver.start()
 
@@ -77,15 +97,17 @@ class ReadAhead:
         self.close()
 
     def __iter__(self) -> Iterator[CardholderRecord | RejectedRecord]:
-        if self._started:
+        if self._iterated:
             raise RuntimeError("the records of a read-ahead can be read once")
-        self._started = True
+        self._iterated = True
+        self.start()
         try:
             while True:
                 message = self._chunks.get()
                 if message is None:
-                    self._worker.join(timeout=10)  # reaped, so that its exit code can be told
-                    raise SourceReadingStopped(self._worker.exitcode)
+                    raise SourceReadingStopped(self._exit_code())
+                if message is _CLOSED:
+                    raise RuntimeError("the reading of the source was closed before its end; nothing was written")
                 kind, payload = pickle.loads(message)
                 if kind == _RECORDS:
                     for row in payload:
@@ -94,35 +116,68 @@ class ReadAhead:
                     logging.getLogger(payload.name).handle(payload)
                 elif kind == _FAILED:
                     error, remote_traceback = payload
-                    raise error from _RemoteTraceback(remote_traceback)
+                    raise _as_raised(error) from _RemoteTraceback(remote_traceback)
                 else:
                     return
         finally:
             self.close()
 
     def close(self) -> None:
+        """Stop the worker. Log lines it sent and nobody took yet are logged now; a reader still waiting
+        (on another thread) is told the reading was closed."""
+        if self._closing.is_set():
+            return
         self._closing.set()
-        if self._worker.is_alive():
-            self._worker.terminate()
-        self._worker.join()
-        self._receiver.join()  # it sees the pipe end (or the closing) within moments
-        self._receiving.close()
+        if self._worker is not None:
+            if self._worker.is_alive():
+                self._worker.terminate()
+            self._worker.join()
+        if self._receiver is not None:
+            self._receiver.join()  # it sees the pipe end (or the closing) within moments
+        if self._receiving is not None:
+            self._receiving.close()
+        while True:
+            try:
+                message = self._chunks.get_nowait()
+            except queue.Empty:
+                break
+            if message is not None and message is not _CLOSED:
+                kind, payload = pickle.loads(message)
+                if kind == _LOG:
+                    logging.getLogger(payload.name).handle(payload)
+        self._chunks.put_nowait(_CLOSED)
 
     def _receive(self) -> None:
         """Move the worker's messages from the pipe to the queue; None when the pipe ends."""
+        assert self._receiving is not None
+        message: bytes | None = b""
+        try:
+            while message is not None and not self._closing.is_set():
+                try:
+                    message = self._receiving.recv_bytes()
+                except (EOFError, OSError):
+                    message = None
+                self._put(message)
+        finally:
+            if message is not None:  # ended by an unexpected error: the reader must not wait for ever
+                self._put(None)
+
+    def _put(self, message: bytes | None) -> None:
         while not self._closing.is_set():
             try:
-                message: bytes | None = self._receiving.recv_bytes()
-            except (EOFError, OSError):
-                message = None
-            while not self._closing.is_set():
-                try:
-                    self._chunks.put(message, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if message is None:
+                self._chunks.put(message, timeout=0.1)
                 return
+            except queue.Full:
+                continue
+
+    def _exit_code(self) -> int | None:
+        """The worker's exit code once it has ended (it is ending: its end of the pipe closed)."""
+        assert self._worker is not None
+        self._worker.join(timeout=30)
+        if self._worker.is_alive():
+            self._worker.terminate()
+            self._worker.join()
+        return self._worker.exitcode
 
 
 class SourceReadingStopped(RuntimeError):
@@ -141,21 +196,22 @@ class _RemoteTraceback(Exception):
 
 
 class _LogToPipe(logging.Handler):
-    """The worker's log records go to the engine's process, their message already formatted."""
+    """The worker's log records go to the engine's process redacted: message and arguments formatted into
+    one text, the exception into text, ``extra`` values into text or dropped (``RedactionFilter``)."""
 
     def __init__(self, send: Any):
         super().__init__()
         self._send = send
+        self.addFilter(RedactionFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            record.msg, record.args = record.getMessage(), None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
             self._send((_LOG, record))
-        except Exception:  # noqa: BLE001 - logging must never stop the reading
-            self.handleError(record)
+        except Exception:  # noqa: BLE001 - a value that does not pickle: send the redacted line alone
+            plain = logging.LogRecord(record.name, record.levelno, record.pathname, record.lineno, record.msg,
+                                      None, None, record.funcName)
+            plain.exc_text, plain._adapter_redacted = record.exc_text, True  # type: ignore[attr-defined]
+            self._send((_LOG, plain))
 
 
 def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, level: int) -> None:
@@ -165,6 +221,10 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
     root = logging.getLogger()
     root.handlers[:] = [_LogToPipe(send)]
     root.setLevel(level)
+    # Nothing of the worker's own goes to its stderr, unredacted: not a log record that fails (logging would
+    # print it with its arguments), nor a warning (it goes through the redacting handler instead).
+    logging.raiseExceptions = False
+    logging.captureWarnings(True)
     try:
         chunk: list = []
         for record in source.open():
@@ -180,13 +240,25 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
         sending.close()
 
 
-def _crossable(exc: BaseException) -> BaseException:
-    """``exc`` itself when it survives pickling; else a RuntimeError that says the same."""
+def _crossable(exc: BaseException) -> BaseException | tuple[str, str]:
+    """``exc`` itself when it survives pickling; else its class name and text (see ``_as_raised``)."""
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:  # noqa: BLE001
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        return type(exc).__name__, str(exc)
+
+
+class SourceReadingFailed(Exception):
+    """An error of the reading worker that could not cross as itself: a class of its name stands in."""
+
+
+def _as_raised(error: BaseException | tuple[str, str]) -> BaseException:
+    if isinstance(error, BaseException):
+        return error
+    # Named as the original, so the run's recorded reason reads as it would have ("failed: <class>: <text>").
+    name, text = error
+    return type(name, (SourceReadingFailed,), {})(text)
 
 
 def _log_level() -> int:

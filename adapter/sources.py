@@ -88,8 +88,8 @@ class MappedSource:
 
 
 def read_source(source_settings: SourceSettingsLike, *, source_name: str, base_dir: Path | None = None) -> ReadAhead:
-    """The source's records as ``iter_mapped`` yields them, read by a worker process that starts now.
-    Use it as a context manager: leaving it stops the worker."""
+    """The source's records as ``iter_mapped`` yields them, read by a worker process that starts at
+    ``start()`` or at the first record. Use it as a context manager: leaving it stops the worker."""
     return ReadAhead(MappedSource(source_settings, source_name, base_dir))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def _ratio(figures: Figures, numerator: str, denominators: list[str]) -> tuple[f
     return top / sum(bottoms), None  # type: ignore[operator]
 
 
+def _paired_ratio(figures: Figures, numerator: str, denominator: str) -> tuple[float | None, str | None]:
+    """The median of run i's figure over run i's floor, measured side by side; else the ratio of the medians."""
+    top, bottom = figures.get(numerator, {}), figures.get(denominator, {})
+    if top.get("available") and bottom.get("available") and len(top["runs"]) == len(bottom["runs"]):
+        return statistics.median(value / floor for value, floor in zip(top["runs"], bottom["runs"])), None
+    return _ratio(figures, numerator, [denominator])
+
+
 def targets(figures: Figures, *, databases: list[str], scaling: list[int], workers: list[int]) -> list[dict]:
     found: list[Target] = []
     for kind in databases:
@@ -62,10 +71,13 @@ def targets(figures: Figures, *, databases: list[str], scaling: list[int], worke
         found.append(Target(f"first_sync_{kind}", f"first full sync on {kind} <= 4x (parse + bulk load + one "
                             "MultiFernet encryption per row)", value, 4.0, "<=", (f"sync_first_{kind}", *floors),
                             reason))
-        # The floor measured beside the re-syncs (runner: floor, re-sync, floor, re-sync...) when there is one.
-        resync_floor = (f"floor_parse_validate_hash_{kind}" if f"floor_parse_validate_hash_{kind}" in figures
-                        else "floor_parse_validate_hash")
-        value, reason = _ratio(figures, f"sync_resync_{kind}", [resync_floor])
+        # The floor measured around each re-sync (runner) when there is one: the median of the runs' own ratios.
+        if f"floor_parse_validate_hash_{kind}" in figures:
+            resync_floor = f"floor_parse_validate_hash_{kind}"
+            value, reason = _paired_ratio(figures, f"sync_resync_{kind}", resync_floor)
+        else:
+            resync_floor = "floor_parse_validate_hash"
+            value, reason = _ratio(figures, f"sync_resync_{kind}", [resync_floor])
         writes = figures.get(f"sync_resync_{kind}", {}).get("rows_written", [])
         written = sum(sum(run.values()) for run in writes)
         found.append(Target(f"resync_{kind}", f"unchanged re-sync on {kind} <= 2x (parse + validate + hash) and "

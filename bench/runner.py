@@ -117,7 +117,7 @@ class Bench:
         names = {"first": f"first full sync, {rows} rows, {kind}",
                  "resync": f"unchanged next-night re-sync, {rows} rows, {kind}",
                  "changed": f"1% changed night, {rows} rows, {kind}"}
-        floor_name = f"parse + map + validate + row hash, {rows} rows, before each {kind} re-sync"
+        floor_name = f"parse + map + validate + row hash, {rows} rows, around each {kind} re-sync"
         reason, requires = (sync_missing, "sync") if sync_missing else (self.pg_unavailable(kind), "postgres")
         if reason:
             for stage, name in names.items():
@@ -125,9 +125,10 @@ class Bench:
             self.figures[f"floor_parse_validate_hash_{kind}"] = unavailable(floor_name, "s", reason, requires)
             return
         figures = {stage: Figure(name, "s") for stage, name in names.items()}
-        # The re-sync's floor once more, just before each re-sync (floor, re-sync, floor, re-sync...): on a
-        # shared machine the load moves within minutes, and a floor measured only at the start of the bench
-        # made the same code's ratio read 1.6x in one run and 2.2x in the next.
+        # The re-sync's floor once more, just before and just after each re-sync, their mean paired with it: on
+        # a shared machine the load moves within minutes (a floor measured only at the start of the bench made
+        # the same code's ratio read 1.6x in one run and 2.2x in the next), and right after a first sync the
+        # database server is still busy with what it just took in.
         paired_floor = Figure(floor_name, "s")
         floor_argv = python_task("bench.floors", "parse_validate_hash", str(tonight),
                                  str(REPO / "mappings" / "demo-csv.yaml"))
@@ -141,14 +142,17 @@ class Bench:
                     run = self.sync_env.run_sync(tonight_config, url, self.timeout)
                     figures["first"].add(run.seconds, run.peak_rss_mb)
                     figures["first"].details["sync_said"] = run.reported.get("output_tail")
-                    floor = run_child(floor_argv, timeout=self.timeout)
-                    paired_floor.add(floor.seconds, floor.peak_rss_mb)
+                    floor_before = run_child(floor_argv, timeout=self.timeout)
                     for stage, config in (("resync", tonight_config), ("changed", next_config)):
                         before = sync_bench.snapshot(url)
                         run = self.sync_env.run_sync(config, url, self.timeout)
                         figures[stage].add(run.seconds, run.peak_rss_mb)
                         figures[stage].details["sync_said"] = run.reported.get("output_tail")
                         writes[stage].append(sync_bench.rows_written_since(url, before))
+                        if stage == "resync":
+                            floor_after = run_child(floor_argv, timeout=self.timeout)
+                            paired_floor.add((floor_before.seconds + floor_after.seconds) / 2,
+                                             max(floor_before.peak_rss_mb, floor_after.peak_rss_mb))
         except Exception as exc:  # noqa: BLE001
             detail = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
             for stage, name in names.items():

@@ -137,10 +137,13 @@ def test_targets_are_ratios_against_the_floors_of_the_same_run():
     resync = judged["resync_sqlite"]
     assert resync["value"] == pytest.approx(1.5) and resync["met"] is False, "it wrote rows: not met"
     assert "wrote 2 rows" in resync["reason"]
-    # The floor measured beside the re-syncs, when the run has one, is the one a re-sync is weighed against.
+    # The floor measured around the re-syncs, when the run has one, is the one a re-sync is weighed against:
+    # run by run (3/1, 4/4, 5/2 -> median 2.5; the ratio of the medians would be 4/2).
     paired = {target["key"]: target for target in targets(
-        {**figures, "floor_parse_validate_hash_sqlite": figure(1.0)}, databases=["sqlite"], scaling=[], workers=[])}
-    assert paired["resync_sqlite"]["value"] == pytest.approx(3.0)
+        {**figures, "sync_resync_sqlite": {**figure(4.0), "runs": [3.0, 4.0, 5.0], "rows_written": []},
+         "floor_parse_validate_hash_sqlite": {**figure(2.0), "runs": [1.0, 4.0, 2.0]}},
+        databases=["sqlite"], scaling=[], workers=[])}
+    assert paired["resync_sqlite"]["value"] == pytest.approx(2.5) and paired["resync_sqlite"]["met"] is False
     assert "floor_parse_validate_hash_sqlite" in paired["resync_sqlite"]["figures"]
     assert judged["scaling_time"]["value"] == pytest.approx(12.0) and judged["scaling_time"]["met"] is False
     assert judged["scaling_peak_rss"]["met"] is True and judged["scaling_rss_flat"]["value"] == pytest.approx(1.1)

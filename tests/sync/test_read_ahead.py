@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
+import time
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,11 +21,12 @@ from adapter.connector import ConnectorError
 from adapter.logs import prepare_handler
 from adapter.mapping import MappingError
 from adapter.models import Cardholder, Pass, SyncRun, SyncStatus
-from adapter.read_ahead import ReadAhead, SourceReadingStopped
+from adapter.read_ahead import ReadAhead, SourceReadingFailed, SourceReadingStopped
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.runtime import Runtime
 from adapter.settings import SourceSettings
 from adapter.sources import MappedSource, iter_mapped, read_source
+from adapter.sync import failure_reason
 from tests.conftest import REPO, make_settings
 
 TODAY = date(2026, 11, 29)
@@ -45,6 +49,12 @@ def test_rejected_records_cross_as_they_are(demo_csv_source):
         ("line 3", ("birth_date: lies in the future",)), ("line 4", ("birth_date: lies in the future",))]
 
 
+class _Unpicklable(Exception):
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class _FromWorker:
     """Yields one rejected record naming the process that read it, then whatever ``then`` says."""
@@ -54,7 +64,13 @@ class _FromWorker:
     def open(self):
         yield RejectedRecord(source_key=f"pid {os.getpid()}", reasons=("read",))
         if self.then == "log":
-            logging.getLogger("connectors.test").warning("page 2 of pass 6064000012345678 for BSN 111222333")
+            logger = logging.getLogger("connectors.test")
+            logger.warning("page 2 of pass 6064000012345678 for BSN 111222333")
+            logger.warning("pass %s for BSN %s", "6064000012345678")  # arguments that do not match
+            logger.warning("a lock", extra={"lock": threading.Lock(), "bsn": "111222333"})  # does not pickle
+            warnings.warn("BSN 111222333 looks odd")
+        elif self.then == "unpicklable":
+            raise _Unpicklable("source 'gemeente' refused BSN 111222333")
         elif self.then == "die":
             os._exit(3)
         elif self.then == "forever":
@@ -87,19 +103,78 @@ def test_a_broken_mapping_crosses_with_every_problem(tmp_path):
     assert raised.value.problems and str(raised.value).startswith(str(mapping))
 
 
-def test_the_workers_log_lines_reach_this_process_redacted():
+class _AsCrossed(logging.Handler):
+    """Keeps each record's text as it arrived, before any handler of this process redacts it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(f"{record.msg} {record.args} {record.exc_text} {vars(record)}")
+
+
+def test_the_workers_log_lines_reach_this_process_redacted(caplog):
+    caplog.set_level(logging.INFO)  # the worker logs at this process's level
+    as_crossed = _AsCrossed()
     written = io.StringIO()
     handler = prepare_handler(logging.StreamHandler(written), json_lines=False)
-    logger = logging.getLogger("connectors.test")
-    logger.addHandler(handler)
+    loggers = [logging.getLogger("connectors.test"), logging.getLogger("py.warnings")]
+    for logger in loggers:
+        logger.addHandler(as_crossed)  # first: it sees the records before the redacting handler
+        logger.addHandler(handler)
     try:
         with ReadAhead(_FromWorker("log")) as records:
             list(records)
     finally:
-        logger.removeHandler(handler)
-    line = written.getvalue()
-    assert "page 2 of pass" in line and "connectors.test" in line
-    assert "111222333" not in line and "6064000012345678" not in line and "****5678" in line
+        for logger in loggers:
+            logger.removeHandler(as_crossed)
+            logger.removeHandler(handler)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 4, messages
+    assert "page 2 of pass" in messages[0] and "****5678" in messages[0]
+    assert "arguments did not match" in messages[1] and messages[2] == "a lock" and "looks odd" in messages[3]
+    assert "connectors.test: page 2 of pass" in written.getvalue()
+    # Redacted in the worker already: the records that crossed hold no BSN and no full pass number.
+    assert len(as_crossed.texts) == 4
+    for text in (" ".join(as_crossed.texts), written.getvalue()):
+        assert "111222333" not in text and "6064000012345678" not in text
+
+
+def test_an_error_that_does_not_pickle_crosses_under_its_own_name_and_text():
+    with pytest.raises(SourceReadingFailed) as raised, ReadAhead(_FromWorker("unpicklable")) as records:
+        list(records)
+    assert type(raised.value).__name__ == "_Unpicklable"
+    assert failure_reason(raised.value) == "failed: _Unpicklable: source 'gemeente' refused BSN *********"
+
+
+def test_closing_from_another_thread_wakes_the_reader_instead_of_leaving_it_waiting():
+    reading = ReadAhead(_FromWorker("forever"), chunk=10)
+    errors = []
+
+    def read() -> None:
+        try:
+            for _record in reading:
+                time.sleep(0.001)
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    reading.close()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the reader still waits after close()"
+    assert errors and "closed before its end" in errors[0]
+
+
+def test_nothing_is_read_before_start_or_the_first_record(tmp_path):
+    reading = ReadAhead(_FromWorker())
+    assert reading._worker is None
+    reading.start()
+    reading.start()  # once
+    with reading as records:
+        assert [record.reasons for record in records] == [("read",)]
 
 
 def test_a_worker_that_dies_stops_the_reading_with_what_to_do():
@@ -116,6 +191,7 @@ def test_leaving_early_stops_the_worker():
                 break
     assert not reading._worker.is_alive()
     never_read = ReadAhead(_FromWorker("forever"))
+    never_read.start()
     never_read.close()
     assert not never_read._worker.is_alive()
 
@@ -152,6 +228,7 @@ class _Large:
 
 def test_the_worker_reads_ahead_while_this_process_is_busy_elsewhere():
     reading = ReadAhead(_Large(), chunk=10)
+    reading.start()
     with reading as records:
         reading._worker.join(timeout=60)  # nothing taken yet: the engine would be loading its snapshot
         finished_ahead = not reading._worker.is_alive()
