@@ -4,8 +4,10 @@ reading it here, and no worker left behind."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -235,3 +237,29 @@ def test_the_worker_reads_ahead_while_this_process_is_busy_elsewhere():
         keys = [record.source_key[:5] for record in records]
     assert finished_ahead, "the worker waited for the engine instead of reading on"
     assert keys == [f"{number:05d}" for number in range(100)]
+
+
+def test_the_sync_command_reads_through_the_worker_and_says_what_failed(tmp_path, sqlite_url):
+    from click.testing import CliRunner
+
+    from adapter.cli import cli
+
+    exports = tmp_path / "exports"
+    config = tmp_path / "adapter.yaml"
+
+    def sync():
+        config.write_text(json.dumps({
+            "data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url},
+            "budgets": str(REPO / "config" / "budgets.yaml"),
+            "sources": {"gemeente": {"connector": "csv", "mapping": str(REPO / "mappings" / "demo-csv.yaml"),
+                                     "options": {"path": str(exports)}}}}), encoding="utf-8")
+        return CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente"])
+
+    failed = sync()  # no export folder yet: the worker's connector error, told as it would be told here
+    assert failed.exit_code == 1
+    assert "Error: sync gemeente failed: ConnectorError: source 'gemeente': the export " in failed.output
+    assert "The previous data stays in force" in failed.output
+    shutil.copytree(REPO / "connectors" / "samples" / "csv" / "exports", exports)
+    done = sync()
+    assert done.exit_code == 0, done.output
+    assert "succeeded" in done.output and "read 6, created 6" in done.output
