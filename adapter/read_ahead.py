@@ -61,8 +61,9 @@ class RecordSource(Protocol):
 
 
 class ReadAhead:
-    """The records of ``source``, read by a worker process that starts now. Use it as a context manager
-    (or close it): leaving stops the worker, whether every record was read or the sync stopped early."""
+    """The records of ``source``, read by a worker process that starts at ``start()`` or at the first record.
+    Use it as a context manager (or close it): leaving stops the worker, whether every record was read or the
+    sync stopped early."""
 
     def __init__(self, source: RecordSource, *, chunk: int = CHUNK):
         self._source = source
