@@ -159,13 +159,11 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
 
         try:
             rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
-            # Read in a worker process, beside the engine's own work (adapter.read_ahead), from the moment
-            # the run holds the source's lock.
+            # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the lock.
             with read_source(runtime.settings.sources[source_name], source_name=source_name,
                              base_dir=base_dir) as records:
                 run_sync(runtime.db, runtime.vault, source_name, records, settings=runtime.settings.sync,
-                         rules=rules, actor="scheduler",
-                         on_stage=lambda stage: records.start() if stage == "reading" else None)
+                         rules=rules, actor="scheduler")
         except SyncBusy as busy:
             log.warning("%s", busy)
         except Exception:  # logged and recorded on the run; the scheduler keeps going for tomorrow

@@ -53,6 +53,7 @@ from adapter.models import (
     SyncStatus,
     utcnow,
 )
+from adapter.read_ahead import ReadAhead
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.sealing import SEALED_COLUMNS, SealedColumns, Sealer
 from adapter.redaction import redact
@@ -176,6 +177,10 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
 def _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,  # type: ignore[no-untyped-def]
                 actor, progress, stage, started) -> SyncResult:
     stage("reading")
+    if isinstance(records, ReadAhead):
+        # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
+        # holds the source's lock, so that a run that finds the source busy never contacts it.
+        records.start()
     with db.read() as session:
         snapshot = load_snapshot(session, source)
     with Sealer(vault) as sealer:

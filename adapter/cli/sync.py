@@ -55,12 +55,10 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
     from adapter.sources import read_source
 
     actor = f"operator:{getpass.getuser()}" if force else "operator"
+    # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the source's lock.
     with read_source(settings.sources[source], source_name=source,
                      base_dir=config_path_from_env(cli.config_path).resolve().parent) as records:
-        # A worker process reads the source from the moment the run holds the source's lock, while the
-        # engine loads what the database holds; a run that finds the source busy never contacts it.
-        code = execute_sync(cli.runtime, source, records, rules, dry_run=dry_run, force=force, actor=actor,
-                            on_stage=lambda stage: records.start() if stage == "reading" else None)
+        code = execute_sync(cli.runtime, source, records, rules, dry_run=dry_run, force=force, actor=actor)
     sys.exit(code)
 
 

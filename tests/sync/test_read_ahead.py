@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from adapter import scheduler
+from adapter import scheduler, sync_lock
 from adapter.connector import ConnectorError
+from adapter.db import Database
 from adapter.logs import prepare_handler
 from adapter.mapping import MappingError
 from adapter.models import Cardholder, Pass, SyncRun, SyncStatus
@@ -27,9 +28,9 @@ from adapter.read_ahead import ReadAhead, SourceReadingFailed, SourceReadingStop
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.redaction import mask_pass_number
 from adapter.runtime import Runtime
-from adapter.settings import SourceSettings
+from adapter.settings import SourceSettings, SyncSettings
 from adapter.sources import MappedSource, iter_mapped, read_source
-from adapter.sync import failure_reason
+from adapter.sync import failure_reason, run_sync
 from tests.conftest import REPO, make_settings
 from tests.fixture_personal_data import DEMO_PASS_NUMBERS, TEST_BSNS, find_personal_data
 
@@ -267,3 +268,20 @@ def test_the_sync_command_reads_through_the_worker_and_says_what_failed(tmp_path
     done = sync()
     assert done.exit_code == 0, done.output
     assert "succeeded" in done.output and "read 6, created 6" in done.output
+
+
+def test_a_run_that_finds_the_source_busy_never_starts_reading_it(sqlite_url, vault):
+    db = Database(sqlite_url)
+    with db.write() as session:
+        sync_lock.take(session, "gemeente", "other-host:4242", exclusive_proven=False)
+    records = ReadAhead(_FromWorker())
+    with records, pytest.raises(sync_lock.SyncBusy):
+        run_sync(db, vault, "gemeente", records, settings=SyncSettings())
+    assert records._worker is None, "the worker read the source for a run that could not take the lock"
+    with db.write() as session:
+        sync_lock.release(session, "gemeente", "other-host:4242")
+    started = ReadAhead(_FromWorker())
+    with started:
+        result = run_sync(db, vault, "gemeente", started, settings=SyncSettings(min_row_share=0.0))
+    assert started._worker is not None and result.records_read == 1
+    db.dispose()
