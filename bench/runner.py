@@ -91,8 +91,8 @@ class Bench:
         mapping = str(REPO / "mappings" / "demo-csv.yaml")
         self.floor("floor_csv_parse", f"raw csv parse, {rows} rows", python_task("bench.floors", "csv_parse",
                                                                                  str(tonight)))
-        self.floor("floor_parse_validate_hash", f"parse + map + validate + row hash, {rows} rows",
-                   python_task("bench.floors", "parse_validate_hash", str(tonight), mapping))
+        parse_floor = python_task("bench.floors", "parse_validate_hash", str(tonight), mapping)
+        self.floor("floor_parse_validate_hash", f"parse + map + validate + row hash, {rows} rows", parse_floor)
         self.floor("floor_encrypt", f"one MultiFernet encryption per row, {rows} rows",
                    python_task("bench.floors", "encrypt", str(tonight)))
         sync_missing = sync_bench.sync_unavailable_reason()
@@ -103,7 +103,7 @@ class Bench:
                 self.figures[key] = unavailable(name, "s", self.pg_unavailable(kind), "postgres")
             else:
                 self.measure(key, name, "s", lambda kind=kind, name=name: self._bulk_load(name, kind, tonight))
-            self._sync_figures(kind, tonight, next_night, rows, sync_missing)
+            self._sync_figures(kind, tonight, next_night, rows, sync_missing, parse_floor)
 
     def _bulk_load(self, name: str, kind: str, path: Path) -> Figure:
         figure = Figure(name, "s")
@@ -113,7 +113,8 @@ class Bench:
             figure.add(run.seconds, run.peak_rss_mb)
         return figure
 
-    def _sync_figures(self, kind: str, tonight: Path, next_night: Path, rows: int, sync_missing: str | None) -> None:
+    def _sync_figures(self, kind: str, tonight: Path, next_night: Path, rows: int, sync_missing: str | None,
+                      floor_argv: list[str]) -> None:
         names = {"first": f"first full sync, {rows} rows, {kind}",
                  "resync": f"unchanged next-night re-sync, {rows} rows, {kind}",
                  "changed": f"1% changed night, {rows} rows, {kind}"}
@@ -130,8 +131,6 @@ class Bench:
         # the same code's ratio read 1.6x in one run and 2.2x in the next), and right after a first sync the
         # database server is still busy with what it just took in.
         paired_floor = Figure(floor_name, "s")
-        floor_argv = python_task("bench.floors", "parse_validate_hash", str(tonight),
-                                 str(REPO / "mappings" / "demo-csv.yaml"))
         writes: dict[str, list[dict[str, int]]] = {"resync": [], "changed": []}
         try:
             for _ in range(self.config.runs):
