@@ -82,12 +82,18 @@ class ReadAhead:
         # forkserver, as the sealer's workers: the scheduler runs syncs on several threads, and a fork
         # would copy locks other threads hold.
         context = multiprocessing.get_context("forkserver")
-        self._receiving, sending = context.Pipe(duplex=False)
-        self._worker = context.Process(target=_read_in_worker, args=(self._source, sending, self._chunk,
-                                                                     _log_level()),
-                                       name="stadspas-read-ahead", daemon=True)
-        self._worker.start()
-        sending.close()  # the worker holds the only sending end: its exit ends the pipe
+        receiving, sending = context.Pipe(duplex=False)
+        worker = context.Process(target=_read_in_worker, args=(self._source, sending, self._chunk, _log_level()),
+                                 name="stadspas-read-ahead", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            # Nothing was started (no process to join in close()): the error that stopped it is the one to see.
+            receiving.close()
+            raise
+        finally:
+            sending.close()  # the worker holds the only sending end: its exit ends the pipe
+        self._worker, self._receiving = worker, receiving
         self._receiver = threading.Thread(target=self._receive, name="stadspas-read-ahead", daemon=True)
         self._receiver.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import threading
@@ -188,6 +189,19 @@ def test_a_worker_that_dies_stops_the_reading_with_what_to_do():
     with pytest.raises(SourceReadingStopped, match="exit code 3.*run the sync again"):
         with ReadAhead(_FromWorker("die"), chunk=1) as records:
             list(records)
+
+
+def test_a_worker_that_cannot_start_fails_with_its_own_error(monkeypatch):
+    # Out of processes or memory: the operator must see why, not an error of the clean-up after it.
+    def refuse(_process):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.ForkServerProcess, "start", refuse)
+    reading = ReadAhead(_FromWorker("forever"))
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        with reading as records:
+            list(records)
+    reading.close()  # closing again is still fine
 
 
 def test_leaving_early_stops_the_worker():
