@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ForeignKey, Row, String, delete, or_, select, type_coerce, update
+from sqlalchemy import ForeignKey, Row, String, delete, null, or_, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
@@ -76,12 +76,14 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     summary = GrantSummary()
     # The children are judged in slices of ids, each with its own passes and budgets: a first sync of a
     # million cardholders never holds all of them (and their personal tokens) in memory at once.
-    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders)):
+    known_birth_dates = known_birth_dates or {}
+    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders),
+                                     known_birth_dates):
         summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
                                summary.budgets_topped_up, summary.cents_granted)
         holder_ids = [holder_id for holder_id, _, _ in holders]
         if running:
-            summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates or {}, actor,
+            summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,
                                  summary)
         _mark_judged(session, holder_ids, rules_key)
     return summary
@@ -104,18 +106,23 @@ def _candidate_ids(session: Session, rules_key: str, source: str | None,
     return sorted(holder_id for holder_id in active_holders if holder_id not in judged)
 
 
-def _candidate_slices(session: Session, ids: Sequence[int]) -> Iterator[list[Row]]:
+def _candidate_slices(session: Session, ids: Sequence[int], known_birth_dates: Mapping[int, date | None]
+                      ) -> Iterator[list[Row]]:
     """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time.
 
     Each slice is read by its ids alone (``_within``), never by the candidate conditions again: SQLite
-    would answer those by scanning every cardholder of the source once per slice.
+    would answer those by scanning every cardholder of the source once per slice. The personal tokens
+    are read only for a slice with a child whose birth date the caller does not know: on a first sync
+    it knows them all, and the tokens are most of what the slice's rows weigh.
     """
     connection = session.connection()
     for start in range(0, len(ids), _JUDGE_SLICE):
         wanted = ids[start:start + _JUDGE_SLICE]
         chosen = set(wanted)
+        token = (Cardholder.personal_encrypted if not all(holder_id in known_birth_dates for holder_id in wanted)
+                 else null().label("personal_encrypted"))
         yield [row for row in connection.execute(
-            select(Cardholder.id, Cardholder.personal_encrypted, Cardholder.is_child)
+            select(Cardholder.id, token, Cardholder.is_child)
             .where(_within(Cardholder.id, wanted)).order_by(Cardholder.id)
         ).all() if row[0] in chosen]
 

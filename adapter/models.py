@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -185,7 +186,9 @@ class Budget(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)
+    # No index of its own: the unique constraint above starts with it and answers every look-up by child;
+    # a second index would be written for each of the hundreds of thousands of budgets a first sync opens.
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"))
     rule_code: Mapped[str] = mapped_column(String(64))
     rule_name: Mapped[str] = mapped_column(String(200))
     rule_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -205,7 +208,13 @@ class LedgerEntry(Base):
     """One immutable movement of money. Corrections are new entries."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_budget", "budget_id", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_entries_budget", "budget_id", "id"),
+        # Only the entries of a redemption: most entries are grants (one per budget a sync opens), and they
+        # would otherwise each add a NULL to this index. A look-up by a redemption's id still uses it.
+        Index("ix_ledger_entries_redemption_id", "redemption_id",
+              postgresql_where=text("redemption_id IS NOT NULL"), sqlite_where=text("redemption_id IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id"))
@@ -213,7 +222,7 @@ class LedgerEntry(Base):
     # Signed: grants and reversals add, redemptions and expiries take.
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     balance_after_cents: Mapped[int] = mapped_column(BigInteger)
-    redemption_id: Mapped[str | None] = mapped_column(ForeignKey("redemptions.id"), index=True)
+    redemption_id: Mapped[str | None] = mapped_column(ForeignKey("redemptions.id"))
     reversal_id: Mapped[str | None] = mapped_column(ForeignKey("reversals.id"))
     actor: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(String(500))

@@ -40,6 +40,28 @@ def test_schema_matches_models_and_round_trips(database_url):
         database.dispose()
 
 
+def test_0006_the_redemption_index_holds_redemption_entries_only_and_is_still_used(database_url):
+    database = Database(database_url)
+    try:
+        lookup = "SELECT id FROM ledger_entries WHERE redemption_id = 'r-1'"
+        with database.engine.connect() as connection:
+            if database.is_postgres:
+                definition = connection.execute(text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_ledger_entries_redemption_id'")).scalar_one()
+                connection.execute(text("SET enable_seqscan = off"))  # an empty table: ask whether it can be used
+                plan = " ".join(connection.execute(text(f"EXPLAIN {lookup}")).scalars())
+            else:
+                definition = connection.execute(text(
+                    "SELECT sql FROM sqlite_master WHERE name = 'ix_ledger_entries_redemption_id'")).scalar_one()
+                plan = " ".join(row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {lookup}")))
+            indexes = {index["name"] for index in inspect(connection).get_indexes("budgets")}
+        assert "redemption_id IS NOT NULL" in definition
+        assert "ix_ledger_entries_redemption_id" in plan
+        assert "ix_budgets_cardholder_id" not in indexes  # the unique (cardholder, rule, period) serves instead
+    finally:
+        database.dispose()
+
+
 # Migration 0005: six tokens per cardholder become one, and back.
 SIX_FIELDS = ("bsn", "first_names", "initials", "surname_prefix", "surname", "birth_date")
 PEOPLE = [

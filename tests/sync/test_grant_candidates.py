@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 
 from adapter import grants
 from adapter.grants import GrantEvaluation
@@ -83,3 +83,26 @@ def test_a_child_whose_judgement_is_gone_is_judged_again_on_an_unchanged_night(d
     result = _sync(db, vault, records, TODAY + timedelta(days=1))
     assert (result.created, result.updated) == (0, 0)
     assert _active_without_judgement(db, TODAY + timedelta(days=1)) == 0
+
+
+def test_the_grants_read_no_personal_token_of_a_child_whose_record_the_sync_just_read(db, vault):
+    """A first sync knows every birth date (it read them from the source): the encrypted tokens it just wrote
+    are not read back. A night under new periods judges children it did not read: their tokens are read."""
+    token_reads: list[str] = []
+
+    def watch(_connection, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT") and "cardholders.personal_encrypted" in statement:
+            token_reads.append(statement)
+
+    records = household_records(6)
+    event.listen(db.engine, "before_cursor_execute", watch)
+    try:
+        first = _sync(db, vault, records, TODAY)
+        assert first.budgets_granted > 0 and token_reads == []
+        # Nearly a year on, under new periods, every child is judged again. Only the changed record's birth
+        # date comes from that night's export; the others' come from their tokens, read in one slice.
+        changed = dataclasses.replace(records[1], surname="de Vries")
+        later = _sync(db, vault, [records[0], changed, *records[2:]], TODAY + timedelta(days=300))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
+    assert later.budgets_granted > 0 and len(token_reads) == 1
