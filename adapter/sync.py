@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
-from adapter.bulk import insert_rows, insert_tuples, reserve_ids
+from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_ids
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import (
@@ -431,7 +431,8 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     # hash, the key, then the sealed personal columns. The ids are taken before the insert, so nothing
     # is read back (a first sync would read every key it just wrote).
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    reserved = iter(reserve_ids(session, table, sum(1 for write in plan.holders if write.existing_id is None)))
+    new_count = sum(1 for write in plan.holders if write.existing_id is None)
+    reserved = iter(reserve_ids(session, table, new_count))
     new_ids: dict[str, int] = {}
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
@@ -440,35 +441,40 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     new_constants = {**active, "source": snapshot.source, "created_at": now}
     sealed = sealer.sealed()
-    for write in plan.holders:
-        household_id = households[write.household_key]
-        personal: tuple = _next_sealed(sealed) if write.sealed else ()
-        if write.existing_id is None:
-            holder_id = new_ids[write.key] = next(reserved)
-            new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
-            if len(new_rows) >= BATCH_SIZE:
-                insert_tuples(session, table, new_columns, new_rows, new_constants)
-                new_rows = []
-            continue
-        row = {"household_id": household_id, "content_hash": write.content_hash, **dict(zip(SEALED_COLUMNS, personal)),
-               **active, "_id": write.existing_id}
-        if write.previous_key is not None:
-            rekeyed_rows.append({**row, "source_key": write.key})
-        elif write.sealed:
-            changed_rows.append(row)
-            if len(changed_rows) >= BATCH_SIZE:
-                _update_by_id(session, table, changed_rows)
-                changed_rows = []
-        else:
-            back_rows.append(row)
-    if new_rows:
-        insert_tuples(session, table, new_columns, new_rows, new_constants)
-    _update_by_id(session, table, changed_rows)
-    _update_by_id(session, table, rekeyed_rows)
-    _update_by_id(session, table, back_rows)
+    # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
+    with index_built_after(session, _BSN_INDEX, rows_coming=new_count):
+        for write in plan.holders:
+            household_id = households[write.household_key]
+            personal: tuple = _next_sealed(sealed) if write.sealed else ()
+            if write.existing_id is None:
+                holder_id = new_ids[write.key] = next(reserved)
+                new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
+                if len(new_rows) >= BATCH_SIZE:
+                    insert_tuples(session, table, new_columns, new_rows, new_constants)
+                    new_rows = []
+                continue
+            row = {"household_id": household_id, "content_hash": write.content_hash,
+                   **dict(zip(SEALED_COLUMNS, personal)), **active, "_id": write.existing_id}
+            if write.previous_key is not None:
+                rekeyed_rows.append({**row, "source_key": write.key})
+            elif write.sealed:
+                changed_rows.append(row)
+                if len(changed_rows) >= BATCH_SIZE:
+                    _update_by_id(session, table, changed_rows)
+                    changed_rows = []
+            else:
+                back_rows.append(row)
+        if new_rows:
+            insert_tuples(session, table, new_columns, new_rows, new_constants)
+        _update_by_id(session, table, changed_rows)
+        _update_by_id(session, table, rekeyed_rows)
+        _update_by_id(session, table, back_rows)
     if next(sealed, None) is not None:
         raise _SealedOutOfStep("the sealer holds more sealed records than the plan has writes for")
     return new_ids
+
+
+_BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.columns.keys()) == ["bsn_index"])
 
 
 class _SealedOutOfStep(RuntimeError):

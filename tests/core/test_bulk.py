@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from adapter import ledger
-from adapter.bulk import insert_rows, insert_tuples, reserve_ids
+from adapter import bulk, ledger
+from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_ids
 from adapter.db import Database
 from adapter.models import (
     Budget,
@@ -174,3 +174,64 @@ def test_open_budgets_refuses_a_non_positive_amount_before_writing(db, vault):
     child = factories.child_with_budget(db, vault)
     with pytest.raises(ledger.LedgerError), db.write() as session:
         ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 0)], "test")
+
+
+# index_built_after: a random-key index is built once after a large insert on SQLite, inside the transaction.
+BSN_INDEX = next(index for index in Cardholder.__table__.indexes if index.name == "ix_cardholders_bsn_index")
+
+
+def _has_bsn_index(session) -> bool:  # type: ignore[no-untyped-def]
+    return BSN_INDEX.name in {index["name"] for index in inspect(session.connection()).get_indexes("cardholders")}
+
+
+def _insert_holders(session, household_id: int, count: int, start: int = 0) -> None:  # type: ignore[no-untyped-def]
+    insert_tuples(session, Cardholder.__table__, ("household_id", "source_key", "bsn_index"),
+                  [(household_id, f"K{number}", f"{number * 7919 % 1000:064x}")
+                   for number in range(start, start + count)],
+                  {"source": "bulk", "status": HolderStatus.ACTIVE, "created_at": STAMP, "updated_at": STAMP})
+
+
+def test_a_large_insert_builds_the_index_after_its_rows_on_sqlite_and_keeps_it_in_place_on_postgresql(
+        db, monkeypatch):
+    monkeypatch.setattr(bulk, "_REBUILD_FROM", 10)
+    household_id = _household(db)
+    with db.write() as session:
+        with index_built_after(session, BSN_INDEX, rows_coming=50):
+            assert _has_bsn_index(session) is db.is_postgres  # SQLite: dropped while the rows go in
+            _insert_holders(session, household_id, 50)
+        assert _has_bsn_index(session)
+    with db.read() as session:
+        assert _has_bsn_index(session)
+        wanted = f"{7 * 7919 % 1000:064x}"
+        assert session.execute(select(Cardholder.source_key).where(Cardholder.bsn_index == wanted)).scalars().all() \
+            == ["K7"]
+        if db.is_sqlite:
+            plan = " ".join(row[-1] for row in session.execute(
+                text("EXPLAIN QUERY PLAN SELECT id FROM cardholders WHERE bsn_index = :wanted"), {"wanted": wanted}))
+            assert BSN_INDEX.name in plan
+
+
+def test_the_index_stays_for_an_insert_smaller_than_the_table_or_the_threshold(db, monkeypatch):
+    monkeypatch.setattr(bulk, "_REBUILD_FROM", 10)
+    household_id = _household(db)
+    with db.write() as session:
+        _insert_holders(session, household_id, 40)
+    with db.write() as session:
+        with index_built_after(session, BSN_INDEX, rows_coming=30):  # fewer than the 40 held: not worth a rebuild
+            assert _has_bsn_index(session)
+            _insert_holders(session, household_id, 30, start=40)
+        with index_built_after(session, BSN_INDEX, rows_coming=5):  # under the threshold
+            assert _has_bsn_index(session)
+
+
+def test_a_failed_run_leaves_the_index_as_it_was(db, monkeypatch):
+    monkeypatch.setattr(bulk, "_REBUILD_FROM", 10)
+    household_id = _household(db)
+    with pytest.raises(IntegrityError):
+        with db.write() as session:
+            with index_built_after(session, BSN_INDEX, rows_coming=50):
+                _insert_holders(session, household_id, 50)
+                _insert_holders(session, household_id, 1)  # K0 again: the unique (source, key) refuses it
+    with db.read() as session:
+        assert _has_bsn_index(session)
+        assert session.execute(select(func.count()).select_from(Cardholder)).scalar_one() == 0
