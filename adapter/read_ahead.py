@@ -94,8 +94,9 @@ class ReadAhead:
         finally:
             sending.close()  # the worker holds the only sending end: its exit ends the pipe
         self._worker, self._receiving = worker, receiving
-        self._receiver = threading.Thread(target=self._receive, name="stadspas-read-ahead", daemon=True)
-        self._receiver.start()
+        receiver = threading.Thread(target=self._receive, name="stadspas-read-ahead", daemon=True)
+        receiver.start()  # should it fail (no thread to be had), close() still stops the worker, and joins no thread
+        self._receiver = receiver
 
     def __enter__(self) -> ReadAhead:
         return self

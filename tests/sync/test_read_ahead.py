@@ -15,11 +15,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
-from adapter import scheduler, sync_lock
+from adapter import read_ahead, scheduler, sync_lock
 from adapter.connector import ConnectorError
 from adapter.db import Database
 from adapter.logs import prepare_handler
@@ -202,6 +203,19 @@ def test_a_worker_that_cannot_start_fails_with_its_own_error(monkeypatch):
         with reading as records:
             list(records)
     reading.close()  # closing again is still fine
+
+
+def test_a_receiving_thread_that_cannot_start_fails_with_its_own_error_and_stops_the_worker(monkeypatch):
+    class NoThread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't start new thread")
+
+    reading = ReadAhead(_FromWorker("forever"))
+    monkeypatch.setattr(read_ahead, "threading", SimpleNamespace(Thread=NoThread))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        with reading as records:
+            list(records)
+    assert reading._worker is not None and not reading._worker.is_alive()
 
 
 def test_leaving_early_stops_the_worker():
