@@ -389,7 +389,9 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
         households = dict(session.execute(
             select(Household.source_key, Household.id).where(Household.source == source)).all())
     holder_ids = _StoredIds(snapshot)
-    holder_ids.update(_write_holders(session, snapshot, plan, sealer, households, now))
+    # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
+    with index_built_after(session, _BSN_INDEX, rows_coming=len(plan.holders)):
+        holder_ids.update(_write_holders(session, snapshot, plan, sealer, households, now))
     for write in plan.holders:
         if write.previous_key is not None and write.existing_id is not None:
             holder_ids[write.key] = write.existing_id
@@ -408,6 +410,9 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
         known_birth_dates={holder_ids[write.key]: write.birth_date for write in plan.holders if write.sealed},
         active_holders=_active_after(snapshot, plan, holder_ids))
     return summary.budgets_opened + summary.budgets_topped_up
+
+
+_BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.columns.keys()) == ["bsn_index"])
 
 
 class _StoredIds(dict):
@@ -431,8 +436,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     # hash, the key, then the sealed personal columns. The ids are taken before the insert, so nothing
     # is read back (a first sync would read every key it just wrote).
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    new_count = sum(1 for write in plan.holders if write.existing_id is None)
-    reserved = iter(reserve_ids(session, table, new_count))
+    reserved = iter(reserve_ids(session, table, sum(1 for write in plan.holders if write.existing_id is None)))
     new_ids: dict[str, int] = {}
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
@@ -441,40 +445,35 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     new_constants = {**active, "source": snapshot.source, "created_at": now}
     sealed = sealer.sealed()
-    # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
-    with index_built_after(session, _BSN_INDEX, rows_coming=new_count):
-        for write in plan.holders:
-            household_id = households[write.household_key]
-            personal: tuple = _next_sealed(sealed) if write.sealed else ()
-            if write.existing_id is None:
-                holder_id = new_ids[write.key] = next(reserved)
-                new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
-                if len(new_rows) >= BATCH_SIZE:
-                    insert_tuples(session, table, new_columns, new_rows, new_constants)
-                    new_rows = []
-                continue
-            row = {"household_id": household_id, "content_hash": write.content_hash,
-                   **dict(zip(SEALED_COLUMNS, personal)), **active, "_id": write.existing_id}
-            if write.previous_key is not None:
-                rekeyed_rows.append({**row, "source_key": write.key})
-            elif write.sealed:
-                changed_rows.append(row)
-                if len(changed_rows) >= BATCH_SIZE:
-                    _update_by_id(session, table, changed_rows)
-                    changed_rows = []
-            else:
-                back_rows.append(row)
-        if new_rows:
-            insert_tuples(session, table, new_columns, new_rows, new_constants)
-        _update_by_id(session, table, changed_rows)
-        _update_by_id(session, table, rekeyed_rows)
-        _update_by_id(session, table, back_rows)
+    for write in plan.holders:
+        household_id = households[write.household_key]
+        personal: tuple = _next_sealed(sealed) if write.sealed else ()
+        if write.existing_id is None:
+            holder_id = new_ids[write.key] = next(reserved)
+            new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
+            if len(new_rows) >= BATCH_SIZE:
+                insert_tuples(session, table, new_columns, new_rows, new_constants)
+                new_rows = []
+            continue
+        row = {"household_id": household_id, "content_hash": write.content_hash, **dict(zip(SEALED_COLUMNS, personal)),
+               **active, "_id": write.existing_id}
+        if write.previous_key is not None:
+            rekeyed_rows.append({**row, "source_key": write.key})
+        elif write.sealed:
+            changed_rows.append(row)
+            if len(changed_rows) >= BATCH_SIZE:
+                _update_by_id(session, table, changed_rows)
+                changed_rows = []
+        else:
+            back_rows.append(row)
+    if new_rows:
+        insert_tuples(session, table, new_columns, new_rows, new_constants)
+    _update_by_id(session, table, changed_rows)
+    _update_by_id(session, table, rekeyed_rows)
+    _update_by_id(session, table, back_rows)
     if next(sealed, None) is not None:
         raise _SealedOutOfStep("the sealer holds more sealed records than the plan has writes for")
     return new_ids
-
-
-_BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.columns.keys()) == ["bsn_index"])
 
 
 class _SealedOutOfStep(RuntimeError):
