@@ -73,7 +73,9 @@ class _FromWorker:
         yield RejectedRecord(source_key=f"pid {os.getpid()}", reasons=("read",))
         if self.then == "log":
             logger = logging.getLogger("connectors.test")
-            # Fixture data (tests/fixture_personal_data.py), so the session's own log check would see a leak too.
+            # A careless connector on purpose: it logs a BSN and a full pass number, and the test below proves
+            # they arrive redacted. Fixture data (tests/fixture_personal_data.py), so the session's own log
+            # check would see a leak too.
             logger.warning("page 2 of pass %s for BSN %s", PASS_NUMBER, BSN)
             logger.warning("pass %s for BSN %s", PASS_NUMBER)  # arguments that do not match
             logger.warning("a lock", extra={"lock": threading.Lock(), "bsn": BSN})  # does not pickle
