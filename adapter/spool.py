@@ -1,0 +1,121 @@
+"""Rows a sync writes once and reads back in order, kept on disk instead of in memory.
+
+A first sync of a city plans a write for every line of the export before the
+mass-change guard may judge the run; held as Python objects, those plans were
+most of the sync's memory (several hundred bytes a row, a gigabyte at a million
+rows). A ``Spool`` keeps them in an unnamed temporary file instead, in chunks,
+and hands them back in the order they came, as often as asked.
+
+The rows name children (their cardholder ids and pass numbers, a birth date), so
+each chunk is encrypted and authenticated (AES-GCM) under a key made for this
+spool alone and held only in this object: the file outlives nothing, and what a
+crash leaves of it in ``TMPDIR`` (on a filesystem that keeps unnamed files) can
+be read by no one. The authentication is also why the chunks may be pickled:
+nothing but this object can have written what it reads back.
+
+Rows are tuples of plain values (str, int, bool, None): those pickle and unpickle
+in C, about a third of a microsecond a row. Callers turn dates into ordinals and
+enums into their values (``adapter.sync_plan`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+CHUNK_ROWS = 2_000
+
+
+class Spool:
+    """An append-only sequence of tuples on disk; iterate it to read them back, in order, any number of times.
+
+    Appending while iterating is allowed: an iteration sees the rows appended before it started. Use it as
+    a context manager, or call ``close()``: that deletes the file.
+    """
+
+    def __init__(self, *, prefix: str = "stadspas-spool-", chunk_rows: int = CHUNK_ROWS):
+        self._prefix = prefix
+        self._chunk_rows = chunk_rows
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=128))
+        self._pending: list[tuple] = []
+        self._file: IO[bytes] | None = None
+        # (offset, length) of each written chunk; its position in this list is its nonce.
+        self._chunks: list[tuple[int, int]] = []
+        self._end = 0
+        self._rows = 0
+        self._closed = False
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __bool__(self) -> bool:
+        return self._rows > 0
+
+    def append(self, row: tuple) -> None:
+        self._pending.append(row)
+        self._rows += 1
+        if len(self._pending) >= self._chunk_rows:
+            self._write_pending()
+
+    def extend(self, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            self.append(row)
+
+    def __iter__(self) -> Iterator[tuple]:
+        self._check_open()
+        self._write_pending()
+        # A snapshot of the chunks written so far: rows appended later go to new chunks, unseen here.
+        for nonce, (offset, length) in enumerate(list(self._chunks)):
+            yield from self._read_chunk(nonce, offset, length)
+
+    def close(self) -> None:
+        self._closed = True
+        self._pending = []
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()  # an unnamed temporary file: closing it is deleting it
+            self._file = None
+
+    # ------------------------------------------------------------ internals
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        self._check_open()
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)
+        nonce = len(self._chunks)
+        sealed = self._aead.encrypt(_nonce(nonce), pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL), None)
+        self._pending = []
+        written = os.pwrite(self._file.fileno(), sealed, self._end)
+        if written != len(sealed):
+            raise OSError(f"the spool file took {written} of {len(sealed)} bytes (is {tempfile.gettempdir()} full?)")
+        self._chunks.append((self._end, len(sealed)))
+        self._end += len(sealed)
+
+    def _read_chunk(self, nonce: int, offset: int, length: int) -> list[tuple]:
+        if self._file is None:
+            self._check_open()
+            raise RuntimeError("the spool's file is gone")
+        sealed = os.pread(self._file.fileno(), length, offset)
+        return pickle.loads(self._aead.decrypt(_nonce(nonce), sealed, None))  # noqa: S301 (authenticated: ours)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the spool was closed; its rows are gone")
+
+
+def _nonce(chunk_number: int) -> bytes:
+    """A chunk's AES-GCM nonce: its number. The key is this spool's alone, so no nonce repeats under it."""
+    return chunk_number.to_bytes(12, "big")
