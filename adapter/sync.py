@@ -23,13 +23,13 @@ missing and deactivated only after ``sync.grace_nights``; nothing is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
+from adapter.birth_dates import BirthDatesById
 from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_ids
 from adapter.crypto import Vault
 from adapter.db import Database
@@ -109,7 +110,7 @@ class SyncResult:
         return line
 
 
-@contextmanager
+@contextlib.contextmanager
 def fewer_collections() -> Iterator[None]:
     """Let the cyclic garbage collector run less often while a sync builds its snapshot and plan.
 
@@ -183,15 +184,13 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
         records.start()
     with db.read() as session:
         snapshot = load_snapshot(session, source)
-    with Sealer(vault) as sealer:
-        planner = Planner(snapshot, vault, sealer)
-        _feed(planner, _counted(records, progress))
-        stage("planning")
-        plan = planner.finish(today, settings.grace_nights)
-        # The planner's look-up tables (a BSN index and a record key per line) are done with: free them
-        # before the apply, where a first sync's memory peaks. The last records still in plain text are
-        # sealed now, so none is held while the guard judges and the apply writes.
-        del planner
+    with Sealer(vault) as sealer, contextlib.ExitStack() as plan_kept:
+        with Planner(snapshot, vault, sealer) as planner:
+            _feed(planner, _counted(records, progress))
+            stage("planning")
+            plan = plan_kept.enter_context(planner.finish(today, settings.grace_nights))
+        # The last records still in plain text are sealed now, so none is held while the guard judges
+        # and the apply writes.
         sealer.finish()
         refusal = guard(plan, settings)
         if refusal and not (force and not dry_run):
@@ -391,24 +390,22 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
     holder_ids = _StoredIds(snapshot)
     # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
     with index_built_after(session, _BSN_INDEX, rows_coming=len(plan.holders)):
-        holder_ids.update(_write_holders(session, snapshot, plan, sealer, households, now))
-    for write in plan.holders:
-        if write.previous_key is not None and write.existing_id is not None:
-            holder_ids[write.key] = write.existing_id
-            # No source keys in the trail (retention cannot scrub it): the row id names the child.
-            audit.record(session, f"sync:{source}", "cardholder.rekeyed", f"cardholder:{write.existing_id}",
-                         source=source, reason="same BSN under a new cardholder id; budgets and ledger kept")
-    _write_passes(session, plan, holder_ids, now)
+        written = _write_holders(session, snapshot, plan, sealer, households, now)
+    for key, holder_id in written.rekeyed:
+        holder_ids[key] = holder_id
+        # No source keys in the trail (retention cannot scrub it): the row id names the child.
+        audit.record(session, f"sync:{source}", "cardholder.rekeyed", f"cardholder:{holder_id}",
+                     source=source, reason="same BSN under a new cardholder id; budgets and ledger kept")
+    passes_changed_for = _write_passes(session, snapshot, plan, written.new_ids, holder_ids, now)
     _write_replacements(session, plan, now)
     _write_absences(session, plan, today, now)
-    grants.forget_judgements(session, _judge_again(snapshot, plan, holder_ids))
+    grants.forget_judgements(session, {*written.existing_ids, *passes_changed_for})
     stage("granting")
     if rules is None or not rules.rules:
         return 0
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
-        known_birth_dates={holder_ids[write.key]: write.birth_date for write in plan.holders if write.sealed},
-        active_holders=_active_after(snapshot, plan, holder_ids))
+        known_birth_dates=written.birth_dates, active_holders=_active_after(snapshot, plan, written))
     return summary.budgets_opened + summary.budgets_topped_up
 
 
@@ -416,8 +413,8 @@ _BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.
 
 
 class _StoredIds(dict):
-    """Cardholder key -> row id: the new ones as entries, the stored ones as the snapshot read them,
-    looked up when asked (most nights few are)."""
+    """Cardholder key -> row id: the re-keyed ones as entries, the stored ones as the snapshot read them,
+    looked up when asked (most nights few are). New cardholders are found by number, see _write_passes."""
 
     def __init__(self, snapshot: Snapshot):
         super().__init__()
@@ -427,17 +424,30 @@ class _StoredIds(dict):
         return self._holders[key].id
 
 
+@dataclass
+class _WrittenHolders:
+    """What the apply needs to know of the cardholders written, gathered in the one pass over the plan's writes."""
+
+    # The row ids of the new cardholders, by the number of their insert (``PassWrite.holder_new``): taken
+    # before the insert, one unbroken run as a rule, so a range and not a table of every new key.
+    new_ids: Sequence[int] = ()
+    rekeyed: list[tuple[str, int]] = field(default_factory=list)  # (new key, row id) of each re-keyed child
+    existing_ids: list[int] = field(default_factory=list)  # the row ids of the cardholders updated
+    # The birth dates of the cardholders whose personal fields were written (new or changed).
+    birth_dates: BirthDatesById = field(default_factory=lambda: BirthDatesById(()))
+
+
 def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, households: dict[str, int],
-                   now: datetime) -> dict[str, int]:
-    """Insert and update cardholders in batches, their personal columns as the sealer hands them back;
-    return the new cardholders' ids by key."""
+                   now: datetime) -> _WrittenHolders:
+    """Insert and update cardholders in batches, their personal columns as the sealer hands them back."""
     table = Cardholder.__table__
     # New cardholders go in as plain tuples (a first sync inserts every one): the id, the household, the
     # hash, the key, then the sealed personal columns. The ids are taken before the insert, so nothing
     # is read back (a first sync would read every key it just wrote).
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    reserved = iter(reserve_ids(session, table, sum(1 for write in plan.holders if write.existing_id is None)))
-    new_ids: dict[str, int] = {}
+    new_ids = reserve_ids(session, table, plan.holders.new)
+    written = _WrittenHolders(new_ids=new_ids, birth_dates=BirthDatesById(new_ids))
+    reserved = iter(new_ids)
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
     rekeyed_rows: list[dict] = []
@@ -449,15 +459,20 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
         household_id = households[write.household_key]
         personal: tuple = _next_sealed(sealed) if write.sealed else ()
         if write.existing_id is None:
-            holder_id = new_ids[write.key] = next(reserved)
+            holder_id = next(reserved)
+            written.birth_dates.add_new(write.birth_date)  # a new cardholder is always sealed
             new_rows.append((holder_id, household_id, write.content_hash, write.key, *personal))
             if len(new_rows) >= BATCH_SIZE:
                 insert_tuples(session, table, new_columns, new_rows, new_constants)
                 new_rows = []
             continue
+        written.existing_ids.append(write.existing_id)
+        if write.sealed:
+            written.birth_dates.add_changed(write.existing_id, write.birth_date)
         row = {"household_id": household_id, "content_hash": write.content_hash, **dict(zip(SEALED_COLUMNS, personal)),
                **active, "_id": write.existing_id}
         if write.previous_key is not None:
+            written.rekeyed.append((write.key, write.existing_id))
             rekeyed_rows.append({**row, "source_key": write.key})
         elif write.sealed:
             changed_rows.append(row)
@@ -473,7 +488,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     _update_by_id(session, table, back_rows)
     if next(sealed, None) is not None:
         raise _SealedOutOfStep("the sealer holds more sealed records than the plan has writes for")
-    return new_ids
+    return written
 
 
 class _SealedOutOfStep(RuntimeError):
@@ -491,21 +506,32 @@ def _next_sealed(sealed: Iterator[SealedColumns]) -> SealedColumns:
 _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")
 
 
-def _write_passes(session: Session, plan: Plan, holder_ids: dict[str, int], now: datetime) -> None:
+def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Sequence[int],
+                  holder_ids: dict[str, int], now: datetime) -> set[int]:
+    """Insert and update passes in batches; return the row ids of the cardholders already stored before this
+    run whose passes changed or came (their eligibility may have changed too)."""
     table = Pass.__table__
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []
+    changed_for: set[int] = set()
+    constants = {"created_at": now, "updated_at": now}
     for write in plan.passes:
+        holder_id = holder_ids[write.holder_key] if write.holder_new is None else new_ids[write.holder_new]
+        if write.existing_id is not None or write.holder_key in snapshot.holders:
+            changed_for.add(holder_id)
         if write.existing_id is None:
-            new_rows.append((holder_ids[write.holder_key], write.status.value, write.valid_from, write.valid_until,
-                             write.pass_number))
+            new_rows.append((holder_id, write.status.value, write.valid_from, write.valid_until, write.pass_number))
+            if len(new_rows) >= BATCH_SIZE:
+                insert_tuples(session, table, _NEW_PASS_COLUMNS, new_rows, constants)
+                new_rows = []
         else:
-            changed_rows.append({"cardholder_id": holder_ids[write.holder_key], "status": write.status.value,
+            changed_rows.append({"cardholder_id": holder_id, "status": write.status.value,
                                  "valid_from": write.valid_from, "valid_until": write.valid_until,
                                  "missing_since": None, "updated_at": now, "_id": write.existing_id})
     if new_rows:
-        insert_tuples(session, table, _NEW_PASS_COLUMNS, new_rows, {"created_at": now, "updated_at": now})
+        insert_tuples(session, table, _NEW_PASS_COLUMNS, new_rows, constants)
     _update_by_id(session, table, changed_rows)
+    return changed_for
 
 
 def _write_replacements(session: Session, plan: Plan, now: datetime) -> None:
@@ -531,25 +557,16 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
 
 
-def _active_after(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> list[int]:
+def _active_after(snapshot: Snapshot, plan: Plan, written: _WrittenHolders) -> list[int]:
     """The source's cardholders that are active once the plan is written (what the grants judge among),
     each once: the active ones read, less those going missing, plus every one written (a write makes it
-    active). A list, not a set: on a first sync it holds every id, at the grants' start, where that
-    sync's memory peaks."""
-    set_apart = {*plan.holders_missing, *plan.holders_deactivated,
-                 *(write.existing_id for write in plan.holders if write.existing_id is not None)}
+    active). A list, not a set: on a first sync it holds every id, at the grants' start."""
+    set_apart = {*plan.holders_missing, *plan.holders_deactivated, *written.existing_ids}
     active = [known.id for known in snapshot.holders.values()
               if known.status == HolderStatus.ACTIVE and known.id not in set_apart]
-    active.extend(holder_ids[write.key] for write in plan.holders)
+    active.extend(written.new_ids)
+    active.extend(written.existing_ids)
     return active
-
-
-def _judge_again(snapshot: Snapshot, plan: Plan, holder_ids: dict[str, int]) -> set[int]:
-    """Existing children whose record or pass changed: their eligibility may have changed too."""
-    ids = {write.existing_id for write in plan.holders if write.existing_id is not None}
-    ids.update(holder_ids[write.holder_key] for write in plan.passes
-               if write.existing_id is not None or write.holder_key in snapshot.holders)
-    return ids
 
 
 def _update_by_id(session: Session, table, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ already known wins, else the first in the file.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -35,8 +36,10 @@ from adapter.crypto import Vault
 from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
+from adapter.spool import Spool
 
 SAMPLE_SIZE = 20
+_CLAIMED = -1  # see Planner._new_holders
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
 CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
 # A pass in one of these states is finished with: it no longer counts, goes missing or comes back by itself.
@@ -172,6 +175,72 @@ class PassWrite:
     valid_from: date | None
     valid_until: date | None
     existing_id: int | None
+    # For a pass of a new cardholder: the number of that cardholder's insert among the plan's new ones
+    # (``HolderWrites.new``), which the apply turns into its reserved row id.
+    holder_new: int | None = None
+
+
+class _Days(dict):
+    """A date's ordinal (how the spools keep dates) -> one shared ``date`` per distinct day; None stays None."""
+
+    def __init__(self) -> None:
+        super().__init__({None: None})
+
+    def __missing__(self, ordinal: int) -> date:
+        day = self[ordinal] = date.fromordinal(ordinal)
+        return day
+
+
+def _ordinal(day: date | None) -> int | None:
+    return None if day is None else day.toordinal()
+
+
+class _SpooledWrites:
+    """Writes of one kind, in the order planned; on disk (``adapter.spool``), not in memory: a first sync
+    plans one for every line of the export, and the plan waits whole for the guard. Each kind says how a
+    write becomes a row of plain values and back."""
+
+    def __init__(self) -> None:
+        self._spool = Spool(prefix="stadspas-plan-")
+        self._days = _Days()  # one date object per distinct day read back
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+    def __bool__(self) -> bool:
+        return bool(self._spool)
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+class HolderWrites(_SpooledWrites):
+    def __init__(self) -> None:
+        super().__init__()
+        self.new = 0  # how many insert a new cardholder (the others update one)
+
+    def append(self, write: HolderWrite) -> None:
+        self._spool.append((write.key, write.household_key, write.content_hash, write.existing_id, write.sealed,
+                            _ordinal(write.birth_date), write.previous_key))
+        if write.existing_id is None:
+            self.new += 1
+
+    def __iter__(self) -> Iterator[HolderWrite]:
+        days = self._days
+        for key, household_key, content_hash, existing_id, sealed, birth, previous_key in self._spool:
+            yield HolderWrite(key, household_key, content_hash, existing_id, sealed, days[birth], previous_key)
+
+
+class PassWrites(_SpooledWrites):
+    def append(self, write: PassWrite) -> None:
+        self._spool.append((write.pass_number, write.holder_key, write.status.value, _ordinal(write.valid_from),
+                            _ordinal(write.valid_until), write.existing_id, write.holder_new))
+
+    def __iter__(self) -> Iterator[PassWrite]:
+        days = self._days
+        for number, holder_key, status, valid_from, valid_until, existing_id, holder_new in self._spool:
+            yield PassWrite(number, holder_key, _PASS_STATE_OF[status], days[valid_from], days[valid_until],
+                            existing_id, holder_new)
 
 
 @dataclass(slots=True)
@@ -195,8 +264,8 @@ class Plan:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (record key, reason)
     samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # outcome -> (record key, detail)
     new_households: list[str] = field(default_factory=list)
-    holders: list[HolderWrite] = field(default_factory=list)
-    passes: list[PassWrite] = field(default_factory=list)
+    holders: HolderWrites = field(default_factory=HolderWrites)
+    passes: PassWrites = field(default_factory=PassWrites)
     replacements: list[tuple[str, str]] = field(default_factory=list)  # (old number, new number)
     holders_missing: list[int] = field(default_factory=list)
     holders_deactivated: list[int] = field(default_factory=list)
@@ -205,6 +274,17 @@ class Plan:
     passes_newly_blocked: int = 0
     known_passes: int = 0
     last_good_records: int | None = None
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the spooled writes: the run was applied, refused or failed."""
+        self.holders.close()
+        self.passes.close()
 
     @property
     def disruptive_changes(self) -> int:
@@ -220,32 +300,40 @@ class Plan:
 
 
 class Planner:
-    """Feed it every record, then ask for the plan."""
+    """Feed it every record, then ask for the plan. Use it as a context manager: leaving it deletes its
+    spooled lines, and the plan's writes too unless ``finish()`` handed the plan over."""
 
     def __init__(self, snapshot: Snapshot, vault: Vault, sealer: Sealer):
         self._snapshot = snapshot
         self._vault = vault
         self._sealer = sealer
-        # One date object per distinct birth date: a city's children share a few thousand of them.
-        self._days: dict[date, date] = {}
         self._plan = Plan(snapshot.source, known_passes=snapshot.known_passes,
                           last_good_records=snapshot.last_good_records)
         # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
         # a table of every cardholder id and pass number read would cost a look-up and an insert per line
         # in tables of a few hundred thousand entries, a sixth of the planner's time. Only what the
         # database does not hold yet is kept here:
-        # a new cardholder id -> how its first line was judged;
-        self._new_holder_outcomes: dict[str, str] = {}
-        # a new pass number -> the key of the line that carries it (for the sample, should it be replaced).
-        self._new_numbers: dict[str, str] = {}
-        # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read.
-        self._lines: list[_PassLine] = []
+        # a new cardholder id -> the number of its insert among the plan's new cardholders (the apply
+        # gives it the reserved row id of that number, so no table of ids by key is built there), or
+        # _CLAIMED when it re-keys a stored cardholder (see _first_sight);
+        self._new_holders: dict[str, int] = {}
+        # every new pass number read so far.
+        self._new_numbers: set[str] = set()
+        # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read. On disk
+        # (a first sync judges every line there), as plain tuples: see feed() and _spooled_lines().
+        self._lines = Spool(prefix="stadspas-lines-")
+        self._line_days = _Days()
+        # (replaced number, its new number, the new line's cardholder id) of every line that names a
+        # replaced pass, in file order: the few finish() needs before it judges the lines.
+        self._replacing: list[tuple[str, str, str]] = []
+        self._handed_over = False
         # A new household key -> its first sighting's string, which every member's write then shares
         # (each line's copy would otherwise stay alive in the plan, one per child).
         self._new_households: dict[str, str] = {}
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
-        # on the nightly fast path is left out (see _owner_of).
-        self._bsn_owner: dict[str, str] = {}
+        # on the nightly fast path is left out (see _owner_of). The index as its 32 bytes, not its 64 hex
+        # digits: half the size, for an entry per cardholder of a first sync.
+        self._bsn_owner: dict[bytes, str] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
         # is rare, and whether it is re-keyed depends on lines still to come.
@@ -253,6 +341,17 @@ class Planner:
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
         # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
         self._unchanged_as_read = 0
+
+    def __enter__(self) -> Planner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._lines.close()
+        if not self._handed_over:
+            self._plan.close()
 
     def feed(self, record: CardholderRecord | RejectedRecord) -> None:
         plan = self._plan
@@ -262,7 +361,7 @@ class Planner:
             return
         number = record.pass_number
         stored_pass = self._snapshot.passes.get(number)
-        if self._read_as(number, stored_pass) is not None:
+        if self._is_read(number, stored_pass):
             self._reject(record.source_key, "pass_number: appears more than once in this export")
             return
         if stored_pass is None and number in self._snapshot.foreign_pass_numbers:
@@ -271,7 +370,7 @@ class Planner:
         key = record.cardholder_id
         stored_holder = self._snapshot.holders.get(key)
         holder_outcome = (stored_holder.outcome if stored_holder is not None
-                          else self._new_holder_outcomes.get(key))
+                          else None if key not in self._new_holders else UNCHANGED)
         if holder_outcome is None:
             holder_outcome = self._first_sight(record, stored_holder)
             if holder_outcome == REJECTED:
@@ -280,13 +379,13 @@ class Planner:
             if stored_holder is not None:
                 stored_holder.outcome = holder_outcome
             else:
-                self._new_holder_outcomes[key] = holder_outcome
+                self._new_holders[key] = self._plan.holders.new - 1 if holder_outcome == CREATED else _CLAIMED
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
         if stored_pass is not None:
             stored_pass.read_as = record.source_key
         else:
-            self._new_numbers[number] = record.source_key
+            self._new_numbers.add(number)
         status = _PASS_STATES[record.pass_status]
         replaces = record.replaces_pass_number
         # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
@@ -298,27 +397,32 @@ class Planner:
             if self._unchanged_as_read <= SAMPLE_SIZE:  # the detail is worded only for the few kept
                 self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
             return
-        self._lines.append(_PassLine(
-            record.source_key, number, key, status, record.valid_from, record.valid_until,
-            replaces, holder_outcome, bool(record.bsn)))
+        if replaces and replaces != number:
+            self._replacing.append((replaces, number, key))
+        valid_from, valid_until = record.valid_from, record.valid_until
+        self._lines.append((record.source_key, number, key, status.value,
+                            None if valid_from is None else valid_from.toordinal(),
+                            None if valid_until is None else valid_until.toordinal(),
+                            replaces, holder_outcome, bool(record.bsn)))
 
     def finish(self, today: date, grace_nights: int) -> Plan:
+        """The plan, complete; from now on the caller closes it (``Plan`` is a context manager)."""
         plan = self._plan
         snapshot = self._snapshot
         plan.counts[UNCHANGED] += self._unchanged_as_read
         self._unchanged_as_read = 0
-        self._settle_claims()
-        replaced_by = {line.replaces: line.pass_number for line in self._lines
-                       if line.replaces and line.replaces != line.pass_number}
+        refused = self._settle_claims()
+        replaced_by = {replaced: number for replaced, number, holder_key in self._replacing
+                       if holder_key not in refused}
         holder_ids = _HolderIds(snapshot, self._rekeyed)
-        # Each line is let go once judged, and only the few that later steps need are kept: on a first
-        # sync every line is judged here, and holding them all beside their pass writes (and a table of
-        # every pass number) was a first sync's memory peak, about 130 bytes a row.
-        lines, self._lines = self._lines, []
         replaced_and_judged: set[str] = set()  # replaced numbers judged here, not while reading
         rekeyed_lines: list[_PassLine] = []  # a re-keyed child's lines, for its successor pass
-        for index, line in enumerate(lines):
-            lines[index] = None  # type: ignore[call-overload]
+        # One line at a time from the spool: on a first sync every line is judged here.
+        for line in self._spooled_lines():
+            if line.holder_key in refused:
+                self._unread(line.pass_number)
+                self._reject(line.record_key, DUPLICATE_BSN)
+                continue
             if line.pass_number in replaced_by:
                 replaced_and_judged.add(line.pass_number)
             if line.holder_key in self._rekeyed:
@@ -328,11 +432,24 @@ class Planner:
                        else UPDATED if UPDATED in (line.holder_outcome, pass_outcome) else UNCHANGED)
             plan.counts[outcome] += 1
             self._sample(outcome, line.record_key, line.pass_number, line.status, line.has_bsn)
-        del lines
+        self._lines.close()
+        for key in refused:
+            del self._new_holders[key]  # a claim is made by a new cardholder id
         self._replace_judged_unchanged(replaced_by, replaced_and_judged)
         self._plan_replacements(replaced_by)
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
+        # The look-up tables (a BSN index and a key per cardholder, every new pass number) are done with:
+        # let them go before the apply, which holds tables of its own.
+        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), {}
+        self._claims = {}
+        self._handed_over = True
         return plan
+
+    def _spooled_lines(self) -> Iterator[_PassLine]:
+        days = self._line_days
+        for record_key, number, key, status, valid_from, valid_until, replaces, outcome, has_bsn in self._lines:
+            yield _PassLine(record_key, number, key, _PASS_STATE_OF[status], days[valid_from], days[valid_until],
+                            replaces, outcome, has_bsn)
 
     # ------------------------------------------------------------ the same child, by BSN
 
@@ -348,7 +465,7 @@ class Planner:
             bsn_index = known.bsn_index
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
                     and record.household_id in self._snapshot.households
-                    and (bsn_index is None or (bsn_index not in self._bsn_owner
+                    and (bsn_index is None or (bytes.fromhex(bsn_index) not in self._bsn_owner
                                                and bsn_index not in self._snapshot.shared_bsns))):
                 # The nightly case, settled here: active, as stored, the one stored cardholder with its BSN
                 # and no other line has that BSN so far. Nothing is entered for it (one table entry per
@@ -364,7 +481,7 @@ class Planner:
             if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._bsn_owner[bsn_index] = key
+        self._bsn_owner[bytes.fromhex(bsn_index)] = key
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
             if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
@@ -374,7 +491,7 @@ class Planner:
 
     def _owner_of(self, bsn_index: str) -> str | None:
         """The cardholder id that holds this BSN in the export so far, or None."""
-        owner = self._bsn_owner.get(bsn_index)
+        owner = self._bsn_owner.get(bytes.fromhex(bsn_index))
         if owner is None:
             # Settled on the fast path? Then it is the one stored cardholder with this BSN, read unchanged.
             stored = self._snapshot.holder_by_bsn.get(bsn_index)
@@ -382,8 +499,9 @@ class Planner:
                 return stored
         return owner
 
-    def _settle_claims(self) -> None:
-        """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself."""
+    def _settle_claims(self) -> set[str]:
+        """Re-key each known cardholder whose BSN came under a new id, unless it is in the export itself.
+        Return the new ids whose claim is refused: their lines are rejected (a duplicate BSN)."""
         refused: set[str] = set()
         for new_key, (previous_key, record, content_hash, bsn_index) in self._claims.items():
             if self._snapshot.holders[previous_key].outcome is not None:
@@ -393,29 +511,18 @@ class Planner:
             household_key = self._add_household(record.household_id)
             self._write_sealed(record, household_key, bsn_index, content_hash, known.id, new_key, previous_key)
             self._rekeyed[new_key] = previous_key
-        if not refused:
-            return
-        kept = []
-        for line in self._lines:
-            if line.holder_key in refused:
-                self._unread(line.pass_number)
-                self._reject(line.record_key, DUPLICATE_BSN)
-            else:
-                kept.append(line)
-        self._lines = kept
-        for key in refused:
-            del self._new_holder_outcomes[key]  # a claim is made by a new cardholder id
+        return refused
 
-    def _read_as(self, number: str, stored: KnownPass | None) -> str | None:
-        """The key of the line that carried this pass number so far, or None (``stored``: its stored pass)."""
-        return stored.read_as if stored is not None else self._new_numbers.get(number)
+    def _is_read(self, number: str, stored: KnownPass | None) -> bool:
+        """Whether a line carried this pass number so far (``stored``: its stored pass, if any)."""
+        return stored.read_as is not None if stored is not None else number in self._new_numbers
 
     def _unread(self, number: str) -> None:
         stored = self._snapshot.passes.get(number)
         if stored is not None:
             stored.read_as = None
         else:
-            self._new_numbers.pop(number, None)
+            self._new_numbers.discard(number)
 
     # ------------------------------------------------------------ holders and passes
 
@@ -450,17 +557,15 @@ class Planner:
         """A write whose personal fields change: they go to the sealer now, in the order of the writes,
         with the BSN's blind index judged above (the sealer does not compute it again)."""
         self._sealer.add(record, bsn_index)
-        birth = record.birth_date
-        self._plan.holders.append(HolderWrite(
-            key, household_key, content_hash, existing_id, True,
-            birth if birth is None else self._days.setdefault(birth, birth), previous_key))
+        self._plan.holders.append(HolderWrite(key, household_key, content_hash, existing_id, True,
+                                              record.birth_date, previous_key))
 
     def _replace_judged_unchanged(self, replaced_by: dict[str, str], judged_in_finish: set[str]) -> None:
         """A pass judged unchanged while reading that a line named as replaced: it is replaced after all.
         (``judged_in_finish``: the replaced numbers whose lines were judged in finish() instead.)"""
         passes = self._snapshot.passes
         numbers = [number for number in replaced_by
-                   if number not in judged_in_finish and self._read_as(number, passes.get(number)) is not None]
+                   if number not in judged_in_finish and self._is_read(number, passes.get(number))]
         if not numbers:
             return
         key_of = {known.id: key for key, known in self._snapshot.holders.items()}
@@ -485,8 +590,9 @@ class Planner:
         # A replaced number never works again, even if the export still lists it as active.
         if line.pass_number in replaced_by or (known is not None and known.status == PassState.REPLACED):
             status = PassState.REPLACED
+        holder_new = self._new_holders.get(line.holder_key)
         write = PassWrite(line.pass_number, line.holder_key, status, line.valid_from, line.valid_until,
-                          known.id if known else None)
+                          known.id if known else None, None if holder_new is None or holder_new < 0 else holder_new)
         if known is None:
             self._plan.passes.append(write)
             return CREATED
@@ -583,4 +689,5 @@ class _HolderIds:
 
 
 _PASS_STATES = {status: PassState(status.value) for status in PassStatus}
+_PASS_STATE_OF = {state.value: state for state in PassState}
 

@@ -1,0 +1,72 @@
+"""The birth dates a sync just wrote, by cardholder row id, handed to the grants.
+
+The grants judge a child by its birth date, which is stored encrypted. For the
+cardholders a sync has just written (new or changed) the sync still knows it, so
+the grants need not decrypt it again. A first sync writes every cardholder of the
+city: a dictionary of a million ids and dates would be one of its largest tables.
+New cardholders get their row ids as one run reserved before the insert
+(``adapter.bulk.reserve_ids``), so their dates are kept as one ordinal each in an
+array beside that run; only the few changed cardholders, with ids anywhere, go in
+a dictionary.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
+
+_NO_DATE = 0  # date.toordinal() is never 0
+
+
+class BirthDatesById(Mapping[int, date | None]):
+    """Row id -> birth date (None when the record has none), for the cardholders written."""
+
+    def __init__(self, new_ids: Sequence[int]):
+        """``new_ids``: the row ids of the new cardholders, in the order their dates will be added."""
+        self._new_ids = new_ids
+        # Where a new id's date sits: its distance from the run's start, or (ids from a shared sequence
+        # that others took numbers from meanwhile) a table of positions.
+        self._start = new_ids.start if isinstance(new_ids, range) and new_ids.step == 1 else None
+        self._positions = None if self._start is not None else {holder_id: slot
+                                                                 for slot, holder_id in enumerate(new_ids)}
+        self._new = array("i")
+        self._changed: dict[int, date | None] = {}
+        self._days: dict[int, date] = {}
+
+    def add_new(self, birth_date: date | None) -> None:
+        """The next new cardholder's birth date, in the order of ``new_ids``."""
+        if len(self._new) >= len(self._new_ids):
+            raise IndexError("more new cardholders' birth dates than new ids reserved")
+        self._new.append(_NO_DATE if birth_date is None else birth_date.toordinal())
+
+    def add_changed(self, holder_id: int, birth_date: date | None) -> None:
+        self._changed[holder_id] = birth_date
+
+    def __getitem__(self, holder_id: int) -> date | None:
+        slot = self._slot(holder_id)
+        if slot is None:
+            return self._changed[holder_id]
+        ordinal = self._new[slot]
+        day = self._days.get(ordinal)
+        if day is None and ordinal != _NO_DATE:
+            day = self._days[ordinal] = date.fromordinal(ordinal)  # one object per distinct day
+        return day
+
+    def __contains__(self, holder_id: object) -> bool:
+        return (isinstance(holder_id, int) and self._slot(holder_id) is not None) or holder_id in self._changed
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self._new_ids[:len(self._new)]
+        yield from self._changed
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._changed)
+
+    def _slot(self, holder_id: int) -> int | None:
+        if self._start is not None:
+            slot = holder_id - self._start
+        else:
+            assert self._positions is not None
+            slot = self._positions.get(holder_id, -1)
+        return slot if 0 <= slot < len(self._new) else None

@@ -1,0 +1,52 @@
+"""The birth dates a sync hands to the grants: by row id, for new cardholders (a run of ids) and changed ones."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from adapter.birth_dates import BirthDatesById
+
+
+def test_new_cardholders_dates_are_found_by_their_reserved_ids():
+    dates = BirthDatesById(range(101, 105))
+    for birth in (date(2012, 5, 1), None, date(2019, 12, 31)):
+        dates.add_new(birth)
+    assert dates[101] == date(2012, 5, 1) and dates[102] is None and dates[103] == date(2019, 12, 31)
+    assert 103 in dates and 104 not in dates and 100 not in dates  # 104 is reserved, its date not added yet
+    assert len(dates) == 3 and list(dates) == [101, 102, 103]
+
+
+def test_ids_that_are_not_one_run_are_found_too():
+    dates = BirthDatesById([7, 9, 40])  # a shared sequence: other writers took the numbers between
+    for birth in (date(2010, 1, 2), date(2011, 3, 4), date(2012, 5, 6)):
+        dates.add_new(birth)
+    assert [dates[holder_id] for holder_id in (7, 9, 40)] == [date(2010, 1, 2), date(2011, 3, 4), date(2012, 5, 6)]
+    assert 8 not in dates
+    with pytest.raises(KeyError):
+        dates[8]
+
+
+def test_changed_cardholders_keep_their_own_ids_beside_the_new_ones():
+    dates = BirthDatesById(range(1000, 1002))
+    dates.add_new(date(2015, 6, 7))
+    dates.add_changed(12, date(2008, 8, 8))
+    dates.add_changed(13, None)
+    assert dates[12] == date(2008, 8, 8) and dates[13] is None and dates[1000] == date(2015, 6, 7)
+    assert {12, 13, 1000} == set(dates) and 14 not in dates and "12" not in dates
+    assert dict(dates) == {1000: date(2015, 6, 7), 12: date(2008, 8, 8), 13: None}
+
+
+def test_one_date_object_per_day():
+    dates = BirthDatesById(range(1, 4))
+    for _ in range(3):
+        dates.add_new(date(2014, 2, 3))
+    assert dates[1] is dates[2] is dates[3]
+
+
+def test_more_dates_than_ids_is_refused():
+    dates = BirthDatesById(range(1, 2))
+    dates.add_new(date(2014, 2, 3))
+    with pytest.raises(IndexError, match="more new cardholders"):
+        dates.add_new(date(2014, 2, 4))
