@@ -9,6 +9,8 @@ only then is it applied. Nothing here writes to the database or keeps
 plaintext: a record whose personal fields are new or changed goes to the
 ``Sealer`` as it is judged (encrypted while reading goes on, see
 ``adapter.sealing``); the plan keeps its birth date only, for the grants.
+The lines still to be judged and the plan's writes wait on disk, encrypted
+(``adapter.spool``): a first sync has one of each for every line of the export.
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
 

@@ -1,0 +1,65 @@
+"""A first sync gives new cardholders the ids it reserved, by the order of their inserts: every pass and every
+birth date must reach its own child, also when the reserved ids are not one unbroken run (PostgreSQL's shared
+sequence, when another writer took numbers meanwhile)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sqlalchemy import select
+
+import adapter.sync as sync
+from adapter.models import Budget, Cardholder, Pass
+from adapter.rules import PassFacts
+from adapter.sync import run_sync
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
+
+
+def _with_second_passes(records):  # type: ignore[no-untyped-def]
+    """Every third child gets a second pass, on a line at the end of the export, far from its first."""
+    children = [record for record in records if record.is_child][::3]
+    extra = [dataclasses.replace(child, source_key=f"extra {number}", pass_number=f"77{number:08d}")
+             for number, child in enumerate(children)]
+    return records + extra
+
+
+@pytest.mark.parametrize("ids", ["one run", "scattered"])
+def test_each_pass_and_birth_date_reaches_its_own_new_cardholder(db, vault, monkeypatch, ids):
+    records = _with_second_passes(household_records(150))
+    taken: list[int] = []
+    if ids == "scattered":
+        reserve = sync.reserve_ids
+
+        def scattered(session, table, count):  # type: ignore[no-untyped-def]
+            # Every third of three times as many: ids with gaps, ascending, as a list.
+            taken.extend(list(reserve(session, table, 3 * count))[::3])
+            return taken
+
+        monkeypatch.setattr(sync, "reserve_ids", scattered)
+    result = run_sync(db, vault, "gemeente", records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
+    assert result.created == len(records) and result.rejected == 0
+
+    with db.read() as session:
+        key_by_id = dict(session.execute(select(Cardholder.id, Cardholder.source_key)).all())
+        holder_of_pass = {number: key_by_id[holder_id] for number, holder_id in
+                          session.execute(select(Pass.pass_number, Pass.cardholder_id)).all()}
+        budgets = {(key_by_id[holder_id], code): cents for holder_id, code, cents in
+                   session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.granted_cents)).all()}
+    if ids == "scattered":
+        assert sorted(key_by_id) == taken and taken[1] - taken[0] == 3  # the gaps were really there
+    assert holder_of_pass == {record.pass_number: record.cardholder_id for record in records}
+
+    # What each child is entitled to by its own birth date and passes, worked out from the rules alone.
+    passes_of: dict[str, list[PassFacts]] = {}
+    for record in records:
+        passes_of.setdefault(record.cardholder_id, []).append(
+            PassFacts(record.pass_status.value, record.valid_from, record.valid_until))
+    expected = {}
+    for record in {record.cardholder_id: record for record in records}.values():
+        for rule, period in SIMPLE_RULES.current(TODAY):
+            cents = rule.entitlement_cents(period, record.birth_date, record.is_child, passes_of[record.cardholder_id])
+            if cents > 0:
+                expected[(record.cardholder_id, rule.code)] = cents
+    assert len({code for _key, code in expected}) == 3  # children of every age group, so a mix-up shows
+    assert budgets == expected
