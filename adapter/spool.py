@@ -34,21 +34,26 @@ CHUNK_ROWS = 2_000
 class Spool:
     """An append-only sequence of tuples on disk; iterate it to read them back, in order, any number of times.
 
-    Appending while iterating is allowed: an iteration sees the rows appended before it started. Use it as
-    a context manager, or call ``close()``: that deletes the file.
+    Appending while iterating is allowed: an iteration sees the rows appended before its first row was asked
+    for. Use it as a context manager, or call ``close()``: that deletes the file and forgets the key. A write
+    that fails (a full disk) closes the spool too: it raises, and so does every later use.
     """
 
     def __init__(self, *, prefix: str = "stadspas-spool-", chunk_rows: int = CHUNK_ROWS):
         self._prefix = prefix
         self._chunk_rows = chunk_rows
-        self._aead = AESGCM(AESGCM.generate_key(bit_length=128))
+        self._aead: AESGCM | None = AESGCM(AESGCM.generate_key(bit_length=256))
         self._pending: list[tuple] = []
         self._file: IO[bytes] | None = None
-        # (offset, length) of each written chunk; its position in this list is its nonce.
-        self._chunks: list[tuple[int, int]] = []
+        # (offset, length, nonce) of each chunk in the file, in the order written.
+        self._chunks: list[tuple[int, int, int]] = []
         self._end = 0
         self._rows = 0
-        self._closed = False
+        # Chunks encrypted so far, written or not: the next chunk's nonce. It only goes up, so no nonce is
+        # ever used twice under the key, not even for a chunk whose write failed.
+        self._sealed_chunks = 0
+        # Why the spool can no longer be used (closed, or a write failed and rows may be missing), or None.
+        self._unusable: str | None = None
 
     def __enter__(self) -> Spool:
         return self
@@ -63,6 +68,7 @@ class Spool:
         return self._rows > 0
 
     def append(self, row: tuple) -> None:
+        self._check_usable()
         self._pending.append(row)
         self._rows += 1
         if len(self._pending) >= self._chunk_rows:
@@ -73,14 +79,11 @@ class Spool:
             self.append(row)
 
     def __iter__(self) -> Iterator[tuple]:
-        self._check_open()
-        self._write_pending()
-        # A snapshot of the chunks written so far: rows appended later go to new chunks, unseen here.
-        for nonce, (offset, length) in enumerate(list(self._chunks)):
-            yield from self._read_chunk(nonce, offset, length)
+        return self._read_all()
 
     def close(self) -> None:
-        self._closed = True
+        self._unusable = self._unusable or "the spool was closed; its rows are gone"
+        self._aead = None  # the key goes with the file
         self._pending = []
         self._chunks = []
         if self._file is not None:
@@ -89,31 +92,45 @@ class Spool:
 
     # ------------------------------------------------------------ internals
 
+    def _read_all(self) -> Iterator[tuple]:
+        self._check_usable()
+        self._write_pending()
+        # The chunks written when the reading starts: rows appended later go to new chunks, unseen here.
+        for offset, length, nonce in list(self._chunks):
+            self._check_usable()
+            assert self._file is not None and self._aead is not None
+            sealed = os.pread(self._file.fileno(), length, offset)
+            yield from pickle.loads(self._aead.decrypt(_nonce(nonce), sealed, None))  # noqa: S301 (ours: authenticated)
+
     def _write_pending(self) -> None:
         if not self._pending:
             return
-        self._check_open()
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)
-        nonce = len(self._chunks)
-        sealed = self._aead.encrypt(_nonce(nonce), pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL), None)
+        self._check_usable()
+        assert self._aead is not None
+        nonce = self._sealed_chunks
+        self._sealed_chunks += 1
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)
+            sealed = self._aead.encrypt(_nonce(nonce), pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL),
+                                        None)
+            written = os.pwrite(self._file.fileno(), sealed, self._end)
+            if written != len(sealed):
+                raise OSError(f"the spool file took {written} of {len(sealed)} bytes")
+        except BaseException:
+            # Rows that never reached the file: the spool would read back fewer than it counts. No reader may
+            # take such a spool for whole, and no retry may reuse it.
+            self.close()
+            self._unusable = (f"a write to the spool failed (is {tempfile.gettempdir()} full?); its rows are "
+                              "incomplete and it was closed")
+            raise
         self._pending = []
-        written = os.pwrite(self._file.fileno(), sealed, self._end)
-        if written != len(sealed):
-            raise OSError(f"the spool file took {written} of {len(sealed)} bytes (is {tempfile.gettempdir()} full?)")
-        self._chunks.append((self._end, len(sealed)))
+        self._chunks.append((self._end, len(sealed), nonce))
         self._end += len(sealed)
 
-    def _read_chunk(self, nonce: int, offset: int, length: int) -> list[tuple]:
-        if self._file is None:
-            self._check_open()
-            raise RuntimeError("the spool's file is gone")
-        sealed = os.pread(self._file.fileno(), length, offset)
-        return pickle.loads(self._aead.decrypt(_nonce(nonce), sealed, None))  # noqa: S301 (authenticated: ours)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the spool was closed; its rows are gone")
+    def _check_usable(self) -> None:
+        if self._unusable is not None:
+            raise RuntimeError(self._unusable)
 
 
 def _nonce(chunk_number: int) -> bytes:

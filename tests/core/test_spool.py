@@ -67,6 +67,49 @@ def test_another_spools_key_cannot_read_it():
         first.extend((number,) for number in range(10))
         second.extend((number,) for number in range(10))
         assert _raw_bytes(first) != _raw_bytes(second)  # same rows, other key
+        offset, length, nonce = first._chunks[0]
+        with pytest.raises(InvalidTag):
+            second._aead.decrypt(nonce.to_bytes(12, "big"), _raw_bytes(first)[offset:offset + length], None)
+
+
+def test_each_chunk_has_its_own_nonce():
+    """The same rows in two chunks encrypt differently: under one key, a nonce used twice would give away
+    what the two chunks have in common."""
+    with Spool(chunk_rows=1) as spool:
+        spool.extend([("6012345678901234",), ("6012345678901234",)])
+        raw = _raw_bytes(spool)
+        (first_offset, length, first_nonce), (second_offset, second_length, second_nonce) = spool._chunks
+        assert length == second_length and first_nonce != second_nonce
+        assert raw[first_offset:first_offset + length] != raw[second_offset:second_offset + length]
+
+
+def test_chunks_swapped_on_disk_are_refused():
+    """A chunk is bound to its place: two chunks of the same length swapped in the file do not read back."""
+    with Spool(chunk_rows=1) as spool:
+        spool.extend([("A-1",), ("B-2",)])
+        raw = _raw_bytes(spool)
+        (_, length, _), _ = spool._chunks
+        os.pwrite(spool._file.fileno(), raw[length:2 * length] + raw[:length], 0)
+        with pytest.raises(InvalidTag):
+            list(spool)
+
+
+def test_a_failed_write_closes_the_spool_for_good(monkeypatch):
+    """A full disk must not leave a spool that reads back fewer rows than it counts, nor one that a retry
+    could write again under a nonce already used."""
+    import adapter.spool as spool_module
+
+    spool = Spool(chunk_rows=2)
+    spool.append((1,))
+    with monkeypatch.context() as patched:
+        patched.setattr(spool_module.os, "pwrite", lambda *_args: (_ for _ in ()).throw(OSError(28, "No space")))
+        with pytest.raises(OSError):
+            spool.append((2,))
+    with pytest.raises(RuntimeError, match="write to the spool failed"):
+        spool.append((3,))
+    with pytest.raises(RuntimeError, match="write to the spool failed"):
+        list(spool)
+    assert spool._file is None and spool._aead is None
 
 
 def test_closing_deletes_the_rows():
@@ -80,4 +123,5 @@ def test_closing_deletes_the_rows():
     with pytest.raises(RuntimeError, match="closed"):
         list(spool)
     with pytest.raises(RuntimeError, match="closed"):
-        spool.extend((number,) for number in range(5))
+        spool.append((6,))  # refused at once, not when a chunk would fill
+    assert len(spool) == 5 and spool._aead is None  # the key is forgotten with the file
