@@ -13,6 +13,7 @@ a dictionary.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 
@@ -23,13 +24,11 @@ class BirthDatesById(Mapping[int, date | None]):
     """Row id -> birth date (None when the record has none), for the cardholders written."""
 
     def __init__(self, new_ids: Sequence[int]):
-        """``new_ids``: the row ids of the new cardholders, in the order their dates will be added."""
+        """``new_ids``: the row ids of the new cardholders, ascending, in the order their dates will be added."""
         self._new_ids = new_ids
-        # Where a new id's date sits: its distance from the run's start, or (ids from a shared sequence
-        # that others took numbers from meanwhile) a table of positions.
+        # Where a new id's date sits: its distance from the run's start, or (ids from a shared sequence that
+        # others took numbers from meanwhile, ascending) where a binary search finds it.
         self._start = new_ids.start if isinstance(new_ids, range) and new_ids.step == 1 else None
-        self._positions = None if self._start is not None else {holder_id: slot
-                                                                 for slot, holder_id in enumerate(new_ids)}
         self._new = array("i")
         self._changed: dict[int, date | None] = {}
         self._days: dict[int, date] = {}
@@ -44,6 +43,8 @@ class BirthDatesById(Mapping[int, date | None]):
         self._changed[holder_id] = birth_date
 
     def __getitem__(self, holder_id: int) -> date | None:
+        if not isinstance(holder_id, int):
+            raise KeyError(holder_id)
         slot = self._slot(holder_id)
         if slot is None:
             return self._changed[holder_id]
@@ -67,6 +68,7 @@ class BirthDatesById(Mapping[int, date | None]):
         if self._start is not None:
             slot = holder_id - self._start
         else:
-            assert self._positions is not None
-            slot = self._positions.get(holder_id, -1)
+            slot = bisect_left(self._new_ids, holder_id, 0, len(self._new))
+            if slot == len(self._new) or self._new_ids[slot] != holder_id:
+                return None
         return slot if 0 <= slot < len(self._new) else None

@@ -15,6 +15,7 @@ def test_new_cardholders_dates_are_found_by_their_reserved_ids():
         dates.add_new(birth)
     assert dates[101] == date(2012, 5, 1) and dates[102] is None and dates[103] == date(2019, 12, 31)
     assert 103 in dates and 104 not in dates and 100 not in dates  # 104 is reserved, its date not added yet
+    assert dates.get("101") is None and dates.get(104) is None
     assert len(dates) == 3 and list(dates) == [101, 102, 103]
 
 
@@ -23,9 +24,10 @@ def test_ids_that_are_not_one_run_are_found_too():
     for birth in (date(2010, 1, 2), date(2011, 3, 4), date(2012, 5, 6)):
         dates.add_new(birth)
     assert [dates[holder_id] for holder_id in (7, 9, 40)] == [date(2010, 1, 2), date(2011, 3, 4), date(2012, 5, 6)]
-    assert 8 not in dates
+    assert 8 not in dates and 6 not in dates and 41 not in dates
     with pytest.raises(KeyError):
         dates[8]
+    assert dates.get("9") is None and dates.get(9) == date(2011, 3, 4)
 
 
 def test_changed_cardholders_keep_their_own_ids_beside_the_new_ones():
