@@ -508,8 +508,8 @@ _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pa
 
 def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Sequence[int],
                   holder_ids: dict[str, int], now: datetime) -> set[int]:
-    """Insert and update passes in batches; return the row ids of the cardholders already stored before this
-    run whose passes changed or came (their eligibility may have changed too)."""
+    """Insert and update passes in batches; return the row ids of the cardholders whose eligibility may have
+    changed with them: a stored cardholder with a new or changed pass, and any cardholder a stored pass moved to."""
     table = Pass.__table__
     new_rows: list[tuple] = []
     changed_rows: list[dict] = []

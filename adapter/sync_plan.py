@@ -329,9 +329,8 @@ class Planner:
         # replaced pass, in file order: the few finish() needs before it judges the lines.
         self._replacing: list[tuple[str, str, str]] = []
         self._handed_over = False
-        # A new household key -> its first sighting's string, which every member's write then shares
-        # (each line's copy would otherwise stay alive in the plan, one per child).
-        self._new_households: dict[str, str] = {}
+        # Every new household key read so far (each goes into the plan once).
+        self._new_households: set[str] = set()
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of). The index as its 32 bytes, not its 64 hex
         # digits: half the size, for an entry per cardholder of a first sync.
@@ -442,7 +441,7 @@ class Planner:
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
         # The look-up tables (a BSN index and a key per cardholder, every new pass number) are done with:
         # let them go before the apply, which holds tables of its own.
-        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), {}
+        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), set()
         self._claims = {}
         self._handed_over = True
         return plan
@@ -467,7 +466,7 @@ class Planner:
             bsn_index = known.bsn_index
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
                     and record.household_id in self._snapshot.households
-                    and (bsn_index is None or (bytes.fromhex(bsn_index) not in self._bsn_owner
+                    and (bsn_index is None or (not self._given_out(bsn_index)
                                                and bsn_index not in self._snapshot.shared_bsns))):
                 # The nightly case, settled here: active, as stored, the one stored cardholder with its BSN
                 # and no other line has that BSN so far. Nothing is entered for it (one table entry per
@@ -490,6 +489,11 @@ class Planner:
                 self._claims[key] = (previous_key, record, content_hash, bsn_index)
                 return UPDATED
         return self._judge_holder(record, content_hash, known, bsn_index)
+
+    def _given_out(self, bsn_index: str) -> bool:
+        """Whether a line read so far gave this BSN to a cardholder. On a quiet night the table is empty,
+        and the index is not even turned into its bytes."""
+        return bool(self._bsn_owner) and bytes.fromhex(bsn_index) in self._bsn_owner
 
     def _owner_of(self, bsn_index: str) -> str | None:
         """The cardholder id that holds this BSN in the export so far, or None."""
@@ -529,14 +533,11 @@ class Planner:
     # ------------------------------------------------------------ holders and passes
 
     def _add_household(self, household_key: str) -> str:
-        """Plan the household if it is new; return its key (for a new one, the string its writes share)."""
-        if household_key in self._snapshot.households:
-            return household_key
-        shared = self._new_households.get(household_key)
-        if shared is None:
-            shared = self._new_households[household_key] = household_key
+        """Plan the household if it is new; return its key."""
+        if household_key not in self._snapshot.households and household_key not in self._new_households:
+            self._new_households.add(household_key)
             self._plan.new_households.append(household_key)
-        return shared
+        return household_key
 
     def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None,
                       bsn_index: str | None) -> str:

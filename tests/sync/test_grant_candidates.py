@@ -106,3 +106,26 @@ def test_the_grants_read_no_personal_token_of_a_child_whose_record_the_sync_just
     finally:
         event.remove(db.engine, "before_cursor_execute", watch)
     assert later.budgets_granted > 0 and len(token_reads) == 1
+
+
+def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judged_again(db, vault, monkeypatch):
+    """Eligibility depends on the passes too: a child whose record is as stored but whose pass changed is
+    judged again, and so is a child a stored pass moved to. The others keep their judgement."""
+    records = household_records(20)
+    _sync(db, vault, records, TODAY)
+    children = [record for record in records if record.is_child]
+    blocked, receiving, giving = children[0], children[1], children[2]
+    forgotten: list[set[int]] = []
+    forget = grants.forget_judgements
+    monkeypatch.setattr(grants, "forget_judgements",
+                        lambda session, ids: (forgotten.append(set(ids)), forget(session, ids))[1])
+    from adapter.records import PassStatus
+
+    next_night = [dataclasses.replace(record, pass_status=PassStatus.BLOCKED) if record is blocked
+                  else dataclasses.replace(record, cardholder_id=receiving.cardholder_id) if record is giving
+                  else record for record in records]
+    _sync(db, vault, next_night, TODAY + timedelta(days=1))
+
+    with db.read() as session:
+        id_of = dict(session.execute(select(Cardholder.source_key, Cardholder.id)).all())
+    assert forgotten == [{id_of[blocked.cardholder_id], id_of[receiving.cardholder_id]}]

@@ -63,3 +63,29 @@ def test_each_pass_and_birth_date_reaches_its_own_new_cardholder(db, vault, monk
                 expected[(record.cardholder_id, rule.code)] = cents
     assert len({code for _key, code in expected}) == 3  # children of every age group, so a mix-up shows
     assert budgets == expected
+
+
+def test_a_rekeyed_child_and_a_moved_pass_between_new_cardholders_with_scattered_ids(db, vault, monkeypatch):
+    """A re-keyed child keeps its row id and has no number among the new ones; a stored pass moving to a new
+    cardholder goes to that cardholder's reserved id. With gaps between the ids, an off-by-one shows."""
+    from tests.sync.test_same_child import CHILD, LENIENT, SIBLING
+
+    run_sync(db, vault, "gemeente", [CHILD, SIBLING], settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
+    reserve = sync.reserve_ids
+    monkeypatch.setattr(sync, "reserve_ids", lambda session, table, count: [
+        first + 5 * number + 2 for first in [reserve(session, table, 5 * count)[0]] for number in range(count)])
+    first_new = dataclasses.replace(SIBLING, source_key="line 1", cardholder_id="N1", bsn=None,
+                                    pass_number="6400000000000101")
+    rekeyed = dataclasses.replace(CHILD, source_key="line 2", cardholder_id="P777", pass_number="6400000000000888")
+    second_new = dataclasses.replace(SIBLING, source_key="line 4", cardholder_id="N2", bsn=None,
+                                     pass_number="6400000000000202")
+    moved = dataclasses.replace(first_new, source_key="line 5", pass_number=SIBLING.pass_number)
+    result = run_sync(db, vault, "gemeente", [first_new, rekeyed, second_new, moved], settings=LENIENT,
+                      rules=SIMPLE_RULES, today=TODAY)
+    assert result.ok, result.reason
+
+    with db.read() as session:
+        owner = dict(session.execute(select(Pass.pass_number, Cardholder.source_key)
+                                     .join(Cardholder, Cardholder.id == Pass.cardholder_id)).all())
+    assert owner == {"6400000000000101": "N1", "6400000000000888": "P777", "6400000000000202": "N2",
+                     SIBLING.pass_number: "N1", CHILD.pass_number: "P777"}

@@ -150,3 +150,36 @@ def test_a_newcomer_after_the_known_cardholder_with_its_bsn_is_refused(db, vault
     assert result.rejected_sample == [("line 9", "bsn: duplicate BSN in this export; another cardholder has the "
                                                  "same BSN")]
     assert sorted(_budgets_by_holder(db)) == ["P001", "P002"]
+
+
+def test_a_refused_newcomers_lines_are_rejected_and_leave_no_trace_in_the_plan(db, vault):
+    """A newcomer claims a stored child's BSN, comes first in the file with two lines (one carries a stored
+    pass of another child, one replaces the claimed child's pass), and then the claimed child is in the export
+    itself: the claim is refused. Its lines are rejected in file order, after the plan has already judged them
+    as read, and none of them counts: not as carrying the stored pass, nor as replacing a pass."""
+    from adapter.sync_plan import DUPLICATE_BSN
+
+    _sync(db, vault, [CHILD, SIBLING])
+    carries_sibling_pass = dataclasses.replace(CHILD, source_key="line 1", cardholder_id="P777",
+                                               pass_number=SIBLING.pass_number)
+    replaces_child_pass = dataclasses.replace(CHILD, source_key="line 2", cardholder_id="P777",
+                                              pass_number="6400000000000888", replaces_pass_number=CHILD.pass_number)
+    unrelated = dataclasses.replace(SIBLING, source_key="line 5", cardholder_id="P900", bsn=TEST_BSNS[5],
+                                    pass_number="6400000000000999")
+    # Two rejected lines and a missing pass out of two known passes: past any guard, so forced.
+    result = run_sync(db, vault, "gemeente", [carries_sibling_pass, replaces_child_pass,
+                                              dataclasses.replace(CHILD, source_key="line 3"), unrelated],
+                      settings=LENIENT, rules=RULES, today=TODAY, force=True)
+    assert result.ok, result.reason
+
+    assert result.rejected_sample == [("line 1", DUPLICATE_BSN), ("line 2", DUPLICATE_BSN)]
+    with db.read() as session:
+        child_pass = session.execute(select(Pass).where(Pass.pass_number == CHILD.pass_number)).scalar_one()
+        sibling_pass = session.execute(select(Pass).where(Pass.pass_number == SIBLING.pass_number)).scalar_one()
+        refused_pass = session.execute(select(Pass).where(Pass.pass_number == "6400000000000888")).scalar_one_or_none()
+        unrelated_owner = session.execute(select(Cardholder.source_key).join(Pass, Pass.cardholder_id == Cardholder.id)
+                                          .where(Pass.pass_number == unrelated.pass_number)).scalar_one()
+    assert child_pass.status == PassState.ACTIVE and child_pass.replaced_by_id is None  # the refused line replaced nothing
+    assert sibling_pass.missing_since == TODAY  # its only line was refused: it went missing from the export
+    assert refused_pass is None
+    assert unrelated_owner == "P900"

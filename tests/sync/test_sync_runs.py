@@ -188,49 +188,6 @@ def test_no_plaintext_record_is_held_once_the_reading_is_done(db, vault, monkeyp
             == 750
 
 
-def test_a_run_keeps_its_lines_and_planned_writes_on_disk_and_deletes_them_after(db, vault, monkeypatch):
-    """A first sync plans a write for every line before the guard may judge the run. Held as objects, the
-    lines and the writes were most of that sync's memory: they wait in the planner's and the plan's spools,
-    and finish() holds one line at a time. Once the run is over, the spools are gone."""
-    import adapter.sync as sync
-    from adapter.sync_plan import HolderWrite, PassWrite, Planner, _PassLine
-
-    records = household_records(200)
-    judged = 0
-    alive_at_last_line: list[int] = []
-    judge_pass = Planner._judge_pass
-
-    def counting_judge(self, line, *args):  # type: ignore[no-untyped-def]
-        nonlocal judged
-        judged += 1
-        if judged == len(records):
-            gc.collect()
-            alive_at_last_line.append(sum(1 for thing in gc.get_objects() if isinstance(thing, _PassLine)))
-        return judge_pass(self, line, *args)
-
-    plans = []
-    at_the_guard: list[tuple[int, int, int]] = []
-    guard = sync.guard
-
-    def looking_at_the_plan(plan, settings):  # type: ignore[no-untyped-def]
-        gc.collect()
-        in_memory = sum(1 for thing in gc.get_objects() if isinstance(thing, (HolderWrite, PassWrite, _PassLine)))
-        at_the_guard.append((len(plan.holders), len(plan.passes), in_memory))
-        plans.append(plan)
-        return guard(plan, settings)
-
-    monkeypatch.setattr(Planner, "_judge_pass", counting_judge)
-    monkeypatch.setattr(sync, "guard", looking_at_the_plan)
-    result = _sync(db, vault, records)
-
-    assert result.created == len(records)
-    assert alive_at_last_line == [1]  # the line being judged, and none of the lines before it
-    holders = len({record.cardholder_id for record in records})
-    assert at_the_guard == [(holders, len(records), 0)]
-    with pytest.raises(RuntimeError, match="closed"):
-        list(plans[0].holders)
-
-
 def test_sealed_columns_and_planned_writes_must_pair_up_one_to_one():
     """A guard for an invariant the planner keeps: a missing or a spare sealed record refuses the run
     instead of writing one child's encrypted identity into another child's row."""
