@@ -51,10 +51,12 @@ _TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
 @dataclass(slots=True)
 class KnownHolder:
     id: int
-    content_hash: str | None
+    # The content hash and the BSN blind index as the bytes their hex digits spell (see _digest): a nightly
+    # sync holds one of these for every cardholder of the city.
+    content_hash: bytes | None
     status: HolderStatus
     missing_since: date | None
-    bsn_index: str | None = None
+    bsn_index: bytes | None = None
     # Set by the planner when the export names this cardholder: how its first line was judged.
     outcome: str | None = None
 
@@ -82,10 +84,11 @@ class Snapshot:
     passes: dict[str, KnownPass]
     foreign_pass_numbers: frozenset[str]
     last_good_records: int | None
-    # BSN blind index -> the key of the cardholder of this source that holds it (the oldest, if several do).
-    holder_by_bsn: dict[str, str] = field(default_factory=dict)
+    # BSN blind index (as bytes) -> the key of the cardholder of this source that holds it (the oldest, if
+    # several do).
+    holder_by_bsn: dict[bytes, str] = field(default_factory=dict)
     # BSN blind indexes that several stored cardholders of this source hold (stored before that was refused).
-    shared_bsns: frozenset[str] = frozenset()
+    shared_bsns: frozenset[bytes] = frozenset()
 
     @property
     def known_passes(self) -> int:
@@ -106,13 +109,14 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     holder_states = {state.value: state for state in HolderStatus}
     pass_states = {state.value: state for state in PassState}
     holders: dict[str, KnownHolder] = {}
-    holder_by_bsn: dict[str, str] = {}
-    shared_bsns: set[str] = set()
+    holder_by_bsn: dict[bytes, str] = {}
+    shared_bsns: set[bytes] = set()
     # In no particular order: an ORDER BY makes the database sort every cardholder of the source first.
     for key, holder_id, content_hash, status, missing_since, bsn_index in driver_rows(
             connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash, Cardholder.status,
                                Cardholder.missing_since, Cardholder.bsn_index).where(Cardholder.source == source)):
-        holders[key] = KnownHolder(holder_id, content_hash, holder_states[status],
+        bsn_index = _digest(bsn_index)
+        holders[key] = KnownHolder(holder_id, _digest(content_hash), holder_states[status],
                                    day[missing_since], bsn_index)
         if bsn_index is not None:
             owner = holder_by_bsn.setdefault(bsn_index, key)
@@ -120,14 +124,16 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
                 shared_bsns.add(bsn_index)
                 if holders[owner].id > holder_id:
                     holder_by_bsn[bsn_index] = key  # the oldest of them
-    ours = {known.id for known in holders.values()}
+    # Row id -> that same id object, which each of its passes then shares instead of an int of its own.
+    ours = {known.id: known.id for known in holders.values()}
     passes: dict[str, KnownPass] = {}
     foreign: list[str] = []
     # Every pass in one scan, no join: ours by their cardholder, the others' numbers are refused in the export.
     for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in driver_rows(
             connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, Pass.status, Pass.valid_from,
                                Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)):
-        if holder_id in ours:
+        holder_id = ours.get(holder_id)
+        if holder_id is not None:
             passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from],
                                        day[valid_until], day[missing_since], replaced_by)
         else:
@@ -138,6 +144,17 @@ def load_snapshot(session: Session, source: str) -> Snapshot:
     ).scalar_one_or_none()
     return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn,
                     frozenset(shared_bsns))
+
+
+def _digest(hex_digits: str | None) -> bytes | None:
+    """A stored hash or blind index as the bytes its hex digits spell: half the memory of the text. A value
+    that is not hex (none is written so) stays text, which equals no digest: its row is taken as changed."""
+    if hex_digits is None:
+        return None
+    try:
+        return bytes.fromhex(hex_digits)
+    except ValueError:
+        return hex_digits  # type: ignore[return-value]
 
 
 class _SharedDates(dict):
@@ -332,8 +349,8 @@ class Planner:
         # Every new household key read so far (each goes into the plan once).
         self._new_households: set[str] = set()
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
-        # on the nightly fast path is left out (see _owner_of). The index as its 32 bytes, not its 64 hex
-        # digits: half the size, for an entry per cardholder of a first sync.
+        # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits:
+        # half the size, for an entry per cardholder of a first sync.
         self._bsn_owner: dict[bytes, str] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
@@ -461,46 +478,44 @@ class Planner:
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
-        if known is not None and known.content_hash == content_hash:
-            # Unchanged: no second keyed hash on the nightly fast path.
-            bsn_index = known.bsn_index
+        # The BSN's blind index twice: as hex digits (bsn_index) for the sealer to write, as bytes (bsn_key)
+        # for the tables here.
+        if known is not None and known.content_hash == _digest(content_hash):
+            # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
+            bsn_index, bsn_key = None, known.bsn_index
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
                     and record.household_id in self._snapshot.households
-                    and (bsn_index is None or (not self._given_out(bsn_index)
-                                               and bsn_index not in self._snapshot.shared_bsns))):
+                    and (bsn_key is None or (bsn_key not in self._bsn_owner
+                                             and bsn_key not in self._snapshot.shared_bsns))):
                 # The nightly case, settled here: active, as stored, the one stored cardholder with its BSN
                 # and no other line has that BSN so far. Nothing is entered for it (one table entry per
                 # cardholder is a tenth of the planner's time): _owner_of() finds it through the snapshot.
                 return UNCHANGED
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
-        if bsn_index is None:
+            bsn_key = _digest(bsn_index)
+        if bsn_key is None:
             return self._judge_holder(record, content_hash, known, None)
-        owner = self._owner_of(bsn_index)
+        owner = self._owner_of(bsn_key)
         if owner is not None and owner != key:
             claim = self._claims.get(owner)
             if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._bsn_owner[bytes.fromhex(bsn_index)] = key
+        self._bsn_owner[bsn_key] = key
         if known is None:
-            previous_key = self._snapshot.holder_by_bsn.get(bsn_index)
+            previous_key = self._snapshot.holder_by_bsn.get(bsn_key)
             if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
                 self._claims[key] = (previous_key, record, content_hash, bsn_index)
                 return UPDATED
         return self._judge_holder(record, content_hash, known, bsn_index)
 
-    def _given_out(self, bsn_index: str) -> bool:
-        """Whether a line read so far gave this BSN to a cardholder. On a quiet night the table is empty,
-        and the index is not even turned into its bytes."""
-        return bool(self._bsn_owner) and bytes.fromhex(bsn_index) in self._bsn_owner
-
-    def _owner_of(self, bsn_index: str) -> str | None:
-        """The cardholder id that holds this BSN in the export so far, or None."""
-        owner = self._bsn_owner.get(bytes.fromhex(bsn_index))
+    def _owner_of(self, bsn_key: bytes) -> str | None:
+        """The cardholder id that holds this BSN (its blind index as bytes) in the export so far, or None."""
+        owner = self._bsn_owner.get(bsn_key)
         if owner is None:
             # Settled on the fast path? Then it is the one stored cardholder with this BSN, read unchanged.
-            stored = self._snapshot.holder_by_bsn.get(bsn_index)
+            stored = self._snapshot.holder_by_bsn.get(bsn_key)
             if stored is not None and self._snapshot.holders[stored].outcome == UNCHANGED:
                 return stored
         return owner
@@ -545,7 +560,7 @@ class Planner:
         if known is None:
             self._write_sealed(record, household_key, bsn_index, content_hash, None, record.cardholder_id)
             return CREATED
-        if known.content_hash != content_hash:
+        if known.content_hash != _digest(content_hash):
             self._write_sealed(record, household_key, bsn_index, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:

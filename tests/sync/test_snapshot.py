@@ -50,4 +50,35 @@ def test_of_two_stored_cardholders_with_one_bsn_the_snapshot_names_the_oldest(db
     with db.read() as session:
         snapshot = load_snapshot(session, "gemeente")
     assert snapshot.holders["Z-older"].id < snapshot.holders["A-younger"].id
-    assert snapshot.holder_by_bsn[bsn_index] == "Z-older"
+    assert snapshot.holder_by_bsn[bytes.fromhex(bsn_index)] == "Z-older"
+
+
+def test_the_snapshot_holds_hashes_as_bytes_and_each_pass_shares_its_cardholders_id(db, vault):
+    """A nightly sync holds the snapshot of every cardholder of the city: the content hash and BSN index as
+    the bytes their hex digits spell (half the text), and a pass's cardholder id as its cardholder's own
+    int object, not one more."""
+    records = household_records(3)
+    _sync(db, vault, "gemeente", records)
+    with db.read() as session:
+        stored = dict(session.execute(select(Cardholder.source_key, Cardholder.content_hash)).all())
+        snapshot = load_snapshot(session, "gemeente")
+    for key, content_hash in stored.items():
+        assert snapshot.holders[key].content_hash == bytes.fromhex(content_hash)
+    assert all(isinstance(known.bsn_index, bytes) for known in snapshot.holders.values()
+               if known.bsn_index is not None)
+    ids = {known.id: known.id for known in snapshot.holders.values()}
+    assert all(known.cardholder_id is ids[known.cardholder_id] for known in snapshot.passes.values())
+
+
+def test_a_stored_hash_that_is_not_hex_counts_as_changed_and_is_written_again(db, vault):
+    records = household_records(2)
+    _sync(db, vault, "gemeente", records)
+    with db.write() as session:
+        session.execute(update(Cardholder).where(Cardholder.source_key == records[0].cardholder_id)
+                        .values(content_hash="not hex at all"))
+    result = _sync(db, vault, "gemeente", records)
+    assert (result.updated, result.unchanged) == (1, len(records) - 1)
+    with db.read() as session:
+        rewritten = session.execute(select(Cardholder.content_hash)
+                                    .where(Cardholder.source_key == records[0].cardholder_id)).scalar_one()
+    assert bytes.fromhex(rewritten)
