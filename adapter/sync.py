@@ -60,7 +60,8 @@ from adapter.sealing import SEALED_COLUMNS, SealedColumns, Sealer
 from adapter.redaction import redact
 from adapter.rules import BudgetRules
 from adapter.settings import SyncSettings
-from adapter.sync_plan import CREATED, REJECTED, UNCHANGED, UPDATED, Plan, Planner, Snapshot, load_snapshot
+from adapter.sync_plan import CREATED, REJECTED, UNCHANGED, UPDATED, Plan, Planner
+from adapter.sync_snapshot import Snapshot, load_snapshot
 
 log = logging.getLogger("adapter.sync")
 

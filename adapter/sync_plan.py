@@ -1,16 +1,15 @@
 """What a sync run would change, computed before anything is written.
 
 The planner reads every record once, compares it with a snapshot of what the
-database holds for the source (loaded in bulk: its households, its cardholders,
-one scan of every pass), and produces a ``Plan``: which households, cardholders
+database holds for the source (``adapter.sync_snapshot``), and produces a ``Plan``: which households, cardholders
 and passes to insert or update, which passes were replaced, which went missing
 and which are deactivated after the grace period. The guard judges the plan;
 only then is it applied. Nothing here writes to the database or keeps
 plaintext: a record whose personal fields are new or changed goes to the
 ``Sealer`` as it is judged (encrypted while reading goes on, see
 ``adapter.sealing``); the plan keeps its birth date only, for the grants.
-The lines still to be judged and the plan's writes wait on disk, encrypted
-(``adapter.spool``): a first sync has one of each for every line of the export.
+The lines still to be judged and the plan's writes (``adapter.plan_writes``)
+wait on disk, encrypted: a first sync has one of each for every line of the export.
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
 
@@ -30,236 +29,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
-from adapter.models import Cardholder, HolderStatus, Household, Pass, PassState, SyncRun, SyncStatus
+from adapter.models import HolderStatus, PassState
+from adapter.plan_writes import PASS_STATE_OF, DaysByOrdinal, HolderWrite, HolderWrites, PassWrite, PassWrites
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
+from adapter.sync_snapshot import TERMINAL_PASS_STATES, KnownHolder, KnownPass, Snapshot, digest
 
 SAMPLE_SIZE = 20
 _CLAIMED = -1  # see Planner._new_holders
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
 CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
-# A pass in one of these states is finished with: it no longer counts, goes missing or comes back by itself.
-_TERMINAL = (PassState.REPLACED, PassState.INACTIVE)
-
-
-@dataclass(slots=True)
-class KnownHolder:
-    id: int
-    # The content hash and the BSN blind index as the bytes their hex digits spell (see _digest): a nightly
-    # sync holds one of these for every cardholder of the city.
-    content_hash: bytes | None
-    status: HolderStatus
-    missing_since: date | None
-    bsn_index: bytes | None = None
-    # Set by the planner when the export names this cardholder: how its first line was judged.
-    outcome: str | None = None
-
-
-@dataclass(slots=True)
-class KnownPass:
-    id: int
-    cardholder_id: int
-    status: PassState
-    valid_from: date | None
-    valid_until: date | None
-    missing_since: date | None
-    replaced_by_id: int | None
-    # Set by the planner when the export carries this pass: the key of the line that does.
-    read_as: str | None = None
-
-
-@dataclass
-class Snapshot:
-    """What the database holds for one source, for one planner: it marks the rows the export names."""
-
-    source: str
-    households: dict[str, int]
-    holders: dict[str, KnownHolder]
-    passes: dict[str, KnownPass]
-    foreign_pass_numbers: frozenset[str]
-    last_good_records: int | None
-    # BSN blind index (as bytes) -> the key of the cardholder of this source that holds it (the oldest, if
-    # several do).
-    holder_by_bsn: dict[bytes, str] = field(default_factory=dict)
-    # BSN blind indexes that several stored cardholders of this source hold (stored before that was refused).
-    shared_bsns: frozenset[bytes] = frozenset()
-
-    @property
-    def known_passes(self) -> int:
-        return sum(1 for known in self.passes.values() if known.status not in _TERMINAL)
-
-
-def load_snapshot(session: Session, source: str) -> Snapshot:
-    """Every stored household, cardholder and pass of ``source``, in compact form (one small object a row).
-
-    Read from the driver's cursor, streamed (``adapter.bulk_read``), with statuses and dates taken raw
-    and turned into shared objects here: SQLAlchemy's rows and per-value conversion cost more than the
-    comparison the snapshot is for. Most passes share one pass year, so a date is one object.
-    """
-    connection = session.connection()
-    households = dict(driver_rows(connection, select(Household.source_key, Household.id)
-                                  .where(Household.source == source)))
-    day = _SharedDates()
-    holder_states = {state.value: state for state in HolderStatus}
-    pass_states = {state.value: state for state in PassState}
-    holders: dict[str, KnownHolder] = {}
-    holder_by_bsn: dict[bytes, str] = {}
-    shared_bsns: set[bytes] = set()
-    # In no particular order: an ORDER BY makes the database sort every cardholder of the source first.
-    for key, holder_id, content_hash, status, missing_since, bsn_index in driver_rows(
-            connection, select(Cardholder.source_key, Cardholder.id, Cardholder.content_hash, Cardholder.status,
-                               Cardholder.missing_since, Cardholder.bsn_index).where(Cardholder.source == source)):
-        bsn_index = _digest(bsn_index)
-        holders[key] = KnownHolder(holder_id, _digest(content_hash), holder_states[status],
-                                   day[missing_since], bsn_index)
-        if bsn_index is not None:
-            owner = holder_by_bsn.setdefault(bsn_index, key)
-            if owner != key:
-                shared_bsns.add(bsn_index)
-                if holders[owner].id > holder_id:
-                    holder_by_bsn[bsn_index] = key  # the oldest of them
-    # Row id -> that same id object, which each of its passes then shares instead of an int of its own.
-    ours = {known.id: known.id for known in holders.values()}
-    passes: dict[str, KnownPass] = {}
-    foreign: list[str] = []
-    # Every pass in one scan, no join: ours by their cardholder, the others' numbers are refused in the export.
-    for number, pass_id, holder_id, status, valid_from, valid_until, missing_since, replaced_by in driver_rows(
-            connection, select(Pass.pass_number, Pass.id, Pass.cardholder_id, Pass.status, Pass.valid_from,
-                               Pass.valid_until, Pass.missing_since, Pass.replaced_by_id)):
-        holder_id = ours.get(holder_id)
-        if holder_id is not None:
-            passes[number] = KnownPass(pass_id, holder_id, pass_states[status], day[valid_from],
-                                       day[valid_until], day[missing_since], replaced_by)
-        else:
-            foreign.append(number)
-    last_good = session.execute(
-        select(SyncRun.records_read).where(SyncRun.source == source, SyncRun.status == SyncStatus.SUCCEEDED)
-        .order_by(SyncRun.id.desc()).limit(1)
-    ).scalar_one_or_none()
-    return Snapshot(source, households, holders, passes, frozenset(foreign), last_good, holder_by_bsn,
-                    frozenset(shared_bsns))
-
-
-def _digest(hex_digits: str | None) -> bytes | None:
-    """A stored hash or blind index as the bytes its hex digits spell: half the memory of the text. A value
-    that is not hex (none is written so) stays text, which equals no digest: its row is taken as changed."""
-    if hex_digits is None:
-        return None
-    try:
-        return bytes.fromhex(hex_digits)
-    except ValueError:
-        return hex_digits  # type: ignore[return-value]
-
-
-class _SharedDates(dict):
-    """Raw date value (ISO text from SQLite, a date from PostgreSQL) -> one shared ``date`` per distinct day.
-    A plain dictionary look-up per value: the loader does three for every pass."""
-
-    def __init__(self) -> None:
-        super().__init__({None: None})
-
-    def __missing__(self, raw: object) -> date:
-        day = self[raw] = raw if isinstance(raw, date) else date.fromisoformat(raw)  # type: ignore[arg-type]
-        return day
-
-
-@dataclass(slots=True)
-class HolderWrite:
-    """A cardholder to insert or update."""
-
-    key: str
-    household_key: str
-    content_hash: str
-    existing_id: int | None
-    # True when its personal fields were handed to the sealer (new or changed): their sealed columns come
-    # back from it in the order of these writes. False: a cardholder back in the export, as stored.
-    sealed: bool = False
-    # The record's birth date, for the grants (which would otherwise decrypt it again); with ``sealed`` only.
-    birth_date: date | None = None
-    # Set when an existing cardholder (this key before) takes the new key: the same child, re-issued.
-    previous_key: str | None = None
-
-
-@dataclass(slots=True)
-class PassWrite:
-    pass_number: str
-    holder_key: str
-    status: PassState
-    valid_from: date | None
-    valid_until: date | None
-    existing_id: int | None
-    # For a pass of a new cardholder: the number of that cardholder's insert among the plan's new ones
-    # (``HolderWrites.new``), which the apply turns into its reserved row id.
-    holder_new: int | None = None
-
-
-class _Days(dict):
-    """A date's ordinal (how the spools keep dates) -> one shared ``date`` per distinct day; None stays None."""
-
-    def __init__(self) -> None:
-        super().__init__({None: None})
-
-    def __missing__(self, ordinal: int) -> date:
-        day = self[ordinal] = date.fromordinal(ordinal)
-        return day
-
-
-def _ordinal(day: date | None) -> int | None:
-    return None if day is None else day.toordinal()
-
-
-class _SpooledWrites:
-    """Writes of one kind, in the order planned; on disk (``adapter.spool``), not in memory: a first sync
-    plans one for every line of the export, and the plan waits whole for the guard. Each kind says how a
-    write becomes a row of plain values and back."""
-
-    def __init__(self) -> None:
-        self._spool = Spool(prefix="stadspas-plan-")
-        self._days = _Days()  # one date object per distinct day read back
-
-    def __len__(self) -> int:
-        return len(self._spool)
-
-    def __bool__(self) -> bool:
-        return bool(self._spool)
-
-    def close(self) -> None:
-        self._spool.close()
-
-
-class HolderWrites(_SpooledWrites):
-    def __init__(self) -> None:
-        super().__init__()
-        self.new = 0  # how many insert a new cardholder (the others update one)
-
-    def append(self, write: HolderWrite) -> None:
-        self._spool.append((write.key, write.household_key, write.content_hash, write.existing_id, write.sealed,
-                            _ordinal(write.birth_date), write.previous_key))
-        if write.existing_id is None:
-            self.new += 1
-
-    def __iter__(self) -> Iterator[HolderWrite]:
-        days = self._days
-        for key, household_key, content_hash, existing_id, sealed, birth, previous_key in self._spool:
-            yield HolderWrite(key, household_key, content_hash, existing_id, sealed, days[birth], previous_key)
-
-
-class PassWrites(_SpooledWrites):
-    def append(self, write: PassWrite) -> None:
-        self._spool.append((write.pass_number, write.holder_key, write.status.value, _ordinal(write.valid_from),
-                            _ordinal(write.valid_until), write.existing_id, write.holder_new))
-
-    def __iter__(self) -> Iterator[PassWrite]:
-        days = self._days
-        for number, holder_key, status, valid_from, valid_until, existing_id, holder_new in self._spool:
-            yield PassWrite(number, holder_key, _PASS_STATE_OF[status], days[valid_from], days[valid_until],
-                            existing_id, holder_new)
 
 
 @dataclass(slots=True)
@@ -341,7 +122,7 @@ class Planner:
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read. On disk
         # (a first sync judges every line there), as plain tuples: see feed() and _spooled_lines().
         self._lines = Spool(prefix="stadspas-lines-")
-        self._line_days = _Days()
+        self._line_days = DaysByOrdinal()
         # (replaced number, its new number, the new line's cardholder id) of every line that names a
         # replaced pass, in file order: the few finish() needs before it judges the lines.
         self._replacing: list[tuple[str, str, str]] = []
@@ -466,7 +247,7 @@ class Planner:
     def _spooled_lines(self) -> Iterator[_PassLine]:
         days = self._line_days
         for record_key, number, key, status, valid_from, valid_until, replaces, outcome, has_bsn in self._lines:
-            yield _PassLine(record_key, number, key, _PASS_STATE_OF[status], days[valid_from], days[valid_until],
+            yield _PassLine(record_key, number, key, PASS_STATE_OF[status], days[valid_from], days[valid_until],
                             replaces, outcome, has_bsn)
 
     # ------------------------------------------------------------ the same child, by BSN
@@ -480,7 +261,7 @@ class Planner:
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
         # The BSN's blind index twice: as hex digits (bsn_index) for the sealer to write, as bytes (bsn_key)
         # for the tables here.
-        if known is not None and known.content_hash == _digest(content_hash):
+        if known is not None and known.content_hash == digest(content_hash):
             # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
             bsn_index, bsn_key = None, known.bsn_index
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
@@ -493,7 +274,7 @@ class Planner:
                 return UNCHANGED
         else:
             bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
-            bsn_key = _digest(bsn_index)
+            bsn_key = digest(bsn_index)
         if bsn_key is None:
             return self._judge_holder(record, content_hash, known, None)
         owner = self._owner_of(bsn_key)
@@ -560,7 +341,7 @@ class Planner:
         if known is None:
             self._write_sealed(record, household_key, bsn_index, content_hash, None, record.cardholder_id)
             return CREATED
-        if known.content_hash != _digest(content_hash):
+        if known.content_hash != digest(content_hash):
             self._write_sealed(record, household_key, bsn_index, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
@@ -642,7 +423,7 @@ class Planner:
         successor = self._successor_passes(rekeyed_lines)
         # In id order, whatever order the snapshot was read in.
         absent = [(number, known) for number, known in passes.items()
-                  if known.read_as is None and number not in replaced_numbers and known.status not in _TERMINAL]
+                  if known.read_as is None and number not in replaced_numbers and known.status not in TERMINAL_PASS_STATES]
         for number, known in sorted(absent, key=lambda item: item[1].id):
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
@@ -707,5 +488,4 @@ class _HolderIds:
 
 
 _PASS_STATES = {status: PassState(status.value) for status in PassStatus}
-_PASS_STATE_OF = {state.value: state for state in PassState}
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from adapter.models import Cardholder
 from adapter.sync import run_sync
-from adapter.sync_plan import load_snapshot
+from adapter.sync_snapshot import load_snapshot
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
 
 

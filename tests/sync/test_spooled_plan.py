@@ -11,7 +11,8 @@ import pytest
 import adapter.sync as sync
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
-from adapter.sync_plan import HolderWrite, PassWrite, Planner, _PassLine
+from adapter.plan_writes import HolderWrite, PassWrite
+from adapter.sync_plan import Planner, _PassLine
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
 
 
