@@ -82,3 +82,29 @@ def test_a_stored_hash_that_is_not_hex_counts_as_changed_and_is_written_again(db
         rewritten = session.execute(select(Cardholder.content_hash)
                                     .where(Cardholder.source_key == records[0].cardholder_id)).scalar_one()
     assert bytes.fromhex(rewritten)
+
+
+def test_an_unchanged_night_takes_no_blind_index_and_seals_nothing(db, vault, monkeypatch):
+    """The nightly fast path: a cardholder whose stored content hash equals the record's is settled with that
+    one keyed hash. Comparing the snapshot's bytes with the record's hex text would still count it unchanged,
+    but only after a blind index and a table entry for every cardholder of the city."""
+    from adapter.sealing import Sealer
+
+    records = household_records(30)
+    _sync(db, vault, "gemeente", records)
+    calls = {"blind_index": 0, "sealed": 0}
+    blind_index, add = type(vault).blind_index, Sealer.add
+
+    def counting_blind_index(self, bsn):  # type: ignore[no-untyped-def]
+        calls["blind_index"] += 1
+        return blind_index(self, bsn)
+
+    def counting_add(self, record, bsn_index):  # type: ignore[no-untyped-def]
+        calls["sealed"] += 1
+        return add(self, record, bsn_index)
+
+    monkeypatch.setattr(type(vault), "blind_index", counting_blind_index)
+    monkeypatch.setattr(Sealer, "add", counting_add)
+    result = _sync(db, vault, "gemeente", records)
+    assert result.unchanged == len(records)
+    assert calls == {"blind_index": 0, "sealed": 0}
