@@ -67,8 +67,6 @@ class BirthDatesById(Mapping[int, date | None]):
     def _slot(self, holder_id: int) -> int | None:
         if self._start is not None:
             slot = holder_id - self._start
-        else:
-            slot = bisect_left(self._new_ids, holder_id, 0, len(self._new))
-            if slot == len(self._new) or self._new_ids[slot] != holder_id:
-                return None
-        return slot if 0 <= slot < len(self._new) else None
+            return slot if 0 <= slot < len(self._new) else None
+        slot = bisect_left(self._new_ids, holder_id, 0, len(self._new))
+        return slot if slot < len(self._new) and self._new_ids[slot] == holder_id else None

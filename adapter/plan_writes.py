@@ -76,9 +76,6 @@ class _SpooledWrites:
     def __len__(self) -> int:
         return len(self._spool)
 
-    def __bool__(self) -> bool:
-        return bool(self._spool)
-
     def close(self) -> None:
         self._spool.close()
 

@@ -45,13 +45,10 @@ class Spool:
         self._aead: AESGCM | None = AESGCM(AESGCM.generate_key(bit_length=256))
         self._pending: list[tuple] = []
         self._file: IO[bytes] | None = None
-        # (offset, length, nonce) of each chunk in the file, in the order written.
-        self._chunks: list[tuple[int, int, int]] = []
+        # (offset, length) of each chunk in the file, in the order written; its place in this list is its nonce.
+        self._chunks: list[tuple[int, int]] = []
         self._end = 0
         self._rows = 0
-        # Chunks encrypted so far, written or not: the next chunk's nonce. It only goes up, so no nonce is
-        # ever used twice under the key, not even for a chunk whose write failed.
-        self._sealed_chunks = 0
         # Why the spool can no longer be used (closed, or a write failed and rows may be missing), or None.
         self._unusable: str | None = None
 
@@ -63,9 +60,6 @@ class Spool:
 
     def __len__(self) -> int:
         return self._rows
-
-    def __bool__(self) -> bool:
-        return self._rows > 0
 
     def append(self, row: tuple) -> None:
         self._check_usable()
@@ -96,7 +90,7 @@ class Spool:
         self._check_usable()
         self._write_pending()
         # The chunks written when the reading starts: rows appended later go to new chunks, unseen here.
-        for offset, length, nonce in list(self._chunks):
+        for nonce, (offset, length) in enumerate(list(self._chunks)):
             self._check_usable()
             assert self._file is not None and self._aead is not None
             sealed = os.pread(self._file.fileno(), length, offset)
@@ -107,8 +101,9 @@ class Spool:
             return
         self._check_usable()
         assert self._aead is not None
-        nonce = self._sealed_chunks
-        self._sealed_chunks += 1
+        # The chunk's place is its nonce. A failed write closes the spool for good (below), so no place, and
+        # no nonce, is ever used twice under the key.
+        nonce = len(self._chunks)
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)
@@ -125,7 +120,7 @@ class Spool:
                               "incomplete and it was closed")
             raise
         self._pending = []
-        self._chunks.append((self._end, len(sealed), nonce))
+        self._chunks.append((self._end, len(sealed)))
         self._end += len(sealed)
 
     def _check_usable(self) -> None:

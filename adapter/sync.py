@@ -431,11 +431,11 @@ class _WrittenHolders:
 
     # The row ids of the new cardholders, by the number of their insert (``PassWrite.holder_new``): taken
     # before the insert, one unbroken run as a rule, so a range and not a table of every new key.
-    new_ids: Sequence[int] = ()
+    new_ids: Sequence[int]
+    # The birth dates of the cardholders whose personal fields were written (new or changed).
+    birth_dates: BirthDatesById
     rekeyed: list[tuple[str, int]] = field(default_factory=list)  # (new key, row id) of each re-keyed child
     existing_ids: list[int] = field(default_factory=list)  # the row ids of the cardholders updated
-    # The birth dates of the cardholders whose personal fields were written (new or changed).
-    birth_dates: BirthDatesById = field(default_factory=lambda: BirthDatesById(()))
 
 
 def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, households: dict[str, int],

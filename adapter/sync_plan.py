@@ -31,7 +31,15 @@ from datetime import date
 
 from adapter.crypto import Vault
 from adapter.models import HolderStatus, PassState
-from adapter.plan_writes import PASS_STATE_OF, DaysByOrdinal, HolderWrite, HolderWrites, PassWrite, PassWrites
+from adapter.plan_writes import (
+    PASS_STATE_OF,
+    DaysByOrdinal,
+    HolderWrite,
+    HolderWrites,
+    PassWrite,
+    PassWrites,
+    ordinal,
+)
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
@@ -198,11 +206,8 @@ class Planner:
             return
         if replaces and replaces != number:
             self._replacing.append((replaces, number, key))
-        valid_from, valid_until = record.valid_from, record.valid_until
-        self._lines.append((record.source_key, number, key, status.value,
-                            None if valid_from is None else valid_from.toordinal(),
-                            None if valid_until is None else valid_until.toordinal(),
-                            replaces, holder_outcome, bool(record.bsn)))
+        self._lines.append((record.source_key, number, key, status.value, ordinal(record.valid_from),
+                            ordinal(record.valid_until), replaces, holder_outcome, bool(record.bsn)))
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         """The plan, complete; from now on the caller closes it (``Plan`` is a context manager)."""
