@@ -25,3 +25,44 @@ def test_after_a_first_sync_each_child_is_found_by_bsn_through_the_index(db, vau
             if record.bsn:
                 found = find_cardholder_by_bsn(session, vault, record.bsn)
                 assert found is not None and found.source_key == record.cardholder_id
+
+
+def test_while_the_index_is_rebuilt_a_counter_on_another_connection_still_finds_a_stored_child(db, vault,
+                                                                                            monkeypatch):
+    """The rebuild happens inside the sync's one write transaction. A reader on its own connection (an API
+    worker at the counter) goes on seeing the cardholders and the index as they were, without waiting for the
+    sync: on SQLite through the write-ahead log, on PostgreSQL because the index is never dropped there."""
+    import adapter.sync as sync
+    from adapter.db import Database
+    from adapter.models import Cardholder
+
+    monkeypatch.setattr(bulk, "_REBUILD_FROM", 1)
+    stored = household_records(2)  # the first cardholders carry test BSNs
+    run_sync(db, vault, "gemeente", stored, settings=SyncSettings(), rules=SIMPLE_RULES, today=TODAY)
+    arriving = stored + household_records(30, start=100)  # many more new cardholders than stored ones
+    seen_meanwhile: list[tuple[str | None, bool, bool]] = []
+    insert = sync.insert_tuples
+
+    def looking_from_the_counter(session, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if table is Cardholder.__table__ and not seen_meanwhile:
+            writer_sees_index = "ix_cardholders_bsn_index" in {
+                index["name"] for index in inspect(session.connection()).get_indexes("cardholders")}
+            counter = Database(db.url)
+            try:
+                with counter.read() as reading:
+                    found = find_cardholder_by_bsn(reading, vault, stored[0].bsn)
+                    counter_sees_index = "ix_cardholders_bsn_index" in {
+                        index["name"] for index in inspect(reading.connection()).get_indexes("cardholders")}
+                    seen_meanwhile.append((found.source_key if found else None, counter_sees_index,
+                                           writer_sees_index))
+            finally:
+                counter.dispose()
+        return insert(session, table, *args, **kwargs)
+
+    monkeypatch.setattr(sync, "insert_tuples", looking_from_the_counter)
+    result = run_sync(db, vault, "gemeente", arriving, settings=SyncSettings(max_change_share=1.0),
+                      rules=SIMPLE_RULES, today=TODAY)
+    assert result.ok, result.reason
+    # The writer works without the index on SQLite (that is the rebuild), never on PostgreSQL; the counter
+    # finds the child and sees the index either way.
+    assert seen_meanwhile == [(stored[0].cardholder_id, True, db.is_postgres)]
