@@ -13,6 +13,16 @@ wait on disk, encrypted: a first sync has one of each for every line of the expo
 
 An unchanged cardholder costs one keyed hash and a dictionary look-up.
 
+Lines are judged in file order, as they are read, with one exception that never changes
+a judgement: whether a line's new pass number, new cardholder id or BSN was read before
+is asked of a filter of fixed size (``adapter.maybe_seen``), not of a table of every key
+read. A line it is unsure of waits, with every later line that shares a key with a
+waiting one; when the reading is done they are judged in file order against exact tables
+of just their keys, rebuilt from a log of what the other lines entered. A line that did
+not wait shares no key with any line before it that waited, so judging it first leaves
+every judgement as in file order; what reports order (rejections, samples, replacements)
+is put back in file order.
+
 The budget follows the child, not the card: a child is one person by its BSN
 blind index. A new cardholder id whose BSN belongs to a cardholder of this
 source that is absent from the export (a source re-issued the child under a new
@@ -24,12 +34,14 @@ already known wins, else the first in the file.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
 from adapter.crypto import Vault
+from adapter.maybe_seen import MaybeSeen
 from adapter.models import HolderStatus, PassState
 from adapter.plan_writes import (
     PASS_STATE_OF,
@@ -47,12 +59,17 @@ from adapter.sync_snapshot import TERMINAL_PASS_STATES, KnownHolder, KnownPass, 
 
 SAMPLE_SIZE = 20
 _CLAIMED = -1  # see Planner._new_holders
+_NUMBER, _HOLDER, _BSN = 0, 1, 2  # the tables a line enters a key in (Planner._enter)
+_WAITS = object()  # Planner._sight: the line waits until the reading is done
+# Planner._first_sight_of: (content hash, BSN index as hex or None, BSN index as bytes or None, unchanged)
+_Sight = tuple[str, "str | None", "bytes | None", bool]
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
 CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
 
 
 @dataclass(slots=True)
 class _PassLine:
+    position: int  # the line's number in the export
     record_key: str
     pass_number: str
     holder_key: str
@@ -62,6 +79,7 @@ class _PassLine:
     replaces: str | None
     holder_outcome: str
     has_bsn: bool  # for the sample's masked BSN; the BSN itself is not kept
+    holder_new: int | None  # a new cardholder's insert number (PassWrite.holder_new), else None
 
 
 @dataclass
@@ -111,7 +129,7 @@ class Planner:
     """Feed it every record, then ask for the plan. Use it as a context manager: leaving it deletes its
     spooled lines, and the plan's writes too unless ``finish()`` handed the plan over."""
 
-    def __init__(self, snapshot: Snapshot, vault: Vault, sealer: Sealer):
+    def __init__(self, snapshot: Snapshot, vault: Vault, sealer: Sealer, *, maybe_seen: MaybeSeen | None = None):
         self._snapshot = snapshot
         self._vault = vault
         self._sealer = sealer
@@ -119,28 +137,40 @@ class Planner:
                           last_good_records=snapshot.last_good_records)
         # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
         # a table of every cardholder id and pass number read would cost a look-up and an insert per line
-        # in tables of a few hundred thousand entries, a sixth of the planner's time. Only what the
-        # database does not hold yet is kept here:
+        # in tables of a few hundred thousand entries, a sixth of the planner's time. What the database does
+        # not hold yet goes in three tables:
         # a new cardholder id -> the number of its insert among the plan's new cardholders (the apply
         # gives it the reserved row id of that number, so no table of ids by key is built there), or
         # _CLAIMED when it re-keys a stored cardholder (see _first_sight);
         self._new_holders: dict[str, int] = {}
-        # every new pass number read so far.
+        # every new pass number read;
         self._new_numbers: set[str] = set()
+        # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
+        # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits.
+        self._bsn_owner: dict[bytes, str] = {}
+        # ... but while the export is read, the three tables stay empty: a first sync would enter every line in
+        # them, at some 300 bytes a line. Each key a line looks up goes in the filter (_sight), and each key it
+        # enters in a log on disk (_enter). A line the filter cannot clear waits, and so does every later line
+        # that shares a key with a waiting one (_sight, _wait); after the reading the tables are filled from
+        # the log with the waiting lines' keys only, and the waiting lines are judged, in file order, against
+        # them (_judge_waiting).
+        self._exact = False
+        self._maybe_seen = maybe_seen if maybe_seen is not None else MaybeSeen()
+        self._entered = Spool(prefix="stadspas-entered-")  # (kind, key, value) of each _enter, in order
+        self._waiting = Spool(prefix="stadspas-waiting-")  # (position, record) of each waiting line
+        self._waiting_keys: set[Hashable] = set()  # every key a waiting line may look up or enter (_wait)
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read. On disk
-        # (a first sync judges every line there), as plain tuples: see feed() and _spooled_lines().
+        # (a first sync judges every line there), as plain tuples: see _judge_line() and _spooled_lines().
+        # The waiting lines' own go to a second spool; finish() reads the two merged, in file order.
         self._lines = Spool(prefix="stadspas-lines-")
+        self._late_lines = Spool(prefix="stadspas-late-lines-")
         self._line_days = DaysByOrdinal()
-        # (replaced number, its new number, the new line's cardholder id) of every line that names a
-        # replaced pass, in file order: the few finish() needs before it judges the lines.
-        self._replacing: list[tuple[str, str, str]] = []
+        # (position, replaced number, its new number, the new line's cardholder id) of every line that names a
+        # replaced pass: the few finish() needs before it judges the lines.
+        self._replacing: list[tuple[int, str, str, str]] = []
         self._handed_over = False
         # Every new household key read so far (each goes into the plan once).
         self._new_households: set[str] = set()
-        # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
-        # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits:
-        # half the size, for an entry per cardholder of a first sync.
-        self._bsn_owner: dict[bytes, str] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
         # is rare, and whether it is re-keyed depends on lines still to come.
@@ -148,6 +178,11 @@ class Planner:
         self._rekeyed: dict[str, str] = {}  # new key -> previous key, once confirmed
         # Lines judged unchanged as they were read: counted here, added to the plan's counts in finish().
         self._unchanged_as_read = 0
+        # What the reports keep in file order, by position: the rejected lines, and the first lines judged
+        # unchanged as they were read (up to SAMPLE_SIZE before and after _judge_waiting starts).
+        self._rejected_at: list[tuple[int, str, str]] = []
+        self._unchanged_sample: list[tuple[int, str, str, PassState, bool]] = []
+        self._sampled_before_waiting = 0
 
     def __enter__(self) -> Planner:
         return self
@@ -156,72 +191,38 @@ class Planner:
         self.close()
 
     def close(self) -> None:
-        self._lines.close()
+        for spool in (self._lines, self._late_lines, self._waiting, self._entered):
+            spool.close()
         if not self._handed_over:
             self._plan.close()
 
     def feed(self, record: CardholderRecord | RejectedRecord) -> None:
         plan = self._plan
         plan.records_read += 1
+        position = plan.records_read
         if isinstance(record, RejectedRecord):
-            self._reject(record.source_key, record.reason or "rejected by validation")
+            self._reject(record.source_key, record.reason or "rejected by validation", position)
             return
-        number = record.pass_number
-        stored_pass = self._snapshot.passes.get(number)
-        if self._is_read(number, stored_pass):
-            self._reject(record.source_key, "pass_number: appears more than once in this export")
+        sight = self._sight(record)
+        if sight is _WAITS:
+            self._wait(record, position)
             return
-        if stored_pass is None and number in self._snapshot.foreign_pass_numbers:
-            self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source")
-            return
-        key = record.cardholder_id
-        stored_holder = self._snapshot.holders.get(key)
-        holder_outcome = (stored_holder.outcome if stored_holder is not None
-                          else None if key not in self._new_holders else UNCHANGED)
-        if holder_outcome is None:
-            holder_outcome = self._first_sight(record, stored_holder)
-            if holder_outcome == REJECTED:
-                self._reject(record.source_key, DUPLICATE_BSN)
-                return
-            if stored_holder is not None:
-                stored_holder.outcome = holder_outcome
-            else:
-                self._new_holders[key] = self._plan.holders.new - 1 if holder_outcome == CREATED else _CLAIMED
-        else:
-            holder_outcome = UNCHANGED  # counted with the holder's first pass
-        if stored_pass is not None:
-            stored_pass.read_as = record.source_key
-        else:
-            self._new_numbers.add(number)
-        status = _PASS_STATES[record.pass_status]
-        replaces = record.replaces_pass_number
-        # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
-        # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
-        if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
-                and stored_holder is not None and stored_pass is not None
-                and _as_stored(stored_pass, stored_holder.id, status, record.valid_from, record.valid_until)):
-            self._unchanged_as_read += 1
-            if self._unchanged_as_read <= SAMPLE_SIZE:  # the detail is worded only for the few kept
-                self._sample(UNCHANGED, record.source_key, number, status, bool(record.bsn))
-            return
-        if replaces and replaces != number:
-            self._replacing.append((replaces, number, key))
-        self._lines.append((record.source_key, number, key, status.value, ordinal(record.valid_from),
-                            ordinal(record.valid_until), replaces, holder_outcome, bool(record.bsn)))
+        self._judge_line(record, position, sight)
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         """The plan, complete; from now on the caller closes it (``Plan`` is a context manager)."""
         plan = self._plan
         snapshot = self._snapshot
+        self._judge_waiting()
         plan.counts[UNCHANGED] += self._unchanged_as_read
         self._unchanged_as_read = 0
         refused = self._settle_claims()
-        replaced_by = {replaced: number for replaced, number, holder_key in self._replacing
+        replaced_by = {replaced: number for _position, replaced, number, holder_key in self._replacing
                        if holder_key not in refused}
         holder_ids = _HolderIds(snapshot, self._rekeyed)
         replaced_and_judged: set[str] = set()  # replaced numbers judged here, not while reading
         rekeyed_lines: list[_PassLine] = []  # a re-keyed child's lines, for its successor pass
-        # One line at a time from the spool: on a first sync every line is judged here.
+        # One line at a time from the spools: on a first sync every line is judged here.
         for line in self._spooled_lines():
             if line.holder_key in refused:
                 self._unread(line.pass_number)
@@ -237,38 +238,190 @@ class Planner:
             plan.counts[outcome] += 1
             self._sample(outcome, line.record_key, line.pass_number, line.status, line.has_bsn)
         self._lines.close()
-        for key in refused:
-            del self._new_holders[key]  # a claim is made by a new cardholder id
+        self._late_lines.close()
         self._replace_judged_unchanged(replaced_by, replaced_and_judged)
         self._plan_replacements(replaced_by)
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
-        # The look-up tables (a BSN index and a key per cardholder, every new pass number) are done with:
-        # let them go before the apply, which holds tables of its own.
+        # The look-up tables are done with: let them go before the apply, which holds tables of its own.
         self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), set()
         self._claims = {}
         self._handed_over = True
         return plan
 
+    # ------------------------------------------------------------ reading: judge now, or wait
+
+    def _sight(self, record: CardholderRecord) -> _Sight | None | object:
+        """While reading: _WAITS if the line must wait; else what its cardholder's first sight needs
+        (``_first_sight_of``), or None when the line is not its cardholder's first. Once the reading is done,
+        None: every line is judged against the exact tables."""
+        if self._exact:
+            return None
+        number, key = record.pass_number, record.cardholder_id
+        snapshot, maybe_seen, waiting = self._snapshot, self._maybe_seen, self._waiting_keys
+        if waiting and (number in waiting or key in waiting):
+            return _WAITS
+        stored_pass = snapshot.passes.get(number)
+        if stored_pass is None and maybe_seen.seen_before(number):
+            return _WAITS
+        if stored_pass is not None and stored_pass.read_as is not None:
+            return None  # rejected as a second line of a stored pass: nothing else is looked at
+        known = snapshot.holders.get(key)
+        if known is None:
+            if maybe_seen.seen_before(key):
+                return _WAITS
+        elif known.outcome is not None:
+            return None  # a stored cardholder's later line: judged by its snapshot row alone
+        sight = self._first_sight_of(record, known)
+        bsn_key = sight[2]
+        if bsn_key is not None and maybe_seen.seen_before(bsn_key):
+            return _WAITS
+        if waiting and not waiting.isdisjoint(self._bsn_keys(bsn_key)):
+            return _WAITS
+        return sight
+
+    def _wait(self, record: CardholderRecord, position: int) -> None:
+        self._waiting.append((position, record))
+        waiting = self._waiting_keys
+        waiting.add(record.pass_number)
+        waiting.add(record.cardholder_id)
+        known = self._snapshot.holders.get(record.cardholder_id)
+        if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
+            waiting.update(self._bsn_keys(self._first_sight_of(record, known)[2]))
+
+    def _bsn_keys(self, bsn_key: bytes | None) -> tuple[Hashable, ...]:
+        """The keys through which a cardholder's first sight reads what other lines enter or mark: its BSN,
+        and the stored cardholder with that BSN, whose outcome (set by that cardholder's own first line)
+        decides whether this one claims it."""
+        if bsn_key is None:
+            return ()
+        owner = self._snapshot.holder_by_bsn.get(bsn_key)
+        return (bsn_key,) if owner is None else (bsn_key, owner)
+
+    def _enter(self, kind: int, key: Hashable, value: object) -> None:
+        """Note that a line entered ``key`` in the table of ``kind``: in the log while reading (_sight put it in
+        the filter already), in the table itself once the waiting lines are judged."""
+        if self._exact:
+            if kind == _NUMBER:
+                self._new_numbers.add(key)  # type: ignore[arg-type]
+            elif kind == _HOLDER:
+                self._new_holders[key] = value  # type: ignore[index,assignment]
+            else:
+                self._bsn_owner[key] = value  # type: ignore[index,assignment]
+            return
+        self._entered.append((kind, key, value))
+
+    def _judge_waiting(self) -> None:
+        """Judge the waiting lines, in file order, against tables of the keys they and the finish need."""
+        self._exact = True
+        self._maybe_seen = MaybeSeen(bits_log2=6)  # the lines are all read: let the 8 MB go
+        self._sampled_before_waiting = len(self._unchanged_sample)
+        wanted = self._waiting_keys
+        wanted.update(replaced for _position, replaced, _number, _key in self._replacing)
+        wanted.update(record.replaces_pass_number for _position, record in self._waiting
+                      if record.replaces_pass_number)
+        if wanted:
+            tables = (self._new_numbers, self._new_holders, self._bsn_owner)
+            for kind, key, value in self._entered:
+                if key in wanted:
+                    if kind == _NUMBER:
+                        self._new_numbers.add(key)
+                    else:
+                        tables[kind][key] = value  # type: ignore[index]
+        self._entered.close()
+        for position, record in self._waiting:
+            self._judge_line(record, position, None)
+        self._waiting.close()
+        self._waiting_keys = set()
+        # Back in file order: what the reports list.
+        self._replacing.sort()
+        self._rejected_at.sort(key=lambda rejected: rejected[0])
+        self._plan.rejected.extend((record_key, reason) for _position, record_key, reason in self._rejected_at)
+        self._rejected_at = []
+        for _position, *sampled in heapq.nsmallest(SAMPLE_SIZE, self._unchanged_sample):
+            self._sample(UNCHANGED, *sampled)
+        self._unchanged_sample = []
+
+    def _judge_line(self, record: CardholderRecord, position: int, sight: _Sight | None) -> None:
+        number = record.pass_number
+        stored_pass = self._snapshot.passes.get(number)
+        if self._is_read(number, stored_pass):
+            self._reject(record.source_key, "pass_number: appears more than once in this export", position)
+            return
+        if stored_pass is None and number in self._snapshot.foreign_pass_numbers:
+            self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source", position)
+            return
+        key = record.cardholder_id
+        stored_holder = self._snapshot.holders.get(key)
+        if stored_holder is not None:
+            holder_outcome, holder_new = stored_holder.outcome, None
+        else:
+            holder_new = self._new_holders.get(key)
+            holder_outcome = None if holder_new is None else UNCHANGED
+        if holder_outcome is None:
+            holder_outcome = self._first_sight(record, stored_holder, sight or self._first_sight_of(record, stored_holder))
+            if holder_outcome == REJECTED:
+                self._reject(record.source_key, DUPLICATE_BSN, position)
+                return
+            if stored_holder is not None:
+                stored_holder.outcome = holder_outcome
+            else:
+                holder_new = self._plan.holders.new - 1 if holder_outcome == CREATED else _CLAIMED
+                self._enter(_HOLDER, key, holder_new)
+        else:
+            holder_outcome = UNCHANGED  # counted with the holder's first pass
+        if stored_pass is not None:
+            stored_pass.read_as = record.source_key
+        else:
+            self._enter(_NUMBER, number, None)
+        status = _PASS_STATES[record.pass_status]
+        replaces = record.replaces_pass_number
+        # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
+        # naming a later one's replaced pass can still change its fate; finish() re-judges those few.
+        if (holder_outcome == UNCHANGED and (not replaces or replaces == number)
+                and stored_holder is not None and stored_pass is not None
+                and _as_stored(stored_pass, stored_holder.id, status, record.valid_from, record.valid_until)):
+            self._unchanged_as_read += 1
+            # The detail is worded only for the few kept, in finish().
+            if len(self._unchanged_sample) - self._sampled_before_waiting < SAMPLE_SIZE:
+                self._unchanged_sample.append((position, record.source_key, number, status, bool(record.bsn)))
+            return
+        if replaces and replaces != number:
+            self._replacing.append((position, replaces, number, key))
+        (self._late_lines if self._exact else self._lines).append((
+            position, record.source_key, number, key, status.value, ordinal(record.valid_from),
+            ordinal(record.valid_until), replaces, holder_outcome, bool(record.bsn),
+            None if holder_new is None or holder_new < 0 else holder_new))
+
     def _spooled_lines(self) -> Iterator[_PassLine]:
         days = self._line_days
-        for record_key, number, key, status, valid_from, valid_until, replaces, outcome, has_bsn in self._lines:
-            yield _PassLine(record_key, number, key, PASS_STATE_OF[status], days[valid_from], days[valid_until],
-                            replaces, outcome, has_bsn)
+        for (position, record_key, number, key, status, valid_from, valid_until, replaces, outcome, has_bsn,
+             holder_new) in heapq.merge(self._lines, self._late_lines):
+            yield _PassLine(position, record_key, number, key, PASS_STATE_OF[status], days[valid_from],
+                            days[valid_until], replaces, outcome, has_bsn, holder_new)
 
     # ------------------------------------------------------------ the same child, by BSN
 
-    def _first_sight(self, record: CardholderRecord, known: KnownHolder | None) -> str:
-        """Judge a cardholder id's first record (``known``: the stored cardholder, if there is one):
-        CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
-        key = record.cardholder_id
+    def _first_sight_of(self, record: CardholderRecord, known: KnownHolder | None) -> _Sight:
+        """What judging a cardholder id's first record starts from (``known``: the stored cardholder, if
+        there is one): its content hash, its BSN's blind index twice, as hex digits (for the sealer to write;
+        None when the stored cardholder is unchanged) and as bytes (for the tables here), and whether it is
+        unchanged."""
         content_hash = self._vault.content_hash((
             record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
             record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
-        # The BSN's blind index twice: as hex digits (bsn_index) for the sealer to write, as bytes (bsn_key)
-        # for the tables here.
         if known is not None and known.content_hash == digest(content_hash):
             # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
-            bsn_index, bsn_key = None, known.bsn_index
+            return content_hash, None, known.bsn_index, True
+        bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
+        return content_hash, bsn_index, digest(bsn_index), False
+
+    def _first_sight(self, record: CardholderRecord, known: KnownHolder | None, sight: _Sight) -> str:
+        """Judge a cardholder id's first record (``known``: the stored cardholder, if there is one;
+        ``sight``: see _first_sight_of): CREATED/UPDATED/UNCHANGED, or REJECTED for a duplicate BSN."""
+        key = record.cardholder_id
+        content_hash, bsn_index, bsn_key, unchanged = sight
+        if unchanged:
+            assert known is not None
             if (known.status == HolderStatus.ACTIVE and known.missing_since is None
                     and record.household_id in self._snapshot.households
                     and (bsn_key is None or (bsn_key not in self._bsn_owner
@@ -277,9 +430,6 @@ class Planner:
                 # and no other line has that BSN so far. Nothing is entered for it (one table entry per
                 # cardholder is a tenth of the planner's time): _owner_of() finds it through the snapshot.
                 return UNCHANGED
-        else:
-            bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
-            bsn_key = digest(bsn_index)
         if bsn_key is None:
             return self._judge_holder(record, content_hash, known, None)
         owner = self._owner_of(bsn_key)
@@ -288,7 +438,7 @@ class Planner:
             if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._bsn_owner[bsn_key] = key
+        self._enter(_BSN, bsn_key, key)
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_key)
             if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
@@ -394,9 +544,8 @@ class Planner:
         # A replaced number never works again, even if the export still lists it as active.
         if line.pass_number in replaced_by or (known is not None and known.status == PassState.REPLACED):
             status = PassState.REPLACED
-        holder_new = self._new_holders.get(line.holder_key)
         write = PassWrite(line.pass_number, line.holder_key, status, line.valid_from, line.valid_until,
-                          known.id if known else None, None if holder_new is None or holder_new < 0 else holder_new)
+                          known.id if known else None, line.holder_new)
         if known is None:
             self._plan.passes.append(write)
             return CREATED
@@ -459,9 +608,14 @@ class Planner:
 
     # ------------------------------------------------------------ reporting
 
-    def _reject(self, record_key: str, reason: str) -> None:
+    def _reject(self, record_key: str, reason: str, position: int | None = None) -> None:
+        """Reject a line; ``position``: its place in the export, while lines are read or wait (put back in
+        file order in _judge_waiting), None in finish() after that."""
         self._plan.counts[REJECTED] += 1
-        self._plan.rejected.append((record_key, reason))
+        if position is None:
+            self._plan.rejected.append((record_key, reason))
+        else:
+            self._rejected_at.append((position, record_key, reason))
 
     def _sample(self, outcome: str, record_key: str, pass_number: str, status: PassState, has_bsn: bool) -> None:
         sample = self._plan.samples.get(outcome)
