@@ -24,7 +24,10 @@ class HolderWrite:
     """A cardholder to insert or update."""
 
     key: str
-    household_key: str
+    # Its household: the stored row's id, or else the number of the new household's insert among the plan's
+    # new ones (``HouseholdWrites``), which the apply turns into its reserved row id.
+    household_id: int | None
+    household_new: int | None
     content_hash: str
     existing_id: int | None
     # True when its personal fields were handed to the sealer (new or changed): their sealed columns come
@@ -86,15 +89,27 @@ class HolderWrites(_SpooledWrites):
         self.new = 0  # how many insert a new cardholder (the others update one)
 
     def append(self, write: HolderWrite) -> None:
-        self._spool.append((write.key, write.household_key, write.content_hash, write.existing_id, write.sealed,
-                            ordinal(write.birth_date), write.previous_key))
+        self._spool.append((write.key, write.household_id, write.household_new, write.content_hash,
+                            write.existing_id, write.sealed, ordinal(write.birth_date), write.previous_key))
         if write.existing_id is None:
             self.new += 1
 
     def __iter__(self) -> Iterator[HolderWrite]:
         days = self._days
-        for key, household_key, content_hash, existing_id, sealed, birth, previous_key in self._spool:
-            yield HolderWrite(key, household_key, content_hash, existing_id, sealed, days[birth], previous_key)
+        for key, household_id, household_new, content_hash, existing_id, sealed, birth, previous_key in self._spool:
+            yield HolderWrite(key, household_id, household_new, content_hash, existing_id, sealed, days[birth],
+                              previous_key)
+
+
+class HouseholdWrites(_SpooledWrites):
+    """The keys of the new households, in the order of their inserts (``HolderWrite.household_new``)."""
+
+    def append(self, key: str) -> None:
+        self._spool.append((key,))
+
+    def __iter__(self) -> Iterator[str]:
+        for (key,) in self._spool:
+            yield key
 
 
 class PassWrites(_SpooledWrites):

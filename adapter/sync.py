@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
+import itertools
 import logging
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -382,16 +385,17 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
     """Write the plan and the grants in the caller's transaction; return the number of budgets opened or topped up."""
     now = utcnow()
     source = snapshot.source
-    households = snapshot.households
+    # New households take ids reserved before their insert, by the number of it: nothing is read back, and
+    # no table of every household key and id is built (a first sync writes hundreds of thousands).
+    household_ids: Sequence[int] = ()
     if plan.new_households:
-        insert_rows(session, Household.__table__, [{"source_key": key} for key in plan.new_households],
-                    {"source": source, "created_at": now, "updated_at": now})
-        households = dict(session.execute(
-            select(Household.source_key, Household.id).where(Household.source == source)).all())
+        household_ids = reserve_ids(session, Household.__table__, len(plan.new_households))
+        insert_tuples(session, Household.__table__, ("id", "source_key"), zip(household_ids, plan.new_households),
+                      {"source": source, "created_at": now, "updated_at": now})
     holder_ids = _StoredIds(snapshot)
     # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
     with index_built_after(session, _BSN_INDEX, rows_coming=len(plan.holders)):
-        written = _write_holders(session, snapshot, plan, sealer, households, now)
+        written = _write_holders(session, snapshot, plan, sealer, household_ids, now)
     for key, holder_id in written.rekeyed:
         holder_ids[key] = holder_id
         # No source keys in the trail (retention cannot scrub it): the row id names the child.
@@ -438,7 +442,7 @@ class _WrittenHolders:
     existing_ids: list[int] = field(default_factory=list)  # the row ids of the cardholders updated
 
 
-def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, households: dict[str, int],
+def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, household_ids: Sequence[int],
                    now: datetime) -> _WrittenHolders:
     """Insert and update cardholders in batches, their personal columns as the sealer hands them back."""
     table = Cardholder.__table__
@@ -457,7 +461,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     new_constants = {**active, "source": snapshot.source, "created_at": now}
     sealed = sealer.sealed()
     for write in plan.holders:
-        household_id = households[write.household_key]
+        household_id = write.household_id if write.household_new is None else household_ids[write.household_new]
         personal: tuple = _next_sealed(sealed) if write.sealed else ()
         if write.existing_id is None:
             holder_id = next(reserved)
@@ -558,16 +562,20 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
 
 
-def _active_after(snapshot: Snapshot, plan: Plan, written: _WrittenHolders) -> list[int]:
-    """The source's cardholders that are active once the plan is written (what the grants judge among),
-    each once: the active ones read, less those going missing, plus every one written (a write makes it
-    active). A list, not a set: on a first sync it holds every id, at the grants' start."""
+def _active_after(snapshot: Snapshot, plan: Plan, written: _WrittenHolders) -> array[int]:
+    """The row ids of the source's cardholders that are active once the plan is written (what the grants
+    judge among), each once and in ascending order: the active ones read, less those going missing, plus
+    every one written (a write makes it active). An array of 8 bytes an id: on a first sync it holds every
+    id, at the grants' start."""
     set_apart = {*plan.holders_missing, *plan.holders_deactivated, *written.existing_ids}
-    active = [known.id for known in snapshot.holders.values()
+    stored = [known.id for known in snapshot.holders.values()
               if known.status == HolderStatus.ACTIVE and known.id not in set_apart]
-    active.extend(written.new_ids)
-    active.extend(written.existing_ids)
-    return active
+    stored.extend(written.existing_ids)
+    stored.sort()
+    new_ids = written.new_ids  # ascending, as reserved
+    if not stored or not new_ids or stored[-1] < new_ids[0]:  # as a rule: new ids come after every stored one
+        return array("q", itertools.chain(stored, new_ids))
+    return array("q", heapq.merge(stored, new_ids))
 
 
 def _update_by_id(session: Session, table, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]

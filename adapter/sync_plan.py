@@ -48,6 +48,7 @@ from adapter.plan_writes import (
     DaysByOrdinal,
     HolderWrite,
     HolderWrites,
+    HouseholdWrites,
     PassWrite,
     PassWrites,
     ordinal,
@@ -63,6 +64,7 @@ _NUMBER, _HOLDER, _BSN = 0, 1, 2  # the tables a line enters a key in (Planner._
 _WAITS = object()  # Planner._sight: the line waits until the reading is done
 # Planner._first_sight_of: (content hash, BSN index as hex or None, BSN index as bytes or None, unchanged)
 _Sight = tuple[str, "str | None", "bytes | None", bool]
+_Household = tuple["int | None", "int | None"]  # see HolderWrite.household_id and household_new
 DUPLICATE_BSN = "bsn: duplicate BSN in this export; another cardholder has the same BSN"
 CREATED, UPDATED, UNCHANGED, REJECTED = "created", "updated", "unchanged", "rejected"
 
@@ -89,7 +91,7 @@ class Plan:
     counts: Counter[str] = field(default_factory=Counter)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (record key, reason)
     samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # outcome -> (record key, detail)
-    new_households: list[str] = field(default_factory=list)
+    new_households: HouseholdWrites = field(default_factory=HouseholdWrites)
     holders: HolderWrites = field(default_factory=HolderWrites)
     passes: PassWrites = field(default_factory=PassWrites)
     replacements: list[tuple[str, str]] = field(default_factory=list)  # (old number, new number)
@@ -109,6 +111,7 @@ class Plan:
 
     def close(self) -> None:
         """Delete the spooled writes: the run was applied, refused or failed."""
+        self.new_households.close()
         self.holders.close()
         self.passes.close()
 
@@ -169,8 +172,8 @@ class Planner:
         # replaced pass: the few finish() needs before it judges the lines.
         self._replacing: list[tuple[int, str, str, str]] = []
         self._handed_over = False
-        # Every new household key read so far (each goes into the plan once).
-        self._new_households: set[str] = set()
+        # Every new household key read so far -> the number of its insert among the plan's new households.
+        self._new_households: dict[str, int] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
         # is rare, and whether it is re-keyed depends on lines still to come.
@@ -243,7 +246,7 @@ class Planner:
         self._plan_replacements(replaced_by)
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
         # The look-up tables are done with: let them go before the apply, which holds tables of its own.
-        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), set()
+        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), {}
         self._claims = {}
         self._handed_over = True
         return plan
@@ -465,8 +468,8 @@ class Planner:
                 refused.add(new_key)
                 continue
             known = self._snapshot.holders[previous_key]
-            household_key = self._add_household(record.household_id)
-            self._write_sealed(record, household_key, bsn_index, content_hash, known.id, new_key, previous_key)
+            household = self._add_household(record.household_id)
+            self._write_sealed(record, household, bsn_index, content_hash, known.id, new_key, previous_key)
             self._rekeyed[new_key] = previous_key
         return refused
 
@@ -483,35 +486,39 @@ class Planner:
 
     # ------------------------------------------------------------ holders and passes
 
-    def _add_household(self, household_key: str) -> str:
-        """Plan the household if it is new; return its key."""
-        if household_key not in self._snapshot.households and household_key not in self._new_households:
-            self._new_households.add(household_key)
+    def _add_household(self, household_key: str) -> _Household:
+        """Plan the household if it is new; return (its stored row id, None) or (None, the number of its insert)."""
+        stored = self._snapshot.households.get(household_key)
+        if stored is not None:
+            return stored, None
+        new = self._new_households.get(household_key)
+        if new is None:
+            new = self._new_households[household_key] = len(self._plan.new_households)
             self._plan.new_households.append(household_key)
-        return household_key
+        return None, new
 
     def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None,
                       bsn_index: str | None) -> str:
-        household_key = self._add_household(record.household_id)
+        household = self._add_household(record.household_id)
         if known is None:
-            self._write_sealed(record, household_key, bsn_index, content_hash, None, record.cardholder_id)
+            self._write_sealed(record, household, bsn_index, content_hash, None, record.cardholder_id)
             return CREATED
         if known.content_hash != digest(content_hash):
-            self._write_sealed(record, household_key, bsn_index, content_hash, known.id, record.cardholder_id)
+            self._write_sealed(record, household, bsn_index, content_hash, known.id, record.cardholder_id)
             return UPDATED
         if known.status != HolderStatus.ACTIVE or known.missing_since is not None:
             # Back in the export: active again, nothing to re-encrypt.
-            self._plan.holders.append(HolderWrite(record.cardholder_id, household_key, content_hash,
+            self._plan.holders.append(HolderWrite(record.cardholder_id, *household, content_hash,
                                                   known.id))
             return UPDATED
         return UNCHANGED
 
-    def _write_sealed(self, record: CardholderRecord, household_key: str, bsn_index: str | None, content_hash: str,
+    def _write_sealed(self, record: CardholderRecord, household: _Household, bsn_index: str | None, content_hash: str,
                       existing_id: int | None, key: str, previous_key: str | None = None) -> None:
         """A write whose personal fields change: they go to the sealer now, in the order of the writes,
         with the BSN's blind index judged above (the sealer does not compute it again)."""
         self._sealer.add(record, bsn_index)
-        self._plan.holders.append(HolderWrite(key, household_key, content_hash, existing_id, True,
+        self._plan.holders.append(HolderWrite(key, *household, content_hash, existing_id, True,
                                               record.birth_date, previous_key))
 
     def _replace_judged_unchanged(self, replaced_by: dict[str, str], judged_in_finish: set[str]) -> None:

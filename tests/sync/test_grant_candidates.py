@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import delete, event, func, select
 
 from adapter import grants
@@ -66,7 +67,8 @@ def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_afte
         keys = set(session.execute(select(Cardholder.source_key)).scalars())
     assert rekeyed.cardholder_id in keys and first[2].cardholder_id not in keys
     for active_holders, stored in handed:
-        assert sorted(active_holders) == sorted(stored)  # each once: a child judged twice is judged wrong
+        # Each once (a child judged twice is judged wrong), ascending (the grants merge them with the judged).
+        assert active_holders == sorted(stored)
     statuses = [len(stored) for _, stored in handed]
     assert statuses[2] == statuses[3] == statuses[4] - 1  # the leaver missing, then inactive, then back
 
@@ -129,3 +131,35 @@ def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judg
     with db.read() as session:
         id_of = dict(session.execute(select(Cardholder.source_key, Cardholder.id)).all())
     assert forgotten == [{id_of[blocked.cardholder_id], id_of[receiving.cardholder_id]}]
+
+
+@pytest.mark.parametrize(("ids", "taken", "left"), [
+    ([1, 2, 3, 7, 9], [2, 7], [1, 3, 9]),
+    ([5, 6], [1, 2, 3, 4], [5, 6]),  # every judged id before the first candidate
+    ([1, 2], [3, 4], [1, 2]),  # and after the last
+    ([1, 2, 3], [1, 2, 3], []),
+    ([4, 8], [], [4, 8]),
+    ([], [1], []),
+    ([2, 4, 6], [1, 3, 4, 5, 7], [2, 6]),
+])
+def test_the_candidates_are_the_active_ids_the_judged_ones_do_not_name(ids, taken, left):
+    assert list(grants._not_among(ids, taken)) == left
+
+
+def test_the_active_ids_come_ascending_whatever_order_the_snapshot_and_the_new_ids_are_in():
+    """New ids come after the stored ones as a rule; when they do not (ids reserved from a sequence others
+    draw on too), the two are merged."""
+    from adapter.sync import _active_after, _WrittenHolders
+    from adapter.sync_plan import Plan
+    from adapter.sync_snapshot import KnownHolder, Snapshot
+
+    holders = {f"K{holder_id}": KnownHolder(holder_id, None, status, None)
+               for holder_id, status in [(50, HolderStatus.ACTIVE), (3, HolderStatus.ACTIVE),
+                                         (10, HolderStatus.INACTIVE), (7, HolderStatus.ACTIVE),
+                                         (40, HolderStatus.MISSING)]}
+    snapshot = Snapshot("gemeente", {}, holders, {}, frozenset(), None)
+    with Plan("gemeente", holders_missing=[7]) as plan:
+        for new_ids, expected in [(range(20, 23), [3, 10, 20, 21, 22, 40, 50]), (range(60, 62), [3, 10, 40, 50, 60, 61]),
+                                  ([], [3, 10, 40, 50])]:
+            written = _WrittenHolders(new_ids=new_ids, birth_dates=None, existing_ids=[40, 10])  # type: ignore[arg-type]
+            assert list(_active_after(snapshot, plan, written)) == expected

@@ -1,5 +1,5 @@
-"""A first sync gives new cardholders the ids it reserved, by the order of their inserts: every pass and every
-birth date must reach its own child, also when the reserved ids are not one unbroken run (PostgreSQL's shared
+"""A first sync gives new cardholders and households the ids it reserved, by the order of their inserts: every
+pass, birth date and household must reach its own child, also when the reserved ids are not one unbroken run (PostgreSQL's shared
 sequence, when another writer took numbers meanwhile)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 import adapter.sync as sync
-from adapter.models import Budget, Cardholder, Pass
+from adapter.models import Budget, Cardholder, Household, Pass
 from adapter.rules import PassFacts
 from adapter.sync import run_sync
 from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
@@ -27,14 +27,14 @@ def _with_second_passes(records):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("ids", ["one run", "scattered"])
 def test_each_pass_and_birth_date_reaches_its_own_new_cardholder(db, vault, monkeypatch, ids):
     records = _with_second_passes(household_records(150))
-    taken: list[int] = []
+    taken: dict[str, list[int]] = {}
     if ids == "scattered":
         reserve = sync.reserve_ids
 
         def scattered(session, table, count):  # type: ignore[no-untyped-def]
             # Every third of three times as many: ids with gaps, ascending, as a list.
-            taken.extend(list(reserve(session, table, 3 * count))[::3])
-            return taken
+            taken[table.name] = list(reserve(session, table, 3 * count))[::3]
+            return taken[table.name]
 
         monkeypatch.setattr(sync, "reserve_ids", scattered)
     result = run_sync(db, vault, "gemeente", records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
@@ -42,13 +42,19 @@ def test_each_pass_and_birth_date_reaches_its_own_new_cardholder(db, vault, monk
 
     with db.read() as session:
         key_by_id = dict(session.execute(select(Cardholder.id, Cardholder.source_key)).all())
+        household_of = dict(session.execute(select(Cardholder.source_key, Household.source_key)
+                                            .join(Household, Household.id == Cardholder.household_id)).all())
+        household_ids = session.execute(select(Household.id)).scalars().all()
         holder_of_pass = {number: key_by_id[holder_id] for number, holder_id in
                           session.execute(select(Pass.pass_number, Pass.cardholder_id)).all()}
         budgets = {(key_by_id[holder_id], code): cents for holder_id, code, cents in
                    session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.granted_cents)).all()}
-    if ids == "scattered":
-        assert sorted(key_by_id) == taken and taken[1] - taken[0] == 3  # the gaps were really there
+    if ids == "scattered":  # the gaps were really there
+        assert sorted(key_by_id) == taken["cardholders"] and taken["cardholders"][1] - taken["cardholders"][0] == 3
+        assert sorted(household_ids) == taken["households"] and taken["households"][1] - taken["households"][0] == 3
     assert holder_of_pass == {record.pass_number: record.cardholder_id for record in records}
+    # Each cardholder in its own household, found by the number of the household's insert.
+    assert household_of == {record.cardholder_id: record.household_id for record in records}
 
     # What each child is entitled to by its own birth date and passes, worked out from the rules alone.
     passes_of: dict[str, list[PassFacts]] = {}

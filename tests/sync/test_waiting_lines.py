@@ -121,10 +121,13 @@ def _canonical(plan: Plan, sealed: list) -> dict[str, Any]:  # type: ignore[type
     sealed_writes = [write for write in holders if write.sealed]
     assert len(sealed_writes) == len(sealed), "one sealed record per sealed write"
     new_keys = [write.key for write in holders if write.existing_id is None]
+    new_households = list(plan.new_households)
     return {
         "read": plan.records_read, "counts": dict(plan.counts), "rejected": plan.rejected, "samples": plan.samples,
-        "households": sorted(plan.new_households),
-        "holders": sorted((write.key, write.household_key, write.content_hash, write.existing_id, write.sealed,
+        "households": sorted(new_households),
+        "holders": sorted((write.key, write.household_id,
+                           None if write.household_new is None else new_households[write.household_new],
+                           write.content_hash, write.existing_id, write.sealed,
                            write.birth_date, write.previous_key) for write in holders),
         # Each sealed write with the record sealed for it: the pairing the apply relies on.
         "sealed": sorted((write.key, personal.birth_date, personal.first_names, bsn_index)
