@@ -562,18 +562,20 @@ def _write_absences(session: Session, plan: Plan, today: date, now: datetime) ->
                 updated_at=now)
 
 
-def _active_after(snapshot: Snapshot, plan: Plan, written: _WrittenHolders) -> array[int]:
+def _active_after(snapshot: Snapshot, plan: Plan, written: _WrittenHolders) -> Sequence[int]:
     """The row ids of the source's cardholders that are active once the plan is written (what the grants
     judge among), each once and in ascending order: the active ones read, less those going missing, plus
-    every one written (a write makes it active). An array of 8 bytes an id: on a first sync it holds every
-    id, at the grants' start."""
+    every one written (a write makes it active). Compact: on a first sync, the range of the new ids itself;
+    else an array of 8 bytes an id."""
     set_apart = {*plan.holders_missing, *plan.holders_deactivated, *written.existing_ids}
     stored = [known.id for known in snapshot.holders.values()
               if known.status == HolderStatus.ACTIVE and known.id not in set_apart]
     stored.extend(written.existing_ids)
     stored.sort()
     new_ids = written.new_ids  # ascending, as reserved
-    if not stored or not new_ids or stored[-1] < new_ids[0]:  # as a rule: new ids come after every stored one
+    if not stored:
+        return new_ids
+    if not new_ids or stored[-1] < new_ids[0]:  # as a rule: new ids come after every stored one
         return array("q", itertools.chain(stored, new_ids))
     return array("q", heapq.merge(stored, new_ids))
 

@@ -60,7 +60,10 @@ from adapter.sync_snapshot import TERMINAL_PASS_STATES, KnownHolder, KnownPass, 
 
 SAMPLE_SIZE = 20
 _CLAIMED = -1  # see Planner._new_holders
-_NUMBER, _HOLDER, _BSN = 0, 1, 2  # the tables a line enters a key in (Planner._enter)
+_NUMBER, _HOLDER, _BSN, _HOUSEHOLD = 0, 1, 2, 3  # the tables a line enters a key in (Planner._enter)
+# New households the reading remembers by key (Planner._recent_households): an export lists a household's
+# members together as a rule, so its later members find it here and need not wait.
+RECENT_HOUSEHOLDS = 64
 _WAITS = object()  # Planner._sight: the line waits until the reading is done
 # Planner._first_sight_of: (content hash, BSN index as hex or None, BSN index as bytes or None, unchanged)
 _Sight = tuple[str, "str | None", "bytes | None", bool]
@@ -172,8 +175,10 @@ class Planner:
         # replaced pass: the few finish() needs before it judges the lines.
         self._replacing: list[tuple[int, str, str, str]] = []
         self._handed_over = False
-        # Every new household key read so far -> the number of its insert among the plan's new households.
+        # A new household key -> the number of its insert among the plan's new households: the fourth table
+        # kept empty while reading (_add_household), apart from the last RECENT_HOUSEHOLDS entered.
         self._new_households: dict[str, int] = {}
+        self._recent_households: dict[str, int] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
         # is rare, and whether it is re-keyed depends on lines still to come.
@@ -247,6 +252,7 @@ class Planner:
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
         # The look-up tables are done with: let them go before the apply, which holds tables of its own.
         self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), {}
+        self._recent_households = {}
         self._claims = {}
         self._handed_over = True
         return plan
@@ -280,6 +286,10 @@ class Planner:
             return _WAITS
         if waiting and not waiting.isdisjoint(self._bsn_keys(bsn_key)):
             return _WAITS
+        household = record.household_id
+        if (household not in snapshot.households and household not in self._recent_households
+                and maybe_seen.seen_before(household)):
+            return _WAITS  # a household of this export's, perhaps, whose number only the log holds
         return sight
 
     def _wait(self, record: CardholderRecord, position: int) -> None:
@@ -308,8 +318,10 @@ class Planner:
                 self._new_numbers.add(key)  # type: ignore[arg-type]
             elif kind == _HOLDER:
                 self._new_holders[key] = value  # type: ignore[index,assignment]
-            else:
+            elif kind == _BSN:
                 self._bsn_owner[key] = value  # type: ignore[index,assignment]
+            else:
+                self._new_households[key] = value  # type: ignore[index,assignment]
             return
         self._entered.append((kind, key, value))
 
@@ -322,8 +334,12 @@ class Planner:
         wanted.update(replaced for _position, replaced, _number, _key in self._replacing)
         wanted.update(record.replaces_pass_number for _position, record in self._waiting
                       if record.replaces_pass_number)
+        # The households that waiting lines and re-keyed children may join: a line judged while reading may
+        # have numbered them.
+        wanted.update(record.household_id for _position, record in self._waiting)
+        wanted.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
         if wanted:
-            tables = (self._new_numbers, self._new_holders, self._bsn_owner)
+            tables = (self._new_numbers, self._new_holders, self._bsn_owner, self._new_households)
             for kind, key, value in self._entered:
                 if key in wanted:
                     if kind == _NUMBER:
@@ -491,10 +507,17 @@ class Planner:
         stored = self._snapshot.households.get(household_key)
         if stored is not None:
             return stored, None
-        new = self._new_households.get(household_key)
+        # While reading, _sight let the line through: the household was read just now, or never before.
+        new = (self._new_households if self._exact else self._recent_households).get(household_key)
         if new is None:
-            new = self._new_households[household_key] = len(self._plan.new_households)
+            new = len(self._plan.new_households)
             self._plan.new_households.append(household_key)
+            self._enter(_HOUSEHOLD, household_key, new)
+            if not self._exact:
+                recent = self._recent_households
+                recent[household_key] = new
+                if len(recent) > RECENT_HOUSEHOLDS:
+                    del recent[next(iter(recent))]  # the oldest
         return None, new
 
     def _judge_holder(self, record: CardholderRecord, content_hash: str, known: KnownHolder | None,

@@ -163,3 +163,7 @@ def test_the_active_ids_come_ascending_whatever_order_the_snapshot_and_the_new_i
                                   ([], [3, 10, 40, 50])]:
             written = _WrittenHolders(new_ids=new_ids, birth_dates=None, existing_ids=[40, 10])  # type: ignore[arg-type]
             assert list(_active_after(snapshot, plan, written)) == expected
+        # A first sync: nothing stored, and the new ids' own range is handed over, not a copy of every id.
+        first = Snapshot("gemeente", {}, {}, {}, frozenset(), None)
+        new_ids = range(1, 1_000_001)
+        assert _active_after(first, plan, _WrittenHolders(new_ids=new_ids, birth_dates=None)) is new_ids  # type: ignore[arg-type]

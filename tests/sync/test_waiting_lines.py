@@ -122,6 +122,7 @@ def _canonical(plan: Plan, sealed: list) -> dict[str, Any]:  # type: ignore[type
     assert len(sealed_writes) == len(sealed), "one sealed record per sealed write"
     new_keys = [write.key for write in holders if write.existing_id is None]
     new_households = list(plan.new_households)
+    assert len(set(new_households)) == len(new_households), "each new household once"
     return {
         "read": plan.records_read, "counts": dict(plan.counts), "rejected": plan.rejected, "samples": plan.samples,
         "households": sorted(new_households),
