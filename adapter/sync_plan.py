@@ -154,8 +154,9 @@ class Planner:
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
         # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits.
         self._bsn_owner: dict[bytes, str] = {}
-        # ... but while the export is read, the three tables stay empty: a first sync would enter every line in
-        # them, at some 300 bytes a line. Each key a line looks up goes in the filter (_sight), and each key it
+        # ... but while the export is read, these tables (and the households' below) are left empty, stored BSNs
+        # apart (see _enter): a first sync would enter every line in them, at some 300 bytes a line. Each key a
+        # line looks up goes in the filter (_sight), and each key it
         # enters in a log on disk (_enter). A line the filter cannot clear waits, and so does every later line
         # that shares a key with a waiting one (_sight, _wait); after the reading the tables are filled from
         # the log with the waiting lines' keys only, and the waiting lines are judged, in file order, against
@@ -282,8 +283,8 @@ class Planner:
             return None  # a stored cardholder's later line: judged by its snapshot row alone
         sight = self._first_sight_of(record, known)
         bsn_key = sight[2]
-        if bsn_key is not None and maybe_seen.seen_before(bsn_key):
-            return _WAITS
+        if bsn_key is not None and bsn_key not in snapshot.holder_by_bsn and maybe_seen.seen_before(bsn_key):
+            return _WAITS  # (a stored BSN's owner is in the table itself: see _enter)
         if waiting and not waiting.isdisjoint(self._bsn_keys(bsn_key)):
             return _WAITS
         household = record.household_id
@@ -312,8 +313,10 @@ class Planner:
 
     def _enter(self, kind: int, key: Hashable, value: object) -> None:
         """Note that a line entered ``key`` in the table of ``kind``: in the log while reading (_sight put it in
-        the filter already), in the table itself once the waiting lines are judged."""
-        if self._exact:
+        the filter already), in the table itself once the waiting lines are judged. A stored BSN goes in the
+        table at once: few lines enter one (a changed or re-issued child), and the nightly fast path asks
+        about every stored one, which the table answers exactly and faster than the filter."""
+        if self._exact or (kind == _BSN and key in self._snapshot.holder_by_bsn):
             if kind == _NUMBER:
                 self._new_numbers.add(key)  # type: ignore[arg-type]
             elif kind == _HOLDER:
