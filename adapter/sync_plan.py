@@ -21,7 +21,8 @@ waiting one; when the reading is done they are judged in file order against exac
 of just their keys, rebuilt from a log of what the other lines entered. A line that did
 not wait shares no key with any line before it that waited, so judging it first leaves
 every judgement as in file order; what reports order (rejections, samples, replacements)
-is put back in file order.
+is put back in file order. Only the numbering of new households and cardholders (the
+order of their inserts, so their row ids) may differ from the file's.
 
 The budget follows the child, not the card: a child is one person by its BSN
 blind index. A new cardholder id whose BSN belongs to a cardholder of this
@@ -165,7 +166,10 @@ class Planner:
         self._maybe_seen = maybe_seen if maybe_seen is not None else MaybeSeen()
         self._entered = Spool(prefix="stadspas-entered-")  # (kind, key, value) of each _enter, in order
         self._waiting = Spool(prefix="stadspas-waiting-")  # (position, record) of each waiting line
-        self._waiting_keys: set[Hashable] = set()  # every key a waiting line may look up or enter (_wait)
+        # Every key a waiting line may look up or enter (_wait), by kind: pass numbers, cardholder ids, BSNs.
+        self._waiting_numbers: set[str] = set()
+        self._waiting_holders: set[str] = set()
+        self._waiting_bsns: set[bytes] = set()
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read. On disk
         # (a first sync judges every line there), as plain tuples: see _judge_line() and _spooled_lines().
         # The waiting lines' own go to a second spool; finish() reads the two merged, in file order.
@@ -267,49 +271,47 @@ class Planner:
         if self._exact:
             return None
         number, key = record.pass_number, record.cardholder_id
-        snapshot, maybe_seen, waiting = self._snapshot, self._maybe_seen, self._waiting_keys
-        if waiting and (number in waiting or key in waiting):
+        snapshot, maybe_seen, waiting = self._snapshot, self._maybe_seen, self._waiting_holders
+        if waiting and (key in waiting or number in self._waiting_numbers):
             return _WAITS
         stored_pass = snapshot.passes.get(number)
-        if stored_pass is None and maybe_seen.seen_before(number):
+        if stored_pass is None and maybe_seen.seen_before(number, _NUMBER):
             return _WAITS
         if stored_pass is not None and stored_pass.read_as is not None:
             return None  # rejected as a second line of a stored pass: nothing else is looked at
         known = snapshot.holders.get(key)
         if known is None:
-            if maybe_seen.seen_before(key):
+            if maybe_seen.seen_before(key, _HOLDER):
                 return _WAITS
         elif known.outcome is not None:
             return None  # a stored cardholder's later line: judged by its snapshot row alone
         sight = self._first_sight_of(record, known)
         bsn_key = sight[2]
-        if bsn_key is not None and bsn_key not in snapshot.holder_by_bsn and maybe_seen.seen_before(bsn_key):
-            return _WAITS  # (a stored BSN's owner is in the table itself: see _enter)
-        if waiting and not waiting.isdisjoint(self._bsn_keys(bsn_key)):
-            return _WAITS
+        if bsn_key is not None:
+            if bsn_key not in snapshot.holder_by_bsn and maybe_seen.seen_before(bsn_key, _BSN):
+                return _WAITS  # (a stored BSN's owner is in the table itself: see _enter)
+            if waiting and (bsn_key in self._waiting_bsns or snapshot.holder_by_bsn.get(bsn_key) in waiting):
+                return _WAITS
         household = record.household_id
         if (household not in snapshot.households and household not in self._recent_households
-                and maybe_seen.seen_before(household)):
+                and maybe_seen.seen_before(household, _HOUSEHOLD)):
             return _WAITS  # a household of this export's, perhaps, whose number only the log holds
         return sight
 
     def _wait(self, record: CardholderRecord, position: int) -> None:
         self._waiting.append((position, record))
-        waiting = self._waiting_keys
-        waiting.add(record.pass_number)
-        waiting.add(record.cardholder_id)
+        self._waiting_numbers.add(record.pass_number)
+        self._waiting_holders.add(record.cardholder_id)
         known = self._snapshot.holders.get(record.cardholder_id)
         if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
-            waiting.update(self._bsn_keys(self._first_sight_of(record, known)[2]))
-
-    def _bsn_keys(self, bsn_key: bytes | None) -> tuple[Hashable, ...]:
-        """The keys through which a cardholder's first sight reads what other lines enter or mark: its BSN,
-        and the stored cardholder with that BSN, whose outcome (set by that cardholder's own first line)
-        decides whether this one claims it."""
-        if bsn_key is None:
-            return ()
-        owner = self._snapshot.holder_by_bsn.get(bsn_key)
-        return (bsn_key,) if owner is None else (bsn_key, owner)
+            bsn_key = self._first_sight_of(record, known)[2]
+            if bsn_key is not None:
+                self._waiting_bsns.add(bsn_key)
+                # The stored cardholder with that BSN: its outcome, set by its own first line, decides whether
+                # this one claims it.
+                owner = self._snapshot.holder_by_bsn.get(bsn_key)
+                if owner is not None:
+                    self._waiting_holders.add(owner)
 
     def _enter(self, kind: int, key: Hashable, value: object) -> None:
         """Note that a line entered ``key`` in the table of ``kind``: in the log while reading (_sight put it in
@@ -333,18 +335,21 @@ class Planner:
         self._exact = True
         self._maybe_seen = MaybeSeen(bits_log2=6)  # the lines are all read: let the 8 MB go
         self._sampled_before_waiting = len(self._unchanged_sample)
-        wanted = self._waiting_keys
-        wanted.update(replaced for _position, replaced, _number, _key in self._replacing)
-        wanted.update(record.replaces_pass_number for _position, record in self._waiting
-                      if record.replaces_pass_number)
-        # The households that waiting lines and re-keyed children may join: a line judged while reading may
-        # have numbered them.
-        wanted.update(record.household_id for _position, record in self._waiting)
-        wanted.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
-        if wanted:
+        # The keys wanted, by kind: the waiting lines', the replaced numbers (finish() asks whether each was
+        # read), and the households that waiting lines and re-keyed children may join (a line judged while
+        # reading may have numbered them).
+        numbers, households = self._waiting_numbers, set()
+        numbers.update(replaced for _position, replaced, _number, _key in self._replacing)
+        for _position, record in self._waiting:
+            if record.replaces_pass_number:
+                numbers.add(record.replaces_pass_number)
+            households.add(record.household_id)
+        households.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
+        wanted: tuple[set, ...] = (numbers, self._waiting_holders, self._waiting_bsns, households)  # by kind
+        if any(wanted):
             tables = (self._new_numbers, self._new_holders, self._bsn_owner, self._new_households)
             for kind, key, value in self._entered:
-                if key in wanted:
+                if key in wanted[kind]:
                     if kind == _NUMBER:
                         self._new_numbers.add(key)
                     else:
@@ -353,7 +358,7 @@ class Planner:
         for position, record in self._waiting:
             self._judge_line(record, position, None)
         self._waiting.close()
-        self._waiting_keys = set()
+        self._waiting_numbers, self._waiting_holders, self._waiting_bsns = set(), set(), set()
         # Back in file order: what the reports list.
         self._replacing.sort()
         self._rejected_at.sort(key=lambda rejected: rejected[0])

@@ -43,8 +43,23 @@ def test_wrong_maybes_stay_rare_at_a_million_lines():
     assert sum(maybe_seen.seen_before(key) for key in strangers) / len(strangers) < 0.02  # once full
 
 
-def test_the_filter_takes_a_fixed_eight_megabytes():
-    assert len(MaybeSeen()._words) * MaybeSeen()._words.itemsize == 2 ** BITS_LOG2 // 8 == 8 * 2 ** 20
+def test_the_same_text_as_two_kinds_of_key_is_two_keys():
+    maybe_seen = MaybeSeen()
+    assert [maybe_seen.seen_before("P0000001", kind) for kind in range(4)] == [False] * 4
+    assert [maybe_seen.seen_before("P0000001", kind) for kind in range(4)] == [True] * 4
+
+
+def _resident_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_the_filter_takes_eight_megabytes_only_as_keys_fill_it():
+    """8 MB at most; a nightly sync adds few keys and should not pay for all of it."""
+    before = _resident_kib()
+    filters = [MaybeSeen() for _ in range(8)]
+    assert _resident_kib() - before < 8 * 1024  # eight of them, untouched: less than one's size
+    assert all(len(f._words) * f._words.itemsize == 2 ** BITS_LOG2 // 8 == 8 * 2 ** 20 for f in filters)
 
 
 @pytest.mark.parametrize("bits_log2", [0, 5, 41])
