@@ -285,6 +285,25 @@ def test_a_household_named_by_its_main_holders_id_makes_no_line_wait(db, vault):
     with Sealer(vault) as sealer, Planner(snapshot, vault, sealer) as planner:
         for line in lines:
             planner.feed(line)
-        assert len(planner._waiting) == 0
+        assert len(planner._waiting) <= 5  # the filter's rare wrong "maybe" only (with one filter: all 2,000)
         with planner.finish(TODAY, SETTINGS.grace_nights) as plan:
             assert plan.counts["created"] == 2000 and len(plan.new_households) == 2000
+
+
+def test_a_first_sync_keeps_no_entry_per_line_while_reading(db, vault):
+    """What makes a first sync's memory flat: 20,000 lines in, the tables are empty and few lines wait.
+    (A table entry per line was 300 bytes: 300 MB for a city of a million.)"""
+    rng = random.Random(9)
+    with db.read() as session:
+        snapshot = load_snapshot(session, SOURCE)
+    with Sealer(vault) as sealer, Planner(snapshot, vault, sealer) as planner:
+        for number in range(20_000):
+            planner.feed(_record(rng, number, bsn=TEST_BSNS[number] if number < len(TEST_BSNS) else None))
+        assert (planner._new_holders, planner._new_numbers, planner._bsn_owner, planner._new_households) == (
+            {}, set(), {}, {})
+        assert len(planner._recent_households) <= sync_plan.RECENT_HOUSEHOLDS
+        # All distinct, households listed together: only the filter's rare wrong "maybe" makes a line wait (about
+        # one in 40,000 at this fill; how many depends on the process's hash seed).
+        assert len(planner._waiting) <= 20
+        with planner.finish(TODAY, SETTINGS.grace_nights) as plan:
+            assert plan.counts["created"] == 20_000 and len(plan.new_households) == 20_000 // 3 + 1
