@@ -145,23 +145,29 @@ class Planner:
         # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
         # a table of every cardholder id and pass number read would cost a look-up and an insert per line
         # in tables of a few hundred thousand entries, a sixth of the planner's time. What the database does
-        # not hold yet goes in three tables:
+        # not hold yet goes in a table per kind of key (_NUMBER, _HOLDER, _BSN, _HOUSEHOLD, in that order in
+        # self._tables), each filled alike (_enter):
+        # every new pass number read (its value None);
+        self._new_numbers: dict[str, None] = {}
         # a new cardholder id -> the number of its insert among the plan's new cardholders (the apply
         # gives it the reserved row id of that number, so no table of ids by key is built there), or
         # _CLAIMED when it re-keys a stored cardholder (see _first_sight);
         self._new_holders: dict[str, int] = {}
-        # every new pass number read;
-        self._new_numbers: set[str] = set()
         # BSN blind index -> the cardholder id that holds it in this export; a cardholder settled as unchanged
-        # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits.
+        # on the nightly fast path is left out (see _owner_of). The index as its bytes, not its hex digits;
         self._bsn_owner: dict[bytes, str] = {}
-        # ... but while the export is read, these tables (and the households' below) are left empty, stored BSNs
-        # apart (see _enter): a first sync would enter every line in them, at some 300 bytes a line. Each key a
-        # line looks up goes in the filter (_sight), and each key it
-        # enters in a log on disk (_enter). A line the filter cannot clear waits, and so does every later line
-        # that shares a key with a waiting one (_sight, _wait); after the reading the tables are filled from
-        # the log with the waiting lines' keys only, and the waiting lines are judged, in file order, against
-        # them (_judge_waiting).
+        # a new household key -> the number of its insert among the plan's new households.
+        self._new_households: dict[str, int] = {}
+        self._tables: tuple[dict, ...] = (self._new_numbers, self._new_holders, self._bsn_owner,
+                                          self._new_households)
+        # ... but while the export is read, these tables are left empty, stored BSNs apart (see _enter): a first
+        # sync would enter every line in them, at some 300 bytes a line. Each key a line looks up goes in the
+        # filter (_sight), and each key it enters in a log on disk (_enter). A line the filter cannot clear
+        # waits, and so does every later line that shares a key with a waiting one (_sight, _wait); after the
+        # reading the tables are filled from the log with the waiting lines' keys only, and the waiting lines
+        # are judged, in file order, against them (_judge_waiting). Of the new households the reading keeps the
+        # last RECENT_HOUSEHOLDS entered (_add_household).
+        self._recent_households: dict[str, int] = {}
         self._exact = False
         self._maybe_seen = maybe_seen if maybe_seen is not None else MaybeSeen()
         self._entered = Spool(prefix="stadspas-entered-")  # (kind, key, value) of each _enter, in order
@@ -180,10 +186,6 @@ class Planner:
         # replaced pass: the few finish() needs before it judges the lines.
         self._replacing: list[tuple[int, str, str, str]] = []
         self._handed_over = False
-        # A new household key -> the number of its insert among the plan's new households: the fourth table
-        # kept empty while reading (_add_household), apart from the last RECENT_HOUSEHOLDS entered.
-        self._new_households: dict[str, int] = {}
-        self._recent_households: dict[str, int] = {}
         # New cardholder id -> (the absent known cardholder with its BSN, the record, its content hash,
         # its BSN index). The record stays in plain text until finish() settles the claim: a re-issued child
         # is rare, and whether it is re-keyed depends on lines still to come.
@@ -256,8 +258,8 @@ class Planner:
         self._plan_replacements(replaced_by)
         self._plan_absences(today, grace_nights, set(replaced_by), rekeyed_lines)
         # The look-up tables are done with: let them go before the apply, which holds tables of its own.
-        self._bsn_owner, self._new_holders, self._new_numbers, self._new_households = {}, {}, set(), {}
-        self._recent_households = {}
+        for table in (*self._tables, self._recent_households):
+            table.clear()
         self._claims = {}
         self._handed_over = True
         return plan
@@ -319,16 +321,9 @@ class Planner:
         table at once: few lines enter one (a changed or re-issued child), and the nightly fast path asks
         about every stored one, which the table answers exactly and faster than the filter."""
         if self._exact or (kind == _BSN and key in self._snapshot.holder_by_bsn):
-            if kind == _NUMBER:
-                self._new_numbers.add(key)  # type: ignore[arg-type]
-            elif kind == _HOLDER:
-                self._new_holders[key] = value  # type: ignore[index,assignment]
-            elif kind == _BSN:
-                self._bsn_owner[key] = value  # type: ignore[index,assignment]
-            else:
-                self._new_households[key] = value  # type: ignore[index,assignment]
-            return
-        self._entered.append((kind, key, value))
+            self._tables[kind][key] = value
+        else:
+            self._entered.append((kind, key, value))
 
     def _judge_waiting(self) -> None:
         """Judge the waiting lines, in file order, against tables of the keys they and the finish need."""
@@ -347,13 +342,9 @@ class Planner:
         households.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
         wanted: tuple[set, ...] = (numbers, self._waiting_holders, self._waiting_bsns, households)  # by kind
         if any(wanted):
-            tables = (self._new_numbers, self._new_holders, self._bsn_owner, self._new_households)
             for kind, key, value in self._entered:
                 if key in wanted[kind]:
-                    if kind == _NUMBER:
-                        self._new_numbers.add(key)
-                    else:
-                        tables[kind][key] = value  # type: ignore[index]
+                    self._tables[kind][key] = value
         self._entered.close()
         for position, record in self._waiting:
             self._judge_line(record, position, None)
@@ -506,7 +497,7 @@ class Planner:
         if stored is not None:
             stored.read_as = None
         else:
-            self._new_numbers.discard(number)
+            self._new_numbers.pop(number, None)
 
     # ------------------------------------------------------------ holders and passes
 

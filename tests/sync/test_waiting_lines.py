@@ -188,7 +188,7 @@ def test_a_clear_line_is_judged_while_reading_and_a_second_sight_waits(db, vault
             planner.feed(record)
         waiting = [record.source_key for _position, record in planner._waiting]
         assert waiting == ["line 10", "line 11", "line 12", "line 13"]
-        assert planner._new_holders == {} and planner._new_numbers == set() and planner._bsn_owner == {}
+        assert planner._tables == ({}, {}, {}, {})  # new pass numbers, cardholders, BSN owners, households
         with planner.finish(TODAY, SETTINGS.grace_nights) as plan:
             assert plan.rejected == [("line 10", "pass_number: appears more than once in this export"),
                                      ("line 12", sync_plan.DUPLICATE_BSN)]
@@ -299,8 +299,7 @@ def test_a_first_sync_keeps_no_entry_per_line_while_reading(db, vault):
     with Sealer(vault) as sealer, Planner(snapshot, vault, sealer) as planner:
         for number in range(20_000):
             planner.feed(_record(rng, number, bsn=TEST_BSNS[number] if number < len(TEST_BSNS) else None))
-        assert (planner._new_holders, planner._new_numbers, planner._bsn_owner, planner._new_households) == (
-            {}, set(), {}, {})
+        assert planner._tables == ({}, {}, {}, {})  # new pass numbers, cardholders, BSN owners, households
         assert len(planner._recent_households) <= sync_plan.RECENT_HOUSEHOLDS
         # All distinct, households listed together: only the filter's rare wrong "maybe" makes a line wait (about
         # one in 40,000 at this fill; how many depends on the process's hash seed).
