@@ -17,6 +17,8 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 
+from adapter.plan_writes import DaysByOrdinal
+
 _NO_DATE = 0  # date.toordinal() is never 0
 
 
@@ -31,7 +33,8 @@ class BirthDatesById(Mapping[int, date | None]):
         self._start = new_ids.start if isinstance(new_ids, range) and new_ids.step == 1 else None
         self._new = array("i")
         self._changed: dict[int, date | None] = {}
-        self._days: dict[int, date] = {}
+        self._days = DaysByOrdinal()  # one date object per distinct day
+        self._days[_NO_DATE] = None
 
     def add_new(self, birth_date: date | None) -> None:
         """The next new cardholder's birth date, in the order of ``new_ids``."""
@@ -48,11 +51,7 @@ class BirthDatesById(Mapping[int, date | None]):
         slot = self._slot(holder_id)
         if slot is None:
             return self._changed[holder_id]
-        ordinal = self._new[slot]
-        day = self._days.get(ordinal)
-        if day is None and ordinal != _NO_DATE:
-            day = self._days[ordinal] = date.fromordinal(ordinal)  # one object per distinct day
-        return day
+        return self._days[self._new[slot]]
 
     def __contains__(self, holder_id: object) -> bool:
         return (isinstance(holder_id, int) and self._slot(holder_id) is not None) or holder_id in self._changed
