@@ -9,6 +9,8 @@ import os
 import pytest
 
 import adapter.sync as sync
+import adapter.sync_plan as sync_plan
+from adapter.maybe_seen import MaybeSeen
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
 from adapter.plan_writes import HolderWrite, PassWrite
@@ -84,10 +86,19 @@ def _records_then_failing(records):  # type: ignore[no-untyped-def]
     raise RuntimeError("the source broke off")
 
 
+class _EveryLineWaits(MaybeSeen):
+    def seen_before(self, key: object, kind: int = 0) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("lines", ["judged while read", "every line waits"])
 @pytest.mark.parametrize("ending", ["applied", "dry run", "refused", "reading fails", "planning fails",
                                     "applying fails"])
-def test_no_file_of_the_run_is_left_behind(db, vault, monkeypatch, ending):
+def test_no_file_of_the_run_is_left_behind(db, vault, monkeypatch, ending, lines):
+    """Nor of the waiting lines (their records, BSNs included, wait encrypted in a file of their own)."""
     records = household_records(1200)  # more lines than a spool chunk: every file is written to
+    if lines == "every line waits":
+        monkeypatch.setattr(sync_plan, "MaybeSeen", _EveryLineWaits)
     options: dict = {}
     if ending == "refused":
         _sync(db, vault, records)
