@@ -7,8 +7,12 @@ a worker process that starts at once, while the engine still loads its snapshot
 of the database, and hands the records over in chunks through a pipe.
 
 A thread here takes the chunks off the pipe as they come and holds up to
-``AHEAD`` of them, so the worker keeps reading while the engine is busy
-elsewhere (a pipe holds less than one chunk).
+``AHEAD`` of them while the engine has not taken any yet, so the worker keeps
+reading while the engine is busy elsewhere (a pipe holds less than one chunk).
+Once the engine takes chunks, the store never grows again and shrinks to
+``STEADY``: a store the engine keeps taking from needs no more. Without that it
+would fill to ``AHEAD`` on every large first sync, where the engine is the
+slower: some 16 MB held for nothing.
 
 What crosses the pipe, in order: chunks of records, the worker's log records
 (handled here by this process's own loggers, so every handler's redaction
@@ -47,6 +51,8 @@ CHUNK = 2_000
 # Chunks received and not yet taken by the engine: enough for the worker to read through the snapshot's
 # loading on an unchanged night (about 2 s, some 60 chunks at 200,000 rows), at about 250 KB a chunk.
 AHEAD = 64
+# Chunks the store may hold once the engine takes them: enough to bridge a pause of the worker's or the engine's.
+STEADY = 4
 _RECORDS, _LOG, _DONE, _FAILED = "records", "log", "done", "failed"
 _CLOSED = b"closed"  # put in the queue by close(), for a reader still waiting on it
 # A cardholder record crosses as the plain tuple of its fields: pickling a frozen dataclass runs Python
@@ -72,6 +78,9 @@ class ReadAhead:
         self._receiving: Connection | None = None
         self._receiver: threading.Thread | None = None
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
+        # How many chunks the receiver may hold: AHEAD until the engine's first take, then less (see _took).
+        self._room = threading.Condition()
+        self._limit = AHEAD
         self._closing = threading.Event()
         self._iterated = False
 
@@ -112,6 +121,7 @@ class ReadAhead:
         try:
             while True:
                 message = self._chunks.get()
+                self._took()
                 if message is None:
                     raise SourceReadingStopped(self._exit_code())
                 if message is _CLOSED:
@@ -170,7 +180,19 @@ class ReadAhead:
             if message is not None:  # ended by an unexpected error: the reader must not wait for ever
                 self._put(None)
 
+    def _took(self) -> None:
+        with self._room:
+            # One less each take, and never more than it left plus the one it took: while the worker is the
+            # faster the store falls by one a take; while the engine is, it falls as fast as the engine eats.
+            self._limit = max(STEADY, min(self._limit - 1, self._chunks.qsize() + 1))
+            self._room.notify()
+
     def _put(self, message: bytes | None) -> None:
+        with self._room:
+            # The timeout only bounds how late a close() is noticed.
+            while not self._closing.is_set() and not self._room.wait_for(
+                    lambda: self._chunks.qsize() < self._limit, timeout=0.1):
+                pass
         while not self._closing.is_set():
             try:
                 self._chunks.put(message, timeout=0.1)

@@ -188,6 +188,54 @@ def test_nothing_is_read_before_start_or_the_first_record(tmp_path):
         assert [record.reasons for record in records] == [("read",)]
 
 
+def _held(reading: ReadAhead) -> int:
+    return reading._chunks.qsize()
+
+
+def _wait_until(condition, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_before_the_engine_takes_a_record_the_worker_reads_ahead_up_to_the_full_store():
+    # An unchanged night: the engine loads its snapshot while the worker reads.
+    with ReadAhead(_FromWorker("forever"), chunk=1) as reading:
+        reading.start()
+        assert _wait_until(lambda: _held(reading) == read_ahead.AHEAD)
+
+
+def test_once_a_slower_engine_takes_records_the_store_stays_small():
+    # A first sync: the engine plans slower than the worker reads, from the start. Holding AHEAD chunks
+    # then would only cost memory (some 16 MB at 2,000 records a chunk).
+    held = []
+    with ReadAhead(_FromWorker("forever"), chunk=1) as reading:
+        records = iter(reading)
+        for _ in range(3 * read_ahead.AHEAD):
+            next(records)
+            time.sleep(0.005)
+            held.append(_held(reading))
+    # A store that filled before the first take falls by one a take.
+    assert max(held[read_ahead.AHEAD:]) <= read_ahead.STEADY
+
+
+def test_a_store_filled_ahead_drains_to_the_steady_size_without_growing_again():
+    with ReadAhead(_FromWorker("forever"), chunk=1) as reading:
+        reading.start()
+        assert _wait_until(lambda: _held(reading) == read_ahead.AHEAD)
+        records = iter(reading)
+        held = []
+        for _ in range(2 * read_ahead.AHEAD):
+            next(records)
+            held.append(_held(reading))
+            time.sleep(0.002)
+    assert all(later <= earlier for earlier, later in zip(held, held[1:]))
+    assert held[-1] <= read_ahead.STEADY
+
+
 def test_a_worker_that_dies_stops_the_reading_with_what_to_do():
     with pytest.raises(SourceReadingStopped, match="exit code 3.*run the sync again"):
         with ReadAhead(_FromWorker("die"), chunk=1) as records:
