@@ -15,14 +15,14 @@ An unchanged cardholder costs one keyed hash and a dictionary look-up.
 
 Lines are judged in file order, as they are read, with one exception that never changes
 a judgement: whether a line's new pass number, new cardholder id or BSN was read before
-is asked of a filter of fixed size (``adapter.maybe_seen``), not of a table of every key
-read. A line it is unsure of waits, with every later line that shares a key with a
-waiting one; when the reading is done they are judged in file order against exact tables
-of just their keys, rebuilt from a log of what the other lines entered. A line that did
-not wait shares no key with any line before it that waited, so judging it first leaves
-every judgement as in file order; what reports order (rejections, samples, replacements)
-is put back in file order. Only the numbering of new households and cardholders (the
-order of their inserts, so their row ids) may differ from the file's.
+is asked of a filter of fixed size, not of a table of every key read. A line it is
+unsure of waits, with every later line that shares a key with a waiting one; when the
+reading is done they are judged in file order against exact tables of just their keys
+(``adapter.waiting_lines``). A line that did not wait shares no key with any line before
+it that waited, so judging it first leaves every judgement as in file order; what
+reports order (rejections, samples, replacements) is put back in file order. Only the
+numbering of new households and cardholders (the order of their inserts, so their row
+ids) may differ from the file's.
 
 The budget follows the child, not the card: a child is one person by its BSN
 blind index. A new cardholder id whose BSN belongs to a cardholder of this
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -58,10 +58,10 @@ from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
 from adapter.sync_snapshot import TERMINAL_PASS_STATES, KnownHolder, KnownPass, Snapshot, digest
+from adapter.waiting_lines import BSN, HOLDER, HOUSEHOLD, NUMBER, WaitingLines
 
 SAMPLE_SIZE = 20
 _CLAIMED = -1  # see Planner._new_holders
-_NUMBER, _HOLDER, _BSN, _HOUSEHOLD = 0, 1, 2, 3  # the tables a line enters a key in (Planner._enter)
 # New households the reading remembers by key (Planner._recent_households): an export lists a household's
 # members together as a rule, so its later members find it here and need not wait.
 RECENT_HOUSEHOLDS = 64
@@ -145,8 +145,8 @@ class Planner:
         # What the export names is marked on the snapshot's own rows (KnownHolder.outcome, KnownPass.read_as):
         # a table of every cardholder id and pass number read would cost a look-up and an insert per line
         # in tables of a few hundred thousand entries, a sixth of the planner's time. What the database does
-        # not hold yet goes in a table per kind of key (_NUMBER, _HOLDER, _BSN, _HOUSEHOLD, in that order in
-        # self._tables), each filled alike (_enter):
+        # not hold yet goes in a table per kind of key (NUMBER, HOLDER, BSN, HOUSEHOLD, in that order in
+        # self._tables), each filled alike (WaitingLines.enter):
         # every new pass number read (its value None);
         self._new_numbers: dict[str, None] = {}
         # a new cardholder id -> the number of its insert among the plan's new cardholders (the apply
@@ -160,22 +160,12 @@ class Planner:
         self._new_households: dict[str, int] = {}
         self._tables: tuple[dict, ...] = (self._new_numbers, self._new_holders, self._bsn_owner,
                                           self._new_households)
-        # ... but while the export is read, these tables are left empty, stored BSNs apart (see _enter): a first
-        # sync would enter every line in them, at some 300 bytes a line. Each key a line looks up goes in the
-        # filter (_sight), and each key it enters in a log on disk (_enter). A line the filter cannot clear
-        # waits, and so does every later line that shares a key with a waiting one (_sight, _wait); after the
-        # reading the tables are filled from the log with the waiting lines' keys only, and the waiting lines
-        # are judged, in file order, against them (_judge_waiting). Of the new households the reading keeps the
-        # last RECENT_HOUSEHOLDS entered (_add_household).
+        # ... but while the export is read, these tables are left empty, stored BSNs apart (see _enter): the
+        # lines that cannot be judged without them wait (adapter.waiting_lines; _sight, _wait), and are
+        # judged once the reading is done (_judge_waiting). Of the new households the reading keeps the last
+        # RECENT_HOUSEHOLDS entered (_add_household).
         self._recent_households: dict[str, int] = {}
-        self._exact = False
-        self._maybe_seen = maybe_seen if maybe_seen is not None else MaybeSeen()
-        self._entered = Spool(prefix="stadspas-entered-")  # (kind, key, value) of each _enter, in order
-        self._waiting = Spool(prefix="stadspas-waiting-")  # (position, record) of each waiting line
-        # Every key a waiting line may look up or enter (_wait), by kind: pass numbers, cardholder ids, BSNs.
-        self._waiting_numbers: set[str] = set()
-        self._waiting_holders: set[str] = set()
-        self._waiting_bsns: set[bytes] = set()
+        self._waiting = WaitingLines(self._tables, maybe_seen)
         # Only the lines still to be judged in finish(); an unchanged pass is judged as it is read. On disk
         # (a first sync judges every line there), as plain tuples: see _judge_line() and _spooled_lines().
         # The waiting lines' own go to a second spool; finish() reads the two merged, in file order.
@@ -206,8 +196,8 @@ class Planner:
         self.close()
 
     def close(self) -> None:
-        for spool in (self._lines, self._late_lines, self._waiting, self._entered):
-            spool.close()
+        for spooled in (self._lines, self._late_lines, self._waiting):
+            spooled.close()
         if not self._handed_over:
             self._plan.close()
 
@@ -270,86 +260,70 @@ class Planner:
         """While reading: _WAITS if the line must wait; else what its cardholder's first sight needs
         (``_first_sight_of``), or None when the line is not its cardholder's first. Once the reading is done,
         None: every line is judged against the exact tables."""
-        if self._exact:
+        waiting = self._waiting
+        if waiting.exact:
             return None
         number, key = record.pass_number, record.cardholder_id
-        snapshot, maybe_seen, waiting = self._snapshot, self._maybe_seen, self._waiting_holders
-        if waiting and (key in waiting or number in self._waiting_numbers):
+        snapshot = self._snapshot
+        if waiting.waits_for(number, key):
             return _WAITS
         stored_pass = snapshot.passes.get(number)
-        if stored_pass is None and maybe_seen.seen_before(number, _NUMBER):
+        if stored_pass is None and waiting.maybe_seen(number, NUMBER):
             return _WAITS
         if stored_pass is not None and stored_pass.read_as is not None:
             return None  # rejected as a second line of a stored pass: nothing else is looked at
         known = snapshot.holders.get(key)
         if known is None:
-            if maybe_seen.seen_before(key, _HOLDER):
+            if waiting.maybe_seen(key, HOLDER):
                 return _WAITS
         elif known.outcome is not None:
             return None  # a stored cardholder's later line: judged by its snapshot row alone
         sight = self._first_sight_of(record, known)
         bsn_key = sight[2]
         if bsn_key is not None:
-            if bsn_key not in snapshot.holder_by_bsn and maybe_seen.seen_before(bsn_key, _BSN):
+            if bsn_key not in snapshot.holder_by_bsn and waiting.maybe_seen(bsn_key, BSN):
                 return _WAITS  # (a stored BSN's owner is in the table itself: see _enter)
-            if waiting and (bsn_key in self._waiting_bsns or snapshot.holder_by_bsn.get(bsn_key) in waiting):
+            if waiting.waits_for_bsn(bsn_key, snapshot.holder_by_bsn):
                 return _WAITS
         household = record.household_id
         if (household not in snapshot.households and household not in self._recent_households
-                and maybe_seen.seen_before(household, _HOUSEHOLD)):
+                and waiting.maybe_seen(household, HOUSEHOLD)):
             return _WAITS  # a household of this export's, perhaps, whose number only the log holds
         return sight
 
     def _wait(self, record: CardholderRecord, position: int) -> None:
-        self._waiting.append((position, record))
-        self._waiting_numbers.add(record.pass_number)
-        self._waiting_holders.add(record.cardholder_id)
         known = self._snapshot.holders.get(record.cardholder_id)
+        bsn_key = owner = None
         if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
             bsn_key = self._first_sight_of(record, known)[2]
             if bsn_key is not None:
-                self._waiting_bsns.add(bsn_key)
-                # The stored cardholder with that BSN: its outcome, set by its own first line, decides whether
-                # this one claims it.
                 owner = self._snapshot.holder_by_bsn.get(bsn_key)
-                if owner is not None:
-                    self._waiting_holders.add(owner)
+        self._waiting.hold(position, record, bsn_key, owner)
 
-    def _enter(self, kind: int, key: Hashable, value: object) -> None:
-        """Note that a line entered ``key`` in the table of ``kind``: in the log while reading (_sight put it in
-        the filter already), in the table itself once the waiting lines are judged. A stored BSN goes in the
-        table at once: few lines enter one (a changed or re-issued child), and the nightly fast path asks
-        about every stored one, which the table answers exactly and faster than the filter."""
-        if self._exact or (kind == _BSN and key in self._snapshot.holder_by_bsn):
-            self._tables[kind][key] = value
-        else:
-            self._entered.append((kind, key, value))
+    def _enter(self, kind: int, key: str | bytes, value: object) -> None:
+        """Note that a line entered ``key`` in the table of ``kind`` (see WaitingLines.enter). A stored BSN goes
+        in the table at once: few lines enter one (a changed or re-issued child), and the nightly fast path
+        asks about every stored one, which the table answers exactly and faster than the filter."""
+        self._waiting.enter(kind, key, value, at_once=kind == BSN and key in self._snapshot.holder_by_bsn)
 
     def _judge_waiting(self) -> None:
         """Judge the waiting lines, in file order, against tables of the keys they and the finish need."""
-        self._exact = True
-        self._maybe_seen = MaybeSeen(bits_log2=6)  # the lines are all read: let the 8 MB go
+        waiting = self._waiting
         self._sampled_before_waiting = len(self._unchanged_sample)
-        # The keys wanted, by kind: the waiting lines', the replaced numbers (finish() asks whether each was
-        # read), and the households that waiting lines and re-keyed children may join (a line judged while
-        # reading may have numbered them).
-        numbers, households = self._waiting_numbers, set()
-        numbers.update(replaced for _position, replaced, _number, _key in self._replacing)
-        for _position, record in self._waiting:
+        # Besides the waiting lines' own keys: the replaced numbers (finish() asks whether each was read), and
+        # the households that waiting lines and re-keyed children may join (a line judged while reading may
+        # have numbered them).
+        numbers = {replaced for _position, replaced, _number, _key in self._replacing}
+        households: set[str] = set()
+        for _position, record in waiting:
             if record.replaces_pass_number:
                 numbers.add(record.replaces_pass_number)
             households.add(record.household_id)
         households.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
-        wanted: tuple[set, ...] = (numbers, self._waiting_holders, self._waiting_bsns, households)  # by kind
-        if any(wanted):
-            for kind, key, value in self._entered:
-                if key in wanted[kind]:
-                    self._tables[kind][key] = value
-        self._entered.close()
-        for position, record in self._waiting:
+        waiting.replay(numbers, households)
+        for position, record in waiting:
             self._judge_line(record, position, None)
-        self._waiting.close()
-        self._waiting_numbers, self._waiting_holders, self._waiting_bsns = set(), set(), set()
+        waiting.close()
         # Back in file order: what the reports list.
         self._replacing.sort()
         self._rejected_at.sort(key=lambda rejected: rejected[0])
@@ -384,13 +358,13 @@ class Planner:
                 stored_holder.outcome = holder_outcome
             else:
                 holder_new = self._plan.holders.new - 1 if holder_outcome == CREATED else _CLAIMED
-                self._enter(_HOLDER, key, holder_new)
+                self._enter(HOLDER, key, holder_new)
         else:
             holder_outcome = UNCHANGED  # counted with the holder's first pass
         if stored_pass is not None:
             stored_pass.read_as = record.source_key
         else:
-            self._enter(_NUMBER, number, None)
+            self._enter(NUMBER, number, None)
         status = _PASS_STATES[record.pass_status]
         replaces = record.replaces_pass_number
         # The nightly fast path: nothing kept for a line whose holder and pass are as stored. Only a line
@@ -405,7 +379,7 @@ class Planner:
             return
         if replaces and replaces != number:
             self._replacing.append((position, replaces, number, key))
-        (self._late_lines if self._exact else self._lines).append((
+        (self._late_lines if self._waiting.exact else self._lines).append((
             position, record.source_key, number, key, status.value, ordinal(record.valid_from),
             ordinal(record.valid_until), replaces, holder_outcome, bool(record.bsn),
             None if holder_new is None or holder_new < 0 else holder_new))
@@ -456,7 +430,7 @@ class Planner:
             if claim is None or claim[0] != key:
                 return REJECTED
             # The known cardholder is in the export after all: it wins, the newcomer is refused in finish().
-        self._enter(_BSN, bsn_key, key)
+        self._enter(BSN, bsn_key, key)
         if known is None:
             previous_key = self._snapshot.holder_by_bsn.get(bsn_key)
             if previous_key is not None and self._snapshot.holders[previous_key].outcome is None:
@@ -507,12 +481,13 @@ class Planner:
         if stored is not None:
             return stored, None
         # While reading, _sight let the line through: the household was read just now, or never before.
-        new = (self._new_households if self._exact else self._recent_households).get(household_key)
+        exact = self._waiting.exact
+        new = (self._new_households if exact else self._recent_households).get(household_key)
         if new is None:
             new = len(self._plan.new_households)
             self._plan.new_households.append(household_key)
-            self._enter(_HOUSEHOLD, household_key, new)
-            if not self._exact:
+            self._enter(HOUSEHOLD, household_key, new)
+            if not exact:
                 recent = self._recent_households
                 recent[household_key] = new
                 if len(recent) > RECENT_HOUSEHOLDS:

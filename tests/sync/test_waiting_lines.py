@@ -207,8 +207,8 @@ def test_every_key_entered_while_reading_is_in_the_filter(db, vault, monkeypatch
     real_enter = Planner._enter
 
     def noting_enter(self, kind, key, value):  # type: ignore[no-untyped-def]
-        if not self._exact and key not in self._snapshot.holder_by_bsn:  # a stored BSN goes in its table at once
-            entered.append((self._maybe_seen, key, kind))
+        if not self._waiting.exact and key not in self._snapshot.holder_by_bsn:  # a stored BSN: in its table at once
+            entered.append((self._waiting._maybe_seen, key, kind))
         real_enter(self, kind, key, value)
 
     monkeypatch.setattr(Planner, "_enter", noting_enter)
