@@ -5,9 +5,9 @@ cardholders a sync has just written (new or changed) the sync still knows it, so
 the grants need not decrypt it again. A first sync writes every cardholder of the
 city: a dictionary of a million ids and dates would be one of its largest tables.
 New cardholders get their row ids as one run reserved before the insert
-(``adapter.bulk.reserve_ids``), so their dates are kept as one ordinal each in an
-array beside that run; only the few changed cardholders, with ids anywhere, go in
-a dictionary.
+(``adapter.bulk.reserve_ids``), so their dates are kept as two bytes each (days
+since 1899) in an array beside that run; only the few changed cardholders, with
+ids anywhere, go in a dictionary.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from datetime import date
 
 from adapter.plan_writes import DaysByOrdinal
 
-_NO_DATE = 0  # date.toordinal() is never 0
+# A new cardholder's date in the array: its day counted from _DAY_ZERO, 1 (1900-01-01) to 65534 (2079-06-05);
+# _NO_DATE for none, _ELSEWHERE for a day outside that span (not a birth date any export has), which is kept
+# in a dictionary instead.
+_NO_DATE, _ELSEWHERE = 0, 0xFFFF
+_DAY_ZERO = date(1900, 1, 1).toordinal() - 1
 
 
 class BirthDatesById(Mapping[int, date | None]):
@@ -31,16 +35,24 @@ class BirthDatesById(Mapping[int, date | None]):
         # Where a new id's date sits: its distance from the run's start, or (ids from a shared sequence that
         # others took numbers from meanwhile, ascending) where a binary search finds it.
         self._start = new_ids.start if isinstance(new_ids, range) and new_ids.step == 1 else None
-        self._new = array("i")
+        self._new = array("H")
+        self._outside: dict[int, date] = {}  # new ids whose date the array cannot hold (see _ELSEWHERE)
         self._changed: dict[int, date | None] = {}
         self._days = DaysByOrdinal()  # one date object per distinct day
-        self._days[_NO_DATE] = None
+        self._days[_DAY_ZERO + _NO_DATE] = None
 
     def add_new(self, birth_date: date | None) -> None:
         """The next new cardholder's birth date, in the order of ``new_ids``."""
         if len(self._new) >= len(self._new_ids):
             raise IndexError("more new cardholders' birth dates than new ids reserved")
-        self._new.append(_NO_DATE if birth_date is None else birth_date.toordinal())
+        if birth_date is None:
+            day = _NO_DATE
+        else:
+            day = birth_date.toordinal() - _DAY_ZERO
+            if not _NO_DATE < day < _ELSEWHERE:
+                self._outside[self._new_ids[len(self._new)]] = birth_date
+                day = _ELSEWHERE
+        self._new.append(day)
 
     def add_changed(self, holder_id: int, birth_date: date | None) -> None:
         self._changed[holder_id] = birth_date
@@ -51,7 +63,10 @@ class BirthDatesById(Mapping[int, date | None]):
         slot = self._slot(holder_id)
         if slot is None:
             return self._changed[holder_id]
-        return self._days[self._new[slot]]
+        day = self._new[slot]
+        if day == _ELSEWHERE:
+            return self._outside[holder_id]
+        return self._days[_DAY_ZERO + day]
 
     def __contains__(self, holder_id: object) -> bool:
         return (isinstance(holder_id, int) and self._slot(holder_id) is not None) or holder_id in self._changed
