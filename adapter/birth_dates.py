@@ -6,7 +6,7 @@ the grants need not decrypt it again. A first sync writes every cardholder of th
 city: a dictionary of a million ids and dates would be one of its largest tables.
 New cardholders get their row ids as one run reserved before the insert
 (``adapter.bulk.reserve_ids``), so their dates are kept as two bytes each (days
-since 1899) in an array beside that run; only the few changed cardholders, with
+counted from 1899-12-31) in an array beside that run; only the few changed cardholders, with
 ids anywhere, go in a dictionary.
 """
 
@@ -19,7 +19,7 @@ from datetime import date
 
 from adapter.plan_writes import DaysByOrdinal
 
-# A new cardholder's date in the array: its day counted from _DAY_ZERO, 1 (1900-01-01) to 65534 (2079-06-05);
+# A new cardholder's date in the array: its day counted from _DAY_ZERO, 1 (1900-01-01) to 65534 (2079-06-04);
 # _NO_DATE for none, _ELSEWHERE for a day outside that span (not a birth date any export has), which is kept
 # in a dictionary instead.
 _NO_DATE, _ELSEWHERE = 0, 0xFFFF

@@ -62,7 +62,8 @@ class WaitingLines:
         return self._maybe_seen.seen_before(key, kind)
 
     def waits_for(self, number: str, holder_key: str) -> bool:
-        """Whether a waiting line carries this pass number or cardholder id: a line that does waits too."""
+        """Whether a waiting line carries this pass number or cardholder id, or may claim that cardholder (the
+        stored holder of its BSN): a line that does waits too."""
         return bool(self.holders) and (holder_key in self.holders or number in self.numbers)
 
     def waits_for_bsn(self, bsn_key: bytes, stored_owners: dict[bytes, str]) -> bool:

@@ -56,9 +56,10 @@ def test_more_dates_than_ids_is_refused():
 
 def test_two_bytes_a_new_cardholder_and_dates_outside_their_span_kept_exactly():
     dates = BirthDatesById(range(1, 7))
-    births = [date(1900, 1, 1), date(2079, 6, 5), date(1899, 12, 31), date(2079, 6, 6), date(1, 1, 1), None]
+    births = [date(1900, 1, 1), date(2079, 6, 4), date(1899, 12, 31), date(2079, 6, 5), date(1, 1, 1), None]
     for birth in births:
         dates.add_new(birth)
     assert [dates[holder_id] for holder_id in range(1, 7)] == births
     assert dates._new.itemsize == 2
+    assert dates._outside == {3: date(1899, 12, 31), 4: date(2079, 6, 5), 5: date(1, 1, 1)}  # the span's edges
     assert len(dates) == 6 and list(dates) == list(range(1, 7))  # an outside date is no extra entry

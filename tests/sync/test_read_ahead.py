@@ -208,6 +208,12 @@ def test_before_the_engine_takes_a_record_the_worker_reads_ahead_up_to_the_full_
         assert _wait_until(lambda: _held(reading) == read_ahead.AHEAD)
 
 
+def _held_and_limit(reading: ReadAhead) -> tuple[int, int]:
+    """The chunks held and the limit, read together (both change under that lock)."""
+    with reading._room:
+        return reading._chunks.qsize(), reading._limit
+
+
 def test_once_a_slower_engine_takes_records_the_store_stays_small():
     # A first sync: the engine plans slower than the worker reads, from the start. Holding AHEAD chunks
     # then would only cost memory (some 16 MB at 2,000 records a chunk).
@@ -217,9 +223,12 @@ def test_once_a_slower_engine_takes_records_the_store_stays_small():
         for _ in range(3 * read_ahead.AHEAD):
             next(records)
             time.sleep(0.005)
-            held.append(_held(reading))
-    # A store that filled before the first take falls by one a take.
-    assert max(held[read_ahead.AHEAD:]) <= read_ahead.STEADY
+            held.append(_held_and_limit(reading))
+    # The receiver may put many chunks before this thread wakes for its first take; from there the limit
+    # falls by one a take at least, so after AHEAD takes the store holds STEADY at most.
+    assert all(count <= limit for count, limit in held)
+    assert max(count for count, _limit in held[read_ahead.AHEAD:]) <= read_ahead.STEADY
+    assert held[-1][1] == read_ahead.STEADY
 
 
 def test_a_store_filled_ahead_drains_to_the_steady_size_without_growing_again():
@@ -230,10 +239,12 @@ def test_a_store_filled_ahead_drains_to_the_steady_size_without_growing_again():
         held = []
         for _ in range(2 * read_ahead.AHEAD):
             next(records)
-            held.append(_held(reading))
+            held.append(_held_and_limit(reading))
             time.sleep(0.002)
-    assert all(later <= earlier for earlier, later in zip(held, held[1:]))
-    assert held[-1] <= read_ahead.STEADY
+    limits = [limit for _count, limit in held]
+    assert all(later <= earlier for earlier, later in zip(limits, limits[1:]))  # the limit never grows again
+    assert all(count <= limit for count, limit in held)
+    assert limits[-1] == read_ahead.STEADY
 
 
 def test_a_worker_that_dies_stops_the_reading_with_what_to_do():
