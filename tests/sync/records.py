@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
+from adapter.maybe_seen import MaybeSeen
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.rules import BudgetRules, rules_from_mapping
 from adapter.settings import SyncSettings
@@ -67,3 +68,11 @@ SIMPLE_RULES: BudgetRules = rules_from_mapping({
 })
 
 SYNC_SETTINGS = SyncSettings()
+
+
+class EveryLineWaits(MaybeSeen):
+    """A planner filter that says "maybe" to every key: no line is judged while reading, every line waits
+    (``adapter.waiting_lines``), which is judging in file order against exact tables."""
+
+    def seen_before(self, key: object, kind: int = 0) -> bool:
+        return True

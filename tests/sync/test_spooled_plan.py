@@ -9,13 +9,12 @@ import os
 import pytest
 
 import adapter.sync as sync
-import adapter.sync_plan as sync_plan
-from adapter.maybe_seen import MaybeSeen
+import adapter.waiting_lines as waiting_lines
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
 from adapter.plan_writes import HolderWrite, PassWrite
 from adapter.sync_plan import Planner, _PassLine
-from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, EveryLineWaits, household_records
 
 
 def _unnamed_files_open() -> int:
@@ -86,10 +85,6 @@ def _records_then_failing(records):  # type: ignore[no-untyped-def]
     raise RuntimeError("the source broke off")
 
 
-class _EveryLineWaits(MaybeSeen):
-    def seen_before(self, key: object, kind: int = 0) -> bool:
-        return True
-
 
 @pytest.mark.parametrize("lines", ["judged while read", "every line waits"])
 @pytest.mark.parametrize("ending", ["applied", "dry run", "refused", "reading fails", "planning fails",
@@ -97,8 +92,12 @@ class _EveryLineWaits(MaybeSeen):
 def test_no_file_of_the_run_is_left_behind(db, vault, monkeypatch, ending, lines):
     """Nor of the waiting lines (their records, BSNs included, wait encrypted in a file of their own)."""
     records = household_records(1200)  # more lines than a spool chunk: every file is written to
+    held: list[int] = []
     if lines == "every line waits":
-        monkeypatch.setattr(sync_plan, "MaybeSeen", _EveryLineWaits)
+        monkeypatch.setattr(waiting_lines, "MaybeSeen", EveryLineWaits)
+        hold = waiting_lines.WaitingLines.hold
+        monkeypatch.setattr(waiting_lines.WaitingLines, "hold",
+                            lambda self, position, *rest: (held.append(position), hold(self, position, *rest))[1])
     options: dict = {}
     if ending == "refused":
         _sync(db, vault, records)
@@ -121,3 +120,4 @@ def test_no_file_of_the_run_is_left_behind(db, vault, monkeypatch, ending, lines
         assert result.status.value == {"applied": "succeeded", "dry run": "dry_run", "refused": "refused"}[ending]
 
     assert _unnamed_files_open() == files_before
+    assert len(held) >= (1000 if lines == "every line waits" else 0)  # they did wait

@@ -25,17 +25,11 @@ from adapter.sealing import Sealer
 from adapter.sync import run_sync
 from adapter.sync_plan import Plan, Planner
 from adapter.sync_snapshot import load_snapshot
-from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TEST_BSNS, TODAY, VALIDITY
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TEST_BSNS, TODAY, VALIDITY, EveryLineWaits
 
 SOURCE = "gemeente"
 SETTINGS = SYNC_SETTINGS.model_copy(update={"max_change_share": 1.0, "min_row_share": 0.0})
 
-
-class _EveryLineWaits(MaybeSeen):
-    """Says "maybe" to every key: no line is judged while reading."""
-
-    def seen_before(self, key: object, kind: int = 0) -> bool:
-        return True
 
 
 def _filters() -> dict[str, Any]:
@@ -43,7 +37,7 @@ def _filters() -> dict[str, Any]:
     (a mix in which a cleared line can meet a waiting one), and none."""
     return {"default": lambda: None, **{f"{2 ** bits} bits": (lambda bits=bits: MaybeSeen(bits_log2=bits))
                                         for bits in (6, 9, 10, 11, 12)},
-            "every line waits": _EveryLineWaits}
+            "every line waits": EveryLineWaits}
 
 
 def _record(rng: random.Random, number: int, *, key: str | None = None, bsn: str | None = None) -> CardholderRecord:
@@ -241,7 +235,7 @@ def _stored_child_and_plans(db, vault, night, held_back):  # type: ignore[no-unt
     waited: list[str] = []
     with_a_wait = _plan(db, vault, lines, _MaybeFor(held_back(lines[0])), waited)
     assert waited[0] == lines[0].source_key and other.source_key not in waited
-    return with_a_wait, _plan(db, vault, lines, _EveryLineWaits())
+    return with_a_wait, _plan(db, vault, lines, EveryLineWaits())
 
 
 def test_a_stored_child_that_waits_keeps_its_old_bsn_from_a_newcomer_until_it_is_judged(db, vault):
