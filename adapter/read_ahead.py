@@ -190,15 +190,12 @@ class ReadAhead:
     def _put(self, message: bytes | None) -> None:
         with self._room:
             # The timeout only bounds how late a close() is noticed.
-            while not self._closing.is_set() and not self._room.wait_for(
-                    lambda: self._chunks.qsize() < self._limit, timeout=0.1):
-                pass
-        while not self._closing.is_set():
-            try:
-                self._chunks.put(message, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+            while not self._room.wait_for(lambda: self._chunks.qsize() < self._limit, timeout=0.1):
+                if self._closing.is_set():
+                    return
+            if not self._closing.is_set():
+                # Room is certain: this thread alone puts, and the limit never exceeds the queue's size.
+                self._chunks.put_nowait(message)
 
     def _exit_code(self) -> int | None:
         """The worker's exit code once it has ended (it is ending: its end of the pipe closed)."""
