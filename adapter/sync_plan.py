@@ -208,11 +208,14 @@ class Planner:
         if isinstance(record, RejectedRecord):
             self._reject(record.source_key, record.reason or "rejected by validation", position)
             return
-        sight = self._sight(record)
+        # Looked up once a line, for the waiting's decision and the judgement alike (the nightly fast path).
+        snapshot = self._snapshot
+        stored_pass, known = snapshot.passes.get(record.pass_number), snapshot.holders.get(record.cardholder_id)
+        sight = self._sight(record, stored_pass, known)
         if sight is _WAITS:
-            self._wait(record, position)
+            self._wait(record, position, known)
             return
-        self._judge_line(record, position, sight)
+        self._judge_line(record, position, sight, stored_pass, known)
 
     def finish(self, today: date, grace_nights: int) -> Plan:
         """The plan, complete; from now on the caller closes it (``Plan`` is a context manager)."""
@@ -256,10 +259,12 @@ class Planner:
 
     # ------------------------------------------------------------ reading: judge now, or wait
 
-    def _sight(self, record: CardholderRecord) -> _Sight | None | object:
+    def _sight(self, record: CardholderRecord, stored_pass: KnownPass | None, known: KnownHolder | None
+               ) -> _Sight | None | object:
         """While reading: _WAITS if the line must wait; else what its cardholder's first sight needs
         (``_first_sight_of``), or None when the line is not its cardholder's first. Once the reading is done,
-        None: every line is judged against the exact tables."""
+        None: every line is judged against the exact tables. (``stored_pass``, ``known``: the line's pass and
+        cardholder in the snapshot, if there.)"""
         waiting = self._waiting
         if waiting.exact:
             return None
@@ -267,12 +272,10 @@ class Planner:
         snapshot = self._snapshot
         if waiting.waits_for(number, key):
             return _WAITS
-        stored_pass = snapshot.passes.get(number)
         if stored_pass is None and waiting.maybe_seen(number, NUMBER):
             return _WAITS
         if stored_pass is not None and stored_pass.read_as is not None:
             return None  # rejected as a second line of a stored pass: nothing else is looked at
-        known = snapshot.holders.get(key)
         if known is None:
             if waiting.maybe_seen(key, HOLDER):
                 return _WAITS
@@ -291,8 +294,7 @@ class Planner:
             return _WAITS  # a household of this export's, perhaps, whose number only the log holds
         return sight
 
-    def _wait(self, record: CardholderRecord, position: int) -> None:
-        known = self._snapshot.holders.get(record.cardholder_id)
+    def _wait(self, record: CardholderRecord, position: int, known: KnownHolder | None) -> None:
         bsn_key = owner = None
         if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
             bsn_key = self._first_sight_of(record, known)[2]
@@ -321,8 +323,9 @@ class Planner:
             households.add(record.household_id)
         households.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
         waiting.replay(numbers, households)
+        passes, holders = self._snapshot.passes, self._snapshot.holders
         for position, record in waiting:
-            self._judge_line(record, position, None)
+            self._judge_line(record, position, None, passes.get(record.pass_number), holders.get(record.cardholder_id))
         waiting.close()
         # Back in file order: what the reports list.
         self._replacing.sort()
@@ -333,9 +336,9 @@ class Planner:
             self._sample(UNCHANGED, *sampled)
         self._unchanged_sample = []
 
-    def _judge_line(self, record: CardholderRecord, position: int, sight: _Sight | None) -> None:
+    def _judge_line(self, record: CardholderRecord, position: int, sight: _Sight | None, stored_pass: KnownPass | None,
+                    stored_holder: KnownHolder | None) -> None:
         number = record.pass_number
-        stored_pass = self._snapshot.passes.get(number)
         if self._is_read(number, stored_pass):
             self._reject(record.source_key, "pass_number: appears more than once in this export", position)
             return
@@ -343,7 +346,6 @@ class Planner:
             self._reject(record.source_key, "pass_number: already belongs to a cardholder of another source", position)
             return
         key = record.cardholder_id
-        stored_holder = self._snapshot.holders.get(key)
         if stored_holder is not None:
             holder_outcome, holder_new = stored_holder.outcome, None
         else:
