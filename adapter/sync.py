@@ -46,10 +46,13 @@ from adapter.birth_dates import BirthDatesById
 from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_ids
 from adapter.crypto import Vault
 from adapter.db import Database
+from adapter.first_load import keys_checked_at_end
 from adapter.models import (
+    Budget,
     Cardholder,
     HolderStatus,
     Household,
+    LedgerEntry,
     Pass,
     PassState,
     SyncRecordOutcome,
@@ -383,6 +386,13 @@ def _dry_apply(db, vault, snapshot, plan, sealer, rules, today, stage) -> int:  
 def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, sealer: Sealer,
            rules: BudgetRules | None, today: date, stage: StageHook) -> int:
     """Write the plan and the grants in the caller's transaction; return the number of budgets opened or topped up."""
+    # A municipality's first load (every table still empty) has its foreign keys checked once at the end.
+    with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=len(plan.holders)):
+        return _write_and_grant(session, vault, snapshot, plan, sealer, rules, today, stage)
+
+
+def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, sealer: Sealer,
+                     rules: BudgetRules | None, today: date, stage: StageHook) -> int:
     now = utcnow()
     source = snapshot.source
     # New households take ids reserved before their insert, by the number of it: nothing is read back, and
@@ -414,6 +424,8 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
     return summary.budgets_opened + summary.budgets_topped_up
 
 
+_LOADED_TABLES = [Household.__table__, Cardholder.__table__, Pass.__table__, Budget.__table__,
+                  LedgerEntry.__table__, grants.GrantEvaluation.__table__]
 _BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.columns.keys()) == ["bsn_index"])
 
 

@@ -1,0 +1,184 @@
+"""A first load into empty tables has its foreign keys checked once at the end (PostgreSQL), never not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from adapter import first_load, grants
+from adapter.bulk import insert_rows
+from adapter.db import Database
+from adapter.first_load import keys_checked_at_end
+from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
+from adapter.settings import SyncSettings
+from adapter.sync import _LOADED_TABLES, run_sync
+from tests.sync.records import SIMPLE_RULES, TODAY, household_records
+
+STAMP = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
+ROWS = 1_000_000  # more than CHECK_AT_END_FROM: a first load's size
+
+
+def _foreign_keys(session) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return {tuple(row) for row in session.execute(text(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'"
+    )).all()}
+
+
+def _loaded_keys(keys: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The keys among the tables a sync loads: the ones a first load checks at the end."""
+    loaded = {table.name for table in _LOADED_TABLES}
+    return {key for key in keys if key[0] in loaded and key[2].split("REFERENCES ")[1].split("(")[0] in loaded}
+
+
+def _household(session) -> None:  # type: ignore[no-untyped-def]
+    insert_rows(session, Household.__table__, [{"id": 1, "source_key": "H1"}],
+                {"source": "load", "created_at": STAMP, "updated_at": STAMP})
+
+
+def _orphan_pass(session) -> None:  # type: ignore[no-untyped-def]
+    insert_rows(session, Pass.__table__, [{"cardholder_id": 999, "pass_number": "6400000000001", "status": "active"}],
+                {"created_at": STAMP, "updated_at": STAMP})
+
+
+@pytest.mark.postgres
+def test_into_empty_tables_the_keys_are_dropped_for_the_load_and_the_same_keys_are_back_after(postgres_url):
+    db = Database(postgres_url)
+    try:
+        with db.read() as session:
+            before = _foreign_keys(session)
+        assert len(_loaded_keys(before)) >= 5  # cardholder -> household, pass, budget, ledger entry, judgement
+        with db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                assert checked_at_end
+                during = _foreign_keys(session)
+                _household(session)
+        assert during == before - _loaded_keys(before)  # keys to other tables (redemptions) stay
+        with db.read() as session:
+            assert _foreign_keys(session) == before
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_row_naming_nothing_fails_the_load_at_its_end_and_leaves_the_keys_and_tables_as_they_were(postgres_url):
+    db = Database(postgres_url)
+    try:
+        with db.read() as session:
+            before = _foreign_keys(session)
+        with pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"):
+            with db.write() as session:
+                with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                    assert checked_at_end
+                    _orphan_pass(session)  # goes in: nothing checks it row by row now
+        with db.read() as session:
+            assert _foreign_keys(session) == before
+            assert session.scalar(select(func.count()).select_from(Pass)) == 0
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_with_a_row_in_a_table_the_keys_stay_and_readers_are_not_kept_waiting(postgres_url):
+    db = Database(postgres_url)
+    reader = create_engine(postgres_url)
+    try:
+        with db.write() as session:
+            _household(session)
+        with db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                assert not checked_at_end
+                with pytest.raises(IntegrityError):  # checked row by row, as always
+                    with session.begin_nested():
+                        _orphan_pass(session)
+                # The lock taken to look was given back with its savepoint: another connection reads at once.
+                with reader.connect() as connection:
+                    connection.execute(text("SET lock_timeout = '2s'"))
+                    assert connection.scalar(select(func.count()).select_from(Household)) == 1
+    finally:
+        reader.dispose()
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_table_another_transaction_holds_is_not_waited_for(postgres_url):
+    db = Database(postgres_url)
+    other = create_engine(postgres_url)
+    answers: list[object] = []
+
+    def loading() -> None:
+        try:
+            with db.write() as session:
+                with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                    answers.append((checked_at_end, bool(_loaded_keys(_foreign_keys(session)))))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            answers.append(exc)
+
+    try:
+        with other.connect() as holding:
+            holding.execute(select(func.count()).select_from(Budget))  # its transaction stays open: a lock held
+            load = threading.Thread(target=loading)
+            load.start()
+            load.join(timeout=20)  # a load that waited for the lock would still be waiting here
+            finished_while_held = not load.is_alive()
+            holding.rollback()
+            load.join()
+        assert finished_while_held
+        assert answers == [(False, True)]  # the usual way, keys in place
+    finally:
+        other.dispose()
+        db.dispose()
+
+
+def test_a_small_load_or_sqlite_keeps_its_keys_checked_row_by_row(db):
+    with db.write() as session:
+        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=10) as small:
+            assert not small
+        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as large:
+            assert large is db.is_postgres
+    if db.is_sqlite:  # SQLite checks each row itself (PRAGMA foreign_keys), cheaply: nothing to change there
+        with pytest.raises(IntegrityError), db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS):
+                _orphan_pass(session)
+
+
+def _what_a_sync_left(db: Database) -> dict[str, object]:
+    with db.read() as session:
+        counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                  for model in (Household, Cardholder, Pass, Budget, LedgerEntry, grants.GrantEvaluation)}
+        return {**counts, "cents": session.scalar(select(func.sum(LedgerEntry.amount_cents))),
+                "keys": _foreign_keys(session) if db.is_postgres else None}
+
+
+@pytest.mark.postgres
+def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_checked_row_by_row_leaves(
+        postgres_databases, vault, monkeypatch):
+    import adapter.sync as sync
+
+    records = household_records(40)
+    left, took = {}, []
+
+    @contextlib.contextmanager
+    def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with keys_checked_at_end(*args, **kwargs) as checked_at_end:
+            took.append(checked_at_end)
+            yield checked_at_end
+
+    monkeypatch.setattr(sync, "keys_checked_at_end", noting)
+    for check_at_end_from in (1, 10**9):
+        monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", check_at_end_from)
+        db = Database(postgres_databases.fresh())
+        try:
+            result = run_sync(db, vault, "gemeente", records, settings=SyncSettings(), rules=SIMPLE_RULES,
+                              today=TODAY)
+            assert result.ok and result.created == len(records) and result.budgets_granted > 0
+            left[check_at_end_from] = _what_a_sync_left(db)
+        finally:
+            db.dispose()
+    assert took == [True, False]
+    assert left[1] == left[10**9]
+    assert left[1]["cardholders"] == len(records)
