@@ -33,7 +33,7 @@ from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
-from adapter.rules import BudgetRules, PassFacts
+from adapter.rules import BudgetRules, PassFacts, age_days, age_on
 
 _CHUNK = 500
 _OPEN_BATCH = 5000
@@ -210,15 +210,18 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
     # What every new budget under a rule shares: the NewBudget fields between the child and the amount.
     shared = [(rule.code, rule.name, rule.version, rule.category, period_key, period.start, period.end)
               for (rule, period), period_key in zip(running, keys)]
-    # Children born the same day with the same pass facts are entitled to the same amounts; an export has
-    # a few thousand such combinations for hundreds of thousands of children, so each is judged once.
+    # Children of the same ages on the rules' reference days (see rules.age_days) with the same pass facts are
+    # entitled to the same amounts: a slice of 5,000 children has a few dozen such combinations (by birth
+    # date it had thousands), so each is judged once.
+    days = age_days(running)
     entitlements: dict[tuple, list[int]] = {}
     for holder_id, personal_token, is_child in holders:
         passes = passes_by_holder.get(holder_id)
         if is_child is False or not passes:
             continue
         birth_date = _birth_date(vault, holder_id, personal_token, known_birth_dates)
-        facts = (birth_date, is_child, tuple(passes))
+        ages = None if birth_date is None else tuple([age_on(birth_date, day) for day in days])
+        facts = (ages, is_child, tuple(passes))
         amounts = entitlements.get(facts)
         if amounts is None:
             pass_facts = [PassFacts(*card) for card in passes]

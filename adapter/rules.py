@@ -210,6 +210,13 @@ class BudgetRules(_Strict):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def age_days(running: Sequence[tuple[Rule, Period]]) -> tuple[date, ...]:
+    """The days on which the running rules take a child's age. A child's birth date counts in
+    ``Rule.entitlement_cents`` only through its age on the rule's reference date, so children of the same
+    ages on these days (and the same other facts) are entitled to the same amounts."""
+    return tuple(sorted({rule.reference_date(period) for rule, period in running}))
+
+
 def age_on(birth_date: date, day: date) -> int:
     """Completed years on ``day`` (a child born 29 Feb turns a year older on 1 Mar in other years)."""
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))

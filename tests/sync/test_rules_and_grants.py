@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from adapter import grants, ledger
 from adapter.models import Budget, BudgetStatus, Cardholder, EntryKind, LedgerEntry
 from adapter.records import CardholderRecord
-from adapter.rules import RulesError, age_on, load_rules, rules_from_mapping
+from adapter.rules import PassFacts, RulesError, age_on, load_rules, rules_from_mapping
 from adapter.sync import run_sync
 from tests.sync.records import SYNC_SETTINGS, TEST_BSNS
 
@@ -245,3 +245,39 @@ def test_a_few_children_spread_over_the_ids_are_judged_by_their_ids_or_their_ran
                                        .outerjoin(Budget, Budget.cardholder_id == Cardholder.id)
                                        .group_by(Cardholder.source_key)).all())
     assert granted == {child.cardholder_id: 1 for child in children}
+
+
+def test_children_judged_together_get_what_each_is_entitled_to_on_its_own(db, vault):
+    """The grants judge each combination of ages and pass facts once for many children (rules.age_days). Rules
+    with reference dates of their own, age bands, a pro-rata rule and passes starting later: every child of a
+    slice gets exactly what ``Rule.entitlement_cents`` gives it alone."""
+    rules = _rules(
+        {"code": "young", "name": "Jong", "amount_cents": 9_000, "min_age": 0, "max_age": 3, "period": "calendar_year"},
+        PRIMARY,  # school year, its age taken on 1 August
+        {"code": "teen", "name": "Tiener", "amount_cents": 12_000, "min_age": 12, "max_age": 17,
+         "period": "calendar_year", "reference": "10-01", "pro_rata": True})
+    today = date(2026, 11, 30)
+    # Birth dates on and around every birthday that matters (1 Jan, 1 Aug, 1 Oct) over 20 years, passes valid
+    # from the start of the year or from a later day (pro rata).
+    birth_dates = [date(year, month, day) for year in range(2006, 2027) for month, day in
+                   ((1, 1), (1, 2), (7, 31), (8, 1), (8, 2), (9, 30), (10, 1), (10, 2), (12, 31)) if
+                   date(year, month, day) <= today]
+    children = [_child(f"c{number:03d}", born, number=number,
+                       valid_from=date(2026, 1, 1) if number % 3 else date(2026, 10, 15))
+                for number, born in enumerate(birth_dates)]
+    _sync(db, vault, children, rules, today)
+    running = rules.current(today)
+    expected = {}
+    for child in children:
+        card = PassFacts("active", child.valid_from, child.valid_until)
+        for rule, period in running:
+            cents = rule.entitlement_cents(period, child.birth_date, True, [card])
+            if cents > 0:
+                expected[(child.cardholder_id, rule.code)] = cents
+    with db.read() as session:
+        granted = {(key, code): cents for key, code, cents in session.execute(
+            select(Cardholder.source_key, Budget.rule_code, Budget.granted_cents)
+            .join(Budget, Budget.cardholder_id == Cardholder.id)).all()}
+    assert granted == expected
+    assert {code for _, code in expected} == {"young", "primary", "teen"}
+    assert len(set(expected.values())) > 3  # pro-rata amounts among them
