@@ -212,15 +212,15 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
               for (rule, period), period_key in zip(running, keys)]
     # Children of the same ages on the rules' reference days (see rules.age_days) with the same pass facts are
     # entitled to the same amounts: a slice of 5,000 children has a few dozen such combinations (by birth
-    # date it had thousands), so each is judged once.
-    days = age_days(running)
+    # date it had thousands; pass facts that differ from child to child make more), so each is judged once.
+    reference_days = age_days(running)
     entitlements: dict[tuple, list[int]] = {}
     for holder_id, personal_token, is_child in holders:
         passes = passes_by_holder.get(holder_id)
         if is_child is False or not passes:
             continue
         birth_date = _birth_date(vault, holder_id, personal_token, known_birth_dates)
-        ages = None if birth_date is None else tuple([age_on(birth_date, day) for day in days])
+        ages = None if birth_date is None else tuple([age_on(birth_date, day) for day in reference_days])
         facts = (ages, is_child, tuple(passes))
         amounts = entitlements.get(facts)
         if amounts is None:

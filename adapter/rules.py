@@ -170,6 +170,8 @@ class Rule(_Strict):
         if birth_date is None or is_child is False:
             return 0
         reference_day = self.reference_date(period)
+        # The birth date counts only through this age: the grants judge children of the same ages on the
+        # reference days once for all of them (age_days). A rule that looks at the date itself must change that.
         if not self.min_age <= age_on(birth_date, reference_day) <= self.max_age:
             return 0
         qualifying = [card for card in passes if card.status in self.pass_statuses]
