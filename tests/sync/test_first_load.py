@@ -49,54 +49,53 @@ def _orphan_pass(session) -> None:  # type: ignore[no-untyped-def]
                 {"created_at": STAMP, "updated_at": STAMP})
 
 
+@pytest.fixture
+def postgres_db(postgres_url):  # type: ignore[no-untyped-def]
+    """A fresh, migrated PostgreSQL database: where a first load does something (SQLite changes nothing)."""
+    database = Database(postgres_url)
+    yield database
+    database.dispose()
+
+
 @pytest.mark.postgres
-def test_into_empty_tables_the_keys_are_dropped_for_the_load_and_the_same_keys_are_back_after(postgres_url):
-    db = Database(postgres_url)
-    try:
-        with db.read() as session:
-            before = _foreign_keys(session)
-        assert {name for _, name, _ in _loaded_keys(before)} == LOADED_KEYS
-        with db.write() as session:
+def test_into_empty_tables_the_keys_are_dropped_for_the_load_and_the_same_keys_are_back_after(postgres_db):
+    with postgres_db.read() as session:
+        before = _foreign_keys(session)
+    assert {name for _, name, _ in _loaded_keys(before)} == LOADED_KEYS
+    with postgres_db.write() as session:
+        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+            assert checked_at_end
+            during = _foreign_keys(session)
+            _household(session)
+    assert during == before - _loaded_keys(before)  # keys to other tables (redemptions) stay
+    with postgres_db.read() as session:
+        assert _foreign_keys(session) == before
+
+
+@pytest.mark.postgres
+def test_a_row_naming_nothing_fails_the_load_at_its_end_and_leaves_the_keys_and_tables_as_they_were(postgres_db):
+    with postgres_db.read() as session:
+        before = _foreign_keys(session)
+    with pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"):
+        with postgres_db.write() as session:
             with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
                 assert checked_at_end
-                during = _foreign_keys(session)
-                _household(session)
-        assert during == before - _loaded_keys(before)  # keys to other tables (redemptions) stay
-        with db.read() as session:
-            assert _foreign_keys(session) == before
-    finally:
-        db.dispose()
-
-
-@pytest.mark.postgres
-def test_a_row_naming_nothing_fails_the_load_at_its_end_and_leaves_the_keys_and_tables_as_they_were(postgres_url):
-    db = Database(postgres_url)
-    try:
-        with db.read() as session:
-            before = _foreign_keys(session)
-        with pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"):
-            with db.write() as session:
-                with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
-                    assert checked_at_end
-                    _orphan_pass(session)  # goes in: nothing checks it row by row now
-        with db.read() as session:
-            assert _foreign_keys(session) == before
-            assert session.scalar(select(func.count()).select_from(Pass)) == 0
-    finally:
-        db.dispose()
+                _orphan_pass(session)  # goes in: nothing checks it row by row now
+    with postgres_db.read() as session:
+        assert _foreign_keys(session) == before
+        assert session.scalar(select(func.count()).select_from(Pass)) == 0
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("households_looked_at", ["first", "last"])
-def test_with_a_row_in_a_table_the_keys_stay_and_readers_are_not_kept_waiting(postgres_url, households_looked_at):
-    db = Database(postgres_url)
-    reader = create_engine(postgres_url)
+def test_with_a_row_in_a_table_the_keys_stay_and_readers_are_not_kept_waiting(postgres_db, households_looked_at):
+    reader = create_engine(postgres_db.url)
     tables = _LOADED_TABLES if households_looked_at == "first" else _LOADED_TABLES[::-1]
     assert (tables[0] if households_looked_at == "first" else tables[-1]) is Household.__table__
     try:
-        with db.write() as session:
+        with postgres_db.write() as session:
             _household(session)
-        with db.write() as session:
+        with postgres_db.write() as session:
             with keys_checked_at_end(session, tables, rows_coming=ROWS) as checked_at_end:
                 assert not checked_at_end
                 with pytest.raises(IntegrityError):  # checked row by row, as always
@@ -108,13 +107,11 @@ def test_with_a_row_in_a_table_the_keys_stay_and_readers_are_not_kept_waiting(po
                     assert connection.scalar(select(func.count()).select_from(Household)) == 1
     finally:
         reader.dispose()
-        db.dispose()
 
 
 @pytest.mark.postgres
-def test_rows_committed_between_the_first_look_and_the_lock_are_seen_under_the_lock(postgres_url, monkeypatch):
+def test_rows_committed_between_the_first_look_and_the_lock_are_seen_under_the_lock(postgres_db, monkeypatch):
     """Another source's first load can commit after this one found the tables empty and before it locks them."""
-    db = Database(postgres_url)
     looks = []
     real_look = first_load._all_empty
 
@@ -123,27 +120,23 @@ def test_rows_committed_between_the_first_look_and_the_lock_are_seen_under_the_l
         return True if len(looks) == 1 else real_look(connection, names)
 
     monkeypatch.setattr(first_load, "_all_empty", first_look_before_the_rows_arrived)
-    try:
-        with db.write() as session:
-            _household(session)
-        with db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
-                assert not checked_at_end
-                assert _loaded_keys(_foreign_keys(session))
-        assert len(looks) == 2
-    finally:
-        db.dispose()
+    with postgres_db.write() as session:
+        _household(session)
+    with postgres_db.write() as session:
+        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+            assert not checked_at_end
+            assert _loaded_keys(_foreign_keys(session))
+    assert len(looks) == 2
 
 
 @pytest.mark.postgres
-def test_a_table_another_transaction_holds_is_not_waited_for(postgres_url):
-    db = Database(postgres_url)
-    other = create_engine(postgres_url)
+def test_a_table_another_transaction_holds_is_not_waited_for(postgres_db):
+    other = create_engine(postgres_db.url)
     answers: list[object] = []
 
     def loading() -> None:
         try:
-            with db.write() as session:
+            with postgres_db.write() as session:
                 with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
                     answers.append((checked_at_end, bool(_loaded_keys(_foreign_keys(session)))))
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
@@ -162,69 +155,58 @@ def test_a_table_another_transaction_holds_is_not_waited_for(postgres_url):
         assert answers == [(False, True)]  # the usual way, keys in place
     finally:
         other.dispose()
-        db.dispose()
 
 
 @pytest.mark.postgres
-def test_a_key_made_not_valid_is_left_in_place_and_still_checks_each_row(postgres_url):
+def test_a_key_made_not_valid_is_left_in_place_and_still_checks_each_row(postgres_db):
     """Re-adding a NOT VALID key as it was would check none of the loaded rows: such a key is not dropped."""
-    db = Database(postgres_url)
-    try:
-        with db.write() as session:
-            session.execute(text("ALTER TABLE passes DROP CONSTRAINT passes_cardholder_id_fkey"))
-            session.execute(text("ALTER TABLE passes ADD CONSTRAINT passes_cardholder_id_fkey FOREIGN KEY "
-                                 "(cardholder_id) REFERENCES cardholders(id) NOT VALID"))
-        with pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"), db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
-                assert checked_at_end
-                assert "passes_cardholder_id_fkey" in {name for _, name, _ in _foreign_keys(session)}
-                _orphan_pass(session)
-    finally:
-        db.dispose()
+    with postgres_db.write() as session:
+        session.execute(text("ALTER TABLE passes DROP CONSTRAINT passes_cardholder_id_fkey"))
+        session.execute(text("ALTER TABLE passes ADD CONSTRAINT passes_cardholder_id_fkey FOREIGN KEY "
+                             "(cardholder_id) REFERENCES cardholders(id) NOT VALID"))
+    with pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"), postgres_db.write() as session:
+        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+            assert checked_at_end
+            assert "passes_cardholder_id_fkey" in {name for _, name, _ in _foreign_keys(session)}
+            _orphan_pass(session)
 
 
 @pytest.mark.postgres
-def test_a_user_that_may_write_but_does_not_own_the_tables_loads_with_its_keys_in_place(postgres_url):
-    db = Database(postgres_url)
+def test_a_user_that_may_write_but_does_not_own_the_tables_loads_with_its_keys_in_place(postgres_db):
     role = f"spa_writer_{uuid.uuid4().hex[:8]}"
     try:
-        with db.write() as session:
+        with postgres_db.write() as session:
             session.execute(text(f"CREATE ROLE {role}"))
             session.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"))
             session.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"))
-        with db.write() as session:
+        with postgres_db.write() as session:
             session.execute(text(f"SET LOCAL ROLE {role}"))
             with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
                 assert not checked_at_end
                 _household(session)
             assert session.scalar(select(func.count()).select_from(Household)) == 1
     finally:
-        with db.write() as session:
+        with postgres_db.write() as session:
             session.execute(text(f"DROP OWNED BY {role}"))
             session.execute(text(f"DROP ROLE {role}"))
-        db.dispose()
 
 
 @pytest.mark.postgres
-def test_a_load_that_fails_puts_the_keys_back_even_for_a_caller_that_goes_on(postgres_url):
+def test_a_load_that_fails_puts_the_keys_back_even_for_a_caller_that_goes_on(postgres_db):
     """The drops live in a savepoint: a caller that catches the failure and commits keeps its keys."""
-    db = Database(postgres_url)
-    try:
-        with db.read() as session:
-            before = _foreign_keys(session)
-        with db.write() as session:
-            with pytest.raises(RuntimeError):
-                with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
-                    assert checked_at_end
-                    _orphan_pass(session)
-                    raise RuntimeError("the load stops half-way")
-            _household(session)  # and commits
-        with db.read() as session:
-            assert _foreign_keys(session) == before
-            assert session.scalar(select(func.count()).select_from(Pass)) == 0
-            assert session.scalar(select(func.count()).select_from(Household)) == 1
-    finally:
-        db.dispose()
+    with postgres_db.read() as session:
+        before = _foreign_keys(session)
+    with postgres_db.write() as session:
+        with pytest.raises(RuntimeError):
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                assert checked_at_end
+                _orphan_pass(session)
+                raise RuntimeError("the load stops half-way")
+        _household(session)  # and commits
+    with postgres_db.read() as session:
+        assert _foreign_keys(session) == before
+        assert session.scalar(select(func.count()).select_from(Pass)) == 0
+        assert session.scalar(select(func.count()).select_from(Household)) == 1
 
 
 def test_a_small_load_or_sqlite_keeps_its_keys_checked_row_by_row(db):
