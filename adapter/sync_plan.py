@@ -312,17 +312,11 @@ class Planner:
         """Judge the waiting lines, in file order, against tables of the keys they and the finish need."""
         waiting = self._waiting
         self._sampled_before_waiting = len(self._unchanged_sample)
-        # Besides the waiting lines' own keys: the replaced numbers (finish() asks whether each was read), and
-        # the households that waiting lines and re-keyed children may join (a line judged while reading may
-        # have numbered them).
-        numbers = {replaced for _position, replaced, _number, _key in self._replacing}
-        households: set[str] = set()
-        for _position, record in waiting:
-            if record.replaces_pass_number:
-                numbers.add(record.replaces_pass_number)
-            households.add(record.household_id)
-        households.update(record.household_id for _previous, record, _hash, _index in self._claims.values())
-        waiting.replay(numbers, households)
+        # Besides what the waiting lines carry and ask about (WaitingLines.hold): the numbers that lines judged
+        # while reading replaced (finish() asks whether each was read), and the households that re-keyed
+        # children may join (a line judged while reading may have numbered them).
+        waiting.replay({replaced for _position, replaced, _number, _key in self._replacing},
+                       {record.household_id for _previous, record, _hash, _index in self._claims.values()})
         passes, holders = self._snapshot.passes, self._snapshot.holders
         for position, record in waiting:
             self._judge_line(record, position, None, passes.get(record.pass_number), holders.get(record.cardholder_id))

@@ -45,6 +45,10 @@ class WaitingLines:
         self.numbers: set[str] = set()
         self.holders: set[str] = set()
         self.bsns: set[bytes] = set()
+        # What a waiting line asks about when judged, without making other lines wait: the pass number it
+        # replaces (was it read?) and the household it joins (numbered already by a line judged while reading?).
+        self._replaced: set[str] = set()
+        self._households: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -82,6 +86,9 @@ class WaitingLines:
             self.bsns.add(bsn_key)
         if stored_owner is not None:
             self.holders.add(stored_owner)
+        if record.replaces_pass_number:
+            self._replaced.add(record.replaces_pass_number)
+        self._households.add(record.household_id)
 
     def enter(self, kind: int, key: Hashable, value: object, *, at_once: bool = False) -> None:
         """A line entered ``key`` (of ``kind``) with ``value``: in the log while reading (the filter has it
@@ -91,15 +98,17 @@ class WaitingLines:
         else:
             self._entered.append((kind, key, value))
 
-    def replay(self, more_numbers: set[str], households: set[str]) -> None:
-        """The reading is done: fill the tables from the log with the keys the waiting lines carry, plus
-        ``more_numbers`` and ``households`` that the planner asks about; from now on enter() fills them."""
+    def replay(self, more_numbers: set[str], more_households: set[str]) -> None:
+        """The reading is done: fill the tables from the log with the keys the waiting lines carry or ask about,
+        plus ``more_numbers`` and ``more_households`` that the planner asks about for lines that did not wait;
+        from now on enter() fills them."""
         self.exact = True
         self._maybe_seen = MaybeSeen(bits_log2=6)  # the lines are all read: let the 8 MB go
-        wanted: tuple[set, ...] = (self.numbers | more_numbers, self.holders, self.bsns, households)  # by kind
+        wanted: tuple[set, ...] = (self.numbers | self._replaced | more_numbers, self.holders, self.bsns,
+                                   self._households | more_households)  # by kind
         if any(wanted):
             for kind, key, value in self._entered:
                 if key in wanted[kind]:
                     self._tables[kind][key] = value
         self._entered.close()
-        self.numbers, self.holders, self.bsns = set(), set(), set()
+        self.numbers, self.holders, self.bsns, self._replaced, self._households = set(), set(), set(), set(), set()

@@ -5,6 +5,7 @@ these tests pin the contract the planner builds on."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from adapter.records import CardholderRecord
@@ -43,11 +44,15 @@ def test_replay_fills_the_tables_with_the_wanted_keys_only_then_enters_directly(
             waiting.enter(HOLDER, f"K{number:05d}", number)
             waiting.enter(HOUSEHOLD, f"H{number:04d}", number)
         waiting.hold(7, _record(1_000), b"waiting-bsn", "K00003")  # its keys are wanted
+        # What a waiting line asks about without carrying it: the pass it replaces, the household it joins.
+        waiting.hold(8, dataclasses.replace(_record(1_001), household_id="H0011", replaces_pass_number="6400000004"),
+                     None, None)
         waiting.replay({"6400000002"}, {"H0005"})
-        assert tables[NUMBER] == {"6400000002": None}
+        assert tables[NUMBER] == {"6400000002": None, "6400000004": None}
         assert tables[HOLDER] == {"K00003": 3}  # the stored owner of the waiting line's BSN
-        assert tables[HOUSEHOLD] == {"H0005": 5}
-        assert waiting.exact and [(position, record.source_key) for position, record in waiting] == [(7, "line 1000")]
+        assert tables[HOUSEHOLD] == {"H0005": 5, "H0011": 11}
+        assert waiting.exact and [(position, record.source_key) for position, record in waiting] == [
+            (7, "line 1000"), (8, "line 1001")]
         waiting.enter(HOLDER, "K09999", 42)
         assert tables[HOLDER]["K09999"] == 42
     finally:
