@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                  "config": {key: value for key, value in asdict(config).items() if key != "postgres_server"}},
         "figures": figures,
         "targets": report.targets(figures, databases=list(config.databases), scaling=list(config.scaling),
-                                  workers=list(config.workers)),
+                                  workers=list(config.workers), cores=os.cpu_count()),
     }
     result["plots"] = report.plots(result, stem)
     report.write_json(Path(f"{stem}.json"), result)

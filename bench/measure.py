@@ -1,7 +1,8 @@
-"""Run one measured task in a child process: its wall time and its own peak RSS.
+"""Run one measured task in a child process: its wall time, its own peak RSS and the machine's CPU time.
 
 Each run is a fresh process, so one run's memory never counts against another.
-``os.wait4`` returns the rusage of exactly that child (ru_maxrss in KiB on Linux).
+``os.wait4`` returns the rusage of exactly that child (ru_maxrss in KiB on Linux);
+the CPU time is every busy core-second of the machine meanwhile (``bench.rss_wrapper``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Run:
     wall_seconds: float  # the whole child process, start to exit
     peak_rss_mb: float
     reported: dict[str, Any]  # what the task printed (e.g. its own work seconds)
+    # Busy core-seconds of the whole machine while the task ran (None where it cannot be read).
+    machine_cpu_seconds: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -62,10 +65,11 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pa
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
         raise TaskFailed(f"{' '.join(argv[:6])} exited {process.returncode}:\n{tail}")
     peak = float(reported.pop("peak_rss_mb", 0.0))
+    cpu = reported.pop("machine_cpu_seconds", None)
     output = [line for line in stdout.splitlines() if line.strip() and not line.startswith(RESULT_PREFIX)]
     if output:
         reported.setdefault("output_tail", output[-1][:500])
-    return Run(wall, peak, reported)
+    return Run(wall, peak, reported, None if cpu is None else float(cpu))
 
 
 def python_task(module: str, *args: str) -> list[str]:
@@ -85,6 +89,7 @@ class Figure:
     unit: str
     values: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
+    machine_cpu_seconds: list[float] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     available: bool = True
     reason: str | None = None
@@ -92,10 +97,16 @@ class Figure:
     requires: str | None = None
     error: str | None = None
 
-    def add(self, value: float, peak_rss_mb: float | None = None) -> None:
+    def add(self, value: float, peak_rss_mb: float | None = None, machine_cpu_seconds: float | None = None) -> None:
         self.values.append(value)
         if peak_rss_mb is not None:
             self.peak_rss_mb.append(peak_rss_mb)
+        if machine_cpu_seconds is not None:
+            self.machine_cpu_seconds.append(machine_cpu_seconds)
+
+    def add_run(self, run: Run) -> None:
+        """One run of a task timed as a whole: its time, peak RSS and the machine's CPU time."""
+        self.add(run.seconds, run.peak_rss_mb, run.machine_cpu_seconds)
 
     @property
     def median(self) -> float | None:
@@ -111,9 +122,9 @@ class Figure:
             "name": self.name, "unit": self.unit, "available": True, "median": self.median,
             "min": min(self.values), "max": max(self.values), "runs": self.values,
         }
-        if self.peak_rss_mb:
-            result["peak_rss_mb"] = {"median": statistics.median(self.peak_rss_mb),
-                                     "min": min(self.peak_rss_mb), "max": max(self.peak_rss_mb)}
+        for name, values in (("peak_rss_mb", self.peak_rss_mb), ("machine_cpu_seconds", self.machine_cpu_seconds)):
+            if values:
+                result[name] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
         result.update(self.details)
         return result
 
@@ -131,8 +142,7 @@ def failed(name: str, unit: str, error: str) -> Figure:
 def repeat(name: str, unit: str, runs: int, one_run: Callable[[], Run]) -> Figure:
     figure = Figure(name, unit)
     for _ in range(runs):
-        run = one_run()
-        figure.add(run.seconds, run.peak_rss_mb)
+        figure.add_run(one_run())
     return figure
 
 

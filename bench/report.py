@@ -63,14 +63,29 @@ def _paired_ratio(figures: Figures, numerator: str, denominator: str) -> tuple[f
     return _ratio(figures, numerator, [denominator])
 
 
-def targets(figures: Figures, *, databases: list[str], scaling: list[int], workers: list[int]) -> list[dict]:
+def cpu_bound(figures: Figures, key: str, floors: list[str], cores: int | None) -> str | None:
+    """What the machine's CPU time says of a figure against its floors: how many cores it kept busy, and its
+    ratio if that work had kept every core busy from start to end (no run can be shorter). None when the
+    figure has no CPU time."""
+    figure = figures.get(key, {})
+    floor = sum(_median(figures, name) or 0.0 for name in floors)
+    if not cores or not floor or not figure.get("available") or "machine_cpu_seconds" not in figure:
+        return None
+    cpu = figure["machine_cpu_seconds"]["median"]
+    return (f"the machine was busy {cpu:.1f} core-seconds during it, {cpu / figure['median']:.2f} of {cores} cores "
+            f"on average; even with that work spread over all {cores} cores from start to end, it would take "
+            f"{cpu / cores / floor:.2f}x the floor")
+
+
+def targets(figures: Figures, *, databases: list[str], scaling: list[int], workers: list[int],
+            cores: int | None = None) -> list[dict]:
     found: list[Target] = []
     for kind in databases:
         floors = ["floor_csv_parse", f"floor_bulk_load_{kind}", "floor_encrypt"]
         value, reason = _ratio(figures, f"sync_first_{kind}", floors)
         found.append(Target(f"first_sync_{kind}", f"first full sync on {kind} <= 4x (parse + bulk load + one "
                             "MultiFernet encryption per row)", value, 4.0, "<=", (f"sync_first_{kind}", *floors),
-                            reason))
+                            reason, extra_note=cpu_bound(figures, f"sync_first_{kind}", floors, cores)))
         # The floor measured around each re-sync (runner) when there is one: the median of the runs' own ratios.
         if f"floor_parse_validate_hash_{kind}" in figures:
             resync_floor = f"floor_parse_validate_hash_{kind}"
@@ -159,19 +174,22 @@ def markdown(result: dict[str, Any]) -> str:
         note = f" ({target['reason']})" if target.get("reason") else ""
         lines.append(f"| {target['description']}{note} | {_number(target['value'])} | "
                      f"{target['direction']} {_number(target['limit'])} | {met} |")
-    lines += ["", "## Figures", "", "| figure | median | min | max | unit | peak RSS MB | p50 / p99 ms |",
-              "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines += ["", "## Figures", "", "Machine CPU: the core-seconds the whole machine was busy during the run "
+              "(the task, its workers, the database server, and whatever else ran).", "",
+              "| figure | median | min | max | unit | peak RSS MB | machine CPU core-s | p50 / p99 ms |",
+              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for figure in result["figures"].values():
         if not figure.get("available"):
             why = figure.get("error") or figure.get("reason")
             lines.append(f"| {figure['name']} | {'error' if figure.get('error') else 'not available'}: "
-                         f"{str(why).splitlines()[-1][:160]} | | | {figure['unit']} | | |")
+                         f"{str(why).splitlines()[-1][:160]} | | | {figure['unit']} | | | |")
             continue
         rss = _number(figure["peak_rss_mb"]["median"]) if "peak_rss_mb" in figure else ""
+        cpu = _number(figure["machine_cpu_seconds"]["median"]) if "machine_cpu_seconds" in figure else ""
         latency = (f"{_number(figure['p50_ms']['median'])} / {_number(figure['p99_ms']['median'])}"
                    if "p50_ms" in figure else "")
         lines.append(f"| {figure['name']} | {_number(figure['median'])} | {_number(figure['min'])} | "
-                     f"{_number(figure['max'])} | {figure['unit']} | {rss} | {latency} |")
+                     f"{_number(figure['max'])} | {figure['unit']} | {rss} | {cpu} | {latency} |")
     if result.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(plot).stem}]({Path(plot).name})" for plot in result["plots"]]
     return "\n".join(lines) + "\n"

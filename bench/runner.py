@@ -110,7 +110,7 @@ class Bench:
         for _ in range(self.config.runs):
             with database(kind, self.workdir, self.config.postgres_server, migrated=False) as url:
                 run = run_child(python_task("bench.floors", "bulk_load", str(path), url), timeout=self.timeout)
-            figure.add(run.seconds, run.peak_rss_mb)
+            figure.add_run(run)
         return figure
 
     def _sync_figures(self, kind: str, tonight: Path, next_night: Path, rows: int, sync_missing: str | None,
@@ -139,13 +139,13 @@ class Bench:
                     tonight_config = self.sync_env.config(f"sync-{kind}", url, sync_bench.csv_source(tonight))
                     next_config = self.sync_env.config(f"sync-{kind}-next", url, sync_bench.csv_source(next_night))
                     run = self.sync_env.run_sync(tonight_config, url, self.timeout)
-                    figures["first"].add(run.seconds, run.peak_rss_mb)
+                    figures["first"].add_run(run)
                     figures["first"].details["sync_said"] = run.reported.get("output_tail")
                     floor_before = run_child(floor_argv, timeout=self.timeout)
                     for stage, config in (("resync", tonight_config), ("changed", next_config)):
                         before = sync_bench.snapshot(url)
                         run = self.sync_env.run_sync(config, url, self.timeout)
-                        figures[stage].add(run.seconds, run.peak_rss_mb)
+                        figures[stage].add_run(run)
                         figures[stage].details["sync_said"] = run.reported.get("output_tail")
                         writes[stage].append(sync_bench.rows_written_since(url, before))
                         if stage == "resync":
@@ -183,7 +183,7 @@ class Bench:
             with database("sqlite", self.workdir, self.config.postgres_server) as url:
                 config = self.sync_env.config(f"scaling-{size}", url, sync_bench.csv_source(path))
                 run = self.sync_env.run_sync(config, url, self.timeout)
-            figure.add(run.seconds, run.peak_rss_mb)
+            figure.add_run(run)
             figure.details["sync_said"] = run.reported.get("output_tail")
         return figure
 
@@ -209,7 +209,7 @@ class Bench:
             with database("sqlite", self.workdir, self.config.postgres_server) as url:
                 config = self.sync_env.config("soap", url, sync_bench.soap_source(endpoint, SOAP_PAGE_SIZE))
                 run = self.sync_env.run_sync(config, url, self.timeout)
-            figure.add(run.seconds, run.peak_rss_mb)
+            figure.add_run(run)
             figure.details["sync_said"] = run.reported.get("output_tail")
         return figure
 

@@ -98,6 +98,8 @@ def test_every_figure_is_present_and_numeric(smoke_result):
         assert figure["runs"] and all(_numeric(run) for run in figure["runs"]), key
         if key.startswith(("sync_", "floor_")):
             assert _numeric(figure["peak_rss_mb"]["median"]) and figure["peak_rss_mb"]["median"] > 0, key
+        if key.startswith("sync_"):
+            assert _numeric(figure["machine_cpu_seconds"]["median"]) and figure["machine_cpu_seconds"]["min"] > 0, key
         if key.startswith("api_"):
             assert _numeric(figure["p50_ms"]["median"]) and _numeric(figure["p99_ms"]["median"]), key
             assert figure["errors"] == [0] * len(figure["runs"]), f"{key}: requests failed under load"
@@ -151,3 +153,15 @@ def test_targets_are_ratios_against_the_floors_of_the_same_run():
     assert judged["p99_balance_checks_w2"]["met"] is True
     assert judged["redemptions_w2"]["met"] is None and "api_redemptions_w2" in judged["redemptions_w2"]["reason"]
     assert judged["soap_sync"]["met"] is None
+
+
+def test_a_first_sync_says_how_much_of_the_machine_it_used_and_its_ratio_with_every_core_busy():
+    floors = {"floor_csv_parse": figure(1.0), "floor_bulk_load_sqlite": figure(1.0), "floor_encrypt": figure(0.5)}
+    # 12.5 s of wall time against a floor of 2.5 s is 5x; 20 busy core-seconds over 2 cores is 10 s, so 4x.
+    timed = {**floors, "sync_first_sqlite": figure(12.5, machine_cpu_seconds={"median": 20.0})}
+    first = {target["key"]: target for target in targets(timed, databases=["sqlite"], scaling=[], workers=[],
+                                                         cores=2)}["first_sync_sqlite"]
+    assert first["value"] == pytest.approx(5.0) and first["met"] is False
+    assert "1.60 of 2 cores" in first["reason"] and "4.00x the floor" in first["reason"]
+    untimed = {**floors, "sync_first_sqlite": figure(12.5)}
+    assert targets(untimed, databases=["sqlite"], scaling=[], workers=[], cores=2)[0]["reason"] is None
