@@ -20,12 +20,13 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Index, Table, bindparam, case, func, select
+from sqlalchemy import Index, Integer, String, Table, bindparam, case, func, select
 from sqlalchemy.dialects.postgresql import REGCLASS, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 _MEMO_LIMIT = 10_000
+_INTEGER_LITERAL, _STRING_LITERAL = Integer(), String()
 # Fewer new rows than this go in with the index in place: dropping and building it would not pay.
 _REBUILD_FROM = 50_000
 
@@ -50,7 +51,10 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
     connection = session.connection()
     dialect = connection.dialect
     fixed = tuple(_process(_processor(table, name, dialect), value) for name, value in constants.items())
-    convert = _converter(table, columns, fixed, dialect)
+    # SQLite: the constants go into the statement itself, each bound once instead of once a row (see
+    # _sqlite_literals); PostgreSQL's COPY has no such thing, so they travel with every row.
+    literals = _sqlite_literals(fixed, dialect) if dialect.name == "sqlite" else None
+    convert = _converter(table, columns, () if literals is not None else fixed, dialect)
     records = rows if convert is None else map(convert, rows)
     quote = dialect.identifier_preparer.quote
     names = [*columns, *constants]
@@ -72,8 +76,10 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
                 for record in records:
                     copy.write_row(record)
             return
-        placeholders = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(names))
-        cursor.executemany(f"{statement} VALUES ({placeholders})", records)
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        bound = [marker] * (len(columns) if literals is not None else len(names))
+        values = ", ".join([*bound, *(literals or [])])
+        cursor.executemany(f"{statement} VALUES ({values})", records)
     except dialect.loaded_dbapi.Error as exc:
         # The same exception SQLAlchemy would raise (IntegrityError for a duplicate), without the rows:
         # they hold personal data. (PostgreSQL's own DETAIL line may still name a duplicate key's value.)
@@ -138,6 +144,28 @@ def reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
         return range(first, last + 1) if scattered is None else scattered
     first = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
     return range(first, first + count)
+
+
+def _sqlite_literals(fixed: tuple, dialect: Any) -> list[str] | None:
+    """The constants of an insert as SQL literals, quoted by SQLAlchemy's own literal processors (as it renders
+    ``literal_binds``); None when one is of a kind not rendered here, which is then bound on every row.
+
+    Why: SQLite's driver binds every parameter again for every row. A first sync's 370,000 budgets and as many
+    ledger entries each carried the same timestamp, status or actor; bound once a row, those four values made
+    an insert of 370,000 ledger entries take 3.1 s instead of 2.1 s. The values are the caller's own (already
+    processed for the column: a timestamp as its text, an enum as its name), never a cardholder's data.
+    """
+    rendered = []
+    for value in fixed:
+        if value is None:
+            rendered.append("NULL")
+        elif type(value) is int:
+            rendered.append(_INTEGER_LITERAL.literal_processor(dialect)(value))
+        elif type(value) is str and "\x00" not in value:
+            rendered.append(_STRING_LITERAL.literal_processor(dialect)(value))
+        else:
+            return None
+    return rendered
 
 
 def _converter(table: Table, columns: Sequence[str], fixed: tuple, dialect: Any

