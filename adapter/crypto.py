@@ -35,8 +35,41 @@ class KeysMissing(RuntimeError):
     pass
 
 
+class KeyedHashes:
+    """The keyed hashes alone (blind indexes, content hashes), from the blind-index key: what a process that
+    compares records but must never decrypt one is given (the sync's reading worker)."""
+
+    def __init__(self, blind_index_key: str):
+        self._key_text = blind_index_key
+        self._index_key = _decode_index_key(blind_index_key)
+        # Keyed once: content_hash copies this state per row instead of re-keying (hmac.new per call).
+        self._row_hmac = hmac.new(self._index_key, b"row\x1f", "sha256")
+
+    def key_material(self) -> str:
+        """The key these hashes were made from: ``KeyedHashes(key_material())`` hashes the same. Only for
+        handing to a worker process of our own through its pipe; never write it anywhere."""
+        return self._key_text
+
+    def blind_index(self, value: str, purpose: str = "bsn") -> str:
+        """Keyed HMAC-SHA256 for exact look-ups; ``purpose`` separates the uses."""
+        return hmac.new(self._index_key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+    def content_hash(self, parts: Iterable[object]) -> str:
+        """Keyed hash of a row's fields, to see whether a source record changed.
+
+        HMAC-SHA256(key, "row" 0x1f fields joined by 0x1f), first 32 hex digits: stored
+        hashes depend on this exact encoding, so it must not change. It runs once per
+        row on every nightly sync, so the keyed state is made once and copied per row.
+        """
+        joined = "\x1f".join(["" if part is None else part if part.__class__ is str else str(part)
+                              for part in parts])
+        row = self._row_hmac.copy()
+        row.update(joined.encode())
+        return row.hexdigest()[:32]
+
+
 class Vault:
-    """Encrypts and decrypts personal fields; computes keyed hashes over them."""
+    """Encrypts and decrypts personal fields; computes keyed hashes over them (``hashes``)."""
 
     def __init__(self, encryption_keys: list[str], blind_index_key: str):
         if not encryption_keys:
@@ -45,9 +78,7 @@ class Vault:
         self._fernets = [Fernet(key.encode("ascii")) for key in encryption_keys]
         self._multi = MultiFernet(self._fernets)
         self._newest = self._fernets[0]
-        self._index_key = _decode_index_key(blind_index_key)
-        # Keyed once: content_hash copies this state per row instead of re-keying (hmac.new per call).
-        self._row_hmac = hmac.new(self._index_key, b"row\x1f", "sha256")
+        self.hashes = KeyedHashes(blind_index_key)
 
     def key_material(self) -> tuple[list[str], str]:
         """The keys this vault was made from: ``Vault(*key_material())`` is the same vault. Only for
@@ -85,21 +116,12 @@ class Vault:
         return self._multi.rotate(token.encode("ascii")).decode("ascii")
 
     def blind_index(self, value: str, purpose: str = "bsn") -> str:
-        """Keyed HMAC-SHA256 for exact look-ups; ``purpose`` separates the uses."""
-        return hmac.new(self._index_key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+        """Keyed HMAC-SHA256 for exact look-ups (see KeyedHashes)."""
+        return self.hashes.blind_index(value, purpose)
 
     def content_hash(self, parts: Iterable[object]) -> str:
-        """Keyed hash of a row's fields, to see whether a source record changed.
-
-        HMAC-SHA256(key, "row" 0x1f fields joined by 0x1f), first 32 hex digits: stored
-        hashes depend on this exact encoding, so it must not change. It runs once per
-        row on every nightly sync, so the keyed state is made once and copied per row.
-        """
-        joined = "\x1f".join(["" if part is None else part if part.__class__ is str else str(part)
-                              for part in parts])
-        row = self._row_hmac.copy()
-        row.update(joined.encode())
-        return row.hexdigest()[:32]
+        """Keyed hash of a row's fields, to see whether a source record changed (see KeyedHashes)."""
+        return self.hashes.content_hash(parts)
 
 
 def generate_encryption_key() -> str:

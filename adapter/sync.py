@@ -35,6 +35,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, update
@@ -61,6 +62,7 @@ from adapter.models import (
     utcnow,
 )
 from adapter.read_ahead import ReadAhead
+from adapter.record_digests import Digests
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.sealing import SEALED_COLUMNS, SealedColumns, Sealer
 from adapter.redaction import redact
@@ -70,6 +72,7 @@ from adapter.sync_plan import CREATED, REJECTED, UNCHANGED, UPDATED, Plan, Plann
 from adapter.sync_snapshot import Snapshot, load_snapshot
 
 log = logging.getLogger("adapter.sync")
+_T = TypeVar("_T")
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 BATCH_SIZE = 1000
@@ -187,13 +190,17 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
     stage("reading")
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
-        # holds the source's lock, so that a run that finds the source busy never contacts it.
-        records.start()
+        # holds the source's lock, so that a run that finds the source busy never contacts it. It digests
+        # each record too (adapter.record_digests): on its own core, not on the planner's.
+        records.start(digest_with=vault.hashes)
+        lines: Iterable[tuple[CardholderRecord | RejectedRecord, Digests | None]] = records.digested()
+    else:
+        lines = ((record, None) for record in records)
     with db.read() as session:
         snapshot = load_snapshot(session, source)
     with Sealer(vault) as sealer, contextlib.ExitStack() as plan_kept:
         with Planner(snapshot, vault, sealer) as planner:
-            _feed(planner, _counted(records, progress))
+            _feed(planner, _counted(lines, progress))
             stage("planning")
             plan = plan_kept.enter_context(planner.finish(today, settings.grace_nights))
         # The last records still in plain text are sealed now, so none is held while the guard judges
@@ -346,14 +353,13 @@ def _store_outcomes(session: Session, run_id: int, plan: Plan) -> None:
     insert_rows(session, SyncRecordOutcome.__table__, rows, {"run_id": run_id})
 
 
-def _feed(planner: Planner, records: Iterable[CardholderRecord | RejectedRecord]) -> None:
+def _feed(planner: Planner, lines: Iterable[tuple[CardholderRecord | RejectedRecord, Digests | None]]) -> None:
     # In a function of its own, so that no loop variable keeps the last record once reading is done.
-    for record in records:
-        planner.feed(record)
+    for record, digests in lines:
+        planner.feed(record, digests)
 
 
-def _counted(records: Iterable[CardholderRecord | RejectedRecord], progress: Progress | None
-             ) -> Iterator[CardholderRecord | RejectedRecord]:
+def _counted(records: Iterable[_T], progress: Progress | None) -> Iterator[_T]:
     if progress is None:
         yield from records
         return

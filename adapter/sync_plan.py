@@ -54,6 +54,7 @@ from adapter.plan_writes import (
     PassWrites,
     ordinal,
 )
+from adapter.record_digests import Digests, holder_content_hash
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
@@ -66,6 +67,7 @@ _CLAIMED = -1  # see Planner._new_holders
 # members together as a rule, so its later members find it here and need not wait.
 RECENT_HOUSEHOLDS = 64
 _WAITS = object()  # Planner._sight: the line waits until the reading is done
+_NOT_YET = object()  # Planner._first_sight_of: the blind index is computed only once it is needed
 # Planner._first_sight_of: (content hash, BSN index as hex or None, BSN index as bytes or None, unchanged)
 _Sight = tuple[str, "str | None", "bytes | None", bool]
 _Household = tuple["int | None", "int | None"]  # see HolderWrite.household_id and household_new
@@ -201,7 +203,9 @@ class Planner:
         if not self._handed_over:
             self._plan.close()
 
-    def feed(self, record: CardholderRecord | RejectedRecord) -> None:
+    def feed(self, record: CardholderRecord | RejectedRecord, digests: Digests | None = None) -> None:
+        """Judge one line now, or let it wait. ``digests``: the record's keyed digests when the reading
+        worker computed them (``adapter.record_digests``); without them they are computed here."""
         plan = self._plan
         plan.records_read += 1
         position = plan.records_read
@@ -211,9 +215,9 @@ class Planner:
         # Looked up once a line, for the waiting's decision and the judgement alike (the nightly fast path).
         snapshot = self._snapshot
         stored_pass, known = snapshot.passes.get(record.pass_number), snapshot.holders.get(record.cardholder_id)
-        sight = self._sight(record, stored_pass, known)
+        sight = self._sight(record, stored_pass, known, digests)
         if sight is _WAITS:
-            self._wait(record, position, known)
+            self._wait(record, position, known, digests)
             return
         self._judge_line(record, position, sight, stored_pass, known)
 
@@ -259,8 +263,8 @@ class Planner:
 
     # ------------------------------------------------------------ reading: judge now, or wait
 
-    def _sight(self, record: CardholderRecord, stored_pass: KnownPass | None, known: KnownHolder | None
-               ) -> _Sight | None | object:
+    def _sight(self, record: CardholderRecord, stored_pass: KnownPass | None, known: KnownHolder | None,
+               digests: Digests | None) -> _Sight | None | object:
         """While reading: _WAITS if the line must wait; else what its cardholder's first sight needs
         (``_first_sight_of``), or None when the line is not its cardholder's first. Once the reading is done,
         None: every line is judged against the exact tables. (``stored_pass``, ``known``: the line's pass and
@@ -281,7 +285,7 @@ class Planner:
                 return _WAITS
         elif known.outcome is not None:
             return None  # a stored cardholder's later line: judged by its snapshot row alone
-        sight = self._first_sight_of(record, known)
+        sight = self._first_sight_of(record, known, digests)
         bsn_key = sight[2]
         if bsn_key is not None:
             if bsn_key not in snapshot.holder_by_bsn and waiting.maybe_seen(bsn_key, BSN):
@@ -294,10 +298,11 @@ class Planner:
             return _WAITS  # a household of this export's, perhaps, whose number only the log holds
         return sight
 
-    def _wait(self, record: CardholderRecord, position: int, known: KnownHolder | None) -> None:
+    def _wait(self, record: CardholderRecord, position: int, known: KnownHolder | None,
+              digests: Digests | None) -> None:
         bsn_key = owner = None
         if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
-            bsn_key = self._first_sight_of(record, known)[2]
+            bsn_key = self._first_sight_of(record, known, digests)[2]
             if bsn_key is not None:
                 owner = self._snapshot.holder_by_bsn.get(bsn_key)
         self._waiting.hold(position, record, bsn_key, owner)
@@ -389,18 +394,21 @@ class Planner:
 
     # ------------------------------------------------------------ the same child, by BSN
 
-    def _first_sight_of(self, record: CardholderRecord, known: KnownHolder | None) -> _Sight:
+    def _first_sight_of(self, record: CardholderRecord, known: KnownHolder | None,
+                        digests: Digests | None = None) -> _Sight:
         """What judging a cardholder id's first record starts from (``known``: the stored cardholder, if
         there is one): its content hash, its BSN's blind index twice, as hex digits (for the sealer to write;
         None when the stored cardholder is unchanged) and as bytes (for the tables here), and whether it is
-        unchanged."""
-        content_hash = self._vault.content_hash((
-            record.household_id, record.bsn, record.first_names, record.initials, record.surname_prefix,
-            record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
+        unchanged. ``digests``: the record's, when the reading worker computed them (else computed here)."""
+        if digests is None:
+            content_hash, bsn_index = holder_content_hash(self._vault.hashes, record), _NOT_YET
+        else:
+            content_hash, bsn_index = digests
         if known is not None and known.content_hash == digest(content_hash):
             # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
             return content_hash, None, known.bsn_index, True
-        bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
+        if bsn_index is _NOT_YET:
+            bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
         return content_hash, bsn_index, digest(bsn_index), False
 
     def _first_sight(self, record: CardholderRecord, known: KnownHolder | None, sight: _Sight) -> str:

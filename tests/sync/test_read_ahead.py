@@ -27,6 +27,9 @@ from adapter.logs import prepare_handler
 from adapter.mapping import MappingError
 from adapter.models import Cardholder, Pass, SyncRun, SyncStatus
 from adapter.read_ahead import ReadAhead, SourceReadingFailed, SourceReadingStopped
+from adapter.sealing import Sealer
+from adapter.sync_plan import Planner
+from adapter.sync_snapshot import Snapshot
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.redaction import mask_pass_number
 from adapter.runtime import Runtime
@@ -47,6 +50,35 @@ def test_the_worker_reads_the_same_records_as_reading_here(demo_csv_source):
     assert there == here and len(here) == 6
     assert all(type(record) is CardholderRecord for record in there)
     assert there[3].bsn == "000009921" and there[3].birth_date == here[3].birth_date
+
+
+def test_given_the_keyed_hashes_the_worker_digests_each_record_as_the_planner_would(demo_csv_source, vault):
+    # On 1 January 2013 two children are "born in the future": rejected, and a rejected line has no digests.
+    here = list(iter_mapped(demo_csv_source, source_name="demo", today=date(2013, 1, 1)))
+    with ReadAhead(MappedSource(demo_csv_source, "demo", today=date(2013, 1, 1)), chunk=4) as records:
+        records.start(digest_with=vault.hashes)
+        there = list(records.digested())
+    assert [record for record, _digests in there] == here
+    assert [digests for record, digests in there if isinstance(record, RejectedRecord)] == [None, None]
+    cardholders = [(record, digests) for record, digests in there if isinstance(record, CardholderRecord)]
+    assert len(cardholders) == 4 and all(record.bsn for record, _digests in cardholders)
+    with Sealer(vault) as sealer, Planner(Snapshot("demo", {}, {}, {}, frozenset(), None), vault, sealer) as planner:
+        for record, digests in cardholders:
+            content_hash, bsn_index, _bsn_key, _unchanged = planner._first_sight_of(record, None)
+            assert digests == (content_hash, bsn_index)
+    with ReadAhead(MappedSource(demo_csv_source, "demo", today=TODAY)) as records:
+        assert {digests for _record, digests in records.digested()} == {None}, "no keys, no digests"
+
+
+def test_the_planner_takes_the_digests_it_is_given_instead_of_computing_them(demo_csv_source, vault):
+    record = next(record for record in iter_mapped(demo_csv_source, source_name="demo", today=TODAY)
+                  if isinstance(record, CardholderRecord))
+    given = ("c" * 32, "b" * 64)
+    with Sealer(vault) as sealer, Planner(Snapshot("demo", {}, {}, {}, frozenset(), None), vault, sealer) as planner:
+        planner.feed(record, given)
+        with planner.finish(TODAY, 3) as plan:
+            assert [write.content_hash for write in plan.holders] == [given[0]]
+            assert [bsn_index for _token, bsn_index, _child in sealer.sealed()] == [given[1]]
 
 
 def test_rejected_records_cross_as_they_are(demo_csv_source):
@@ -374,3 +406,53 @@ def test_a_run_that_finds_the_source_busy_never_starts_reading_it(sqlite_url, va
         result = run_sync(db, vault, "gemeente", started, settings=SyncSettings(min_row_share=0.0))
     assert started._worker is not None and result.records_read == 1
     db.dispose()
+
+
+def _state(db: Database) -> dict:
+    from adapter.models import Budget
+
+    with db.read() as session:
+        return {
+            "holders": sorted(session.execute(select(Cardholder.source_key, Cardholder.content_hash,
+                                                     Cardholder.bsn_index, Cardholder.status)).all()),
+            "passes": sorted(session.execute(select(Pass.pass_number, Pass.status, Pass.valid_until)).all()),
+            "budgets": sorted(session.execute(select(Budget.cardholder_id, Budget.rule_code,
+                                                     Budget.granted_cents)).all()),
+        }
+
+
+def test_a_sync_of_records_digested_by_the_worker_leaves_what_one_of_plain_records_leaves(
+        tmp_path, sqlite_template, vault):
+    """Two nights of a generated export (lost leading zeros, replaced and blocked passes, changed rows),
+    each synced once through the worker, which digests, and once from records read here."""
+    import shutil
+
+    from adapter.demo_data import write
+    from adapter.rules import load_rules
+
+    rules = load_rules(REPO / "config" / "budgets.yaml")
+    databases = {}
+    for way in ("worker", "here"):
+        shutil.copyfile(sqlite_template, tmp_path / f"{way}.db")
+        databases[way] = Database(f"sqlite:///{tmp_path / way}.db")
+    try:
+        for night, next_night in enumerate((False, True)):
+            export = tmp_path / f"night-{night}.csv"
+            write("csv", export, 400, seed=7, next_night=next_night)
+            source = SourceSettings(connector="csv", mapping=REPO / "mappings" / "demo-csv.yaml",
+                                    options={"path": str(export), "encoding": "cp1252"})
+            settings = SyncSettings(max_change_share=1.0, min_row_share=0.0)
+            with read_source(source, source_name="gemeente") as records:
+                through_worker = run_sync(databases["worker"], vault, "gemeente", records, settings=settings,
+                                          rules=rules, today=TODAY)
+            read_here = list(iter_mapped(source, source_name="gemeente"))
+            here = run_sync(databases["here"], vault, "gemeente", read_here, settings=settings, rules=rules,
+                            today=TODAY)
+            assert (through_worker.created, through_worker.updated, through_worker.unchanged,
+                    through_worker.rejected, through_worker.budgets_granted) == (
+                here.created, here.updated, here.unchanged, here.rejected, here.budgets_granted)
+            assert _state(databases["worker"]) == _state(databases["here"])
+        assert here.updated > 0 and here.unchanged > 0, "the second night changes some rows and keeps most"
+    finally:
+        for database in databases.values():
+            database.dispose()
