@@ -25,7 +25,7 @@ starts when ``start()`` is called (the sync calls it once it holds the source's
 lock, so a run that finds the source busy never contacts it) or at the first
 record asked for.
 
-Given the keyed hashes (``start(digest_with=...)``, as the sync does), the worker
+Given the keyed hashes (``start(digest_with=...)``, as the sync does on a first load), the worker
 also computes each cardholder record's content hash and BSN blind index
 (``adapter.record_digests``), which ``digested()`` hands over beside the record:
 on a first sync they were about a tenth of the planner's work. Only the

@@ -456,3 +456,26 @@ def test_a_sync_of_records_digested_by_the_worker_leaves_what_one_of_plain_recor
     finally:
         for database in databases.values():
             database.dispose()
+
+
+def test_only_a_first_load_has_the_worker_digest_the_records(sqlite_url, vault, demo_csv_source, monkeypatch):
+    # A first load's planner has every line to judge, and the worker's core to spare; a nightly re-sync's
+    # reading is the slower side, so the planner digests there itself (and only what it needs).
+    started: list[tuple[ReadAhead, object]] = []  # each read-ahead with what it was first started with
+    start = ReadAhead.start
+
+    def noting_start(self, *, digest_with=None):  # type: ignore[no-untyped-def]
+        if not any(read_ahead is self for read_ahead, _digest_with in started):  # later calls do nothing
+            started.append((self, digest_with))
+        start(self, digest_with=digest_with)
+
+    monkeypatch.setattr(ReadAhead, "start", noting_start)
+    db = Database(sqlite_url)
+    try:
+        for _night in range(2):
+            with read_source(demo_csv_source, source_name="gemeente") as records:
+                result = run_sync(db, vault, "gemeente", records, settings=SyncSettings(), today=TODAY)
+            assert result.status == SyncStatus.SUCCEEDED
+    finally:
+        db.dispose()
+    assert [digest_with for _read_ahead, digest_with in started] == [vault.hashes, None]
