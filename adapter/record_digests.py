@@ -1,11 +1,11 @@
 """The keyed digests a sync judges a cardholder record by: the content hash of its cardholder's fields and
 the blind index of its BSN.
 
-A nightly sync needs both for every line of the export, and they take only the blind-index key, never the
-encryption keys. So the reading worker (``adapter.read_ahead``) computes them beside its parsing, on a core
-of its own, and the planner (``adapter.sync_plan``) takes them as they come; a record that comes without
-them (a line judged again after waiting, a caller that hands over plain records) the planner digests itself,
-with the same functions.
+They take only the blind-index key, never the encryption keys. On a source's first load the reading worker
+(``adapter.read_ahead``) computes them beside its parsing, on a core of its own, and the planner
+(``adapter.sync_plan``) takes them as they come. Otherwise (a nightly re-sync, where the reading is the
+slower side; a line judged again after waiting; a caller that hands over plain records) the planner
+computes them itself, with these same functions, and the blind index only when the cardholder changed.
 """
 
 from __future__ import annotations
@@ -25,5 +25,10 @@ def holder_content_hash(hashes: KeyedHashes, record: CardholderRecord) -> str:
         record.surname, record.birth_date.isoformat() if record.birth_date else None, record.is_child))
 
 
+def bsn_blind_index(hashes: KeyedHashes, record: CardholderRecord) -> str | None:
+    """The blind index of the record's BSN, or None without a BSN."""
+    return hashes.blind_index(record.bsn) if record.bsn else None
+
+
 def record_digests(hashes: KeyedHashes, record: CardholderRecord) -> Digests:
-    return holder_content_hash(hashes, record), hashes.blind_index(record.bsn) if record.bsn else None
+    return holder_content_hash(hashes, record), bsn_blind_index(hashes, record)

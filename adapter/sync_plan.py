@@ -54,7 +54,7 @@ from adapter.plan_writes import (
     PassWrites,
     ordinal,
 )
-from adapter.record_digests import Digests, holder_content_hash
+from adapter.record_digests import Digests, bsn_blind_index, holder_content_hash
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
@@ -408,7 +408,7 @@ class Planner:
             # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
             return content_hash, None, known.bsn_index, True
         if bsn_index is _NOT_YET:
-            bsn_index = self._vault.blind_index(record.bsn) if record.bsn else None
+            bsn_index = bsn_blind_index(self._vault.hashes, record)
         return content_hash, bsn_index, digest(bsn_index), False
 
     def _first_sight(self, record: CardholderRecord, known: KnownHolder | None, sight: _Sight) -> str:
