@@ -21,6 +21,7 @@ because they retry on a lost idempotency race.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -625,8 +626,7 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
     by_rule: dict[tuple, list[NewBudget]] = {}
     for new_budget in new_budgets:
         by_rule.setdefault(new_budget[1:8], []).append(new_budget)
-    # The reserved ids go to the budgets in this order: rule by rule.
-    in_order = [new_budget for budgets in by_rule.values() for new_budget in budgets]
+    # The reserved ids go to the budgets rule by rule, in the order of by_rule.
     reserved = iter(budget_ids)
     for shared, budgets in by_rule.items():
         insert_tuples(session, Budget.__table__, _BUDGET_COLUMNS,
@@ -639,7 +639,8 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
     else:
         insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
                       ((budget_id, new_budget.amount_cents, new_budget.amount_cents)
-                       for budget_id, new_budget in zip(budget_ids, in_order)), constants)
+                       for budget_id, new_budget in zip(budget_ids, itertools.chain.from_iterable(by_rule.values()))),
+                      constants)
     return len(new_budgets)
 
 
