@@ -2,15 +2,23 @@
 
 The planner hands every record whose personal fields must be (re)written to a
 ``Sealer`` the moment it judges it, and keeps no plaintext of it. The sealer
-encrypts in chunks: in this process while a run is small, on the machine's other
-cores once it is large (a first sync of a city). Sealed chunks go, in the order
-the records came, to a spool file that holds encrypted tokens, blind indexes and
-the child flag only; the apply step reads them back in that same order.
+encrypts in chunks: in this process while a run is small, in worker processes
+on the machine's other cores once it is large (a first sync of a city). What is
+sealed (encrypted tokens, blind indexes and the child flag only) goes to files
+on disk, and the apply step reads it back in the order the records came.
 
 Why: one ``MultiFernet`` token per cardholder is the largest single cost of a
 first sync. Done while the export is still being parsed, it runs beside the
 parsing instead of after it; and the process never holds every child's name,
 BSN and birth date at once, only the few chunks in flight.
+
+Each worker is fed through a pipe of its own, straight from the planner's
+thread, and writes what it seals to a file this process made for it, saying
+only where each chunk went. A ``ProcessPoolExecutor`` did this before, with two
+threads of its own in this process pickling and unpickling every chunk: on a
+first sync of 200,000 rows they took about a second of CPU, and the planner's
+thread waited for the interpreter lock behind them, on a machine whose cores
+the reading, the planning and the sealing all keep busy.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ import pickle
 import tempfile
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import IO
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
+from typing import IO, Any
 
 from adapter.crypto import Vault
 from adapter.personal import PersonalFields, personal_values, seal
@@ -35,12 +44,25 @@ SealedColumns = tuple[str | None, str | None, bool | None]
 # Below this many records a run encrypts in its own process: starting workers costs more than it saves.
 PARALLEL_FROM = 20_000
 CHUNK = 2_000
+# Chunks handed to one worker and not sealed yet: one it works on, one waiting. Beyond that the reading
+# waits for it, so plaintext records never pile up ahead of the workers.
+AHEAD_PER_WORKER = 2
+_SEALED, _FAILED = "sealed", "failed"
+_OWN_FILE = 0  # self._files[0]: what this process sealed itself; worker n writes to self._files[n + 1]
+
+
+class SealingStopped(RuntimeError):
+    """A sealing worker ended without saying why (killed, or out of memory)."""
+
+    def __init__(self, exitcode: int | None):
+        super().__init__(f"the process sealing personal data stopped unexpectedly (exit code {exitcode}); nothing "
+                         "was written. Check the machine's memory and the system log, then run the sync again")
 
 
 class Sealer:
     """Seals records in the order they are added; ``sealed()`` then yields their columns in that order.
 
-    Use it as a context manager: leaving it stops the workers and deletes the spool, whether the run
+    Use it as a context manager: leaving it stops the workers and deletes the sealed files, whether the run
     was applied, refused or failed.
     """
 
@@ -50,15 +72,16 @@ class Sealer:
         self._parallel_from = PARALLEL_FROM if parallel_from is None else parallel_from
         self._chunk_size = CHUNK if chunk is None else chunk
         # The reading process keeps one core busy itself; the sealing takes the others.
-        self._workers = workers if workers is not None else min((os.cpu_count() or 1) - 1, 8)
+        self._worker_count = workers if workers is not None else min((os.cpu_count() or 1) - 1, 8)
         # Records in hand, as tuples (see _personal_tuple): plain text until sealed.
         self._chunk: list[tuple] = []
         self._added = 0
-        self._spooled = 0
-        self._pool: ProcessPoolExecutor | None = None
-        # Chunks handed to the workers, oldest first; written to the spool in this order as they finish.
-        self._pending: deque[Future[list[SealedColumns]]] = deque()
-        self._spool: IO[bytes] | None = None
+        self._sealed = 0
+        self._workers: list[_Worker] = []
+        # Where each chunk's sealed columns are, by its number (the order added): (file, offset, length).
+        self._where: list[tuple[int, int, int] | None] = []
+        self._files: list[IO[bytes]] = []
+        self._own_end = 0
         self._read = False
 
     def __enter__(self) -> Sealer:
@@ -69,8 +92,9 @@ class Sealer:
 
     @property
     def in_flight(self) -> int:
-        """Records added and not sealed yet: the plaintext this process still holds."""
-        return self._added - self._spooled
+        """Records added and not sealed yet (as far as this process has heard): the plaintext still held here
+        or at a worker."""
+        return self._added - self._sealed
 
     def add(self, record: CardholderRecord, bsn_index: str | None) -> None:
         """Seal ``record``'s personal fields (now, or soon on another core); it is not kept beyond that.
@@ -86,8 +110,9 @@ class Sealer:
         """Seal what is still in hand and wait for the workers: no plaintext record is held after this."""
         if self._chunk:
             self._hand_over()
-        while self._pending:
-            self._write(self._pending.popleft().result())
+        for worker in self._workers:
+            while worker.handed:
+                self._note(worker, worker.report())
         self._stop_workers()
 
     def sealed(self) -> Iterator[SealedColumns]:
@@ -96,60 +121,122 @@ class Sealer:
             raise RuntimeError("the sealed columns can be read once")
         self._read = True
         self.finish()
-        if self._spool is None:
-            return
-        self._spool.flush()
-        self._spool.seek(0)
-        while True:
-            try:
-                chunk: list[SealedColumns] = pickle.load(self._spool)
-            except EOFError:
-                return
-            yield from chunk
+        for where in self._where:
+            assert where is not None  # finish() heard from every worker about every chunk
+            file_number, offset, length = where
+            yield from pickle.loads(os.pread(self._files[file_number].fileno(), length, offset))  # noqa: S301 (ours)
 
     def close(self) -> None:
         self._chunk = []
-        for future in self._pending:
-            future.cancel()
-        self._pending.clear()
         try:
             self._stop_workers()
         finally:
-            if self._spool is not None:
-                self._spool.close()  # an unnamed temporary file: closing it is deleting it
-                self._spool = None
+            for sealed_file in self._files:
+                sealed_file.close()  # unnamed temporary files: closing them is deleting them
+            self._files = []
 
     # ------------------------------------------------------------ internals
 
     def _hand_over(self) -> None:
         chunk, self._chunk = self._chunk, []
-        if self._pool is None and (self._added < self._parallel_from or self._workers < 1):
-            self._write(_seal_tuples(self._vault, chunk))
+        number = len(self._where)
+        self._where.append(None)
+        if not self._workers and (self._added < self._parallel_from or self._worker_count < 1):
+            self._keep(number, _seal_tuples(self._vault, chunk))
             return
-        if self._pool is None:
-            # forkserver, not fork: the scheduler runs syncs and housekeeping on several threads, and a
-            # fork copies any lock another thread holds (inside OpenSSL, say) locked for good, which would
-            # hang the worker and the sync with it. The keys reach the workers through their pipe only.
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("forkserver"),
-                                             initializer=_set_worker_vault, initargs=self._vault.key_material())
-        # Plain tuples cross to the worker: pickling a frozen dataclass runs Python code per record, in
-        # this process, beside the reading.
-        self._pending.append(self._pool.submit(_seal_in_worker, chunk))
-        # Finished chunks leave memory as soon as they are done; beyond a few in flight the reading waits,
-        # so plaintext records never pile up ahead of the workers.
-        while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self._workers):
-            self._write(self._pending.popleft().result())
+        if not self._workers:
+            self._start_workers()
+        worker = self._workers[number % len(self._workers)]
+        while len(worker.handed) >= AHEAD_PER_WORKER:
+            self._note(worker, worker.report())  # the reading waits for this worker
+        worker.hand(number, chunk)
+        for other in self._workers:  # what is done already: in_flight stays true to what is held
+            while other.has_report():
+                self._note(other, other.report())
 
-    def _write(self, columns: list[SealedColumns]) -> None:
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile(prefix="stadspas-sealed-")
-        pickle.dump(columns, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
-        self._spooled += len(columns)
+    def _keep(self, number: int, columns: list[SealedColumns]) -> None:
+        """Write columns sealed here to this process's own file."""
+        if not self._files:
+            self._files.append(_sealed_file())
+        blob = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_at(self._files[_OWN_FILE].fileno(), blob, self._own_end)
+        self._where[number] = (_OWN_FILE, self._own_end, len(blob))
+        self._own_end += len(blob)
+        self._sealed += len(columns)
+
+    def _note(self, worker: _Worker, report: tuple) -> None:
+        kind, number, *details = report
+        if worker.handed and worker.handed[0] == number:
+            worker.handed.popleft()
+        if kind == _FAILED:
+            raise details[0]
+        offset, length, count = details
+        self._where[number] = (worker.file_number, offset, length)
+        self._sealed += count
+
+    def _start_workers(self) -> None:
+        if not self._files:
+            self._files.append(_sealed_file())
+        # forkserver, not fork: the scheduler runs syncs and housekeeping on several threads, and a fork
+        # copies any lock another thread holds (inside OpenSSL, say) locked for good, which would hang the
+        # worker and the sync with it. The keys reach the workers through their pipe only.
+        context = multiprocessing.get_context("forkserver")
+        for _ in range(self._worker_count):
+            self._files.append(_sealed_file())
+            self._workers.append(_Worker(context, self._vault, self._files[-1], len(self._files) - 1))
 
     def _stop_workers(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+
+class _Worker:
+    """One sealing process: chunks go to it through its pipe; it writes their sealed columns to ``results``
+    (a file of this process's, handed over by descriptor) and reports where each went."""
+
+    def __init__(self, context: Any, vault: Vault, results: IO[bytes], file_number: int):
+        self.file_number = file_number
+        self.handed: deque[int] = deque()  # numbers of the chunks handed over and not reported yet, oldest first
+        self._connection, theirs = context.Pipe(duplex=True)
+        self._process = context.Process(target=_seal_in_worker, args=(theirs, *vault.key_material()),
+                                        name="stadspas-sealer", daemon=True)
+        try:
+            self._process.start()
+        except BaseException:
+            self._connection.close()
+            raise
+        finally:
+            theirs.close()
+        send_handle(self._connection, results.fileno(), self._process.pid)
+
+    def hand(self, number: int, chunk: list[tuple]) -> None:
+        try:
+            self._connection.send_bytes(pickle.dumps((number, chunk), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            raise SealingStopped(self._exitcode()) from None
+        self.handed.append(number)
+
+    def has_report(self) -> bool:
+        return self._connection.poll()
+
+    def report(self) -> tuple:
+        try:
+            return self._connection.recv()
+        except (EOFError, OSError):
+            raise SealingStopped(self._exitcode()) from None
+
+    def stop(self) -> None:
+        """Let the worker go: it ends when its pipe closes; one still sealing after a moment is killed."""
+        self._connection.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+    def _exitcode(self) -> int | None:
+        self._process.join(timeout=1)
+        return self._process.exitcode
 
 
 def _personal_tuple(record: CardholderRecord, bsn_index: str | None) -> tuple:
@@ -161,14 +248,47 @@ def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
     return [(seal(vault, PersonalFields(*values)), bsn_index, is_child) for values, bsn_index, is_child in personal]
 
 
-_worker_vault: Vault | None = None
+def _sealed_file() -> IO[bytes]:
+    return tempfile.TemporaryFile(prefix="stadspas-sealed-")
 
 
-def _set_worker_vault(encryption_keys: list[str], blind_index_key: str) -> None:
-    global _worker_vault
-    _worker_vault = Vault(encryption_keys, blind_index_key)
+def _write_at(descriptor: int, blob: bytes, offset: int) -> None:
+    written = os.pwrite(descriptor, blob, offset)
+    if written != len(blob):
+        raise OSError(f"a sealed file took {written} of {len(blob)} bytes (is {tempfile.gettempdir()} full?)")
 
 
-def _seal_in_worker(personal: list[tuple]) -> list[SealedColumns]:
-    assert _worker_vault is not None
-    return _seal_tuples(_worker_vault, personal)
+def _seal_in_worker(connection: Connection, encryption_keys: list[str], blind_index_key: str) -> None:
+    """A worker's life: seal each chunk that comes, write it to the file handed over, say where; end when
+    the pipe closes. An error goes back as the report of its chunk, and ends the worker."""
+    results = recv_handle(connection)
+    vault = Vault(encryption_keys, blind_index_key)
+    end = 0
+    while True:
+        try:
+            number, chunk = pickle.loads(connection.recv_bytes())  # noqa: S301 (from the process that started us)
+        except (EOFError, OSError):
+            return
+        try:
+            columns = _seal_tuples(vault, chunk)
+            blob = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
+            _write_at(results, blob, end)
+            report: tuple = (_SEALED, number, end, len(blob), len(columns))
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the sync must hear of it and stop
+            report = (_FAILED, number, _sendable(exc))
+        try:
+            connection.send(report)
+        except OSError:
+            return  # the sync let us go (it stopped early): nobody is left to tell
+        if report[0] == _FAILED:
+            return
+        end += len(blob)
+
+
+def _sendable(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling, else a RuntimeError naming its type only (its text may hold a value)."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"sealing failed with {type(exc).__name__}")

@@ -1,9 +1,10 @@
-"""The sealer: personal fields encrypted in the order handed over, inline or on other cores, spooled
-encrypted, with a bounded number of plaintext records in flight."""
+"""The sealer: personal fields encrypted in the order handed over, inline or on other cores, kept on
+disk encrypted, with a bounded number of plaintext records in flight."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 
 import pytest
@@ -51,33 +52,38 @@ def test_nothing_added_gives_nothing(vault):
         assert list(sealer.sealed()) == []
 
 
-def test_the_spool_holds_no_plaintext(vault, tmp_path, monkeypatch):
-    spool = tmp_path / "spool"
-    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", lambda **_options: open(spool, "w+b"))
+def test_the_sealed_files_hold_no_plaintext(vault, tmp_path, monkeypatch):
+    made = []
+
+    def sealed_file(**_options):
+        made.append(tmp_path / f"sealed-{len(made)}")
+        return open(made[-1], "w+b")
+
+    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", sealed_file)
     records = _records(12)
-    with Sealer(vault, parallel_from=4, chunk=4, workers=1) as sealer:
+    # The first chunk sealed here, the others by two workers, each into a file of its own.
+    with Sealer(vault, parallel_from=5, chunk=4, workers=2) as sealer:
         for record in records:
             sealer.add(record, _index(record))
         columns = list(sealer.sealed())
-        written = spool.read_bytes()
-    assert len(columns) == 12 and written
-    # What the spool holds, item by item: a token, a blind index and the child flag, nothing else (a
+        written = [path.read_bytes() for path in made]
+    assert len(columns) == 12 and len(made) == 3 and all(written)
+    # What the files hold, item by item: a token, a blind index and the child flag, nothing else (a
     # pickled date would be four raw bytes, not findable as text).
-    spooled = []
-    with open(spool, "rb") as spooled_file:
-        while True:
-            try:
-                spooled.extend(pickle.load(spooled_file))
-            except EOFError:
-                break
-    assert spooled == columns
+    stored = []
+    for blob in written:
+        with io.BytesIO(blob) as stored_file:
+            while stored_file.tell() < len(blob):
+                stored.extend(pickle.load(stored_file))
+    assert sorted(stored) == sorted(columns)
     assert all(isinstance(token, str) and isinstance(index, str) and isinstance(is_child, bool)
-               for token, index, is_child in spooled)
+               for token, index, is_child in stored)
     for record in records:
         for value in (record.bsn, record.surname, record.first_names, record.birth_date.isoformat()):
-            assert value.encode() not in written
-            assert value.encode("utf-16-le") not in written  # pickle may store text in other forms
-    assert SURNAME[:6].encode() not in written
+            for blob in written:
+                assert value.encode() not in blob
+                assert value.encode("utf-16-le") not in blob  # pickle may store text in other forms
+    assert not any(SURNAME[:6].encode() in blob for blob in written)
 
 
 def test_plaintext_in_flight_stays_within_a_few_chunks(vault):
@@ -92,22 +98,33 @@ def test_plaintext_in_flight_stays_within_a_few_chunks(vault):
         assert sealer.in_flight == 0
 
 
-def test_leaving_stops_the_workers_and_closes_the_spool(vault, tmp_path, monkeypatch):
-    spool_files = []
+def test_leaving_stops_the_workers_and_closes_the_files(vault, tmp_path, monkeypatch):
+    made = []
 
-    def spool_file(**_options):
-        spool_files.append(open(tmp_path / "spool", "w+b"))
-        return spool_files[-1]
+    def sealed_file(**_options):
+        made.append(open(tmp_path / f"sealed-{len(made)}", "w+b"))
+        return made[-1]
 
-    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", spool_file)
-    # The first two chunks sealed here (so the spool exists), the rest by the workers.
+    monkeypatch.setattr(sealing.tempfile, "TemporaryFile", sealed_file)
+    # The first two chunks sealed here (so this process's own file exists), the rest by the workers.
     with Sealer(vault, parallel_from=4, chunk=2, workers=2) as sealer:
         for record in _records(9):
             sealer.add(record, _index(record))
-        workers = list(sealer._pool._processes.values())  # noqa: SLF001 - the pool's own processes
-        assert workers and all(worker.is_alive() for worker in workers)
+        workers = [worker._process for worker in sealer._workers]  # noqa: SLF001 - the sealer's own processes
+        assert len(workers) == 2 and all(worker.is_alive() for worker in workers)
     assert not any(worker.is_alive() for worker in workers)
-    assert spool_files and spool_files[0].closed  # the real spool has no name: closed is deleted
+    assert len(made) == 3 and all(made_file.closed for made_file in made)  # the real ones have no name
+
+
+def test_a_worker_that_dies_stops_the_sealing_with_a_clear_error(vault):
+    with pytest.raises(sealing.SealingStopped, match="stopped unexpectedly.*run the sync again"), \
+            Sealer(vault, parallel_from=0, chunk=2, workers=1) as sealer:
+        for record in _records(4):
+            sealer.add(record, _index(record))
+        sealer._workers[0]._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        for record in _records(6):
+            sealer.add(record, _index(record))
+        list(sealer.sealed())
 
 
 @pytest.mark.parametrize("parallel_from", [10_000, 0], ids=["inline", "workers"])
