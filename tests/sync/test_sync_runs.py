@@ -68,6 +68,44 @@ def test_a_changed_record_is_updated_and_only_that_one(db, vault):
         assert holder.bsn_index == vault.blind_index(changed[3].bsn)
 
 
+def test_new_rows_go_in_as_one_insert_and_the_updates_after_it(db, vault, monkeypatch):
+    """The new cardholders and passes of a night go in as one insert each, however many batches they fill
+    (on PostgreSQL one COPY, which the server works through while the sync makes the next rows); the
+    updates of the same night wait for it, and every one of them is still made."""
+    import adapter.sync as sync
+
+    monkeypatch.setattr(sync, "BATCH_SIZE", 2)
+    records = household_records(6)
+    _sync(db, vault, records)
+    inserts: list[str] = []
+    insert_tuples = sync.insert_tuples
+
+    def counted(session, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inserts.append(table.name)
+        return insert_tuples(session, table, *args, **kwargs)
+
+    monkeypatch.setattr(sync, "insert_tuples", counted)
+    tomorrow = [dataclasses.replace(record, surname=f"Veranderd{index}") if index % 2 else record
+                for index, record in enumerate(records)]
+    tomorrow[0] = dataclasses.replace(tomorrow[0], valid_until=tomorrow[0].valid_until - timedelta(days=30))
+    tomorrow[2] = dataclasses.replace(tomorrow[2], valid_from=tomorrow[2].valid_from + timedelta(days=1))
+    tomorrow += household_records(4, start=100)
+    result = _sync(db, vault, tomorrow)
+
+    changed = {index for index in range(len(records)) if index % 2} | {0, 2}
+    assert (result.created, result.updated) == (len(tomorrow) - len(records), len(changed)) == (10, 9)
+    assert inserts.count("cardholders") == 1 and inserts.count("passes") == 1
+    with db.read() as session:
+        stored = {holder.source_key: open_sealed(vault, holder.personal_encrypted).surname
+                  for holder in session.execute(select(Cardholder)).scalars()}
+        passes = {card.pass_number: (card.status, card.valid_from, card.valid_until)
+                  for card in session.execute(select(Pass)).scalars()}
+    assert stored == {record.cardholder_id: record.surname for record in tomorrow}
+    assert all(passes[record.pass_number] == (PassState.ACTIVE, record.valid_from, record.valid_until)
+               for record in tomorrow)
+    assert len(passes) == len(tomorrow)
+
+
 def test_absence_marks_missing_and_deactivates_only_after_the_grace_period(db, vault):
     records = household_records(100)
     _sync(db, vault, records)
