@@ -17,7 +17,7 @@ from adapter.db import Database
 from adapter.first_load import keys_checked_at_end
 from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
 from adapter.settings import SyncSettings
-from adapter.sync import _LOADED_TABLES, run_sync
+from adapter.sync import _INDEXES_BUILT_AFTER, _LOADED_TABLES, run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
 
 STAMP = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
@@ -70,9 +70,36 @@ def test_into_empty_tables_the_keys_are_dropped_for_the_load_and_the_same_keys_a
             assert checked_at_end
             during = _foreign_keys(session)
             _household(session)
-    assert during == before - _loaded_keys(before)  # keys to other tables (redemptions) stay
+    assert during == before - _loaded_keys(before)  # keys to other tables (a redemption's merchant) stay
     with postgres_db.read() as session:
         assert _foreign_keys(session) == before
+
+
+def _indexes(session) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return dict(session.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("load_fails", [False, True], ids=["load", "failed load"])
+def test_the_indexes_named_are_built_after_the_load_exactly_as_they_were(postgres_db, load_fails):
+    named = [index.name for index in _INDEXES_BUILT_AFTER]
+    with postgres_db.read() as session:
+        before = _indexes(session)
+    assert set(named) <= set(before) and len(named) == 4
+    with contextlib.ExitStack() as failing:
+        if load_fails:
+            failing.enter_context(pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"))
+        with postgres_db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
+                                     indexes_built_after=_INDEXES_BUILT_AFTER) as checked_at_end:
+                assert checked_at_end
+                during = _indexes(session)
+                _household(session)
+                if load_fails:
+                    _orphan_pass(session)
+    assert during == {name: definition for name, definition in before.items() if name not in named}
+    with postgres_db.read() as session:
+        assert _indexes(session) == before
 
 
 @pytest.mark.postgres
