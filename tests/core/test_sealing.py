@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import pickle
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -66,12 +71,14 @@ def test_the_sealed_files_hold_no_plaintext(vault, tmp_path, monkeypatch):
         for record in records:
             sealer.add(record, _index(record))
         columns = list(sealer.sealed())
+        backlog = made.index(tmp_path / Path(sealer._backlog.name).name)  # noqa: SLF001 - the chunks waiting
         written = [path.read_bytes() for path in made]
-    assert len(columns) == 12 and len(made) == 3 and all(written)
-    # What the files hold, item by item: a token, a blind index and the child flag, nothing else (a
-    # pickled date would be four raw bytes, not findable as text).
+    # This process's own file, the backlog and one file a worker: each written, none holding plaintext.
+    assert len(columns) == 12 and len(made) == 4 and all(written)
+    # What the sealed files hold, item by item: a token, a blind index and the child flag, nothing else (a
+    # pickled date would be four raw bytes, not findable as text). The backlog holds ciphertext only.
     stored = []
-    for blob in written:
+    for blob in written[:backlog] + written[backlog + 1:]:
         with io.BytesIO(blob) as stored_file:
             while stored_file.tell() < len(blob):
                 stored.extend(pickle.load(stored_file))
@@ -86,16 +93,43 @@ def test_the_sealed_files_hold_no_plaintext(vault, tmp_path, monkeypatch):
     assert not any(SURNAME[:6].encode() in blob for blob in written)
 
 
-def test_plaintext_in_flight_stays_within_a_few_chunks(vault):
-    workers, chunk = 1, 5
-    with Sealer(vault, parallel_from=0, chunk=chunk, workers=workers) as sealer:
+def test_this_process_holds_one_chunk_of_plaintext_at_most(vault):
+    chunk = 5
+    with Sealer(vault, parallel_from=0, chunk=chunk, workers=1) as sealer:
         most = 0
         for record in _records(200):
             sealer.add(record, _index(record))
             most = max(most, sealer.in_flight)
-        assert most <= (2 * workers + 1) * chunk + chunk
-        assert len(list(sealer.sealed())) == 200
+        assert most == chunk - 1  # a full chunk leaves at once
+        sealer.finish()
         assert sealer.in_flight == 0
+        assert len(list(sealer.sealed())) == 200
+        assert sealer.unsealed == 0
+
+
+def test_the_reading_never_waits_for_a_worker_that_falls_behind(vault):
+    """A worker that gets no CPU at all (stopped here) keeps nobody waiting: its chunks wait in the backlog,
+    and are sealed, in order, once it runs again."""
+    records = _records(60)
+    with Sealer(vault, parallel_from=0, chunk=2, workers=1) as sealer:
+        sealer.add(records[0], _index(records[0]))
+        sealer.add(records[1], _index(records[1]))  # the first chunk starts the worker
+        worker = sealer._workers[0]._process  # noqa: SLF001 - the sealer's own process
+        deadline = time.monotonic() + 10  # it lowers its priority as it starts
+        while os.getpriority(os.PRIO_PROCESS, worker.pid) != sealing.WORKER_NICENESS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == sealing.WORKER_NICENESS
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            adding = threading.Thread(target=lambda: [sealer.add(record, _index(record)) for record in records[2:]]
+                                      + [sealer.finish()], daemon=True)
+            adding.start()
+            adding.join(timeout=10)
+            assert not adding.is_alive(), "the reading waited for a stopped worker"
+            assert sealer.in_flight == 0 and sealer.unsealed >= 58
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        assert _opened(vault, sealer.sealed()) == _expected(vault, records)
 
 
 def test_leaving_stops_the_workers_and_closes_the_files(vault, tmp_path, monkeypatch):
@@ -113,7 +147,7 @@ def test_leaving_stops_the_workers_and_closes_the_files(vault, tmp_path, monkeyp
         workers = [worker._process for worker in sealer._workers]  # noqa: SLF001 - the sealer's own processes
         assert len(workers) == 2 and all(worker.is_alive() for worker in workers)
     assert not any(worker.is_alive() for worker in workers)
-    assert len(made) == 3 and all(made_file.closed for made_file in made)  # the real ones have no name
+    assert len(made) == 4 and all(made_file.closed for made_file in made)  # the real ones have no name
 
 
 def test_a_worker_that_dies_stops_the_sealing_with_a_clear_error(vault):
