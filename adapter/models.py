@@ -147,6 +147,12 @@ class Cardholder(Base):
 
 class Pass(Base):
     __tablename__ = "passes"
+    __table_args__ = (
+        # Only replaced passes: the passes a sync inserts add nothing. SQLite needs it to find the passes naming
+        # a pass while a first load's foreign keys are deferred (see migration 0007).
+        Index("ix_passes_replaced_by_id", "replaced_by_id",
+              postgresql_where=text("replaced_by_id IS NOT NULL"), sqlite_where=text("replaced_by_id IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)

@@ -209,8 +209,8 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
             _feed(planner, _counted(lines, progress))
             stage("planning")
             plan = plan_kept.enter_context(planner.finish(today, settings.grace_nights))
-        # The last records still in plain text are sealed now, so none is held while the guard judges
-        # and the apply writes.
+        # The last records still in plain text leave this process now (sealed, or encrypted to wait for a
+        # worker), so none is held here while the guard judges and the apply writes.
         sealer.finish()
         refusal = guard(plan, settings)
         if refusal and not (force and not dry_run):
@@ -406,12 +406,16 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
     """Write the plan and the grants in the caller's transaction; return the number of budgets opened or topped up."""
     # A municipality's first load (every table still empty) has its foreign keys checked once at the end.
     with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=len(plan.holders),
-                             indexes_built_after=_INDEXES_BUILT_AFTER):
-        return _write_and_grant(session, vault, snapshot, plan, sealer, rules, today, stage)
+                             indexes_built_after=_INDEXES_BUILT_AFTER) as checked_at_end:
+        # Then the passes may name cardholders not written yet: those wait for their sealed columns, which
+        # the sealer's workers finish meanwhile (see adapter.sealing). Only a first load takes this path,
+        # so no stored cardholder is re-keyed, whose passes would need its row id from the cardholders' write.
+        holders_last = checked_at_end and not snapshot.holders
+        return _write_and_grant(session, vault, snapshot, plan, sealer, rules, today, stage, holders_last)
 
 
 def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, sealer: Sealer,
-                     rules: BudgetRules | None, today: date, stage: StageHook) -> int:
+                     rules: BudgetRules | None, today: date, stage: StageHook, holders_last: bool = False) -> int:
     now = utcnow()
     source = snapshot.source
     # New households take ids reserved before their insert, by the number of it: nothing is read back, and
@@ -422,15 +426,19 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
         insert_tuples(session, Household.__table__, ("id", "source_key"), zip(household_ids, plan.new_households),
                       {"source": source, "created_at": now, "updated_at": now})
     holder_ids = _StoredIds(snapshot)
+    new_ids = reserve_ids(session, Cardholder.__table__, plan.holders.new)
+    if holders_last:
+        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, now)
     # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
     with index_built_after(session, _BSN_INDEX, rows_coming=len(plan.holders)):
-        written = _write_holders(session, snapshot, plan, sealer, household_ids, now)
+        written = _write_holders(session, snapshot, plan, sealer, household_ids, new_ids, now)
     for key, holder_id in written.rekeyed:
         holder_ids[key] = holder_id
         # No source keys in the trail (retention cannot scrub it): the row id names the child.
         audit.record(session, f"sync:{source}", "cardholder.rekeyed", f"cardholder:{holder_id}",
                      source=source, reason="same BSN under a new cardholder id; budgets and ledger kept")
-    passes_changed_for = _write_passes(session, snapshot, plan, written.new_ids, holder_ids, now)
+    if not holders_last:
+        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, now)
     _write_replacements(session, plan, now)
     _write_absences(session, plan, today, now)
     grants.forget_judgements(session, {*written.existing_ids, *passes_changed_for})
@@ -484,14 +492,13 @@ class _WrittenHolders:
 
 
 def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, household_ids: Sequence[int],
-                   now: datetime) -> _WrittenHolders:
+                   new_ids: Sequence[int], now: datetime) -> _WrittenHolders:
     """Insert and update cardholders, their personal columns as the sealer hands them back."""
     table = Cardholder.__table__
-    # New cardholders go in as plain tuples (a first sync inserts every one): the id, the household, the
-    # hash, the key, then the sealed personal columns. The ids are taken before the insert, so nothing
-    # is read back (a first sync would read every key it just wrote).
+    # New cardholders go in as plain tuples (a first sync inserts every one): the id (``new_ids``, taken
+    # before the insert, so nothing is read back: a first sync would read every key it just wrote), the
+    # household, the hash, the key, then the sealed personal columns.
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    new_ids = reserve_ids(session, table, plan.holders.new)
     written = _WrittenHolders(new_ids=new_ids, birth_dates=BirthDatesById(new_ids))
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     sealed = sealer.sealed()

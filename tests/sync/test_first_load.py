@@ -1,8 +1,10 @@
-"""A first load into empty tables has its foreign keys checked once at the end (PostgreSQL), and never skipped."""
+"""A first load into empty tables has its foreign keys checked once at the end (PostgreSQL), or at the commit
+(SQLite), and never skipped."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -16,6 +18,7 @@ from adapter.bulk import insert_rows
 from adapter.db import Database
 from adapter.first_load import keys_checked_at_end
 from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
+from adapter.personal import open_sealed
 from adapter.settings import SyncSettings
 from adapter.sync import _INDEXES_BUILT_AFTER, _LOADED_TABLES, run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
@@ -239,16 +242,31 @@ def test_a_load_that_fails_puts_the_keys_back_even_for_a_caller_that_goes_on(pos
         assert session.scalar(select(func.count()).select_from(Household)) == 1
 
 
-def test_a_small_load_or_sqlite_keeps_its_keys_checked_row_by_row(db):
-    with db.write() as session:
+def test_a_small_load_keeps_its_keys_checked_row_by_row(db):
+    with pytest.raises(IntegrityError), db.write() as session:
         with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=10) as small:
             assert not small
-        with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as large:
-            assert large is db.is_postgres
-    if db.is_sqlite:  # SQLite checks each row itself (PRAGMA foreign_keys), cheaply: nothing to change there
-        with pytest.raises(IntegrityError), db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS):
+            _orphan_pass(session)
+
+
+def test_on_sqlite_a_first_load_has_its_keys_checked_at_the_commit_which_refuses_a_row_naming_nothing(sqlite_url):
+    db = Database(sqlite_url)
+    try:
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"), db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                assert checked_at_end
+                _orphan_pass(session)  # goes in: SQLite counts it, and refuses the commit
+                assert session.scalar(select(func.count()).select_from(Pass)) == 1
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Pass)) == 0
+        with db.write() as session:
+            _household(session)
+        with pytest.raises(IntegrityError), db.write() as session:  # no longer empty: checked row by row
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS) as checked_at_end:
+                assert not checked_at_end
                 _orphan_pass(session)
+    finally:
+        db.dispose()
 
 
 def _what_a_sync_left(db: Database) -> dict[str, object]:
@@ -259,13 +277,15 @@ def _what_a_sync_left(db: Database) -> dict[str, object]:
                 "keys": _foreign_keys(session) if db.is_postgres else None}
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_checked_row_by_row_leaves(
-        postgres_databases, vault, monkeypatch):
+        engine, request, sqlite_template, tmp_path, vault, monkeypatch):
+    """Checked at the end, a first load also writes its cardholders after their passes (when their sealed
+    columns are ready): the result is the same to the last cent and the last encrypted name."""
     import adapter.sync as sync
 
     records = household_records(40)
-    left, took = {}, []
+    left, took, order = {}, [], []
 
     @contextlib.contextmanager
     def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -273,17 +293,40 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
             took.append(checked_at_end)
             yield checked_at_end
 
+    insert_tuples = sync.insert_tuples
+
+    def ordered(session, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        order.append(table.name)
+        return insert_tuples(session, table, *args, **kwargs)
+
+    def fresh() -> str:
+        if engine == "postgres":
+            return request.getfixturevalue("postgres_databases").fresh()
+        path = tmp_path / f"{uuid.uuid4().hex}.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+
     monkeypatch.setattr(sync, "keys_checked_at_end", noting)
+    monkeypatch.setattr(sync, "insert_tuples", ordered)
     for check_at_end_from in (1, 10**9):
         monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", check_at_end_from)
-        db = Database(postgres_databases.fresh())
+        db = Database(fresh())
+        order.clear()
         try:
             result = run_sync(db, vault, "gemeente", records, settings=SyncSettings(), rules=SIMPLE_RULES,
                               today=TODAY)
             assert result.ok and result.created == len(records) and result.budgets_granted > 0
             left[check_at_end_from] = _what_a_sync_left(db)
+            with db.read() as session:
+                left[check_at_end_from]["people"] = session.execute(
+                    select(Cardholder.id, Cardholder.source_key, Cardholder.bsn_index, Cardholder.is_child,
+                           Cardholder.personal_encrypted).order_by(Cardholder.id)).all()
+                left[check_at_end_from]["people"] = [
+                    (*row[:4], open_sealed(vault, row[4])) for row in left[check_at_end_from]["people"]]
         finally:
             db.dispose()
+        passes_first = order.index("passes") < order.index("cardholders")
+        assert passes_first == (check_at_end_from == 1)
     assert took == [True, False]
     assert left[1] == left[10**9]
     assert left[1]["cardholders"] == len(records)
