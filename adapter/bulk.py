@@ -70,11 +70,22 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
             types = _copy_types(cursor, table, names, dialect)
             binary = " (FORMAT BINARY)" if types is not None else ""
             statement = f"COPY {quote(table.name)} ({column_list}) FROM STDIN{binary}"
-            with cursor.copy(statement) as copy:
-                if types is not None:
-                    copy.set_types(types)
-                for record in records:
-                    copy.write_row(record)
+            made_rows_failed: BaseException | None = None
+            try:
+                with cursor.copy(statement) as copy:
+                    if types is not None:
+                        copy.set_types(types)
+                    try:
+                        for record in records:
+                            copy.write_row(record)
+                    except Exception as exc:
+                        # The driver would end the COPY with this error's text, which the server then logs
+                        # (a KeyError names its key, a value error its value); it gets a fixed one instead.
+                        made_rows_failed = exc
+                        raise _RowsNotMade from None
+            except _RowsNotMade:
+                assert made_rows_failed is not None
+                raise made_rows_failed from None
             return
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         bound = [marker] * (len(columns) if literals is not None else len(names))
@@ -87,6 +98,13 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
                                   dialect=dialect) from exc
     finally:
         cursor.close()
+
+
+class _RowsNotMade(Exception):
+    """What ends a COPY whose rows could not be made; the error itself is raised once the COPY is over."""
+
+    def __str__(self) -> str:
+        return "the rows to copy could not be made; the application reports why"
 
 
 @contextlib.contextmanager

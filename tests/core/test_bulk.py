@@ -267,3 +267,32 @@ def test_a_failed_run_leaves_the_index_as_it_was(db, monkeypatch):
     with db.read() as session:
         assert _has_bsn_index(session)
         assert session.execute(select(func.count()).select_from(Cardholder)).scalar_one() == 0
+
+
+def test_rows_that_cannot_be_made_stop_the_insert_with_their_own_error_and_the_server_hears_no_value(
+        db, monkeypatch):
+    """A row generator that fails raises its own error here; on PostgreSQL the COPY it fed is ended with a
+    fixed text, not the error's (which the server would log: a KeyError names its key)."""
+    sent: list[str] = []
+    if db.is_postgres:
+        import psycopg._copy as copying
+
+        finish = copying.LibpqWriter.finish
+
+        def noting(self, exc=None):  # type: ignore[no-untyped-def]
+            sent.append("" if exc is None else f"{type(exc).__qualname__} - {exc}")
+            return finish(self, exc)
+
+        monkeypatch.setattr(copying.LibpqWriter, "finish", noting)
+
+    def rows():  # type: ignore[no-untyped-def]
+        yield ("H1",)
+        raise KeyError("H000123-K1")
+
+    with pytest.raises(KeyError, match="H000123-K1"), db.write() as session:
+        insert_tuples(session, Household.__table__, ("source_key",), rows(),
+                      {"source": "bulk", "created_at": STAMP, "updated_at": STAMP})
+    if db.is_postgres:
+        assert len(sent) == 1 and "could not be made" in sent[0] and "H000123" not in sent[0]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Household)) == 0
