@@ -20,21 +20,23 @@ from 2.1 s to 1.0 s of the server's time and the ledger entries' from 1.8 s to 1
 taking about 0.5 s.
 
 On SQLite a row-by-row check costs next to nothing (a primary key look-up in the same file), but it
-forbids a row naming one not written yet. A first load there defers its keys to the commit instead
+forbids a row naming one not written yet. A first load there defers its keys instead
 (``PRAGMA defer_foreign_keys``), which lets the sync write the cardholders after their passes, once their
-personal columns are sealed (``adapter.sync``); the commit fails, and the run rolls back, if a row names
-nothing.
+personal columns are sealed (``adapter.sync``). The keys are checked once when the load ends
+(``PRAGMA foreign_key_check``), and SQLite checks them again at the commit: a row that names nothing fails the
+run, a dry run too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Index, Table, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger("adapter.first_load")
@@ -81,13 +83,15 @@ def keys_checked_at_end(session: Session, tables: Sequence[Table], *, rows_comin
         return
     names = [connection.dialect.identifier_preparer.format_table(table) for table in tables]
     if connection.dialect.name == "sqlite":
-        # The write transaction holds SQLite's only write lock: nobody can add a row after this look. The
-        # keys are checked at the commit, which fails (and the run with it) if a row names nothing.
+        # The write transaction holds SQLite's only write lock: nobody can add a row after this look.
         if not _all_empty(connection, names):
             yield False
             return
         connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         yield True
+        # Checked here, once, as PostgreSQL does when it adds its keys back (0.3 s for a first sync of 200,000):
+        # a dry run, which never commits, must fail as the real run would. The commit checks again.
+        _sqlite_keys_checked(connection, names)
         return
     if not _lock_while_empty(session, names):
         yield False
@@ -109,6 +113,14 @@ def keys_checked_at_end(session: Session, tables: Sequence[Table], *, rows_comin
             connection.exec_driver_sql(definition)
         for table_name, key_name, definition in keys:
             connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD CONSTRAINT {key_name} {definition}")
+
+
+def _sqlite_keys_checked(connection, names: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+    """Raise IntegrityError, naming the tables only, if a row of ``names`` names a row that does not exist."""
+    failing = [name for name in names if connection.exec_driver_sql(f"PRAGMA foreign_key_check({name})").first()]
+    if failing:
+        raise IntegrityError("PRAGMA foreign_key_check", None, sqlite3.IntegrityError(
+            f"FOREIGN KEY constraint failed: rows of {', '.join(failing)} name rows that do not exist"))
 
 
 def _lock_while_empty(session: Session, names: Sequence[str]) -> bool:

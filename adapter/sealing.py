@@ -67,6 +67,19 @@ class SealingStopped(RuntimeError):
                          "was written. Check the machine's memory and the system log, then run the sync again")
 
 
+class SealingFailed(RuntimeError):
+    """Sealing a chunk failed in a worker. Only the error's type crosses back: its text, or what it holds (a
+    ``UnicodeError`` holds the whole string it failed on), may be a child's name or BSN."""
+
+    def __init__(self, error_type: str):
+        super().__init__(f"encrypting personal data failed in a worker process ({error_type}); nothing was "
+                         "written. Check the export for malformed names or dates, then run the sync again")
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple:
+        return (SealingFailed, (self.error_type,))  # it crosses the worker's pipe
+
+
 class Sealer:
     """Seals records in the order they are added; ``sealed()`` then yields their columns in that order.
 
@@ -93,7 +106,7 @@ class Sealer:
         # Chunks waiting for a worker, encrypted under a key of this sealer's alone, each under its number.
         self._backlog: IO[bytes] | None = None
         self._backlog_key = AESGCM.generate_key(bit_length=256)
-        self._backlog_cipher = AESGCM(self._backlog_key)
+        self._backlog_cipher: AESGCM | None = AESGCM(self._backlog_key)
         self._backlog_end = 0
         self._read = False
 
@@ -155,6 +168,7 @@ class Sealer:
             for sealed_file in (*self._files, *([self._backlog] if self._backlog is not None else [])):
                 sealed_file.close()  # unnamed temporary files: closing them is deleting them
             self._files, self._backlog = [], None
+            self._backlog_key, self._backlog_cipher = b"", None  # the key goes with the backlog
 
     # ------------------------------------------------------------ internals
 
@@ -168,6 +182,7 @@ class Sealer:
         if not self._workers:
             self._start_workers()
         worker = self._workers[number % len(self._workers)]
+        assert self._backlog_cipher is not None, "the sealer was closed"
         blob = self._backlog_cipher.encrypt(_nonce(number), pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL), None)
         assert self._backlog is not None
         _write_at(self._backlog.fileno(), blob, self._backlog_end)
@@ -210,6 +225,8 @@ class Sealer:
 
     def _stop_workers(self) -> None:
         workers, self._workers = self._workers, []
+        for worker in workers:  # all told first, so that they end together
+            worker.close()
         for worker in workers:
             worker.stop()
 
@@ -233,14 +250,24 @@ class _Worker:
             raise
         finally:
             theirs.close()
-        for descriptor in (backlog.fileno(), results.fileno()):
-            send_handle(self._connection, descriptor, self._process.pid)
+        try:
+            for descriptor in (backlog.fileno(), results.fileno()):
+                send_handle(self._connection, descriptor, self._process.pid)
+        except BaseException:
+            self.close()
+            self.stop()
+            raise
 
     def hand(self, number: int, offset: int, length: int) -> None:
         """Chunk ``number`` waits at ``offset`` in the backlog, ``length`` bytes."""
         try:
             self._connection.send((number, offset, length))
         except OSError:
+            # A worker that failed says so before it ends: that report, not its end, is what to raise.
+            while self._connection.poll():
+                report = self.report()
+                if report[0] == _FAILED:
+                    raise report[2] from None
             raise SealingStopped(self._exitcode()) from None
 
     def has_report(self) -> bool:
@@ -252,9 +279,12 @@ class _Worker:
         except (EOFError, OSError):
             raise SealingStopped(self._exitcode()) from None
 
-    def stop(self) -> None:
-        """Let the worker go: it ends when its pipe closes; one still sealing after a moment is killed."""
+    def close(self) -> None:
+        """Close the pipe: the worker ends once it is done with the chunk in hand."""
         self._connection.close()
+
+    def stop(self) -> None:
+        """Wait for the worker to end (after ``close()``); one still sealing after a moment is killed."""
         self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.kill()
@@ -311,7 +341,7 @@ def _seal_in_worker(connection: Connection, backlog_key: bytes, encryption_keys:
             _write_at(results, blob, end)
             report: tuple = (_SEALED, number, end, len(blob), len(columns))
         except Exception as exc:  # noqa: BLE001 - whatever it is, the sync must hear of it and stop
-            report = (_FAILED, number, _sendable(exc))
+            report = (_FAILED, number, SealingFailed(type(exc).__name__))
         try:
             connection.send(report)
         except OSError:
@@ -319,12 +349,3 @@ def _seal_in_worker(connection: Connection, backlog_key: bytes, encryption_keys:
         if report[0] == _FAILED:
             return
         end += len(blob)
-
-
-def _sendable(exc: Exception) -> Exception:
-    """``exc`` if it survives pickling, else a RuntimeError naming its type only (its text may hold a value)."""
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
-        return exc
-    except Exception:  # noqa: BLE001
-        return RuntimeError(f"sealing failed with {type(exc).__name__}")

@@ -93,20 +93,6 @@ def test_the_sealed_files_hold_no_plaintext(vault, tmp_path, monkeypatch):
     assert not any(SURNAME[:6].encode() in blob for blob in written)
 
 
-def test_this_process_holds_one_chunk_of_plaintext_at_most(vault):
-    chunk = 5
-    with Sealer(vault, parallel_from=0, chunk=chunk, workers=1) as sealer:
-        most = 0
-        for record in _records(200):
-            sealer.add(record, _index(record))
-            most = max(most, sealer.in_flight)
-        assert most == chunk - 1  # a full chunk leaves at once
-        sealer.finish()
-        assert sealer.in_flight == 0
-        assert len(list(sealer.sealed())) == 200
-        assert sealer.unsealed == 0
-
-
 def test_the_reading_never_waits_for_a_worker_that_falls_behind(vault):
     """A worker that gets no CPU at all (stopped here) keeps nobody waiting: its chunks wait in the backlog,
     and are sealed, in order, once it runs again."""
@@ -161,15 +147,28 @@ def test_a_worker_that_dies_stops_the_sealing_with_a_clear_error(vault):
         list(sealer.sealed())
 
 
-@pytest.mark.parametrize("parallel_from", [10_000, 0], ids=["inline", "workers"])
-def test_a_failure_to_seal_reaches_the_caller(vault, parallel_from):
-    # A birth date that is not a date cannot be sealed: the error happens wherever the sealing runs.
+def test_a_failure_to_seal_here_reaches_the_caller_as_it_was(vault):
+    # A birth date that is not a date cannot be sealed.
     damaged = [*_records(4), dataclasses.replace(_records(1)[0], birth_date="2015-01-01")]
-    with pytest.raises(AttributeError, match="isoformat"), Sealer(vault, parallel_from=parallel_from, chunk=2,
-                                                               workers=1) as sealer:
+    with pytest.raises(AttributeError, match="isoformat"), Sealer(vault, parallel_from=10_000, chunk=2) as sealer:
         for record in damaged:
             sealer.add(record, _index(record))
         list(sealer.sealed())
+
+
+@pytest.mark.parametrize("chunks_after", [0, 40], ids=["failing chunk last", "reading goes on after it"])
+def test_a_failure_in_a_worker_reaches_the_caller_by_its_type_only(vault, chunks_after):
+    """Only the error's type crosses back from a worker (its text or its arguments may hold a name or a BSN),
+    and it is what the caller sees, also when the worker ended before the next chunk could reach it."""
+    damaged = dataclasses.replace(_records(1)[0], surname="Jansen\udcff")  # a lone surrogate: not UTF-8
+    records = [*_records(3), damaged, *_records(2 * chunks_after)]
+    with pytest.raises(sealing.SealingFailed, match=r"\(UnicodeEncodeError\).*Check the export") as raised, \
+            Sealer(vault, parallel_from=0, chunk=2, workers=1) as sealer:
+        for record in records:
+            sealer.add(record, _index(record))
+            time.sleep(0.001)
+        list(sealer.sealed())
+    assert "Jansen" not in str(raised.value) and "Jansen" not in repr(raised.value.args)
 
 
 def test_the_columns_are_read_once_and_only_after_every_record(vault):
