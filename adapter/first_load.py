@@ -76,6 +76,9 @@ def keys_checked_at_end(session: Session, tables: Sequence[Table], *, rows_comin
     on one (it never waits for that), or when the database user does not own them: the insert then goes
     in with its keys in place, as always. The drops happen in a savepoint: a block that raises rolls back
     to the keys as they were, whatever its caller does next.
+
+    On SQLite, under the same conditions of size and emptiness, the keys are deferred instead and checked
+    when the block ends (and by SQLite again at the commit); ``indexes_built_after`` does nothing there.
     """
     connection = session.connection()
     if connection.dialect.name not in ("postgresql", "sqlite") or rows_coming < CHECK_AT_END_FROM or not tables:

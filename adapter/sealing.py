@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from adapter.crypto import Vault
 from adapter.personal import PersonalFields, personal_values, seal
 from adapter.records import CardholderRecord
+from adapter.spool import chunk_nonce, write_at
 
 # The columns each sealed record fills, in the order the sealer hands them back.
 SEALED_COLUMNS = ("personal_encrypted", "bsn_index", "is_child")
@@ -183,12 +184,13 @@ class Sealer:
             self._start_workers()
         worker = self._workers[number % len(self._workers)]
         assert self._backlog_cipher is not None, "the sealer was closed"
-        blob = self._backlog_cipher.encrypt(_nonce(number), pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL), None)
+        plain = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = self._backlog_cipher.encrypt(chunk_nonce(number), plain, None)
         assert self._backlog is not None
-        _write_at(self._backlog.fileno(), blob, self._backlog_end)
+        write_at(self._backlog.fileno(), blob, self._backlog_end)
         worker.hand(number, self._backlog_end, len(blob))
         self._backlog_end += len(blob)
-        for other in self._workers:  # what is done already: in_flight stays true to what is held
+        for other in self._workers:  # reports already in: taken now, so a worker's pipe never fills with them
             while other.has_report():
                 self._note(other, other.report())
 
@@ -197,7 +199,7 @@ class Sealer:
         if not self._files:
             self._files.append(_sealed_file())
         blob = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_at(self._files[_OWN_FILE].fileno(), blob, self._own_end)
+        write_at(self._files[_OWN_FILE].fileno(), blob, self._own_end)
         self._where[number] = (_OWN_FILE, self._own_end, len(blob))
         self._own_end += len(blob)
         self._sealed += len(columns)
@@ -304,19 +306,8 @@ def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
     return [(seal(vault, PersonalFields(*values)), bsn_index, is_child) for values, bsn_index, is_child in personal]
 
 
-def _nonce(chunk_number: int) -> bytes:
-    """A backlog chunk's AES-GCM nonce: its number, which no other chunk under the same key has."""
-    return chunk_number.to_bytes(12, "big")
-
-
 def _sealed_file() -> IO[bytes]:
     return tempfile.TemporaryFile(prefix="stadspas-sealed-")
-
-
-def _write_at(descriptor: int, blob: bytes, offset: int) -> None:
-    written = os.pwrite(descriptor, blob, offset)
-    if written != len(blob):
-        raise OSError(f"a sealed file took {written} of {len(blob)} bytes (is {tempfile.gettempdir()} full?)")
 
 
 def _seal_in_worker(connection: Connection, backlog_key: bytes, encryption_keys: list[str],
@@ -335,10 +326,10 @@ def _seal_in_worker(connection: Connection, backlog_key: bytes, encryption_keys:
             return
         try:
             sealed = os.pread(backlog, length, offset)
-            chunk = pickle.loads(opened.decrypt(_nonce(number), sealed, None))  # noqa: S301 (authenticated: ours)
+            chunk = pickle.loads(opened.decrypt(chunk_nonce(number), sealed, None))  # noqa: S301 (authenticated: ours)
             columns = _seal_tuples(vault, chunk)
             blob = pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
-            _write_at(results, blob, end)
+            write_at(results, blob, end)
             report: tuple = (_SEALED, number, end, len(blob), len(columns))
         except Exception as exc:  # noqa: BLE001 - whatever it is, the sync must hear of it and stop
             report = (_FAILED, number, SealingFailed(type(exc).__name__))

@@ -94,7 +94,8 @@ class Spool:
             self._check_usable()
             assert self._file is not None and self._aead is not None
             sealed = os.pread(self._file.fileno(), length, offset)
-            yield from pickle.loads(self._aead.decrypt(_nonce(nonce), sealed, None))  # noqa: S301 (ours: authenticated)
+            plain = self._aead.decrypt(chunk_nonce(nonce), sealed, None)
+            yield from pickle.loads(plain)  # noqa: S301 (ours: authenticated)
 
     def _write_pending(self) -> None:
         if not self._pending:
@@ -107,11 +108,9 @@ class Spool:
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix=self._prefix, buffering=0)
-            sealed = self._aead.encrypt(_nonce(nonce), pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL),
-                                        None)
-            written = os.pwrite(self._file.fileno(), sealed, self._end)
-            if written != len(sealed):
-                raise OSError(f"the spool file took {written} of {len(sealed)} bytes")
+            sealed = self._aead.encrypt(chunk_nonce(nonce),
+                                        pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL), None)
+            write_at(self._file.fileno(), sealed, self._end)
         except BaseException:
             # Rows that never reached the file: the spool would read back fewer than it counts. No reader may
             # take such a spool for whole, and no retry may reuse it.
@@ -128,6 +127,14 @@ class Spool:
             raise RuntimeError(self._unusable)
 
 
-def _nonce(chunk_number: int) -> bytes:
-    """A chunk's AES-GCM nonce: its number. The key is this spool's alone, so no nonce repeats under it."""
+def chunk_nonce(chunk_number: int) -> bytes:
+    """A chunk's AES-GCM nonce: its number. Each key (a spool's, a sealer's backlog's) is its owner's alone,
+    which numbers its chunks once each, so no nonce repeats under a key."""
     return chunk_number.to_bytes(12, "big")
+
+
+def write_at(descriptor: int, blob: bytes, offset: int) -> None:
+    """Write all of ``blob`` at ``offset`` of a temporary file, or raise (a full disk)."""
+    written = os.pwrite(descriptor, blob, offset)
+    if written != len(blob):
+        raise OSError(f"a temporary file took {written} of {len(blob)} bytes (is {tempfile.gettempdir()} full?)")
