@@ -61,13 +61,17 @@ class GrantSummary:
 
 def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: date, *, source: str | None = None,
                   known_birth_dates: Mapping[int, date | None] | None = None, actor: str = "sync",
-                  active_holders: Sequence[int] | None = None) -> GrantSummary:
+                  active_holders: Sequence[int] | None = None, no_budgets_yet: bool = False) -> GrantSummary:
     """Open or top up every budget an active child is entitled to today; never take money back.
 
     ``active_holders``: the ids of every active cardholder of ``source``, each once and in ascending order,
     when the caller knows them (the sync does, from its snapshot and what it just wrote). The children to
     judge are then found from the narrow judgements table alone instead of a scan of every cardholder row
     of the source.
+
+    ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables):
+    no budgets are looked up before new ones are opened. A first load on PostgreSQL adds the unique key
+    that such a look-up would use only at its end (``adapter.first_load``); it refuses a second budget then.
     """
     running = rules.current(today)
     rules_key = rules.fingerprint(today)
@@ -86,7 +90,7 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
         holder_ids = [holder_id for holder_id, _, _ in holders]
         if running:
             summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,
-                                 summary)
+                                 summary, no_budgets_yet)
         _mark_judged(session, holder_ids, rules_key)
     return summary
 
@@ -184,7 +188,7 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
 
 
 def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,  # type: ignore[no-untyped-def]
-               summary: GrantSummary) -> GrantSummary:
+               summary: GrantSummary, no_budgets_yet: bool = False) -> GrantSummary:
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
     # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
     passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
@@ -196,7 +200,7 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
     ).all():
         passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
-    existing = {
+    existing = {} if no_budgets_yet else {
         (holder_id, code, period_key): (budget_id, granted_cents, status)
         for budget_id, holder_id, code, period_key, granted_cents, status in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,

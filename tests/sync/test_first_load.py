@@ -20,7 +20,7 @@ from adapter.first_load import keys_checked_at_end
 from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
 from adapter.personal import open_sealed
 from adapter.settings import SyncSettings
-from adapter.sync import _INDEXES_BUILT_AFTER, _LOADED_TABLES, run_sync
+from adapter.sync import _INDEXES_BUILT_AFTER, _LOADED_TABLES, _UNIQUE_BUILT_AFTER, run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
 
 STAMP = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
@@ -103,6 +103,81 @@ def test_the_indexes_named_are_built_after_the_load_exactly_as_they_were(postgre
     assert during == {name: definition for name, definition in before.items() if name not in named}
     with postgres_db.read() as session:
         assert _indexes(session) == before
+
+
+def _unique_keys(session) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return {tuple(row) for row in session.execute(text(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'u'"
+    )).all()}
+
+
+def _budget(session, budget_id: int) -> None:  # type: ignore[no-untyped-def]
+    insert_rows(session, Budget.__table__, [{"id": budget_id, "cardholder_id": 1}],
+                {"rule_code": "R", "rule_name": "R", "rule_version": 1, "period_key": "2026",
+                 "period_start": STAMP.date(), "period_end": STAMP.date(), "granted_cents": 100, "balance_cents": 100,
+                 "status": "open", "created_at": STAMP})
+
+
+def _cardholder(session) -> None:  # type: ignore[no-untyped-def]
+    insert_rows(session, Cardholder.__table__, [{"id": 1, "household_id": 1, "source_key": "C1"}],
+                {"source": "load", "status": "active", "created_at": STAMP, "updated_at": STAMP})
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("load_fails", [False, True], ids=["load", "failed load"])
+def test_the_budgets_unique_key_is_added_after_the_load_as_it_was_and_refuses_a_second_budget_then(
+        postgres_db, load_fails):
+    assert [constraint.name for constraint in _UNIQUE_BUILT_AFTER] == ["uq_budgets_child_rule_period"]
+    with postgres_db.read() as session:
+        uniques, indexes = _unique_keys(session), _indexes(session)
+    assert ("budgets", "uq_budgets_child_rule_period", "UNIQUE (cardholder_id, rule_code, period_key)") in uniques
+    with contextlib.ExitStack() as failing:
+        if load_fails:
+            failing.enter_context(pytest.raises(IntegrityError, match="uq_budgets_child_rule_period"))
+        with postgres_db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
+                                     unique_built_after=_UNIQUE_BUILT_AFTER) as checked_at_end:
+                assert checked_at_end
+                during = _unique_keys(session)
+                _household(session)
+                _cardholder(session)
+                _budget(session, 1)
+                if load_fails:
+                    _budget(session, 2)  # the same child, rule and period: goes in, nothing checks it now
+                    assert session.scalar(select(func.count()).select_from(Budget)) == 2
+    assert during == {key for key in uniques if key[1] != "uq_budgets_child_rule_period"}
+    with postgres_db.read() as session:
+        assert _unique_keys(session) == uniques
+        assert _indexes(session) == indexes
+        assert session.scalar(select(func.count()).select_from(Budget)) == (0 if load_fails else 1)
+
+
+@pytest.mark.postgres
+def test_a_unique_key_another_tables_foreign_key_relies_on_stays_and_checks_each_row(postgres_db):
+    """Its drop would be refused (the key needs its index): it is left in place instead of failing the load."""
+    passes_unique = next(constraint for constraint in Pass.__table__.constraints
+                         if [column.name for column in constraint.columns] == ["pass_number"]
+                         and constraint.__class__.__name__ == "UniqueConstraint")
+    with postgres_db.write() as session:
+        session.execute(text("CREATE TABLE pass_notes (pass_number varchar(32) REFERENCES passes (pass_number))"))
+    try:
+        with postgres_db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
+                                     unique_built_after=[passes_unique, *_UNIQUE_BUILT_AFTER]) as checked_at_end:
+                assert checked_at_end
+                names = {name for _table, name, _definition in _unique_keys(session)}
+                assert "passes_pass_number_key" in names and "uq_budgets_child_rule_period" not in names
+                _household(session)
+                _cardholder(session)
+                insert_rows(session, Pass.__table__, [{"cardholder_id": 1, "pass_number": "6400000000001",
+                                                       "status": "active"}], {"created_at": STAMP, "updated_at": STAMP})
+                with pytest.raises(IntegrityError, match="passes_pass_number_key"), session.begin_nested():
+                    insert_rows(session, Pass.__table__, [{"cardholder_id": 1, "pass_number": "6400000000001",
+                                                           "status": "active"}],
+                                {"created_at": STAMP, "updated_at": STAMP})
+    finally:
+        with postgres_db.write() as session:
+            session.execute(text("DROP TABLE pass_notes"))
 
 
 @pytest.mark.postgres
@@ -271,12 +346,62 @@ def test_on_sqlite_a_first_load_has_its_keys_checked_when_it_ends_and_a_row_nami
         db.dispose()
 
 
+def test_on_sqlite_a_load_its_caller_commits_is_refused_at_the_commit_and_leaves_nothing(sqlite_url):
+    """With ``will_commit`` nothing looks at the rows when the load ends: SQLite's own count of the rows naming
+    nothing refuses the commit, and the database stays as it was."""
+    db = Database(sqlite_url)
+    try:
+        with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"), db.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS, will_commit=True) as checked_at_end:
+                assert checked_at_end
+                _orphan_pass(session)
+            # The load ended and nothing refused it yet: the rows are counted, not looked at.
+            assert session.scalar(select(func.count()).select_from(Pass)) == 1
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Pass)) == 0
+        with db.write() as session:  # the connection is whole again, and its keys are checked row by row
+            _household(session)
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Household)) == 1
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry run"])
+def test_on_sqlite_a_first_sync_with_a_row_naming_nothing_fails_and_writes_nothing(
+        dry_run, sqlite_template, tmp_path, vault, monkeypatch):
+    """The real run is refused by SQLite at its commit, the dry run when its load ends: neither writes a row."""
+    import adapter.sync as sync
+
+    path = tmp_path / "first.db"
+    shutil.copyfile(sqlite_template, path)
+    db = Database(f"sqlite:///{path}")
+    write_passes = sync._write_passes
+
+    def and_an_orphan(session, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _orphan_pass(session)
+        return write_passes(session, *args, **kwargs)
+
+    monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", 1)
+    monkeypatch.setattr(sync, "_write_passes", and_an_orphan)
+    try:
+        with pytest.raises(IntegrityError):
+            run_sync(db, vault, "gemeente", household_records(5), settings=SyncSettings(), rules=SIMPLE_RULES,
+                     today=TODAY, dry_run=dry_run)
+        assert _what_a_sync_left(db) == {"households": 0, "cardholders": 0, "passes": 0, "budgets": 0,
+                                         "ledger_entries": 0, "grant_evaluations": 0, "cents": None, "keys": None,
+                                         "unique keys": None}
+    finally:
+        db.dispose()
+
+
 def _what_a_sync_left(db: Database) -> dict[str, object]:
     with db.read() as session:
         counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
                   for model in (Household, Cardholder, Pass, Budget, LedgerEntry, grants.GrantEvaluation)}
         return {**counts, "cents": session.scalar(select(func.sum(LedgerEntry.amount_cents))),
-                "keys": _foreign_keys(session) if db.is_postgres else None}
+                "keys": _foreign_keys(session) if db.is_postgres else None,
+                "unique keys": _unique_keys(session) if db.is_postgres else None}
 
 
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
