@@ -211,7 +211,8 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
     # first sync opens about two a child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000
     # made twice the statements (400 COPYs of budgets on PostgreSQL instead of 200) and its grants took
     # 0.4 s longer there. The slice bounds the memory: _JUDGE_SLICE children, a budget per rule at most.
-    new_budgets: list[ledger.NewBudget] = []
+    # The new budgets rule by rule, in the order of ``running``: (child, amount in cents) of each.
+    new_by_rule: list[list[tuple[int, int]]] = [[] for _ in running]
     topped_up = cents = 0
     keys = [rule.budget_key(period) for rule, period in running]
     # What every new budget under a rule shares: the NewBudget fields between the child and the amount.
@@ -234,12 +235,12 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
             pass_facts = [PassFacts(*card) for card in passes]
             amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, pass_facts)
                                              for rule, period in running]
-        for (rule, _period), period_key, fields, entitled_cents in zip(running, keys, shared, amounts):
+        for (rule, _period), period_key, new_budgets, entitled_cents in zip(running, keys, new_by_rule, amounts):
             if entitled_cents <= 0:
                 continue
             found = existing.get((holder_id, rule.code, period_key)) if existing else None
             if found is None:
-                new_budgets.append(ledger.NewBudget(holder_id, *fields, entitled_cents))
+                new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
             budget_id, granted_cents, status = found
@@ -251,7 +252,7 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    opened = ledger.open_budgets(session, new_budgets, actor)
+    opened = ledger.open_rule_budgets(session, list(zip(shared, new_by_rule)), actor)
     return GrantSummary(summary.children_judged, summary.budgets_opened + opened,
                         summary.budgets_topped_up + topped_up, summary.cents_granted + cents)
 

@@ -21,9 +21,8 @@ because they retry on a lost idempotency race.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -614,34 +613,51 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
     reading anything back. The unique (cardholder, rule, period) constraint makes a
     second attempt fail rather than grant twice.
     """
+    # The budgets of one rule and period share every column but the child and the amount: they go in
+    # together (see open_rule_budgets).
+    by_rule: dict[tuple, list[tuple[int, int]]] = {}
     for new_budget in new_budgets:
-        _require_positive(new_budget.amount_cents)
-    if not new_budgets:
+        by_rule.setdefault(new_budget[1:8], []).append((new_budget.cardholder_id, new_budget.amount_cents))
+    return open_rule_budgets(session, list(by_rule.items()), actor, note)
+
+
+def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[tuple[int, int]]]], actor: str,
+                      note: str | None = None) -> int:
+    """``open_budgets``, with the budgets given rule by rule: for each, the fields its budgets share (those
+    of ``NewBudget`` between the child and the amount) and the (cardholder id, amount in cents) of each.
+
+    The grants judge children rule by rule and call this directly: a first sync opens 370,000 budgets, and
+    a ``NewBudget`` of nine fields for each, sorted back into rules here, cost a quarter of a second.
+    """
+    count = 0
+    for _shared, budgets in by_rule:
+        for _holder_id, amount_cents in budgets:
+            if type(amount_cents) is not int or amount_cents <= 0:
+                _require_positive(amount_cents)  # says what was wrong
+        count += len(budgets)
+    if not count:
         return 0
     stamp = utcnow()
-    budget_ids = reserve_ids(session, Budget.__table__, len(new_budgets))
-    # The budgets of one rule and period share every column but the child and the amount: they go in
-    # together, those columns given once for all of them (on SQLite in the statement itself, see
-    # insert_tuples), instead of seven values, two of them dates to convert, on every row.
-    by_rule: dict[tuple, list[NewBudget]] = {}
-    for new_budget in new_budgets:
-        by_rule.setdefault(new_budget[1:8], []).append(new_budget)
-    # The reserved ids go to the budgets rule by rule, in the order of by_rule.
+    budget_ids = reserve_ids(session, Budget.__table__, count)
+    # The shared columns are given once for all of a rule's budgets (on SQLite in the statement itself, see
+    # insert_tuples), instead of seven values, two of them dates to convert, on every row. The reserved ids
+    # go to the budgets rule by rule, in the order of by_rule.
     reserved = iter(budget_ids)
-    for shared, budgets in by_rule.items():
-        insert_tuples(session, Budget.__table__, _BUDGET_COLUMNS,
-                      ((next(reserved), new_budget.cardholder_id, new_budget.amount_cents, new_budget.amount_cents)
-                       for new_budget in budgets),
-                      {**dict(zip(_SHARED_COLUMNS, shared)), "status": BudgetStatus.OPEN, "created_at": stamp})
+    for shared, budgets in by_rule:
+        if budgets:
+            insert_tuples(session, Budget.__table__, _BUDGET_COLUMNS,
+                          ((next(reserved), holder_id, amount_cents, amount_cents)
+                           for holder_id, amount_cents in budgets),
+                          {**dict(zip(_SHARED_COLUMNS, shared)), "status": BudgetStatus.OPEN, "created_at": stamp})
     constants = {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp}
     if isinstance(budget_ids, range):
         _write_first_grants(session, budget_ids, constants)
     else:
+        amounts = (amount_cents for _shared, budgets in by_rule for _holder_id, amount_cents in budgets)
         insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
-                      ((budget_id, new_budget.amount_cents, new_budget.amount_cents)
-                       for budget_id, new_budget in zip(budget_ids, itertools.chain.from_iterable(by_rule.values()))),
+                      ((budget_id, amount_cents, amount_cents) for budget_id, amount_cents in zip(budget_ids, amounts)),
                       constants)
-    return len(new_budgets)
+    return count
 
 
 def _write_first_grants(session: Session, budget_ids: range, constants: dict[str, object]) -> None:

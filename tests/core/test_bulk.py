@@ -208,6 +208,35 @@ def test_open_budgets_refuses_a_non_positive_amount_before_writing(db, vault):
         ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 0)], "test")
 
 
+SPORT = ("sport", "Sport", 2, "school", "2026", date(2026, 8, 1), date(2027, 7, 31))
+CULTURE = ("culture", "Culture", 1, None, "2026", date(2026, 8, 1), date(2027, 7, 31))
+
+
+def test_budgets_opened_rule_by_rule_skip_a_rule_with_none_and_keep_each_amount_with_its_child(db, vault):
+    children = [factories.child_with_budget(db, vault).cardholder_id for _ in range(2)]
+    with db.write() as session:
+        opened = ledger.open_rule_budgets(session, [(SPORT, [(children[0], 7_500), (children[1], 2_500)]),
+                                                    (CULTURE, [])], "sync:test")
+    assert opened == 2
+    with db.read() as session:
+        rows = session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.category, Budget.granted_cents,
+                                      LedgerEntry.amount_cents).join(LedgerEntry, LedgerEntry.budget_id == Budget.id)
+                               .where(Budget.rule_code.in_(["sport", "culture"]))).all()
+        assert ledger.verify(session) == []
+    assert sorted(rows) == [(children[0], "sport", "school", 7_500, 7_500),
+                            (children[1], "sport", "school", 2_500, 2_500)]
+
+
+@pytest.mark.parametrize("amount", [0, -1, True, 12.5], ids=["zero", "negative", "a flag", "a fraction"])
+def test_budgets_opened_rule_by_rule_refuse_an_amount_that_is_not_positive_whole_cents_before_writing(
+        db, vault, amount):
+    child = factories.child_with_budget(db, vault).cardholder_id
+    with pytest.raises(ledger.LedgerError, match="positive whole number of cents"), db.write() as session:
+        ledger.open_rule_budgets(session, [(SPORT, [(child, 7_500)]), (CULTURE, [(child, amount)])], "test")
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Budget).where(Budget.rule_code == "sport")) == 0
+
+
 # index_built_after: a random-key index is built once after a large insert on SQLite, inside the transaction.
 BSN_INDEX = next(index for index in Cardholder.__table__.indexes if index.name == "ix_cardholders_bsn_index")
 
