@@ -78,6 +78,19 @@ def test_into_empty_tables_the_keys_are_dropped_for_the_load_and_the_same_keys_a
         assert _foreign_keys(session) == before
 
 
+@contextlib.contextmanager
+def _first_load(database: Database, refused_by: str | None, **built_after):  # type: ignore[no-untyped-def]
+    """A first load's write transaction, its keys checked at the end (``built_after``: keys_checked_at_end's
+    indexes and unique keys to build then); ``refused_by``: the constraint expected to fail it there."""
+    with contextlib.ExitStack() as failing:
+        if refused_by is not None:
+            failing.enter_context(pytest.raises(IntegrityError, match=refused_by))
+        with database.write() as session:
+            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS, **built_after) as checked_at_end:
+                assert checked_at_end
+                yield session
+
+
 def _indexes(session) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return dict(session.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all())
 
@@ -89,17 +102,12 @@ def test_the_indexes_named_are_built_after_the_load_exactly_as_they_were(postgre
     with postgres_db.read() as session:
         before = _indexes(session)
     assert set(named) <= set(before) and len(named) == 4
-    with contextlib.ExitStack() as failing:
+    with _first_load(postgres_db, "passes_cardholder_id_fkey" if load_fails else None,
+                     indexes_built_after=_INDEXES_BUILT_AFTER) as session:
+        during = _indexes(session)
+        _household(session)
         if load_fails:
-            failing.enter_context(pytest.raises(IntegrityError, match="passes_cardholder_id_fkey"))
-        with postgres_db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
-                                     indexes_built_after=_INDEXES_BUILT_AFTER) as checked_at_end:
-                assert checked_at_end
-                during = _indexes(session)
-                _household(session)
-                if load_fails:
-                    _orphan_pass(session)
+            _orphan_pass(session)
     assert during == {name: definition for name, definition in before.items() if name not in named}
     with postgres_db.read() as session:
         assert _indexes(session) == before
@@ -131,20 +139,15 @@ def test_the_budgets_unique_key_is_added_after_the_load_as_it_was_and_refuses_a_
     with postgres_db.read() as session:
         uniques, indexes = _unique_keys(session), _indexes(session)
     assert ("budgets", "uq_budgets_child_rule_period", "UNIQUE (cardholder_id, rule_code, period_key)") in uniques
-    with contextlib.ExitStack() as failing:
+    with _first_load(postgres_db, "uq_budgets_child_rule_period" if load_fails else None,
+                     unique_built_after=_UNIQUE_BUILT_AFTER) as session:
+        during = _unique_keys(session)
+        _household(session)
+        _cardholder(session)
+        _budget(session, 1)
         if load_fails:
-            failing.enter_context(pytest.raises(IntegrityError, match="uq_budgets_child_rule_period"))
-        with postgres_db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
-                                     unique_built_after=_UNIQUE_BUILT_AFTER) as checked_at_end:
-                assert checked_at_end
-                during = _unique_keys(session)
-                _household(session)
-                _cardholder(session)
-                _budget(session, 1)
-                if load_fails:
-                    _budget(session, 2)  # the same child, rule and period: goes in, nothing checks it now
-                    assert session.scalar(select(func.count()).select_from(Budget)) == 2
+            _budget(session, 2)  # the same child, rule and period: goes in, nothing checks it now
+            assert session.scalar(select(func.count()).select_from(Budget)) == 2
     assert during == {key for key in uniques if key[1] != "uq_budgets_child_rule_period"}
     with postgres_db.read() as session:
         assert _unique_keys(session) == uniques
