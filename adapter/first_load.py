@@ -58,8 +58,9 @@ _KEYS_AMONG = text(
 # An index as its CREATE INDEX statement, exactly as the migrations made it.
 _INDEX_DEFINITION = text("SELECT pg_get_indexdef(CAST(:index AS regclass))")
 # A unique constraint by what it holds unique, with its name: the migrations leave some unnamed, and PostgreSQL
-# named those itself. Not one that a foreign key of a table outside the load relies on: that key would refuse
-# its drop (the keys among the loaded tables are dropped before this is asked).
+# named those itself. Not one that a foreign key still in place relies on (one of a table outside the load, or
+# a NOT VALID one, which is not dropped): that key would refuse its drop. The keys among the loaded tables are
+# dropped before this is asked.
 _UNIQUE_BY_DEFINITION = text(
     "SELECT quote_ident(conname) FROM pg_constraint AS unique_key WHERE contype = 'u'"
     " AND conrelid = CAST(:table AS regclass) AND pg_get_constraintdef(oid) = :definition"
@@ -99,6 +100,9 @@ def keys_checked_at_end(session: Session, tables: Sequence[Table], *, rows_comin
     surely as the look at the end, which reads every row of every table again (0.2 s of a first sync of
     200,000). Only a caller that ends in a rollback needs the look, to fail as its commit would.
     """
+    strangers = [constraint.name for constraint in unique_built_after if constraint.table not in tables]
+    if strangers:  # its table would be neither checked empty nor locked
+        raise ValueError(f"unique constraints of tables outside the load: {', '.join(map(str, strangers))}")
     connection = session.connection()
     if connection.dialect.name not in ("postgresql", "sqlite") or rows_coming < CHECK_AT_END_FROM or not tables:
         yield False
@@ -114,7 +118,9 @@ def keys_checked_at_end(session: Session, tables: Sequence[Table], *, rows_comin
         # SQLite counts the rows naming nothing while the keys are deferred, and refuses a commit while the
         # count is not zero. A dry run never commits: it must fail here, as the real run would at its commit.
         # (The pragma stays on until the transaction ends: switched off before, it would forget the count.)
-        if not will_commit:
+        # SQLite counts only with its foreign keys on, which every connection of ours sets (adapter.db); on one
+        # that does not, the look here is the only check there is.
+        if not will_commit or not connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
             _sqlite_keys_checked(connection, names)
         return
     if not _lock_while_empty(session, names):

@@ -408,17 +408,18 @@ def _apply(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, seale
     # A municipality's first load (every table still empty) has its keys checked once at the end.
     with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=len(plan.holders),
                              indexes_built_after=_INDEXES_BUILT_AFTER, unique_built_after=_UNIQUE_BUILT_AFTER,
-                             will_commit=not dry_run) as first_load:
-        return _write_and_grant(session, vault, snapshot, plan, sealer, rules, today, stage, first_load)
+                             will_commit=not dry_run) as checked_at_end:
+        return _write_and_grant(session, vault, snapshot, plan, sealer, rules, today, stage, checked_at_end)
 
 
 def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: Plan, sealer: Sealer,
-                     rules: BudgetRules | None, today: date, stage: StageHook, first_load: bool = False) -> int:
-    """``first_load``: every table was empty when the run began, and its keys are checked at the end."""
-    # Then the passes may name cardholders not written yet: those wait for their sealed columns, which the
-    # sealer's workers finish meanwhile (see adapter.sealing). Only a first load takes this path, so no stored
-    # cardholder is re-keyed, whose passes would need its row id from the cardholders' write.
-    holders_last = first_load and not snapshot.holders
+                     rules: BudgetRules | None, today: date, stage: StageHook, checked_at_end: bool = False) -> int:
+    """``checked_at_end``: the keys among the loaded tables are checked when the load ends, not row by row
+    (``keys_checked_at_end``), which it does only when every one of those tables was empty, under a lock."""
+    # Then the passes may name cardholders not written yet, so they go in first, while the sealer's workers
+    # finish the cardholders' sealed columns (see adapter.sealing). Into empty tables no stored cardholder is
+    # re-keyed, whose passes would need its row id from the cardholders' write.
+    holders_last = checked_at_end and not snapshot.holders
     now = utcnow()
     source = snapshot.source
     # New households take ids reserved before their insert, by the number of it: nothing is read back, and
@@ -451,7 +452,7 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
         known_birth_dates=written.birth_dates, active_holders=_active_after(snapshot, plan, written),
-        no_budgets_yet=first_load)
+        no_budgets_yet=checked_at_end)
     return summary.budgets_opened + summary.budgets_topped_up
 
 
@@ -462,8 +463,8 @@ _LOADED_TABLES = [Household.__table__, Cardholder.__table__, Pass.__table__, Bud
                   LedgerEntry.__table__, grants.GrantEvaluation.__table__, Redemption.__table__, Reversal.__table__]
 _BSN_INDEX = next(index for index in Cardholder.__table__.indexes if list(index.columns.keys()) == ["bsn_index"])
 # Indexes the apply never reads, built once after a first load on PostgreSQL (see keys_checked_at_end). The
-# others stay: the grants look up passes and budgets by cardholder, and the unique ones refuse a duplicate
-# as the row comes in.
+# others stay: the grants look up passes and (but for a first load, see below) budgets by cardholder, and the
+# unique ones but the budgets' (_UNIQUE_BUILT_AFTER) refuse a duplicate as the row comes in.
 _INDEXES_BUILT_AFTER = [_BSN_INDEX, *(index for table in (Cardholder.__table__, LedgerEntry.__table__)
                                       for index in table.indexes
                                       if index.name in ("ix_cardholders_household_id", "ix_ledger_entries_budget",

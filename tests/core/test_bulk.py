@@ -231,9 +231,10 @@ def test_budgets_opened_rule_by_rule_skip_a_rule_with_none_and_keep_each_amount_
 def test_budgets_opened_rule_by_rule_refuse_an_amount_that_is_not_positive_whole_cents_before_writing(
         db, vault, amount):
     child = factories.child_with_budget(db, vault).cardholder_id
-    with pytest.raises(ledger.LedgerError, match="positive whole number of cents"), db.write() as session:
-        ledger.open_rule_budgets(session, [(SPORT, [(child, 7_500)]), (CULTURE, [(child, amount)])], "test")
-    with db.read() as session:
+    with db.write() as session:
+        with pytest.raises(ledger.LedgerError, match="positive whole number of cents"):
+            ledger.open_rule_budgets(session, [(SPORT, [(child, 7_500)]), (CULTURE, [(child, amount)])], "test")
+        # Seen inside the same transaction, before any rollback: the good rule's budget was not written either.
         assert session.scalar(select(func.count()).select_from(Budget).where(Budget.rule_code == "sport")) == 0
 
 

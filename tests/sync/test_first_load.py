@@ -10,14 +10,14 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import UniqueConstraint, create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from adapter import first_load, grants, sealing
+from adapter import first_load, grants, sealing, sync_lock
 from adapter.bulk import insert_rows
 from adapter.db import Database
 from adapter.first_load import keys_checked_at_end
-from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
+from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass, Reversal, SyncRun, SyncStatus
 from adapter.personal import open_sealed
 from adapter.settings import SyncSettings
 from adapter.sync import _INDEXES_BUILT_AFTER, _LOADED_TABLES, _UNIQUE_BUILT_AFTER, run_sync
@@ -155,12 +155,38 @@ def test_the_budgets_unique_key_is_added_after_the_load_as_it_was_and_refuses_a_
         assert session.scalar(select(func.count()).select_from(Budget)) == (0 if load_fails else 1)
 
 
+def _passes_unique_number() -> UniqueConstraint:
+    return next(constraint for constraint in Pass.__table__.constraints if isinstance(constraint, UniqueConstraint)
+                and [column.name for column in constraint.columns] == ["pass_number"])
+
+
+@pytest.mark.postgres
+def test_a_key_among_the_loaded_tables_that_names_a_unique_key_built_after_is_added_after_that_key(postgres_db):
+    """Dropped with the keys, it is added again only once the unique key it needs is back."""
+    with postgres_db.write() as session:  # a loaded table's key onto the passes' unique number
+        session.execute(text("ALTER TABLE reversals ADD COLUMN pass_number varchar(32) "
+                             "CONSTRAINT reversals_pass_number_fkey REFERENCES passes (pass_number)"))
+    with postgres_db.read() as session:
+        keys, uniques = _foreign_keys(session), _unique_keys(session)
+    with _first_load(postgres_db, None, unique_built_after=[_passes_unique_number()]) as session:
+        during = {name for _table, name, _definition in _foreign_keys(session) | _unique_keys(session)}
+        assert "reversals_pass_number_fkey" not in during and "passes_pass_number_key" not in during
+        _household(session)
+    with postgres_db.read() as session:
+        assert _foreign_keys(session) == keys and _unique_keys(session) == uniques
+
+
+def test_a_unique_key_of_a_table_outside_the_load_is_refused_before_anything_is_dropped(db):
+    with pytest.raises(ValueError, match="uq_budgets_child_rule_period"), db.write() as session:
+        with keys_checked_at_end(session, [Household.__table__, Reversal.__table__], rows_coming=ROWS,
+                                 unique_built_after=_UNIQUE_BUILT_AFTER):
+            pass
+
+
 @pytest.mark.postgres
 def test_a_unique_key_another_tables_foreign_key_relies_on_stays_and_checks_each_row(postgres_db):
     """Its drop would be refused (the key needs its index): it is left in place instead of failing the load."""
-    passes_unique = next(constraint for constraint in Pass.__table__.constraints
-                         if [column.name for column in constraint.columns] == ["pass_number"]
-                         and constraint.__class__.__name__ == "UniqueConstraint")
+    passes_unique = _passes_unique_number()
     with postgres_db.write() as session:
         session.execute(text("CREATE TABLE pass_notes (pass_number varchar(32) REFERENCES passes (pass_number))"))
     try:
@@ -388,12 +414,21 @@ def test_on_sqlite_a_first_sync_with_a_row_naming_nothing_fails_and_writes_nothi
     monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", 1)
     monkeypatch.setattr(sync, "_write_passes", and_an_orphan)
     try:
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError) as refused:
             run_sync(db, vault, "gemeente", household_records(5), settings=SyncSettings(), rules=SIMPLE_RULES,
                      today=TODAY, dry_run=dry_run)
+        if dry_run:  # by the look when the load ends, which names the table
+            assert refused.value.statement == "PRAGMA foreign_key_check"
+            assert str(refused.value.orig).endswith("rows of passes name rows that do not exist")
+        else:  # by SQLite at the commit (no statement of ours), not as the orphan went in
+            assert refused.value.statement is None
+            assert str(refused.value.orig) == "FOREIGN KEY constraint failed"
         assert _what_a_sync_left(db) == {"households": 0, "cardholders": 0, "passes": 0, "budgets": 0,
                                          "ledger_entries": 0, "grant_evaluations": 0, "cents": None, "keys": None,
                                          "unique keys": None}
+        with db.read() as session:  # the run is on record as failed, and the source is free for the next
+            assert session.scalars(select(SyncRun.status)).all() == [SyncStatus.FAILED]
+            assert sync_lock.current_lock(session, "gemeente") is None
     finally:
         db.dispose()
 
