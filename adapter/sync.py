@@ -107,13 +107,17 @@ class SyncResult:
     forced: bool = False
     samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     rejected_sample: list[tuple[str, str]] = field(default_factory=list)
+    # (stage, seconds) of each stage the run went through up to its result, in order (see _StageClock).
+    stage_seconds: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status in (SyncStatus.SUCCEEDED, SyncStatus.DRY_RUN)
 
     def summary(self) -> str:
-        line = (f"sync {self.source} run {self.run_id}: {self.status.value} in {self.duration_seconds:.1f}s; "
+        stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self.stage_seconds)
+        line = (f"sync {self.source} run {self.run_id}: {self.status.value} in {self.duration_seconds:.1f}s"
+                f"{f' ({stages})' if stages else ''}; "
                 f"read {self.records_read}, created {self.created}, updated {self.updated}, "
                 f"unchanged {self.unchanged}, rejected {self.rejected}, missing {self.missing}, "
                 f"deactivated {self.deactivated}, budgets granted {self.budgets_granted}")
@@ -169,8 +173,8 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
              progress: Progress | None = None, on_stage: StageHook | None = None) -> SyncResult:
     """Run one sync of ``source``; raises ``sync_lock.SyncBusy`` when another run holds the source."""
     today = today or local_today()
-    stage = on_stage or (lambda _name: None)
     started = time.perf_counter()
+    stage = _StageClock(started, on_stage)
     holder = sync_lock.this_holder()
     advisory = sync_lock.AdvisoryLock(db, source) if db.is_postgres else None
     if advisory is not None and not advisory.try_acquire():
@@ -180,7 +184,7 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
         try:
             with fewer_collections():
                 return _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run,
-                                   force, actor, progress, stage, started)
+                                   force, actor, progress, stage)
         except BaseException as exc:
             _close_failed(db, source, holder, run_id, exc)
             raise
@@ -190,7 +194,7 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
 
 
 def _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,  # type: ignore[no-untyped-def]
-                actor, progress, stage, started) -> SyncResult:
+                actor, progress, stage: _StageClock) -> SyncResult:
     stage("reading")
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
@@ -215,19 +219,20 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
         refusal = guard(plan, settings)
         if refusal and not (force and not dry_run):
             status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
-            return _close_without_changes(db, source, holder, run_id, plan, status, refusal, started)
+            return _close_without_changes(db, source, holder, run_id, plan, status, refusal, stage)
         stage("applying")
         if dry_run:
             budgets_granted = _dry_apply(db, vault, snapshot, plan, sealer, rules, today, stage)
-            return _close_without_changes(db, source, holder, run_id, plan, SyncStatus.DRY_RUN, refusal, started,
+            return _close_without_changes(db, source, holder, run_id, plan, SyncStatus.DRY_RUN, refusal, stage,
                                           budgets_granted=budgets_granted)
         with db.write() as session:
             budgets_granted = _apply(session, vault, snapshot, plan, sealer, rules, today, stage)
             if refusal:
                 audit.record(session, actor, "sync.forced", f"sync_run:{run_id}", source=source, refusal=refusal)
-            stage("committing")
+            # The result (stored with the run, in this transaction) takes the stages' times up to here.
             result = _result(run_id, source, SyncStatus.SUCCEEDED, f"forced past: {refusal}" if refusal else None,
-                             plan, budgets_granted, started, forced=bool(refusal))
+                             plan, budgets_granted, stage, forced=bool(refusal))
+            stage("committing")
             _store_outcomes(session, run_id, plan)
             _finish_run(session, result)
             sync_lock.release(session, source, holder)
@@ -294,9 +299,9 @@ def _lock_and_open_run(db: Database, source: str, holder: str, *, exclusive_prov
         return run.id
 
 
-def _close_without_changes(db, source, holder, run_id, plan, status, reason, started,  # type: ignore[no-untyped-def]
+def _close_without_changes(db, source, holder, run_id, plan, status, reason, clock,  # type: ignore[no-untyped-def]
                            budgets_granted: int = 0) -> SyncResult:
-    result = _result(run_id, source, status, reason, plan, budgets_granted, started)
+    result = _result(run_id, source, status, reason, plan, budgets_granted, clock)
     with db.write() as session:
         _store_outcomes(session, run_id, plan)
         _finish_run(session, result)
@@ -340,12 +345,36 @@ def failure_reason(exc: BaseException) -> str:
     return redact(f"failed: {type(exc).__name__}: {exc}")[:2000]
 
 
-def _result(run_id, source, status, reason, plan: Plan, budgets_granted, started, forced=False) -> SyncResult:  # type: ignore[no-untyped-def]
+class _StageClock:
+    """The stage hook the run calls as it enters each stage ("reading", "planning", "applying", "granting",
+    "committing"): passes the name on to the caller's hook and notes when each began, so that the run's
+    summary says where its time went (a slow source shows in the reading, a slow database in the rest)."""
+
+    def __init__(self, started: float, on_stage: StageHook | None):
+        self.started = started
+        self._on_stage = on_stage
+        self._entered: list[tuple[str, float]] = [("starting", started)]
+
+    def __call__(self, name: str) -> None:
+        self._entered.append((name, time.perf_counter()))
+        if self._on_stage is not None:
+            self._on_stage(name)
+
+    def seconds(self, until: float) -> tuple[tuple[str, float], ...]:
+        """Each stage entered so far with its time up to the next one (the last: up to ``until``), in order."""
+        ends = [at for _name, at in self._entered[1:]] + [until]
+        return tuple((name, end - began) for (name, began), end in zip(self._entered, ends))
+
+
+def _result(run_id, source, status, reason, plan: Plan, budgets_granted, clock: _StageClock,  # type: ignore[no-untyped-def]
+            forced=False) -> SyncResult:
+    now = time.perf_counter()
     return SyncResult(
         run_id=run_id, source=source, status=status, reason=reason, records_read=plan.records_read,
         created=plan.counts[CREATED], updated=plan.counts[UPDATED], unchanged=plan.counts[UNCHANGED],
         rejected=plan.counts[REJECTED], missing=len(plan.passes_missing), deactivated=len(plan.passes_deactivated),
-        budgets_granted=budgets_granted, duration_seconds=time.perf_counter() - started, forced=forced,
+        budgets_granted=budgets_granted, duration_seconds=now - clock.started, forced=forced,
+        stage_seconds=clock.seconds(until=now),
         samples=plan.samples, rejected_sample=plan.rejected[:20])
 
 

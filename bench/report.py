@@ -190,9 +190,27 @@ def markdown(result: dict[str, Any]) -> str:
                    if "p50_ms" in figure else "")
         lines.append(f"| {figure['name']} | {_number(figure['median'])} | {_number(figure['min'])} | "
                      f"{_number(figure['max'])} | {figure['unit']} | {rss} | {cpu} | {latency} |")
+    lines += _stage_table(result["figures"])
     if result.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(plot).stem}]({Path(plot).name})" for plot in result["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _stage_table(figures: Figures) -> list[str]:
+    """Where each first sync's time went, stage by stage, as the sync itself reports it (medians of the runs;
+    the stages run up to the result, so the commit is not among them): what changed when a figure moves."""
+    staged = {figure["name"]: figure["stages"] for figure in figures.values() if figure.get("stages")}
+    if not staged:
+        return []
+    names = list(dict.fromkeys(name for runs in staged.values() for stages in runs for name in stages))
+    lines = ["", "## Stages of the first syncs", "", "Seconds per stage as the sync reports them (medians of the "
+             "runs); from the start to the result, which the commit follows.", "",
+             f"| figure | {' | '.join(names)} |", f"| --- |{' ---: |' * len(names)}"]
+    for figure_name, runs in staged.items():
+        medians = [statistics.median(values) if (values := [stages[name] for stages in runs if name in stages])
+                   else None for name in names]
+        lines.append(f"| {figure_name} | {' | '.join(_number(value) for value in medians)} |")
+    return lines
 
 
 def plots(result: dict[str, Any], stem: Path) -> list[str]:

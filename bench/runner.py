@@ -141,6 +141,7 @@ class Bench:
                     run = self.sync_env.run_sync(tonight_config, url, self.timeout)
                     figures["first"].add_run(run)
                     figures["first"].details["sync_said"] = run.reported.get("output_tail")
+                    sync_bench.note_stages(figures["first"], run)
                     floor_before = run_child(floor_argv, timeout=self.timeout)
                     for stage, config in (("resync", tonight_config), ("changed", next_config)):
                         before = sync_bench.snapshot(url)
@@ -185,6 +186,7 @@ class Bench:
                 run = self.sync_env.run_sync(config, url, self.timeout)
             figure.add_run(run)
             figure.details["sync_said"] = run.reported.get("output_tail")
+            sync_bench.note_stages(figure, run)
         return figure
 
     # -- SOAP -----------------------------------------------------------------------
@@ -211,6 +213,7 @@ class Bench:
                 run = self.sync_env.run_sync(config, url, self.timeout)
             figure.add_run(run)
             figure.details["sync_said"] = run.reported.get("output_tail")
+            sync_bench.note_stages(figure, run)
         return figure
 
     # -- API -------------------------------------------------------------------------

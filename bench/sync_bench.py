@@ -7,6 +7,7 @@ figures say "not available" instead of failing.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 
 from adapter.db import Database
 from adapter.models import Budget, Cardholder, Household, LedgerEntry, Pass
-from bench.measure import Run, command_task, env_with, run_child
+from bench.measure import Figure, Run, command_task, env_with, run_child
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_NAME = "bench"
@@ -62,6 +63,30 @@ class SyncEnvironment:
         argv = command_task(str(Path(sys.executable).with_name("stadspas-adapter")), "--config", str(config),
                             "sync", SOURCE_NAME)
         return run_child(argv, env=env, cwd=self.folder, timeout=timeout)
+
+
+# "... succeeded in 10.4s (starting 0.01s, reading 4.21s, planning 0.55s, ...); read ...": the sync's summary.
+_STAGES_SAID = re.compile(r" in [0-9.]+s \(([^)]*)\); read ")
+
+
+def stages_said(summary: str | None) -> dict[str, float] | None:
+    """The seconds each stage of a sync took, as its summary line gives them; None when it gives none (a
+    checkout from before the sync said so)."""
+    found = _STAGES_SAID.search(summary or "")
+    if found is None:
+        return None
+    stages = {}
+    for said in found.group(1).split(", "):
+        name, _, seconds = said.rpartition(" ")
+        stages[name] = float(seconds.rstrip("s"))
+    return stages
+
+
+def note_stages(figure: Figure, run: Run) -> None:
+    """Keep the stage times of this run of ``figure`` (a sync) beside its time, when the sync gave them."""
+    stages = stages_said(run.reported.get("output_tail"))
+    if stages is not None:
+        figure.details.setdefault("stages", []).append(stages)
 
 
 def csv_source(path: Path) -> dict[str, Any]:

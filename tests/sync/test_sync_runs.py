@@ -234,3 +234,22 @@ def test_sealed_columns_and_planned_writes_must_pair_up_one_to_one():
     assert _next_sealed(iter([("token", "index", True)])) == ("token", "index", True)
     with pytest.raises(_SealedOutOfStep, match="more writes"):
         _next_sealed(iter([]))
+
+
+def test_the_summary_says_how_long_each_stage_took_up_to_the_result(db, vault):
+    """Where a slow night's time went: the stages in the order run, their times adding up to the run's."""
+    records = household_records(30)
+    entered: list[str] = []
+    first = _sync(db, vault, records, on_stage=entered.append)
+    dry = _sync(db, vault, records[:-1] + household_records(1, start=900), dry_run=True)
+    refused = _sync(db, vault, [])  # an empty export: refused once it is read
+    assert entered == ["reading", "planning", "applying", "granting", "committing"]
+    for result, stages in ((first, ["starting", "reading", "planning", "applying", "granting"]),
+                           (dry, ["starting", "reading", "planning", "applying", "granting"]),
+                           (refused, ["starting", "reading", "planning"])):
+        assert [name for name, _seconds in result.stage_seconds] == stages
+        assert all(seconds >= 0 for _name, seconds in result.stage_seconds)
+        # Up to the result, as the run's own duration is: together they are that duration.
+        assert sum(seconds for _name, seconds in result.stage_seconds) == pytest.approx(result.duration_seconds)
+        said = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result.stage_seconds)
+        assert f"in {result.duration_seconds:.1f}s ({said}); read {result.records_read}," in result.summary()
