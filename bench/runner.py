@@ -139,15 +139,12 @@ class Bench:
                     tonight_config = self.sync_env.config(f"sync-{kind}", url, sync_bench.csv_source(tonight))
                     next_config = self.sync_env.config(f"sync-{kind}-next", url, sync_bench.csv_source(next_night))
                     run = self.sync_env.run_sync(tonight_config, url, self.timeout)
-                    figures["first"].add_run(run)
-                    figures["first"].details["sync_said"] = run.reported.get("output_tail")
-                    sync_bench.note_stages(figures["first"], run)
+                    sync_bench.add_sync_run(figures["first"], run)
                     floor_before = run_child(floor_argv, timeout=self.timeout)
                     for stage, config in (("resync", tonight_config), ("changed", next_config)):
                         before = sync_bench.snapshot(url)
                         run = self.sync_env.run_sync(config, url, self.timeout)
-                        figures[stage].add_run(run)
-                        figures[stage].details["sync_said"] = run.reported.get("output_tail")
+                        sync_bench.add_sync_run(figures[stage], run)
                         writes[stage].append(sync_bench.rows_written_since(url, before))
                         if stage == "resync":
                             floor_after = run_child(floor_argv, timeout=self.timeout)
@@ -184,9 +181,7 @@ class Bench:
             with database("sqlite", self.workdir, self.config.postgres_server) as url:
                 config = self.sync_env.config(f"scaling-{size}", url, sync_bench.csv_source(path))
                 run = self.sync_env.run_sync(config, url, self.timeout)
-            figure.add_run(run)
-            figure.details["sync_said"] = run.reported.get("output_tail")
-            sync_bench.note_stages(figure, run)
+            sync_bench.add_sync_run(figure, run)
         return figure
 
     # -- SOAP -----------------------------------------------------------------------
@@ -211,9 +206,7 @@ class Bench:
             with database("sqlite", self.workdir, self.config.postgres_server) as url:
                 config = self.sync_env.config("soap", url, sync_bench.soap_source(endpoint, SOAP_PAGE_SIZE))
                 run = self.sync_env.run_sync(config, url, self.timeout)
-            figure.add_run(run)
-            figure.details["sync_said"] = run.reported.get("output_tail")
-            sync_bench.note_stages(figure, run)
+            sync_bench.add_sync_run(figure, run)
         return figure
 
     # -- API -------------------------------------------------------------------------

@@ -82,9 +82,13 @@ def stages_said(summary: str | None) -> dict[str, float] | None:
     return stages
 
 
-def note_stages(figure: Figure, run: Run) -> None:
-    """Keep the stage times of this run of ``figure`` (a sync) beside its time, when the sync gave them."""
-    stages = stages_said(run.reported.get("output_tail"))
+def add_sync_run(figure: Figure, run: Run) -> None:
+    """One run of a sync for ``figure``: its time, peak RSS and CPU, the sync's last line (``sync_said``), and
+    the stage times that line gives, when it gives them."""
+    figure.add_run(run)
+    said = run.reported.get("output_tail")
+    figure.details["sync_said"] = said
+    stages = stages_said(said)
     if stages is not None:
         figure.details.setdefault("stages", []).append(stages)
 

@@ -1,4 +1,4 @@
-"""The first syncs' stage times: read from the sync's own summary line, reported as medians per stage."""
+"""The syncs' stage times: read from the sync's own summary line, reported as medians per stage."""
 
 from __future__ import annotations
 
@@ -25,17 +25,17 @@ def _result(figures: dict) -> dict:
                      "python": "3.11.7"}, "targets": [], "figures": figures}
 
 
-def test_the_report_gives_each_stage_s_median_over_the_runs_of_each_first_sync():
+def test_the_report_gives_each_stage_s_median_over_the_runs_of_each_sync():
     runs = [{"reading": 4.0, "granting": 2.0}, {"reading": 5.0, "granting": 3.0}, {"reading": 9.0, "granting": 2.5}]
     staged = {"available": True, "name": "first full sync, sqlite", "unit": "s", "median": 9.0, "min": 8.0,
               "max": 12.0, "runs": [8.0, 9.0, 12.0], "stages": runs}
     plain = {"available": True, "name": "raw csv parse", "unit": "s", "median": 0.2, "min": 0.2, "max": 0.2,
              "runs": [0.2]}
     report = markdown(_result({"sync_first_sqlite": staged, "floor_csv_parse": plain}))
-    assert "## Stages of the first syncs" in report
+    assert "## Stages of the syncs" in report
     assert "| figure | reading | granting |" in report
     assert "| first full sync, sqlite | 5 | 2.5 |" in report
-    assert "raw csv parse |" not in report.split("## Stages of the first syncs")[1]
+    assert "raw csv parse |" not in report.split("## Stages of the syncs")[1]
 
 
 def test_a_report_without_stage_times_has_no_stage_table():
