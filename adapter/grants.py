@@ -207,11 +207,11 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
                    Budget.status)
             .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
-    # The slice's new budgets go in together: one insert for each rule, one copy of their first grants. A
-    # first sync opens about two a child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000
-    # made twice the statements (400 COPYs of budgets on PostgreSQL instead of 200) and its grants took
-    # 0.4 s longer there. The slice bounds the memory: _JUDGE_SLICE children, a budget per rule at most.
-    # The new budgets rule by rule, in the order of ``running``: (child, amount in cents) of each.
+    # The slice's new budgets, rule by rule in the order of ``running``: (child, amount in cents) of each. They
+    # go in together: one insert for each rule, one copy of their first grants. A first sync opens about two a
+    # child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000 made twice the statements (400
+    # COPYs of budgets on PostgreSQL instead of 200) and its grants took 0.4 s longer there. The slice bounds
+    # the memory: _JUDGE_SLICE children, a budget per rule at most.
     new_by_rule: list[list[tuple[int, int]]] = [[] for _ in running]
     topped_up = cents = 0
     keys = [rule.budget_key(period) for rule, period in running]

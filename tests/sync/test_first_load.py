@@ -33,10 +33,15 @@ LOADED_KEYS = {"cardholders_household_id_fkey", "passes_cardholder_id_fkey", "pa
                "redemptions_pass_id_fkey", "reversals_redemption_id_fkey"}
 
 
-def _foreign_keys(session) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def _constraints(session, kind: str) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """(table, name, definition) of every constraint of ``kind`` (PostgreSQL's contype: "f", "u")."""
     return {tuple(row) for row in session.execute(text(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'"
-    )).all()}
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = :kind"
+    ), {"kind": kind}).all()}
+
+
+def _foreign_keys(session) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return _constraints(session, "f")
 
 
 def _loaded_keys(keys: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
@@ -114,9 +119,7 @@ def test_the_indexes_named_are_built_after_the_load_exactly_as_they_were(postgre
 
 
 def _unique_keys(session) -> set[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
-    return {tuple(row) for row in session.execute(text(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'u'"
-    )).all()}
+    return _constraints(session, "u")
 
 
 def _budget(session, budget_id: int) -> None:  # type: ignore[no-untyped-def]
@@ -186,27 +189,17 @@ def test_a_unique_key_of_a_table_outside_the_load_is_refused_before_anything_is_
 @pytest.mark.postgres
 def test_a_unique_key_another_tables_foreign_key_relies_on_stays_and_checks_each_row(postgres_db):
     """Its drop would be refused (the key needs its index): it is left in place instead of failing the load."""
-    passes_unique = _passes_unique_number()
-    with postgres_db.write() as session:
+    with postgres_db.write() as session:  # (each test has a database of its own: nothing to drop afterwards)
         session.execute(text("CREATE TABLE pass_notes (pass_number varchar(32) REFERENCES passes (pass_number))"))
-    try:
-        with postgres_db.write() as session:
-            with keys_checked_at_end(session, _LOADED_TABLES, rows_coming=ROWS,
-                                     unique_built_after=[passes_unique, *_UNIQUE_BUILT_AFTER]) as checked_at_end:
-                assert checked_at_end
-                names = {name for _table, name, _definition in _unique_keys(session)}
-                assert "passes_pass_number_key" in names and "uq_budgets_child_rule_period" not in names
-                _household(session)
-                _cardholder(session)
-                insert_rows(session, Pass.__table__, [{"cardholder_id": 1, "pass_number": "6400000000001",
-                                                       "status": "active"}], {"created_at": STAMP, "updated_at": STAMP})
-                with pytest.raises(IntegrityError, match="passes_pass_number_key"), session.begin_nested():
-                    insert_rows(session, Pass.__table__, [{"cardholder_id": 1, "pass_number": "6400000000001",
-                                                           "status": "active"}],
-                                {"created_at": STAMP, "updated_at": STAMP})
-    finally:
-        with postgres_db.write() as session:
-            session.execute(text("DROP TABLE pass_notes"))
+    with _first_load(postgres_db, None, unique_built_after=[_passes_unique_number(), *_UNIQUE_BUILT_AFTER]) as session:
+        names = {name for _table, name, _definition in _unique_keys(session)}
+        assert "passes_pass_number_key" in names and "uq_budgets_child_rule_period" not in names
+        _household(session)
+        _cardholder(session)
+        a_pass = {"cardholder_id": 1, "pass_number": "6400000000001", "status": "active"}
+        insert_rows(session, Pass.__table__, [a_pass], {"created_at": STAMP, "updated_at": STAMP})
+        with pytest.raises(IntegrityError, match="passes_pass_number_key"), session.begin_nested():
+            insert_rows(session, Pass.__table__, [a_pass], {"created_at": STAMP, "updated_at": STAMP})
 
 
 @pytest.mark.postgres
