@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import inspect, text
+from sqlalchemy import String, Text, inspect, text
 
 from adapter import migrate
 from adapter.cli import cli
@@ -171,5 +171,38 @@ def test_cli_upgrade_reads_the_keys_only_for_stored_rows(tmp_path, sqlite_url, v
         upgraded = runner.invoke(cli, ["--config", str(config), "db", "upgrade"])
         assert upgraded.exit_code == 0, upgraded.output
         assert migrate.is_current(database)
+    finally:
+        database.dispose()
+
+
+def _collations(database: Database) -> dict[tuple[str, str], str | None]:
+    """(table, column) -> the collation PostgreSQL compares it under; None for the database's default."""
+    with database.engine.connect() as connection:
+        return {(table, column): collation for table, column, collation in connection.execute(text(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND data_type IN ('character varying', 'text')"))}
+
+
+def _collation_in_models(column) -> str | None:  # type: ignore[no-untyped-def]
+    return getattr(column.type._variant_mapping.get("postgresql", column.type), "collation", None)
+
+
+def test_0008_machine_keys_compare_bytes_on_postgres_as_the_models_say_and_back(postgres_url):
+    # PostgreSQL's alone: SQLite compares every text column byte by byte already (its BINARY collation).
+    database = Database(postgres_url)
+    try:
+        # alembic's compare_metadata does not compare collations: this is what keeps models and migration one.
+        wanted = {(table.name, column.name): _collation_in_models(column)
+                  for table in metadata.tables.values() for column in table.columns
+                  if isinstance(column.type, (String, Text))}
+        actual = _collations(database)
+        assert {place: actual.get(place, "no such column") for place in wanted} == wanted
+        machine_keys = {place for place, collation in wanted.items() if collation == "C"}
+        assert {("passes", "pass_number"), ("cardholders", "bsn_index"), ("budgets", "period_key"),
+                ("idempotency_records", "key")} <= machine_keys
+        migrate.downgrade(database, "0007")
+        assert {place: _collations(database)[place] for place in machine_keys} == dict.fromkeys(machine_keys)
+        migrate.upgrade(database)
+        assert {place: _collations(database)[place] for place in machine_keys} == dict.fromkeys(machine_keys, "C")
     finally:
         database.dispose()
