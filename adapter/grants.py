@@ -24,13 +24,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ForeignKey, Row, String, delete, null, or_, select, type_coerce, update
+from sqlalchemy import ForeignKey, String, delete, null, or_, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapter import ledger
 from adapter.bulk import insert_tuples
 from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
+from adapter.holder_facts import HolderFactsById
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
 from adapter.rules import BudgetRules, PassFacts, age_days, age_on
@@ -60,7 +61,7 @@ class GrantSummary:
 
 
 def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: date, *, source: str | None = None,
-                  known_birth_dates: Mapping[int, date | None] | None = None, actor: str = "sync",
+                  written: HolderFactsById | None = None, actor: str = "sync",
                   active_holders: Sequence[int] | None = None, no_budgets_yet: bool = False) -> GrantSummary:
     """Open or top up every budget an active child is entitled to today; never take money back.
 
@@ -68,6 +69,9 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     when the caller knows them (the sync does, from its snapshot and what it just wrote). The children to
     judge are then found from the narrow judgements table alone instead of a scan of every cardholder row
     of the source.
+
+    ``written``: the birth dates and child flags of the cardholders the caller just wrote (the sync does).
+    Their dates are not decrypted again, and a slice of children all written there is not read back at all.
 
     ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables):
     no budgets are looked up before new ones are opened. A first load on PostgreSQL adds the unique key
@@ -82,9 +86,8 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     summary = GrantSummary()
     # The children are judged in slices of ids, each with its own passes and budgets: a first sync of a
     # million cardholders never holds all of them (and their personal tokens) in memory at once.
-    known_birth_dates = known_birth_dates or {}
-    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders),
-                                     known_birth_dates):
+    known_birth_dates: Mapping[int, date | None] = written if written is not None else {}
+    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders), written):
         summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
                                summary.budgets_topped_up, summary.cents_granted)
         holder_ids = [holder_id for holder_id, _, _ in holders]
@@ -130,18 +133,27 @@ def _not_among(ids: Iterable[int], taken: Iterable[int]) -> Iterator[int]:
             yield holder_id
 
 
-def _candidate_slices(session: Session, ids: Iterable[int], known_birth_dates: Mapping[int, date | None]
-                      ) -> Iterator[list[Row]]:
+def _candidate_slices(session: Session, ids: Iterable[int], written: HolderFactsById | None
+                      ) -> Iterator[list[tuple]]:
     """The children to judge, (id, personal token, is_child), in id order, _JUDGE_SLICE at a time.
 
     Each slice is read by its ids alone (``_within``), never by the candidate conditions again: SQLite
     would answer those by scanning every cardholder of the source once per slice. The personal tokens
     are read only for a slice with a child whose birth date the caller does not know: on a first sync
     it knows them all, and the tokens are most of what the slice's rows weigh.
+
+    A slice is not read at all when the caller wrote every one of its children (``written`` knows their
+    dates and flags, and that they exist): on a first sync of 200,000 cardholders that read took 0.3-0.4 s
+    of SQLite.
     """
+    known_birth_dates: Mapping[int, date | None] = written if written is not None else {}
     connection = session.connection()
     remaining = iter(ids)
     while wanted := list(itertools.islice(remaining, _JUDGE_SLICE)):
+        flags = written.child_flags_of(wanted) if written is not None else None
+        if flags is not None:
+            yield list(zip(wanted, itertools.repeat(None), flags))
+            continue
         chosen = set(wanted)
         token = (Cardholder.personal_encrypted if not all(holder_id in known_birth_dates for holder_id in wanted)
                  else null().label("personal_encrypted"))

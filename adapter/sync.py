@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter import audit, grants, sync_lock
-from adapter.birth_dates import BirthDatesById
+from adapter.holder_facts import HolderFactsById
 from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_ids
 from adapter.crypto import Vault
 from adapter.db import Database
@@ -480,7 +480,7 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
         return 0
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
-        known_birth_dates=written.birth_dates, active_holders=_active_after(snapshot, plan, written),
+        written=written.facts, active_holders=_active_after(snapshot, plan, written),
         no_budgets_yet=checked_at_end)
     return summary.budgets_opened + summary.budgets_topped_up
 
@@ -526,8 +526,8 @@ class _WrittenHolders:
     # The row ids of the new cardholders, by the number of their insert (``PassWrite.holder_new``): taken
     # before the insert, one unbroken run as a rule, so a range and not a table of every new key.
     new_ids: Sequence[int]
-    # The birth dates of the cardholders whose personal fields were written (new or changed).
-    birth_dates: BirthDatesById
+    # The birth dates and child flags of the cardholders whose personal fields were written (new or changed).
+    facts: HolderFactsById
     rekeyed: list[tuple[str, int]] = field(default_factory=list)  # (new key, row id) of each re-keyed child
     existing_ids: list[int] = field(default_factory=list)  # the row ids of the cardholders updated
 
@@ -540,7 +540,7 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
     # before the insert, so nothing is read back: a first sync would read every key it just wrote), the
     # household, the hash, the key, then the sealed personal columns.
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    written = _WrittenHolders(new_ids=new_ids, birth_dates=BirthDatesById(new_ids))
+    written = _WrittenHolders(new_ids=new_ids, facts=HolderFactsById(new_ids))
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     sealed = sealer.sealed()
 
@@ -563,12 +563,12 @@ def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sea
                 household_id = write.household_id if write.household_new is None else household_ids[write.household_new]
                 personal: tuple = _next_sealed(sealed) if write.sealed else (None, None, None)
                 if write.existing_id is None:
-                    written.birth_dates.add_new(write.birth_date)  # a new cardholder is always sealed
+                    written.facts.add_new(write.birth_date, personal[_IS_CHILD])  # a new cardholder is always sealed
                     yield (next(reserved), household_id, write.content_hash, write.key, *personal)
                     continue
                 written.existing_ids.append(write.existing_id)
                 if write.sealed:
-                    written.birth_dates.add_changed(write.existing_id, write.birth_date)
+                    written.facts.add_changed(write.existing_id, write.birth_date, personal[_IS_CHILD])
                 row = (write.existing_id, household_id, write.content_hash, write.sealed, *personal)
                 if write.previous_key is not None:
                     written.rekeyed.append((write.key, write.existing_id))
@@ -637,6 +637,7 @@ def _next_sealed(sealed: Iterator[SealedColumns]) -> SealedColumns:
     return columns
 
 
+_IS_CHILD = SEALED_COLUMNS.index("is_child")
 _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pass_number")
 
 

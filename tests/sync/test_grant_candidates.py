@@ -10,7 +10,8 @@ from sqlalchemy import delete, event, func, select
 
 from adapter import grants
 from adapter.grants import GrantEvaluation
-from adapter.models import Cardholder, HolderStatus
+from adapter.models import Budget, Cardholder, HolderStatus
+from adapter.records import CardholderRecord
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
@@ -110,6 +111,51 @@ def test_the_grants_read_no_personal_token_of_a_child_whose_record_the_sync_just
     assert later.budgets_granted > 0 and len(token_reads) == 1
 
 
+def test_the_grants_judge_the_children_the_sync_just_wrote_without_reading_them_back_and_alike(db, vault,
+                                                                                                monkeypatch):
+    """The sync knows the child flag and birth date of every cardholder it wrote: the grants read no slice of
+    those back, and grant exactly what reading them back grants (the same first sync, of a second source)."""
+    # Flags of every kind: children, adults, cardholders without a flag (judged by age alone), and children
+    # of school age the source says are no children (no budget: a flag lost on the way would grant one).
+    def flagged(record: CardholderRecord) -> CardholderRecord:
+        household = int(record.household_id[1:])
+        if household % 4 == 1:
+            return dataclasses.replace(record, is_child=None)
+        return dataclasses.replace(record, is_child=False) if household % 4 == 2 and record.is_child else record
+
+    records = [flagged(record) for record in household_records(30)]
+    assert {record.is_child for record in records} == {True, False, None}
+    assert any(record.is_child is False and record.birth_date.year > 2010 for record in records)
+    holder_reads: list[str] = []
+
+    def watch(_connection, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT") and "cardholders.is_child" in statement:
+            holder_reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", watch)
+    try:
+        known = _sync(db, vault, records, TODAY)
+        assert holder_reads == []
+        # The second source's grants are not told what was written: they read every slice back.
+        original = grants.grant_budgets
+        monkeypatch.setattr(grants, "grant_budgets",
+                            lambda *args, written=None, **kwargs: original(*args, **kwargs))
+        other = [dataclasses.replace(record, cardholder_id=f"B{record.cardholder_id}",
+                                     household_id=f"B{record.household_id}", pass_number=f"65{record.pass_number[2:]}")
+                 for record in records]
+        read_back = run_sync(db, vault, "other", other, settings=LENIENT, rules=SIMPLE_RULES, today=TODAY)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
+    assert read_back.ok and holder_reads
+    with db.read() as session:
+        budgets = session.execute(select(Cardholder.source, Cardholder.source_key, Budget.rule_code, Budget.period_key,
+                                         Budget.granted_cents).join(Budget, Budget.cardholder_id == Cardholder.id)).all()
+    granted = {source: {(key.removeprefix("B"), *rest) for row_source, key, *rest in budgets if row_source == source}
+               for source in (SOURCE, "other")}
+    assert known.budgets_granted == read_back.budgets_granted == len(granted[SOURCE]) > 10
+    assert granted[SOURCE] == granted["other"]
+
+
 def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judged_again(db, vault, monkeypatch):
     """Eligibility depends on the passes too: a child whose record is as stored but whose pass changed is
     judged again, and so is a child a stored pass moved to. The others keep their judgement."""
@@ -161,9 +207,9 @@ def test_the_active_ids_come_ascending_whatever_order_the_snapshot_and_the_new_i
     with Plan("gemeente", holders_missing=[7]) as plan:
         for new_ids, expected in [(range(20, 23), [3, 10, 20, 21, 22, 40, 50]), (range(60, 62), [3, 10, 40, 50, 60, 61]),
                                   ([], [3, 10, 40, 50])]:
-            written = _WrittenHolders(new_ids=new_ids, birth_dates=None, existing_ids=[40, 10])  # type: ignore[arg-type]
+            written = _WrittenHolders(new_ids=new_ids, facts=None, existing_ids=[40, 10])  # type: ignore[arg-type]
             assert list(_active_after(snapshot, plan, written)) == expected
         # A first sync: nothing stored, and the new ids' own range is handed over, not a copy of every id.
         first = Snapshot("gemeente", {}, {}, {}, frozenset(), None)
         new_ids = range(1, 1_000_001)
-        assert _active_after(first, plan, _WrittenHolders(new_ids=new_ids, birth_dates=None)) is new_ids  # type: ignore[arg-type]
+        assert _active_after(first, plan, _WrittenHolders(new_ids=new_ids, facts=None)) is new_ids  # type: ignore[arg-type]

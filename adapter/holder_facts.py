@@ -1,13 +1,14 @@
-"""The birth dates a sync just wrote, by cardholder row id, handed to the grants.
+"""What a sync just wrote of each cardholder the grants judge (birth date, child flag), by row id.
 
-The grants judge a child by its birth date, which is stored encrypted. For the
-cardholders a sync has just written (new or changed) the sync still knows it, so
-the grants need not decrypt it again. A first sync writes every cardholder of the
-city: a dictionary of a million ids and dates would be one of its largest tables.
-New cardholders get their row ids as one run reserved before the insert
+The grants judge a child by its birth date, which is stored encrypted, and by its
+child flag. For the cardholders a sync has just written (new or changed) the sync
+still knows both, so the grants need not decrypt the date again, nor read the
+cardholder's row back for the flag. A first sync writes every cardholder of the
+city: a dictionary of a million ids would be one of its largest tables. New
+cardholders get their row ids as one run reserved before the insert
 (``adapter.bulk.reserve_ids``), so their dates are kept as two bytes each (days
-counted from 1899-12-31) in an array beside that run; only the few changed cardholders, with
-ids anywhere, go in a dictionary.
+counted from 1899-12-31) and their flags as one byte each in arrays beside that
+run; only the few changed cardholders, with ids anywhere, go in dictionaries.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from adapter.plan_writes import DaysByOrdinal
 # in a dictionary instead.
 _NO_DATE, _ELSEWHERE = 0, 0xFFFF
 _DAY_ZERO = date(1900, 1, 1).toordinal() - 1
+# A child flag as the byte its array keeps, and back.
+_FLAGS: tuple[bool | None, bool, bool] = (None, False, True)
+_FLAG_OF = {flag: byte for byte, flag in enumerate(_FLAGS)}
 
 
-class BirthDatesById(Mapping[int, date | None]):
-    """Row id -> birth date (None when the record has none), for the cardholders written."""
+class HolderFactsById(Mapping[int, date | None]):
+    """Row id -> birth date (None when the record has none), for the cardholders written; their child flags
+    (``Cardholder.is_child``) by ``child_flags_of``."""
 
     def __init__(self, new_ids: Sequence[int]):
         """``new_ids``: the row ids of the new cardholders, ascending, in the order their dates will be added."""
@@ -36,13 +41,15 @@ class BirthDatesById(Mapping[int, date | None]):
         # others took numbers from meanwhile, ascending) where a binary search finds it.
         self._start = new_ids.start if isinstance(new_ids, range) and new_ids.step == 1 else None
         self._new = array("H")
+        self._new_flags = array("b")  # a new cardholder's child flag: _FLAG_OF[flag]
         self._outside: dict[int, date] = {}  # new ids whose date the array cannot hold (see _ELSEWHERE)
         self._changed: dict[int, date | None] = {}
+        self._changed_flags: dict[int, bool | None] = {}
         self._days = DaysByOrdinal()  # one date object per distinct day
         self._days[_DAY_ZERO + _NO_DATE] = None
 
-    def add_new(self, birth_date: date | None) -> None:
-        """The next new cardholder's birth date, in the order of ``new_ids``."""
+    def add_new(self, birth_date: date | None, is_child: bool | None) -> None:
+        """The next new cardholder's birth date and child flag, in the order of ``new_ids``."""
         if len(self._new) >= len(self._new_ids):
             raise IndexError("more new cardholders' birth dates than new ids reserved")
         if birth_date is None:
@@ -53,9 +60,11 @@ class BirthDatesById(Mapping[int, date | None]):
                 self._outside[self._new_ids[len(self._new)]] = birth_date
                 day = _ELSEWHERE
         self._new.append(day)
+        self._new_flags.append(_FLAG_OF[is_child])
 
-    def add_changed(self, holder_id: int, birth_date: date | None) -> None:
+    def add_changed(self, holder_id: int, birth_date: date | None, is_child: bool | None) -> None:
         self._changed[holder_id] = birth_date
+        self._changed_flags[holder_id] = is_child
 
     def __getitem__(self, holder_id: int) -> date | None:
         if not isinstance(holder_id, int):
@@ -78,9 +87,30 @@ class BirthDatesById(Mapping[int, date | None]):
     def __len__(self) -> int:
         return len(self._new) + len(self._changed)
 
+    def child_flags_of(self, holder_ids: Sequence[int]) -> list[bool | None] | None:
+        """The child flags of ``holder_ids`` (ascending, each once) when every one is a cardholder written
+        here, else None. Those of an unbroken run of new ids (a first sync's slices) are one slice of an array."""
+        if not holder_ids:
+            return []
+        if self._start is not None:
+            first, last = holder_ids[0] - self._start, holder_ids[-1] - self._start
+            if 0 <= first <= last < len(self._new) and list(range(holder_ids[0], holder_ids[-1] + 1)) == holder_ids:
+                return [_FLAGS[byte] for byte in self._new_flags[first:last + 1]]
+        flags = []
+        for holder_id in holder_ids:
+            slot = self._slot(holder_id) if isinstance(holder_id, int) else None
+            if slot is not None:
+                flags.append(_FLAGS[self._new_flags[slot]])
+            elif holder_id in self._changed_flags:
+                flags.append(self._changed_flags[holder_id])
+            else:
+                return None
+        return flags
+
     def _slot(self, holder_id: int) -> int | None:
         if self._start is not None:
             slot = holder_id - self._start
             return slot if 0 <= slot < len(self._new) else None
         slot = bisect_left(self._new_ids, holder_id, 0, len(self._new))
         return slot if slot < len(self._new) and self._new_ids[slot] == holder_id else None
+
