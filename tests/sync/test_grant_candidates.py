@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, event, func, select
 
-from adapter import grants
+from adapter import first_load, grants
 from adapter.grants import GrantEvaluation
 from adapter.models import Budget, Cardholder, HolderStatus
 from adapter.records import CardholderRecord
@@ -111,10 +111,15 @@ def test_the_grants_read_no_personal_token_of_a_child_whose_record_the_sync_just
     assert later.budgets_granted > 0 and len(token_reads) == 1
 
 
+@pytest.mark.parametrize("checked_at_end", [False, True], ids=["row_by_row", "first_load_checked_at_end"])
 def test_the_grants_judge_the_children_the_sync_just_wrote_without_reading_them_back_and_alike(db, vault,
-                                                                                                monkeypatch):
+                                                                                                monkeypatch,
+                                                                                                checked_at_end):
     """The sync knows the child flag and birth date of every cardholder it wrote: the grants read no slice of
-    those back, and grant exactly what reading them back grants (the same first sync, of a second source)."""
+    those back, and grant exactly what reading them back grants (the same first sync, of a second source).
+    Also as a first load of a city's size is written: keys checked at the end, passes before cardholders."""
+    if checked_at_end:
+        monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", 1)
     # Flags of every kind: children, adults, cardholders without a flag (judged by age alone), and children
     # of school age the source says are no children (no budget: a flag lost on the way would grant one).
     def flagged(record: CardholderRecord) -> CardholderRecord:
