@@ -73,9 +73,11 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     ``written``: the birth dates and child flags of the cardholders the caller just wrote (the sync does).
     Their dates are not decrypted again, and a slice of children all written there is not read back at all.
 
-    ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables):
-    no budgets are looked up before new ones are opened. A first load on PostgreSQL adds the unique key
-    that such a look-up would use only at its end (``adapter.first_load``); it refuses a second budget then.
+    ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables,
+    which this transaction holds locked): no budgets are looked up before new ones are opened. A first load
+    on PostgreSQL adds the unique key that such a look-up would use only at its end (``adapter.first_load``);
+    it refuses a second budget then. The budgets' and their entries' ids are taken in one move each
+    (``adapter.bulk.reserve_ids`` with ``alone``), as nobody else can write those tables meanwhile.
     """
     running = rules.current(today)
     rules_key = rules.fingerprint(today)
@@ -264,7 +266,7 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    opened = ledger.open_rule_budgets(session, list(zip(shared, new_by_rule)), actor)
+    opened = ledger.open_rule_budgets(session, list(zip(shared, new_by_rule)), actor, alone=no_budgets_yet)
     return GrantSummary(summary.children_judged, summary.budgets_opened + opened,
                         summary.budgets_topped_up + topped_up, summary.cents_granted + cents)
 

@@ -452,14 +452,15 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
     now = utcnow()
     source = snapshot.source
     # New households take ids reserved before their insert, by the number of it: nothing is read back, and
-    # no table of every household key and id is built (a first sync writes hundreds of thousands).
+    # no table of every household key and id is built (a first sync writes hundreds of thousands). Into
+    # empty tables this transaction holds locked (checked_at_end), each run is taken in one move.
     household_ids: Sequence[int] = ()
     if plan.new_households:
-        household_ids = reserve_ids(session, Household.__table__, len(plan.new_households))
+        household_ids = reserve_ids(session, Household.__table__, len(plan.new_households), alone=checked_at_end)
         insert_tuples(session, Household.__table__, ("id", "source_key"), zip(household_ids, plan.new_households),
                       {"source": source, "created_at": now, "updated_at": now})
     holder_ids = _StoredIds(snapshot)
-    new_ids = reserve_ids(session, Cardholder.__table__, plan.holders.new)
+    new_ids = reserve_ids(session, Cardholder.__table__, plan.holders.new, alone=checked_at_end)
     if holders_last:
         passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, now)
     # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.

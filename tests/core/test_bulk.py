@@ -121,6 +121,29 @@ def test_postgresql_hands_out_reserved_ids_as_one_run_when_nobody_else_took_any(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("sequence_state", ["never used", "used", "counting in twos"])
+def test_postgresql_takes_a_run_for_a_locked_table_in_one_move_and_numbers_the_next_row_after_it(
+        postgres_url, sequence_state):
+    """``alone`` (the caller holds the table locked): one unbroken run above every id the sequence gave,
+    and the sequence goes on after it, whether it was never used, used, or counts in twos."""
+    database = Database(postgres_url)
+    try:
+        with database.write() as session:
+            given = 0
+            if sequence_state == "counting in twos":
+                session.execute(text("ALTER SEQUENCE budgets_id_seq INCREMENT BY 2"))
+            if sequence_state != "never used":
+                given = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
+            reserved = reserve_ids(session, Budget.__table__, 5000, alone=True)
+            assert isinstance(reserved, range) and reserved.step == 1 and len(reserved) == 5000
+            assert reserved[0] > given
+            following = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
+            assert following > reserved[-1]
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
 def test_postgresql_ids_that_are_not_one_run_are_read_back_one_by_one(postgres_url):
     """Another writer taking numbers meanwhile leaves gaps: then the ids taken are read back, not guessed
     from their bounds. Gaps are made here by a sequence that counts in twos."""
@@ -155,7 +178,8 @@ def test_open_budgets_writes_each_budget_with_its_one_grant(db, vault, monkeypat
     if ids == "scattered":
         # What PostgreSQL hands out when another session took ids meanwhile: not one run, so no range.
         reserve = ledger.reserve_ids
-        monkeypatch.setattr(ledger, "reserve_ids", lambda session, table, count: list(reserve(session, table, count)))
+        monkeypatch.setattr(ledger, "reserve_ids", lambda session, table, count, **options:
+                            list(reserve(session, table, count, **options)))
     children = [factories.child_with_budget(db, vault) for _ in range(3)]
     wanted = [_new_budget(child.cardholder_id, rule, cents)
               for child in children for rule, cents in (("sport", 7_500), ("culture", 2_501))]

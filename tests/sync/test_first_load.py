@@ -435,6 +435,15 @@ def _what_a_sync_left(db: Database) -> dict[str, object]:
                 "unique keys": _unique_keys(session) if db.is_postgres else None}
 
 
+def _fresh_url(engine: str, request, sqlite_template, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A new, migrated, empty database of ``engine``."""
+    if engine == "postgres":
+        return request.getfixturevalue("postgres_databases").fresh()
+    path = tmp_path / f"{uuid.uuid4().hex}.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_checked_row_by_row_leaves(
         engine, request, sqlite_template, tmp_path, vault, monkeypatch):
@@ -457,13 +466,6 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
         order.append(table.name)
         return insert_tuples(session, table, *args, **kwargs)
 
-    def fresh() -> str:
-        if engine == "postgres":
-            return request.getfixturevalue("postgres_databases").fresh()
-        path = tmp_path / f"{uuid.uuid4().hex}.db"
-        shutil.copyfile(sqlite_template, path)
-        return f"sqlite:///{path}"
-
     monkeypatch.setattr(sync, "keys_checked_at_end", noting)
     monkeypatch.setattr(sync, "insert_tuples", ordered)
     # Sealed by a worker, as a large first load is, so that the cardholders wait for it.
@@ -472,7 +474,7 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
     monkeypatch.setattr(sealing.os, "cpu_count", lambda: 2)
     for check_at_end_from in (1, 10**9):
         monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", check_at_end_from)
-        db = Database(fresh())
+        db = Database(_fresh_url(engine, request, sqlite_template, tmp_path))
         order.clear()
         try:
             result = run_sync(db, vault, "gemeente", records, settings=SyncSettings(), rules=SIMPLE_RULES,
@@ -492,3 +494,50 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
     assert took == [True, False]
     assert left[1] == left[10**9]
     assert left[1]["cardholders"] == len(records)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are_numbered_after_them(
+        engine, request, sqlite_template, tmp_path, vault, monkeypatch):
+    """A first load holds its tables locked and takes each run of ids by moving the sequence once
+    (``reserve_ids`` with ``alone``), its first grants' too. Each budget must get exactly its one entry, in
+    budget order, and every row the database numbers later (the next night's, a shop's) must come after."""
+    from adapter import ledger
+
+    monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", 1)
+    took: list[bool] = []
+
+    @contextlib.contextmanager
+    def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with keys_checked_at_end(*args, **kwargs) as checked_at_end:
+            took.append(checked_at_end)
+            yield checked_at_end
+
+    import adapter.sync as sync
+    monkeypatch.setattr(sync, "keys_checked_at_end", noting)
+    db = Database(_fresh_url(engine, request, sqlite_template, tmp_path))
+    try:
+        first = run_sync(db, vault, "gemeente", household_records(40), settings=SyncSettings(), rules=SIMPLE_RULES,
+                         today=TODAY)
+        assert first.ok and first.budgets_granted > 0 and took == [True]
+        with db.read() as session:
+            budgets = session.execute(select(Budget.id, Budget.granted_cents).order_by(Budget.id)).all()
+            entries = session.execute(select(LedgerEntry.id, LedgerEntry.budget_id, LedgerEntry.amount_cents)
+                                      .order_by(LedgerEntry.id)).all()
+        assert [(budget_id, cents) for _id, budget_id, cents in entries] == [tuple(row) for row in budgets]
+        assert [entry_id for entry_id, *_ in entries] == list(range(entries[0][0], entries[0][0] + len(entries)))
+        # The next night brings new households (the tables hold rows now: ids drawn as usual)...
+        later = run_sync(db, vault, "gemeente", household_records(45), settings=SyncSettings(),
+                         rules=SIMPLE_RULES, today=TODAY)
+        assert took == [True, False] and later.ok and later.created > 0 and later.budgets_granted > 0
+        # ...and a shop's redemption, or a top-up, writes an entry numbered by the database.
+        with db.write() as session:
+            entry = ledger.grant(session, budgets[0][0], 100, "test")
+            session.flush()
+            assert entry.id > max(entry_id for entry_id, *_ in entries)
+        with db.read() as session:
+            for model in (Household, Cardholder, Budget, LedgerEntry):
+                ids = session.scalars(select(model.id)).all()
+                assert len(ids) == len(set(ids))
+    finally:
+        db.dispose()

@@ -31,9 +31,9 @@ def test_each_pass_and_birth_date_reaches_its_own_new_cardholder(db, vault, monk
     if ids == "scattered":
         reserve = sync.reserve_ids
 
-        def scattered(session, table, count):  # type: ignore[no-untyped-def]
+        def scattered(session, table, count, **options):  # type: ignore[no-untyped-def]
             # Every third of three times as many: ids with gaps, ascending, as a list.
-            taken[table.name] = list(reserve(session, table, 3 * count))[::3]
+            taken[table.name] = list(reserve(session, table, 3 * count, **options))[::3]
             return taken[table.name]
 
         monkeypatch.setattr(sync, "reserve_ids", scattered)
@@ -78,8 +78,9 @@ def test_a_rekeyed_child_and_a_moved_pass_between_new_cardholders_with_scattered
 
     run_sync(db, vault, "gemeente", [CHILD, SIBLING], settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY)
     reserve = sync.reserve_ids
-    monkeypatch.setattr(sync, "reserve_ids", lambda session, table, count: [
-        first + 5 * number + 2 for first in [reserve(session, table, 5 * count)[0]] for number in range(count)])
+    monkeypatch.setattr(sync, "reserve_ids", lambda session, table, count, **options: [
+        first + 5 * number + 2 for first in [reserve(session, table, 5 * count, **options)[0]]
+        for number in range(count)])
     first_new = dataclasses.replace(SIBLING, source_key="line 1", cardholder_id="N1", bsn=None,
                                     pass_number="6400000000000101")
     rekeyed = dataclasses.replace(CHILD, source_key="line 2", cardholder_id="P777", pass_number="6400000000000888")
