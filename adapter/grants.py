@@ -71,7 +71,8 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     of the source.
 
     ``written``: the birth dates and child flags of the cardholders the caller just wrote (the sync does).
-    Their dates are not decrypted again, and a slice of children all written there is not read back at all.
+    Their dates are not decrypted again, and a slice of children all written there is not read back at all;
+    nor are their passes, on a source's first load, when the caller wrote every one of them.
 
     ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables,
     which this transaction holds locked): no budgets are looked up before new ones are opened. A first load
@@ -95,7 +96,8 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
         holder_ids = [holder_id for holder_id, _, _ in holders]
         if running:
             summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,
-                                 summary, no_budgets_yet)
+                                 summary, no_budgets_yet,
+                                 written.pass_facts_of(holder_ids) if written is not None else None)
         _mark_judged(session, holder_ids, rules_key)
     return summary
 
@@ -202,17 +204,24 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
 
 
 def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,  # type: ignore[no-untyped-def]
-               summary: GrantSummary, no_budgets_yet: bool = False) -> GrantSummary:
+               summary: GrantSummary, no_budgets_yet: bool = False,
+               known_passes: Sequence[tuple] | None = None) -> GrantSummary:
+    """``known_passes``: the passes of each of ``holder_ids``, when the caller knows them all (a first load's
+    sync, see ``HolderFactsById.pass_facts_of``); else they are read here."""
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
-    # reads every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
-    passes_by_holder: dict[int, list[tuple[str, date | None, date | None]]] = defaultdict(list)
-    # By the slice's ids on the passes' and budgets' own indexed column, nothing else: rows of children
-    # outside the slice's candidates (within its range) are never looked up below (by holder id).
-    for holder_id, *facts in session.connection().execute(
-        select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
-        .where(_within(Pass.cardholder_id, holder_ids))
-    ).all():
-        passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
+    # judges every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
+    passes_by_holder: Mapping[int, Sequence[tuple[str, date | None, date | None]]]
+    if known_passes is not None:
+        passes_by_holder = dict(zip(holder_ids, known_passes))
+    else:
+        passes_by_holder = defaultdict(list)
+        # By the slice's ids on the passes' and budgets' own indexed column, nothing else: rows of children
+        # outside the slice's candidates (within its range) are never looked up below (by holder id).
+        for holder_id, *facts in session.connection().execute(
+            select(Pass.cardholder_id, type_coerce(Pass.status, String), Pass.valid_from, Pass.valid_until)
+            .where(_within(Pass.cardholder_id, holder_ids))
+        ).all():
+            passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {} if no_budgets_yet else {
         (holder_id, code, period_key): (budget_id, granted_cents, status)

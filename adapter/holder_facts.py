@@ -1,9 +1,11 @@
-"""What a sync just wrote of each cardholder the grants judge (birth date, child flag), by row id.
+"""What a sync just wrote of each cardholder the grants judge (birth date, child flag, passes), by row id.
 
-The grants judge a child by its birth date, which is stored encrypted, and by its
-child flag. For the cardholders a sync has just written (new or changed) the sync
-still knows both, so the grants need not decrypt the date again, nor read the
-cardholder's row back for the flag. A first sync writes every cardholder of the
+The grants judge a child by its birth date, which is stored encrypted, by its
+child flag and by its passes. For the cardholders a sync has just written (new or
+changed) the sync still knows the first two, so the grants need not decrypt the
+date again, nor read the cardholder's row back for the flag. On a source's first
+load it also knows every pass of every cardholder, all written as new: then the
+grants read no pass back either. A first sync writes every cardholder of the
 city: a dictionary of a million ids would be one of its largest tables. New
 cardholders get their row ids as one run reserved before the insert
 (``adapter.bulk.reserve_ids``), so their dates are kept as two bytes each (days
@@ -28,6 +30,11 @@ _DAY_ZERO = date(1900, 1, 1).toordinal() - 1
 # A child flag as the byte its array keeps, and back.
 _FLAGS: tuple[bool | None, bool, bool] = (None, False, True)
 _FLAG_OF = {flag: byte for byte, flag in enumerate(_FLAGS)}
+# A pass as the grants judge it: (its state as stored, valid from, valid until).
+PassFactsTuple = tuple[str, date | None, date | None]
+# The passes of a new cardholder are kept as the number of their set among the distinct sets noted, two bytes
+# a cardholder: a city's passes share a few hundred periods of validity. Past this many sets, none are kept.
+_MOST_PASS_SETS = 0xFFFF
 
 
 class HolderFactsById(Mapping[int, date | None]):
@@ -47,6 +54,12 @@ class HolderFactsById(Mapping[int, date | None]):
         self._changed_flags: dict[int, bool | None] = {}
         self._days = DaysByOrdinal()  # one date object per distinct day
         self._days[_DAY_ZERO + _NO_DATE] = None
+        # Each new cardholder's passes, by its number in new_ids: the number of their set in _pass_sets (0: none
+        # noted). None when they are not all known (see note_new_pass and all_passes_noted).
+        self._pass_set_of: array | None = array("H", bytes(2 * len(new_ids)))
+        self._pass_sets: list[tuple[PassFactsTuple, ...]] = [()]
+        self._pass_set_number: dict[tuple[PassFactsTuple, ...], int] = {(): 0}
+        self._passes_complete = False
 
     def add_new(self, birth_date: date | None, is_child: bool | None) -> None:
         """The next new cardholder's birth date and child flag, in the order of ``new_ids``."""
@@ -61,6 +74,50 @@ class HolderFactsById(Mapping[int, date | None]):
                 day = _ELSEWHERE
         self._new.append(day)
         self._new_flags.append(_FLAG_OF[is_child])
+
+    def note_new_pass(self, holder_new: int, facts: PassFactsTuple) -> None:
+        """A pass written for the new cardholder numbered ``holder_new`` (its place in ``new_ids``)."""
+        if self._pass_set_of is None:
+            return
+        grown = self._pass_sets[self._pass_set_of[holder_new]] + (facts,)
+        number = self._pass_set_number.get(grown)
+        if number is None:
+            if len(self._pass_sets) >= _MOST_PASS_SETS:
+                self.forget_passes()  # too varied to keep in two bytes: the grants read them back
+                return
+            number = self._pass_set_number[grown] = len(self._pass_sets)
+            self._pass_sets.append(grown)
+        self._pass_set_of[holder_new] = number
+
+    def all_passes_noted(self) -> None:
+        """Every pass of every new cardholder was noted (``note_new_pass``): the caller wrote them all as new, and
+        no stored pass can belong to one. Only then does ``pass_facts_of`` answer."""
+        self._passes_complete = self._pass_set_of is not None
+
+    def forget_passes(self) -> None:
+        self._pass_set_of, self._pass_sets, self._pass_set_number = None, [()], {(): 0}
+        self._passes_complete = False
+
+    def pass_facts_of(self, holder_ids: Sequence[int]) -> list[tuple[PassFactsTuple, ...]] | None:
+        """The passes of each of ``holder_ids`` (ascending, each once), when every one is a new cardholder whose
+        passes were all noted; else None."""
+        if not self._passes_complete:
+            return None
+        if not holder_ids:
+            return []
+        assert self._pass_set_of is not None
+        sets, set_of = self._pass_sets, self._pass_set_of
+        if self._start is not None:
+            first, last = holder_ids[0] - self._start, holder_ids[-1] - self._start
+            if 0 <= first <= last < len(self._new_ids) and list(range(holder_ids[0], holder_ids[-1] + 1)) == holder_ids:
+                return [sets[number] for number in set_of[first:last + 1]]
+        found = []
+        for holder_id in holder_ids:
+            slot = self._new_slot(holder_id)
+            if slot is None:
+                return None
+            found.append(sets[set_of[slot]])
+        return found
 
     def add_changed(self, holder_id: int, birth_date: date | None, is_child: bool | None) -> None:
         self._changed[holder_id] = birth_date
@@ -106,6 +163,16 @@ class HolderFactsById(Mapping[int, date | None]):
             else:
                 return None
         return flags
+
+    def _new_slot(self, holder_id: int) -> int | None:
+        """``holder_id``'s place among all of ``new_ids`` (added or not yet), or None."""
+        if not isinstance(holder_id, int):
+            return None
+        if self._start is not None:
+            slot = holder_id - self._start
+            return slot if 0 <= slot < len(self._new_ids) else None
+        slot = bisect_left(self._new_ids, holder_id)
+        return slot if slot < len(self._new_ids) and self._new_ids[slot] == holder_id else None
 
     def _slot(self, holder_id: int) -> int | None:
         if self._start is not None:

@@ -461,18 +461,20 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
                       {"source": source, "created_at": now, "updated_at": now})
     holder_ids = _StoredIds(snapshot)
     new_ids = reserve_ids(session, Cardholder.__table__, plan.holders.new, alone=checked_at_end)
+    # What the grants will judge the cardholders written by, gathered as they are written.
+    facts = HolderFactsById(new_ids)
     if holders_last:
-        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, now)
+        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, facts, now)
     # The BSN index takes a first sync's entries in random order: built once after the rows, not row by row.
     with index_built_after(session, _BSN_INDEX, rows_coming=len(plan.holders)):
-        written = _write_holders(session, snapshot, plan, sealer, household_ids, new_ids, now)
+        written = _write_holders(session, snapshot, plan, sealer, household_ids, new_ids, facts, now)
     for key, holder_id in written.rekeyed:
         holder_ids[key] = holder_id
         # No source keys in the trail (retention cannot scrub it): the row id names the child.
         audit.record(session, f"sync:{source}", "cardholder.rekeyed", f"cardholder:{holder_id}",
                      source=source, reason="same BSN under a new cardholder id; budgets and ledger kept")
     if not holders_last:
-        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, now)
+        passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, facts, now)
     _write_replacements(session, plan, now)
     _write_absences(session, plan, today, now)
     grants.forget_judgements(session, {*written.existing_ids, *passes_changed_for})
@@ -534,14 +536,15 @@ class _WrittenHolders:
 
 
 def _write_holders(session: Session, snapshot: Snapshot, plan: Plan, sealer: Sealer, household_ids: Sequence[int],
-                   new_ids: Sequence[int], now: datetime) -> _WrittenHolders:
-    """Insert and update cardholders, their personal columns as the sealer hands them back."""
+                   new_ids: Sequence[int], facts: HolderFactsById, now: datetime) -> _WrittenHolders:
+    """Insert and update cardholders, their personal columns as the sealer hands them back; their birth dates
+    and child flags go to ``facts``."""
     table = Cardholder.__table__
     # New cardholders go in as plain tuples (a first sync inserts every one): the id (``new_ids``, taken
     # before the insert, so nothing is read back: a first sync would read every key it just wrote), the
     # household, the hash, the key, then the sealed personal columns.
     new_columns = ["id", "household_id", "content_hash", "source_key", *SEALED_COLUMNS]
-    written = _WrittenHolders(new_ids=new_ids, facts=HolderFactsById(new_ids))
+    written = _WrittenHolders(new_ids=new_ids, facts=facts)
     active = {"status": HolderStatus.ACTIVE, "missing_since": None, "deactivated_at": None, "updated_at": now}
     sealed = sealer.sealed()
 
@@ -643,12 +646,18 @@ _NEW_PASS_COLUMNS = ("cardholder_id", "status", "valid_from", "valid_until", "pa
 
 
 def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Sequence[int],
-                  holder_ids: dict[str, int], now: datetime) -> set[int]:
+                  holder_ids: dict[str, int], facts: HolderFactsById, now: datetime) -> set[int]:
     """Insert and update passes; return the row ids of the cardholders whose eligibility may have changed
-    with them: a stored cardholder with a new or changed pass, and any cardholder a stored pass moved to."""
+    with them: a stored cardholder with a new or changed pass, and any cardholder a stored pass moved to.
+
+    On a source's first load (no pass of it stored) every pass of a new cardholder is one written here, as
+    new: each goes to ``facts`` too, so that the grants need not read a city's passes back (0.35-0.5 s of a
+    first sync of 200,000 on SQLite). Otherwise a stored pass may belong to a new cardholder, and the grants
+    read them all."""
     table = Pass.__table__
     changed_for: set[int] = set()
     days = DaysByOrdinal()
+    noting = not snapshot.passes
 
     def as_row(values: tuple) -> dict:
         pass_id, holder_id, status, valid_from, valid_until = values
@@ -663,6 +672,9 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
                 if write.existing_id is not None or write.holder_key in snapshot.holders:
                     changed_for.add(holder_id)
                 if write.existing_id is None:
+                    if noting and write.holder_new is not None:
+                        facts.note_new_pass(write.holder_new, (write.status.value, write.valid_from,
+                                                               write.valid_until))
                     yield (holder_id, write.status.value, write.valid_from, write.valid_until, write.pass_number)
                 else:
                     changed.add((write.existing_id, holder_id, write.status.value, ordinal(write.valid_from),
@@ -670,6 +682,8 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
 
         _streamed(session, table, _NEW_PASS_COLUMNS, new_rows(), {"created_at": now, "updated_at": now})
         changed.apply(session)
+    if noting:
+        facts.all_passes_noted()
     return changed_for
 
 

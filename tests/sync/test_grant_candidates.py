@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import delete, event, func, select
 
 from adapter import first_load, grants
 from adapter.grants import GrantEvaluation
-from adapter.models import Budget, Cardholder, HolderStatus
-from adapter.records import CardholderRecord
+from adapter.models import Budget, Cardholder, HolderStatus, Pass
+from adapter.records import CardholderRecord, PassStatus
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
@@ -128,35 +128,63 @@ def test_the_grants_judge_the_children_the_sync_just_wrote_without_reading_them_
             return dataclasses.replace(record, is_child=None)
         return dataclasses.replace(record, is_child=False) if household % 4 == 2 and record.is_child else record
 
-    records = [flagged(record) for record in household_records(30)]
+    # Passes of every kind too: blocked ones, ones that ended before the periods or start within them (a
+    # share of the amount), and children with a second pass, some replacing their first: a pass noted for
+    # the wrong child, or a replaced one counted as active, would grant otherwise than the stored passes do.
+    def with_pass_facts(record: CardholderRecord) -> CardholderRecord:
+        household = int(record.household_id[1:])
+        if household % 5 == 3:
+            return dataclasses.replace(record, pass_status=PassStatus.BLOCKED)
+        if household % 6 == 4:
+            return dataclasses.replace(record, valid_until=date(2026, 7, 31))
+        if household % 7 == 5:
+            return dataclasses.replace(record, valid_from=date(2026, 10, 1))
+        return record
+
+    def second_passes(children: list[CardholderRecord]) -> list[CardholderRecord]:
+        return [dataclasses.replace(child, source_key=f"extra {number}", pass_number=f"77{number:08d}",
+                                    pass_status=PassStatus.ACTIVE, valid_from=date(2026, 9, 1), valid_until=None,
+                                    replaces_pass_number=child.pass_number if number % 2 else None)
+                for number, child in enumerate(children)]
+
+    records = [with_pass_facts(flagged(record)) for record in household_records(40)]
+    records += second_passes([record for record in records if record.is_child][::3])
     assert {record.is_child for record in records} == {True, False, None}
     assert any(record.is_child is False and record.birth_date.year > 2010 for record in records)
     holder_reads: list[str] = []
+    pass_reads: list[str] = []
 
     def watch(_connection, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
         if statement.lstrip().upper().startswith("SELECT") and "cardholders.is_child" in statement:
             holder_reads.append(statement)
+        if statement.lstrip().upper().startswith("SELECT") and "passes.valid_until" in statement:
+            pass_reads.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", watch)
     try:
         known = _sync(db, vault, records, TODAY)
-        assert holder_reads == []
+        assert holder_reads == [] and pass_reads == []
         # The second source's grants are not told what was written: they read every slice back.
         original = grants.grant_budgets
         monkeypatch.setattr(grants, "grant_budgets",
                             lambda *args, written=None, **kwargs: original(*args, **kwargs))
         other = [dataclasses.replace(record, cardholder_id=f"B{record.cardholder_id}",
-                                     household_id=f"B{record.household_id}", pass_number=f"65{record.pass_number[2:]}")
+                                     household_id=f"B{record.household_id}", pass_number=f"65{record.pass_number[2:]}",
+                                     replaces_pass_number=record.replaces_pass_number and
+                                     f"65{record.replaces_pass_number[2:]}")
                  for record in records]
         read_back = run_sync(db, vault, "other", other, settings=LENIENT, rules=SIMPLE_RULES, today=TODAY)
     finally:
         event.remove(db.engine, "before_cursor_execute", watch)
-    assert read_back.ok and holder_reads
+    assert read_back.ok and holder_reads and pass_reads
     with db.read() as session:
         budgets = session.execute(select(Cardholder.source, Cardholder.source_key, Budget.rule_code, Budget.period_key,
                                          Budget.granted_cents).join(Budget, Budget.cardholder_id == Cardholder.id)).all()
     granted = {source: {(key.removeprefix("B"), *rest) for row_source, key, *rest in budgets if row_source == source}
                for source in (SOURCE, "other")}
+    with db.read() as session:
+        states = set(session.scalars(select(Pass.status).distinct()))
+    assert {state.value for state in states} == {"active", "blocked", "replaced"}
     assert known.budgets_granted == read_back.budgets_granted == len(granted[SOURCE]) > 10
     assert granted[SOURCE] == granted["other"]
 

@@ -1,5 +1,5 @@
-"""What a sync hands to the grants of the cardholders it wrote (birth date, child flag): by row id, for new
-cardholders (a run of ids) and changed ones."""
+"""What a sync hands to the grants of the cardholders it wrote (birth date, child flag, and on a first load
+their passes): by row id, for new cardholders (a run of ids) and changed ones."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from adapter import holder_facts
 from adapter.holder_facts import HolderFactsById
 
 
@@ -90,3 +91,47 @@ def test_child_flags_of_ids_that_are_not_one_run_and_of_changed_cardholders_alon
     changed_only = HolderFactsById(range(0))
     changed_only.add_changed(5, None, False)
     assert changed_only.child_flags_of([5]) == [False] and changed_only.child_flags_of([5, 6]) is None
+
+
+ACTIVE = ("active", date(2026, 1, 1), date(2026, 12, 31))
+BLOCKED = ("blocked", date(2026, 1, 1), None)
+REPLACED = ("replaced", None, date(2026, 6, 30))
+
+
+@pytest.mark.parametrize("new_ids", [range(50, 54), [7, 9, 40, 41]], ids=["one run", "not one run"])
+def test_the_passes_noted_of_each_new_cardholder_come_back_by_its_id_once_all_are_noted(new_ids):
+    facts = HolderFactsById(new_ids)
+    # Noted in the order the sync writes passes (not by cardholder), before the cardholders themselves.
+    facts.note_new_pass(2, ACTIVE)
+    facts.note_new_pass(0, REPLACED)
+    facts.note_new_pass(2, BLOCKED)
+    facts.note_new_pass(0, ACTIVE)
+    assert facts.pass_facts_of(list(new_ids)) is None  # not known to be all of them yet
+    facts.all_passes_noted()
+    assert facts.pass_facts_of(list(new_ids)) == [(REPLACED, ACTIVE), (), (ACTIVE, BLOCKED), ()]
+    assert facts.pass_facts_of([new_ids[1], new_ids[2]]) == [(), (ACTIVE, BLOCKED)]
+    assert facts.pass_facts_of([]) == []
+    # An id that is no new cardholder's (a stored one, with passes written elsewhere): not answered.
+    assert facts.pass_facts_of([new_ids[0], new_ids[-1] + 1]) is None
+    assert facts.pass_facts_of([new_ids[0] - 1]) is None
+
+
+def test_two_cardholders_with_the_same_passes_share_one_set_of_them():
+    facts = HolderFactsById(range(1, 4))
+    for holder_new in (0, 1, 2):
+        facts.note_new_pass(holder_new, ACTIVE)
+    facts.all_passes_noted()
+    first, second, third = facts.pass_facts_of([1, 2, 3])
+    assert first is second is third and first == (ACTIVE,)
+
+
+def test_passes_too_varied_to_number_in_two_bytes_are_not_kept_and_the_grants_read_them(monkeypatch):
+    monkeypatch.setattr(holder_facts, "_MOST_PASS_SETS", 3)  # (), and two more sets
+    facts = HolderFactsById(range(1, 5))
+    facts.note_new_pass(0, ACTIVE)
+    facts.note_new_pass(1, BLOCKED)
+    assert facts.pass_facts_of([1, 2]) is None
+    facts.note_new_pass(2, REPLACED)  # a fourth set
+    facts.note_new_pass(3, ACTIVE)
+    facts.all_passes_noted()
+    assert facts.pass_facts_of([1, 2, 3, 4]) is None and facts.pass_facts_of([1]) is None
