@@ -26,11 +26,13 @@ lock, so a run that finds the source busy never contacts it) or at the first
 record asked for.
 
 Given the keyed hashes (``start(digest_with=...)``, as the sync does on a first load), the worker
-also computes each cardholder record's content hash and BSN blind index
-(``adapter.record_digests``), which ``digested()`` hands over beside the record:
-on a first sync they were about a tenth of the planner's work. Only the
-blind-index key crosses to the worker, never an encryption key, and what comes
-back are digests, which the database holds anyway.
+also computes each cardholder record's content hash (``adapter.record_digests``),
+which ``digested()`` hands over beside the record. On a first sync the planner's
+core and the worker's are both nearly full: with the content hash and the BSN's
+blind index on the worker's, the worker was the slower one; with neither, the
+planner. The blind index stays with the planner. Only the blind-index key crosses
+to the worker, never an encryption key, and what comes back is a digest, which the
+database holds anyway.
 
 The worker redacts its log records itself (``adapter.logs.RedactionFilter``)
 before they cross, and prints nothing of its own: not a log record that fails to
@@ -53,7 +55,7 @@ from typing import Any, Protocol
 
 from adapter.logs import RedactionFilter
 from adapter.crypto import KeyedHashes
-from adapter.record_digests import Digests, record_digests
+from adapter.record_digests import holder_content_hash
 from adapter.records import CardholderRecord, RejectedRecord, cardholder_builder
 
 CHUNK = 2_000
@@ -98,7 +100,7 @@ class ReadAhead:
 
     def start(self, *, digest_with: KeyedHashes | None = None) -> None:
         """Start reading now, if not started yet. ``digest_with``: the worker also computes each cardholder
-        record's keyed digests (``adapter.record_digests``), which ``digested()`` hands over beside it. Only
+        record's content hash (``adapter.record_digests``), which ``digested()`` hands over beside it. Only
         the blind-index key crosses to the worker, never an encryption key: it reads, it never decrypts."""
         if self._worker is not None or self._closing.is_set():
             return
@@ -130,11 +132,11 @@ class ReadAhead:
         self.close()
 
     def __iter__(self) -> Iterator[CardholderRecord | RejectedRecord]:
-        for record, _digests in self.digested():
+        for record, _content_hash in self.digested():
             yield record
 
-    def digested(self) -> Iterator[tuple[CardholderRecord | RejectedRecord, Digests | None]]:
-        """Each record with its keyed digests: computed by the worker when ``start`` was given the keyed
+    def digested(self) -> Iterator[tuple[CardholderRecord | RejectedRecord, str | None]]:
+        """Each record with its content hash: computed by the worker when ``start`` was given the keyed
         hashes, else None (and always None for a rejected record)."""
         if self._iterated:
             raise RuntimeError("the records of a read-ahead can be read once")
@@ -154,9 +156,9 @@ class ReadAhead:
                         if type(row) is not tuple:
                             yield row, None
                         else:
-                            # A cardholder's fields, then its two digests when the worker computed them.
+                            # A cardholder's fields, then its content hash when the worker computed it.
                             yield (_build_record(row[0], row[1:_FIELDS]),
-                                   row[_FIELDS:] if len(row) > _FIELDS else None)
+                                   row[_FIELDS] if len(row) > _FIELDS else None)
                 elif kind == _LOG:
                     logging.getLogger(payload.name).handle(payload)
                 elif kind == _FAILED:
@@ -289,7 +291,7 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
             elif hashes is None:
                 chunk.append(_record_fields(record))
             else:
-                chunk.append((*_record_fields(record), *record_digests(hashes, record)))
+                chunk.append((*_record_fields(record), holder_content_hash(hashes, record)))
             if len(chunk) >= chunk_size:
                 send((_RECORDS, chunk))
                 chunk = []

@@ -65,7 +65,6 @@ from adapter.models import (
 )
 from adapter.plan_writes import DaysByOrdinal, ordinal
 from adapter.read_ahead import ReadAhead
-from adapter.record_digests import Digests
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.sealing import SEALED_COLUMNS, SealedColumns, Sealer
 from adapter.redaction import redact
@@ -199,11 +198,12 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
         # holds the source's lock, so that a run that finds the source busy never contacts it. On a first
-        # load it digests each record too (adapter.record_digests), on its own core: there the planner's core
-        # is the slower one (every line is new), while on a nightly re-sync the reading is, and two more keyed
-        # hashes a record there made an unchanged night 2 s slower (10 s) on our bench machine.
+        # load it computes each record's content hash too (adapter.record_digests), on its own core: there the
+        # planner's core is as full as the worker's (every line is new), while on a nightly re-sync the
+        # reading is the slower one, and two more keyed hashes a record there made an unchanged night 2 s
+        # slower (10 s) on our bench machine.
         records.start(digest_with=vault.hashes if _nothing_stored(db, source) else None)
-        lines: Iterable[tuple[CardholderRecord | RejectedRecord, Digests | None]] = records.digested()
+        lines: Iterable[tuple[CardholderRecord | RejectedRecord, str | None]] = records.digested()
     else:
         lines = ((record, None) for record in records)
     with db.read() as session:
@@ -394,10 +394,10 @@ def _store_outcomes(session: Session, run_id: int, plan: Plan) -> None:
     insert_rows(session, SyncRecordOutcome.__table__, rows, {"run_id": run_id})
 
 
-def _feed(planner: Planner, lines: Iterable[tuple[CardholderRecord | RejectedRecord, Digests | None]]) -> None:
+def _feed(planner: Planner, lines: Iterable[tuple[CardholderRecord | RejectedRecord, str | None]]) -> None:
     # In a function of its own, so that no loop variable keeps the last record once reading is done.
-    for record, digests in lines:
-        planner.feed(record, digests)
+    for record, content_hash in lines:
+        planner.feed(record, content_hash)
 
 
 def _counted(records: Iterable[_T], progress: Progress | None) -> Iterator[_T]:

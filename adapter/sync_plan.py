@@ -54,7 +54,7 @@ from adapter.plan_writes import (
     PassWrites,
     ordinal,
 )
-from adapter.record_digests import Digests, bsn_blind_index, holder_content_hash
+from adapter.record_digests import bsn_blind_index, holder_content_hash
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
 from adapter.sealing import Sealer
 from adapter.spool import Spool
@@ -67,7 +67,6 @@ _CLAIMED = -1  # see Planner._new_holders
 # members together as a rule, so its later members find it here and need not wait.
 RECENT_HOUSEHOLDS = 64
 _WAITS = object()  # Planner._sight: the line waits until the reading is done
-_NOT_YET = object()  # Planner._first_sight_of: the blind index is computed only once it is needed
 # Planner._first_sight_of: (content hash, BSN index as hex or None, BSN index as bytes or None, unchanged)
 _Sight = tuple[str, "str | None", "bytes | None", bool]
 _Household = tuple["int | None", "int | None"]  # see HolderWrite.household_id and household_new
@@ -203,9 +202,9 @@ class Planner:
         if not self._handed_over:
             self._plan.close()
 
-    def feed(self, record: CardholderRecord | RejectedRecord, digests: Digests | None = None) -> None:
-        """Judge one line now, or let it wait. ``digests``: the record's keyed digests when the reading
-        worker computed them (``adapter.record_digests``); without them they are computed here."""
+    def feed(self, record: CardholderRecord | RejectedRecord, content_hash: str | None = None) -> None:
+        """Judge one line now, or let it wait. ``content_hash``: the record's, when the reading worker computed
+        it (``adapter.record_digests``); without it, it is computed here. The BSN's blind index always is."""
         plan = self._plan
         plan.records_read += 1
         position = plan.records_read
@@ -215,9 +214,9 @@ class Planner:
         # Looked up once a line, for the waiting's decision and the judgement alike (the nightly fast path).
         snapshot = self._snapshot
         stored_pass, known = snapshot.passes.get(record.pass_number), snapshot.holders.get(record.cardholder_id)
-        sight = self._sight(record, stored_pass, known, digests)
+        sight = self._sight(record, stored_pass, known, content_hash)
         if sight is _WAITS:
-            self._wait(record, position, known, digests)
+            self._wait(record, position, known, content_hash)
             return
         self._judge_line(record, position, sight, stored_pass, known)
 
@@ -264,7 +263,7 @@ class Planner:
     # ------------------------------------------------------------ reading: judge now, or wait
 
     def _sight(self, record: CardholderRecord, stored_pass: KnownPass | None, known: KnownHolder | None,
-               digests: Digests | None) -> _Sight | None | object:
+               content_hash: str | None) -> _Sight | None | object:
         """While reading: _WAITS if the line must wait; else what its cardholder's first sight needs
         (``_first_sight_of``), or None when the line is not its cardholder's first. Once the reading is done,
         None: every line is judged against the exact tables. (``stored_pass``, ``known``: the line's pass and
@@ -285,7 +284,7 @@ class Planner:
                 return _WAITS
         elif known.outcome is not None:
             return None  # a stored cardholder's later line: judged by its snapshot row alone
-        sight = self._first_sight_of(record, known, digests)
+        sight = self._first_sight_of(record, known, content_hash)
         bsn_key = sight[2]
         if bsn_key is not None:
             if bsn_key not in snapshot.holder_by_bsn and waiting.maybe_seen(bsn_key, BSN):
@@ -299,10 +298,10 @@ class Planner:
         return sight
 
     def _wait(self, record: CardholderRecord, position: int, known: KnownHolder | None,
-              digests: Digests | None) -> None:
+              content_hash: str | None) -> None:
         bsn_key = owner = None
         if known is None or known.outcome is None:  # its cardholder's first line, perhaps: its BSN counts too
-            bsn_key = self._first_sight_of(record, known, digests)[2]
+            bsn_key = self._first_sight_of(record, known, content_hash)[2]
             if bsn_key is not None:
                 owner = self._snapshot.holder_by_bsn.get(bsn_key)
         self._waiting.hold(position, record, bsn_key, owner)
@@ -395,20 +394,17 @@ class Planner:
     # ------------------------------------------------------------ the same child, by BSN
 
     def _first_sight_of(self, record: CardholderRecord, known: KnownHolder | None,
-                        digests: Digests | None = None) -> _Sight:
+                        content_hash: str | None = None) -> _Sight:
         """What judging a cardholder id's first record starts from (``known``: the stored cardholder, if
         there is one): its content hash, its BSN's blind index twice, as hex digits (for the sealer to write;
         None when the stored cardholder is unchanged) and as bytes (for the tables here), and whether it is
-        unchanged. ``digests``: the record's, when the reading worker computed them (else computed here)."""
-        if digests is None:
-            content_hash, bsn_index = holder_content_hash(self._vault.hashes, record), _NOT_YET
-        else:
-            content_hash, bsn_index = digests
+        unchanged. ``content_hash``: the record's, when the reading worker computed it (else computed here)."""
+        if content_hash is None:
+            content_hash = holder_content_hash(self._vault.hashes, record)
         if known is not None and known.content_hash == digest(content_hash):
             # Unchanged: no second keyed hash on the nightly fast path, and nothing to seal again.
             return content_hash, None, known.bsn_index, True
-        if bsn_index is _NOT_YET:
-            bsn_index = bsn_blind_index(self._vault.hashes, record)
+        bsn_index = bsn_blind_index(self._vault.hashes, record)
         return content_hash, bsn_index, digest(bsn_index), False
 
     def _first_sight(self, record: CardholderRecord, known: KnownHolder | None, sight: _Sight) -> str:

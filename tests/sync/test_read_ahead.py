@@ -52,33 +52,34 @@ def test_the_worker_reads_the_same_records_as_reading_here(demo_csv_source):
     assert there[3].bsn == "000009921" and there[3].birth_date == here[3].birth_date
 
 
-def test_given_the_keyed_hashes_the_worker_digests_each_record_as_the_planner_would(demo_csv_source, vault):
-    # On 1 January 2013 two children are "born in the future": rejected, and a rejected line has no digests.
+def test_given_the_keyed_hashes_the_worker_hashes_each_record_as_the_planner_would(demo_csv_source, vault):
+    # On 1 January 2013 two children are "born in the future": rejected, and a rejected line has no hash.
     here = list(iter_mapped(demo_csv_source, source_name="demo", today=date(2013, 1, 1)))
     with ReadAhead(MappedSource(demo_csv_source, "demo", today=date(2013, 1, 1)), chunk=4) as records:
         records.start(digest_with=vault.hashes)
         there = list(records.digested())
-    assert [record for record, _digests in there] == here
-    assert [digests for record, digests in there if isinstance(record, RejectedRecord)] == [None, None]
-    cardholders = [(record, digests) for record, digests in there if isinstance(record, CardholderRecord)]
-    assert len(cardholders) == 4 and all(record.bsn for record, _digests in cardholders)
+    assert [record for record, _content_hash in there] == here
+    assert [content_hash for record, content_hash in there if isinstance(record, RejectedRecord)] == [None, None]
+    cardholders = [(record, content_hash) for record, content_hash in there if isinstance(record, CardholderRecord)]
+    assert len(cardholders) == 4 and all(record.bsn for record, _content_hash in cardholders)
     with Sealer(vault) as sealer, Planner(Snapshot("demo", {}, {}, {}, frozenset(), None), vault, sealer) as planner:
-        for record, digests in cardholders:
-            content_hash, bsn_index, _bsn_key, _unchanged = planner._first_sight_of(record, None)
-            assert digests == (content_hash, bsn_index)
+        for record, content_hash in cardholders:
+            assert content_hash == planner._first_sight_of(record, None)[0]
     with ReadAhead(MappedSource(demo_csv_source, "demo", today=TODAY)) as records:
-        assert {digests for _record, digests in records.digested()} == {None}, "no keys, no digests"
+        assert {content_hash for _record, content_hash in records.digested()} == {None}, "no keys, no hash"
 
 
-def test_the_planner_takes_the_digests_it_is_given_instead_of_computing_them(demo_csv_source, vault):
+def test_the_planner_takes_the_content_hash_it_is_given_and_computes_the_blind_index_itself(demo_csv_source,
+                                                                                            vault):
     record = next(record for record in iter_mapped(demo_csv_source, source_name="demo", today=TODAY)
-                  if isinstance(record, CardholderRecord))
-    given = ("c" * 32, "b" * 64)
+                  if isinstance(record, CardholderRecord) and record.bsn)
+    given = "c" * 32
     with Sealer(vault) as sealer, Planner(Snapshot("demo", {}, {}, {}, frozenset(), None), vault, sealer) as planner:
         planner.feed(record, given)
         with planner.finish(TODAY, 3) as plan:
-            assert [write.content_hash for write in plan.holders] == [given[0]]
-            assert [bsn_index for _token, bsn_index, _child in sealer.sealed()] == [given[1]]
+            assert [write.content_hash for write in plan.holders] == [given]
+            assert [bsn_index for _token, bsn_index, _child in sealer.sealed()] == [
+                vault.hashes.blind_index(record.bsn)]
 
 
 def test_rejected_records_cross_as_they_are(demo_csv_source):
