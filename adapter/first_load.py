@@ -190,6 +190,7 @@ def _lock_while_empty(session: Session, names: Sequence[str]) -> bool:
     savepoint = session.begin_nested()
     connection = session.connection()  # emits the SAVEPOINT (see keys_checked_at_end)
     try:
+        # Under this lock the load also takes its ids in one move (adapter.bulk.reserve_ids, which checks it).
         connection.exec_driver_sql(f"LOCK TABLE {', '.join(names)} IN ACCESS EXCLUSIVE MODE NOWAIT")
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:

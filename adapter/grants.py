@@ -77,8 +77,9 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     ``no_budgets_yet``: the caller knows that no child has a budget yet (a first load into empty tables,
     which this transaction holds locked): no budgets are looked up before new ones are opened. A first load
     on PostgreSQL adds the unique key that such a look-up would use only at its end (``adapter.first_load``);
-    it refuses a second budget then. The budgets' and their entries' ids are taken in one move each
-    (``adapter.bulk.reserve_ids`` with ``alone``), as nobody else can write those tables meanwhile.
+    it refuses a second budget then. On PostgreSQL the budgets' and their entries' ids are taken in one move
+    each (``adapter.bulk.reserve_ids`` with ``alone``, which checks the lock), as nobody else can write those
+    tables meanwhile.
     """
     running = rules.current(today)
     rules_key = rules.fingerprint(today)

@@ -31,7 +31,7 @@ _DAY_ZERO = date(1900, 1, 1).toordinal() - 1
 _FLAGS: tuple[bool | None, bool, bool] = (None, False, True)
 _FLAG_OF = {flag: byte for byte, flag in enumerate(_FLAGS)}
 # A pass as the grants judge it: (its state as stored, valid from, valid until).
-PassFactsTuple = tuple[str, date | None, date | None]
+StoredPassFacts = tuple[str, date | None, date | None]
 # The passes of a new cardholder are kept as the number of their set among the distinct sets noted, two bytes
 # a cardholder: a city's passes share a few hundred periods of validity. Past this many sets, none are kept.
 _MOST_PASS_SETS = 0xFFFF
@@ -39,7 +39,8 @@ _MOST_PASS_SETS = 0xFFFF
 
 class HolderFactsById(Mapping[int, date | None]):
     """Row id -> birth date (None when the record has none), for the cardholders written; their child flags
-    (``Cardholder.is_child``) by ``child_flags_of``."""
+    (``Cardholder.is_child``) by ``child_flags_of``; on a source's first load the passes of the new ones by
+    ``pass_facts_of``."""
 
     def __init__(self, new_ids: Sequence[int]):
         """``new_ids``: the row ids of the new cardholders, ascending, in the order their dates will be added."""
@@ -55,10 +56,11 @@ class HolderFactsById(Mapping[int, date | None]):
         self._days = DaysByOrdinal()  # one date object per distinct day
         self._days[_DAY_ZERO + _NO_DATE] = None
         # Each new cardholder's passes, by its number in new_ids: the number of their set in _pass_sets (0: none
-        # noted). None when they are not all known (see note_new_pass and all_passes_noted).
-        self._pass_set_of: array | None = array("H", bytes(2 * len(new_ids)))
-        self._pass_sets: list[tuple[PassFactsTuple, ...]] = [()]
-        self._pass_set_number: dict[tuple[PassFactsTuple, ...], int] = {(): 0}
+        # noted). Made at the first pass noted (a source's first load); None once given up (see note_new_pass).
+        self._pass_set_of: array | None = None
+        self._passes_given_up = False
+        self._pass_sets: list[tuple[StoredPassFacts, ...]] = [()]
+        self._pass_set_number: dict[tuple[StoredPassFacts, ...], int] = {(): 0}
         self._passes_complete = False
 
     def add_new(self, birth_date: date | None, is_child: bool | None) -> None:
@@ -75,15 +77,17 @@ class HolderFactsById(Mapping[int, date | None]):
         self._new.append(day)
         self._new_flags.append(_FLAG_OF[is_child])
 
-    def note_new_pass(self, holder_new: int, facts: PassFactsTuple) -> None:
+    def note_new_pass(self, holder_new: int, facts: StoredPassFacts) -> None:
         """A pass written for the new cardholder numbered ``holder_new`` (its place in ``new_ids``)."""
-        if self._pass_set_of is None:
+        if self._passes_given_up:
             return
+        if self._pass_set_of is None:
+            self._pass_set_of = array("H", bytes(2 * len(self._new_ids)))
         grown = self._pass_sets[self._pass_set_of[holder_new]] + (facts,)
         number = self._pass_set_number.get(grown)
         if number is None:
             if len(self._pass_sets) >= _MOST_PASS_SETS:
-                self.forget_passes()  # too varied to keep in two bytes: the grants read them back
+                self._forget_passes()  # too varied to keep in two bytes: the grants read them back
                 return
             number = self._pass_set_number[grown] = len(self._pass_sets)
             self._pass_sets.append(grown)
@@ -92,13 +96,16 @@ class HolderFactsById(Mapping[int, date | None]):
     def all_passes_noted(self) -> None:
         """Every pass of every new cardholder was noted (``note_new_pass``): the caller wrote them all as new, and
         no stored pass can belong to one. Only then does ``pass_facts_of`` answer."""
-        self._passes_complete = self._pass_set_of is not None
+        if not self._passes_given_up:
+            if self._pass_set_of is None:  # no new cardholder has a pass
+                self._pass_set_of = array("H", bytes(2 * len(self._new_ids)))
+            self._passes_complete = True
 
-    def forget_passes(self) -> None:
+    def _forget_passes(self) -> None:
         self._pass_set_of, self._pass_sets, self._pass_set_number = None, [()], {(): 0}
-        self._passes_complete = False
+        self._passes_given_up, self._passes_complete = True, False
 
-    def pass_facts_of(self, holder_ids: Sequence[int]) -> list[tuple[PassFactsTuple, ...]] | None:
+    def pass_facts_of(self, holder_ids: Sequence[int]) -> list[tuple[StoredPassFacts, ...]] | None:
         """The passes of each of ``holder_ids`` (ascending, each once), when every one is a new cardholder whose
         passes were all noted; else None."""
         if not self._passes_complete:

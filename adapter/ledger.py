@@ -662,7 +662,7 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
                               {**dict(zip(_SHARED_COLUMNS, shared)), **budget_constants})
     constants = {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp}
     if isinstance(budget_ids, range):
-        entry_ids = reserve_ids(session, LedgerEntry.__table__, count, alone=True) if alone else None
+        entry_ids = reserve_ids(session, LedgerEntry.__table__, count, alone=alone) if alone else None
         _write_first_grants(session, budget_ids, constants, entry_ids)
     else:
         amounts = (amount_cents for _shared, budgets in by_rule for _holder_id, amount_cents in budgets)

@@ -529,7 +529,8 @@ class _WrittenHolders:
     # The row ids of the new cardholders, by the number of their insert (``PassWrite.holder_new``): taken
     # before the insert, one unbroken run as a rule, so a range and not a table of every new key.
     new_ids: Sequence[int]
-    # The birth dates and child flags of the cardholders whose personal fields were written (new or changed).
+    # The birth dates and child flags of the cardholders whose personal fields were written (new or changed),
+    # and on a source's first load the passes of the new ones (made by the caller, see _write_passes).
     facts: HolderFactsById
     rekeyed: list[tuple[str, int]] = field(default_factory=list)  # (new key, row id) of each re-keyed child
     existing_ids: list[int] = field(default_factory=list)  # the row ids of the cardholders updated
@@ -657,7 +658,7 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
     table = Pass.__table__
     changed_for: set[int] = set()
     days = DaysByOrdinal()
-    noting = not snapshot.passes
+    passes_all_new = not snapshot.passes
 
     def as_row(values: tuple) -> dict:
         pass_id, holder_id, status, valid_from, valid_until = values
@@ -672,7 +673,7 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
                 if write.existing_id is not None or write.holder_key in snapshot.holders:
                     changed_for.add(holder_id)
                 if write.existing_id is None:
-                    if noting and write.holder_new is not None:
+                    if passes_all_new and write.holder_new is not None:
                         facts.note_new_pass(write.holder_new, (write.status.value, write.valid_from,
                                                                write.valid_until))
                     yield (holder_id, write.status.value, write.valid_from, write.valid_until, write.pass_number)
@@ -682,7 +683,7 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
 
         _streamed(session, table, _NEW_PASS_COLUMNS, new_rows(), {"created_at": now, "updated_at": now})
         changed.apply(session)
-    if noting:
+    if passes_all_new:
         facts.all_passes_noted()
     return changed_for
 

@@ -124,21 +124,41 @@ def test_postgresql_hands_out_reserved_ids_as_one_run_when_nobody_else_took_any(
 @pytest.mark.parametrize("sequence_state", ["never used", "used", "counting in twos"])
 def test_postgresql_takes_a_run_for_a_locked_table_in_one_move_and_numbers_the_next_row_after_it(
         postgres_url, sequence_state):
-    """``alone`` (the caller holds the table locked): one unbroken run above every id the sequence gave,
-    and the sequence goes on after it, whether it was never used, used, or counts in twos."""
+    """``alone`` (the caller holds the table locked): one unbroken run from the sequence's next id on, and
+    the sequence goes on after it, whether it was never used, used, or counts in twos (where ids drawn one
+    by one would not be one run)."""
     database = Database(postgres_url)
     try:
         with database.write() as session:
-            given = 0
             if sequence_state == "counting in twos":
                 session.execute(text("ALTER SEQUENCE budgets_id_seq INCREMENT BY 2"))
-            if sequence_state != "never used":
-                given = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
+            if sequence_state == "never used":
+                session.execute(text("ALTER SEQUENCE budgets_id_seq RESTART"))
+            else:
+                session.execute(text("SELECT nextval('budgets_id_seq')"))
+            last, called, step = session.execute(text(
+                "SELECT s.last_value, s.is_called, p.increment_by FROM budgets_id_seq s, pg_sequences p "
+                "WHERE p.sequencename = 'budgets_id_seq'")).one()
+            session.execute(text("LOCK TABLE budgets IN ACCESS EXCLUSIVE MODE"))
             reserved = reserve_ids(session, Budget.__table__, 5000, alone=True)
-            assert isinstance(reserved, range) and reserved.step == 1 and len(reserved) == 5000
-            assert reserved[0] > given
+            assert reserved == range(last + step if called else last, (last + step if called else last) + 5000)
             following = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
-            assert following > reserved[-1]
+            assert following == reserved[-1] + step
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_draws_ids_one_by_one_for_a_table_the_caller_does_not_hold_locked(postgres_url):
+    """``alone`` is checked, not trusted: without the lock another writer may draw from the sequence at
+    any moment, so the ids are drawn one by one (here, from a sequence counting in twos, not one run)."""
+    database = Database(postgres_url)
+    try:
+        with database.write() as session:
+            session.execute(text("ALTER SEQUENCE budgets_id_seq INCREMENT BY 2"))
+            first = session.execute(text("SELECT nextval('budgets_id_seq')")).scalar_one()
+            session.execute(text("LOCK TABLE budgets IN SHARE MODE"))  # a lock, but not against writers
+            assert list(reserve_ids(session, Budget.__table__, 3, alone=True)) == [first + 2, first + 4, first + 6]
     finally:
         database.dispose()
 
@@ -350,3 +370,11 @@ def test_rows_that_cannot_be_made_stop_the_insert_with_their_own_error_and_the_s
         assert len(sent) == 1 and "could not be made" in sent[0] and "H000123" not in sent[0]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Household)) == 0
+
+
+@pytest.mark.parametrize("entry_ids", [range(10, 12), range(10, 16, 2), [10, 11, 12]], ids=["short", "gaps", "list"])
+def test_first_grants_refuse_entry_ids_that_are_not_one_run_as_long_as_the_budgets(db, entry_ids):
+    """Each entry's id is its budget's plus one offset: only one unbroken run, one id a budget, makes that true."""
+    with pytest.raises(ValueError, match="one unbroken run"), db.write() as session:
+        ledger._write_first_grants(session, range(1, 4), {"kind": ledger.EntryKind.GRANT, "actor": "test",
+                                                          "note": None, "created_at": STAMP}, entry_ids)

@@ -502,10 +502,21 @@ def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are
     """A first load holds its tables locked and takes each run of ids by moving the sequence once
     (``reserve_ids`` with ``alone``), its first grants' too. Each budget must get exactly its one entry, in
     budget order, and every row the database numbers later (the next night's, a shop's) must come after."""
-    from adapter import ledger
+    from adapter import bulk, ledger
 
     monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", 1)
     took: list[bool] = []
+    # Which tables' ids were taken in one move: asked for alone, and (PostgreSQL) found locked.
+    in_one_move: set[str] = set()
+    holds_locked = bulk._holds_locked
+
+    def noting_lock(connection, table):  # type: ignore[no-untyped-def]
+        held = holds_locked(connection, table)
+        if held:
+            in_one_move.add(table.name)
+        return held
+
+    monkeypatch.setattr(bulk, "_holds_locked", noting_lock)
 
     @contextlib.contextmanager
     def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -526,6 +537,9 @@ def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are
                                       .order_by(LedgerEntry.id)).all()
         assert [(budget_id, cents) for _id, budget_id, cents in entries] == [tuple(row) for row in budgets]
         assert [entry_id for entry_id, *_ in entries] == list(range(entries[0][0], entries[0][0] + len(entries)))
+        assert len({entry_id - budget_id for entry_id, budget_id, _cents in entries}) == 1
+        if engine == "postgres":
+            assert in_one_move == {"households", "cardholders", "budgets", "ledger_entries"}
         # The next night brings new households (the tables hold rows now: ids drawn as usual)...
         later = run_sync(db, vault, "gemeente", household_records(45), settings=SyncSettings(),
                          rules=SIMPLE_RULES, today=TODAY)

@@ -127,11 +127,19 @@ def test_two_cardholders_with_the_same_passes_share_one_set_of_them():
 
 def test_passes_too_varied_to_number_in_two_bytes_are_not_kept_and_the_grants_read_them(monkeypatch):
     monkeypatch.setattr(holder_facts, "_MOST_PASS_SETS", 3)  # (), and two more sets
-    facts = HolderFactsById(range(1, 5))
-    facts.note_new_pass(0, ACTIVE)
-    facts.note_new_pass(1, BLOCKED)
-    assert facts.pass_facts_of([1, 2]) is None
-    facts.note_new_pass(2, REPLACED)  # a fourth set
-    facts.note_new_pass(3, ACTIVE)
+    within = HolderFactsById(range(1, 5))
+    for holder_new, facts in enumerate((ACTIVE, BLOCKED, ACTIVE)):
+        within.note_new_pass(holder_new, facts)
+    within.all_passes_noted()
+    assert within.pass_facts_of([1, 2, 3, 4]) == [(ACTIVE,), (BLOCKED,), (ACTIVE,), ()]
+    beyond = HolderFactsById(range(1, 5))
+    for holder_new, facts in enumerate((ACTIVE, BLOCKED, REPLACED, ACTIVE)):  # REPLACED makes a fourth set
+        beyond.note_new_pass(holder_new, facts)
+    beyond.all_passes_noted()
+    assert beyond.pass_facts_of([1, 2, 3, 4]) is None and beyond.pass_facts_of([1]) is None
+
+
+def test_a_first_load_whose_new_cardholders_have_no_pass_knows_they_have_none():
+    facts = HolderFactsById(range(10, 12))
     facts.all_passes_noted()
-    assert facts.pass_facts_of([1, 2, 3, 4]) is None and facts.pass_facts_of([1]) is None
+    assert facts.pass_facts_of([10, 11]) == [(), ()]
