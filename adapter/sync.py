@@ -200,8 +200,8 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
         # holds the source's lock, so that a run that finds the source busy never contacts it. On a first
         # load it computes each record's content hash too (adapter.record_digests), on its own core: there the
         # planner's core is as full as the worker's (every line is new), while on a nightly re-sync the
-        # reading is the slower one, and two more keyed hashes a record there made an unchanged night 2 s
-        # slower (10 s) on our bench machine.
+        # reading is the slower one, and the keyed hashes computed there made an unchanged night 2 s slower
+        # (10 s) on our bench machine.
         records.start(digest_with=vault.hashes if _nothing_stored(db, source) else None)
         lines: Iterable[tuple[CardholderRecord | RejectedRecord, str | None]] = records.digested()
     else:

@@ -204,7 +204,8 @@ class Planner:
 
     def feed(self, record: CardholderRecord | RejectedRecord, content_hash: str | None = None) -> None:
         """Judge one line now, or let it wait. ``content_hash``: the record's, when the reading worker computed
-        it (``adapter.record_digests``); without it, it is computed here. The BSN's blind index always is."""
+        it (``adapter.record_digests``); without it, it is computed here. The BSN's blind index is computed here,
+        when needed (a stored cardholder that is unchanged keeps its own)."""
         plan = self._plan
         plan.records_read += 1
         position = plan.records_read
