@@ -31,7 +31,7 @@ from adapter import ledger
 from adapter.bulk import insert_tuples
 from adapter.bulk_read import driver_rows
 from adapter.crypto import Vault
-from adapter.holder_facts import HolderFactsById
+from adapter.holder_facts import HolderFactsById, StoredPassFacts
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
 from adapter.rules import BudgetRules, PassFacts, age_days, age_on
@@ -206,12 +206,12 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
 
 def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,  # type: ignore[no-untyped-def]
                summary: GrantSummary, no_budgets_yet: bool = False,
-               known_passes: Sequence[tuple] | None = None) -> GrantSummary:
+               known_passes: Sequence[tuple[StoredPassFacts, ...]] | None = None) -> GrantSummary:
     """``known_passes``: the passes of each of ``holder_ids``, when the caller knows them all (a first load's
     sync, see ``HolderFactsById.pass_facts_of``); else they are read here."""
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
     # judges every pass, and plain tuples are cheap to build, hash and compare (see ``entitlements`` below).
-    passes_by_holder: Mapping[int, Sequence[tuple[str, date | None, date | None]]]
+    passes_by_holder: Mapping[int, Sequence[StoredPassFacts]]
     if known_passes is not None:
         passes_by_holder = dict(zip(holder_ids, known_passes))
     else:

@@ -56,9 +56,8 @@ class HolderFactsById(Mapping[int, date | None]):
         self._days = DaysByOrdinal()  # one date object per distinct day
         self._days[_DAY_ZERO + _NO_DATE] = None
         # Each new cardholder's passes, by its number in new_ids: the number of their set in _pass_sets (0: none
-        # noted). Made at the first pass noted (a source's first load); None once given up (see note_new_pass).
-        self._pass_set_of: array | None = None
-        self._passes_given_up = False
+        # noted), two bytes as its date. None once given up (see note_new_pass).
+        self._pass_set_of: array | None = array("H", bytes(2 * len(new_ids)))
         self._pass_sets: list[tuple[StoredPassFacts, ...]] = [()]
         self._pass_set_number: dict[tuple[StoredPassFacts, ...], int] = {(): 0}
         self._passes_complete = False
@@ -79,10 +78,8 @@ class HolderFactsById(Mapping[int, date | None]):
 
     def note_new_pass(self, holder_new: int, facts: StoredPassFacts) -> None:
         """A pass written for the new cardholder numbered ``holder_new`` (its place in ``new_ids``)."""
-        if self._passes_given_up:
-            return
         if self._pass_set_of is None:
-            self._pass_set_of = array("H", bytes(2 * len(self._new_ids)))
+            return
         grown = self._pass_sets[self._pass_set_of[holder_new]] + (facts,)
         number = self._pass_set_number.get(grown)
         if number is None:
@@ -96,14 +93,11 @@ class HolderFactsById(Mapping[int, date | None]):
     def all_passes_noted(self) -> None:
         """Every pass of every new cardholder was noted (``note_new_pass``): the caller wrote them all as new, and
         no stored pass can belong to one. Only then does ``pass_facts_of`` answer."""
-        if not self._passes_given_up:
-            if self._pass_set_of is None:  # no new cardholder has a pass
-                self._pass_set_of = array("H", bytes(2 * len(self._new_ids)))
-            self._passes_complete = True
+        self._passes_complete = self._pass_set_of is not None
 
     def _forget_passes(self) -> None:
         self._pass_set_of, self._pass_sets, self._pass_set_number = None, [()], {(): 0}
-        self._passes_given_up, self._passes_complete = True, False
+        self._passes_complete = False
 
     def pass_facts_of(self, holder_ids: Sequence[int]) -> list[tuple[StoredPassFacts, ...]] | None:
         """The passes of each of ``holder_ids`` (ascending, each once), when every one is a new cardholder whose
@@ -114,13 +108,12 @@ class HolderFactsById(Mapping[int, date | None]):
             return []
         assert self._pass_set_of is not None
         sets, set_of = self._pass_sets, self._pass_set_of
-        if self._start is not None:
-            first, last = holder_ids[0] - self._start, holder_ids[-1] - self._start
-            if 0 <= first <= last < len(self._new_ids) and list(range(holder_ids[0], holder_ids[-1] + 1)) == holder_ids:
-                return [sets[number] for number in set_of[first:last + 1]]
+        run = self._run_of(holder_ids, len(self._new_ids))
+        if run is not None:
+            return [sets[number] for number in set_of[run]]
         found = []
         for holder_id in holder_ids:
-            slot = self._new_slot(holder_id)
+            slot = self._slot(holder_id, len(self._new_ids))
             if slot is None:
                 return None
             found.append(sets[set_of[slot]])
@@ -131,9 +124,7 @@ class HolderFactsById(Mapping[int, date | None]):
         self._changed_flags[holder_id] = is_child
 
     def __getitem__(self, holder_id: int) -> date | None:
-        if not isinstance(holder_id, int):
-            raise KeyError(holder_id)
-        slot = self._slot(holder_id)
+        slot = self._slot(holder_id)  # None for what is no int: then a KeyError below
         if slot is None:
             return self._changed[holder_id]
         day = self._new[slot]
@@ -142,7 +133,7 @@ class HolderFactsById(Mapping[int, date | None]):
         return self._days[_DAY_ZERO + day]
 
     def __contains__(self, holder_id: object) -> bool:
-        return (isinstance(holder_id, int) and self._slot(holder_id) is not None) or holder_id in self._changed
+        return self._slot(holder_id) is not None or holder_id in self._changed
 
     def __iter__(self) -> Iterator[int]:
         yield from self._new_ids[:len(self._new)]
@@ -156,13 +147,12 @@ class HolderFactsById(Mapping[int, date | None]):
         here, else None. Those of an unbroken run of new ids (a first sync's slices) are one slice of an array."""
         if not holder_ids:
             return []
-        if self._start is not None:
-            first, last = holder_ids[0] - self._start, holder_ids[-1] - self._start
-            if 0 <= first <= last < len(self._new) and list(range(holder_ids[0], holder_ids[-1] + 1)) == holder_ids:
-                return [_FLAGS[byte] for byte in self._new_flags[first:last + 1]]
+        run = self._run_of(holder_ids, len(self._new))
+        if run is not None:
+            return [_FLAGS[byte] for byte in self._new_flags[run]]
         flags = []
         for holder_id in holder_ids:
-            slot = self._slot(holder_id) if isinstance(holder_id, int) else None
+            slot = self._slot(holder_id)
             if slot is not None:
                 flags.append(_FLAGS[self._new_flags[slot]])
             elif holder_id in self._changed_flags:
@@ -171,20 +161,25 @@ class HolderFactsById(Mapping[int, date | None]):
                 return None
         return flags
 
-    def _new_slot(self, holder_id: int) -> int | None:
-        """``holder_id``'s place among all of ``new_ids`` (added or not yet), or None."""
+    def _run_of(self, holder_ids: Sequence[int], among: int) -> slice | None:
+        """Where ``holder_ids`` (ascending, non-empty) sit when they are one unbroken run of the first ``among``
+        new ids (a first sync's slices), as one slice of the arrays; else None."""
+        if self._start is None:
+            return None
+        first, last = holder_ids[0] - self._start, holder_ids[-1] - self._start
+        if 0 <= first <= last < among and list(range(holder_ids[0], holder_ids[-1] + 1)) == holder_ids:
+            return slice(first, last + 1)
+        return None
+
+    def _slot(self, holder_id: object, among: int | None = None) -> int | None:
+        """``holder_id``'s place among the first ``among`` new ids (by default those whose date was added), or
+        None."""
         if not isinstance(holder_id, int):
             return None
+        among = len(self._new) if among is None else among
         if self._start is not None:
             slot = holder_id - self._start
-            return slot if 0 <= slot < len(self._new_ids) else None
-        slot = bisect_left(self._new_ids, holder_id)
-        return slot if slot < len(self._new_ids) and self._new_ids[slot] == holder_id else None
-
-    def _slot(self, holder_id: int) -> int | None:
-        if self._start is not None:
-            slot = holder_id - self._start
-            return slot if 0 <= slot < len(self._new) else None
-        slot = bisect_left(self._new_ids, holder_id, 0, len(self._new))
-        return slot if slot < len(self._new) and self._new_ids[slot] == holder_id else None
+            return slot if 0 <= slot < among else None
+        slot = bisect_left(self._new_ids, holder_id, 0, among)
+        return slot if slot < among and self._new_ids[slot] == holder_id else None
 

@@ -663,7 +663,9 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
     constants = {"kind": EntryKind.GRANT, "actor": actor, "note": note, "created_at": stamp}
     if isinstance(budget_ids, range):
         entry_ids = reserve_ids(session, LedgerEntry.__table__, count, alone=alone) if alone else None
-        _write_first_grants(session, budget_ids, constants, entry_ids)
+        # Not one run (the lock was not held after all, and another writer drew ids meanwhile): those ids are
+        # lost, and each entry draws its own.
+        _write_first_grants(session, budget_ids, constants, entry_ids if isinstance(entry_ids, range) else None)
     else:
         amounts = (amount_cents for _shared, budgets in by_rule for _holder_id, amount_cents in budgets)
         insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,

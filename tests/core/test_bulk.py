@@ -378,3 +378,28 @@ def test_first_grants_refuse_entry_ids_that_are_not_one_run_as_long_as_the_budge
     with pytest.raises(ValueError, match="one unbroken run"), db.write() as session:
         ledger._write_first_grants(session, range(1, 4), {"kind": ledger.EntryKind.GRANT, "actor": "test",
                                                           "note": None, "created_at": STAMP}, entry_ids)
+
+
+@pytest.mark.postgres
+def test_first_grants_asked_to_take_their_ids_alone_without_the_lock_still_name_their_own_budgets(postgres_url, vault):
+    """``alone`` without the lock (a caller that was wrong about it): the entries' ids come one by one and need
+    not be one run (here the ledger's sequence counts in twos); then each entry draws its own, and the grant
+    is written all the same, each entry naming its budget with the budget's amount."""
+    database = Database(postgres_url)
+    try:
+        children = [factories.child_with_budget(database, vault) for _ in range(2)]
+        with database.write() as session:
+            session.execute(text("ALTER SEQUENCE ledger_entries_id_seq INCREMENT BY 2"))
+            opened = ledger.open_rule_budgets(session, [(("extra", "Extra", 1, "school", "2026", date(2026, 8, 1),
+                                                          date(2027, 7, 31)),
+                                                         [(child.cardholder_id, 1_000 + n) for n, child in
+                                                          enumerate(children)])], "sync:test", alone=True)
+            assert opened == 2
+        with database.read() as session:
+            rows = session.execute(select(Budget.cardholder_id, LedgerEntry.amount_cents, Budget.balance_cents)
+                                   .join(LedgerEntry, LedgerEntry.budget_id == Budget.id)
+                                   .where(Budget.rule_code == "extra").order_by(Budget.id)).all()
+        assert [tuple(row) for row in rows] == [(child.cardholder_id, 1_000 + n, 1_000 + n)
+                                                for n, child in enumerate(children)]
+    finally:
+        database.dispose()
