@@ -197,14 +197,14 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _stage_table(figures: Figures) -> list[str]:
-    """Where each sync's time went, stage by stage, as the sync itself reports it (medians of the runs; the
-    stages run up to the result, so the commit is not among them): what changed when a figure moves."""
+    """Where each sync's time went, stage by stage, as the sync itself reports it (medians of the runs; a sync
+    that writes ends with its commit): what changed when a figure moves."""
     staged = {figure["name"]: figure["stages"] for figure in figures.values() if figure.get("stages")}
     if not staged:
         return []
     names = list(dict.fromkeys(name for runs in staged.values() for stages in runs for name in stages))
     lines = ["", "## Stages of the syncs", "", "Seconds per stage as the sync reports them (medians of the "
-             "runs); from the start to the result, which the commit follows.", "",
+             "runs), from the run's start to its commit's end; the process's own start and exit are outside them.", "",
              f"| figure | {' | '.join(names)} |", f"| --- |{' ---: |' * len(names)}"]
     for figure_name, runs in staged.items():
         medians = [statistics.median(values) if (values := [stages[name] for stages in runs if name in stages])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from adapter import ledger
 from adapter.models import Budget, Cardholder, HolderStatus, Household, LedgerEntry, Pass, PassState, SyncStatus
@@ -236,20 +237,44 @@ def test_sealed_columns_and_planned_writes_must_pair_up_one_to_one():
         _next_sealed(iter([]))
 
 
-def test_the_summary_says_how_long_each_stage_took_up_to_the_result(db, vault):
-    """Where a slow night's time went: the stages in the order run, their times adding up to the run's."""
+def test_the_summary_says_how_long_each_stage_took(db, vault):
+    """Where a slow night's time went: the stages in the order run, their times adding up to the run's. A run
+    that writes ends with its commit."""
     records = household_records(30)
     entered: list[str] = []
     first = _sync(db, vault, records, on_stage=entered.append)
     dry = _sync(db, vault, records[:-1] + household_records(1, start=900), dry_run=True)
     refused = _sync(db, vault, [])  # an empty export: refused once it is read
     assert entered == ["reading", "planning", "applying", "granting", "committing"]
-    for result, stages in ((first, ["starting", "reading", "planning", "applying", "granting"]),
+    for result, stages in ((first, ["starting", "reading", "planning", "applying", "granting", "committing"]),
                            (dry, ["starting", "reading", "planning", "applying", "granting"]),
                            (refused, ["starting", "reading", "planning"])):
         assert [name for name, _seconds in result.stage_seconds] == stages
         assert all(seconds >= 0 for _name, seconds in result.stage_seconds)
-        # Up to the result, as the run's own duration is: together they are that duration.
+        # Together they are the run's own duration.
         assert sum(seconds for _name, seconds in result.stage_seconds) == pytest.approx(result.duration_seconds)
         said = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result.stage_seconds)
         assert f"in {result.duration_seconds:.1f}s ({said}); read {result.records_read}," in result.summary()
+
+
+def test_the_summary_counts_the_commit(db, vault):
+    """The commit of a first load takes seconds (SQLite copies its whole write-ahead log into the database and
+    syncs both to disk): the line the operator reads counts it, as the run's last stage. Made slow here."""
+    slow_seconds = 0.3
+    commits_at: list[float] = []
+
+    def slow_commit(_connection) -> None:
+        commits_at.append(time.perf_counter())
+        time.sleep(slow_seconds)
+
+    event.listen(db.engine, "commit", slow_commit)
+    try:
+        result = _sync(db, vault, household_records(5))
+    finally:
+        event.remove(db.engine, "commit", slow_commit)
+    assert commits_at  # the listener saw the commits
+    name, seconds = result.stage_seconds[-1]
+    assert name == "committing"
+    assert seconds >= slow_seconds
+    assert sum(seconds for _name, seconds in result.stage_seconds) == pytest.approx(result.duration_seconds)
+    assert f" committing {seconds:.2f}s); read " in result.summary()
