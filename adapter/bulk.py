@@ -157,17 +157,16 @@ def reserve_ids(session: Session, table: Table, count: int, *, alone: bool = Fal
         return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
+        if alone:
+            run_end = _move_if_locked(connection, table, count)
+            if run_end is not None:
+                return range(run_end - count + 1, run_end + 1)
         # The sequence is looked up once and bound as a regclass: written inside nextval() the catalog
         # look-up ran once per id, most of the 4 s a 200k-row first sync spent on its half a million ids.
         # The server answers with the bounds of the ids it took. When nobody else took one meanwhile (the
         # usual case) they are one unbroken run and no id travels; otherwise they come back as an array.
         name = connection.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
         sequence = bindparam("sequence", name, type_=REGCLASS)
-        if alone and _holds_locked(connection, table):
-            # nextval first (it also starts a sequence never used), then the run's last id is set as drawn.
-            moved = func.setval(sequence, func.nextval(sequence) + (count - 1))
-            last = connection.execute(select(moved)).scalar_one()
-            return range(last - count + 1, last + 1)
         taken = select(func.nextval(sequence).label("id")).select_from(func.generate_series(1, count)).subquery()
         first, last, scattered = connection.execute(select(
             func.min(taken.c.id), func.max(taken.c.id),
@@ -178,12 +177,25 @@ def reserve_ids(session: Session, table: Table, count: int, *, alone: bool = Fal
     return range(first, first + count)
 
 
-def _holds_locked(connection: Any, table: Table) -> bool:
-    """Whether this session holds ``table`` locked against every other writer (PostgreSQL)."""
+def _move_if_locked(connection: Any, table: Table, count: int) -> int | None:
+    """When this session holds ``table`` locked against every other writer (PostgreSQL): moves its sequence
+    past a run of ``count`` ids and returns the run's last id; else None, and the sequence is untouched.
+
+    One statement: the lock's look-up, the sequence's and its move were three round trips, made for each
+    slice of a first load's budgets and ledger entries. CASE evaluates its THEN only when the lock is held
+    (nextval and setval are volatile: the planner never runs them ahead). nextval comes first: it also starts
+    a sequence never used, and the run's last id is then set as drawn.
+    """
+    # The table's name is one text parameter, cast where a regclass is wanted (the server types a parameter by
+    # its first use).
     return connection.execute(text(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation' AND relation = CAST(:name AS regclass)"
-        " AND pid = pg_backend_pid() AND granted AND mode IN ('ExclusiveLock', 'AccessExclusiveLock'))"),
-        {"name": table.name}).scalar_one()
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'"
+        " AND relation = CAST(CAST(:table AS text) AS regclass) AND pid = pg_backend_pid() AND granted"
+        " AND mode IN ('ExclusiveLock', 'AccessExclusiveLock'))"
+        " THEN setval(CAST(pg_get_serial_sequence(CAST(:table AS text), 'id') AS regclass),"
+        " nextval(CAST(pg_get_serial_sequence(CAST(:table AS text), 'id') AS regclass)) + CAST(:count AS bigint) - 1)"
+        " END"),
+        {"table": table.name, "count": count}).scalar_one()
 
 
 def _sqlite_literals(fixed: tuple, dialect: Any) -> list[str] | None:

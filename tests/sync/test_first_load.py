@@ -508,15 +508,15 @@ def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are
     took: list[bool] = []
     # Which tables' ids were taken in one move: asked for alone, and (PostgreSQL) found locked.
     in_one_move: set[str] = set()
-    holds_locked = bulk._holds_locked
+    move_if_locked = bulk._move_if_locked
 
-    def noting_lock(connection, table):  # type: ignore[no-untyped-def]
-        held = holds_locked(connection, table)
-        if held:
+    def noting_move(connection, table, count):  # type: ignore[no-untyped-def]
+        last = move_if_locked(connection, table, count)
+        if last is not None:
             in_one_move.add(table.name)
-        return held
+        return last
 
-    monkeypatch.setattr(bulk, "_holds_locked", noting_lock)
+    monkeypatch.setattr(bulk, "_move_if_locked", noting_move)
 
     @contextlib.contextmanager
     def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
