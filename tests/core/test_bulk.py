@@ -178,6 +178,48 @@ def test_postgresql_ids_that_are_not_one_run_are_read_back_one_by_one(postgres_u
         database.dispose()
 
 
+def _reserving_worker(database_url: str, alone: bool, start, results) -> None:  # type: ignore[no-untyped-def]
+    """One process of the race below: 15 transactions each reserving 2,000 budget ids, as a sync's grants do.
+    ``alone``: each first locks the table, as a first load holds it."""
+    database = Database(database_url)
+    try:
+        start.wait(60)
+        for _ in range(15):
+            with database.write() as session:
+                if alone:
+                    session.execute(text("LOCK TABLE budgets IN EXCLUSIVE MODE"))
+                results.put((alone, list(reserve_ids(session, Budget.__table__, 2000, alone=alone))))
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("alone", [False, True], ids=["drawn one by one", "moved in one run under the lock"])
+def test_processes_reserving_ids_at_once_never_get_the_same_id(postgres_url, alone):
+    """Syncs of several sources, in processes of their own, reserve ids from one sequence at the same time: no
+    two may get the same id (the primary key would refuse the second row and fail that sync), and each must get
+    exactly as many as it asked for, each once. Under the lock (a first load's) each run is one unbroken run."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_reserving_worker, args=(postgres_url, alone, start, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    batches = [results.get(timeout=120) for _ in range(4 * 15)]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    taken = [budget_id for _alone, ids in batches for budget_id in ids]
+    assert len(taken) == len(set(taken)) == 4 * 15 * 2000
+    for _alone, ids in batches:
+        assert len(ids) == 2000 and ids == sorted(set(ids))
+        if alone:
+            assert ids == list(range(ids[0], ids[0] + 2000))
+
+
 def test_a_failed_bulk_insert_raises_what_sqlalchemy_would_without_the_values(db):
     household_id = _household(db)
     with pytest.raises(IntegrityError) as raised, db.write() as session:
