@@ -365,29 +365,30 @@ class _StageClock:
         if self._on_stage is not None:
             self._on_stage(name)
 
-    def seconds(self, until: float) -> tuple[tuple[str, float], ...]:
-        """Each stage entered so far with its time up to the next one (the last: up to ``until``), in order."""
-        ends = [at for _name, at in self._entered[1:]] + [until]
-        return tuple((name, end - began) for (name, began), end in zip(self._entered, ends))
+    def so_far(self) -> tuple[float, tuple[tuple[str, float], ...]]:
+        """The run's seconds up to now, and each stage entered so far with its time up to the next one (the
+        last: up to now), in order; together they are the run's."""
+        now = time.perf_counter()
+        ends = [at for _name, at in self._entered[1:]] + [now]
+        return now - self.started, tuple((name, end - began) for (name, began), end in zip(self._entered, ends))
 
 
 def _result(run_id, source, status, reason, plan: Plan, budgets_granted, clock: _StageClock,  # type: ignore[no-untyped-def]
             forced=False) -> SyncResult:
-    now = time.perf_counter()
+    duration, stages = clock.so_far()
     return SyncResult(
         run_id=run_id, source=source, status=status, reason=reason, records_read=plan.records_read,
         created=plan.counts[CREATED], updated=plan.counts[UPDATED], unchanged=plan.counts[UNCHANGED],
         rejected=plan.counts[REJECTED], missing=len(plan.passes_missing), deactivated=len(plan.passes_deactivated),
-        budgets_granted=budgets_granted, duration_seconds=now - clock.started, forced=forced,
-        stage_seconds=clock.seconds(until=now),
+        budgets_granted=budgets_granted, duration_seconds=duration, forced=forced, stage_seconds=stages,
         samples=plan.samples, rejected_sample=plan.rejected[:20])
 
 
 def _through_commit(result: SyncResult, clock: _StageClock) -> SyncResult:
     """``result`` with its duration and stages up to now: the last stage, "committing", ends when the commit
     and the sealer's shutdown did."""
-    now = time.perf_counter()
-    return replace(result, duration_seconds=now - clock.started, stage_seconds=clock.seconds(until=now))
+    duration, stages = clock.so_far()
+    return replace(result, duration_seconds=duration, stage_seconds=stages)
 
 
 def _finish_run(session: Session, result: SyncResult) -> None:
