@@ -47,6 +47,7 @@ def expected_figures() -> dict[str, str | None]:
     for kind in SMOKE_SIZES["databases"]:
         keys[f"floor_bulk_load_{kind}"] = None
         keys[f"floor_parse_validate_hash_{kind}"] = "sync"  # measured beside the re-syncs
+        keys[f"floor_first_sync_{kind}"] = "sync"  # measured before each first sync
         keys.update({f"sync_{stage}_{kind}": "sync" for stage in ("first", "resync", "changed")})
     keys.update({f"sync_scaling_{size}": "sync" for size in SMOKE_SIZES["scaling"]})
     keys["sync_soap"] = "sync"
@@ -166,6 +167,14 @@ def test_targets_are_ratios_against_the_floors_of_the_same_run():
         databases=["sqlite"], scaling=[], workers=[])}
     assert paired["resync_sqlite"]["value"] == pytest.approx(2.5) and paired["resync_sqlite"]["met"] is False
     assert "floor_parse_validate_hash_sqlite" in paired["resync_sqlite"]["figures"]
+    # So is a first sync against the floor measured just before it: 9/2, 12/3, 8/4 -> median 4 (the ratio of the
+    # medians would be 9/3, and against the floors measured at the part's start 9/2.5).
+    first = {target["key"]: target for target in targets(
+        {**figures, "sync_first_sqlite": {**figure(9.0), "runs": [9.0, 12.0, 8.0]},
+         "floor_first_sync_sqlite": {**figure(3.0), "runs": [2.0, 3.0, 4.0]}},
+        databases=["sqlite"], scaling=[], workers=[])}["first_sync_sqlite"]
+    assert first["value"] == pytest.approx(4.0) and first["met"] is True
+    assert first["figures"] == ["sync_first_sqlite", "floor_first_sync_sqlite"]
     assert judged["scaling_time"]["value"] == pytest.approx(12.0) and judged["scaling_time"]["met"] is False
     assert judged["scaling_peak_rss"]["met"] is True and judged["scaling_rss_flat"]["value"] == pytest.approx(1.1)
     assert judged["balance_checks_w2"]["value"] == pytest.approx(0.6) and judged["balance_checks_w2"]["met"] is True
