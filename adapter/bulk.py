@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import REGCLASS, aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from adapter.sent_ahead import settled
+
 _MEMO_LIMIT = 10_000
 _INTEGER_LITERAL, _STRING_LITERAL = Integer(), String()
 # Fewer new rows than this go in with the index in place: dropping and building it would not pay.
@@ -60,7 +62,9 @@ def insert_tuples(session: Session, table: Table, columns: Sequence[str], rows: 
     names = [*columns, *constants]
     column_list = ", ".join(quote(name) for name in names)
     # The driver's own cursor, inside the session's transaction: SQLAlchemy would type-process
-    # every value again and (for executemany) wants the rows as one list.
+    # every value again and (for executemany) wants the rows as one list. It bypasses SQLAlchemy's
+    # events, so it waits here for a statement sent ahead (a COPY cannot share a pipeline).
+    settled(connection)
     cursor = connection.connection.driver_connection.cursor()
     statement = f"INSERT INTO {quote(table.name)} ({column_list})"
     try:

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, Select
 from sqlalchemy.exc import DBAPIError
 
+from adapter.sent_ahead import settled
+
 _cursor_names = itertools.count(1)
 
 
@@ -35,6 +37,7 @@ def driver_rows(connection: Connection, statement: Select[Any], chunk_rows: int 
     parameters: Any = compiled.construct_params()
     if dialect.positional:
         parameters = tuple(parameters[name] for name in compiled.positiontup or ())
+    settled(connection)  # the driver's cursor bypasses SQLAlchemy's events (see adapter.sent_ahead)
     driver_connection = connection.connection.driver_connection
     server_side = dialect.name == "postgresql"
     if server_side:

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import ForeignKey, String, delete, null, or_, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -35,6 +36,7 @@ from adapter.holder_facts import HolderFactsById, StoredPassFacts
 from adapter.models import Base, BigId, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, utcnow
 from adapter.personal import open_sealed
 from adapter.rules import BudgetRules, PassFacts, age_days, age_on
+from adapter.sent_ahead import sending_ahead
 
 _CHUNK = 500
 _JUDGE_SLICE = 5_000  # children judged per slice (see grant_budgets): 20,000 held 12 MB more at their peak
@@ -91,15 +93,24 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
     # The children are judged in slices of ids, each with its own passes and budgets: a first sync of a
     # million cardholders never holds all of them (and their personal tokens) in memory at once.
     known_birth_dates: Mapping[int, date | None] = written if written is not None else {}
-    for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders), written):
-        summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened,
-                               summary.budgets_topped_up, summary.cents_granted)
-        holder_ids = [holder_id for holder_id, _, _ in holders]
-        if running:
-            summary = _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,
-                                 summary, no_budgets_yet,
-                                 written.pass_facts_of(holder_ids) if written is not None else None)
-        _mark_judged(session, holder_ids, rules_key)
+    # On a first load into empty tables on PostgreSQL each slice's first grants are sent ahead: the server
+    # writes them while this process judges the next slice, which then reads nothing from the database
+    # (``written`` knows the children and their passes, and there are no budgets to look up).
+    with sending_ahead(session, enabled=no_budgets_yet) as ahead:
+        for holders in _candidate_slices(session, _candidate_ids(session, rules_key, source, active_holders),
+                                         written):
+            holder_ids = [holder_id for holder_id, _, _ in holders]
+            judged = _NOTHING_JUDGED
+            if running:
+                judged = _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates, actor,
+                                      no_budgets_yet,
+                                      written.pass_facts_of(holder_ids) if written is not None else None)
+            _mark_judged(session, holder_ids, rules_key)
+            opened = ledger.open_rule_budgets(session, judged.new_by_rule, actor, alone=no_budgets_yet,
+                                              ahead=ahead) if judged.new_by_rule else 0
+            summary = GrantSummary(summary.children_judged + len(holders), summary.budgets_opened + opened,
+                                   summary.budgets_topped_up + judged.topped_up,
+                                   summary.cents_granted + judged.cents_granted)
     return summary
 
 
@@ -204,9 +215,21 @@ def _candidates(rules_key: str, source: str | None) -> list:  # type: ignore[typ
     return conditions
 
 
-def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, actor,  # type: ignore[no-untyped-def]
-               summary: GrantSummary, no_budgets_yet: bool = False,
-               known_passes: Sequence[tuple[StoredPassFacts, ...]] | None = None) -> GrantSummary:
+class _SliceJudged(NamedTuple):
+    """What judging a slice of children found: its new budgets, rule by rule as ``ledger.open_rule_budgets``
+    takes them, and the budgets it topped up on the way (those are written at once)."""
+
+    new_by_rule: list[tuple[tuple, list[tuple[int, int]]]]
+    topped_up: int
+    cents_granted: int  # of the top-ups and the new budgets both
+
+
+_NOTHING_JUDGED = _SliceJudged([], 0, 0)  # no rules run today: the children are only marked judged
+
+
+def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates,  # type: ignore[no-untyped-def]
+                 actor: str, no_budgets_yet: bool = False,
+                 known_passes: Sequence[tuple[StoredPassFacts, ...]] | None = None) -> _SliceJudged:
     """``known_passes``: the passes of each of ``holder_ids``, when the caller knows them all (a first load's
     sync, see ``HolderFactsById.pass_facts_of``); else they are read here."""
     # Each pass as a plain (state, valid from, valid until) tuple, the state as its stored text: a first sync
@@ -276,9 +299,7 @@ def _grant_for(session, vault, running, holders, holder_ids, known_birth_dates, 
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    opened = ledger.open_rule_budgets(session, list(zip(shared, new_by_rule)), actor, alone=no_budgets_yet)
-    return GrantSummary(summary.children_judged, summary.budgets_opened + opened,
-                        summary.budgets_topped_up + topped_up, summary.cents_granted + cents)
+    return _SliceJudged(list(zip(shared, new_by_rule)) if any(new_by_rule) else [], topped_up, cents)
 
 
 def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:

@@ -46,6 +46,7 @@ from adapter.models import (
     new_public_id,
     utcnow,
 )
+from adapter.sent_ahead import SentAhead
 
 
 class LedgerError(ValueError):
@@ -622,7 +623,7 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
 
 
 def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[tuple[int, int]]]], actor: str,
-                      note: str | None = None, *, alone: bool = False) -> int:
+                      note: str | None = None, *, alone: bool = False, ahead: SentAhead | None = None) -> int:
     """``open_budgets``, with the budgets given rule by rule: for each, the fields its budgets share (those
     of ``NewBudget`` between the child and the amount) and the (cardholder id, amount in cents) of each.
 
@@ -631,6 +632,9 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
 
     ``alone``: this transaction holds the budgets and the ledger locked (a first load): their ids are taken
     as one run each (``reserve_ids``), the entries' too instead of one at a time as each row goes in.
+
+    ``ahead``: the first grants' copy may be sent ahead on it (``adapter.sent_ahead``), so that the caller
+    goes on while the server writes them; any error of theirs is raised at the connection's next use.
     """
     count = 0
     for _shared, budgets in by_rule:
@@ -665,7 +669,8 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
         entry_ids = reserve_ids(session, LedgerEntry.__table__, count, alone=alone) if alone else None
         # Not one run (the lock was not held after all, and another writer drew ids meanwhile): those ids are
         # lost, and each entry draws its own.
-        _write_first_grants(session, budget_ids, constants, entry_ids if isinstance(entry_ids, range) else None)
+        _write_first_grants(session, budget_ids, constants, entry_ids if isinstance(entry_ids, range) else None,
+                            ahead)
     else:
         amounts = (amount_cents for _shared, budgets in by_rule for _holder_id, amount_cents in budgets)
         insert_tuples(session, LedgerEntry.__table__, _GRANT_COLUMNS,
@@ -675,7 +680,7 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
 
 
 def _write_first_grants(session: Session, budget_ids: range, constants: dict[str, object],
-                        entry_ids: Sequence[int] | None = None) -> None:
+                        entry_ids: Sequence[int] | None = None, ahead: SentAhead | None = None) -> None:
     """Each budget of ``budget_ids`` (an unbroken run of ids reserved for the budgets just written, and for
     nothing else) gets its first entry, a grant of its whole balance, copied from its row in one statement.
     ``entry_ids``: ids reserved for the entries, one unbroken run as long as ``budget_ids``, given to them in
@@ -697,4 +702,8 @@ def _write_first_grants(session: Session, budget_ids: range, constants: dict[str
         names.insert(0, "id")
         values.insert(0, budgets.c.id + (entry_ids[0] - budget_ids[0]))
     copied = select(*values).where(budgets.c.id.between(budget_ids[0], budget_ids[-1])).order_by(budgets.c.id)
-    session.execute(insert(entries).from_select(names, copied))
+    statement = insert(entries).from_select(names, copied)
+    if ahead is not None:
+        ahead.send(statement)
+    else:
+        session.execute(statement)

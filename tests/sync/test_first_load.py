@@ -9,6 +9,7 @@ import threading
 import uuid
 from datetime import datetime, timezone
 
+import psycopg
 import pytest
 from sqlalchemy import UniqueConstraint, create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -448,11 +449,23 @@ def _fresh_url(engine: str, request, sqlite_template, tmp_path) -> str:  # type:
 def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_checked_row_by_row_leaves(
         engine, request, sqlite_template, tmp_path, vault, monkeypatch):
     """Checked at the end, a first load also writes its cardholders after their passes (when their sealed
-    columns are ready): the result is the same to the last cent and the last encrypted name."""
+    columns are ready), and on PostgreSQL judges each slice of children while the server writes the last
+    slice's first grants (sent ahead, ``adapter.sent_ahead``): the result is the same to the last cent and the
+    last encrypted name."""
     import adapter.sync as sync
 
     records = household_records(40)
     left, took, order = {}, [], []
+    # Slices of 7 children: some 20 of them, each judged after the one before sent its first grants ahead.
+    monkeypatch.setattr(grants, "_JUDGE_SLICE", 7)
+    judge_slice, grants_out = grants._judge_slice, []
+
+    def noting_grants_out(session, *args, **kwargs):  # type: ignore[no-untyped-def]
+        driver = session.connection().connection.driver_connection
+        grants_out.append(engine == "postgres" and driver.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF)
+        return judge_slice(session, *args, **kwargs)
+
+    monkeypatch.setattr(grants, "_judge_slice", noting_grants_out)
 
     @contextlib.contextmanager
     def noting(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -476,6 +489,7 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
         monkeypatch.setattr(first_load, "CHECK_AT_END_FROM", check_at_end_from)
         db = Database(_fresh_url(engine, request, sqlite_template, tmp_path))
         order.clear()
+        grants_out.clear()
         try:
             result = run_sync(db, vault, "gemeente", records, settings=SyncSettings(), rules=SIMPLE_RULES,
                               today=TODAY)
@@ -491,6 +505,8 @@ def test_a_first_sync_loaded_with_its_keys_checked_at_the_end_leaves_what_one_ch
             db.dispose()
         passes_first = order.index("passes") < order.index("cardholders")
         assert passes_first == (check_at_end_from == 1)
+        sent_ahead = engine == "postgres" and check_at_end_from == 1
+        assert len(grants_out) > 10 and grants_out == [False] + [sent_ahead] * (len(grants_out) - 1)
     assert took == [True, False]
     assert left[1] == left[10**9]
     assert left[1]["cardholders"] == len(records)
