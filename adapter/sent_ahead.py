@@ -12,7 +12,7 @@ sent ahead is raised there, or when the block ends, as the exception SQLAlchemy 
 (without its parameters), and fails the transaction as it would have then. A block that ends in an error of
 its own ends the pipeline and raises that error.
 
-Anywhere else (SQLite, or ``enabled=False``) ``send`` runs the statement at once, as ``Session.execute``.
+Anywhere else (SQLite, or ``enabled=False``) ``send`` runs the statement at once, as ``Connection.execute``.
 """
 
 from __future__ import annotations
@@ -34,35 +34,51 @@ _POSTGRESQL = postgresql.dialect()
 
 
 class SentAhead:
-    """Sends one statement at a time ahead (see the module docstring); made by ``sending_ahead``."""
+    """Sends one statement at a time ahead (see the module docstring); made by ``sending_ahead``, and usable only
+    inside its block: outside it nothing would wait for the answer."""
 
     def __init__(self, session: Session, enabled: bool):
-        self._session = session
         self._connection = session.connection()
+        # The pooled connection's info, taken once: a Connection that lost its database refuses to give it,
+        # and the clean-up after such an error must not raise another in its place.
+        self._info = self._connection.info
         self._enabled = enabled and self._connection.dialect.name == "postgresql"
+        self._open = True
 
     def send(self, statement: Executable) -> None:
-        """Run ``statement`` on the session's connection; on PostgreSQL without waiting for its answer.
+        """Run ``statement`` on the session's connection, as a Core statement (no ORM flush or bookkeeping); on
+        PostgreSQL without waiting for its answer.
 
-        Only a statement that returns nothing: SQLAlchemy reads the rows of one that does (an INSERT of one
-        row given its values returns its new id) as soon as it is executed, and would find none. Looked at
-        as PostgreSQL would run it whatever the database, so that what works on SQLite works there too."""
+        Only a statement that returns nothing (an INSERT ... SELECT; an UPDATE or a DELETE without RETURNING):
+        SQLAlchemy reads the rows of one that does (an INSERT of one row given its values returns its new id) as
+        soon as it is executed, and would find none. Looked at as PostgreSQL would run it whatever the
+        database, so that what works on SQLite works there too."""
+        if not self._open:
+            raise RuntimeError("a statement can be sent ahead only inside its sending_ahead block")
         compiled = statement.compile(dialect=_POSTGRESQL)
         if getattr(statement, "is_select", False) or getattr(compiled, "effective_returning", None):
             raise ValueError("only a statement that returns no rows can be sent ahead (an INSERT ... SELECT, "
                              "an UPDATE or a DELETE without RETURNING)")
         settled(self._connection)
         if not self._enabled:
-            self._session.execute(statement)
+            self._connection.execute(statement)
             return
         pipeline = self._connection.connection.driver_connection.pipeline()  # type: ignore[union-attr]
         pipeline.__enter__()
         try:
-            self._session.execute(statement)
+            self._connection.execute(statement)
         except BaseException as exc:
             pipeline.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._connection.info[_OUT] = (pipeline, str(statement))
+        self._info[_OUT] = (pipeline, str(statement))
+
+    def _abandon(self, error: BaseException) -> None:
+        """End the pipeline of a statement still out when the block failed with ``error``, which is the one
+        raised: the transaction is lost either way, and psycopg only logs the statement's own error then."""
+        out = self._info.pop(_OUT, None)
+        if out is not None:
+            with contextlib.suppress(Exception):
+                out[0].__exit__(type(error), error, error.__traceback__)
 
 
 def settled(connection: Connection) -> None:
@@ -91,12 +107,10 @@ def sending_ahead(session: Session, *, enabled: bool = True) -> Iterator[SentAhe
     event.listen(connection, "before_cursor_execute", settle_first)
     try:
         yield ahead
-    except BaseException as exc:
-        out = connection.info.pop(_OUT, None)
-        if out is not None:
-            out[0].__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    else:
         settled(connection)
+    except BaseException as exc:
+        ahead._abandon(exc)
+        raise
     finally:
+        ahead._open = False
         event.remove(connection, "before_cursor_execute", settle_first)
