@@ -100,6 +100,14 @@ def sending_ahead(session: Session, *, enabled: bool = True) -> Iterator[SentAhe
     """A block in which statements may be sent ahead; every answer is in when it ends."""
     ahead = SentAhead(session, enabled)
     connection = ahead._connection
+    if not ahead._enabled:
+        # Nothing is ever out: no listener on the connection, whose every statement would call it (a nightly
+        # sync's grants, and SQLite's), and which SQLAlchemy would go on dispatching to after its removal.
+        try:
+            yield ahead
+        finally:
+            ahead._open = False
+        return
 
     def settle_first(conn: Connection, *_args: Any) -> None:
         settled(conn)

@@ -185,6 +185,8 @@ def test_on_sqlite_or_when_not_enabled_the_statement_runs_at_once(engine, enable
     db = Database(request.getfixturevalue("sqlite_url" if engine == "sqlite" else "postgres_url"))
     try:
         with db.write() as session, sending_ahead(session, enabled=enabled) as ahead:
+            # Nothing can be out, so nothing waits for it: no listener on the connection's statements.
+            assert not session.connection().dispatch.before_cursor_execute
             ahead.send(_household("H1"))
             if engine == "postgres":
                 assert not _pipeline_on(session)
