@@ -15,6 +15,7 @@ of its own: look-ups by BSN must not decrypt anything.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from dataclasses import dataclass, field, fields
 from datetime import date
 from operator import attrgetter
@@ -26,8 +27,9 @@ from adapter.records import CardholderRecord
 _KEYS = {"bsn": "b", "first_names": "f", "initials": "i", "surname_prefix": "p", "surname": "s",
          "birth_date": "d"}
 _NAMES = {short: name for name, short in _KEYS.items()}
-# One encoder for every call: json.dumps with options builds a new one each time, a third of sealing's cost.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Each text field's key as it opens its member of the JSON object, in PersonalFields' order (birth_date,
+# the last, is written apart: it is a date).
+_TEXT_MEMBERS = tuple(f'"{short}":' for name, short in _KEYS.items() if name != "birth_date")
 
 
 class UnreadablePersonalData(ValueError):
@@ -61,9 +63,14 @@ personal_values = attrgetter(*(personal_field.name for personal_field in fields(
 
 def seal(vault: Vault, personal: PersonalFields) -> str | None:
     """One token over every field; None when there is nothing to hide (so erased rows stay NULL)."""
-    if personal.is_empty():
-        return None
-    return vault.encrypt(_dumps(personal))
+    return seal_values(vault, personal_values(personal))
+
+
+def seal_values(vault: Vault, values: tuple) -> str | None:
+    """``seal`` of ``PersonalFields(*values)``, without making one: the sync's sealer runs this once per new or
+    changed cardholder, from the tuple it is handed (``personal_values``)."""
+    packed = _dumps(values)
+    return None if packed is None else vault.encrypt(packed)
 
 
 def open_sealed(vault: Vault, token: str | None) -> PersonalFields:
@@ -73,12 +80,16 @@ def open_sealed(vault: Vault, token: str | None) -> PersonalFields:
     return _loads(vault.decrypt(token) or "")
 
 
-def _dumps(personal: PersonalFields) -> str:
-    # The short keys of _KEYS, written out: this runs once per new or changed cardholder in a sync.
-    birth = personal.birth_date
-    packed = {"b": personal.bsn, "f": personal.first_names, "i": personal.initials, "p": personal.surname_prefix,
-              "s": personal.surname, "d": birth.isoformat() if birth is not None else None}
-    return _ENCODER.encode({short: value for short, value in packed.items() if value is not None})
+def _dumps(values: tuple) -> str | None:
+    """The token's JSON for ``personal_values``' tuple, or None when every field is empty. Exactly what
+    ``json.dumps`` of the short-keyed dict without its empty fields writes (``ensure_ascii=False``, no
+    spaces; a test holds the two equal), built here from the C-coded string escaper: a first sync seals
+    every cardholder, and a dict through the encoder took three times as long (4.0 vs 1.4 us a row)."""
+    *texts, birth = values
+    members = [member + encode_basestring(value) for member, value in zip(_TEXT_MEMBERS, texts) if value is not None]
+    if birth is not None:
+        members.append(f'"d":"{birth.isoformat()}"')
+    return "{" + ",".join(members) + "}" if members else None
 
 
 def _loads(text: str) -> PersonalFields:

@@ -43,7 +43,7 @@ from typing import IO, Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapter.crypto import Vault
-from adapter.personal import PersonalFields, personal_values, seal
+from adapter.personal import personal_values, seal_values
 from adapter.records import CardholderRecord
 from adapter.spool import chunk_nonce, write_at
 
@@ -303,7 +303,7 @@ def _personal_tuple(record: CardholderRecord, bsn_index: str | None) -> tuple:
 
 
 def _seal_tuples(vault: Vault, personal: list[tuple]) -> list[SealedColumns]:
-    return [(seal(vault, PersonalFields(*values)), bsn_index, is_child) for values, bsn_index, is_child in personal]
+    return [(seal_values(vault, values), bsn_index, is_child) for values, bsn_index, is_child in personal]
 
 
 def _sealed_file() -> IO[bytes]:

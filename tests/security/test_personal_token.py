@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.crypto import Vault
-from adapter.personal import EMPTY, PersonalFields, UnreadablePersonalData, open_sealed, seal
+from adapter.personal import (EMPTY, PersonalFields, UnreadablePersonalData, open_sealed, personal_values, seal,
+                              seal_values)
 from tests.conftest import TEST_BLIND_INDEX_KEY, TEST_ENCRYPTION_KEY
 from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, find_personal_data_at_rest
 
@@ -63,3 +65,25 @@ def test_the_token_layout_is_pinned_because_stored_tokens_and_migration_0005_use
     assert written == ('{"b":"' + TEST_BSNS[5] + '","f":"Sanne Zoë","i":"S.Z.","p":"van","s":"'
                        + FIXTURE_SURNAMES[0] + '","d":"' + FIXTURE_BIRTH_DATES[0] + '"}')
     assert open_sealed(vault, vault.encrypt(written)) == SANNE
+
+
+@given(bsn=texts, first_names=texts, initials=texts, surname_prefix=texts, surname=texts,
+       birth_date=st.one_of(st.none(), st.dates()))
+def test_the_token_is_the_json_of_its_non_empty_fields_whatever_they_hold(bsn, first_names, initials, surname_prefix,
+                                                                          surname, birth_date):
+    """The layout is built by hand, for speed (``personal._dumps``): it must stay exactly the JSON that
+    stored tokens hold, quotes, backslashes, control characters and any letter included."""
+    packed = {"b": bsn, "f": first_names, "i": initials, "p": surname_prefix, "s": surname,
+              "d": birth_date.isoformat() if birth_date else None}
+    expected = json.dumps({short: value for short, value in packed.items() if value is not None},
+                          ensure_ascii=False, separators=(",", ":"))
+    token = seal(VAULT, PersonalFields(bsn, first_names, initials, surname_prefix, surname, birth_date))
+    assert (None if token is None else VAULT.decrypt(token)) == (None if expected == "{}" else expected)
+
+
+@pytest.mark.parametrize("hard", ['"', "\\", "\n\t\x00\x1f", "Zoë ŁÇ 李 🙂", "\u2028\u2029"])
+def test_the_sealer_writes_the_same_token_text_from_a_tuple_as_from_the_fields(vault, hard):
+    personal = PersonalFields(TEST_BSNS[5], f"Sanne{hard}", None, "van", hard, date(1, 1, 1))
+    from_fields, from_values = seal(vault, personal), seal_values(vault, personal_values(personal))
+    assert vault.decrypt(from_fields) == vault.decrypt(from_values)
+    assert open_sealed(vault, from_values) == personal
