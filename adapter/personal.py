@@ -6,7 +6,7 @@ cardholder it already holds. One ``MultiFernet`` token over all six costs one
 encryption per cardholder instead of six, which is most of a first sync's work.
 
 Inside the token is compact JSON with short keys; an empty field is left out.
-``seal`` and ``open_sealed`` are the only code that knows this layout, so no
+``seal`` (with ``seal_values``) and ``open_sealed`` are the only code that knows this layout, so no
 reader parses it by hand. Stored tokens and migration 0005 depend on it: a new
 layout needs a migration that rewrites the tokens (a test pins this one). The keyed blind index (``bsn_index``) stays a column
 of its own: look-ups by BSN must not decrypt anything.
@@ -15,9 +15,9 @@ of its own: look-ups by BSN must not decrypt anything.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
 from dataclasses import dataclass, field, fields
 from datetime import date
+from json.encoder import encode_basestring
 from operator import attrgetter
 
 from adapter.crypto import Vault
@@ -56,6 +56,8 @@ class PersonalFields:
 
 
 EMPTY = PersonalFields()
+# _dumps writes a tuple of these fields under the short keys of _KEYS, in order: the two orders must be one.
+assert tuple(_KEYS) == tuple(personal_field.name for personal_field in fields(PersonalFields)), "see _dumps"
 # A record's personal fields as a plain tuple, in PersonalFields' order: ``PersonalFields(*personal_values(r))``.
 # A tuple is what the sync's sealer sends to its workers (cheaper to pickle than the dataclass).
 personal_values = attrgetter(*(personal_field.name for personal_field in fields(PersonalFields)))
