@@ -80,3 +80,27 @@ def test_digits_of_other_scripts_fail_the_11_proof_instead_of_crashing(bsn):
 def test_a_replaced_pass_number_in_superscript_digits_is_refused():
     result = validate_record(make(replaces_pass_number="6064366011000²"), TODAY)
     assert isinstance(result, RejectedRecord) and result.reasons == ("replaces_pass_number: must contain digits only",)
+
+
+@pytest.mark.parametrize("field", ["household_id", "cardholder_id", "first_names", "initials", "surname_prefix",
+                                   "surname"])
+@pytest.mark.parametrize("half", ["\ud83d", "\ude42", "\udcff"], ids=["high half", "low half", "escaped byte"])
+def test_half_a_utf16_pair_is_refused_naming_the_field_not_the_value(field, half):
+    """A JSON source can send "\\ud83d" alone (a name cut off inside an emoji); no UTF-8 encoder, and so no hash,
+    encryption or database, takes it. The record is refused by itself instead of failing the whole run."""
+    result = validate_record(make(**{field: f"Zoë{half}Jansen"}), TODAY)
+    assert isinstance(result, RejectedRecord)
+    assert result.reasons == (f"{field}: holds half of a UTF-16 character pair, which is not text; correct it in "
+                              "the source system",)
+    assert "Zoë" not in result.reason and "Jansen" not in result.reason
+    result.reason.encode()  # the reason itself is stored and reported
+
+
+def test_a_whole_utf16_pair_and_any_other_letter_pass():
+    record = make(first_names="Zoë 🙂", surname="Łódź-李", initials="Ø.", surname_prefix="d'")
+    assert validate_record(record, TODAY) == record
+
+
+def test_every_text_field_with_half_a_pair_is_named():
+    result = validate_record(make(first_names="A\ud83d", surname="B\ud83d", bsn="12345"), TODAY)
+    assert [reason.split(":")[0] for reason in result.reasons] == ["bsn", "first_names", "surname"]

@@ -8,8 +8,10 @@ from responses import matchers
 
 from adapter.connector import ConnectorError, SourceAuthError, SourceUnavailable
 from adapter.mapping import load_mapping
-from adapter.records import CardholderRecord
+from adapter.records import CardholderRecord, RejectedRecord
+from adapter.settings import SyncSettings
 from adapter.sources import map_records
+from adapter.sync import run_sync
 from connectors.rest import RestConnector
 
 BASE_URL = "https://pas.example.test/rest/sales/v1"
@@ -121,3 +123,20 @@ def test_check_separates_connection_from_credentials():
     assert [(step.name, step.ok) for step in result.steps] == [
         ("settings", True), ("connection", True), ("credentials", False)]
     assert "HTTP 403" in result.render()
+
+
+@responses.activate
+def test_a_name_cut_inside_an_emoji_refuses_its_record_and_the_rest_is_synced(db, vault):
+    """JSON can carry half of a UTF-16 pair ("\\ud83d" alone), which no hash, encryption or database takes: it
+    failed the whole run. Now that one record is refused, naming the field, and every other one is written."""
+    pages = {0: sample_page(0), 2: sample_page(2)}
+    pages[0]["pashouders"][0]["voornaam"] = "Anouk\ud83d"  # json= writes it as the escape, as such a source would
+    for offset, page in pages.items():
+        responses.get(LIST_URL, json=page, match=[matchers.query_param_matcher({"offset": str(offset), "limit": "2"})])
+    mapped = list(map_records(connector(), MAPPING))
+    refused = [record for record in mapped if isinstance(record, RejectedRecord)]
+    assert [record.reasons for record in refused] == [("first_names: holds half of a UTF-16 character pair, which is "
+                                                       "not text; correct it in the source system",)]
+    result = run_sync(db, vault, "pass", mapped, settings=SyncSettings(max_change_share=1.0, min_row_share=0.0))
+    assert result.ok, result.reason
+    assert (result.created, result.rejected) == (len(mapped) - 1, 1)
