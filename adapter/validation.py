@@ -19,8 +19,9 @@ PASS_NUMBER_MIN_DIGITS = 4
 PASS_NUMBER_MAX_DIGITS = 24
 # The text a source sends besides the numbers checked below. Python holds a lone half of a UTF-16 pair (a JSON
 # source can send "\ud83d" alone, a name cut off in the middle of an emoji) as a string like any other, but no
-# UTF-8 encoder takes it: not the keyed hashes, not the encryption, not the database. One such record failed the
-# whole run; now that record alone is refused.
+# UTF-8 encoder takes it: not the keyed hashes, not the encryption, not the database. Nor does PostgreSQL store
+# a NUL character ("\u0000" in JSON, a zero byte in a file) in the ids it keeps as text. One such record failed
+# the whole run; now that record alone is refused.
 _TEXT_FIELDS = ("household_id", "cardholder_id", "first_names", "initials", "surname_prefix", "surname")
 _texts = attrgetter(*_TEXT_FIELDS)
 
@@ -49,14 +50,24 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
     if record.valid_from and record.valid_until and record.valid_until < record.valid_from:
         reasons.append("valid_until: lies before valid_from")
     texts = _texts(record)
-    if not _encodes(f"{texts[0]}{texts[1]}{texts[2]}{texts[3]}{texts[4]}{texts[5]}"):  # one call for all six
-        reasons += [f"{name}: holds half of a UTF-16 character pair, which is not text; correct it in the source "
-                    "system" for name, text in zip(_TEXT_FIELDS, texts) if isinstance(text, str) and not _encodes(text)]
+    joined = f"{texts[0]}{texts[1]}{texts[2]}{texts[3]}{texts[4]}{texts[5]}"  # one look at all six
+    if "\x00" in joined or not _encodes(joined):
+        reasons += [f"{name}: {why}; correct it in the source system" for name, text in zip(_TEXT_FIELDS, texts)
+                    if isinstance(text, str) and (why := _not_text(text))]
     return reasons
 
 
+def _not_text(text: str) -> str | None:
+    """Why ``text`` cannot be kept as text, or None."""
+    if "\x00" in text:
+        return "holds a NUL character, which is not text"
+    if not _encodes(text):
+        return "holds half of a UTF-16 character pair, which is not text"
+    return None
+
+
 def _encodes(text: str) -> bool:
-    """Whether ``text`` is valid Unicode text (UTF-8 takes it); the error, which quotes the text, is dropped."""
+    """Whether UTF-8 takes ``text`` (no lone surrogate); the error, which quotes the text, is dropped."""
     try:
         text.encode()
     except UnicodeEncodeError:

@@ -104,3 +104,12 @@ def test_a_whole_utf16_pair_and_any_other_letter_pass():
 def test_every_text_field_with_half_a_pair_is_named():
     result = validate_record(make(first_names="A\ud83d", surname="B\ud83d", bsn="12345"), TODAY)
     assert [reason.split(":")[0] for reason in result.reasons] == ["bsn", "first_names", "surname"]
+
+
+@pytest.mark.parametrize("field", ["household_id", "cardholder_id", "first_names", "surname"])
+def test_a_nul_character_is_refused_naming_the_field_not_the_value(field):
+    """PostgreSQL stores no NUL in text (the ids are kept as text): one such record failed the whole run there."""
+    result = validate_record(make(**{field: "Jan\x00sen"}), TODAY)
+    assert isinstance(result, RejectedRecord)
+    assert result.reasons == (f"{field}: holds a NUL character, which is not text; correct it in the source system",)
+    assert "Jan" not in result.reason
