@@ -5,8 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum.nl import bsn as bsn_number
 
+from adapter.models import Cardholder, Household
 from adapter.records import CardholderRecord, RejectedRecord
-from adapter.validation import validate_record
+from adapter.validation import ID_MAX_LENGTH, validate_record
 
 TODAY = date(2026, 11, 29)
 
@@ -113,3 +114,18 @@ def test_a_nul_character_is_refused_naming_the_field_not_the_value(field):
     assert isinstance(result, RejectedRecord)
     assert result.reasons == (f"{field}: holds a NUL character, which is not text; correct it in the source system",)
     assert "Jan" not in result.reason
+
+
+@pytest.mark.parametrize("field", ["household_id", "cardholder_id"])
+def test_an_id_longer_than_the_database_keeps_is_refused_and_one_that_fits_passes(field):
+    """PostgreSQL refuses a longer one (varchar(128)): one such record failed the whole run there."""
+    assert validate_record(make(**{field: "7" * ID_MAX_LENGTH}), TODAY) == make(**{field: "7" * ID_MAX_LENGTH})
+    result = validate_record(make(**{field: "7" * (ID_MAX_LENGTH + 1)}), TODAY)
+    assert isinstance(result, RejectedRecord)
+    assert result.reasons == (f"{field}: is longer than {ID_MAX_LENGTH} characters; correct it in the source system, "
+                              "or map a shorter id",)
+
+
+def test_the_longest_id_is_what_the_database_keeps():
+    for model in (Household, Cardholder):
+        assert model.__table__.c.source_key.type.length == ID_MAX_LENGTH

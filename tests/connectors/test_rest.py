@@ -125,24 +125,29 @@ def test_check_separates_connection_from_credentials():
     assert "HTTP 403" in result.render()
 
 
+_FIX = "correct it in the source system"
+
+
 @pytest.mark.parametrize(("field", "value", "reasons"), [
-    ("voornaam", "Anouk\ud83d", ["first_names: holds half of a UTF-16 character pair, which is not text"]),
+    ("voornaam", "Anouk\ud83d", [f"first_names: holds half of a UTF-16 character pair, which is not text; {_FIX}"]),
     # The main holder's id is the household's too (mappings/demo-rest.yaml).
-    ("id", "30\u00001", ["household_id: holds a NUL character, which is not text",
-                         "cardholder_id: holds a NUL character, which is not text"]),
-], ids=["half a UTF-16 pair in a name", "NUL in an id"])
+    ("id", "30\u00001", [f"household_id: holds a NUL character, which is not text; {_FIX}",
+                         f"cardholder_id: holds a NUL character, which is not text; {_FIX}"]),
+    ("id", "3" * 129, [f"household_id: is longer than 128 characters; {_FIX}, or map a shorter id",
+                       f"cardholder_id: is longer than 128 characters; {_FIX}, or map a shorter id"]),
+], ids=["half a UTF-16 pair in a name", "NUL in an id", "an id too long"])
 @responses.activate
 def test_text_that_cannot_be_kept_refuses_its_record_and_the_rest_is_synced(db, vault, field, value, reasons):
-    """JSON can carry half of a UTF-16 pair ("\\ud83d" alone), which no hash, encryption or database takes, and a NUL
-    ("\\u0000"), which PostgreSQL keeps in no text column: either failed the whole run. Now that one record is
-    refused, naming the field, and every other one is written."""
+    """JSON can carry half of a UTF-16 pair ("\\ud83d" alone), which no hash, encryption or database takes, a NUL
+    ("\\u0000"), which PostgreSQL keeps in no text column, and an id longer than its column: each failed the whole
+    run. Now that one record is refused, naming the field, and every other one is written."""
     pages = {0: sample_page(0), 2: sample_page(2)}
     pages[2]["pashouders"][0][field] = value  # json= writes it as the escape, as such a source would
     for offset, page in pages.items():
         responses.get(LIST_URL, json=page, match=[matchers.query_param_matcher({"offset": str(offset), "limit": "2"})])
     mapped = list(map_records(connector(), MAPPING))
     refused = [record for record in mapped if isinstance(record, RejectedRecord)]
-    assert [record.reasons for record in refused] == [tuple(f"{why}; correct it in the source system" for why in reasons)]
+    assert [record.reasons for record in refused] == [tuple(reasons)]
     result = run_sync(db, vault, "pass", mapped, settings=SyncSettings(max_change_share=1.0, min_row_share=0.0))
     assert result.ok, result.reason
     assert (result.created, result.rejected) == (len(mapped) - 1, 1)
