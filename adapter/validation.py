@@ -74,7 +74,7 @@ def _not_text(text: str) -> str | None:
 
 
 def _encodes(text: str) -> bool:
-    """Whether UTF-8 takes ``text`` (no lone surrogate); the error, which quotes the text, is dropped."""
+    """Whether UTF-8 takes ``text`` (no lone surrogate). The error is dropped: it holds the whole text."""
     try:
         text.encode()
     except UnicodeEncodeError:
