@@ -27,9 +27,6 @@ from adapter.records import CardholderRecord
 _KEYS = {"bsn": "b", "first_names": "f", "initials": "i", "surname_prefix": "p", "surname": "s",
          "birth_date": "d"}
 _NAMES = {short: name for name, short in _KEYS.items()}
-# Each text field's key as it opens its member of the JSON object, in PersonalFields' order (birth_date,
-# the last, is written apart: it is a date).
-_TEXT_MEMBERS = tuple(f'"{short}":' for name, short in _KEYS.items() if name != "birth_date")
 
 
 class UnreadablePersonalData(ValueError):
@@ -51,13 +48,11 @@ class PersonalFields:
     def of(cls, record: CardholderRecord) -> PersonalFields:
         return cls(*personal_values(record))
 
-    def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in _KEYS)
-
 
 EMPTY = PersonalFields()
-# _dumps writes a tuple of these fields under the short keys of _KEYS, in order: the two orders must be one.
-assert tuple(_KEYS) == tuple(personal_field.name for personal_field in fields(PersonalFields)), "see _dumps"
+# Each field's short key as it opens its member of the token's JSON, in the fields' order (personal_values'):
+# the texts, then the birth date, the last, which _dumps writes apart (it is a date).
+*_TEXT_MEMBERS, _BIRTH_MEMBER = (f'"{_KEYS[personal_field.name]}":' for personal_field in fields(PersonalFields))
 # A record's personal fields as a plain tuple, in PersonalFields' order: ``PersonalFields(*personal_values(r))``.
 # A tuple is what the sync's sealer sends to its workers (cheaper to pickle than the dataclass).
 personal_values = attrgetter(*(personal_field.name for personal_field in fields(PersonalFields)))
@@ -90,7 +85,7 @@ def _dumps(values: tuple) -> str | None:
     *texts, birth = values
     members = [member + encode_basestring(value) for member, value in zip(_TEXT_MEMBERS, texts) if value is not None]
     if birth is not None:
-        members.append(f'"d":"{birth.isoformat()}"')
+        members.append(f'{_BIRTH_MEMBER}"{birth.isoformat()}"')
     return "{" + ",".join(members) + "}" if members else None
 
 
