@@ -68,8 +68,11 @@ def bulk_load(path: str, database_url: str) -> None:
     if database_url.startswith("sqlite"):
         import sqlite3
 
+        from adapter.db import SQLITE_PAGE_SIZE
+
         connection = sqlite3.connect(database_url.split("///", 1)[1])
         # The pragmas adapter.db sets, so the floor writes to the same kind of database.
+        connection.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute(f"CREATE TABLE bench_floor_rows ({columns})")
