@@ -71,7 +71,8 @@ def bulk_load(path: str, database_url: str) -> None:
         from adapter.db import SQLITE_PAGE_SIZE
 
         connection = sqlite3.connect(database_url.split("///", 1)[1])
-        # The pragmas adapter.db sets, so the floor writes to the same kind of database.
+        # The page size and pragmas adapter.db sets, so the floor writes to the same kind of database (but for
+        # its check-point threshold, which one large transaction passes either way).
         connection.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from sqlalchemy import text
 
 from adapter import migrate
@@ -30,16 +31,17 @@ def test_a_database_made_now_has_large_pages_and_copies_its_log_after_as_many_by
     assert SQLITE_CHECKPOINT_BYTES // SQLITE_PAGE_SIZE == 250  # SQLite's own 1000 pages of 4 KiB
 
 
-def test_a_database_made_before_keeps_its_pages_its_checkpoint_and_its_rows(tmp_path):
+@pytest.mark.parametrize("page_size", [1024, 4096])
+def test_a_database_made_before_keeps_its_pages_its_checkpoint_and_its_rows(tmp_path, page_size):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as raw:
-        raw.execute("PRAGMA page_size=4096")
+        raw.execute(f"PRAGMA page_size={page_size}")
         raw.execute("CREATE TABLE kept (id INTEGER PRIMARY KEY, note TEXT)")
         raw.execute("INSERT INTO kept (note) VALUES ('before')")
     raw.close()
     database = Database(f"sqlite:///{path}")
     try:
-        assert _pragmas(database) == (4096, 1000, "wal")
+        assert _pragmas(database) == (page_size, 1000, "wal")  # SQLite's own threshold, 1000 pages
         with database.write() as session:
             session.execute(text("INSERT INTO kept (note) VALUES ('after')"))
         with database.read() as session:
@@ -47,4 +49,4 @@ def test_a_database_made_before_keeps_its_pages_its_checkpoint_and_its_rows(tmp_
     finally:
         database.dispose()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert raw.execute("PRAGMA page_size").fetchone()[0] == page_size
