@@ -54,7 +54,11 @@ class KeyedHashes:
         return self._key_text
 
     def blind_index(self, value: str, purpose: str = "bsn") -> str:
-        """Keyed HMAC-SHA256 of ``purpose`` 0x1f ``value``, for exact look-ups; ``purpose`` separates the uses."""
+        """Keyed HMAC-SHA256 of ``purpose`` 0x1f ``value``, for exact look-ups; ``purpose`` separates the uses.
+        Both are plain strings: the keyed state is kept by purpose, and an object that equals a purpose but
+        prints otherwise (a str enum) would find another purpose's."""
+        if purpose.__class__ is not str or value.__class__ is not str:
+            raise TypeError("a blind index takes a plain str value and purpose")
         keyed = self._index_hmacs.get(purpose)
         if keyed is None:
             keyed = self._index_hmacs[purpose] = hmac.new(self._index_key, f"{purpose}\x1f".encode(), hashlib.sha256)

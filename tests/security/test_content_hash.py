@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from datetime import date
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,7 +47,8 @@ def _reference_index(index_key: bytes, value: str, purpose: str) -> str:
     return hmac.new(index_key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).hexdigest()
 
 
-@given(values=st.lists(st.tuples(st.text(), st.sampled_from(["bsn", "pass", "", "b\x1fsn"])), max_size=6),
+@given(values=st.lists(st.tuples(st.text(), st.one_of(st.sampled_from(["bsn", "", "b\x1fsn"]), st.text())),
+                       max_size=6),
        key_length=st.sampled_from([32, 64, 65, 100]))
 def test_blind_index_matches_the_stored_encoding_whatever_was_asked_before(values, key_length):
     index_key = bytes(range(key_length))
@@ -64,3 +66,12 @@ def test_blind_index_is_keyed_and_pinned():
     assert vault.hashes.blind_index("999993653", "pass") != vault.hashes.blind_index("999993653")
     other = Vault([generate_encryption_key()], base64.urlsafe_b64encode(bytes([1]) * 32).decode("ascii"))
     assert other.hashes.blind_index("999993653") != vault.hashes.blind_index("999993653")
+
+
+@pytest.mark.parametrize("value, purpose", [(999993653, "bsn"), (None, "bsn"), (b"999993653", "bsn"),
+                                            ("999993653", b"bsn")])
+def test_blind_index_takes_plain_text_only_and_says_so_without_the_value(value, purpose):
+    vault = Vault([generate_encryption_key()], base64.urlsafe_b64encode(bytes(32)).decode("ascii"))
+    with pytest.raises(TypeError) as raised:
+        vault.hashes.blind_index(value, purpose)
+    assert "999993653" not in str(raised.value)
