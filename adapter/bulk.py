@@ -196,9 +196,8 @@ def _move_if_locked(connection: Any, table: Table, count: int) -> int | None:
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation'"
         " AND relation = CAST(CAST(:table AS text) AS regclass) AND pid = pg_backend_pid() AND granted"
         " AND mode IN ('ExclusiveLock', 'AccessExclusiveLock'))"
-        " THEN setval(CAST(pg_get_serial_sequence(CAST(:table AS text), 'id') AS regclass),"
-        " nextval(CAST(pg_get_serial_sequence(CAST(:table AS text), 'id') AS regclass)) + CAST(:count AS bigint) - 1)"
-        " END"),
+        " THEN setval(serial.sequence, nextval(serial.sequence) + CAST(:count AS bigint) - 1) END"
+        " FROM (SELECT CAST(pg_get_serial_sequence(CAST(:table AS text), 'id') AS regclass) AS sequence) AS serial"),
         {"table": table.name, "count": count}).scalar_one()
 
 
