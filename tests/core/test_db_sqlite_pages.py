@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from adapter import migrate
-from adapter.db import SQLITE_CHECKPOINT_BYTES, SQLITE_PAGE_SIZE, Database
+from adapter.db import SQLITE_CHECKPOINT_BYTES, SQLITE_DEFAULT_CHECKPOINT_PAGES, SQLITE_PAGE_SIZE, Database
 
 
 def _pragmas(database: Database) -> tuple[int, int, str]:
@@ -39,9 +39,12 @@ def test_a_database_made_before_keeps_its_pages_its_checkpoint_and_its_rows(tmp_
         raw.execute("CREATE TABLE kept (id INTEGER PRIMARY KEY, note TEXT)")
         raw.execute("INSERT INTO kept (note) VALUES ('before')")
     raw.close()
+    with sqlite3.connect(tmp_path / "plain.db") as plain:  # what SQLite sets when nobody asks
+        assert plain.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SQLITE_DEFAULT_CHECKPOINT_PAGES
+    plain.close()
     database = Database(f"sqlite:///{path}")
     try:
-        assert _pragmas(database) == (page_size, 1000, "wal")  # SQLite's own threshold, 1000 pages
+        assert _pragmas(database) == (page_size, SQLITE_DEFAULT_CHECKPOINT_PAGES, "wal")  # SQLite's own threshold
         with database.write() as session:
             session.execute(text("INSERT INTO kept (note) VALUES ('after')"))
         with database.read() as session:
