@@ -1,6 +1,7 @@
 """python -m bench [--smoke] [--rows N] [--scaling 10000,100000,1000000] [...]
 
-Writes bench/results/<date>-<commit>.json, .md and PNG plots (or into --out).
+Writes bench/results/<date>-<commit>.json, .md and PNG plots (or into --out), each target beside the newest
+run of an earlier commit that measured it (``bench.compare``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 
-from bench import report
+from bench import compare, report
 from bench.databases import DEFAULT_POSTGRES_SERVER
 from bench.runner import REPO, Bench, BenchConfig
 
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": report.targets(figures, databases=list(config.databases), scaling=list(config.scaling),
                                   workers=list(config.workers), cores=os.cpu_count()),
     }
+    # Each target beside the newest earlier commit's run that measured it: what got slower since.
+    result["since"] = compare.since_earlier(result, [compare.RESULTS, out], leave_out=Path(f"{stem}.json"))
     result["plots"] = report.plots(result, stem)
     report.write_json(Path(f"{stem}.json"), result)
     Path(f"{stem}.md").write_text(report.markdown(result), encoding="utf-8")

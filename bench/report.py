@@ -39,6 +39,13 @@ class Target:
                 "reason": self.reason if self.value is None else self.extra_note}
 
 
+def measured_beside_each_run(floor_key: str) -> bool:
+    """Whether a floor is measured beside each run of its figure (the runner measures one before each first sync
+    and around each re-sync), so that run i of the figure and run i of the floor belong together. The other floors
+    are measured once per part, their runs apart from the figure's."""
+    return floor_key.startswith(("floor_first_sync_", "floor_parse_validate_hash_"))
+
+
 def _median(figures: Figures, key: str) -> float | None:
     figure = figures.get(key)
     if not figure or not figure.get("available"):
@@ -197,9 +204,28 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {figure['name']} | {_number(figure['median'])} | {_number(figure['min'])} | "
                      f"{_number(figure['max'])} | {figure['unit']} | {rss} | {cpu} | {latency} |")
     lines += _stage_table(result["figures"])
+    if result.get("since") is not None:
+        lines += since_lines(result["since"])
     if result.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(plot).stem}]({Path(plot).name})" for plot in result["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def since_lines(since: dict[str, Any]) -> list[str]:
+    """The comparison with earlier runs (``bench.compare``) as a Markdown section."""
+    lines = ["", "## Since earlier runs", "",
+             "Each target beside the newest run of an earlier commit of this branch that measured it with the same "
+             "sizes (`python -m bench.compare`). Worse or better only when the spreads of the two runs' values do not "
+             "overlap. The machine is shared: a move within them may be the machine alone, and a worse is worth a "
+             "second run before its cause is looked for.", ""]
+    if not since["compared"]:
+        return lines + [f"Nothing compared: {since['reason']}."]
+    lines += ["| target | earlier run | then | now | change | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for item in since["compared"]:
+        verdict_text = f"**{item['verdict']}**" if item["verdict"] == "worse" else item["verdict"]
+        lines.append(f"| {item['description']} | {item['earlier']} | {item['then']:.3g} | {item['now']:.3g} | "
+                     f"{item['change']:+.0%} | {verdict_text} |")
+    return lines
 
 
 def _stage_table(figures: Figures) -> list[str]:

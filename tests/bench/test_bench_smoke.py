@@ -128,6 +128,13 @@ def test_each_sync_run_keeps_the_stage_times_the_sync_reported(smoke_result):
 
 
 @pytest.mark.postgres
+def test_the_run_says_what_it_compared_with_earlier_runs_or_why_nothing(smoke_result):
+    since = smoke_result["since"]
+    # The results kept in bench/results are full runs: none has the smoke run's sizes.
+    assert since["compared"] == [] and "same sizes" in since["reason"]
+
+
+@pytest.mark.postgres
 def test_every_target_is_judged_when_its_figures_exist(smoke_result):
     figures = smoke_result["figures"]
     assert smoke_result["targets"], "no targets in the result"
