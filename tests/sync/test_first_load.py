@@ -28,7 +28,7 @@ STAMP = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
 ROWS = 1_000_000  # more than CHECK_AT_END_FROM: a first load's size
 # Every key between two tables a sync loads, as the migrations name them.
 LOADED_KEYS = {"cardholders_household_id_fkey", "passes_cardholder_id_fkey", "passes_replaced_by_id_fkey",
-               "budgets_cardholder_id_fkey", "ledger_entries_budget_id_fkey", "grant_evaluations_cardholder_id_fkey",
+               "budgets_cardholder_id_fkey", "ledger_entries_budget_id_fkey",
                # the counter's, which every ledger entry names (as NULL) and a first load leaves empty
                "ledger_entries_redemption_id_fkey", "ledger_entries_reversal_id_fkey", "redemptions_budget_id_fkey",
                "redemptions_pass_id_fkey", "reversals_redemption_id_fkey"}
@@ -418,7 +418,7 @@ def test_on_sqlite_a_first_sync_with_a_row_naming_nothing_fails_and_writes_nothi
             assert refused.value.statement is None
             assert str(refused.value.orig) == "FOREIGN KEY constraint failed"
         assert _what_a_sync_left(db) == {"households": 0, "cardholders": 0, "passes": 0, "budgets": 0,
-                                         "ledger_entries": 0, "grant_evaluations": 0, "cents": None, "keys": None,
+                                         "ledger_entries": 0, "grant_judgements": 0, "cents": None, "keys": None,
                                          "unique keys": None}
         with db.read() as session:  # the run is on record as failed, and the source is free for the next
             assert session.scalars(select(SyncRun.status)).all() == [SyncStatus.FAILED]
@@ -430,7 +430,7 @@ def test_on_sqlite_a_first_sync_with_a_row_naming_nothing_fails_and_writes_nothi
 def _what_a_sync_left(db: Database) -> dict[str, object]:
     with db.read() as session:
         counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
-                  for model in (Household, Cardholder, Pass, Budget, LedgerEntry, grants.GrantEvaluation)}
+                  for model in (Household, Cardholder, Pass, Budget, LedgerEntry, grants.GrantJudgement)}
         return {**counts, "cents": session.scalar(select(func.sum(LedgerEntry.amount_cents))),
                 "keys": _foreign_keys(session) if db.is_postgres else None,
                 "unique keys": _unique_keys(session) if db.is_postgres else None}

@@ -1,4 +1,4 @@
-"""Which children the nightly grants judge: the sync hands over who is active, the judgements say who is done."""
+"""Which children the nightly grants judge: every active one under new rules or periods, else those the sync changed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import dataclasses
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, select, update
 
 from adapter import first_load, grants
-from adapter.grants import GrantEvaluation
+from adapter.grants import GrantJudgement
 from adapter.models import Budget, Cardholder, HolderStatus, Pass
 from adapter.records import CardholderRecord, PassStatus
 from adapter.settings import SyncSettings
@@ -27,17 +27,41 @@ def _sync(db, vault, records, today):  # type: ignore[no-untyped-def]
     return result
 
 
-def _active_without_judgement(db, today) -> int:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def judged(monkeypatch) -> list[set[int]]:  # type: ignore[no-untyped-def]
+    """The ids of the children each grant run judged, a set per run."""
+    runs: list[set[int]] = []
+    slices = grants._candidate_slices
+
+    def watched(session, ids, written):  # type: ignore[no-untyped-def]
+        runs.append(set())
+        for holders in slices(session, ids, written):
+            runs[-1].update(holder_id for holder_id, _, _ in holders)
+            yield holders
+
+    monkeypatch.setattr(grants, "_candidate_slices", watched)
+    return runs
+
+
+def _ids(db, source=SOURCE, *, active_only: bool = True) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Cardholder key -> row id."""
     with db.read() as session:
-        return session.execute(
-            select(func.count()).select_from(Cardholder)
-            .outerjoin(GrantEvaluation, GrantEvaluation.cardholder_id == Cardholder.id)
-            .where(Cardholder.source == SOURCE, Cardholder.status == HolderStatus.ACTIVE,
-                   (GrantEvaluation.rules_key.is_(None))
-                   | (GrantEvaluation.rules_key != SIMPLE_RULES.fingerprint(today)))).scalar_one()
+        return dict(session.execute(select(Cardholder.source_key, Cardholder.id).where(
+            Cardholder.source == source, *([Cardholder.status == HolderStatus.ACTIVE] if active_only else []))).all())
 
 
-def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_after_its_writes(db, vault, monkeypatch):
+def _judged_under(db, source=SOURCE) -> str | None:  # type: ignore[no-untyped-def]
+    with db.read() as session:
+        return session.execute(select(GrantJudgement.rules_key).where(GrantJudgement.source == source)).scalar()
+
+
+def _judged_at(db, source=SOURCE):  # type: ignore[no-untyped-def]
+    with db.read() as session:
+        return session.execute(select(GrantJudgement.judged_at).where(GrantJudgement.source == source)).scalar()
+
+
+def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_after_its_writes(db, vault, monkeypatch,
+                                                                                              judged):
     handed: list[tuple[list[int], set[int]]] = []
     original = grants.grant_budgets
 
@@ -62,30 +86,69 @@ def test_the_active_cardholders_the_sync_names_are_those_the_database_holds_afte
               ([*second, leaving], TODAY + timedelta(days=300))]  # other periods: every child is judged again
     for records, today in nights:
         _sync(db, vault, records, today)
-        assert _active_without_judgement(db, today) == 0
-    assert len(handed) == len(nights)
-    with db.read() as session:
-        keys = set(session.execute(select(Cardholder.source_key)).scalars())
-    assert rekeyed.cardholder_id in keys and first[2].cardholder_id not in keys
+        assert _judged_under(db) == SIMPLE_RULES.fingerprint(today)
+    assert len(handed) == len(judged) == len(nights)
+    ids = _ids(db, active_only=False)
+    assert rekeyed.cardholder_id in ids and first[2].cardholder_id not in ids
     for active_holders, stored in handed:
-        # Each once (a child judged twice is judged wrong), ascending (the grants merge them with the judged).
+        # Each once (a child judged twice is judged wrong), ascending (the grants take them in id order).
         assert active_holders == sorted(stored)
     statuses = [len(stored) for _, stored in handed]
     assert statuses[2] == statuses[3] == statuses[4] - 1  # the leaver missing, then inactive, then back
+    # Judged: every child on the first night; then only those written (changed, re-keyed, new, back); under
+    # the next year's periods every active one again.
+    of = [ids[record.cardholder_id] for record in (changed, rekeyed, *newcomers)]
+    assert judged[0] == handed[0][1] and len(judged[0]) == len(first)
+    assert judged[1] == set(of)
+    assert judged[2] == judged[3] == set()
+    assert judged[4] == {ids[leaving.cardholder_id]}
+    assert judged[5] == handed[5][1]
 
 
-def test_a_child_whose_judgement_is_gone_is_judged_again_on_an_unchanged_night(db, vault):
+def test_a_source_judged_under_other_rules_or_never_has_every_active_child_judged_again_once(db, vault, judged):
     records = household_records(4)
     _sync(db, vault, records, TODAY)
-    with db.write() as session:
-        child_id = session.execute(select(Cardholder.id).where(
-            Cardholder.source_key == records[1].cardholder_id)).scalar_one()
-        session.execute(delete(GrantEvaluation).where(GrantEvaluation.cardholder_id == child_id))
-    assert _active_without_judgement(db, TODAY) == 1
+    everyone = set(_ids(db).values())
+    for lost in ("other rules", "no judgement"):
+        with db.write() as session:
+            if lost == "other rules":
+                session.execute(update(GrantJudgement).values(rules_key="judged under other rules"))
+            else:
+                session.execute(delete(GrantJudgement))
+        result = _sync(db, vault, records, TODAY + timedelta(days=1))
+        assert (result.created, result.updated) == (0, 0)
+        judged_at = _judged_at(db)
+        unchanged_night = _sync(db, vault, records, TODAY + timedelta(days=2))
+        assert (unchanged_night.created, unchanged_night.updated) == (0, 0)
+        assert judged[-2:] == [everyone, set()], lost
+        assert _judged_at(db) == judged_at, "an unchanged night writes no judgement"
+        assert _judged_under(db) == SIMPLE_RULES.fingerprint(TODAY + timedelta(days=2))
 
-    result = _sync(db, vault, records, TODAY + timedelta(days=1))
-    assert (result.created, result.updated) == (0, 0)
-    assert _active_without_judgement(db, TODAY + timedelta(days=1)) == 0
+
+def test_a_night_without_budget_rules_has_the_next_night_with_rules_judge_every_child(db, vault, judged):
+    """No rules judge the children a night changes: the night after, with rules again, judges every one
+    (a child changed that night, judged then, could otherwise be missed)."""
+    records = household_records(4)
+    _sync(db, vault, records, TODAY)
+    changed = [dataclasses.replace(records[1], surname="de Vries"), *records[:1], *records[2:]]
+    without = run_sync(db, vault, SOURCE, changed, settings=LENIENT, rules=None, today=TODAY + timedelta(days=1))
+    assert without.ok and without.updated == 1
+    assert _judged_under(db) is None
+    _sync(db, vault, changed, TODAY + timedelta(days=2))
+    assert judged[-1] == set(_ids(db).values())
+
+
+def test_the_grants_judge_the_changed_children_that_are_active_when_they_are_not_told_who_is_active(db, vault):
+    records = household_records(6)
+    _sync(db, vault, records, TODAY)
+    ids = _ids(db)
+    children = [ids[record.cardholder_id] for record in records if record.is_child]
+    with db.write() as session:
+        session.execute(update(Cardholder).where(Cardholder.id == children[0]).values(status=HolderStatus.INACTIVE))
+        summary = grants.grant_budgets(session, vault, SIMPLE_RULES, TODAY, source=SOURCE,
+                                       changed=[children[2], children[0], children[1], children[2], 10_000])
+    # The inactive child and an id of nobody are passed over; the one named twice is judged once.
+    assert summary.children_judged == 2
 
 
 def test_the_grants_read_no_personal_token_of_a_child_whose_record_the_sync_just_read(db, vault):
@@ -189,40 +252,21 @@ def test_the_grants_judge_the_children_the_sync_just_wrote_without_reading_them_
     assert granted[SOURCE] == granted["other"]
 
 
-def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judged_again(db, vault, monkeypatch):
+def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judged_again(db, vault, judged):
     """Eligibility depends on the passes too: a child whose record is as stored but whose pass changed is
-    judged again, and so is a child a stored pass moved to. The others keep their judgement."""
+    judged again, and so is a child a stored pass moved to. The others are not."""
     records = household_records(20)
     _sync(db, vault, records, TODAY)
     children = [record for record in records if record.is_child]
     blocked, receiving, giving = children[0], children[1], children[2]
-    forgotten: list[set[int]] = []
-    forget = grants.forget_judgements
-    monkeypatch.setattr(grants, "forget_judgements",
-                        lambda session, ids: (forgotten.append(set(ids)), forget(session, ids))[1])
-    from adapter.records import PassStatus
 
     next_night = [dataclasses.replace(record, pass_status=PassStatus.BLOCKED) if record is blocked
                   else dataclasses.replace(record, cardholder_id=receiving.cardholder_id) if record is giving
                   else record for record in records]
     _sync(db, vault, next_night, TODAY + timedelta(days=1))
 
-    with db.read() as session:
-        id_of = dict(session.execute(select(Cardholder.source_key, Cardholder.id)).all())
-    assert forgotten == [{id_of[blocked.cardholder_id], id_of[receiving.cardholder_id]}]
-
-
-@pytest.mark.parametrize(("ids", "taken", "left"), [
-    ([1, 2, 3, 7, 9], [2, 7], [1, 3, 9]),
-    ([5, 6], [1, 2, 3, 4], [5, 6]),  # every judged id before the first candidate
-    ([1, 2], [3, 4], [1, 2]),  # and after the last
-    ([1, 2, 3], [1, 2, 3], []),
-    ([4, 8], [], [4, 8]),
-    ([], [1], []),
-    ([2, 4, 6], [1, 3, 4, 5, 7], [2, 6]),
-])
-def test_the_candidates_are_the_active_ids_the_judged_ones_do_not_name(ids, taken, left):
-    assert list(grants._not_among(ids, taken)) == left
+    id_of = _ids(db)
+    assert judged[-1] == {id_of[blocked.cardholder_id], id_of[receiving.cardholder_id]}
 
 
 def test_the_active_ids_come_ascending_whatever_order_the_snapshot_and_the_new_ids_are_in():

@@ -126,8 +126,7 @@ def test_running_the_grants_again_creates_nothing(db, vault):
         # Even when every child is judged again, nothing is granted twice.
         with db.read() as reader:
             ids = [holder_id for (holder_id,) in reader.execute(select(Budget.cardholder_id)).all()]
-        grants.forget_judgements(session, ids)
-        again = grants.grant_budgets(session, vault, rules, date(2026, 9, 2), source="gemeente")
+        again = grants.grant_budgets(session, vault, rules, date(2026, 9, 2), source="gemeente", changed=ids)
     assert again.children_judged == len(set(ids)) and again.budgets_opened == again.budgets_topped_up == 0
     assert (_budgets(db), _entries(db)) == before
 
