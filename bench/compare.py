@@ -105,7 +105,12 @@ def verdict(direction: str, now: tuple[float, float] | None, then: tuple[float, 
 
 def same_sizes(one: Result, other: Result) -> bool:
     first, second = one["meta"].get("config", {}), other["meta"].get("config", {})
-    return all(first.get(name) == second.get(name) for name in SIZES)
+    return all(_plain(first.get(name)) == _plain(second.get(name)) for name in SIZES)
+
+
+def _plain(size: object) -> object:
+    """A size as a file holds it: a run's own result has tuples where its file has lists."""
+    return list(size) if isinstance(size, tuple) else size
 
 
 def compare(result: Result, earlier: Iterable[tuple[str, Result]]) -> list[Compared]:

@@ -96,6 +96,12 @@ def test_each_target_is_compared_with_the_newest_earlier_run_that_measured_it_wi
     assert (checks.earlier, checks.then, checks.now, checks.verdict) == ("api-only.json", 0.65, 0.5, "worse")
 
 
+def test_a_run_s_own_result_compares_with_files_though_it_holds_tuples_where_they_hold_lists():
+    now = result("new", first=[8.0] * 3, floor=[2.0] * 3, scaling=(10_000, 100_000), workers=(2,))
+    assert [item.earlier for item in compare.compare(now, [("old.json", result("old", first=[8.0] * 3,
+                                                                                 floor=[2.0] * 3))])] == ["old.json"]
+
+
 def test_a_target_not_measured_now_or_worded_otherwise_then_is_not_compared():
     now = result("new", first=[8.0] * 3, floor=[2.0] * 3)
     reworded = result("old", first=[8.0] * 3, floor=[2.0] * 3)
