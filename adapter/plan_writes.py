@@ -113,9 +113,15 @@ class HouseholdWrites(_SpooledWrites):
 
 
 class PassWrites(_SpooledWrites):
+    def __init__(self) -> None:
+        super().__init__()
+        self.new = 0  # how many insert a new pass (the others update one)
+
     def append(self, write: PassWrite) -> None:
         self._spool.append((write.pass_number, write.holder_key, write.status.value, ordinal(write.valid_from),
                             ordinal(write.valid_until), write.existing_id, write.holder_new))
+        if write.existing_id is None:
+            self.new += 1
 
     def __iter__(self) -> Iterator[PassWrite]:
         days = self._days

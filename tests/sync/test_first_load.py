@@ -571,7 +571,7 @@ def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are
         assert [entry_id for entry_id, *_ in entries] == list(range(entries[0][0], entries[0][0] + len(entries)))
         assert len({entry_id - budget_id for entry_id, budget_id, _cents in entries}) == 1
         if engine == "postgres":
-            assert in_one_move == {"households", "cardholders", "budgets", "ledger_entries"}
+            assert in_one_move == {"households", "cardholders", "passes", "budgets", "ledger_entries"}
         # The next night brings new households (the tables hold rows now: ids drawn as usual)...
         later = run_sync(db, vault, "gemeente", household_records(45), settings=SyncSettings(),
                          rules=SIMPLE_RULES, today=TODAY)
@@ -582,8 +582,12 @@ def test_the_ids_a_first_load_took_in_one_move_are_its_own_and_the_next_rows_are
             session.flush()
             assert entry.id > max(entry_id for entry_id, *_ in entries)
         with db.read() as session:
-            for model in (Household, Cardholder, Budget, LedgerEntry):
+            for model in (Household, Cardholder, Pass, Budget, LedgerEntry):
                 ids = session.scalars(select(model.id)).all()
                 assert len(ids) == len(set(ids))
+            # Each pass's own row: its number with its child, as the export had them.
+            numbers = dict(session.execute(select(Pass.pass_number, Cardholder.source_key)
+                                           .join(Cardholder, Cardholder.id == Pass.cardholder_id)).all())
+        assert numbers == {record.pass_number: record.cardholder_id for record in household_records(45)}
     finally:
         db.dispose()
