@@ -490,7 +490,7 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
     if not holders_last:
         passes_changed_for = _write_passes(session, snapshot, plan, new_ids, holder_ids, facts, now,
                                            alone=checked_at_end)
-    _write_replacements(session, plan, now)
+    replaced_for = _write_replacements(session, plan, now)
     _write_absences(session, plan, today, now)
     stage("granting")
     if rules is None or not rules.rules:
@@ -498,8 +498,8 @@ def _write_and_grant(session: Session, vault: Vault, snapshot: Snapshot, plan: P
         grants.forget_judgement(session, source)
         return 0
     # Judged again besides (or, under new rules or periods, with) the rest: every child written, new ones
-    # included, and every child whose passes changed.
-    changed = itertools.chain(written.new_ids, written.existing_ids, passes_changed_for)
+    # included, and every child whose passes changed or were replaced.
+    changed = itertools.chain(written.new_ids, written.existing_ids, passes_changed_for, replaced_for)
     summary = grants.grant_budgets(
         session, vault, rules, today, source=source, actor=f"sync:{source}",
         written=written.facts, active_holders=_active_after(snapshot, plan, written), changed=changed,
@@ -715,18 +715,23 @@ def _write_passes(session: Session, snapshot: Snapshot, plan: Plan, new_ids: Seq
     return changed_for
 
 
-def _write_replacements(session: Session, plan: Plan, now: datetime) -> None:
-    """The old number stops working (the counter only accepts active passes); budgets stay with the child."""
+def _write_replacements(session: Session, plan: Plan, now: datetime) -> set[int]:
+    """The old number stops working (the counter only accepts active passes); budgets stay with the child.
+    Return the row ids of the replaced passes' cardholders: a rule may count a replaced pass, and a pass the
+    export no longer lists is marked replaced here alone, with no write of the plan's naming its owner."""
     if not plan.replacements:
-        return
+        return set()
     numbers = sorted({number for pair in plan.replacements for number in pair})
     ids: dict[str, int] = {}
+    owners: dict[str, int] = {}
     for start in range(0, len(numbers), _ID_CHUNK):
-        ids.update(session.execute(select(Pass.pass_number, Pass.id)
-                                   .where(Pass.pass_number.in_(numbers[start:start + _ID_CHUNK]))).all())
+        for number, pass_id, owner in session.execute(select(Pass.pass_number, Pass.id, Pass.cardholder_id).where(
+                Pass.pass_number.in_(numbers[start:start + _ID_CHUNK]))).all():
+            ids[number], owners[number] = pass_id, owner
     rows = [{"_id": ids[old], "status": PassState.REPLACED, "replaced_by_id": ids.get(new), "missing_since": None,
              "updated_at": now} for old, new in plan.replacements if old in ids]
     _update_by_id(session, Pass.__table__, rows)
+    return {owners[old] for old, _new in plan.replacements if old in ids}
 
 
 def _write_absences(session: Session, plan: Plan, today: date, now: datetime) -> None:

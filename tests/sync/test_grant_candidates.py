@@ -10,8 +10,9 @@ from sqlalchemy import delete, event, select, update
 
 from adapter import first_load, grants
 from adapter.grants import GrantJudgement
-from adapter.models import Budget, Cardholder, HolderStatus, Pass
+from adapter.models import Budget, Cardholder, HolderStatus, Pass, PassState
 from adapter.records import CardholderRecord, PassStatus
+from adapter.rules import rules_from_mapping
 from adapter.settings import SyncSettings
 from adapter.sync import run_sync
 from tests.sync.records import SIMPLE_RULES, TODAY, household_records
@@ -267,6 +268,36 @@ def test_a_child_whose_pass_alone_changed_or_that_a_stored_pass_moved_to_is_judg
 
     id_of = _ids(db)
     assert judged[-1] == {id_of[blocked.cardholder_id], id_of[receiving.cardholder_id]}
+
+
+def test_the_owner_of_a_pass_replaced_while_the_export_no_longer_lists_it_is_judged_again(db, vault, judged):
+    """A rule may count a replaced pass. A pass the export drops while a listed pass names it as replaced is
+    marked replaced by the sync alone, with no write of its owner's: the owner is judged again all the same.
+    (Found in review; the per-child judgements before missed it too.)"""
+    rules = rules_from_mapping({"rules": [
+        {"code": "clothing", "name": "Kleding", "amount_cents": 15_000, "min_age": 0, "max_age": 17,
+         "period": "calendar_year", "pass_statuses": ["active", "replaced"]}]})
+    records = household_records(4)
+    at = next(index for index, record in enumerate(records) if record.is_child)
+    child = records[at]
+    # Blocked, though valid on the reference day (1 January); its successor is active but valid from June only.
+    old = dataclasses.replace(child, pass_status=PassStatus.BLOCKED)
+    new = dataclasses.replace(child, pass_number="6499999999000001", source_key="line 999", valid_from=date(2026, 6, 1))
+    others = [*records[:at], *records[at + 1:]]
+    first = run_sync(db, vault, SOURCE, [*others, old, new], settings=LENIENT, rules=rules, today=TODAY)
+    holder_id = _ids(db)[child.cardholder_id]
+
+    def clothing() -> list[int]:
+        with db.read() as session:
+            return session.scalars(select(Budget.granted_cents).where(Budget.cardholder_id == holder_id)).all()
+
+    assert first.ok and clothing() == []  # the blocked pass does not count, the new one starts too late
+    # The next night the export lists the new pass as replacing the old one, and the old one no more.
+    second = run_sync(db, vault, SOURCE, [*others, dataclasses.replace(new, replaces_pass_number=old.pass_number)],
+                      settings=LENIENT, rules=rules, today=TODAY + timedelta(days=1))
+    with db.read() as session:
+        assert session.scalar(select(Pass.status).where(Pass.pass_number == old.pass_number)) == PassState.REPLACED
+    assert second.ok and holder_id in judged[-1] and clothing() == [15_000]
 
 
 def test_the_active_ids_come_ascending_whatever_order_the_snapshot_and_the_new_ids_are_in():
