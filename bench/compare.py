@@ -33,6 +33,9 @@ RESULTS = REPO / "bench" / "results"
 # What a target's value depends on besides the code: runs with other values measure other things.
 SIZES = ("rows", "soap_rows", "scaling", "workers", "load_seconds", "api_passes", "smoke")
 _HISTORY_DEPTH = 1000  # commits looked back through
+# A move smaller than this share of the earlier value is never called worse or better: a peak RSS, say, is so
+# steady from run to run that its spreads part over a megabyte (97.9 MB, then 99.1 MB).
+MATERIAL = 0.05
 
 Result = dict[str, Any]
 
@@ -47,7 +50,7 @@ class Compared:
     now: float
     then: float
     earlier: str  # the earlier result's file name
-    verdict: str  # "worse", "better" or "within the runs' spread"
+    verdict: str  # "worse", "better", or why neither (see ``verdict``)
 
     @property
     def change(self) -> float:
@@ -91,8 +94,12 @@ def _extremes(summary: dict[str, float] | None) -> tuple[float, float] | None:
     return None if not summary else (summary["min"], summary["max"])
 
 
-def verdict(direction: str, now: tuple[float, float] | None, then: tuple[float, float] | None) -> str:
-    """"worse" or "better" when the spreads do not overlap; else (or without a spread) no verdict."""
+def verdict(direction: str, now: tuple[float, float] | None, then: tuple[float, float] | None,
+            change: float = 1.0) -> str:
+    """"worse" or "better" when the spreads do not overlap and the value moved by at least ``MATERIAL`` of itself
+    (``change``: the relative move of the target's value); else (or without a spread) no verdict."""
+    if abs(change) < MATERIAL:
+        return f"less than {MATERIAL:.0%} apart"
     if now is None or then is None:
         return "no spread to judge by"
     lower_is_better = direction == "<="
@@ -127,9 +134,10 @@ def compare(result: Result, earlier: Iterable[tuple[str, Result]]) -> list[Compa
                            and old_target.get("value") is not None), None)
             if before is None:
                 continue
+            change = target["value"] / before["value"] - 1.0 if before["value"] else float("inf")
             found.append(Compared(target["key"], target["description"], target["direction"], target["value"],
                                   before["value"], name, verdict(target["direction"], spread(result, target),
-                                                                 spread(old, before))))
+                                                                 spread(old, before), change)))
             break
     return found
 

@@ -79,7 +79,13 @@ def test_a_latency_and_a_peak_rss_spread_over_their_own_extremes():
     ("<=", None, (4.0, 5.0), "no spread to judge by"),
 ])
 def test_worse_or_better_only_when_the_spreads_do_not_overlap(direction, now, then, said):
-    assert compare.verdict(direction, now, then) == said
+    assert compare.verdict(direction, now, then, change=0.2) == said
+
+
+def test_a_move_of_less_than_five_percent_is_neither_worse_nor_better_however_steady_the_runs():
+    # A peak RSS: 97.9 MB in every run, then 99.1 MB in every run.
+    assert compare.verdict("<=", (99.1, 99.1), (97.9, 97.9), change=99.1 / 97.9 - 1) == "less than 5% apart"
+    assert compare.verdict("<=", (104.0, 104.0), (97.9, 97.9), change=104.0 / 97.9 - 1) == "worse"
 
 
 def test_each_target_is_compared_with_the_newest_earlier_run_that_measured_it_with_the_same_sizes():
