@@ -4,7 +4,8 @@ A run's targets are ratios against floors measured in the same run, so two runs 
 better than their seconds do. Still, the machine is shared: the same code measured 4.98x and then 6.45x of its
 floor half an hour apart. So a target is called worse or better only when the spread of its runs now and
 the spread then do not overlap (each run's figure over its own floor where the floors were measured run by run,
-else over the floors' extremes); a move inside them is reported as a move, not as a verdict.
+else over the floors' extremes) and its value moved by at least ``MATERIAL`` (5%); any other move is reported as
+a move, not as a verdict.
 
 "Earlier" follows the git history back from the parent of the commit measured, and takes for each target the
 first result file that measured it with the same sizes (rows, scaling sizes, workers, load). Results of the
@@ -46,7 +47,6 @@ class Compared:
 
     key: str
     description: str
-    direction: str  # "<=": lower is better; ">=": higher is better
     now: float
     then: float
     earlier: str  # the earlier result's file name
@@ -54,7 +54,7 @@ class Compared:
 
     @property
     def change(self) -> float:
-        return self.now / self.then - 1.0 if self.then else float("inf")
+        return relative_change(self.now, self.then)
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "description": self.description, "now": self.now, "then": self.then,
@@ -88,6 +88,10 @@ def spread(result: Result, target: dict[str, Any]) -> tuple[float, float] | None
         ratios = [value / sum(floor["runs"][run] for floor in floors) for run, value in enumerate(top_runs)]
         return min(ratios), max(ratios)
     return min(top_runs) / sum(floor["max"] for floor in floors), max(top_runs) / sum(floor["min"] for floor in floors)
+
+
+def relative_change(now: float, then: float) -> float:
+    return now / then - 1.0 if then else float("inf")
 
 
 def _extremes(summary: dict[str, float] | None) -> tuple[float, float] | None:
@@ -134,10 +138,9 @@ def compare(result: Result, earlier: Iterable[tuple[str, Result]]) -> list[Compa
                            and old_target.get("value") is not None), None)
             if before is None:
                 continue
-            change = target["value"] / before["value"] - 1.0 if before["value"] else float("inf")
-            found.append(Compared(target["key"], target["description"], target["direction"], target["value"],
-                                  before["value"], name, verdict(target["direction"], spread(result, target),
-                                                                 spread(old, before), change)))
+            found.append(Compared(target["key"], target["description"], target["value"], before["value"], name,
+                                  verdict(target["direction"], spread(result, target), spread(old, before),
+                                          relative_change(target["value"], before["value"]))))
             break
     return found
 

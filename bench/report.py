@@ -216,8 +216,8 @@ def since_lines(since: dict[str, Any]) -> list[str]:
     lines = ["", "## Since earlier runs", "",
              "Each target beside the newest run of an earlier commit of this branch that measured it with the same "
              "sizes (`python -m bench.compare`). Worse or better only when the spreads of the two runs' values do not "
-             "overlap. The machine is shared: a move within them may be the machine alone, and a worse is worth a "
-             "second run before its cause is looked for.", ""]
+             "overlap and the value moved by 5% or more. The machine is shared: a move within the spreads may be the "
+             "machine alone, and a worse is worth a second run before its cause is looked for.", ""]
     if not since["compared"]:
         return lines + [f"Nothing compared: {since['reason']}."]
     lines += ["| target | earlier run | then | now | change | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
