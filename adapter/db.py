@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 _IMMEDIATE = "sqlite_begin_immediate"
 # The page size of a SQLite database made from now on (one made before keeps its own: SQLite fixes it when it
-# first writes to the file, which the journal mode below does). A first sync of 200,000 cardholders writes some
-# 1.4 million rows in one transaction; with 16 KiB pages instead of SQLite's 4 KiB its writing, granting and
+# first writes to the file, which the journal mode below does). A first sync of 200,000 cardholders writes more
+# than a million rows in one transaction; with 16 KiB pages instead of SQLite's 4 KiB its writing, granting and
 # committing took 0.2-1.2 s less in eight alternating pairs (median 0.8 s), the commit 0.47-0.55 s against
 # 0.69-0.77 s.
 SQLITE_PAGE_SIZE = 16384

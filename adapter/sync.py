@@ -722,16 +722,16 @@ def _write_replacements(session: Session, plan: Plan, now: datetime) -> set[int]
     if not plan.replacements:
         return set()
     numbers = sorted({number for pair in plan.replacements for number in pair})
-    ids: dict[str, int] = {}
-    owners: dict[str, int] = {}
+    stored: dict[str, tuple[int, int]] = {}  # pass number -> (pass id, cardholder id)
     for start in range(0, len(numbers), _ID_CHUNK):
-        for number, pass_id, owner in session.execute(select(Pass.pass_number, Pass.id, Pass.cardholder_id).where(
-                Pass.pass_number.in_(numbers[start:start + _ID_CHUNK]))).all():
-            ids[number], owners[number] = pass_id, owner
-    rows = [{"_id": ids[old], "status": PassState.REPLACED, "replaced_by_id": ids.get(new), "missing_since": None,
-             "updated_at": now} for old, new in plan.replacements if old in ids]
-    _update_by_id(session, Pass.__table__, rows)
-    return {owners[old] for old, _new in plan.replacements if old in ids}
+        stored.update((number, (pass_id, owner)) for number, pass_id, owner in session.execute(
+            select(Pass.pass_number, Pass.id, Pass.cardholder_id)
+            .where(Pass.pass_number.in_(numbers[start:start + _ID_CHUNK]))))
+    replaced = [(stored[old], stored.get(new)) for old, new in plan.replacements if old in stored]
+    _update_by_id(session, Pass.__table__, [
+        {"_id": pass_id, "status": PassState.REPLACED, "replaced_by_id": successor[0] if successor else None,
+         "missing_since": None, "updated_at": now} for (pass_id, _owner), successor in replaced])
+    return {owner for (_pass_id, owner), _successor in replaced}
 
 
 def _write_absences(session: Session, plan: Plan, today: date, now: datetime) -> None:
