@@ -131,10 +131,14 @@ def test_a_night_without_budget_rules_has_the_next_night_with_rules_judge_every_
     (a child changed that night, judged then, could otherwise be missed)."""
     records = household_records(4)
     _sync(db, vault, records, TODAY)
+    other = run_sync(db, vault, "other", household_records(2, start=50), settings=LENIENT, rules=SIMPLE_RULES,
+                     today=TODAY)
+    assert other.ok
     changed = [dataclasses.replace(records[1], surname="de Vries"), *records[:1], *records[2:]]
     without = run_sync(db, vault, SOURCE, changed, settings=LENIENT, rules=None, today=TODAY + timedelta(days=1))
     assert without.ok and without.updated == 1
     assert _judged_under(db) is None
+    assert _judged_under(db, "other") == SIMPLE_RULES.fingerprint(TODAY), "another source keeps its judgement"
     _sync(db, vault, changed, TODAY + timedelta(days=2))
     assert judged[-1] == set(_ids(db).values())
 
