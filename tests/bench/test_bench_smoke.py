@@ -200,3 +200,20 @@ def test_a_first_sync_says_how_much_of_the_machine_it_used_and_its_ratio_with_ev
     assert "1.60 of 2 cores" in first["reason"] and "4.00x the floor" in first["reason"]
     untimed = {**floors, "sync_first_sqlite": figure(12.5)}
     assert targets(untimed, databases=["sqlite"], scaling=[], workers=[], cores=2)[0]["reason"] is None
+
+
+def test_a_first_sync_says_how_it_stands_to_what_it_must_do_at_least():
+    floors = {"floor_csv_parse": figure(0.5), "floor_bulk_load_sqlite": figure(1.0), "floor_encrypt": figure(1.0),
+              "floor_parse_validate_hash": figure(3.0)}
+    # 12.5 s against 2.5 s is 5x the floor; against parse + validate + hash, load and encryption (5 s), 2.5x.
+    first = targets({**floors, "sync_first_sqlite": figure(12.5)}, databases=["sqlite"], scaling=[], workers=[])[0]
+    assert first["value"] == pytest.approx(5.0)
+    assert "5.00 s), it takes 2.50x" in first["reason"] and "validate + hash 3.00 s" in first["reason"]
+    # The floor measured around this database's own re-syncs is the one taken when there is one.
+    around = targets({**floors, "floor_parse_validate_hash_sqlite": figure(0.5),
+                      "sync_first_sqlite": figure(12.5, machine_cpu_seconds={"median": 20.0})},
+                     databases=["sqlite"], scaling=[], workers=[], cores=2)[0]
+    assert "2.50 s), it takes 5.00x" in around["reason"] and "4.00x the floor" in around["reason"]
+    # Not measured: nothing said of it.
+    assert targets({**floors, "floor_parse_validate_hash": {"available": False}, "sync_first_sqlite": figure(12.5)},
+                   databases=["sqlite"], scaling=[], workers=[])[0]["reason"] is None
