@@ -7,9 +7,11 @@ blocked, replaced and expired passes are indistinguishable: all raise
 
 Every OPEN budget whose period has started can be spent, also in the rules'
 ``expiry_grace_days`` after its period ended (a late receipt for the school
-year): the roll-over closes a budget only after the grace, and a closed budget
-is no longer offered. ``expires_on`` is the last day it can be spent:
+year), and not a day longer. ``expires_on`` is the last day it can be spent:
 ``period_end + expiry_grace_days`` (the caller passes the grace it runs with).
+The roll-over closes such a budget the night after, but the counter does not
+wait for it: between midnight and the roll-over, or while the scheduler is down,
+a budget past its last day is neither offered nor debited.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
     today = today or date.today()
     grace = timedelta(days=expiry_grace_days)
     card, personal_encrypted, budgets = _usable(
-        _look_up(session, pass_number, today, with_holder=True, guard=guard), today)
+        _look_up(session, pass_number, today, expiry_grace_days, with_holder=True, guard=guard), today)
     assert personal_encrypted is not None
     personal = open_sealed(vault, personal_encrypted)
     return BalanceView(
@@ -103,10 +105,13 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
 def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int, *,
            category: str | None = None, budget_id: int | None = None, allow_partial: bool = False,
            reference: str | None = None, idempotency_key: str | None = None, fingerprint: str | None = None,
-           today: date | None = None,
+           today: date | None = None, expiry_grace_days: int = 0,
            in_progress_wait_ms: int = ledger.DEFAULT_IN_PROGRESS_WAIT_MS,
            guard: LookupGuard | None = None) -> ledger.RedemptionOutcome:
     """Find the budget the shop means, check it may use it, and redeem through the ledger.
+
+    ``expiry_grace_days``: the rules' grace after a period's end, as for ``check_balance``: a budget is spent
+    up to its ``expires_on`` and not after, whether or not the roll-over closed it yet.
 
     With an idempotency key and a fingerprint, everything happens in one write transaction:
     the pass look-up with ``guard`` (e.g. the caller's abuse check) in one statement, then the
@@ -119,7 +124,8 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     found: list[_Found] = []
 
     def look_up(session: Session, read: ledger.ReadBeside) -> None:
-        found[:] = [_look_up(session, pass_number, today, with_holder=False, guard=guard, read=read)]
+        found[:] = [_look_up(session, pass_number, today, expiry_grace_days, with_holder=False, guard=guard,
+                             read=read)]
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
         card, _, budgets = _usable(found[0], today)
@@ -179,7 +185,7 @@ class _Found:
     budgets: list[Any]  # _BudgetColumns, or _ShownBudgetColumns with the holder
 
 
-def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bool,
+def _look_up(session: Session, pass_number: str, today: date, expiry_grace_days: int, *, with_holder: bool,
              guard: LookupGuard | None = None, read: ledger.ReadBeside = None) -> _Found:
     """The pass (with its holder's sealed personal fields when asked) and the holder's open budgets,
     in one statement.
@@ -196,7 +202,8 @@ def _look_up(session: Session, pass_number: str, today: date, *, with_holder: bo
     if not (pass_number.isascii() and pass_number.isdigit() and len(pass_number) <= MAX_PASS_NUMBER_LENGTH):
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
-    values = {"pass_number": pass_number, "today": today, **params}
+    values = {"pass_number": pass_number, "today": today,
+              "earliest_end": today - timedelta(days=expiry_grace_days), **params}
     statement = _look_up_statement(with_holder, guard_column)
     rows = read(statement, values) if read is not None else session.connection().execute(statement, values).all()
     if not rows:
@@ -242,9 +249,10 @@ def _look_up_statement(with_holder: bool, guard_column: ColumnElement[Any] | Non
 def _open_budget(budget: Any, card: Any) -> ColumnElement[bool]:
     """The join condition of a pass's open budgets, on the budgets' and passes' table columns."""
     return and_(budget.cardholder_id == card.cardholder_id, budget.status == BudgetStatus.OPEN,
-                # No period_end filter: an ended period stays spendable until the roll-over closes it
-                # after the grace days.
-                budget.period_start <= bindparam("today", type_=budget.period_start.type))
+                budget.period_start <= bindparam("today", type_=budget.period_start.type),
+                # Spendable up to its period's end plus the grace days (today - grace <= end), also before the
+                # roll-over closes it: that runs in the night, and not at all while the scheduler is down.
+                budget.period_end >= bindparam("earliest_end", type_=budget.period_end.type))
 
 
 def _judge(session: Session, guard: LookupGuard | None, guard_column: ColumnElement[Any] | None,

@@ -32,12 +32,15 @@ class Runtime:
 
     @cached_property
     def expiry_grace_days(self) -> int:
-        """The rules' grace after a period's end, read once per process (for the counter's "expires on")."""
+        """The rules' grace after a period's end, read once per process: the counter's "expires on", and the last
+        day a budget can be spent."""
         try:
             return load_rules(self.settings.budgets).expiry_grace_days
         except RulesError as exc:
-            # Only a shown date depends on it here; the roll-over reads the rules itself and fails loudly.
-            log.warning("budget rules unreadable, counter shows period ends as expiry dates: %s", exc)
+            # Without it the counter takes no grace: a late receipt after a period's end is refused rather than a
+            # budget spent past its last day. The roll-over reads the rules itself and fails loudly.
+            log.warning("budget rules unreadable, so the counter allows no grace after a period's end (budgets "
+                        "are spendable up to their period's end only) until they can be read: %s", exc)
             return 0
 
     def close(self) -> None:

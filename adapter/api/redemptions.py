@@ -41,7 +41,7 @@ def create_redemption():  # type: ignore[no-untyped-def]
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
             idempotency_key=request.headers["Idempotency-Key"],
             fingerprint=fingerprint("POST /v1/redemptions", body), today=today(),
-            in_progress_wait_ms=settings.api.idempotency_wait_ms,
+            expiry_grace_days=runtime().expiry_grace_days, in_progress_wait_ms=settings.api.idempotency_wait_ms,
             guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)

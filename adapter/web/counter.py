@@ -170,7 +170,7 @@ def redeem():  # type: ignore[no-untyped-def]
             runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id, allow_partial=allow_partial,
             idempotency_key=idempotency_key,
             fingerprint=_payment_fingerprint(pass_number, budget_id, amount_cents, allow_partial),
-            in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
+            expiry_grace_days=runtime.expiry_grace_days, in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except (counter.PassNotUsable, counter.NoSuchBudget, counter.CategoryNotAllowed):
         # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass.
         abuse.count_unusable_pass(g.merchant.id)

@@ -105,3 +105,31 @@ def test_unusable_passes_answer_byte_identical_to_unknown_ones(api, state):
     redeem_unusable = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"})
     redeem_unknown = api.redeem(key, {"pass_number": "6499999999999999", "amount_cents": 100, "category": "school"})
     assert redeem_unusable.data == redeem_unknown.data
+
+
+def test_a_budget_is_spent_through_its_expiry_grace_and_not_a_day_after_even_before_the_rollover(api):
+    """config/budgets.yaml grants 14 days after a period's end; the roll-over has not run for either budget."""
+    from datetime import date, timedelta
+
+    from sqlalchemy import update
+
+    from tests import factories
+
+    today = date.today()
+    in_grace = factories.child_with_budget(api.db, api.vault, amount_cents=5_000,
+                                           period=(today - timedelta(days=200), today - timedelta(days=14)))
+    past_it = factories.child_with_budget(api.db, api.vault, amount_cents=5_000,
+                                          period=(today - timedelta(days=200), today - timedelta(days=15)))
+    with api.db.write() as session:  # the passes run on into the next period
+        session.execute(update(Pass).where(Pass.id.in_([in_grace.pass_id, past_it.pass_id]))
+                        .values(valid_until=today + timedelta(days=100)))
+    key = api.shop()
+    shown = api.check(key, in_grace.pass_number).get_json()["budgets"]
+    assert [b["expires_on"] for b in shown] == [today.isoformat()]
+    assert api.redeem(key, {"pass_number": in_grace.pass_number, "budget_id": in_grace.budget_id,
+                            "amount_cents": 1_000}).status_code == 201
+    assert api.check(key, past_it.pass_number).get_json()["budgets"] == []
+    refused = api.redeem(key, {"pass_number": past_it.pass_number, "budget_id": past_it.budget_id,
+                               "amount_cents": 1_000})
+    assert refused.status_code == 422 and refused.get_json()["code"] == "budget_not_found"
+    assert (api.balance_cents(in_grace.budget_id), api.balance_cents(past_it.budget_id)) == (4_000, 5_000)

@@ -55,7 +55,7 @@ def test_redeem_by_category_and_refuse_other_categories(db, vault):
         counter.redeem(db, allowed, child.pass_number, 100, category="sport", today=TODAY)
 
 
-def test_an_ended_period_is_spendable_through_the_expiry_grace_until_the_rollover_closes_it(db, vault):
+def test_an_ended_period_is_spendable_through_the_expiry_grace_and_closed_by_the_rollover(db, vault):
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -74,12 +74,51 @@ def test_an_ended_period_is_spendable_through_the_expiry_grace_until_the_rollove
         view = counter.check_balance(session, vault, shop, child.pass_number, TODAY, expiry_grace_days=14)
         assert counter.check_balance(session, vault, shop, not_started.pass_number, TODAY).budgets == []
     assert [(b.available_cents, b.expires_on) for b in view.budgets] == [(4_000, period_end + timedelta(days=14))]
-    assert counter.redeem(db, shop, child.pass_number, 1_000, category="school", today=TODAY).succeeded
+    assert counter.redeem(db, shop, child.pass_number, 1_000, category="school", today=TODAY,
+                          expiry_grace_days=14).succeeded
 
     with db.write() as session:  # the night after the grace: what is left expires
         assert grants.expire_ended(session, period_end + timedelta(days=15), grace_days=14) == 1
     with pytest.raises(counter.NoSuchBudget):
-        counter.redeem(db, shop, child.pass_number, 100, category="school", today=period_end + timedelta(days=15))
+        counter.redeem(db, shop, child.pass_number, 100, category="school", today=period_end + timedelta(days=15),
+                       expiry_grace_days=14)
+
+
+def test_a_budget_past_its_last_day_is_neither_offered_nor_spent_before_the_rollover_closes_it(db, vault):
+    """Between midnight and the night's roll-over, or while the scheduler is down, the budget is still OPEN."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from adapter.models import Budget, BudgetStatus, LedgerEntry, Pass
+
+    period_end = date(2026, 5, 1)
+    child = factories.child_with_budget(db, vault, amount_cents=4_000, period=(date(2025, 8, 1), period_end))
+    with db.write() as session:  # the pass itself runs on into the next year
+        session.execute(update(Pass).where(Pass.id == child.pass_id)
+                        .values(valid_from=date(2025, 8, 1), valid_until=date(2027, 7, 31)))
+    shop = _merchant(db, ("school",))
+    last_day = period_end + timedelta(days=14)
+    with db.read() as session:
+        assert [b.expires_on for b in counter.check_balance(session, vault, shop, child.pass_number, last_day,
+                                                            expiry_grace_days=14).budgets] == [last_day]
+    assert counter.redeem(db, shop, child.pass_number, 500, budget_id=child.budget_id, today=last_day,
+                          expiry_grace_days=14).succeeded
+    day_after = last_day + timedelta(days=1)
+    with db.read() as session:
+        assert counter.check_balance(session, vault, shop, child.pass_number, day_after,
+                                     expiry_grace_days=14).budgets == []
+    for chosen in ({"budget_id": child.budget_id}, {"category": "school"}):
+        with pytest.raises(counter.NoSuchBudget):
+            counter.redeem(db, shop, child.pass_number, 100, today=day_after, expiry_grace_days=14, **chosen)
+        with pytest.raises(counter.NoSuchBudget):  # the same key and fingerprint path as the API's
+            counter.redeem(db, shop, child.pass_number, 100, today=day_after, expiry_grace_days=14,
+                           idempotency_key=f"late-{len(chosen)}-{sorted(chosen)[0]}", fingerprint="f", **chosen)
+    with db.read() as session:
+        budget = session.get(Budget, child.budget_id)
+        assert (budget.status, budget.balance_cents) == (BudgetStatus.OPEN, 3_500)  # the roll-over has not run
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)
+                              .where(LedgerEntry.budget_id == child.budget_id)) == 2  # the grant and the 5 euros
 
 
 def test_the_runtime_reads_the_expiry_grace_from_the_budget_rules(tmp_path, sqlite_url):

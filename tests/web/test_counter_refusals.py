@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from adapter.api import create_app
 from adapter.db import Database
 from adapter.limits import DatabaseLimiter, RedisLimiter
-from adapter.models import EntryKind, LedgerEntry, Pass, PassState, utcnow
+from adapter.models import Budget, EntryKind, LedgerEntry, Pass, PassState, utcnow
 from adapter.periods import local_day
 from tests import factories
 from tests.conftest import make_settings, redis_limiter
@@ -195,3 +195,24 @@ def test_failed_sign_ins_are_counted_by_the_apps_limiter(counter, path, fields):
     assert statuses == [401] * 5 + [429]
     counter.limiter.clock = lambda: PINNED + 60  # the next minute
     assert client.post(path, data={"csrf_token": token, **fields}).status_code == 401
+
+
+# ---------------------------------------------------------------- 5. a budget's last day is its last day
+
+def test_the_counter_page_spends_a_budget_through_its_grace_and_refuses_it_after(counter, vault):  # type: ignore[no-untyped-def]
+    """config/budgets.yaml grants 14 days after a period's end; the roll-over has not closed either budget. The
+    signed-in shop redeems school budgets, which both are."""
+    today = local_day(utcnow())
+    children = [factories.child_with_budget(counter.db, vault, amount_cents=5_000,
+                                            period=(today - timedelta(days=200), today - timedelta(days=ended)))
+                for ended in (14, 15)]
+    with counter.db.write() as session:  # the passes run on into the next period
+        session.execute(update(Pass).where(Pass.id.in_([child.pass_id for child in children]))
+                        .values(valid_until=today + timedelta(days=100)))
+    in_grace, past_it = children
+    paid = counter.pay(pass_number=in_grace.pass_number, budget_id=str(in_grace.budget_id), idempotency_key="late-1")
+    assert paid.status_code == 303 and "/counter/bon/" in paid.headers["Location"]
+    refused = counter.pay(pass_number=past_it.pass_number, budget_id=str(past_it.budget_id), idempotency_key="late-2")
+    assert refused.status_code == 422 and "/counter/bon/" not in refused.headers.get("Location", "")
+    with counter.db.read() as session:
+        assert [session.get(Budget, child.budget_id).balance_cents for child in children] == [4_500, 5_000]
