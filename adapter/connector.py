@@ -9,8 +9,9 @@ credentials in that order and read what is wrong.
 
 Errors raised here are read by a municipal operator. They say what happened,
 to which source, and what to do next, and never carry personal data: source
-systems echo BSNs and pass numbers in their fault texts, so ``redact`` removes
-long digit runs from any text that came from the source.
+systems echo BSNs, pass numbers and names in their fault texts, so a fault's
+own text is not passed on at all (its code is), and ``redact`` removes digit
+runs from any other text that came from the source.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, ContextManager
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from adapter import redaction
 from adapter.records import SourceRecord
 
 # A BSN has 9 digits (8 once a spreadsheet ate the leading zero); pass numbers
@@ -32,8 +34,9 @@ _LONG_DIGIT_RUN = re.compile(r"\d{6,}")
 
 
 def redact(text: str) -> str:
-    """Remove digit runs that may be a BSN or pass number from source text."""
-    return _LONG_DIGIT_RUN.sub("[number removed]", text)
+    """Remove digit runs that may be a BSN or pass number from source text, and mask numbers written in groups
+    (``adapter.redaction.redact``)."""
+    return redaction.redact(_LONG_DIGIT_RUN.sub("[number removed]", text))
 
 
 class ConnectorOptions(BaseModel):
