@@ -16,6 +16,16 @@ can do is mask every number that could be a BSN or a pass number:
 "Run" means digits not preceded or followed by another digit, so a BSN inside
 a longer number is covered by the rule for that number. Shorter numbers (ids,
 amounts, years, ports) are left alone.
+
+Numbers are also written in groups: a BSN as ``999 993 653`` or ``9999.93.653``, a
+pass number as ``6064 3660 1234 5678``. Three to five groups of digits joined by
+one and the same space, dot or dash count by their digits, as a run does (the
+separators stay); an ISO date (``2026-12-01``) and an IPv4 address are left alone.
+
+And a database's own error text quotes the values of the row it refused
+(PostgreSQL: ``Key (pass_number)=(4821) already exists``, ``Failing row contains
+(...)``), of any length: a test card's pass number may have four digits. Those
+values are masked whole.
 """
 
 from __future__ import annotations
@@ -24,18 +34,37 @@ import re
 
 MASK_CHAR = "*"
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{8,}(?!\d)")
-# A BSN is also written in groups: "9999.93.653" or "9999 93 653".
-_GROUPED_BSN = re.compile(r"(?<!\d)\d{4}[ .]\d{2}[ .]\d{3}(?!\d)")
+# Three to five groups joined by the same separator (the backreference): "999 993 653", "9999.93.653",
+# "6064-3660-1234-5678". Not across separators ("2026-08-01 2027" is a date and a year).
+_DIGIT_GROUPS = re.compile(r"(?<![\d.-])\d{3,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,3}(?![\d])")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+# PostgreSQL's DETAIL of a refused row: the values between "=(" and the words after them, and a failing row.
+_KEY_VALUES = re.compile(r"(Key \((?:[^()]|\([^()]*\))*\)=\()(.*?)(\) (?:already exists|is not present|"
+                         r"is still referenced|conflicts with))")
+_FAILING_ROW = re.compile(r"(Failing row contains \().*(\))")
+_VALUES_MASKED = "***"
+
+
+def pass_number_tail(pass_number: str) -> str:
+    """The end of a pass number that may be shown: its last 4 digits when it has 10 or more (enough for a
+    helpdesk or a shop to tell cards apart, not enough to use one), else a third of it, so that a short test
+    card's number is never shown whole."""
+    shown = 4 if len(pass_number) >= 10 else len(pass_number) // 3
+    return pass_number[len(pass_number) - shown:]
 
 
 def mask_pass_number(pass_number: str) -> str:
-    """All but the last 4 characters hidden: ``6400000000000011`` -> ``************0011``."""
-    return MASK_CHAR * max(len(pass_number) - 4, 0) + pass_number[-4:]
+    """All but ``pass_number_tail`` hidden: ``6400000000000011`` -> ``************0011``, ``4821`` -> ``***1``."""
+    tail = pass_number_tail(pass_number)
+    return MASK_CHAR * (len(pass_number) - len(tail)) + tail
 
 
 def redact(text: str) -> str:
     """``text`` with every possible BSN and pass number masked (see the module docstring)."""
-    text = _GROUPED_BSN.sub(lambda match: MASK_CHAR * len(match.group()), text)
+    text = _KEY_VALUES.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(3), text)
+    text = _FAILING_ROW.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(2), text)
+    text = _DIGIT_GROUPS.sub(_mask_groups, text)
     return _DIGIT_RUN.sub(_mask_run, text)
 
 
@@ -44,3 +73,22 @@ def _mask_run(match: re.Match[str]) -> str:
     if len(digits) <= 9 or len(digits) >= 20:
         return MASK_CHAR * len(digits)
     return mask_pass_number(digits)
+
+
+def _mask_groups(match: re.Match[str]) -> str:
+    """Grouped digits masked as their digits would be as one run; the separators stay."""
+    grouped = match.group()
+    if _ISO_DATE.fullmatch(grouped) or _IPV4.fullmatch(grouped):
+        return grouped
+    digits = sum(character.isdigit() for character in grouped)
+    if digits < 8:
+        return grouped
+    keep = 4 if 10 <= digits <= 19 else 0
+    masked, seen = [], 0
+    for character in grouped:
+        if character.isdigit():
+            seen += 1
+            masked.append(character if seen > digits - keep else MASK_CHAR)
+        else:
+            masked.append(character)
+    return "".join(masked)

@@ -18,6 +18,7 @@ import click
 from adapter.connector import ConnectorError
 from adapter.mapping import MappingError, load_mapping
 from adapter.records import CardholderRecord, RejectedRecord
+from adapter.redaction import mask_pass_number
 from adapter.registry import ConnectorRegistry, RegistryError, default_registry
 from adapter.sources import map_records, open_source
 
@@ -168,11 +169,6 @@ def preview_source(ctx: click.Context, source: str, limit: int, config_path: Pat
         raise click.ClickException(str(exc)) from None
     click.echo(f"-- {shown} record(s) shown, {rejected} rejected (stopped at --limit {limit})"
                if shown >= limit else f"-- {shown} record(s), {rejected} rejected (end of source)")
-
-
-def mask_pass_number(pass_number: str) -> str:
-    """All but the last 4 digits hidden: enough to find the card, not to use it."""
-    return "*" * max(len(pass_number) - 4, 0) + pass_number[-4:]
 
 
 def describe_result(result: CardholderRecord | RejectedRecord) -> str:

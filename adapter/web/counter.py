@@ -21,6 +21,7 @@ from adapter.csvexport import euros_text
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
 from adapter.money import AmountError, parse_euros
 from adapter.periods import local_midnight_utc
+from adapter.redaction import pass_number_tail
 from adapter.web import abuse, security
 
 blueprint = Blueprint("counter", __name__, template_folder="templates")
@@ -272,7 +273,7 @@ def _ascii_number(text: str) -> int | None:
 
 
 def _mask(pass_number: str) -> str:
-    return "…" + pass_number[-4:] if pass_number else ""
+    return "…" + pass_number_tail(pass_number) if pass_number else ""
 
 
 def _euros(cents: int) -> str:

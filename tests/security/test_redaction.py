@@ -18,19 +18,52 @@ pass_numbers = st.from_regex(r"\A[0-9]{10,19}\Z")
 surroundings = st.text(max_size=40)
 
 
-def test_mask_pass_number_keeps_the_last_four():
+def test_mask_pass_number_keeps_the_last_four_of_a_long_one_and_a_third_of_a_short_one():
     assert mask_pass_number("6400000000000011") == "************0011"
-    assert mask_pass_number("123") == "123"
+    assert mask_pass_number("6400000011") == "******0011"
+    assert mask_pass_number("123456789") == "******789"
+    assert mask_pass_number("4821") == "***1"
+    assert mask_pass_number("") == ""
+
+
+@given(pass_number=st.from_regex(r"\A[0-9]{1,19}\Z"))
+def test_no_pass_number_is_shown_whole_or_beyond_its_last_four(pass_number):
+    masked = mask_pass_number(pass_number)
+    assert len(masked) == len(pass_number)
+    shown = masked.lstrip("*")
+    assert len(shown) <= min(4, len(pass_number) // 3 if len(pass_number) < 10 else 4)
+    assert pass_number.endswith(shown)
 
 
 def test_rules_by_run_length():
     assert redact("bsn 999993653.") == "bsn *********."
     assert redact("bsn 00009921 (8 digits)") == "bsn ******** (8 digits)"
     assert redact("pass 6400000000000011 blocked") == "pass ************0011 blocked"
-    assert redact("bsn 9999.93.653 or 9999 93 653") == "bsn *********** or ***********"
+    assert redact("bsn 9999.93.653 or 9999 93 653") == "bsn ****.**.*** or **** ** ***"
     assert redact("budget 17 of 2026: 15000 cents, merchant 1234567") == \
         "budget 17 of 2026: 15000 cents, merchant 1234567"
     assert redact("x" + "1" * 25) == "x" + "*" * 25
+
+
+def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addresses_are_not():
+    assert redact("Jan (BSN 999 993 653, pas 6064 3660 1234 5678)") == "Jan (BSN *** *** ***, pas **** **** **** 5678)"
+    assert redact("999-99-3653 and 999.993.653") == "***-**-**** and ***.***.***"
+    assert redact("6064-3660-1234-5678") == "****-****-****-5678"
+    # One separator throughout: a period's two dates are two dates, not one number.
+    assert redact("period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z") == \
+        "period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z"
+    assert redact("from 192.168.100.200, version 3.11.7, 1.234.567 cents") == \
+        "from 192.168.100.200, version 3.11.7, 1.234.567 cents"
+
+
+def test_a_database_error_has_the_values_it_quotes_masked_whatever_their_length():
+    assert redact('DETAIL:  Key (pass_number)=(4821) already exists.') == \
+        'DETAIL:  Key (pass_number)=(***) already exists.'
+    assert redact('Key (cardholder_id, rule_code, period_key)=(5, school, 2026) already exists') == \
+        'Key (cardholder_id, rule_code, period_key)=(***) already exists'
+    assert redact('DETAIL:  Key (cardholder_id)=(17) is not present in table "cardholders".') == \
+        'DETAIL:  Key (cardholder_id)=(***) is not present in table "cardholders".'
+    assert redact("DETAIL:  Failing row contains (1, 4821, Jan, null).") == "DETAIL:  Failing row contains (***)."
 
 
 @given(before=surroundings, bsn=bsns, after=surroundings)
@@ -89,3 +122,17 @@ def test_formatter_redacts_even_without_the_filter():
     record = _record("bsn %s", "999993653")
     assert "999993653" not in JsonFormatter().format(record)
     assert "999993653" not in TextFormatter().format(_record("bsn %s", "999993653"))
+
+
+def test_a_logged_database_error_keeps_no_short_pass_number():
+    """A unique violation logged with its traceback (the scheduler's log.exception of a failed sync): PostgreSQL's
+    DETAIL quotes the pass number, which for a test card has four digits, under any mask by length."""
+    try:
+        raise RuntimeError('duplicate key value violates unique constraint "passes_pass_number_key"\n'
+                           "DETAIL:  Key (pass_number)=(4821) already exists.")
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    record = _record("sync %s failed", "gws", exc_info=exc_info)
+    RedactionFilter().filter(record)
+    output = JsonFormatter().format(record)
+    assert "4821" not in output and "Key (pass_number)=(***) already exists" in output
