@@ -231,10 +231,17 @@ def reverse():  # type: ignore[no-untyped-def]
     redemption_id = request.form.get("redemption_id", "")[:36]
     if not reason:
         return _scan_page("Vul een reden in om terug te boeken. Er is niets teruggeboekt.", 422)
-    outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
-        merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
-        window=timedelta(days=runtime.settings.api.reversal_window_days),
-        idempotency_key=request.form.get("idempotency_key", "")[:128] or None))
+    try:
+        outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
+            merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
+            window=timedelta(days=runtime.settings.api.reversal_window_days),
+            idempotency_key=request.form.get("idempotency_key", "")[:128] or None),
+            in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
+    except ledger.IdempotencyInProgress:
+        # The same form sent twice (a double click): the first is still being written.
+        flash("Deze terugboeking wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen vandaag' of "
+              "ze gelukt is, voordat u opnieuw terugboekt.", "error")
+        return redirect(url_for("counter.scan_form"), code=303)
     messages = {
         "reversed": f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het bedrag staat weer op het tegoed."
         if outcome.returned_to_budget else

@@ -216,3 +216,21 @@ def test_the_counter_page_spends_a_budget_through_its_grace_and_refuses_it_after
     assert refused.status_code == 422 and "/counter/bon/" not in refused.headers.get("Location", "")
     with counter.db.read() as session:
         assert [session.get(Budget, child.budget_id).balance_cents for child in children] == [4_500, 5_000]
+
+
+def test_a_reversal_sent_twice_at_once_says_in_dutch_to_wait_instead_of_failing(counter, monkeypatch):  # type: ignore[no-untyped-def]
+    """On PostgreSQL the second of two identical forms waits for the first and then gives up with
+    IdempotencyInProgress (adapter.key_record, raced in tests/core/test_key_record.py); here it is raised where it
+    would come."""
+    from adapter import ledger
+
+    def still_running(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise ledger.IdempotencyInProgress("the first form is still being written")
+
+    monkeypatch.setattr(ledger, "reverse", still_running)
+    sent = counter.client.post("/counter/terugboeken", data={
+        "csrf_token": counter.token(), "redemption_id": "00000000-0000-0000-0000-000000000000",
+        "reason": "kapotte schrift", "idempotency_key": "twice"})
+    assert sent.status_code == 303
+    page = counter.client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "Deze terugboeking wordt nog verwerkt" in page
