@@ -130,7 +130,12 @@ def create_batch(db: Database, settings: SettlementSettings, period_text: str, a
         # Another operator made this batch (or paid these items) at the same moment: return theirs.
         existing = find_batch(db, period.label)
         if existing is None:
-            raise
+            # Theirs was another month's, made at the same moment, and it took items this one would have: nothing
+            # of this one was written. The later-month rule above decides, once theirs is committed, whether
+            # this month can still be settled on its own.
+            raise SettlementError(f"another settlement batch was made at the same moment and took some of the "
+                                  f"items of {period.label}; nothing was made for {period.label}. Run it again: it "
+                                  "then settles what is left, or says why it cannot") from None
         return existing
     stored = find_batch(db, period.label)
     assert stored is not None

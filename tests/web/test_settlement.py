@@ -138,3 +138,24 @@ def test_an_unfinished_month_and_an_earlier_month_after_a_later_one_are_refused(
     settlement.create_batch(db, SETTINGS, next_month, "operator:test", now=_after(next_month))
     with pytest.raises(settlement.SettlementError, match=next_month):
         settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(next_month))
+
+
+def test_a_batch_of_another_month_made_at_the_same_moment_is_a_settlement_error_that_says_to_run_again(
+        db, vault, monkeypatch):
+    """The race itself (two operators, two months, one redemption each batch would take) ends in the unique key of
+    settlement_items on the loser's insert; here that insert's error is raised where it would come."""
+    from sqlalchemy.exc import IntegrityError
+
+    child, paid, _no_iban = _world(db, vault)
+    _spend(db, child, paid, 3_000)
+    this_month, _next_month = _months()
+
+    def taken_meanwhile(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise IntegrityError("INSERT INTO settlement_items ...", None, Exception("settlement_items_redemption_id_key"))
+
+    monkeypatch.setattr(settlement, "_build_batch", taken_meanwhile)
+    with pytest.raises(settlement.SettlementError, match=f"nothing was made for {this_month}. Run it again"):
+        settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+    monkeypatch.undo()
+    made = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+    assert made.created and made.batch.total_payable_cents == 3_000
