@@ -172,14 +172,21 @@ def correct(session: Session, budget_id: int, amount_cents: int, actor: str, rea
         raise LedgerError("a correction of 0 cents changes nothing")
     if not reason.strip():
         raise LedgerError("a correction needs a reason for the audit trail")
+    # Only an open budget: an expired one gave what was left back to the municipality, and money put on it now
+    # could be neither spent nor expired.
     balance_after = session.execute(
         update(Budget)
-        .where(Budget.id == budget_id, Budget.balance_cents + amount_cents >= 0)
+        .where(Budget.id == budget_id, Budget.status == BudgetStatus.OPEN, Budget.balance_cents + amount_cents >= 0)
         .values(balance_cents=Budget.balance_cents + amount_cents)
         .returning(Budget.balance_cents)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if balance_after is None:
+        status = session.execute(select(Budget.status).where(Budget.id == budget_id)).scalar_one_or_none()
+        if status is not None and status != BudgetStatus.OPEN:
+            raise LedgerError(f"budget {budget_id} is {status.value}: what was left went back to the municipality, "
+                              "and money put on it could be neither spent nor expired. Correct an open budget of "
+                              "the child instead, or grant it anew")
         raise LedgerError(f"budget {budget_id} does not exist or would go below zero")
     return _append(session, budget_id, EntryKind.CORRECTION, amount_cents, balance_after, actor, reason)
 

@@ -90,6 +90,17 @@ def test_correction_cannot_push_below_zero(db, vault):
         assert ledger.balance_of(session, child.budget_id) == 600
 
 
+def test_an_expired_budget_takes_no_correction(db, vault):
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    with db.write() as session:
+        ledger.expire(session, child.budget_id, "rollover", note="period ended")
+    with pytest.raises(ledger.LedgerError, match="is expired: what was left went back to the municipality"), \
+            db.write() as session:
+        ledger.correct(session, child.budget_id, 500, actor="operator", reason="te weinig toegekend")
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 0 and ledger.verify(session) == []
+
+
 @pytest.mark.parametrize("bad_amount", [0, -5, 1.5, True])
 def test_amounts_are_positive_whole_cents(db, vault, bad_amount):
     child = factories.child_with_budget(db, vault)
