@@ -19,12 +19,15 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+log = logging.getLogger("adapter.crypto")
 
 ENCRYPTION_KEYS_ENV = "ADAPTER_ENCRYPTION_KEYS"
 BLIND_INDEX_KEY_ENV = "ADAPTER_BLIND_INDEX_KEY"
@@ -145,17 +148,30 @@ def generate_blind_index_key() -> str:
 
 
 def vault_from_environment(data_dir: Path, *, development: bool) -> Vault:
-    """Keys from the environment; in development, fall back to generated dev keys."""
+    """Keys from the environment; in development, with neither set, generated dev keys kept in ``data_dir``.
+
+    One key set without the other is refused in every environment: it is an operator's key with its partner
+    forgotten, and falling back to dev keys would encrypt the city's data under keys nobody stored, beside the
+    database, while the key the operator gave was ignored."""
     keys_text = os.environ.get(ENCRYPTION_KEYS_ENV, "").strip()
     index_key = os.environ.get(BLIND_INDEX_KEY_ENV, "").strip()
     if keys_text and index_key:
         return Vault([key.strip() for key in keys_text.split(",") if key.strip()], index_key)
+    if keys_text or index_key:
+        given, missing = ((ENCRYPTION_KEYS_ENV, BLIND_INDEX_KEY_ENV) if keys_text
+                          else (BLIND_INDEX_KEY_ENV, ENCRYPTION_KEYS_ENV))
+        raise KeysMissing(f"{given} is set but {missing} is not: set both (the pair `stadspas-adapter keys "
+                          "generate` made, from your secret store); nothing was read or written")
     if not development:
         raise KeysMissing(
             f"{ENCRYPTION_KEYS_ENV} and {BLIND_INDEX_KEY_ENV} must be set outside development mode; "
             "create them with `stadspas-adapter keys generate` and store them in your secret store"
         )
-    dev_keys = _load_or_create_dev_keys(data_dir / DEV_KEYS_FILE)
+    path = data_dir / DEV_KEYS_FILE
+    log.warning("development mode without %s and %s: personal data is encrypted with demo keys kept in %s, "
+                "beside the data. Never so with real cardholders: set environment: production and both keys",
+                ENCRYPTION_KEYS_ENV, BLIND_INDEX_KEY_ENV, path)
+    dev_keys = _load_or_create_dev_keys(path)
     return Vault(dev_keys["encryption_keys"], dev_keys["blind_index_key"])
 
 

@@ -151,8 +151,25 @@ def test_service_refuses_to_start_without_keys_in_production(tmp_path, sqlite_ur
     assert not (tmp_path / "var" / "dev-keys.json").exists()
 
 
-def test_development_mode_makes_dev_keys_instead(tmp_path, sqlite_url, monkeypatch):
+def test_development_mode_makes_dev_keys_instead_and_says_so(tmp_path, sqlite_url, monkeypatch, caplog):
     monkeypatch.delenv("ADAPTER_ENCRYPTION_KEYS")
     monkeypatch.delenv("ADAPTER_BLIND_INDEX_KEY")
-    create_app(settings=make_settings(tmp_path, sqlite_url))
+    with caplog.at_level(logging.WARNING, logger="adapter.crypto"):
+        create_app(settings=make_settings(tmp_path, sqlite_url))
     assert (tmp_path / "var" / "dev-keys.json").stat().st_mode & 0o077 == 0
+    assert any("demo keys kept in" in record.getMessage() and record.levelno == logging.WARNING
+               for record in caplog.records)
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("only", ["ADAPTER_ENCRYPTION_KEYS", "ADAPTER_BLIND_INDEX_KEY"])
+def test_one_key_without_its_partner_is_refused_in_every_environment(tmp_path, sqlite_url, monkeypatch, environment,
+                                                                       only):
+    """Not dev keys in its place: the operator's key would be ignored and the data encrypted under keys nobody
+    stored."""
+    other = {"ADAPTER_ENCRYPTION_KEYS": "ADAPTER_BLIND_INDEX_KEY",
+             "ADAPTER_BLIND_INDEX_KEY": "ADAPTER_ENCRYPTION_KEYS"}[only]
+    monkeypatch.delenv(other)
+    with pytest.raises(Exception, match=f"{only} is set but {other} is not"):
+        create_app(settings=make_settings(tmp_path, sqlite_url, environment=environment))
+    assert not (tmp_path / "var" / "dev-keys.json").exists()
