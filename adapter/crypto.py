@@ -139,6 +139,12 @@ class Vault:
         return self.hashes.content_hash(parts)
 
 
+def request_fingerprint(hashes: KeyedHashes, canonical: str) -> str:
+    """The keyed fingerprint of a money-moving request, in its canonical text (the API's and the counter page's),
+    stored with its idempotency record: a blind index of its own purpose."""
+    return hashes.blind_index(canonical, "request")
+
+
 def generate_encryption_key() -> str:
     return Fernet.generate_key().decode("ascii")
 

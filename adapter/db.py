@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,28 @@ class Database:
         with self._write_sessions() as session, session.begin():
             yield session
 
+    def scrub_removed(self, tables: Sequence[str]) -> bool:
+        """Make the old versions of rows just changed or deleted in ``tables`` unreadable on disk, after
+        retention or key rotation removed personal data or tokens under a retired key. True when done.
+
+        SQLite zeroes what it frees as it writes (``secure_delete``, set on every connection), but the write-ahead
+        log keeps each changed page's earlier image until a check-point resets it: a truncating check-point
+        copies the log into the database and empties it. It waits for readers (a counter's request, briefly),
+        and reports False when one kept it from finishing; the next check-point then does it.
+        PostgreSQL keeps a changed row's old version in its table and indexes until a VACUUM, which this runs.
+        Its write-ahead log and backups keep them for as long as the server keeps those (README, privacy).
+        """
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                busy, _log_pages, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            return not busy
+        if self.is_postgres:
+            quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(name) for name in tables)
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql(f"VACUUM {quoted}")
+            return True
+        return False
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -115,6 +137,9 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Freed space is zeroed, not left holding a deleted or overwritten value (a pseudonymised cardholder's
+        # token, one under a retired key). Debian's SQLite has it on by default, upstream's not.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -40,6 +40,9 @@ class TableProgress:
 @dataclass
 class RotationReport:
     tables: list[TableProgress] = field(default_factory=list)
+    # The old tokens were made unreadable on disk (see Database.scrub_removed); False: SQLite's write-ahead log
+    # still holds them until its next check-point.
+    scrubbed: bool = True
 
     @property
     def rows_rewritten(self) -> int:
@@ -93,6 +96,10 @@ def rotate(db: Database, vault: Vault, *, actor: str, batch_size: int = DEFAULT_
         audit.record(session, actor, "keys.rotated", "encryption-keys",
                      rows_examined=report.rows_examined, rows_rewritten=report.rows_rewritten,
                      tables={table.table: table.rows_rewritten for table in report.tables})
+    # The tokens under the old key must not outlive the rewrite on disk: that key is about to be retired,
+    # perhaps because it leaked.
+    rewritten = [table.table for table in report.tables if table.rows_rewritten]
+    report.scrubbed = db.scrub_removed(rewritten) if rewritten else True
     return report
 
 

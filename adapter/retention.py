@@ -11,6 +11,12 @@ A cardholder whose status is ``inactive`` and who was deactivated more than
 Rows, budgets, redemptions and ledger entries stay under the row ids, so
 totals, settlements and reports over past years are unchanged.
 
+The idempotency records of money-moving requests older than the same cut-off
+are deleted: a till retries within minutes, and each holds a keyed fingerprint
+of its request, the full pass number included, which with the blind-index key
+could name the pass again. Then the old versions of what was changed are made
+unreadable on disk (``Database.scrub_removed``).
+
 The scheduler calls ``apply(db, settings, now)`` weekly; operators run
 ``stadspas-adapter retention apply [--dry-run]``.
 """
@@ -18,18 +24,23 @@ The scheduler calls ``apply(db, settings, now)`` weekly; operators run
 from __future__ import annotations
 
 import calendar
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from adapter import audit
 from adapter.db import Database
-from adapter.models import Cardholder, HolderStatus, Household, Pass
+from adapter.models import Cardholder, HolderStatus, Household, IdempotencyRecord, Pass
 from adapter.settings import Settings
 
+log = logging.getLogger("adapter.retention")
+
 PSEUDONYM_PREFIX = "retained-"
+# Where retention changes or deletes rows: their old versions are scrubbed afterwards.
+SCRUBBED_TABLES = ("cardholders", "passes", "households", "idempotency_records")
 BATCH_SIZE = 500
 
 
@@ -40,6 +51,8 @@ class RetentionReport:
     passes: int
     households: int
     dry_run: bool
+    request_records: int = 0  # idempotency records older than the cut-off, deleted
+    scrubbed: bool = True  # the old versions were made unreadable on disk (see Database.scrub_removed)
 
 
 def cutoff_for(now: datetime, months: int) -> datetime:
@@ -61,7 +74,9 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
                                      ).scalar_one()
             households = session.execute(select(func.count()).select_from(Household)
                                          .where(_households_emptied_by(holder_ids))).scalar_one()
-        return RetentionReport(cutoff, len(holder_ids), passes, households, dry_run=True)
+            requests = session.execute(select(func.count()).select_from(IdempotencyRecord)
+                                       .where(IdempotencyRecord.created_at < cutoff)).scalar_one()
+        return RetentionReport(cutoff, len(holder_ids), passes, households, dry_run=True, request_records=requests)
 
     holders = passes = households = 0
     while True:
@@ -75,9 +90,17 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
             _pseudonymise_holders(session, holder_ids, now)
             holders += len(holder_ids)
     with db.write() as session:
+        requests = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff),
+                                   execution_options={"synchronize_session": False}).rowcount
         audit.record(session, actor, "retention.applied", "cardholders", cutoff=cutoff.isoformat(),
-                     months=settings.retention.months, cardholders=holders, passes=passes, households=households)
-    return RetentionReport(cutoff, holders, passes, households, dry_run=False)
+                     months=settings.retention.months, cardholders=holders, passes=passes, households=households,
+                     request_records=requests)
+    scrubbed = db.scrub_removed(SCRUBBED_TABLES) if holders or requests else True
+    if not scrubbed:
+        log.warning("retention: SQLite's write-ahead log could not be emptied (a reader held it); the removed "
+                    "values stay in it until its next check-point, which the next write makes")
+    return RetentionReport(cutoff, holders, passes, households, dry_run=False, request_records=requests,
+                           scrubbed=scrubbed)
 
 
 def _due(cutoff: datetime):  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from adapter.api.problems import problem
+from adapter.crypto import KeyedHashes, request_fingerprint
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -56,15 +56,19 @@ def idempotency_key_problems() -> list[dict[str, str]]:
     return []
 
 
-def fingerprint(endpoint: str, body: BaseModel) -> str:
+def fingerprint(hashes: KeyedHashes, endpoint: str, body: BaseModel) -> str:
     """What makes two requests the same: the endpoint and the canonical JSON of the validated body.
 
     Defaults are filled in, so sending ``"allow_partial": false`` or leaving it out is the same request
     (a till that adds an explicit default on its retry must get the first answer, not a refusal).
+
+    Keyed (``request_fingerprint``): the body holds the full pass number, and the fingerprint is stored with the
+    key's record. A plain hash of it could be reversed by trying the pass numbers of an issuer's range, also after
+    retention replaced the pass number itself.
     """
     canonical = json.dumps([endpoint, body.model_dump(mode="json")],
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return request_fingerprint(hashes, canonical)
 
 
 def invalid_request(invalid_params: list[dict[str, str]]) -> Exception:

@@ -40,7 +40,7 @@ def create_redemption():  # type: ignore[no-untyped-def]
             runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
             idempotency_key=request.headers["Idempotency-Key"],
-            fingerprint=fingerprint("POST /v1/redemptions", body), today=today(),
+            fingerprint=fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body), today=today(),
             expiry_grace_days=runtime().expiry_grace_days, in_progress_wait_ms=settings.api.idempotency_wait_ms,
             guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:
@@ -69,7 +69,8 @@ def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
             merchant_id=merchant.id, redemption_id=redemption_id, reason=body.reason, actor=f"merchant:{merchant.id}",
             amount_cents=body.amount_cents, window=timedelta(days=settings.api.reversal_window_days),
             idempotency_key=request.headers["Idempotency-Key"],
-            fingerprint=fingerprint(f"POST /v1/redemptions/{redemption_id}/reversals", body)),
+            fingerprint=fingerprint(runtime().vault.hashes, f"POST /v1/redemptions/{redemption_id}/reversals",
+                                    body)),
             in_progress_wait_ms=settings.api.idempotency_wait_ms)
     except ledger.IdempotencyInProgress:
         raise render.in_progress() from None

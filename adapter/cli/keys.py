@@ -41,6 +41,9 @@ def keys_rotate(cli: CliContext, batch_size: int) -> None:
     report = key_rotation.rotate(cli.runtime.db, vault, actor=operator_actor(), batch_size=batch_size,
                                  on_batch=show_progress)
     click.echo(f"rotated: {report.rows_rewritten} of {report.rows_examined} row(s) rewritten under the newest key")
+    if not report.scrubbed:
+        click.echo("The database's write-ahead log still holds the old tokens (a reader held it): run this command "
+                   "again when the service is quiet, before removing the old key.", err=True)
     click.echo("Run `stadspas-adapter keys check` before removing an old key.", err=True)
 
 

@@ -22,6 +22,11 @@ def retention_apply(cli: CliContext, dry_run: bool) -> None:
     settings = cli.settings
     report = retention.apply(cli.runtime.db, settings, utcnow(), dry_run=dry_run, actor=operator_actor())
     verb = "would pseudonymise" if dry_run else "pseudonymised"
+    removed = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {report.cardholders} cardholder(s), {report.passes} pass(es), "
                f"{report.households} household(s) deactivated before {report.cutoff.date().isoformat()} "
-               f"(retention {settings.retention.months} months)")
+               f"(retention {settings.retention.months} months); {removed} {report.request_records} idempotency "
+               "record(s) of requests from before then")
+    if not report.scrubbed:
+        click.echo("note: the database's write-ahead log still holds the removed values until its next "
+                   "check-point (a reader held it); run this command again when the service is quiet to empty it")

@@ -7,7 +7,6 @@ a resubmitted form or a reload pays once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
@@ -17,6 +16,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from sqlalchemy import select
 
 from adapter import counter, ledger, merchants
+from adapter.crypto import KeyedHashes, request_fingerprint
 from adapter.csvexport import euros_text
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
 from adapter.money import AmountError, parse_euros
@@ -170,7 +170,8 @@ def redeem():  # type: ignore[no-untyped-def]
         outcome = counter.redeem(
             runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id, allow_partial=allow_partial,
             idempotency_key=idempotency_key,
-            fingerprint=_payment_fingerprint(pass_number, budget_id, amount_cents, allow_partial),
+            fingerprint=_payment_fingerprint(runtime.vault.hashes, pass_number, budget_id, amount_cents,
+                                             allow_partial),
             expiry_grace_days=runtime.expiry_grace_days, in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except (counter.PassNotUsable, counter.NoSuchBudget, counter.CategoryNotAllowed):
         # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass.
@@ -192,17 +193,19 @@ def redeem():  # type: ignore[no-untyped-def]
     return _counted_look_up(pass_number, "Dit tegoed is niet meer geldig. Er is niets afgeschreven.", budget_id, 422)
 
 
-def _payment_fingerprint(pass_number: str, budget_id: int, amount_cents: int, allow_partial: bool) -> str:
+def _payment_fingerprint(hashes: KeyedHashes, pass_number: str, budget_id: int, amount_cents: int,
+                         allow_partial: bool) -> str:
     """What makes two submits of a payment form the same payment, whatever way the amount was typed.
 
     With it, a resubmit is answered from the stored outcome before the pass is looked up
-    again: a form charged before the pass was blocked still shows its receipt.
+    again: a form charged before the pass was blocked still shows its receipt. Keyed, as the API's
+    (``adapter.api.parsing.fingerprint``): it covers the full pass number and is stored.
     """
     canonical = json.dumps(["POST /counter/afrekenen", {"pass_number": pass_number, "budget_id": budget_id,
                                                         "amount_cents": amount_cents,
                                                         "allow_partial": allow_partial}],
                            sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return request_fingerprint(hashes, canonical)
 
 
 @blueprint.get("/bon/<redemption_id>")

@@ -133,3 +133,26 @@ def test_a_budget_is_spent_through_its_expiry_grace_and_not_a_day_after_even_bef
                                "amount_cents": 1_000})
     assert refused.status_code == 422 and refused.get_json()["code"] == "budget_not_found"
     assert (api.balance_cents(in_grace.budget_id), api.balance_cents(past_it.budget_id)) == (4_000, 5_000)
+
+
+def test_the_stored_request_fingerprint_is_keyed_so_the_pass_number_cannot_be_tried_back_from_it(api):
+    """A plain hash of the body (with the full pass number) could be reversed by trying an issuer's range."""
+    import hashlib
+    import json
+
+    from sqlalchemy import select
+
+    from adapter.models import IdempotencyRecord
+
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 700, "category": "school"}
+    assert api.redeem(key, body, key="one-purchase").status_code == 201
+    with api.db.read() as session:
+        stored = session.execute(select(IdempotencyRecord.request_hash)).scalar_one()
+    canonical = json.dumps(["POST /v1/redemptions", {**body, "allow_partial": False, "budget_id": None,
+                                                     "reference": None}],
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert stored == api.vault.hashes.blind_index(canonical, "request")
+    assert stored != hashlib.sha256(canonical.encode()).hexdigest()
+    assert api.redeem(key, body, key="one-purchase").headers.get("Idempotent-Replayed") == "true"

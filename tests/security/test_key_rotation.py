@@ -132,3 +132,19 @@ def test_rotation_of_any_values_under_any_old_keys(sqlite_template, values, old_
         db.dispose()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_no_token_under_the_retired_key_is_left_on_disk_after_a_rotation(sqlite_url, tmp_path):
+    """SQLite: the database file and its write-ahead log, read as bytes, after the rewrite: the old key is
+    retired next, perhaps because it leaked, and nothing it opens may remain."""
+    db = Database(sqlite_url)
+    add_cardholders(db, _vault(KEY_1), 12)
+    with db.read() as session:
+        old_tokens = session.execute(select(Cardholder.personal_encrypted)).scalars().all()
+    files = [path for path in tmp_path.iterdir() if ".db" in path.name]
+    assert all(token[:60].encode() in b"".join(path.read_bytes() for path in files) for token in old_tokens)
+    report = key_rotation.rotate(db, _vault(KEY_2, KEY_1), actor="operator:test")
+    assert report.rows_rewritten == 12 and report.scrubbed
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert not [token for token in old_tokens if token[:60].encode() in on_disk]
+    db.dispose()

@@ -112,3 +112,75 @@ def test_cli_retention_apply(tmp_path, sqlite_url, vault):
     done = runner.invoke(cli, ["--config", str(config), "retention", "apply"])
     assert done.exit_code == 0 and "pseudonymised 1 cardholder(s), 1 pass(es), 1 household(s)" in done.output
     db.dispose()
+
+
+def _old_request(db: Database, vault, child, merchant, key: str, at: datetime) -> None:
+    """A redemption through the counter with its keyed request fingerprint, dated ``at``."""
+    from adapter import counter
+    from adapter.crypto import request_fingerprint
+    from adapter.models import IdempotencyRecord, Merchant
+
+    with db.read() as session:
+        shop = session.get(Merchant, merchant.merchant_id)
+    canonical = json.dumps(["POST /v1/redemptions", {"pass_number": child.pass_number, "amount_cents": 100}])
+    outcome = counter.redeem(db, shop, child.pass_number, 100, budget_id=child.budget_id, idempotency_key=key,
+                             fingerprint=request_fingerprint(vault.hashes, canonical), today=at.date())
+    assert outcome.succeeded
+    with db.write() as session:
+        session.execute(update(IdempotencyRecord).where(IdempotencyRecord.key == key).values(created_at=at))
+
+
+def test_retention_deletes_old_request_records_and_leaves_nothing_of_the_removed_values_on_disk(tmp_path, sqlite_url,
+                                                                                                  vault):
+    """SQLite: the database file and its write-ahead log, read as bytes after retention, hold neither the pass
+    number nor the sealed personal fields of the pseudonymised cardholder; the idempotency records from before
+    the cut-off are gone, the recent one stays."""
+    from adapter.models import IdempotencyRecord
+
+    db = Database(sqlite_url)
+    settings = make_settings(tmp_path, sqlite_url)
+    gone = factories.child_with_budget(db, vault, bsn=TEST_BSNS[2], amount_cents=5_000,
+                                       period=(datetime(2023, 1, 1).date(), datetime(2027, 12, 31).date()))
+    stays = factories.child_with_budget(db, vault, bsn=TEST_BSNS[3])
+    merchant = factories.merchant(db)
+    _old_request(db, vault, gone, merchant, "long-ago", NOW - timedelta(days=3 * 365))
+    _old_request(db, vault, stays, merchant, "yesterday", NOW - timedelta(days=1))
+    with db.read() as session:
+        token = session.get(Cardholder, gone.cardholder_id).personal_encrypted
+    _deactivate(db, gone.cardholder_id, NOW - timedelta(days=2 * 365 + 10))
+    files = [tmp_path / name for name in sorted(p.name for p in tmp_path.iterdir()) if ".db" in name]
+    on_disk = b"".join(path.read_bytes() for path in files)
+    assert gone.pass_number.encode() in on_disk and token.encode() in on_disk  # the check can fail
+
+    report = retention.apply(db, settings, NOW)
+    assert (report.cardholders, report.request_records, report.scrubbed) == (1, 1, True)
+    with db.read() as session:
+        assert session.execute(select(IdempotencyRecord.key)).scalars().all() == ["yesterday"]
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert gone.pass_number.encode() not in on_disk
+    assert token.encode() not in on_disk and token[:40].encode() not in on_disk
+    assert stays.pass_number.encode() in on_disk  # what stays is still there
+    db.dispose()
+
+
+def test_retention_vacuums_what_it_changed_on_postgresql(tmp_path, postgres_url, vault):
+    """PostgreSQL keeps a changed row's old version until a VACUUM: retention runs one on what it changed."""
+    from sqlalchemy import text
+
+    db = Database(postgres_url)
+    gone = factories.child_with_budget(db, vault, bsn=TEST_BSNS[2])
+    _deactivate(db, gone.cardholder_id, NOW - timedelta(days=2 * 365 + 10))
+    with db.read() as session:
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        before = dict(session.execute(text(
+            "SELECT relname, coalesce(vacuum_count, 0) FROM pg_stat_user_tables WHERE relname IN "
+            "('cardholders', 'passes', 'households', 'idempotency_records')")).all())
+    report = retention.apply(db, make_settings(tmp_path, postgres_url), NOW)
+    assert report.cardholders == 1 and report.scrubbed
+    with db.read() as session:
+        after = dict(session.execute(text(
+            "SELECT relname, coalesce(vacuum_count, 0) FROM pg_stat_user_tables WHERE relname IN "
+            "('cardholders', 'passes', 'households', 'idempotency_records')")).all())
+    assert all(after[name] > before.get(name, 0) for name in ("cardholders", "passes", "households",
+                                                               "idempotency_records")), (before, after)
+    db.dispose()
