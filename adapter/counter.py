@@ -28,6 +28,7 @@ from adapter import ledger
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, PassState, utcnow
+from adapter.periods import local_day
 from adapter.personal import PersonalFields, open_sealed
 
 MAX_PASS_NUMBER_LENGTH = 32
@@ -85,10 +86,16 @@ class BalanceView:
     as_of: datetime
 
 
+def counter_today() -> date:
+    """The day at the counter: Amsterdam's, whatever the server's clock zone (UTC in a container). A pass valid
+    until 31 July works all of that day here, and a budget spent up to its last day stops at local midnight."""
+    return local_day(utcnow())
+
+
 def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_number: str,
                   today: date | None = None, *, expiry_grace_days: int = 0,
                   guard: LookupGuard | None = None) -> BalanceView:
-    today = today or date.today()
+    today = today or counter_today()
     grace = timedelta(days=expiry_grace_days)
     card, personal_encrypted, budgets = _usable(
         _look_up(session, pass_number, today, expiry_grace_days, with_holder=True, guard=guard), today)
@@ -120,7 +127,7 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
     the pass was blocked in between. A refusal (unusable pass, no budget, category) rolls the
     record back with everything else.
     """
-    today = today or date.today()
+    today = today or counter_today()
     found: list[_Found] = []
 
     def look_up(session: Session, read: ledger.ReadBeside) -> None:

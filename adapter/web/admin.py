@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
 from adapter import admins, reports
-from adapter.periods import PeriodError, parse_period
+from adapter.models import utcnow
+from adapter.periods import PeriodError, local_day, parse_period
 from adapter.settlement import list_batches
 from adapter.web import security
 from adapter.web.charts import Series, bar_chart
@@ -66,7 +66,7 @@ def sign_out():  # type: ignore[no-untyped-def]
 
 
 def _period():  # type: ignore[no-untyped-def]
-    text = request.args.get("periode", "").strip() or str(date.today().year)
+    text = request.args.get("periode", "").strip() or str(local_day(utcnow()).year)
     return parse_period(text)
 
 

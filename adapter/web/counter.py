@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
@@ -259,7 +259,7 @@ def reverse():  # type: ignore[no-untyped-def]
 
 
 def _todays_redemptions(merchant_id: int) -> list[dict]:
-    since = local_midnight_utc(date.today())
+    since = local_midnight_utc(counter.counter_today())
     with _runtime().db.read() as db_session:
         rows = db_session.execute(
             select(Redemption, Budget.rule_name, Pass.pass_number)

@@ -234,3 +234,25 @@ def test_a_reversal_sent_twice_at_once_says_in_dutch_to_wait_instead_of_failing(
     assert sent.status_code == 303
     page = counter.client.get(sent.headers["Location"]).get_data(as_text=True)
     assert "Deze terugboeking wordt nog verwerkt" in page
+
+
+def test_the_counter_page_judges_by_amsterdams_day_not_the_servers(counter, vault, monkeypatch):  # type: ignore[no-untyped-def]
+    """At 23:30 UTC on 31 December it is already 1 January in Amsterdam: a budget whose last day was 31 December
+    is no longer spent, whatever zone the server's clock is in."""
+    from datetime import datetime, timezone
+
+    from adapter import counter as counter_core
+
+    assert local_day(datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)) == date(2027, 1, 1)
+    real_today = local_day(utcnow())
+    # Two days on from the machine's own date: a handler that asked the machine's date would still spend it.
+    monkeypatch.setattr(counter_core, "utcnow", lambda: datetime.combine(
+        real_today + timedelta(days=2), datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=12))
+    child = factories.child_with_budget(counter.db, vault, amount_cents=5_000,
+                                        period=(real_today - timedelta(days=200), real_today - timedelta(days=13)))
+    with counter.db.write() as session:
+        session.execute(update(Pass).where(Pass.id == child.pass_id).values(valid_until=real_today + timedelta(days=9)))
+    refused = counter.pay(pass_number=child.pass_number, budget_id=str(child.budget_id), idempotency_key="late-3")
+    assert refused.status_code == 422
+    with counter.db.read() as session:
+        assert session.get(Budget, child.budget_id).balance_cents == 5_000
