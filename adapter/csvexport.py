@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 
 
@@ -15,12 +16,24 @@ def euros_text(cents: int, *, symbol: bool = False) -> str:
     return f"€ {text}" if symbol else text
 
 
+# A cell a spreadsheet would run as a formula: text starting with one of these. A merchant's name is typed by
+# municipal staff and a record key comes from the source system; opened in Excel, "=HYPERLINK(...)" would run.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# ... but a number, such as a negative amount in euros ("-12,50"), stays a number.
+_NUMBER = re.compile(r"-?\d+(?:,\d+)?")
+
+
 def cell_text(value: object) -> str:
+    """A value as its cell's text; text that a spreadsheet would take for a formula gets a leading apostrophe,
+    which shows it as the text it is (OWASP's advice for CSV injection)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "ja" if value else "nee"
-    return str(value)
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def to_csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:

