@@ -82,6 +82,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def month_day_of_every_year(text: str) -> str:
+    """``text`` ("MM-DD", already of that shape) when that day exists in every year; else why not. "02-30" or
+    "04-31" exist in none, "02-29" in one year of four: each would stop every sync, on the day a period is
+    computed, with a date error that says nothing of the rules file."""
+    month, day = (int(part) for part in text.split("-"))
+    try:
+        date(2001, month, day)  # not a leap year
+    except ValueError:
+        raise ValueError(f"{text} is not a day of every year; choose a month and day that exist in every year "
+                         "(not 02-29)") from None
+    return text
+
+
 class Rule(_Strict):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)
     name: str = Field(min_length=1, max_length=200)
@@ -100,6 +113,11 @@ class Rule(_Strict):
     once: bool = False
     # Raise when the rule changes; budgets remember the version they were granted under.
     version: StrictInt = Field(default=1, ge=1)
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_is_a_day_of_every_year(cls, text: str | None) -> str | None:
+        return None if text is None else month_day_of_every_year(text)
 
     @field_validator("pass_statuses")
     @classmethod
@@ -195,6 +213,11 @@ class BudgetRules(_Strict):
     expiry_grace_days: StrictInt = Field(default=0, ge=0, le=366)
     rules: tuple[Rule, ...] = ()
 
+    @field_validator("pass_year_starts")
+    @classmethod
+    def _starts_on_a_day_of_every_year(cls, text: str) -> str:
+        return month_day_of_every_year(text)
+
     def current(self, today: date) -> list[tuple[Rule, Period]]:
         """Every rule with the period running today."""
         running = []
@@ -236,6 +259,11 @@ def load_rules(path: str | Path | None) -> BudgetRules:
                                       "check `budgets:` in the configuration"]) from None
     except yaml.YAMLError as exc:
         raise RulesError(rules_path, [f"not valid YAML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise RulesError(rules_path, ["not UTF-8 text; save the file as UTF-8"]) from None
+    except OSError as exc:  # a directory, no permission to read it, a disk error
+        raise RulesError(rules_path, [f"cannot be read ({exc.strerror or type(exc).__name__}); check the path in "
+                                      "`budgets:` and that this user may read it"]) from None
     return rules_from_mapping(raw, rules_path)
 
 

@@ -180,6 +180,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(config_path, [
             f"file not found (looked in {config_path.resolve()}); pass --config PATH or set {CONFIG_ENV}"
         ]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(config_path, ["not UTF-8 text; save the file as UTF-8"]) from None
+    except OSError as exc:  # a directory, no permission to read it, a disk error
+        raise ConfigError(config_path, [f"cannot be read ({exc.strerror or type(exc).__name__}); pass --config "
+                                        f"PATH or set {CONFIG_ENV}, and check that this user may read it"]) from None
     try:
         raw = yaml.safe_load(raw_text) or {}
     except yaml.YAMLError as exc:

@@ -77,6 +77,11 @@ class _AdapterGroup(click.Group):
             if _database_error(exc) and _schema_missing(exc):
                 raise click.ClickException(
                     "the database has no (current) schema: run `stadspas-adapter db upgrade` first") from None
+            if _database_error(exc) and _unreachable(exc):
+                raise click.ClickException(
+                    "the database cannot be reached: check ADAPTER_DATABASE_URL (or database.url in the "
+                    "configuration) and that the database server runs and takes connections; nothing was "
+                    "changed") from None
             raise
 
 
@@ -85,6 +90,18 @@ def _database_error(error: Exception) -> bool:
     # have been raised once a command imported it.
     exc_module = sys.modules.get("sqlalchemy.exc")
     return exc_module is not None and isinstance(error, (exc_module.OperationalError, exc_module.ProgrammingError))
+
+
+# What the drivers say when there is no database to talk to (psycopg: the server is down or the host unknown;
+# SQLite: the file's folder does not exist or cannot be written).
+_UNREACHABLE = ("connection refused", "could not connect", "connection failed", "could not translate host name",
+                "name or service not known", "timeout expired", "unable to open database file",
+                "server closed the connection")
+
+
+def _unreachable(error: Exception) -> bool:
+    text = str(getattr(error, "orig", error)).lower()
+    return any(said in text for said in _UNREACHABLE)
 
 
 def _schema_missing(error: Exception) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import update
@@ -10,6 +11,8 @@ from adapter.cli import cli
 from adapter.db import Database
 from adapter.models import Budget
 from tests import factories
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write_config(tmp_path, database_url):
@@ -82,3 +85,26 @@ def test_ledger_correct_adds_an_audited_entry_and_refuses_going_below_zero(tmp_p
         actions = [entry.action for entry in session.query(audit.AuditEntry)]
     assert actions == ["ledger.corrected"]
     db.dispose()
+
+
+def test_a_database_that_cannot_be_reached_is_one_sentence_not_a_traceback(tmp_path, monkeypatch):
+    """PostgreSQL down (a port nothing listens on), the sync's commands included: they read the rules and the
+    run history before anything else."""
+    import socket
+
+    with socket.socket() as probe:  # a free port: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "adapter.yaml"
+    export = tmp_path / "export.csv"
+    export.write_text("", encoding="utf-8")
+    config.write_text(json.dumps({
+        "data_dir": str(tmp_path / "var"), "budgets": str(REPO / "config" / "budgets.yaml"),
+        "sources": {"demo": {"connector": "csv", "mapping": str(REPO / "mappings" / "demo-csv.yaml"),
+                             "options": {"path": str(export)}}}}), encoding="utf-8")
+    monkeypatch.setenv("ADAPTER_DATABASE_URL", f"postgresql+psycopg://adapter@127.0.0.1:{port}/adapter")
+    for command in (["ledger", "verify"], ["sync", "history"], ["sync", "run", "demo"]):
+        result = CliRunner().invoke(cli, ["--config", str(config), *command])
+        assert result.exit_code == 1, (command, result.output)
+        assert "the database cannot be reached: check ADAPTER_DATABASE_URL" in result.output, (command, result.output)
+        assert isinstance(result.exception, SystemExit), (command, result.exception)

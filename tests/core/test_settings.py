@@ -62,3 +62,14 @@ def test_database_url_from_environment_wins(tmp_path, monkeypatch):
 def test_missing_file_says_how_to_point_elsewhere(tmp_path):
     with pytest.raises(ConfigError, match="--config PATH or set ADAPTER_CONFIG"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_a_config_file_that_cannot_be_read_is_a_config_error_that_says_so(tmp_path):
+    from adapter.settings import ConfigError, load_settings
+
+    latin = tmp_path / "adapter.yaml"
+    latin.write_bytes("environment: production  # caf\xe9".encode("cp1252"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_settings(latin)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(tmp_path)  # a directory

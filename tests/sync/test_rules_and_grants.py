@@ -6,6 +6,7 @@ import dataclasses
 from datetime import date
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from adapter import grants, ledger
@@ -280,3 +281,25 @@ def test_children_judged_together_get_what_each_is_entitled_to_on_its_own(db, va
     assert granted == expected
     assert {code for _, code in expected} == {"young", "primary", "teen"}
     assert len(set(expected.values())) > 3  # pro-rata amounts among them
+
+
+@pytest.mark.parametrize("key, value", [("pass_year_starts", "02-29"), ("pass_year_starts", "04-31"),
+                                        ("reference", "02-30"), ("reference", "02-29")])
+def test_a_month_day_that_is_not_in_every_year_is_refused_when_the_rules_are_read(tmp_path, key, value):
+    """Else `config check` said ok and every sync failed with "day is out of range for month"."""
+    rule = {"code": "school", "name": "School", "amount_cents": 100, "period": "pass_year"}
+    raw = {"pass_year_starts": value, "rules": [rule]} if key == "pass_year_starts" else \
+        {"rules": [{**rule, "reference": value}]}
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(RulesError, match=f"{value} is not a day of every year"):
+        load_rules(path)
+
+
+def test_a_rules_file_that_cannot_be_read_is_a_rules_error_that_says_so(tmp_path):
+    unreadable = tmp_path / "budgets.yaml"
+    unreadable.write_bytes("pass_year_starts: '08-01'  # caf\xe9".encode("cp1252"))
+    with pytest.raises(RulesError, match="not UTF-8 text"):
+        load_rules(unreadable)
+    with pytest.raises(RulesError, match="cannot be read"):
+        load_rules(tmp_path)  # a directory
