@@ -44,7 +44,7 @@ class AuditProblem:
 
 def record(session: Session, actor: str, action: str, object_ref: str, **details: object) -> AuditEntry:
     """Append one row in the caller's transaction (so the action and its trail commit together)."""
-    _serialise_writers(session)
+    serialise_writers(session)
     previous = session.execute(
         select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1).with_for_update()
     ).scalar_one_or_none()
@@ -57,7 +57,9 @@ def record(session: Session, actor: str, action: str, object_ref: str, **details
     return entry
 
 
-def _serialise_writers(session: Session) -> None:
+def serialise_writers(session: Session) -> None:
+    """Make this transaction the only one appending to the trail until it ends (taken again by record: a
+    caller that reads the trail before appending takes it first)."""
     # Two writers reading the same chain head would fork the chain, and `audit verify`
     # would then cry tampering. On PostgreSQL a transaction-scoped advisory lock makes
     # appends take turns (FOR UPDATE on the head row does not: an empty table has no row,

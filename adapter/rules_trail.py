@@ -40,7 +40,10 @@ def record_if_changed(db: Database, path: Path, actor: str) -> bool:
         if _last_fingerprint(session, object_ref) == fingerprint:
             return False
     with db.write() as session:
-        # Asked again inside the write transaction: another process may have recorded it in between.
+        # Asked again inside the write transaction, after taking the trail's writer lock that the append below
+        # takes anyway: another process may have recorded it in between, and two that asked at once (the CLI
+        # beside the scheduler's roll-over) would each append the same change.
+        audit.serialise_writers(session)
         previous = _last_fingerprint(session, object_ref)
         if previous == fingerprint:
             return False

@@ -16,7 +16,7 @@ import click
 
 from adapter.cli.base import CliContext, pass_cli
 from adapter.records import CardholderRecord, RejectedRecord
-from adapter.rules import BudgetRules, RulesError
+from adapter.rules import BudgetRules, RulesError, load_rules
 from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
 from adapter.settings import config_path_from_env
@@ -50,7 +50,7 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
     if source not in settings.sources:
         known = ", ".join(sorted(settings.sources)) or "(none configured)"
         raise click.ClickException(f"unknown source '{source}'; configured sources: {known}")
-    rules = _rules(cli.runtime, settings.budgets)
+    rules = _rules(cli.runtime, settings.budgets, dry_run=dry_run)
     # Imported here: the connectors layer is its own package area and the sync engine does not need it.
     from adapter.sources import read_source
 
@@ -159,9 +159,11 @@ def scheduler_command(cli: CliContext) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _rules(runtime: Runtime, path) -> BudgetRules:  # type: ignore[no-untyped-def]
+def _rules(runtime: Runtime, path, *, dry_run: bool = False) -> BudgetRules:  # type: ignore[no-untyped-def]
+    """The rules file, read and checked; a changed file is recorded in the audit trail, but not by a dry run,
+    which changes nothing."""
     try:
-        return load_rules_recorded(runtime.db, path, actor="operator")
+        return load_rules(path) if dry_run else load_rules_recorded(runtime.db, path, actor="operator")
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
 

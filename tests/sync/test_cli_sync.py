@@ -106,3 +106,64 @@ def test_a_sync_from_the_command_line_records_a_new_rules_file_in_the_audit_trai
     finally:
         db.dispose()
     assert entries == [("operator", "rules:budgets.yaml")]
+
+
+def test_a_dry_run_records_nothing_in_the_audit_trail(tmp_path, sqlite_url, source_records):
+    """'dry run: nothing was changed' holds for the trail too: the rules file is recorded by the first real run."""
+    from sqlalchemy import func, select
+
+    from adapter.audit import AuditEntry
+    from adapter.db import Database
+
+    config = _config(tmp_path, sqlite_url)
+    source_records["records"] = household_records(5)
+    dry = CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente", "--dry-run"])
+    assert dry.exit_code == 0 and "dry run: nothing was changed" in dry.output, dry.output
+    db = Database(sqlite_url)
+    try:
+        with db.read() as session:
+            assert session.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
+    finally:
+        db.dispose()
+
+
+def test_a_changed_rules_file_read_by_two_processes_at_once_is_recorded_once(tmp_path, postgres_url, monkeypatch):
+    """Both find the change before either records it (the CLI beside the scheduler's roll-over); inside the write
+    transaction the second must wait for the first and then see its entry."""
+    import threading
+
+    from sqlalchemy import select
+
+    from adapter import rules_trail
+    from adapter.audit import AuditEntry
+    from adapter.db import Database
+
+    rules = tmp_path / "budgets.yaml"
+    rules.write_text((REPO_ROOT / "config" / "budgets.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    db = Database(postgres_url)
+    both_inside = threading.Barrier(2, timeout=1.5)
+    asked = threading.local()
+    original = rules_trail._last_fingerprint
+
+    def last_fingerprint(session, object_ref):  # type: ignore[no-untyped-def]
+        asked.count = getattr(asked, "count", 0) + 1
+        if asked.count == 2:  # the second look, inside the write transaction: meet the other process there
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_inside.wait()
+        return original(session, object_ref)
+
+    monkeypatch.setattr(rules_trail, "_last_fingerprint", last_fingerprint)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(rules_trail.record_if_changed(db, rules, "test")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        with db.read() as session:
+            entries = session.execute(select(AuditEntry.details_json).where(AuditEntry.action == "rules.changed")
+                                      ).scalars().all()
+    finally:
+        db.dispose()
+    assert sorted(results) == [False, True] and len(entries) == 1, entries
