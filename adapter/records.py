@@ -77,6 +77,10 @@ class RejectedRecord:
 
     source_key: str
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    # The line's pass number when that field itself was valid (validation rejected another): the sync's guard
+    # then knows which stored pass the line still names, whose absence it would otherwise count a second time.
+    # Never stored, shown or logged.
+    pass_number: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def reason(self) -> str:

@@ -262,11 +262,14 @@ def guard(plan: Plan, settings: SyncSettings) -> str | None:
         return (f"the source returned {plan.records_read} records, fewer than {settings.min_row_share:.0%} of "
                 f"the {last} of the last successful run: the export looks truncated." + advice)
     changes = plan.disruptive_changes
+    counted_once = (f", {plan.rejected_absent} of them lines of those absent passes, counted once"
+                    if plan.rejected_absent else "")
     if plan.known_passes and changes > settings.max_change_share * plan.known_passes:
         return (f"this run would take {changes} of {plan.known_passes} known passes out of use or reject them "
                 f"({len(plan.passes_missing)} newly missing, {len(plan.passes_deactivated)} to deactivate, "
-                f"{plan.passes_newly_blocked} newly blocked, {plan.counts[REJECTED]} records rejected): more than "
-                f"the {settings.max_change_share:.0%} allowed (sync.max_change_share)." + advice)
+                f"{plan.passes_newly_blocked} newly blocked, {plan.counts[REJECTED]} records rejected"
+                f"{counted_once}"
+                f"): more than the {settings.max_change_share:.0%} allowed (sync.max_change_share)." + advice)
     return None
 
 

@@ -108,6 +108,8 @@ class Plan:
     passes_newly_blocked: int = 0
     known_passes: int = 0
     last_good_records: int | None = None
+    # Rejected lines naming a stored pass that the plan counts as missing or to deactivate (see disruptive_changes).
+    rejected_absent: int = 0
 
     def __enter__(self) -> Plan:
         return self
@@ -123,9 +125,10 @@ class Plan:
 
     @property
     def disruptive_changes(self) -> int:
-        """What the mass-change guard weighs: passes that stop working or vanish, and rejected records."""
+        """What the mass-change guard weighs: passes that stop working or vanish, and rejected records. A
+        rejected line of a stored pass makes that pass absent too: it counts once (``rejected_absent``)."""
         return (len(self.passes_missing) + len(self.passes_deactivated) + self.passes_newly_blocked
-                + self.counts[REJECTED])
+                + self.counts[REJECTED] - self.rejected_absent)
 
     @property
     def writes_anything(self) -> bool:
@@ -188,6 +191,8 @@ class Planner:
         # What the reports keep in file order, by position: the rejected lines, and the first lines judged
         # unchanged as they were read (up to SAMPLE_SIZE before and after _judge_waiting starts).
         self._rejected_at: list[tuple[int, str, str]] = []
+        # Stored passes named by a rejected line (RejectedRecord.pass_number): ids only, a few per night.
+        self._rejected_pass_ids: set[int] = set()
         self._unchanged_sample: list[tuple[int, str, str, PassState, bool]] = []
         self._sampled_before_waiting = 0
 
@@ -212,6 +217,9 @@ class Planner:
         position = plan.records_read
         if isinstance(record, RejectedRecord):
             self._reject(record.source_key, record.reason or "rejected by validation", position)
+            stored = self._snapshot.passes.get(record.pass_number) if record.pass_number is not None else None
+            if stored is not None:
+                self._rejected_pass_ids.add(stored.id)
             return
         # Looked up once a line, for the waiting's decision and the judgement alike (the nightly fast path).
         snapshot = self._snapshot
@@ -590,8 +598,10 @@ class Planner:
                 plan.replacements.append((number, successor[known.cardholder_id]))
             elif known.missing_since is None:
                 plan.passes_missing.append(known.id)
+                plan.rejected_absent += known.id in self._rejected_pass_ids
             elif (today - known.missing_since).days >= grace_nights:
                 plan.passes_deactivated.append(known.id)
+                plan.rejected_absent += known.id in self._rejected_pass_ids
         rekeyed = set(self._rekeyed.values())
         absent_holders = [holder for key, holder in holders.items()
                           if holder.outcome is None and key not in rekeyed and holder.status != HolderStatus.INACTIVE]

@@ -100,7 +100,9 @@ def validate_record(record: CardholderRecord, today: date | None = None) -> Card
     record = _normalise_bsn(record)
     reasons = check_record(record, today or date.today())
     if reasons:
-        return RejectedRecord(record.source_key, tuple(reasons))
+        number_valid = not any(reason.startswith("pass_number:") for reason in reasons)
+        return RejectedRecord(record.source_key, tuple(reasons), pass_number=record.pass_number if number_valid
+                              else None)
     return record
 
 

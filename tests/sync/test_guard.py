@@ -104,3 +104,32 @@ def test_dry_run_reports_what_would_change_and_changes_nothing(db, vault, synced
     details = [detail for sample in result.samples.values() for _record_key, detail in sample]
     assert all("999" not in detail for detail in details)
     assert any(detail.endswith("BSN *********") for detail in details)  # BSN masked
+
+
+def test_a_rejected_line_of_a_stored_pass_counts_once_not_also_as_that_pass_missing(db, vault):
+    """40 households, 100 passes; 5 of their lines come back rejected (a birth date in the future): 5 of 100 is
+    the 5% the guard allows, so the run goes through. Before, each counted as rejected and its pass as newly
+    missing: 10 of 100, refused."""
+    import dataclasses
+
+    from adapter.settings import SyncSettings
+    from adapter.validation import validate_record
+
+    settings = SyncSettings(max_change_share=0.05)
+    records = household_records(40)
+    assert len(records) == 100
+    first = run_sync(db, vault, SOURCE, records, settings=settings, rules=SIMPLE_RULES, today=TODAY)
+    assert first.status == SyncStatus.SUCCEEDED
+    broken = [validate_record(dataclasses.replace(record, birth_date=TODAY + timedelta(days=400)), TODAY)
+              for record in records[:5]]
+    assert all(type(line).__name__ == "RejectedRecord" and line.pass_number for line in broken)
+    night = run_sync(db, vault, SOURCE, broken + records[5:], settings=settings, rules=SIMPLE_RULES,
+                     today=TODAY + timedelta(days=1))
+    assert night.status == SyncStatus.SUCCEEDED, night.reason
+    assert (night.rejected, night.missing) == (5, 5)
+    # A sixth goes over the line, counted once each.
+    sixth = [validate_record(dataclasses.replace(records[5], birth_date=TODAY + timedelta(days=400)), TODAY)]
+    refused = run_sync(db, vault, SOURCE, broken + sixth + records[6:], settings=settings, rules=SIMPLE_RULES,
+                       today=TODAY + timedelta(days=2))
+    assert refused.status == SyncStatus.REFUSED and "would take 6 of 100 known passes" in refused.reason
+    assert "6 records rejected, 1 of them lines of those absent passes, counted once" in refused.reason
