@@ -596,20 +596,20 @@ class Planner:
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
                 plan.replacements.append((number, successor[known.cardholder_id]))
+            elif _out_of_grace(known.missing_since, today, grace_nights):
+                plan.passes_deactivated.append(known.id)
+                plan.rejected_absent += known.id in self._rejected_pass_ids
             elif known.missing_since is None:
                 plan.passes_missing.append(known.id)
-                plan.rejected_absent += known.id in self._rejected_pass_ids
-            elif (today - known.missing_since).days >= grace_nights:
-                plan.passes_deactivated.append(known.id)
                 plan.rejected_absent += known.id in self._rejected_pass_ids
         rekeyed = set(self._rekeyed.values())
         absent_holders = [holder for key, holder in holders.items()
                           if holder.outcome is None and key not in rekeyed and holder.status != HolderStatus.INACTIVE]
         for holder in sorted(absent_holders, key=lambda holder: holder.id):
-            if holder.missing_since is None:
-                plan.holders_missing.append(holder.id)
-            elif (today - holder.missing_since).days >= grace_nights:
+            if _out_of_grace(holder.missing_since, today, grace_nights):
                 plan.holders_deactivated.append(holder.id)
+            elif holder.missing_since is None:
+                plan.holders_missing.append(holder.id)
 
     def _successor_passes(self, rekeyed_lines: list[_PassLine]) -> dict[int, str]:
         """Re-keyed cardholder's row id -> the pass its old passes are replaced by (an active one first).
@@ -640,6 +640,14 @@ class Planner:
         if len(sample) < SAMPLE_SIZE:  # the detail is worded only for the few kept
             sample.append((record_key, f"pass {mask_pass_number(pass_number)} {status.value}, "
                                        f"BSN {'*********' if has_bsn else '-'}"))
+
+
+def _out_of_grace(missing_since: date | None, today: date, grace_nights: int) -> bool:
+    """Whether something absent tonight is deactivated now: absent for ``grace_nights`` nights already, or at once
+    when there is no grace (``sync.grace_nights: 0``)."""
+    if missing_since is None:
+        return grace_nights == 0
+    return (today - missing_since).days >= grace_nights
 
 
 def _as_stored(known: KnownPass, holder_id: int, status: PassState, valid_from: date | None,

@@ -278,3 +278,28 @@ def test_the_summary_counts_the_commit(db, vault):
     assert seconds >= slow_seconds
     assert sum(seconds for _name, seconds in result.stage_seconds) == pytest.approx(result.duration_seconds)
     assert f" committing {seconds:.2f}s); read " in result.summary()
+
+
+def test_no_grace_deactivates_on_the_first_night_absent_and_the_pass_comes_back(db, vault):
+    """sync.grace_nights: 0 is allowed; it means no night of grace, not one."""
+    from adapter.settings import SyncSettings
+
+    no_grace = SyncSettings(grace_nights=0)
+    records = household_records(100)
+    assert run_sync(db, vault, "gemeente", records, settings=no_grace, rules=SIMPLE_RULES,
+                    today=TODAY).status == SyncStatus.SUCCEEDED
+    gone = records[0]
+    night = run_sync(db, vault, "gemeente", records[1:], settings=no_grace, rules=SIMPLE_RULES,
+                     today=TODAY + timedelta(days=1))
+    assert (night.status, night.missing, night.deactivated) == (SyncStatus.SUCCEEDED, 0, 1)
+    with db.read() as session:
+        card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
+        assert card.status == PassState.INACTIVE
+        assert session.get(Cardholder, card.cardholder_id).status == HolderStatus.INACTIVE
+    back = run_sync(db, vault, "gemeente", records, settings=no_grace, rules=SIMPLE_RULES,
+                    today=TODAY + timedelta(days=2))
+    assert back.status == SyncStatus.SUCCEEDED
+    with db.read() as session:
+        card = session.execute(select(Pass).where(Pass.pass_number == gone.pass_number)).scalar_one()
+        assert (card.status, card.missing_since) == (PassState.ACTIVE, None)
+        assert session.get(Cardholder, card.cardholder_id).status == HolderStatus.ACTIVE
