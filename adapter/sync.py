@@ -266,10 +266,10 @@ def guard(plan: Plan, settings: SyncSettings) -> str | None:
                     if plan.rejected_absent else "")
     if plan.known_passes and changes > settings.max_change_share * plan.known_passes:
         return (f"this run would take {changes} of {plan.known_passes} known passes out of use or reject them "
-                f"({len(plan.passes_missing)} newly missing, {len(plan.passes_deactivated)} to deactivate, "
-                f"{plan.passes_newly_blocked} newly blocked, {plan.counts[REJECTED]} records rejected"
-                f"{counted_once}"
-                f"): more than the {settings.max_change_share:.0%} allowed (sync.max_change_share)." + advice)
+                f"({plan.passes_newly_absent} newly absent, {plan.passes_newly_blocked} newly blocked, "
+                f"{plan.counts[REJECTED]} records rejected{counted_once}): more than the "
+                f"{settings.max_change_share:.0%} allowed (sync.max_change_share). Passes deactivated tonight after "
+                "their grace are not counted: an applied run accepted their absence." + advice)
     return None
 
 

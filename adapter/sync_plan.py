@@ -108,7 +108,9 @@ class Plan:
     passes_newly_blocked: int = 0
     known_passes: int = 0
     last_good_records: int | None = None
-    # Rejected lines naming a stored pass that the plan counts as missing or to deactivate (see disruptive_changes).
+    # Stored passes absent from tonight on: newly missing, or deactivated at once (no grace nights).
+    passes_newly_absent: int = 0
+    # Rejected lines naming one of those passes (see disruptive_changes).
     rejected_absent: int = 0
 
     def __enter__(self) -> Plan:
@@ -125,10 +127,13 @@ class Plan:
 
     @property
     def disruptive_changes(self) -> int:
-        """What the mass-change guard weighs: passes that stop working or vanish, and rejected records. A
-        rejected line of a stored pass makes that pass absent too: it counts once (``rejected_absent``)."""
-        return (len(self.passes_missing) + len(self.passes_deactivated) + self.passes_newly_blocked
-                + self.counts[REJECTED] - self.rejected_absent)
+        """What the mass-change guard weighs: passes that vanish or stop working tonight, and rejected records.
+        A rejected line of a stored pass makes that pass absent too: it counts once (``rejected_absent``).
+
+        Not the passes deactivated after their grace: their absence began in a run that was applied, within the
+        guard's share or forced by an operator who looked, and was weighed then. Counted again at the grace's
+        end, a forced run's passes made the run of that night refused in turn."""
+        return self.passes_newly_absent + self.passes_newly_blocked + self.counts[REJECTED] - self.rejected_absent
 
     @property
     def writes_anything(self) -> bool:
@@ -596,12 +601,14 @@ class Planner:
             if known.cardholder_id in successor:
                 # A re-keyed child's old card stops working now; its budgets work on the new one.
                 plan.replacements.append((number, successor[known.cardholder_id]))
-            elif _out_of_grace(known.missing_since, today, grace_nights):
-                plan.passes_deactivated.append(known.id)
-                plan.rejected_absent += known.id in self._rejected_pass_ids
-            elif known.missing_since is None:
-                plan.passes_missing.append(known.id)
-                plan.rejected_absent += known.id in self._rejected_pass_ids
+            else:
+                if known.missing_since is None:  # absent from tonight on: the guard weighs it tonight
+                    plan.passes_newly_absent += 1
+                    plan.rejected_absent += known.id in self._rejected_pass_ids
+                if _out_of_grace(known.missing_since, today, grace_nights):
+                    plan.passes_deactivated.append(known.id)
+                elif known.missing_since is None:
+                    plan.passes_missing.append(known.id)
         rekeyed = set(self._rekeyed.values())
         absent_holders = [holder for key, holder in holders.items()
                           if holder.outcome is None and key not in rekeyed and holder.status != HolderStatus.INACTIVE]

@@ -58,7 +58,7 @@ def _many_rejected(records):
 @pytest.mark.parametrize(("change", "reason_says"), [
     (lambda records: [], "no records"),
     (_truncated, "truncated"),
-    (_twenty_percent_vanish, "newly missing"),
+    (_twenty_percent_vanish, "newly absent"),
     (_many_blocked, "newly blocked"),
     (_many_rejected, "records rejected"),
 ], ids=["empty", "truncated", "20pct-vanish", "10pct-blocked", "10pct-rejected"])
@@ -133,3 +133,24 @@ def test_a_rejected_line_of_a_stored_pass_counts_once_not_also_as_that_pass_miss
                        today=TODAY + timedelta(days=2))
     assert refused.status == SyncStatus.REFUSED and "would take 6 of 100 known passes" in refused.reason
     assert "6 records rejected, 1 of them lines of those absent passes, counted once" in refused.reason
+    assert "1 newly absent" in refused.reason
+
+
+def test_the_passes_a_forced_run_let_go_are_deactivated_at_their_grace_end_without_a_second_refusal(db, vault,
+                                                                                                    synced):
+    """The operator looked and forced the run in which 20% vanished; three nights on, their deactivation is the
+    end of the absence that run accepted, not a new mass change: the night goes through, and its new
+    cardholders are written."""
+    survivors = _twenty_percent_vanish(synced)
+    forced = _sync(db, vault, survivors, force=True, actor="operator:alice")
+    assert forced.status == SyncStatus.SUCCEEDED
+    gone = len(synced) - len(survivors)
+    newcomers = household_records(2, start=7000)
+    grace_end = run_sync(db, vault, SOURCE, survivors + newcomers, settings=SYNC_SETTINGS, rules=SIMPLE_RULES,
+                         today=TODAY + timedelta(days=1 + SYNC_SETTINGS.grace_nights))
+    assert grace_end.status == SyncStatus.SUCCEEDED, grace_end.reason
+    assert (grace_end.deactivated, grace_end.created) == (gone, len(newcomers))
+    # A new mass change on top is still refused, and says what it did not count.
+    again = run_sync(db, vault, SOURCE, _twenty_percent_vanish(survivors), settings=SYNC_SETTINGS,
+                     rules=SIMPLE_RULES, today=TODAY + timedelta(days=2 + SYNC_SETTINGS.grace_nights))
+    assert again.status == SyncStatus.REFUSED and "after their grace are not counted" in again.reason
