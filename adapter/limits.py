@@ -7,7 +7,14 @@ never a pass number.
 
 Two ways to count:
 - ``hit`` and ``peek`` are exact: every hit is one atomic write to the shared
-  counter. The enumeration limit (unknown passes) uses them.
+  counter. The enumeration limit (unknown passes) uses them: it peeks before a
+  look-up, in the look-up's own statement, and counts a miss after it. Look-ups
+  already in flight when the count reaches the limit still finish, so a shop gets
+  at most the limit plus one less than its look-ups in flight at once (with
+  gunicorn's sync workers: the workers of every host, 4 to 8 on a 2-core VM) in a
+  window. Reserving a count before every look-up would make it exact at the cost
+  of a write on every balance check, the counter's most frequent request; against
+  pass numbers of ten or more digits, a few more misses a minute teach nothing.
 - ``hit_leased`` is for high-volume limits (balance checks per key). On the
   database a process takes a *lease* of a block of hits from the shared counter
   with one atomic upsert, granted only up to the limit, and then counts locally

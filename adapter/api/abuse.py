@@ -33,8 +33,9 @@ def count_balance_check(merchant: Merchant) -> None:
 
 
 def unusable_passes_guard(merchant: Merchant) -> LookupGuard:
-    """Refuse once the key looked up too many unusable passes: exact, and judged before the pass, in the
-    look-up's own statement (one round trip less than a separate read)."""
+    """Refuse once the key looked up too many unusable passes, judged before the pass, in the look-up's own
+    statement (one round trip less than a separate read). Look-ups in flight at the moment the limit is reached
+    still finish: see ``adapter.limits`` for the bound."""
     pending = limiter().peek_pending(unusable_passes_bucket(merchant.id), _limits().unknown_pass_lookups_per_minute,
                                      WINDOW_SECONDS)
 

@@ -115,3 +115,51 @@ def test_a_blocked_pass_costs_the_same_statements_as_an_unknown_one(limited_api)
     finally:
         event.remove(api.db.engine, "before_cursor_execute", count)
     assert per_request[0] == per_request[1]
+
+
+def test_concurrent_unknown_look_ups_pass_the_limit_by_at_most_those_in_flight(tmp_path, sqlite_url, vault):
+    """The documented bound (adapter.limits): limit 3, 12 look-ups sent at once to a threaded server: at most
+    3 + 11 answer 'unknown', and once they are done every look-up is refused until the window ends."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from werkzeug.serving import make_server
+
+    built = build_api(tmp_path, sqlite_url, vault,
+                      api={"rate_limits": {"balance_checks_per_minute": 1_200, "unknown_pass_lookups_per_minute": 3}})
+    built.app.extensions["adapter_limiter"] = DatabaseLimiter(built.db, clock=lambda: PINNED)
+    key = built.shop()
+    server = make_server("127.0.0.1", 0, built.app, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    url = f"http://127.0.0.1:{server.server_port}/v1/balance-checks"
+    at_once = threading.Barrier(12)
+    statuses: list[int] = []
+
+    def look_up(number: str) -> None:
+        request = urllib.request.Request(url, data=json.dumps({"pass_number": number}).encode(), method="POST",
+                                         headers={"Authorization": f"Bearer {key}",
+                                                  "Content-Type": "application/json"})
+        at_once.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                statuses.append(answer.status)
+        except urllib.error.HTTPError as refused:
+            statuses.append(refused.code)
+
+    try:
+        threads = [threading.Thread(target=look_up, args=(f"64009999{n:08d}",)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        at_once = threading.Barrier(1)
+        look_up("6400999900009999")
+    finally:
+        server.shutdown()
+        built.db.dispose()
+    burst, after = statuses[:12], statuses[12]
+    assert set(burst) <= {404, 429} and 3 <= burst.count(404) <= 3 + 11, burst
+    assert after == 429
