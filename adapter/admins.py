@@ -76,6 +76,19 @@ def add_admin(session: Session, name: str, actor: str) -> IssuedAdmin:
     return IssuedAdmin(account.id, name, password)
 
 
+def disable_admin(session: Session, name: str, actor: str) -> AdminAccount:
+    """Switch an account off: it can no longer sign in, and a page it has open is refused at its next request
+    (the dashboard looks the account up on every one). Records ``admin.disabled``."""
+    account = session.execute(select(AdminAccount).where(AdminAccount.name == name.strip())).scalar_one_or_none()
+    if account is None:
+        raise ValueError(f"no admin named {name!r}; `stadspas-adapter admins list` shows every account")
+    if account.active:
+        account.active = False
+        session.flush()
+        audit.record(session, actor, "admin.disabled", f"admin:{account.id}", name=account.name)
+    return account
+
+
 def authenticate(session: Session, name: str, password: str) -> AdminAccount | None:
     """The active account with this name and password, or None."""
     if len(name) > 64 or len(password) > 200:

@@ -5,6 +5,6 @@ them (the audit trail, rate counters). Alembic and the schema test read
 ``metadata`` from here, so no table is forgotten.
 """
 
-from adapter import admins, audit, grants, models, ratelimit, settlement  # noqa: F401 - imported for their tables
+from adapter import admins, audit, grants, models, ratelimit, settlement, web_sessions  # noqa: F401 - their tables
 
 metadata = models.Base.metadata

@@ -38,3 +38,17 @@ def admins_list(cli: CliContext) -> None:
         for account in session.execute(select(admins.AdminAccount).order_by(admins.AdminAccount.id)).scalars():
             state = "active" if account.active else "disabled"
             click.echo(f"{account.id:>4}  {account.name:<30} {state}  since {account.created_at:%Y-%m-%d}")
+
+
+@admins_group.command("disable")
+@click.argument("name")
+@click.option("--actor", default="operator:cli", show_default=True, help="Who disables it (audit trail).")
+@pass_cli
+def admins_disable(cli: CliContext, name: str, actor: str) -> None:
+    """Switch an account off (someone left, or its password leaked): signed-in pages are refused at once."""
+    try:
+        with cli.runtime.db.write() as session:
+            account = admins.disable_admin(session, name, actor)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"admin {account.name} (id {account.id}) disabled; it can no longer sign in")

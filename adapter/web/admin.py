@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
-from adapter import admins, reports
+from adapter import admins, reports, web_sessions
 from adapter.models import utcnow
 from adapter.periods import PeriodError, local_day, parse_period
 from adapter.settlement import list_batches
@@ -14,7 +14,7 @@ from adapter.web import security
 from adapter.web.charts import Series, bar_chart
 
 blueprint = Blueprint("admin", __name__, template_folder="templates")
-SESSION_KEY = "admin_id"
+SESSION_KEY = "admin_session"  # the sign-in's row id (adapter.web_sessions), not the account's
 
 
 def _runtime():  # type: ignore[no-untyped-def]
@@ -25,11 +25,12 @@ def _runtime():  # type: ignore[no-untyped-def]
 def _require_sign_in():  # type: ignore[no-untyped-def]
     if request.endpoint in ("admin.sign_in", "admin.sign_in_form"):
         return None
-    admin_id = session.get(SESSION_KEY)
+    session_id = session.get(SESSION_KEY)
     account = None
-    if admin_id is not None:
+    if session_id is not None:
         with _runtime().db.read() as db_session:
-            account = db_session.get(admins.AdminAccount, admin_id)
+            admin_id = web_sessions.subject_of(db_session, session_id, web_sessions.ADMIN)
+            account = db_session.get(admins.AdminAccount, admin_id) if admin_id is not None else None
     if account is None or not account.active:
         session.pop(SESSION_KEY, None)
         return redirect(url_for("admin.sign_in_form"), code=303)
@@ -55,12 +56,17 @@ def sign_in():  # type: ignore[no-untyped-def]
     if account is None:
         security.count_failed_sign_in(bucket, limit)
         return render_template("admin/sign_in.html", error="Naam of wachtwoord klopt niet."), 401
-    security.start_session(**{SESSION_KEY: account.id})
+    with runtime.db.write() as db_session:
+        session_id = web_sessions.start(db_session, web_sessions.ADMIN, account.id)
+    security.start_session(**{SESSION_KEY: session_id})
     return redirect(url_for("admin.dashboard"), code=303)
 
 
 @blueprint.post("/afmelden")
 def sign_out():  # type: ignore[no-untyped-def]
+    # On the server too: a copy of this cookie lets nobody in after this.
+    with _runtime().db.write() as db_session:
+        web_sessions.end(db_session, session.get(SESSION_KEY))
     session.clear()
     return redirect(url_for("admin.sign_in_form"), code=303)
 

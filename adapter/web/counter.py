@@ -15,7 +15,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from adapter import counter, ledger, merchants
+from adapter import counter, ledger, merchants, web_sessions
 from adapter.crypto import KeyedHashes, request_fingerprint
 from adapter.csvexport import euros_text
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
@@ -28,7 +28,7 @@ blueprint = Blueprint("counter", __name__, template_folder="templates")
 # Our own stylesheet, served by us (the CSP allows nothing from elsewhere).
 static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
 
-SESSION_KEY = "merchant_key_id"
+SESSION_KEY = "counter_session"  # the sign-in's row id (adapter.web_sessions), not the key's
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a BIGINT; nothing but ASCII digits
 
 PASS_NOT_USABLE = ("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
@@ -43,11 +43,12 @@ def _runtime():  # type: ignore[no-untyped-def]
 
 def _signed_in_merchant() -> Merchant | None:
     """The merchant of the key this session signed in with, while that key is still valid."""
-    key_id = session.get(SESSION_KEY)
-    if key_id is None:
+    session_id = session.get(SESSION_KEY)
+    if session_id is None:
         return None
     with _runtime().db.read() as db_session:
-        key = db_session.get(MerchantKey, key_id)
+        key_id = web_sessions.subject_of(db_session, session_id, web_sessions.COUNTER)
+        key = db_session.get(MerchantKey, key_id) if key_id is not None else None
         now = utcnow()
         if (key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now)
                 or not key.merchant.active):
@@ -93,12 +94,17 @@ def sign_in():  # type: ignore[no-untyped-def]
         return render_template("counter/sign_in.html",
                                error="Deze sleutel is onbekend of verlopen. Controleer de sleutel of vraag de "
                                      "gemeente om een nieuwe."), 401
-    security.start_session(**{SESSION_KEY: key_id})
+    with runtime.db.write() as db_session:
+        session_id = web_sessions.start(db_session, web_sessions.COUNTER, key_id)
+    security.start_session(**{SESSION_KEY: session_id})
     return redirect(url_for("counter.scan_form"), code=303)
 
 
 @blueprint.post("/afmelden")
 def sign_out():  # type: ignore[no-untyped-def]
+    # On the server too: a copy of this cookie lets nobody in after this.
+    with _runtime().db.write() as db_session:
+        web_sessions.end(db_session, session.get(SESSION_KEY))
     session.clear()
     return redirect(url_for("counter.sign_in_form"), code=303)
 

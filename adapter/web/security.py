@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, Request, Response, abort, current_app, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from adapter import web_sessions
 from adapter.limits import Limiter
 
 SECRET_KEY_ENV = "ADAPTER_WEB_SECRET_KEY"
@@ -54,8 +55,12 @@ class SessionInterface(SecureCookieSessionInterface):
 def configure_sessions(app: Flask, secret_key: str) -> None:
     app.secret_key = secret_key
     app.session_interface = SessionInterface()
+    # The cookie's expiry is set at sign-in and not moved on by each request: a sign-in lasts its lifetime
+    # (adapter.web_sessions, which the server checks too), however busy the counter is.
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_NAME="stadspas_session", PERMANENT_SESSION_LIFETIME=12 * 3600)
+                      SESSION_COOKIE_NAME="stadspas_session",
+                      PERMANENT_SESSION_LIFETIME=int(web_sessions.LIFETIME.total_seconds()),
+                      SESSION_REFRESH_EACH_REQUEST=False)
 
 
 def csrf_token() -> str:

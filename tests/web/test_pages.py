@@ -93,3 +93,70 @@ def test_amounts_are_parsed_without_floats():  # type: ignore[no-untyped-def]
     for bad in ("", "12,505", "1.250,00", "-5", "0", "abc"):
         with pytest.raises(AmountError):
             parse_euros(bad)
+
+
+def _admin_signed_in(client, web_world):  # type: ignore[no-untyped-def]
+    token = _csrf(client.get("/admin/aanmelden"))
+    response = client.post("/admin/aanmelden", data={"csrf_token": token, "name": web_world.admin_name,
+                                                     "password": web_world.admin_password})
+    assert response.status_code == 303
+    return response
+
+
+@pytest.mark.parametrize("area, sign_in, page", [("counter", _signed_in, "/counter/"),
+                                                 ("admin", _admin_signed_in, "/admin/")])
+def test_a_copy_of_the_cookie_lets_nobody_in_after_signing_out(web_app, web_world, area, sign_in, page):  # type: ignore[no-untyped-def]
+    """A cookie copied before signing out (a shared till, a proxy's log) is refused afterwards: the server ended
+    the sign-in, not only the browser its cookie."""
+    mine, copy = web_app.test_client(), web_app.test_client()
+    sign_in(mine, web_world)
+    copy.set_cookie("stadspas_session", mine.get_cookie("stadspas_session").value)
+    assert copy.get(page).status_code == 200  # the copy works while the sign-in lasts (the test can fail)
+    signed_out = mine.post(f"/{area}/afmelden", data={"csrf_token": _csrf(mine.get(page))})
+    assert signed_out.status_code == 303
+    assert copy.get(page).status_code == 303 and "aanmelden" in copy.get(page).headers["Location"]
+
+
+def test_a_sign_in_lasts_twelve_hours_from_signing_in_however_often_it_is_used(web_app, web_world, monkeypatch):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from adapter import web_sessions
+    from adapter.models import utcnow
+
+    client = web_app.test_client()
+    started = utcnow()
+    monkeypatch.setattr(web_sessions, "utcnow", lambda: started)
+    _signed_in(client, web_world)
+    for hours in (1, 6, 11.9):  # used all day long
+        monkeypatch.setattr(web_sessions, "utcnow", lambda hours=hours: started + timedelta(hours=hours))
+        assert client.get("/counter/").status_code == 200, hours
+    monkeypatch.setattr(web_sessions, "utcnow", lambda: started + timedelta(hours=12, minutes=1))
+    assert client.get("/counter/").status_code == 303
+    assert web_app.config["SESSION_REFRESH_EACH_REQUEST"] is False  # nor does the cookie's own expiry move on
+
+
+def test_a_disabled_admin_is_refused_at_the_next_page_and_cannot_sign_in_again(web_app, web_world, tmp_path):  # type: ignore[no-untyped-def]
+    import yaml
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from adapter.audit import AuditEntry
+    from adapter.cli import cli
+
+    client = web_app.test_client()
+    _admin_signed_in(client, web_world)
+    assert client.get("/admin/").status_code == 200
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump({"environment": "development", "data_dir": str(tmp_path / "var"),
+                                      "database": {"url": web_world.db.url}}))
+    result = CliRunner().invoke(cli, ["--config", str(config), "admins", "disable", web_world.admin_name])
+    assert result.exit_code == 0 and "disabled" in result.output, result.output
+    assert client.get("/admin/").status_code == 303
+    token = _csrf(client.get("/admin/aanmelden"))
+    again = client.post("/admin/aanmelden", data={"csrf_token": token, "name": web_world.admin_name,
+                                                  "password": web_world.admin_password})
+    assert again.status_code == 401
+    unknown = CliRunner().invoke(cli, ["--config", str(config), "admins", "disable", "nobody"])
+    assert unknown.exit_code == 1 and "no admin named 'nobody'" in unknown.output
+    with web_world.db.read() as session:
+        assert "admin.disabled" in session.execute(select(AuditEntry.action)).scalars().all()
