@@ -73,6 +73,10 @@ class ApiSettings(_Strict):
     # A worker remembers a key that authenticated this long: a disabled or rotated-out key
     # stops working within this time (0: look every key up on every request).
     auth_cache_seconds: int = Field(default=5, ge=0, le=60)
+    # Proxies in front of the service (a load balancer, a TLS terminator) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed, counted from the service outwards. 0: none; the address a request came
+    # from is the client's. Behind one load balancer: 1. More than there are lets a client pick its own address.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
     rate_limits: RateLimitSettings = RateLimitSettings()
 
 

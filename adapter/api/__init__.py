@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from adapter import web
 from adapter.api import balance, health, openapi, problems, redemptions
@@ -37,6 +38,12 @@ def create_app(test_config: dict[str, Any] | None = None, *, settings: Settings 
     app.extensions["adapter_openapi"] = openapi.build_document(settings, API_VERSION)
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.json.sort_keys = False
+    if settings.api.trusted_proxies:
+        # Behind a load balancer every request comes from its address: the failed sign-ins per client would
+        # lock every shop out at once, and a page served over HTTPS at the balancer would get a cookie without
+        # Secure. Only the configured number of hops is believed; a client cannot add its own.
+        hops = settings.api.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     problems.init_app(app)
     app.before_request(_json_only)

@@ -160,3 +160,34 @@ def test_a_disabled_admin_is_refused_at_the_next_page_and_cannot_sign_in_again(w
     assert unknown.exit_code == 1 and "no admin named 'nobody'" in unknown.output
     with web_world.db.read() as session:
         assert "admin.disabled" in session.execute(select(AuditEntry.action)).scalars().all()
+
+
+def test_behind_a_trusted_load_balancer_failed_sign_ins_count_per_client_and_https_gets_a_secure_cookie(
+        sqlite_url, tmp_path, web_world):  # type: ignore[no-untyped-def]
+    """Every request comes from the balancer's address: counted by it, one client's wrong keys locked every shop
+    out. With api.trusted_proxies: 1 the balancer's X-Forwarded-For names the client; without it the header is
+    not believed (a client cannot pick its own address)."""
+    from adapter.api import create_app
+    from tests.conftest import make_settings
+
+    def app_with(trusted: int):  # type: ignore[no-untyped-def]
+        app = create_app(settings=make_settings(tmp_path, sqlite_url, api={"trusted_proxies": trusted}))
+        app.extensions["adapter_limiter"].clock = lambda: 1_800_000_000.0 + 120 * trusted  # a window of its own
+        return app.test_client()
+
+    balancer = {"REMOTE_ADDR": "10.0.0.1"}
+    for trusted in (1, 0):
+        client = app_with(trusted)
+        token = _csrf(client.get("/counter/aanmelden", environ_base=balancer))
+        for _ in range(5):
+            wrong = client.post("/counter/aanmelden", data={"csrf_token": token, "api_key": "spk_wrong"},
+                                environ_base=balancer, headers={"X-Forwarded-For": "203.0.113.9"})
+            assert wrong.status_code == 401
+        shop = client.post("/counter/aanmelden", data={"csrf_token": token, "api_key": web_world.api_key},
+                           environ_base=balancer, headers={"X-Forwarded-For": "198.51.100.7",
+                                                           "X-Forwarded-Proto": "https"})
+        if trusted:
+            assert shop.status_code == 303, "another client behind the same balancer signs in"
+            assert "Secure" in shop.headers["Set-Cookie"]
+        else:
+            assert shop.status_code == 429, "an untrusted X-Forwarded-For changes nothing"
