@@ -176,11 +176,11 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
     started = time.perf_counter()
     stage = _StageClock(started, on_stage)
     holder = sync_lock.this_holder()
-    advisory = sync_lock.AdvisoryLock(db, source) if db.is_postgres else None
-    if advisory is not None and not advisory.try_acquire():
+    held = sync_lock.process_lock(db, source)  # freed by the server or the kernel if this process dies
+    if held is not None and not held.try_acquire():
         raise _busy_from_row(db, source)
     try:
-        run_id = _lock_and_open_run(db, source, holder, exclusive_proven=advisory is not None)
+        run_id = _lock_and_open_run(db, source, holder, exclusive_proven=held is not None)
         try:
             with fewer_collections():
                 return _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run,
@@ -189,8 +189,8 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
             _close_failed(db, source, holder, run_id, exc)
             raise
     finally:
-        if advisory is not None:
-            advisory.release()
+        if held is not None:
+            held.release()
 
 
 def _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,  # type: ignore[no-untyped-def]
@@ -276,7 +276,7 @@ def guard(plan: Plan, settings: SyncSettings) -> str | None:
 # ---------------------------------------------------------------- lock and run bookkeeping
 
 def _busy_from_row(db: Database, source: str, wait_seconds: float = 3.0) -> sync_lock.SyncBusy:
-    # The winner takes the advisory lock a moment before it writes its lock row; wait
+    # The winner takes its process lock a moment before it writes its lock row; wait
     # briefly for that row so the message can name the holder instead of "starting up".
     deadline = time.monotonic() + wait_seconds
     while True:

@@ -1,23 +1,28 @@
 """One sync per source at a time, across processes and hosts.
 
-Two guards, because we run on two databases:
-- PostgreSQL: a session-level advisory lock on a connection held for the whole
-  run. The server frees it the moment the process dies, so a lock row left by a
-  killed process is known to be stale as soon as the advisory lock is free.
+Two guards:
+- A lock the operating system or the server frees the moment its process dies, held
+  for the whole run (``process_lock``): on PostgreSQL a session-level advisory lock
+  on a connection of its own; on a SQLite file an exclusive ``flock`` on a file
+  beside the database, which holds across containers that share its volume.
+  While a run holds it, a lock row left by a killed process is known to be stale.
 - Every database: a ``SyncLock`` row per source (primary key = source) naming the
-  holder ("host:pid") and when it took the lock. On SQLite (one host by nature)
-  a row is stale when its process no longer exists on this host, or when it is
-  older than ``STALE_AFTER`` (a sync takes seconds to minutes, never hours).
+  holder ("host:pid") and when it took the lock, which says who holds it. Without a
+  process lock (an in-memory SQLite database) a row is stale when its process no
+  longer exists on this host, or when it is older than ``STALE_AFTER`` (a sync takes
+  seconds to minutes, never hours).
 
 A second sync is told who holds the lock and since when, and exits non-zero.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import socket
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Connection, delete, select, text
 from sqlalchemy.orm import Session
@@ -75,6 +80,43 @@ class AdvisoryLock:
             self._connection = None
 
 
+class FileLock:
+    """An exclusive ``flock`` on a file beside a SQLite database, one per source, held until ``release`` or the
+    process's end: the kernel frees it when the process dies, also one killed in another container sharing the
+    database's volume (whose host name and process id mean nothing here)."""
+
+    def __init__(self, database_path: Path, source: str):
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        self.path = database_path.with_name(f"{database_path.name}.sync-{digest}.lock")
+        self._descriptor: int | None = None
+
+    def try_acquire(self) -> bool:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        self._descriptor = descriptor
+        return True
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the only descriptor releases the flock
+            self._descriptor = None
+
+
+def process_lock(db: Database, source: str) -> AdvisoryLock | FileLock | None:
+    """The lock that dies with its process, for ``source`` on ``db``; None where there is none to be had (an
+    in-memory SQLite database: one process by nature)."""
+    if db.is_postgres:
+        return AdvisoryLock(db, source)
+    database = db.engine.url.database if db.is_sqlite else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return FileLock(Path(database).resolve(), source)
+    return None
+
+
 def current_lock(session: Session, source: str) -> SyncLock | None:
     return session.execute(select(SyncLock).where(SyncLock.source == source)).scalar_one_or_none()
 
@@ -83,7 +125,7 @@ def take(session: Session, source: str, holder: str, *, exclusive_proven: bool, 
          ) -> SyncLock | None:
     """Write our lock row in the caller's write transaction; return the stale row it replaced, if any.
 
-    ``exclusive_proven``: the caller holds the PostgreSQL advisory lock, so any row
+    ``exclusive_proven``: the caller holds the source's ``process_lock``, so any row
     left behind belongs to a process that died. Raises SyncBusy when the row is live.
     """
     now = now or utcnow()

@@ -131,3 +131,22 @@ def test_two_syncs_started_together_one_runs_one_names_the_holder(database_url, 
     out, err = winner.communicate(timeout=120)
     assert winner.returncode == 0, err
     assert _state(database_url)["locks"] == 0
+
+
+def test_a_lock_row_of_a_dead_process_of_another_host_is_taken_over_at_once(database_url, vault):
+    """A second container sharing the SQLite volume was killed mid-run: its host name and process id mean
+    nothing here, but the lock it held died with it (the kernel's flock; PostgreSQL's advisory lock), so the
+    next run takes the row over instead of waiting out STALE_AFTER."""
+    from adapter.models import utcnow
+
+    db = Database(database_url)
+    try:
+        with db.write() as session:
+            session.add(SyncLock(source="gemeente", holder="sync-container-2:1", acquired_at=utcnow()))
+        result = run_sync(db, vault, "gemeente", household_records(5), settings=SYNC_SETTINGS, rules=SIMPLE_RULES,
+                          today=TODAY)
+        assert result.status == SyncStatus.SUCCEEDED
+        with db.read() as session:
+            assert session.execute(select(func.count()).select_from(SyncLock)).scalar_one() == 0
+    finally:
+        db.dispose()

@@ -394,14 +394,19 @@ def test_the_sync_command_reads_through_the_worker_and_says_what_failed(tmp_path
 
 def test_a_run_that_finds_the_source_busy_never_starts_reading_it(sqlite_url, vault):
     db = Database(sqlite_url)
+    # Another process holds the source: its lock that dies with it (here taken on a descriptor of our own, which
+    # conflicts as another process's would), and its row.
+    other = sync_lock.process_lock(db, "gemeente")
+    assert other is not None and other.try_acquire()
     with db.write() as session:
-        sync_lock.take(session, "gemeente", "other-host:4242", exclusive_proven=False)
+        sync_lock.take(session, "gemeente", "other-host:4242", exclusive_proven=True)
     records = ReadAhead(_FromWorker())
     with records, pytest.raises(sync_lock.SyncBusy):
         run_sync(db, vault, "gemeente", records, settings=SyncSettings())
     assert records._worker is None, "the worker read the source for a run that could not take the lock"
     with db.write() as session:
         sync_lock.release(session, "gemeente", "other-host:4242")
+    other.release()
     started = ReadAhead(_FromWorker())
     with started:
         result = run_sync(db, vault, "gemeente", started, settings=SyncSettings(min_row_share=0.0))
