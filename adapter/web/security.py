@@ -96,6 +96,11 @@ def add_security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         # Pages show a child's name and balance: never keep them in a shared browser's cache.
         response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        # Once a browser reached us over HTTPS, it never tries plain HTTP here again (a sign-in typed on a
+        # hotel network cannot be downgraded). Only then: sent over HTTP it would be ignored, and a test
+        # install without TLS would lock itself out of plain HTTP for a year.
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
     return response
 
 

@@ -51,6 +51,9 @@ def test_session_cookie_is_httponly_samesite_and_secure_over_https(client, web_w
     secure = client.post("/counter/aanmelden", base_url="https://localhost",
                          data={"csrf_token": token, "api_key": web_world.api_key})
     assert "Secure" in secure.headers["Set-Cookie"]
+    # Over HTTPS the browser is told to stay on it; over plain HTTP nothing is said (it would be ignored).
+    assert https.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in client.get("/counter/aanmelden").headers
 
 
 def test_forms_without_the_csrf_token_are_refused(client, web_world):  # type: ignore[no-untyped-def]
