@@ -127,3 +127,30 @@ def test_the_runtime_reads_the_expiry_grace_from_the_budget_rules(tmp_path, sqli
 
     assert Runtime(make_settings(tmp_path, sqlite_url)).expiry_grace_days == 14  # config/budgets.yaml
     assert Runtime(make_settings(tmp_path, sqlite_url, budgets=None)).expiry_grace_days == 0
+
+
+def test_the_grace_follows_the_rules_file_and_a_failed_read_is_tried_again(tmp_path):
+    """An API worker runs for weeks: a changed grace counts from the next request, and a rules file that could
+    not be read once (no grace meanwhile) is read again, not remembered as 0 for the process's life."""
+    import os
+
+    from adapter.runtime import GraceDays
+
+    rules = tmp_path / "budgets.yaml"
+    rules.write_text("expiry_grace_days: 14\n", encoding="utf-8")
+    now = [0.0]
+    grace = GraceDays(rules, clock=lambda: now[0])
+    assert grace.current() == 14
+    rules.write_text("expiry_grace_days: 30\n", encoding="utf-8")
+    os.utime(rules, ns=(1, 2_000_000_000))  # a changed file, whatever the file system's clock resolution
+    assert grace.current() == 30
+    broken, mended = "expiry_grace_days: [not a number\n", "expiry_grace_days: 7\n"
+    rules.write_text(broken, encoding="utf-8")
+    os.utime(rules, ns=(1, 3_000_000_000))
+    assert grace.current() == 0  # unreadable: no grace
+    rules.write_text(mended.rstrip("\n").ljust(len(broken) - 1) + "\n", encoding="utf-8")
+    os.utime(rules, ns=(1, 3_000_000_000))  # the same stamp and size: only the retry finds it
+    assert grace.current() == 0
+    now[0] = GraceDays.RETRY_SECONDS + 1
+    assert grace.current() == 7
+    assert GraceDays(None).current() == 0
