@@ -190,7 +190,12 @@ class CompiledMapping:
         for name in self._required:
             if values.get(name, "") is None:
                 reasons.append(f"{name}: is missing (required)")
-        return RejectedRecord(source_key, tuple(reasons))
+        # The pass number when it mapped (a pass number of digits, as validation asks): the sync's guard then
+        # counts this line and the absence of its stored pass once (RejectedRecord.pass_number).
+        pass_number = values.get("pass_number")
+        named = pass_number if isinstance(pass_number, str) and pass_number.isascii() and pass_number.isdigit() \
+            else None
+        return RejectedRecord(source_key, tuple(reasons), pass_number=named)
 
 
 # -- the final step per field type: what the canonical record accepts ------------

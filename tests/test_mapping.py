@@ -167,3 +167,15 @@ def test_demo_csv_mapping_end_to_end_row():
     assert record.birth_date == date(1979, 9, 9)
     assert record.pass_status is PassStatus.BLOCKED
     assert record.is_child is False
+
+
+def test_a_rejection_carries_the_pass_number_when_that_field_mapped_but_never_shows_it():
+    """For the sync's guard (a rejected line of a stored pass counts once): the number rides along, out of the
+    record's repr and of what is compared."""
+    mapping = compile_mapping({"version": 1, "fields": {
+        **MINIMAL_FIELDS, "birth_date": {"column": "G", "transforms": [{"date": "%d-%m-%Y"}]}}})
+    [rejected] = mapping.apply(SourceRecord("line 7", {"H": "h", "C": "c", "P": "6064 3660 01", "G": "31-02-2014"}))
+    assert isinstance(rejected, RejectedRecord) and rejected.pass_number == "6064366001"
+    assert "6064" not in repr(rejected) and rejected == RejectedRecord("line 7", rejected.reasons)
+    [without] = mapping.apply(SourceRecord("line 8", {"H": "h", "C": "c", "P": "", "G": "31-02-2014"}))
+    assert without.pass_number is None
