@@ -34,14 +34,19 @@ import re
 
 MASK_CHAR = "*"
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{8,}(?!\d)")
-# Three to five groups joined by the same separator (the backreference): "999 993 653", "9999.93.653",
+# A BSN in groups, whatever the separators: "999 993 653", "9999.93.653", "9999 93.653", "999-99-3653".
+# Not a part of a longer row of groups (an IPv4 address, a pass number): those are _DIGIT_GROUPS'.
+_GROUPED_BSN = re.compile(r"(?<!\d)(?<!\d[ .-])(?:\d{4}[ .-]\d{2}[ .-]\d{3}|\d{3}[ .-]\d{3}[ .-]\d{3}"
+                          r"|\d{3}[ .-]\d{2}[ .-]\d{4})(?![ .-]?\d)")
+# Longer numbers in three to five groups joined by the same separator (the backreference): "6064 3660 1234 5678",
 # "6064-3660-1234-5678". Not across separators ("2026-08-01 2027" is a date and a year).
-_DIGIT_GROUPS = re.compile(r"(?<![\d.-])\d{3,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,3}(?![\d])")
+_DIGIT_GROUPS = re.compile(r"(?<!\d)\d{3,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,3}(?!\d)")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-# PostgreSQL's DETAIL of a refused row: the values between "=(" and the words after them, and a failing row.
-_KEY_VALUES = re.compile(r"(Key \((?:[^()]|\([^()]*\))*\)=\()(.*?)(\) (?:already exists|is not present|"
-                         r"is still referenced|conflicts with))")
+# PostgreSQL's DETAIL of a refused row: every "key (columns)=(values)" (an exclusion constraint's names two,
+# "conflicts with existing key (...)=(...)"), and a failing row.
+_KEY_VALUES = re.compile(r"([Kk]ey \((?:[^()]|\([^()]*\))*\)=\()(.*?)(\)(?= already exists| is not present"
+                         r"| is still referenced| conflicts with|\.?$))", re.MULTILINE)
 _FAILING_ROW = re.compile(r"(Failing row contains \().*(\))")
 _VALUES_MASKED = "***"
 
@@ -64,8 +69,13 @@ def redact(text: str) -> str:
     """``text`` with every possible BSN and pass number masked (see the module docstring)."""
     text = _KEY_VALUES.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(3), text)
     text = _FAILING_ROW.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(2), text)
+    text = _GROUPED_BSN.sub(_mask_digits, text)
     text = _DIGIT_GROUPS.sub(_mask_groups, text)
     return _DIGIT_RUN.sub(_mask_run, text)
+
+
+def _mask_digits(match: re.Match[str]) -> str:
+    return re.sub(r"\d", MASK_CHAR, match.group())
 
 
 def _mask_run(match: re.Match[str]) -> str:

@@ -49,6 +49,10 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     assert redact("Jan (BSN 999 993 653, pas 6064 3660 1234 5678)") == "Jan (BSN *** *** ***, pas **** **** **** 5678)"
     assert redact("999-99-3653 and 999.993.653") == "***-**-**** and ***.***.***"
     assert redact("6064-3660-1234-5678") == "****-****-****-5678"
+    # Mixed separators in a BSN, and numbers glued to a word.
+    assert redact("BSN 9999 93.653") == "BSN **** **.***"
+    assert redact("pas-6064-3660-1234-5678, nr.999.993.653, card.6064 3660 1234 5678") == \
+        "pas-****-****-****-5678, nr.***.***.***, card.**** **** **** 5678"
     # One separator throughout: a period's two dates are two dates, not one number.
     assert redact("period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z") == \
         "period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z"
@@ -64,6 +68,9 @@ def test_a_database_error_has_the_values_it_quotes_masked_whatever_their_length(
     assert redact('DETAIL:  Key (cardholder_id)=(17) is not present in table "cardholders".') == \
         'DETAIL:  Key (cardholder_id)=(***) is not present in table "cardholders".'
     assert redact("DETAIL:  Failing row contains (1, 4821, Jan, null).") == "DETAIL:  Failing row contains (***)."
+    # An exclusion constraint names two keys, and values may hold brackets of their own.
+    assert redact("DETAIL:  Key (c, p)=(5, [2026-01-01,2026-12-31)) conflicts with existing key (c, p)=(4821, x).") \
+        == "DETAIL:  Key (c, p)=(***) conflicts with existing key (c, p)=(***)."
 
 
 @given(before=surroundings, bsn=bsns, after=surroundings)
