@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,8 +91,9 @@ class Database:
         log keeps each changed page's earlier image until a check-point resets it: a truncating check-point
         copies the log into the database and empties it. It waits for readers (a counter's request, briefly),
         and reports False when one kept it from finishing; the next check-point then does it.
-        PostgreSQL keeps a changed row's old version in its table and indexes until a VACUUM, which this runs.
-        Its write-ahead log and backups keep them for as long as the server keeps those (README, privacy).
+        PostgreSQL keeps a changed row's old version in its table and indexes until a VACUUM, which this runs;
+        False when an open snapshot kept some (the next VACUUM removes them). Its write-ahead log and backups
+        keep them for as long as the server keeps those (README, privacy).
         """
         if self.is_sqlite:
             with self.engine.connect() as connection:
@@ -102,7 +103,12 @@ class Database:
             quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(name) for name in tables)
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.exec_driver_sql(f"VACUUM {quoted}")
-            return True
+                # A VACUUM leaves what an open snapshot may still see (a long report, a standby's query): it
+                # counts those as dead rows left, and the next VACUUM (autovacuum's, or this again) removes them.
+                left = connection.execute(text(
+                    "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE relname = ANY(:names)"),
+                    {"names": list(tables)}).scalar_one()
+            return left == 0
         return False
 
     def dispose(self) -> None:

@@ -40,8 +40,8 @@ class TableProgress:
 @dataclass
 class RotationReport:
     tables: list[TableProgress] = field(default_factory=list)
-    # The old tokens were made unreadable on disk (see Database.scrub_removed); False: SQLite's write-ahead log
-    # still holds them until its next check-point.
+    # The old tokens were made unreadable on disk (see Database.scrub_removed); False: an open reader kept some
+    # until the next check-point or vacuum.
     scrubbed: bool = True
 
     @property

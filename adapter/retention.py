@@ -97,8 +97,9 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
                      request_records=requests)
     scrubbed = db.scrub_removed(SCRUBBED_TABLES) if holders or requests else True
     if not scrubbed:
-        log.warning("retention: SQLite's write-ahead log could not be emptied (a reader held it); the removed "
-                    "values stay in it until its next check-point, which the next write makes")
+        log.warning("retention: an open reader kept some of the removed values on disk (SQLite's write-ahead log, "
+                    "or row versions a PostgreSQL snapshot can still see); they go at the next check-point or "
+                    "vacuum, or run retention again when the service is quiet")
     return RetentionReport(cutoff, holders, passes, households, dry_run=False, request_records=requests,
                            scrubbed=scrubbed)
 

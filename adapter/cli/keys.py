@@ -42,8 +42,8 @@ def keys_rotate(cli: CliContext, batch_size: int) -> None:
                                  on_batch=show_progress)
     click.echo(f"rotated: {report.rows_rewritten} of {report.rows_examined} row(s) rewritten under the newest key")
     if not report.scrubbed:
-        click.echo("The database's write-ahead log still holds the old tokens (a reader held it): run this command "
-                   "again when the service is quiet, before removing the old key.", err=True)
+        click.echo("An open reader kept some old tokens on disk until the database's next check-point or vacuum: "
+                   "run this command again when the service is quiet, before removing the old key.", err=True)
     click.echo("Run `stadspas-adapter keys check` before removing an old key.", err=True)
 
 

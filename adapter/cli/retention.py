@@ -28,5 +28,5 @@ def retention_apply(cli: CliContext, dry_run: bool) -> None:
                f"(retention {settings.retention.months} months); {removed} {report.request_records} idempotency "
                "record(s) of requests from before then")
     if not report.scrubbed:
-        click.echo("note: the database's write-ahead log still holds the removed values until its next "
-                   "check-point (a reader held it); run this command again when the service is quiet to empty it")
+        click.echo("note: an open reader kept some of the removed values on disk until the database's next "
+                   "check-point or vacuum; run this command again when the service is quiet to remove them now")

@@ -184,3 +184,23 @@ def test_retention_vacuums_what_it_changed_on_postgresql(tmp_path, postgres_url,
     assert all(after[name] > before.get(name, 0) for name in ("cardholders", "passes", "households",
                                                                "idempotency_records")), (before, after)
     db.dispose()
+
+
+def test_retention_says_when_an_open_snapshot_kept_old_versions_on_postgresql(tmp_path, postgres_url, vault):
+    """A VACUUM cannot remove what a transaction still open may see (a long report): retention says so instead of
+    reporting the values gone."""
+    from sqlalchemy import create_engine, text
+
+    db = Database(postgres_url)
+    gone = factories.child_with_budget(db, vault, bsn=TEST_BSNS[2])
+    _deactivate(db, gone.cardholder_id, NOW - timedelta(days=2 * 365 + 10))
+    reader = create_engine(postgres_url, isolation_level="REPEATABLE READ")
+    try:
+        with reader.connect() as report:
+            report.execute(text("SELECT count(*) FROM cardholders")).scalar_one()  # its snapshot is taken
+            kept = retention.apply(db, make_settings(tmp_path, postgres_url), NOW)
+            assert kept.cardholders == 1 and kept.scrubbed is False
+        assert db.scrub_removed(["cardholders", "passes", "households", "idempotency_records"])  # then it can
+    finally:
+        reader.dispose()
+        db.dispose()
