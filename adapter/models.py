@@ -336,7 +336,8 @@ class IdempotencyRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     key: Mapped[str] = mapped_column(machine_key(128))
-    # SHA-256 over the operation and its canonical request: a reused key with another request is refused.
+    # A keyed fingerprint (a blind index of purpose "request") of the operation and its canonical request, whose
+    # body holds the full pass number: a reused key with another request is refused.
     request_hash: Mapped[str] = mapped_column(String(64))
     outcome_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -118,6 +118,7 @@ def create_batch(db: Database, settings: SettlementSettings, period_text: str, a
     if not (settings.debtor_name and settings.debtor_iban):
         raise SettlementError("settlement.debtor_name and settlement.debtor_iban are not set in the configuration; "
                               "add the municipality's own account to the settlement: block")
+    batches_before = _batch_count(db)
     try:
         with db.write() as session:
             later = session.execute(select(SettlementBatch.period).where(SettlementBatch.period > period.label)
@@ -130,6 +131,8 @@ def create_batch(db: Database, settings: SettlementSettings, period_text: str, a
         # Another operator made this batch (or paid these items) at the same moment: return theirs.
         existing = find_batch(db, period.label)
         if existing is None:
+            if _batch_count(db) == batches_before:
+                raise  # no batch came meanwhile: not that race, and not for this message to hide
             # Theirs was another month's, made at the same moment, and it took items this one would have: nothing
             # of this one was written. The later-month rule above decides, once theirs is committed, whether
             # this month can still be settled on its own.
@@ -140,6 +143,11 @@ def create_batch(db: Database, settings: SettlementSettings, period_text: str, a
     stored = find_batch(db, period.label)
     assert stored is not None
     return BatchResult(stored.batch, stored.lines, created=True)
+
+
+def _batch_count(db: Database) -> int:
+    with db.read() as session:
+        return session.execute(select(func.count()).select_from(SettlementBatch)).scalar_one()
 
 
 def _build_batch(session: Session, settings: SettlementSettings, period: str, end_utc: datetime, actor: str,

@@ -56,7 +56,7 @@ from adapter.plan_writes import (
 )
 from adapter.record_digests import bsn_blind_index, holder_content_hash
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord
-from adapter.redaction import mask_pass_number
+from adapter.redaction import pass_number_tail
 from adapter.sealing import Sealer
 from adapter.spool import Spool
 from adapter.sync_snapshot import TERMINAL_PASS_STATES, KnownHolder, KnownPass, Snapshot, digest
@@ -645,7 +645,7 @@ class Planner:
         if sample is None:
             sample = self._plan.samples[outcome] = []
         if len(sample) < SAMPLE_SIZE:  # the detail is worded only for the few kept
-            sample.append((record_key, f"pass {mask_pass_number(pass_number)} {status.value}, "
+            sample.append((record_key, f"pass ****{pass_number_tail(pass_number)} {status.value}, "
                                        f"BSN {'*********' if has_bsn else '-'}"))
 
 

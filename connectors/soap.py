@@ -9,8 +9,9 @@ What these services do that needs care, and where it is handled:
 * a gateway's HTML 502 reaches zeep as ``Fault("Unknown fault occured")``:
   told apart by the HTTP answer the transport remembers, and retried;
 * an empty answer (no body, or a response without items) means "no data";
-* ``Fault.detail`` is an lxml element that cannot be pickled: only the fault
-  code and (redacted) fault string go into our exceptions.
+* ``Fault.detail`` is an lxml element that cannot be pickled, and a fault string
+  is written for the back office's staff, with names in it: only the fault code
+  goes into our exceptions.
 
 zeep builds and sends each request; the answer is read by
 ``connectors.soap_answers`` (a walk guided by zeep's schema, with zeep's own

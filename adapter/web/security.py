@@ -55,8 +55,9 @@ class SessionInterface(SecureCookieSessionInterface):
 def configure_sessions(app: Flask, secret_key: str) -> None:
     app.secret_key = secret_key
     app.session_interface = SessionInterface()
-    # The cookie's expiry is set at sign-in and not moved on by each request: a sign-in lasts its lifetime
-    # (adapter.web_sessions, which the server checks too), however busy the counter is.
+    # The cookie is not sent again on every request (only when the session changes, as a flashed message does):
+    # what bounds a sign-in is its row (adapter.web_sessions), which the server checks on every request and
+    # which lasts its lifetime from signing in, however busy the counter is.
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_NAME="stadspas_session",
                       PERMANENT_SESSION_LIFETIME=int(web_sessions.LIFETIME.total_seconds()),

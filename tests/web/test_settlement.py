@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 
 from adapter import audit, ledger, settlement
 from adapter.audit import AuditEntry
+from adapter.db import Database
 from adapter.models import Merchant, utcnow
 from adapter.periods import local_day, local_month, parse_month
 from adapter.settings import SettlementSettings
@@ -141,21 +142,39 @@ def test_an_unfinished_month_and_an_earlier_month_after_a_later_one_are_refused(
 
 
 def test_a_batch_of_another_month_made_at_the_same_moment_is_a_settlement_error_that_says_to_run_again(
-        db, vault, monkeypatch):
-    """The race itself (two operators, two months, one redemption each batch would take) ends in the unique key of
-    settlement_items on the loser's insert; here that insert's error is raised where it would come."""
+        postgres_url, vault, monkeypatch):
+    """Two operators, two months: the other's batch commits while this one builds, and takes a redemption this
+    one would have; this one's insert then meets settlement_items' unique key. The operator is told to run it
+    again, not shown the database's error. An IntegrityError with no batch made meanwhile is not hidden."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine
     from sqlalchemy.exc import IntegrityError
 
+    db = Database(postgres_url)
     child, paid, _no_iban = _world(db, vault)
     _spend(db, child, paid, 3_000)
-    this_month, _next_month = _months()
+    this_month, next_month = _months()
+    other = create_engine(postgres_url)
 
     def taken_meanwhile(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        with other.begin() as connection:  # the other operator's batch commits now
+            connection.execute(settlement.SettlementBatch.__table__.insert().values(
+                period=next_month, message_id="SPA-OTHER", created_at=datetime.now(timezone.utc),
+                execution_date=date.today(), created_by="operator:bob", debtor_name="Gemeente",
+                debtor_iban="NL02ABNA0123456789", total_payable_cents=0))
         raise IntegrityError("INSERT INTO settlement_items ...", None, Exception("settlement_items_redemption_id_key"))
 
-    monkeypatch.setattr(settlement, "_build_batch", taken_meanwhile)
-    with pytest.raises(settlement.SettlementError, match=f"nothing was made for {this_month}. Run it again"):
-        settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
-    monkeypatch.undo()
-    made = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
-    assert made.created and made.batch.total_payable_cents == 3_000
+    def a_bug(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise IntegrityError("INSERT INTO settlement_lines ...", None, Exception("a constraint of our own"))
+
+    try:
+        monkeypatch.setattr(settlement, "_build_batch", a_bug)
+        with pytest.raises(IntegrityError):
+            settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+        monkeypatch.setattr(settlement, "_build_batch", taken_meanwhile)
+        with pytest.raises(settlement.SettlementError, match=f"nothing was made for {this_month}. Run it again"):
+            settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+    finally:
+        other.dispose()
+        db.dispose()
