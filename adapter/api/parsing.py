@@ -90,10 +90,22 @@ def _reason(error: Any) -> str:
     kind, context = error["type"], error.get("ctx") or {}
     if kind == "value_error":
         return str(context.get("error", error["msg"]))
+    if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERN_REASONS:
+        return _PATTERN_REASONS[error["loc"][-1]]
     template = _REASONS.get(kind)
-    if template is None:
-        return error["msg"]
+    if template is None:  # pydantic's own words are English: never those to a shop
+        return "heeft niet de juiste vorm; zie /v1/openapi.json"
     return template.format(**{key: value for key, value in context.items()})
+
+
+# What a value of the wrong form should look like, per field, instead of the pattern it failed.
+_PATTERN_REASONS = {
+    "pass_number": "alleen cijfers: het nummer op de pas, zonder spaties of streepjes",
+    "category": "kleine letters, cijfers, - of _ (zoals in de saldocheck)",
+    "reference": "mag geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); laat ze weg",
+    "reason": "mag niet leeg zijn en geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); schrijf kort "
+              "waarom u terugboekt",
+}
 
 
 _REASONS = {
@@ -111,6 +123,11 @@ _REASONS = {
     "string_pattern_mismatch": "heeft niet de juiste vorm ({pattern})",
     "greater_than_equal": "minimaal {ge}",
     "less_than_equal": "maximaal {le}",
+    "int_parsing": "moet een geheel getal zijn",
+    "datetime_parsing": "moet een tijdstip zijn zoals 2026-03-01T00:00:00Z",
+    "datetime_from_date_parsing": "moet een tijdstip zijn zoals 2026-03-01T00:00:00Z",
+    "datetime_type": "moet een tijdstip zijn zoals 2026-03-01T00:00:00Z",
+    "timezone_aware": "geef de tijdzone mee, zoals 2026-03-01T00:00:00Z of +01:00",
 }
 
 

@@ -156,3 +156,44 @@ def test_the_stored_request_fingerprint_is_keyed_so_the_pass_number_cannot_be_tr
     assert stored == api.vault.hashes.blind_index(canonical, "request")
     assert stored != hashlib.sha256(canonical.encode()).hexdigest()
     assert api.redeem(key, body, key="one-purchase").headers.get("Idempotent-Replayed") == "true"
+
+
+@pytest.mark.parametrize("field, value", [("reference", "bon\u0000 1"), ("reference", "bon\n2")])
+def test_a_control_character_in_a_reference_is_a_dutch_400_not_a_500(api_any, field, value):
+    """PostgreSQL refuses a NUL in text: it would have been a 500 whose 'try again' never works."""
+    api = api_any
+    child = api.child(amount_cents=5_000)
+    answer = api.redeem(api.shop(), {"pass_number": child.pass_number, "amount_cents": 100, "category": "school",
+                                     field: value})
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    [problem] = answer.get_json()["invalid_params"]
+    assert problem == {"name": field, "reason": "mag geen stuurtekens bevatten (zoals een nul-byte, tab of "
+                                                "regeleinde); laat ze weg"}
+    assert api.balance_cents(child.budget_id) == 5_000
+
+
+def test_a_reversal_reason_that_is_blank_or_holds_a_nul_is_refused_in_dutch(api_any):
+    api = api_any
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    made = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 1_000, "category": "school"})
+    redemption_id = made.get_json()["redemption_id"]
+    said = ("mag niet leeg zijn en geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); schrijf kort "
+            "waarom u terugboekt")
+    for reason in ("   ", "fout\u0000", "\u00a0"):
+        answer = api.reverse(key, redemption_id, {"reason": reason})
+        assert answer.status_code == 400 and answer.get_json()["invalid_params"] == [{"name": "reason",
+                                                                                      "reason": said}], reason
+    assert api.reverse(key, redemption_id, {"reason": "kapot \u00e9\u00e9n schrift"}).status_code == 201
+    assert api.balance_cents(child.budget_id) == 5_000
+
+
+@pytest.mark.parametrize("query, reason", [
+    ("limit=abc", "moet een geheel getal zijn"),
+    ("from=gisteren", "moet een tijdstip zijn zoals 2026-03-01T00:00:00Z"),
+    ("from=2024-01-01T00:00:00", "geef de tijdzone mee, zoals 2026-03-01T00:00:00Z of +01:00"),
+])
+def test_the_listings_query_errors_are_dutch(api, query, reason):
+    answer = api.client.get(f"/v1/redemptions?{query}", headers={"Authorization": f"Bearer {api.shop()}"})
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert [param["reason"] for param in answer.get_json()["invalid_params"]] == [reason]
