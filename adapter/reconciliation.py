@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.models import Budget, Pass, Redemption, Reversal
+from adapter.redaction import pass_number_tail
 
 
 class BadCursor(ValueError):
@@ -40,7 +41,7 @@ class RedemptionLine:
     reversed_cents: int
     budget_id: int
     category: str | None
-    pass_last4: str  # enough to match a receipt, not enough to use the pass
+    pass_last4: str  # its last 4 digits (a third of a shorter one): enough to match a receipt, not to use the pass
     reference: str | None
     reversals: list[ReversalLine]
 
@@ -67,7 +68,7 @@ def redemption_page(session: Session, merchant_id: int, *, created_from: datetim
     rows = session.execute(query.order_by(Redemption.created_at, Redemption.id).limit(limit + 1)).all()
     reversals = _reversals_of(session, [redemption.id for redemption, _, _ in rows[:limit]])
     lines = [RedemptionLine(redemption.id, redemption.created_at, redemption.amount_cents, redemption.reversed_cents,
-                            redemption.budget_id, category, pass_number[-4:], redemption.reference,
+                            redemption.budget_id, category, pass_number_tail(pass_number), redemption.reference,
                             reversals.get(redemption.id, []))
              for redemption, category, pass_number in rows[:limit]]
     next_cursor = encode_cursor(lines[-1].created_at, lines[-1].redemption_id) if len(rows) > limit else None
@@ -85,7 +86,7 @@ def find_redemption(session: Session, merchant_id: int, redemption_id: str) -> R
         return None
     redemption, category, pass_number = row
     return RedemptionLine(redemption.id, redemption.created_at, redemption.amount_cents, redemption.reversed_cents,
-                          redemption.budget_id, category, pass_number[-4:], redemption.reference,
+                          redemption.budget_id, category, pass_number_tail(pass_number), redemption.reference,
                           _reversals_of(session, [redemption.id]).get(redemption.id, []))
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from adapter import migrate
-from adapter.api.problems import Problem
+from adapter.api.problems import problem
 
 blueprint = Blueprint("health", __name__)
 
@@ -27,9 +27,9 @@ def ready():  # type: ignore[no-untyped-def]
         current = migrate.is_current(database)
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         current_app.logger.warning("readiness check: database unreachable")
-        raise Problem(503, "database_unavailable", "Service Unavailable",
-                      "The database cannot be reached. Check ADAPTER_DATABASE_URL and that the database runs.")
+        raise problem("database_unavailable", "De database is niet bereikbaar. Controleer ADAPTER_DATABASE_URL en of "
+                                              "de databaseserver draait.") from None
     if not current:
-        raise Problem(503, "migrations_pending", "Service Unavailable",
-                      "The database schema is not current. Run `stadspas-adapter db upgrade`.")
+        raise problem("migrations_pending", "Het databaseschema is niet actueel. Voer `stadspas-adapter db upgrade` "
+                                            "uit.")
     return jsonify(status="ready")

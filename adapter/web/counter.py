@@ -62,7 +62,11 @@ def _require_sign_in():  # type: ignore[no-untyped-def]
         return None
     merchant = _signed_in_merchant()
     if merchant is None:
-        session.pop(SESSION_KEY, None)
+        if session.pop(SESSION_KEY, None) is not None:
+            # A sign-in that ended (its time was up, or the key was revoked) while a form was on the screen: the
+            # cashier must know that nothing was paid, not just see the sign-in page.
+            flash("U bent afgemeld: uw aanmelding is verlopen of de sleutel is ingetrokken. Er is niets "
+                  "afgeschreven; meld u opnieuw aan en scan de pas opnieuw.", "error")
         return redirect(url_for("counter.sign_in_form"), code=303)
     g.merchant = merchant
     return None

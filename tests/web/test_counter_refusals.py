@@ -256,3 +256,35 @@ def test_the_counter_page_judges_by_amsterdams_day_not_the_servers(counter, vaul
     assert refused.status_code == 422
     with counter.db.read() as session:
         assert session.get(Budget, child.budget_id).balance_cents == 5_000
+
+
+def _budget_beside(db, child, *, category: str, code: str, ends: date) -> int:  # type: ignore[no-untyped-def]
+    """Another budget of the same child (a rule of its own), granted 20 euros."""
+    from adapter import ledger
+
+    with db.write() as session:
+        budget = Budget(cardholder_id=child.cardholder_id, rule_code=code, rule_name=f"Regel {code}",
+                        category=category, period_key="2026", period_start=date(2026, 1, 1), period_end=ends,
+                        granted_cents=0, balance_cents=0)
+        session.add(budget)
+        session.flush()
+        ledger.grant(session, budget.id, 2_000, actor="test")
+        return budget.id
+
+
+def _focused(page: str) -> list[str]:
+    return re.findall(r'id="(amount-\d+)"[^>]*autofocus', page)
+
+
+def test_exactly_one_amount_field_has_focus_the_first_this_shop_may_use_or_the_one_with_the_error(counter, vault):  # type: ignore[no-untyped-def]
+    """A scanner's cashier types the amount at once: not no field (the first budget was another shop's), not two."""
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(counter.db, vault, amount_cents=5_000, category="sport",
+                                        period=(date(year, 1, 1), date(year, 12, 31)))
+    first = _budget_beside(counter.db, child, category="school", code="a", ends=date(year, 12, 31))
+    second = _budget_beside(counter.db, child, category="school", code="b", ends=date(year, 12, 31))
+    page = counter.scan(child.pass_number).get_data(as_text=True)
+    assert "Dit tegoed kan niet bij uw winkel worden gebruikt" in page  # the sport budget comes first
+    assert _focused(page) == [f"amount-{first}"]
+    wrong = counter.pay(pass_number=child.pass_number, budget_id=str(second), amount="abc", idempotency_key="f-1")
+    assert _focused(wrong.get_data(as_text=True)) == [f"amount-{second}"]

@@ -194,3 +194,22 @@ def test_behind_a_trusted_load_balancer_failed_sign_ins_count_per_client_and_htt
             assert "Secure" in shop.headers["Set-Cookie"]
         else:
             assert shop.status_code == 429, "an untrusted X-Forwarded-For changes nothing"
+
+
+def test_a_payment_after_the_sign_in_ended_says_nothing_was_paid(web_app, web_world, monkeypatch):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from adapter import web_sessions
+    from adapter.models import utcnow
+
+    client = web_app.test_client()
+    _signed_in(client, web_world)
+    token = _csrf(client.get("/counter/"))
+    later = utcnow() + timedelta(hours=13)
+    monkeypatch.setattr(web_sessions, "utcnow", lambda: later)
+    paid = client.post("/counter/afrekenen", data={"csrf_token": token, "pass_number": web_world.pass_number,
+                                                   "budget_id": str(web_world.budget_id), "amount": "5,00",
+                                                   "idempotency_key": "late"})
+    assert paid.status_code == 303 and "aanmelden" in paid.headers["Location"]
+    page = client.get(paid.headers["Location"]).get_data(as_text=True)
+    assert "Er is niets afgeschreven" in page and "meld u opnieuw aan" in page
