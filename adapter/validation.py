@@ -56,6 +56,10 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
         if key is not None and len(key) > ID_MAX_LENGTH:
             reasons.append(f"{name}: is longer than {ID_MAX_LENGTH} characters; correct it in the source system, or "
                            "map a shorter id")
+        elif key is not None and not key.strip():
+            # An empty id is no id: two people sent with "" would be taken for one, the second's pass given to
+            # the first.
+            reasons.append(f"{name}: is empty or only spaces; correct it in the source system")
     texts = _texts(record)
     joined = f"{texts[0]}{texts[1]}{texts[2]}{texts[3]}{texts[4]}{texts[5]}"  # one look at all six
     if "\x00" in joined or not _encodes(joined):

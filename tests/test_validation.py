@@ -129,3 +129,13 @@ def test_an_id_longer_than_the_database_keeps_is_refused_and_one_that_fits_passe
 def test_the_longest_id_is_what_the_database_keeps():
     for model in (Household, Cardholder):
         assert model.__table__.c.source_key.type.length == ID_MAX_LENGTH
+
+
+@pytest.mark.parametrize("field", ["household_id", "cardholder_id"])
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_an_empty_id_is_refused_not_taken_for_another_persons(field, blank):
+    """Two people sent with cardholder id "" would be one cardholder with two passes: the second's pass given to
+    the first."""
+    rejected = validate_record(make(**{field: blank}), TODAY)
+    assert isinstance(rejected, RejectedRecord)
+    assert rejected.reasons == (f"{field}: is empty or only spaces; correct it in the source system",)
