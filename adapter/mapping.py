@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from adapter.paths import Getter, PathError, RecordsPath, compile_column, compile_field_path
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord, SourceRecord, cardholder_builder
-from adapter.transforms import TRANSFORMS, Transform, TransformError
+from adapter.transforms import TRANSFORMS, Transform, TransformError, Unreadable
 
 MAPPING_VERSION = 1
 
@@ -129,6 +129,8 @@ class _CompiledField:
         # left_pad), pay one getter call more.
         def run(levels: tuple[Any, ...]) -> Any:
             value = getter(levels)
+            if value.__class__ is Unreadable:  # before a transform words it as a rule of its own
+                raise TransformError(value.reason)
             if trims_first and isinstance(value, str):
                 value = value.strip() or None
             for step in steps:
@@ -204,6 +206,8 @@ class CompiledMapping:
 def _finish_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    if value.__class__ is Unreadable:
+        raise TransformError(value.reason)
     if isinstance(value, bool):
         raise TransformError("is true/false, expected text")
     return str(value)
@@ -212,6 +216,8 @@ def _finish_text(value: Any) -> str | None:
 def _finish_date(value: Any) -> date | None:
     if value is None or isinstance(value, date):
         return value
+    if value.__class__ is Unreadable:
+        raise TransformError(value.reason)
     raise TransformError("is not a date (add a date transform)")
 
 
@@ -221,6 +227,8 @@ _STATUS_BY_VALUE = {status.value: status for status in PassStatus}
 def _finish_status(value: Any) -> PassStatus | None:
     if value is None or isinstance(value, PassStatus):
         return value
+    if value.__class__ is Unreadable:
+        raise TransformError(value.reason)
     try:
         return _STATUS_BY_VALUE[value]  # what PassStatus(value) finds, without the enum call
     except (KeyError, TypeError):
@@ -236,6 +244,8 @@ def _finish_status(value: Any) -> PassStatus | None:
 def _finish_bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
+    if value.__class__ is Unreadable:
+        raise TransformError(value.reason)
     raise TransformError("is not true/false (map the source values to true and false)")
 
 

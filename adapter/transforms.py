@@ -29,6 +29,23 @@ class TransformError(ValueError):
     """A value did not fit a transform's rule; the message names the rule only."""
 
 
+class Unreadable:
+    """A value the source sent that its own declared type could not read (an ``xsd:date`` holding "31-07-2027"),
+    in the place of that value. Never mapped: the field that meets it rejects its record, naming the field, with
+    ``reason`` (no value in it). Taken as empty instead, a pass's end date would have made it valid for ever."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __str__(self) -> str:  # a transform that turns values into text meets it there
+        raise TransformError(self.reason)
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.reason!r})"
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -39,6 +39,8 @@ from zeep.xsd.types.complex import ComplexType
 from zeep.xsd.types.simple import AnySimpleType
 from zeep.xsd.valueobjects import CompoundValue
 
+from adapter.transforms import Unreadable
+
 # Values zeep hands over as they are: no need to look inside.
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None), date, datetime, time, Decimal, bytes})
 
@@ -302,9 +304,14 @@ def _checked(pythonvalue: Callable[[str], Any]) -> Callable[[str], Any]:
         try:
             return pythonvalue(text)
         except (TypeError, ValueError):
-            # zeep logs the error and gives None; let zeep do exactly that.
-            raise NotMirrored("a value its type cannot convert") from None
+            # Not zeep's way here: zeep logs the error, value and all, and gives None, which for a pass's end date
+            # means valid for ever. The record is rejected instead, naming the field (adapter.transforms).
+            return _UNREADABLE
     return convert
+
+
+_UNREADABLE = Unreadable("the service sent a value its XML type cannot read (such as a date that is no date); "
+                         "ask the service's administrator to correct the record")
 
 
 def _memoized(pythonvalue: Callable[[str], Any]) -> Callable[[str], Any]:
