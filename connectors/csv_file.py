@@ -102,6 +102,7 @@ class CsvConnector(Connector):
         options: CsvOptions = self.options
         path = self.current_file()
         encoding = self.detect_encoding(path)
+        self._line_reached = 0  # the last line a row began on, for an error the csv module raises
         try:
             with path.open(encoding=encoding, newline="") as stream:
                 yield from self._read_rows(stream, options)
@@ -111,6 +112,15 @@ class CsvConnector(Connector):
                 f"the export {path.name} is not valid {encoding}",
                 "Set options.encoding to the export's encoding (auto, utf-8, utf-8-sig or cp1252)",
             ) from None
+        except csv.Error as exc:
+            # The csv module's own words name a limit or a quote, never a value. A field over its limit is a
+            # quote left open (the rest of the file read as one field) or a column no export should hold.
+            raise ConnectorError(
+                self.source_name,
+                f"the export {path.name} cannot be read as CSV near line {self._line_reached}: {exc}",
+                "Look at that line in the export for a quote that is not closed (a field that starts with a quote "
+                "but does not end with one), then export again",
+            ) from None
 
     def _read_rows(self, stream: TextIO, options: CsvOptions) -> Iterator[SourceRecord]:
         for _ in range(options.skip_rows):
@@ -118,16 +128,24 @@ class CsvConnector(Connector):
                 return
         reader = csv.reader(stream, delimiter=options.delimiter, quotechar=options.quote_char)
         line_offset = options.skip_rows
+        self._line_reached = line_offset
         if options.header:
             header = next(reader, None)
             if header is None:
                 return
             columns = [name.strip() for name in header]
+            repeated = sorted({name for name in columns if columns.count(name) > 1})
+            if repeated:
+                # Which of them a mapping would read is a guess: the last one, which may hold another field.
+                raise ConnectorError(self.source_name, f"the export's header names a column more than once "
+                                     f"({', '.join(repeated)})", "Rename the columns in the export so that each "
+                                     "name is used once, or set options.header: false with options.columns")
         else:
             columns = list(options.columns or [])
         width = len(columns)
         decimal_columns = [name for name in options.decimal_comma_columns if name in columns]
         for row in reader:
+            self._line_reached = reader.line_num + line_offset
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             key = f"line {reader.line_num + line_offset}"

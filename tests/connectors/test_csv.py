@@ -166,3 +166,22 @@ def test_streaming_memory_does_not_grow_with_file_size(tmp_path):
     # The large file is ~20 MB; holding it would grow RSS by far more than 10 MB.
     assert large_growth < 50
     assert large_growth - small_growth < 10, (small_growth, large_growth)
+
+
+def test_a_quote_left_open_is_an_operator_error_naming_the_line_not_a_traceback(tmp_path):
+    """The rest of the file is read as one field until the csv module's limit: the sync must say where, and
+    never what the field held."""
+    broken = row(first_names='"Anouk')
+    export = write(tmp_path / "export.csv", [HEADER, row(), broken] + [row(household=f"H{n}") for n in range(2, 6000)])
+    with pytest.raises(ConnectorError) as caught:
+        read_mapped(export)
+    said = str(caught.value)
+    assert "cannot be read as CSV near line" in said and "quote that is not closed" in said
+    assert "Anouk" not in said and "Vries" not in said
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path):
+    """Which of the two a mapping reads would be a guess: the last one, here the balance taken for the BSN."""
+    export = write(tmp_path / "export.csv", [HEADER.replace("Saldo", "BSN"), row()])
+    with pytest.raises(ConnectorError, match=r"names a column more than once \(BSN\)"):
+        read_mapped(export)
