@@ -75,6 +75,11 @@ def build_digits_only(params: None) -> Transform:
             return None
         if isinstance(value, bool):
             raise TransformError("is not a number (digits_only)")
+        if isinstance(value, float):
+            # 6064366011000001.0 (a JSON number, an xsd:double) would keep its ".0" as a last digit, and a float has
+            # lost digits already past 2**53: neither is a pass number or BSN to trust.
+            raise TransformError("is a number with a fraction or an exponent, not digits (digits_only); send it as "
+                                 "text or as a whole number")
         text = value if isinstance(value, str) else str(value)
         if text.isdigit():
             return text

@@ -133,6 +133,10 @@ class RestConnector(HttpConnector):
         self._raise_for_client_error(response)
         try:
             return response.json()
+        except RecursionError:  # nested deeper than Python's parser goes: no export's shape
+            raise ConnectorError(
+                self.source_name, "the API answered JSON nested too deeply to read",
+                "Check options.base_url and options.list_path with the API's administrator") from None
         except ValueError:
             content_type = response.headers.get("Content-Type", "unknown")
             raise ConnectorError(

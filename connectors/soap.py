@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from zeep.exceptions import Fault, TransportError, ValidationError, XMLParseError
+from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, ValidationError, XMLParseError, \
+    XMLSyntaxError
 
 from adapter.connector import (
     CheckBuilder, CheckResult, ConnectorError, ConnectorOptions, SourceFault,
@@ -225,6 +226,14 @@ class SoapConnector(HttpConnector):
                     return None  # an empty answer: the service has nothing for us
                 if transport.last_was_html:
                     raise RetryableError(self._html_error_text(transport)) from None
+                if error.status_code == 200:  # an answer, not a refusal: one that is no readable XML
+                    raise ConnectorError(
+                        self.source_name,
+                        "the service answered (HTTP 200) with XML that cannot be read (broken, or nested too "
+                        "deeply)",
+                        "Ask the service's administrator to look at its answer to this request; nothing of this "
+                        "run was applied",
+                    ) from None
                 if error.status_code and error.status_code < 500:
                     raise ConnectorError(
                         self.source_name,
@@ -240,6 +249,15 @@ class SoapConnector(HttpConnector):
                     self.source_name,
                     f"the request does not fit the WSDL: {redact(str(error.message))}",
                     "Add or correct the value in options.arguments (or options.paging)",
+                ) from None
+            except (DTDForbidden, EntitiesForbidden, XMLSyntaxError):
+                # zeep refuses a DTD or an entity (a bomb, an external file), and its message quotes what the
+                # entity held; an answer that is not XML at all is no refusal by the service either.
+                raise ConnectorError(
+                    self.source_name,
+                    f"the service answered XML that cannot be read safely (a document type, an entity or broken "
+                    f"XML, HTTP {transport.last_status})",
+                    "Ask the service's administrator: a SOAP answer holds neither a DTD nor entities",
                 ) from None
             except XMLParseError as error:
                 raise ConnectorError(

@@ -154,3 +154,12 @@ def test_a_date_transform_answers_repeated_texts_as_the_first_time(texts):
                 remembering(text)
         else:
             assert remembering(text) == expected
+
+
+def test_digits_only_refuses_a_float_instead_of_keeping_its_fraction_as_a_digit():
+    from adapter.transforms import TransformError, build_digits_only
+
+    digits_only = build_digits_only(None)
+    assert digits_only(6064366011000001) == "6064366011000001"
+    with pytest.raises(TransformError, match="not digits"):
+        digits_only(6064366011000001.0)

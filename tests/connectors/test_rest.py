@@ -151,3 +151,10 @@ def test_text_that_cannot_be_kept_refuses_its_record_and_the_rest_is_synced(db, 
     result = run_sync(db, vault, "pass", mapped, settings=SyncSettings(max_change_share=1.0, min_row_share=0.0))
     assert result.ok, result.reason
     assert (result.created, result.rejected) == (len(mapped) - 1, 1)
+
+
+@responses.activate
+def test_json_nested_too_deeply_is_an_operator_error_not_a_recursion_error():
+    responses.get(LIST_URL, body="[" * 100_000, content_type="application/json")
+    with pytest.raises(ConnectorError, match="JSON nested too deeply"):
+        list(connector().records())

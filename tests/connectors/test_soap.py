@@ -248,3 +248,18 @@ def test_answers_become_the_plain_dicts_zeep_serialize_object_gives(server):
     assert repr(converted) == repr([reference(answer) for answer in answers])  # same types, same key order
     assert all(type(page) is dict and type(page["huishouden"][0]) is dict for page in converted)
     assert pickle.loads(pickle.dumps(converted)) == converted
+
+
+@pytest.mark.parametrize("file, said", [
+    ("entity.xml", "XML that cannot be read safely (a document type, an entity or broken XML, HTTP 200)"),
+    ("broken.xml", "the service answered (HTTP 200) with XML that cannot be read"),
+])
+def test_an_answer_that_is_no_readable_xml_is_said_so_without_its_content(server, file, said):
+    """Not 'the service refused the request' (its advice would send the operator to the certificate), and not the
+    entity's text, which zeep's own message quotes (a name here)."""
+    server.script = [Answer(file=file)]
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server))
+    message = str(caught.value)
+    assert said in message and "Anouk" not in message and "refused" not in message
+    assert len(server.requests) == 1
