@@ -91,6 +91,8 @@ class _CompiledField:
     column: str | None = None
     # The first step is 'trim': done inline, it is on nearly every CSV field.
     trims_first: bool = False
+    # The flat columns (CSV) this field reads, by name.
+    columns_read: tuple[str, ...] = ()
 
     def chain(self) -> Callable[[tuple[Any, ...]], Any]:
         """getter, transforms and finish as one function: one call per field per row.
@@ -147,6 +149,8 @@ class CompiledMapping:
         self.origin = origin
         self.records_paths = records_paths
         self._fields = tuple((field.name, field.chain()) for field in fields)
+        # Every flat column the fields read, in the mapping's order: a source of flat rows must have them all.
+        self.columns_read = tuple(dict.fromkeys(column for field in fields for column in field.columns_read))
         self._runs = tuple(run for _, run in self._fields)
         self.field_names = tuple(field.name for field in fields)
         self._required = tuple(name for name in REQUIRED_FIELDS if name in self.field_names)
@@ -373,7 +377,8 @@ def _compile_field(name: str, spec: FieldSpec, key_path: str, problems: list[str
     if len(problems) > count_before or getter is None:
         return None
     return _CompiledField(name, getter, tuple(steps), _finisher(name), column=spec.column,
-                          trims_first=step_names[:1] == ["trim"])
+                          trims_first=step_names[:1] == ["trim"],
+                          columns_read=(spec.column,) if spec.column is not None else tuple(spec.columns or ()))
 
 
 def _check_constant_outputs(spec: FieldSpec, key_path: str, problems: list[str], allowed: set[Any]) -> None:

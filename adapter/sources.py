@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapter.connector import Connector
+from adapter.connector import Connector, ConnectorError
 from adapter.mapping import CompiledMapping, load_mapping
 from adapter.read_ahead import ReadAhead
 from adapter.records import CardholderRecord, RejectedRecord
@@ -97,9 +97,24 @@ def map_records(
     connector: Connector, mapping: CompiledMapping, *, today: date | None = None
 ) -> Iterator[CardholderRecord | RejectedRecord]:
     reference_today = today or date.today()
+    columns_checked = not mapping.columns_read or bool(mapping.records_paths)
     for source_record in connector.records():
+        if not columns_checked and not source_record.problems:
+            _require_columns(connector, mapping, source_record.fields)
+            columns_checked = True
         for mapped in mapping.apply(source_record):
             if isinstance(mapped, CardholderRecord):
                 yield validate_record(mapped, reference_today)
             else:
                 yield mapped
+
+
+def _require_columns(connector: Connector, mapping: CompiledMapping, fields: dict[str, Any]) -> None:
+    """Refuse a flat row (a CSV export's) without a column the mapping reads, judged on the first row: a renamed
+    header column ("Bsn" for "BSN") would otherwise map every record with that field empty, saying nothing."""
+    missing = [column for column in mapping.columns_read if column not in fields]
+    if missing:
+        raise ConnectorError(connector.source_name, f"the source has no column {', '.join(missing)}, which the "
+                             f"mapping {Path(mapping.origin).name} reads",
+                             "Compare the export's header with the mapping's column names (a renamed or missing "
+                             "column?) and correct either, then run again")

@@ -185,3 +185,11 @@ def test_a_header_that_names_a_column_twice_is_refused(tmp_path):
     export = write(tmp_path / "export.csv", [HEADER.replace("Saldo", "BSN"), row()])
     with pytest.raises(ConnectorError, match=r"names a column more than once \(BSN\)"):
         read_mapped(export)
+
+
+def test_a_column_the_mapping_reads_missing_from_the_header_is_refused_not_read_as_empty(tmp_path):
+    """'Bsn' for 'BSN': every record would map without its BSN, and nothing would say so."""
+    export = write(tmp_path / "export.csv", [HEADER.replace(";BSN;", ";Bsn;"), row()])
+    with pytest.raises(ConnectorError, match="the source has no column BSN, which the mapping demo-csv.yaml reads"):
+        read_mapped(export)
+    assert [type(result) for result in read_mapped(write(tmp_path / "ok.csv", [HEADER, row()]))] == [CardholderRecord]
