@@ -163,6 +163,11 @@ class CompiledMapping:
         if record.problems:
             return [RejectedRecord(record.key, tuple(record.problems))]
         root = record.fields
+        if not isinstance(root, dict):
+            # A list item that is a string, a number or null: no field can be read from it, and skipping it would
+            # lose a cardholder without a word.
+            return [RejectedRecord(record.key, ("record: is not an object with fields (a JSON object or an XML "
+                                                "element); ask the source system's administrator",))]
         if not self.records_paths:
             return [self._map_item(record.key, (root,))]
         results: list[CardholderRecord | RejectedRecord] = []

@@ -43,6 +43,8 @@ class RestOptions(ConnectorOptions):
     offset_param: str = "offset"
     limit_param: str = "limit"
     page_size: int = Field(default=100, ge=1, le=10_000)
+    # A bound on the pages of one run: an API whose total grows with every page would otherwise be paged for ever.
+    max_pages: int = Field(default=100_000, ge=1)
     query: dict[str, str] = {}
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
@@ -79,6 +81,13 @@ class RestConnector(HttpConnector):
                     self.source_name,
                     f"the API returned an empty page after {offset} of {total} records",
                     "Run the sync again later; ask the vendor if it persists",
+                )
+            if page >= options.max_pages:
+                raise ConnectorError(
+                    self.source_name,
+                    f"the API still had records after {page} pages ({offset} read, total now {total})",
+                    "Ask the vendor why its total keeps growing while it is read; if the source really is that "
+                    "large, raise options.max_pages or options.page_size",
                 )
             page += 1
 

@@ -179,3 +179,12 @@ def test_a_rejection_carries_the_pass_number_when_that_field_mapped_but_never_sh
     assert "6064" not in repr(rejected) and rejected == RejectedRecord("line 7", rejected.reasons)
     [without] = mapping.apply(SourceRecord("line 8", {"H": "h", "C": "c", "P": "", "G": "31-02-2014"}))
     assert without.pass_number is None
+
+
+@pytest.mark.parametrize("item", ["garbage", [1, 2], None, 12])
+def test_a_record_that_is_not_an_object_is_rejected_not_lost(item):
+    mapping = compile_mapping({"version": 1, "records": "lid[*]", "fields": {
+        "household_id": {"path": "$.id"}, "cardholder_id": {"path": "id"}, "pass_number": {"path": "pas"}}})
+    [rejected] = mapping.apply(SourceRecord("item 3", item))
+    assert isinstance(rejected, RejectedRecord) and rejected.source_key == "item 3"
+    assert rejected.reasons[0].startswith("record: is not an object with fields")

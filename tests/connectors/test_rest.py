@@ -158,3 +158,16 @@ def test_json_nested_too_deeply_is_an_operator_error_not_a_recursion_error():
     responses.get(LIST_URL, body="[" * 100_000, content_type="application/json")
     with pytest.raises(ConnectorError, match="JSON nested too deeply"):
         list(connector().records())
+
+
+@responses.activate
+def test_an_api_whose_total_keeps_growing_is_paged_up_to_max_pages_then_refused():
+    def growing(request):  # type: ignore[no-untyped-def]
+        offset = int(request.params.get("offset", 0))
+        items = [{"id": f"H{offset + n}"} for n in range(2)]
+        return 200, {}, json.dumps({"pashouders": items, "total": offset + 10})
+
+    responses.add_callback(responses.GET, LIST_URL, callback=growing, content_type="application/json")
+    with pytest.raises(ConnectorError, match="still had records after 5 pages"):
+        list(connector(max_pages=5).records())
+    assert len(responses.calls) == 5
