@@ -29,6 +29,46 @@ class RetryableError(Exception):
         super().__init__(reason)
 
 
+# No answer we read comes near this: a page of an export is a few megabytes.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """The answer went on past ``MAX_ANSWER_BYTES``."""
+
+
+def read_bounded(response: requests.Response, *, deadline_seconds: float, max_bytes: int | None = None) -> bytes:
+    """The whole body of a response sent with ``stream=True``, read within ``deadline_seconds`` from now and
+    ``max_bytes``; the response then holds it as if read at once (``response.content``).
+
+    A request's read timeout only bounds the wait between two packets: a server that drips its answer, a byte
+    at a time, held a sync for as long as it liked, and one that never ended its answer filled the memory.
+    Raises RetryableError past the deadline (a later attempt may be quicker), AnswerTooLarge past the size.
+    """
+    if response.raw is None or response._content_consumed:  # read already (a recorded answer being replayed)
+        return response.content
+    limit = MAX_ANSWER_BYTES if max_bytes is None else max_bytes
+    ends_at = time.monotonic() + deadline_seconds
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(f"the answer went on past {limit // (1024 * 1024)} MB")
+            if time.monotonic() > ends_at:
+                raise RetryableError(f"took longer than {deadline_seconds:g} s to send its whole answer")
+            chunks.append(chunk)
+    except requests.RequestException as error:
+        raise RetryableError(describe_transport_error(error, deadline_seconds)) from None
+    finally:
+        response.close()
+    body = b"".join(chunks)
+    response._content = body  # what requests itself keeps once read
+    response._content_consumed = True
+    return body
+
+
 def with_retries(
     attempt: Callable[[], T],
     *,

@@ -26,7 +26,8 @@ from adapter.connector import (
 )
 from adapter.records import SourceRecord
 from connectors.http import (
-    HttpConnector, RetryableError, configure_tls, describe_transport_error, probe_tcp, with_retries,
+    AnswerTooLarge, HttpConnector, RetryableError, configure_tls, describe_transport_error, probe_tcp, read_bounded,
+    with_retries,
 )
 from connectors.replay import replay_session
 
@@ -123,16 +124,22 @@ class RestConnector(HttpConnector):
         def attempt() -> requests.Response:
             try:
                 response = session.get(
-                    url, params=params, timeout=(options.connect_timeout, options.read_timeout)
+                    url, params=params, timeout=(options.connect_timeout, options.read_timeout), stream=True
                 )
             except requests.RequestException as exc:
                 raise RetryableError(describe_transport_error(exc, options.read_timeout)) from None
             if response.status_code >= 500:
+                response.close()
                 raise RetryableError(f"answered HTTP {response.status_code}")
+            # The whole answer within the read timeout, not only each packet (see read_bounded).
+            read_bounded(response, deadline_seconds=options.read_timeout)
             return response
 
         try:
             response = with_retries(attempt, retries=options.retries, backoff_seconds=options.backoff_seconds)
+        except AnswerTooLarge as exc:
+            raise ConnectorError(self.source_name, f"the API at {options.base_url}: {exc}",
+                                 "Lower options.page_size, or ask the vendor why the answer does not end") from None
         except RetryableError as exc:
             raise SourceUnavailable(
                 self.source_name,

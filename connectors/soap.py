@@ -38,7 +38,8 @@ from adapter.connector import (
 )
 from adapter.paths import PathError, compile_field_path
 from adapter.records import SourceRecord
-from connectors.http import HttpConnector, RetryableError, describe_transport_error, probe_tcp, with_retries
+from connectors.http import AnswerTooLarge, HttpConnector, RetryableError, describe_transport_error, probe_tcp, \
+    with_retries
 from connectors.replay import replay_session
 from connectors.soap_answers import AnswerReader
 from connectors.soap_client import SoapClientError, bind_service, build_client, operation_names
@@ -273,6 +274,10 @@ class SoapConnector(HttpConnector):
                 retries=options.retries if retries is None else retries,
                 backoff_seconds=options.backoff_seconds,
             )
+        except AnswerTooLarge as exc:
+            raise ConnectorError(self.source_name, f"the SOAP service at {self._address(service)}: {exc}",
+                                 "Lower the page size (options.paging.page_size), or ask the service's "
+                                 "administrator why the answer does not end") from None
         except RetryableError as exc:
             attempts = (options.retries if retries is None else retries) + 1
             raise SourceUnavailable(

@@ -20,7 +20,7 @@ import zeep
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from connectors.http import configure_tls
+from connectors.http import configure_tls, read_bounded
 
 
 class _ConversionErrorsWithoutValues(logging.Filter):
@@ -66,8 +66,13 @@ class LocalWsdlTransport(Transport):
         return super().load(url)
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
+        """zeep's post, but the whole answer within ``operation_timeout`` and a size (``read_bounded``): its own
+        bounds only the wait between two packets. Nor is anything logged: zeep's logs the request and the whole
+        answer at DEBUG, names and BSNs included."""
         self.last_status, self.last_was_html = None, False
-        response = super().post(address, message, headers)
+        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout,
+                                     stream=True)
+        read_bounded(response, deadline_seconds=self.operation_timeout)
         self.last_status = response.status_code
         content_type = response.headers.get("Content-Type", "").lower()
         start = response.content[:200].lstrip().lower()

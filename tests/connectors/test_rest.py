@@ -171,3 +171,22 @@ def test_an_api_whose_total_keeps_growing_is_paged_up_to_max_pages_then_refused(
     with pytest.raises(ConnectorError, match="still had records after 5 pages"):
         list(connector(max_pages=5).records())
     assert len(responses.calls) == 5
+
+
+@pytest.mark.parametrize("kind, said", [("drip", "took longer than 0.5 s to send its whole answer"),
+                                        ("endless", "the answer went on past 1 MB")])
+def test_an_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(monkeypatch, kind, said):
+    """A read timeout bounds only the wait between two packets: a byte every 0.1 s held a sync for as long as the
+    server liked, and an endless body filled the memory."""
+    import time
+
+    from connectors import http
+    from tests.connectors.dripping_server import serving
+
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 1024 * 1024)
+    with serving(kind) as base_url:
+        started = time.monotonic()
+        with pytest.raises(ConnectorError, match=said):
+            list(RestConnector({"base_url": base_url + "/rest", "api_key_env": "TEST_PASS_API_KEY", "retries": 0,
+                                "read_timeout": 0.5, "backoff_seconds": 0}, source_name="pass").records())
+        assert time.monotonic() - started < 5

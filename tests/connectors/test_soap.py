@@ -263,3 +263,24 @@ def test_an_answer_that_is_no_readable_xml_is_said_so_without_its_content(server
     message = str(caught.value)
     assert said in message and "Anouk" not in message and "refused" not in message
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("kind, said", [("drip", "took longer than 1 s to send its whole answer"),
+                                        ("endless", "the answer went on past 1 MB")])
+def test_a_soap_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(monkeypatch, kind, said):
+    import time
+
+    from connectors import http
+    from tests.connectors.dripping_server import serving
+
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 1024 * 1024)
+    with serving(kind) as base_url:
+        started = time.monotonic()
+        with pytest.raises(ConnectorError, match=said):
+            list(SoapConnector({"wsdl": str(WSDL), "operation": "zoekPashouders", "endpoint": base_url + "/soap",
+                                "arguments": {"gemeentecode": "0599"}, "records_path": "huishouden",
+                                "paging": {"style": "continuation", "page_size": 2,
+                                           "continuation_argument": "indicatorVervolgvraag"},
+                                "timeout": 1, "operation_timeout": 1, "retries": 0, "backoff_seconds": 0},
+                               source_name="gws").records())
+        assert time.monotonic() - started < 6
