@@ -142,7 +142,10 @@ def _split_date_parser(order: tuple[str, str, str], separator: str, fmt: str) ->
 
     def parse(text: str) -> date:
         parts = text.split(separator)
-        if len(parts) != 3 or len(parts[year_at]) != 4:
+        # ASCII digits only, a day and a month of one or two, a year of four: int() alone would take "+201",
+        # "1_4" or Arabic-Indic digits for numbers.
+        if (len(parts) != 3 or len(parts[year_at]) != 4 or not all(part.isascii() and part.isdigit() for part in parts)
+                or len(parts[day_at]) > 2 or len(parts[month_at]) > 2):
             raise TransformError(f"is not a date in format {fmt}")
         try:
             day, month, year = int(parts[day_at]), int(parts[month_at]), int(parts[year_at])
@@ -161,7 +164,7 @@ def _split_date_parser(order: tuple[str, str, str], separator: str, fmt: str) ->
 
 def _compact_date(text: str) -> date:
     """yyyymmdd (StUF) by slicing; 00 for day or month means the date is incomplete."""
-    if len(text) != 8 or not text.isdigit():
+    if len(text) != 8 or not (text.isascii() and text.isdigit()):
         raise TransformError("is not a date in format %Y%m%d")
     year, month, day = int(text[:4]), int(text[4:6]), int(text[6:])
     if month == 0 or day == 0:
@@ -172,7 +175,16 @@ def _compact_date(text: str) -> date:
         raise TransformError("is not an existing calendar date (%Y%m%d)") from None
 
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# What may follow the day: a time of day (an instant), nothing else. Not a week date (2020-W01-1) or an hour 25.
+_ISO_TIME = re.compile(r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?")
+
+
 def _iso_date(text: str) -> date:
+    if not (_ISO_DAY.match(text) and _ISO_TIME.fullmatch(text, 10)):
+        if text[5:7] == "00" or text[8:10] == "00":
+            raise TransformError("is an incomplete date (day or month unknown)")
+        raise TransformError("is not an ISO date (yyyy-mm-dd)")
     try:
         return date.fromisoformat(text[:10])
     except ValueError:

@@ -163,3 +163,17 @@ def test_digits_only_refuses_a_float_instead_of_keeping_its_fraction_as_a_digit(
     assert digits_only(6064366011000001) == "6064366011000001"
     with pytest.raises(TransformError, match="not digits"):
         digits_only(6064366011000001.0)
+
+
+@pytest.mark.parametrize("fmt, text", [("%d-%m-%Y", "14-03-+201"), ("%d-%m-%Y", "1_4-03-2014"),
+                                       ("%d-%m-%Y", "\u0661\u0664-03-2014"), ("%d-%m-%Y", "014-03-2014"),
+                                       ("%Y%m%d", "\u0662\u0660\u0661\u0664\u0660\u0663\u0661\u0664"),
+                                       ("iso", "2020-W01-1"), ("iso", "2020-01-01T25:00"), ("iso", "2020-01-01junk")])
+def test_a_date_is_only_ascii_digits_in_its_format(fmt, text):
+    """int() and fromisoformat's first ten characters took these for dates (a year 201, a week date, hour 25)."""
+    from adapter.transforms import DateParams, TransformError, build_date
+
+    with pytest.raises(TransformError):
+        build_date(DateParams(format=fmt))(text)
+    assert build_date(DateParams(format="iso"))("2026-08-01T23:59:59+02:00").isoformat() == "2026-08-01"
+    assert build_date(DateParams(format="%d-%m-%Y"))("1-8-2026").isoformat() == "2026-08-01"
