@@ -1,7 +1,13 @@
 """A merchant's own redemptions, with their reversals, page by page, for till reconciliation.
 
-Pages follow a keyset on (created_at, id): stable while new redemptions arrive,
-and as fast on page 100 as on page 1. The position is handed out as an opaque
+Pages follow a keyset on (created_at, id): as fast on page 100 as on page 1, and
+stable while new redemptions arrive, with one exception on PostgreSQL: a
+redemption's time is taken before its transaction commits, so one still being
+written while a page is read can commit with a time behind that page's cursor
+and never be listed by the pages after it (SQLite writes one transaction at a
+time). A period read once it is over is whole; the README says so. Making the
+order exact would take a commit-ordered key (the writing transaction's id,
+listed only once older than every transaction still running). The position is handed out as an opaque
 cursor; the query is always limited to the asking merchant, so a cursor cannot
 reach another merchant's rows.
 """
