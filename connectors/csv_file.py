@@ -144,11 +144,14 @@ class CsvConnector(Connector):
             columns = list(options.columns or [])
         width = len(columns)
         decimal_columns = [name for name in options.decimal_comma_columns if name in columns]
+        ended_at = reader.line_num  # the line the previous row ended on (a quoted field may hold line breaks)
         for row in reader:
-            self._line_reached = reader.line_num + line_offset
+            begun_at, ended_at = ended_at + 1, reader.line_num
+            self._line_reached = begun_at + line_offset
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            key = f"line {reader.line_num + line_offset}"
+            # The line the row begins on: where an operator looks for it, also when a quoted field spans lines.
+            key = f"line {begun_at + line_offset}"
             if len(row) != width:
                 # A wrong column count means a broken quote or a stray delimiter: the
                 # values may sit in the wrong columns, so the row is rejected, not guessed.

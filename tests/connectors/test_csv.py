@@ -193,3 +193,11 @@ def test_a_column_the_mapping_reads_missing_from_the_header_is_refused_not_read_
     with pytest.raises(ConnectorError, match="the source has no column BSN, which the mapping demo-csv.yaml reads"):
         read_mapped(export)
     assert [type(result) for result in read_mapped(write(tmp_path / "ok.csv", [HEADER, row()]))] == [CardholderRecord]
+
+
+def test_a_record_spanning_lines_is_keyed_by_the_line_it_begins_on(tmp_path):
+    """A quoted field with a line break: the operator looks for the record where it starts."""
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names='"Anouk\r\nMarie"'), row(
+        bsn="999992077", pass_number="6064366011000003")])
+    results = read_mapped(export)
+    assert [result.source_key for result in results] == ["line 2", "line 4"]
