@@ -74,6 +74,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
+        page_for = app.extensions.get("adapter_page_for_http_error")  # the web pages' own (adapter.web)
+        page = page_for(error) if page_for is not None else None
+        if page is not None:
+            return page
         code = _HTTP_CODES.get(error.code or 500)
         if code is None:
             return problem_response(error.code or 500, "http_error", error.name, error.name)

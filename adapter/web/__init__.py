@@ -6,7 +6,8 @@ the API over HTTP. No page runs a script: everything works with plain forms.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, make_response, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from adapter.csvexport import euros_text
 from adapter.periods import LOCAL_ZONE
@@ -35,8 +36,29 @@ def init_app(app: Flask) -> None:
         if request.blueprint in WEB_BLUEPRINTS:
             security.check_csrf(request)
 
+    # A wrong address or method under the pages is answered as a page, in Dutch, not as the API's problem+json:
+    # a cashier's browser shows it (adapter.api.problems asks this first).
+    app.extensions["adapter_page_for_http_error"] = _page_for_http_error
+
     @app.after_request
     def _headers(response):  # type: ignore[no-untyped-def]
         if request.blueprint in WEB_BLUEPRINTS:
             security.add_security_headers(response)
         return response
+
+
+_WEB_PREFIXES = ("/counter", "/admin")
+_NOT_HERE = {
+    404: ("Deze pagina bestaat niet", "Op dit adres staat geen pagina; misschien is de link oud of verkeerd getypt."),
+    405: ("Dit kan zo niet", "Deze pagina kan zo niet worden gebruikt; ga terug en gebruik de knoppen op de pagina."),
+}
+
+
+def _page_for_http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+    """A Dutch page for a 404 or 405 under the web pages; None elsewhere (the API answers those itself)."""
+    if error.code not in _NOT_HERE or not request.path.startswith(_WEB_PREFIXES):
+        return None
+    heading, what = _NOT_HERE[error.code]
+    response = make_response(render_template("not_here.html", heading=heading, what=what), error.code)
+    security.add_security_headers(response)
+    return response

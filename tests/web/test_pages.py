@@ -213,3 +213,15 @@ def test_a_payment_after_the_sign_in_ended_says_nothing_was_paid(web_app, web_wo
     assert paid.status_code == 303 and "aanmelden" in paid.headers["Location"]
     page = client.get(paid.headers["Location"]).get_data(as_text=True)
     assert "Er is niets afgeschreven" in page and "meld u opnieuw aan" in page
+
+
+@pytest.mark.parametrize("method, path, status, heading", [("GET", "/counter/nope", 404, "Deze pagina bestaat niet"),
+                                                           ("GET", "/counter/pas", 405, "Dit kan zo niet"),
+                                                           ("GET", "/admin/nope", 404, "Deze pagina bestaat niet")])
+def test_a_wrong_address_under_the_pages_is_a_dutch_page_not_the_apis_json(client, method, path, status, heading):  # type: ignore[no-untyped-def]
+    answer = client.open(path, method=method)
+    assert answer.status_code == status and answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert heading in page and "Er is niets verwerkt" in page and "openapi" not in page
+    assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert client.get("/v1/nope").mimetype == "application/problem+json"  # the API answers as before
