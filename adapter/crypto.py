@@ -141,8 +141,15 @@ class Vault:
 
 def request_fingerprint(hashes: KeyedHashes, canonical: str) -> str:
     """The keyed fingerprint of a money-moving request, in its canonical text (the API's and the counter page's),
-    stored with its idempotency record: a blind index of its own purpose."""
-    return hashes.blind_index(canonical, "request")
+    stored with its idempotency record: a blind index of its own purpose over the text's SHA-256, which is what
+    records made before it was keyed hold (migration 0010 keys those, so a till's retry across the upgrade still
+    matches)."""
+    return keyed_request_hash(hashes, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+
+
+def keyed_request_hash(hashes: KeyedHashes, plain_hash: str) -> str:
+    """``request_fingerprint`` from the SHA-256 (hex) of the canonical text."""
+    return hashes.blind_index(plain_hash, "request")
 
 
 def generate_encryption_key() -> str:

@@ -153,8 +153,8 @@ def test_the_stored_request_fingerprint_is_keyed_so_the_pass_number_cannot_be_tr
     canonical = json.dumps(["POST /v1/redemptions", {**body, "allow_partial": False, "budget_id": None,
                                                      "reference": None}],
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert stored == api.vault.hashes.blind_index(canonical, "request")
-    assert stored != hashlib.sha256(canonical.encode()).hexdigest()
+    plain = hashlib.sha256(canonical.encode()).hexdigest()
+    assert stored == api.vault.hashes.blind_index(plain, "request") and stored != plain
     assert api.redeem(key, body, key="one-purchase").headers.get("Idempotent-Replayed") == "true"
 
 

@@ -251,3 +251,34 @@ def test_0009_keeps_a_source_s_key_only_when_every_active_child_was_judged_under
         migrate.upgrade(database)
     finally:
         database.dispose()
+
+
+def test_0010_keys_the_stored_request_fingerprints_so_a_retry_across_the_upgrade_still_matches(database_url, vault):
+    """A record written before 0010 holds the SHA-256 of its request; after the upgrade it holds what the keyed
+    fingerprint of the same request is, and without keys the upgrade refuses and changes nothing."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    from adapter.crypto import request_fingerprint
+    from tests import factories
+
+    database = Database(database_url)
+    try:
+        shop = factories.merchant(database)
+        migrate.downgrade(database, "0009")
+        canonical = '["POST /v1/redemptions",{"amount_cents":100,"pass_number":"6400000000000011"}]'
+        with database.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO idempotency_records (merchant_id, key, request_hash, outcome_json, created_at) "
+                "VALUES (:merchant, 'k1', :hash, '{}', :at)"),
+                {"merchant": shop.merchant_id, "hash": hashlib.sha256(canonical.encode()).hexdigest(),
+                 "at": datetime.now(timezone.utc)})
+        with pytest.raises(migrate.KeysNeeded, match="fingerprints that this migration keys"):
+            migrate.upgrade(database)
+        assert migrate.current_revision(database) == "0009"
+        migrate.upgrade(database, vault=lambda: vault)
+        with database.engine.connect() as connection:
+            stored = connection.execute(text("SELECT request_hash FROM idempotency_records")).scalar_one()
+        assert stored == request_fingerprint(vault.hashes, canonical)
+    finally:
+        database.dispose()
