@@ -102,7 +102,7 @@ class CsvConnector(Connector):
         options: CsvOptions = self.options
         path = self.current_file()
         encoding = self.detect_encoding(path)
-        self._line_reached = 0  # the last line a row began on, for an error the csv module raises
+        self._line_reached = 1  # where the row being read begins, for an error the csv module raises
         try:
             with path.open(encoding=encoding, newline="") as stream:
                 yield from self._read_rows(stream, options)
@@ -128,7 +128,7 @@ class CsvConnector(Connector):
                 return
         reader = csv.reader(stream, delimiter=options.delimiter, quotechar=options.quote_char)
         line_offset = options.skip_rows
-        self._line_reached = line_offset
+        self._line_reached = line_offset + 1
         if options.header:
             header = next(reader, None)
             if header is None:
@@ -145,9 +145,10 @@ class CsvConnector(Connector):
         width = len(columns)
         decimal_columns = [name for name in options.decimal_comma_columns if name in columns]
         ended_at = reader.line_num  # the line the previous row ended on (a quoted field may hold line breaks)
+        self._line_reached = ended_at + 1 + line_offset
         for row in reader:
             begun_at, ended_at = ended_at + 1, reader.line_num
-            self._line_reached = begun_at + line_offset
+            self._line_reached = ended_at + 1 + line_offset  # where the next row begins: an error reading it is there
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             # The line the row begins on: where an operator looks for it, also when a quoted field spans lines.

@@ -176,7 +176,7 @@ def test_a_quote_left_open_is_an_operator_error_naming_the_line_not_a_traceback(
     with pytest.raises(ConnectorError) as caught:
         read_mapped(export)
     said = str(caught.value)
-    assert "cannot be read as CSV near line" in said and "quote that is not closed" in said
+    assert "cannot be read as CSV near line 3:" in said and "quote that is not closed" in said  # where it opens
     assert "Anouk" not in said and "Vries" not in said
 
 
