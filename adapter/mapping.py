@@ -21,12 +21,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from adapter.paths import Getter, PathError, RecordsPath, compile_column, compile_field_path
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord, SourceRecord, cardholder_builder
 from adapter.transforms import TRANSFORMS, Transform, TransformError, Unreadable
+from adapter.yaml_files import YamlFileProblem, read_yaml
 
 MAPPING_VERSION = 1
 
@@ -284,15 +284,9 @@ def load_mapping(path: str | os.PathLike[str]) -> CompiledMapping:
     """Read, check and compile a mapping file; raise MappingError listing every problem."""
     mapping_path = Path(path)
     try:
-        text = mapping_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MappingError(str(mapping_path), [
-            f"file not found (looked in {mapping_path.resolve()}); check the source's 'mapping' key"
-        ]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MappingError(str(mapping_path), [f"not valid YAML: {exc}"]) from None
+        raw = read_yaml(mapping_path, "check the source's 'mapping' key")
+    except YamlFileProblem as problem:
+        raise MappingError(str(mapping_path), [str(problem)]) from None
     return compile_mapping(raw, origin=str(mapping_path))
 
 

@@ -26,8 +26,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from adapter.yaml_files import YamlFileProblem, read_yaml
 
 ONCE_PERIOD_KEY = "once"
 _MONTH_DAY_PATTERN = r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
@@ -253,17 +254,9 @@ def load_rules(path: str | Path | None) -> BudgetRules:
         return BudgetRules()
     rules_path = Path(path)
     try:
-        raw = yaml.safe_load(rules_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise RulesError(rules_path, [f"file not found (looked in {rules_path.resolve()}); "
-                                      "check `budgets:` in the configuration"]) from None
-    except yaml.YAMLError as exc:
-        raise RulesError(rules_path, [f"not valid YAML: {exc}"]) from None
-    except UnicodeDecodeError:
-        raise RulesError(rules_path, ["not UTF-8 text; save the file as UTF-8"]) from None
-    except OSError as exc:  # a directory, no permission to read it, a disk error
-        raise RulesError(rules_path, [f"cannot be read ({exc.strerror or type(exc).__name__}); check the path in "
-                                      "`budgets:` and that this user may read it"]) from None
+        raw = read_yaml(rules_path, "check `budgets:` in the configuration") or {}
+    except YamlFileProblem as problem:
+        raise RulesError(rules_path, [str(problem)]) from None
     return rules_from_mapping(raw, rules_path)
 
 

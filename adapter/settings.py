@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapter.yaml_files import YamlFileProblem, read_yaml
 
 DEFAULT_CONFIG_PATH = Path("config/adapter.yaml")
 CONFIG_ENV = "ADAPTER_CONFIG"
@@ -179,20 +180,9 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read, check and return the configuration; raise ConfigError listing every problem."""
     config_path = config_path_from_env(path)
     try:
-        raw_text = config_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(config_path, [
-            f"file not found (looked in {config_path.resolve()}); pass --config PATH or set {CONFIG_ENV}"
-        ]) from None
-    except UnicodeDecodeError:
-        raise ConfigError(config_path, ["not UTF-8 text; save the file as UTF-8"]) from None
-    except OSError as exc:  # a directory, no permission to read it, a disk error
-        raise ConfigError(config_path, [f"cannot be read ({exc.strerror or type(exc).__name__}); pass --config "
-                                        f"PATH or set {CONFIG_ENV}, and check that this user may read it"]) from None
-    try:
-        raw = yaml.safe_load(raw_text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(config_path, [f"not valid YAML: {exc}"]) from None
+        raw = read_yaml(config_path, f"pass --config PATH or set {CONFIG_ENV}") or {}
+    except YamlFileProblem as problem:
+        raise ConfigError(config_path, [str(problem)]) from None
     if not isinstance(raw, dict):
         raise ConfigError(config_path, ["the top level must be a mapping of keys to values"])
     # An image or a unit file can force the mode without editing the file: the

@@ -188,3 +188,14 @@ def test_a_record_that_is_not_an_object_is_rejected_not_lost(item):
     [rejected] = mapping.apply(SourceRecord("item 3", item))
     assert isinstance(rejected, RejectedRecord) and rejected.source_key == "item 3"
     assert rejected.reasons[0].startswith("record: is not an object with fields")
+
+
+def test_a_mapping_file_that_is_not_utf8_or_not_a_file_is_a_mapping_error(tmp_path):
+    """The loaders of configuration, rules and mappings read their YAML one way (adapter.yaml_files): a mapping
+    saved in cp1252 was a UnicodeDecodeError traceback before."""
+    latin = tmp_path / "m.yaml"
+    latin.write_bytes("version: 1  # caf\xe9\n".encode("cp1252"))
+    with pytest.raises(MappingError, match="not UTF-8 text"):
+        load_mapping(latin)
+    with pytest.raises(MappingError, match="cannot be read .*check the source's 'mapping' key"):
+        load_mapping(tmp_path)
