@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify
 from adapter import counter
 from adapter.api import abuse, render
 from adapter.api.auth import current_merchant, require_merchant
-from adapter.api.context import runtime, today
+from adapter.api.context import runtime
 from adapter.api.parsing import parse_body, require_no_query
 from adapter.api.schemas import BalanceCheckRequest
 
@@ -26,7 +26,7 @@ def check_balance():  # type: ignore[no-untyped-def]
         # One statement (the limit check beside the look-up; an unusable pass reads once more, on its own):
         # no transaction around it.
         with adapter_runtime.db.read_once() as session:
-            view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number, today(),
+            view = counter.check_balance(session, adapter_runtime.vault, merchant, body.pass_number,
                                          expiry_grace_days=adapter_runtime.expiry_grace_days,
                                          guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from adapter import counter, ledger, reconciliation
 from adapter.api import abuse, render
 from adapter.api.auth import current_merchant, require_merchant
-from adapter.api.context import runtime, today
+from adapter.api.context import runtime
 from adapter.api.parsing import (
     fingerprint,
     idempotency_key_problems,
@@ -40,7 +40,7 @@ def create_redemption():  # type: ignore[no-untyped-def]
             runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
             idempotency_key=request.headers["Idempotency-Key"],
-            fingerprint=fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body), today=today(),
+            fingerprint=fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body),
             expiry_grace_days=runtime().expiry_grace_days, in_progress_wait_ms=settings.api.idempotency_wait_ms,
             guard=abuse.unusable_passes_guard(merchant))
     except counter.PassNotUsable:
