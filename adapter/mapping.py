@@ -102,10 +102,11 @@ class _CompiledField:
         step for values that already have the field's type (what ``finish`` would
         return unchanged).
         """
-        getter, finish, column = self.getter, self.finish, self.column
+        getter, column = self.getter, self.column
+        finish = _refusing_unreadable(self.finish)
         trims_first = self.trims_first
         steps = self.steps[1:] if trims_first else self.steps
-        ready = _READY_TYPES[finish]
+        ready = _READY_TYPES[self.finish]
         if column is not None and not steps:
 
             def run_column(levels: tuple[Any, ...]) -> Any:
@@ -215,8 +216,6 @@ class CompiledMapping:
 def _finish_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if value.__class__ is Unreadable:
-        raise TransformError(value.reason)
     if isinstance(value, bool):
         raise TransformError("is true/false, expected text")
     return str(value)
@@ -225,8 +224,6 @@ def _finish_text(value: Any) -> str | None:
 def _finish_date(value: Any) -> date | None:
     if value is None or isinstance(value, date):
         return value
-    if value.__class__ is Unreadable:
-        raise TransformError(value.reason)
     raise TransformError("is not a date (add a date transform)")
 
 
@@ -236,8 +233,6 @@ _STATUS_BY_VALUE = {status.value: status for status in PassStatus}
 def _finish_status(value: Any) -> PassStatus | None:
     if value is None or isinstance(value, PassStatus):
         return value
-    if value.__class__ is Unreadable:
-        raise TransformError(value.reason)
     try:
         return _STATUS_BY_VALUE[value]  # what PassStatus(value) finds, without the enum call
     except (KeyError, TypeError):
@@ -253,9 +248,19 @@ def _finish_status(value: Any) -> PassStatus | None:
 def _finish_bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    if value.__class__ is Unreadable:
-        raise TransformError(value.reason)
     raise TransformError("is not true/false (map the source values to true and false)")
+
+
+def _refusing_unreadable(finish: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``finish``, refusing a value the source could not read (``Unreadable``) with its own reason. Only values
+    not already of the field's type reach a finish step, so a CSV row's strings never pay for the look."""
+
+    def finish_readable(value: Any) -> Any:
+        if value.__class__ is Unreadable:
+            raise TransformError(value.reason)
+        return finish(value)
+
+    return finish_readable
 
 
 # The value types each finish step returns unchanged: such values skip the call.

@@ -199,3 +199,18 @@ def test_a_mapping_file_that_is_not_utf8_or_not_a_file_is_a_mapping_error(tmp_pa
         load_mapping(latin)
     with pytest.raises(MappingError, match="cannot be read .*check the source's 'mapping' key"):
         load_mapping(tmp_path)
+
+
+@pytest.mark.parametrize("field", ["household_id", "is_child"])
+def test_an_unreadable_value_rejects_its_record_with_its_reason_by_column_too(field):
+    """A source's value its own type could not read (adapter.transforms.Unreadable), read by a column of a flat
+    record rather than a path: rejected by the finish step, never taken for empty or for its repr."""
+    from adapter.transforms import Unreadable
+
+    mapping = compile_mapping({"version": 1, "fields": {**MINIMAL_FIELDS, "is_child": {"column": "K"}}})
+    columns = {"household_id": "H", "is_child": "K"}
+    fields = {"H": "h", "C": "c", "P": "6064366011000001", "K": None,
+              columns[field]: Unreadable("the service sent a value its XML type cannot read")}
+    [rejected] = mapping.apply(SourceRecord("page 1 item 0", fields))
+    assert isinstance(rejected, RejectedRecord)
+    assert rejected.reasons == (f"{field}: the service sent a value its XML type cannot read",)
