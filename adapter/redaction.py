@@ -35,14 +35,17 @@ import re
 MASK_CHAR = "*"
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{8,}(?!\d)")
 # A BSN in groups, whatever the separators: "999 993 653", "9999.93.653", "9999 93.653", "999-99-3653".
-# Not a part of a longer row of groups (an IPv4 address, a pass number): those are _DIGIT_GROUPS'.
-_GROUPED_BSN = re.compile(r"(?<!\d)(?<!\d[ .-])(?:\d{4}[ .-]\d{2}[ .-]\d{3}|\d{3}[ .-]\d{3}[ .-]\d{3}"
-                          r"|\d{3}[ .-]\d{2}[ .-]\d{4})(?![ .-]?\d)")
+# Whatever is glued to it ("0.999 993.6530"), unless the row of digit groups it sits in is an IPv4 address.
+_GROUPED_BSN = re.compile(r"\d{4}[ .-]\d{2}[ .-]\d{3}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{3}[ .-]\d{2}[ .-]\d{4}")
+# The row of digit groups around a match: digits, and single separators between digits.
+_ROW_BEFORE = re.compile(r"(?:\d|[ .-](?=\d))*$")
+_ROW_AFTER = re.compile(r"(?:\d|[ .-](?=\d))*")
 # Longer numbers in three to five groups joined by the same separator (the backreference): "6064 3660 1234 5678",
 # "6064-3660-1234-5678". Not across separators ("2026-08-01 2027" is a date and a year).
 _DIGIT_GROUPS = re.compile(r"(?<!\d)\d{3,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,3}(?!\d)")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # a real address: 999.993.653.12 is none
 # PostgreSQL's DETAIL of a refused row: every "key (columns)=(values)" (an exclusion constraint's names two,
 # "conflicts with existing key (...)=(...)"), and a failing row.
 _KEY_VALUES = re.compile(r"([Kk]ey \((?:[^()]|\([^()]*\))*\)=\()(.*?)(\)(?= already exists| is not present"
@@ -69,13 +72,20 @@ def redact(text: str) -> str:
     """``text`` with every possible BSN and pass number masked (see the module docstring)."""
     text = _KEY_VALUES.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(3), text)
     text = _FAILING_ROW.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(2), text)
-    text = _GROUPED_BSN.sub(_mask_digits, text)
+    text = _GROUPED_BSN.sub(_mask_grouped_bsn, text)
     text = _DIGIT_GROUPS.sub(_mask_groups, text)
     return _DIGIT_RUN.sub(_mask_run, text)
 
 
-def _mask_digits(match: re.Match[str]) -> str:
-    return re.sub(r"\d", MASK_CHAR, match.group())
+def _in_an_address(match: re.Match[str]) -> bool:
+    """Whether the row of digit groups around ``match`` is an IPv4 address (which may hold a 3-3-3 shape)."""
+    text = match.string
+    before = _ROW_BEFORE.search(text, 0, match.start()).group()
+    return bool(_IPV4.fullmatch(before.lstrip(" .-") + match.group() + _ROW_AFTER.match(text, match.end()).group()))
+
+
+def _mask_grouped_bsn(match: re.Match[str]) -> str:
+    return match.group() if _in_an_address(match) else re.sub(r"\d", MASK_CHAR, match.group())
 
 
 def _mask_run(match: re.Match[str]) -> str:
@@ -88,7 +98,7 @@ def _mask_run(match: re.Match[str]) -> str:
 def _mask_groups(match: re.Match[str]) -> str:
     """Grouped digits masked as their digits would be as one run; the separators stay."""
     grouped = match.group()
-    if _ISO_DATE.fullmatch(grouped) or _IPV4.fullmatch(grouped):
+    if _ISO_DATE.fullmatch(grouped) or _in_an_address(match):
         return grouped
     digits = sum(character.isdigit() for character in grouped)
     if digits < 8:

@@ -56,8 +56,10 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     # One separator throughout: a period's two dates are two dates, not one number.
     assert redact("period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z") == \
         "period 2026-08-01 2027-07-31 at 2026-12-01T15:52:00Z"
-    assert redact("from 192.168.100.200, version 3.11.7, 1.234.567 cents") == \
-        "from 192.168.100.200, version 3.11.7, 1.234.567 cents"
+    assert redact("from 192.168.100.200, version 3.11.7, 1.234.567 cents, mask 255.255.255.0") == \
+        "from 192.168.100.200, version 3.11.7, 1.234.567 cents, mask 255.255.255.0"
+    # Glued to other digits, or shaped like an address that is none (no octet above 255).
+    assert redact("0.999 993.6530 and 999.993.653.12") == "0.*** ***.***0 and ***.***.***.12"
 
 
 def test_a_database_error_has_the_values_it_quotes_masked_whatever_their_length():
@@ -143,3 +145,14 @@ def test_a_logged_database_error_keeps_no_short_pass_number():
     RedactionFilter().filter(record)
     output = JsonFormatter().format(record)
     assert "4821" not in output and "Key (pass_number)=(***) already exists" in output
+
+
+@given(before=surroundings, bsn=st.sampled_from(TEST_BSNS), after=surroundings,
+       shape=st.sampled_from([(3, 3, 3), (4, 2, 3), (3, 2, 4)]), separators=st.tuples(*[st.sampled_from(" .-")] * 2))
+def test_no_bsn_written_in_groups_survives_whatever_surrounds_it(before, bsn, after, shape, separators):
+    """A BSN as people write it (999 993 653, 9999.93.653, 999-99-3653, separators mixed), in any text."""
+    first, second, _third = shape
+    grouped = f"{bsn[:first]}{separators[0]}{bsn[first:first + second]}{separators[1]}{bsn[first + second:]}"
+    if grouped in before or grouped in after:
+        return
+    assert grouped not in redact(before + grouped + after)
