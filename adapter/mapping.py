@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from adapter.fused_fields import fused_fields
 from adapter.paths import Getter, PathError, RecordsPath, compile_column, compile_field_path
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord, SourceRecord, cardholder_builder
 from adapter.transforms import TRANSFORMS, Transform, TransformError, Unreadable
@@ -94,53 +95,15 @@ class _CompiledField:
     # The flat columns (CSV) this field reads, by name.
     columns_read: tuple[str, ...] = ()
 
-    def chain(self) -> Callable[[tuple[Any, ...]], Any]:
-        """getter, transforms and finish as one function: one call per field per row.
+    @property
+    def readable_finish(self) -> Callable[[Any], Any]:
+        """The finish step, refusing a value the source could not read."""
+        return _refusing_unreadable(self.finish)
 
-        The nightly sync runs this for every field of up to a million rows, so the
-        common parts are inlined: the column read, a leading trim, and the finish
-        step for values that already have the field's type (what ``finish`` would
-        return unchanged).
-        """
-        getter, column = self.getter, self.column
-        finish = _refusing_unreadable(self.finish)
-        trims_first = self.trims_first
-        steps = self.steps[1:] if trims_first else self.steps
-        ready = _READY_TYPES[self.finish]
-        if column is not None and not steps:
-
-            def run_column(levels: tuple[Any, ...]) -> Any:
-                value = levels[-1].get(column)
-                if trims_first and isinstance(value, str):
-                    value = value.strip() or None
-                return value if value.__class__ in ready else finish(value)
-
-            return run_column
-        if column is not None and len(steps) == 1:
-            (step,) = steps
-
-            def run_column_step(levels: tuple[Any, ...]) -> Any:
-                value = levels[-1].get(column)
-                if trims_first and isinstance(value, str):
-                    value = value.strip() or None
-                value = step(value)
-                return value if value.__class__ in ready else finish(value)
-
-            return run_column_step
-
-        # Paths into nested records, and longer column chains (a BSN: digits_only,
-        # left_pad), pay one getter call more.
-        def run(levels: tuple[Any, ...]) -> Any:
-            value = getter(levels)
-            if value.__class__ is Unreadable:  # before a transform words it as a rule of its own
-                raise TransformError(value.reason)
-            if trims_first and isinstance(value, str):
-                value = value.strip() or None
-            for step in steps:
-                value = step(value)
-            return value if value.__class__ in ready else finish(value)
-
-        return run
+    @property
+    def ready_types(self) -> frozenset[type]:
+        """The value types the finish step returns unchanged: values of these types skip its call."""
+        return _READY_TYPES[self.finish]
 
 
 class CompiledMapping:
@@ -149,10 +112,12 @@ class CompiledMapping:
     def __init__(self, origin: str, records_paths: list[RecordsPath], fields: list[_CompiledField]):
         self.origin = origin
         self.records_paths = records_paths
-        self._fields = tuple((field.name, field.chain()) for field in fields)
+        # Every field in one function (adapter.fused_fields), the hot path; and each field on its own, for a
+        # record with a problem, which is mapped again field by field to collect every reason.
+        self._map_fields = fused_fields(fields)
+        self._fields = tuple((field.name, _one_field(field)) for field in fields)
         # Every flat column the fields read, in the mapping's order: a source of flat rows must have them all.
         self.columns_read = tuple(dict.fromkeys(column for field in fields for column in field.columns_read))
-        self._runs = tuple(run for _, run in self._fields)
         self.field_names = tuple(field.name for field in fields)
         self._required = tuple(name for name in REQUIRED_FIELDS if name in self.field_names)
         self._required_at = tuple(self.field_names.index(name) for name in self._required)
@@ -181,7 +146,7 @@ class CompiledMapping:
         # Fast path: every field maps. Fields are pure, so a record with a problem
         # is mapped again by _reject, which collects every reason.
         try:
-            values = [run(levels) for run in self._runs]
+            values = self._map_fields(levels)
         except TransformError:
             return self._reject(source_key, levels)
         for position in self._required_at:
@@ -208,6 +173,12 @@ class CompiledMapping:
         named = pass_number if isinstance(pass_number, str) and pass_number.isascii() and pass_number.isdigit() \
             else None
         return RejectedRecord(source_key, tuple(reasons), pass_number=named)
+
+
+def _one_field(field: _CompiledField) -> Callable[[tuple[Any, ...]], Any]:
+    """``field``'s value in a record's levels, alone."""
+    values = fused_fields([field])
+    return lambda levels: values(levels)[0]
 
 
 # -- the final step per field type: what the canonical record accepts ------------
