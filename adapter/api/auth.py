@@ -26,6 +26,8 @@ def current_merchant() -> Merchant:
 
 
 def _authenticate() -> None:
+    if request.method == "OPTIONS":
+        return  # Flask's own answer, the methods the address takes: no key by design (a browser's preflight)
     scheme, _, api_key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not api_key.strip():
         raise problem("unauthorized", "Geen API-sleutel meegestuurd. Stuur de header "

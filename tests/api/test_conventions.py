@@ -120,3 +120,22 @@ def test_problem_titles_and_types_are_stable(api):
     body = response.get_json()
     assert body["type"] == "https://stadspas-adapter.example/problems/not_found"
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_wrong_address_or_method_is_named_as_such_whatever_the_body(api):
+    """A till posting a form to a mistyped address hears that the address is wrong, not that its content type is:
+    changing the content type would not help it."""
+    key = api.shop()
+    unknown = api.client.post("/v1/balance-check", data={"pass_number": "6400000000000011"}, headers=_auth(key))
+    assert unknown.status_code == 404 and unknown.get_json()["code"] == "not_found"
+    wrong_method = api.client.put("/v1/balance-checks", data="x", content_type="text/plain", headers=_auth(key))
+    assert wrong_method.status_code == 405 and wrong_method.get_json()["code"] == "method_not_allowed"
+
+
+def test_options_names_the_methods_without_a_key(api):
+    """An OPTIONS request (a browser's preflight, an integrator's probe) carries no key by design: it is answered
+    with the methods the address takes, and says nothing else."""
+    response = api.client.options("/v1/balance-checks")
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert response.get_data() == b""
