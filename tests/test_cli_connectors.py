@@ -91,3 +91,26 @@ def test_standalone_commands_load_settings_with_the_foundation_loader(monkeypatc
 def test_mask_pass_number():
     assert mask_pass_number("6064366011000001") == "************0001"
     assert mask_pass_number("4821") == "***1"  # a short test card is never shown whole
+
+
+def test_connectors_check_reads_relative_options_against_the_configuration_file(tmp_path, monkeypatch):
+    # As the README has it: `stadspas-adapter connectors check demo` after `config check` and before
+    # `sources preview`, all three reading options.path against the configuration file's directory.
+    config_dir = tmp_path / "config"
+    (config_dir / "exports").mkdir(parents=True)
+    (config_dir / "exports" / "stadspas.csv").write_bytes(
+        (REPO / "connectors" / "samples" / "csv" / "exports" / "stadspas-2026-11-28.csv").read_bytes())
+    config = config_dir / "adapter.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'var'}\n"
+        "sources:\n"
+        "  demo:\n"
+        "    connector: csv\n"
+        f"    mapping: {REPO / 'mappings' / 'demo-csv.yaml'}\n"
+        "    options: {path: exports/stadspas.csv, delimiter: ';'}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # anywhere but the configuration's folder
+    from adapter.cli import cli
+
+    result = CliRunner().invoke(cli, ["--config", str(config), "connectors", "check", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "all checks passed" in result.output

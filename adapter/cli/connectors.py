@@ -68,7 +68,9 @@ def _source(ctx: click.Context, config_path: Path | None, name: str) -> tuple[An
     if name not in sources:
         known = ", ".join(sorted(sources)) or "(none configured)"
         raise click.ClickException(f"no source '{name}' in the configuration; configured sources: {known}")
-    return sources[name], base_dir
+    # The main group's settings carry no base_dir of their own: each source then knows its configuration's
+    # directory (set on load), as `sources preview` and `sync` read it.
+    return sources[name], base_dir or getattr(sources[name], "base_dir", None)
 
 
 # -- connectors ---------------------------------------------------------------------
