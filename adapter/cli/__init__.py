@@ -74,15 +74,21 @@ class _AdapterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            if _database_error(exc) and _schema_missing(exc):
-                raise click.ClickException(
-                    "the database has no (current) schema: run `stadspas-adapter db upgrade` first") from None
-            if _database_error(exc) and _unreachable(exc):
-                raise click.ClickException(
-                    "the database cannot be reached: check ADAPTER_DATABASE_URL (or database.url in the "
-                    "configuration) and that the database server runs and takes connections; nothing was "
-                    "changed") from None
+            explained = explain_database_error(exc)
+            if explained:
+                raise click.ClickException(explained) from None
             raise
+
+
+def explain_database_error(error: Exception) -> str | None:
+    """What an operator can do about a database error they can fix (no schema yet, no database to reach);
+    None for any other error."""
+    if _database_error(error) and _schema_missing(error):
+        return "the database has no (current) schema: run `stadspas-adapter db upgrade` first"
+    if _database_error(error) and _unreachable(error):
+        return ("the database cannot be reached: check ADAPTER_DATABASE_URL (or database.url in the "
+                "configuration) and that the database server runs and takes connections; nothing was changed")
+    return None
 
 
 def _database_error(error: Exception) -> bool:

@@ -66,6 +66,7 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
                  rules: BudgetRules, *, dry_run: bool = False, force: bool = False, actor: str = "operator",
                  on_stage=None) -> int:  # type: ignore[no-untyped-def]
     """Run one sync and tell the person at the terminal how it went; return the exit code."""
+    from adapter.cli import explain_database_error
     from adapter.models import SyncStatus
     from adapter.sync import failure_reason, run_sync
     from adapter.sync_lock import SyncBusy
@@ -79,6 +80,10 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
         click.echo(f"Error: {busy}", err=True)
         return EXIT_BUSY
     except Exception as exc:  # the run is recorded as failed; say so in one line
+        explained = explain_database_error(exc)
+        if explained:  # e.g. a dry run before `db upgrade`: say what to do, not "run it again"
+            click.echo(f"Error: sync {source}: {explained}", err=True)
+            return EXIT_FAILED
         # failure_reason: a database error's own text can quote a pass number or a whole row.
         click.echo(f"Error: sync {source} {failure_reason(exc)}. The previous data stays in force; "
                    f"see `stadspas-adapter sync history --source {source}`.", err=True)

@@ -86,6 +86,18 @@ def test_unknown_source_names_the_configured_ones(tmp_path, sqlite_url, source_r
     assert "unknown source 'nergens'; configured sources: gemeente" in result.output
 
 
+def test_a_sync_before_db_upgrade_says_to_run_it(tmp_path, source_records):
+    # An operator who configures a source and tries `sync SOURCE --dry-run` before `db upgrade` must learn
+    # what to do, not be told to run the sync again and report the line.
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}")
+    source_records["records"] = household_records(3)
+    for args in (["--dry-run"], []):
+        result = CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente", *args])
+        assert result.exit_code == 1
+        assert "run `stadspas-adapter db upgrade` first" in result.output
+        assert "report this line" not in result.output
+
+
 def test_a_sync_from_the_command_line_records_a_new_rules_file_in_the_audit_trail(tmp_path, sqlite_url,
                                                                                    source_records):
     from sqlalchemy import select
