@@ -71,6 +71,15 @@ def rotate_key(session: Session, merchant_id: int, grace: timedelta) -> IssuedKe
     return IssuedKey(merchant.id, _issue_key(session, merchant.id))
 
 
+def set_iban(session: Session, merchant_id: int, iban: str) -> Merchant:
+    """Where the municipality reimburses this merchant from the next settlement batch on."""
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise LookupError(f"no merchant with id {merchant_id}; `stadspas-adapter merchants list` shows them")
+    merchant.iban = normalise_iban(iban)
+    return merchant
+
+
 def list_merchants(session: Session) -> list[Merchant]:
     return list(session.execute(select(Merchant).order_by(Merchant.id)).scalars())
 

@@ -17,7 +17,7 @@ def _operator() -> str:
 
 @click.group("merchants")
 def merchants_group() -> None:
-    """Add merchants, rotate their keys, disable them."""
+    """Add merchants, rotate their keys, set their IBAN, disable them."""
 
 
 @merchants_group.command("add")
@@ -67,6 +67,21 @@ def merchants_rotate_key(cli: CliContext, merchant_id: int) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"new API key (shown once): {issued.api_key}")
     click.echo(f"the old key(s) keep working for {cli.settings.api.key_rotation_grace_hours} hour(s)")
+
+
+@merchants_group.command("set-iban")
+@click.argument("merchant_id", type=int)
+@click.argument("iban")
+@pass_cli
+def merchants_set_iban(cli: CliContext, merchant_id: int, iban: str) -> None:
+    """Give or correct the IBAN the municipality reimburses it on (checked; from the next settlement on)."""
+    try:
+        with cli.runtime.db.write() as session:
+            merchants.set_iban(session, merchant_id, iban)
+            audit.record(session, _operator(), "merchant.iban_changed", f"merchant:{merchant_id}")
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"merchant {merchant_id} is reimbursed on this IBAN from the next settlement batch on")
 
 
 @merchants_group.command("disable")

@@ -72,3 +72,8 @@ def _print_lines(result: settlement.BatchResult) -> None:
         click.echo(f"  merchant {line.merchant_id:>4} {line.merchant_name[:30]:<30} {line.iban or '-':<22} "
                    f"{euros_text(line.net_cents, symbol=True):>12}  {settlement.LINE_STATUS_TEXT[line.status]}")
     click.echo(f"  total payable {euros_text(result.batch.total_payable_cents, symbol=True)}")
+    unpaid = sorted({line.merchant_id for line in result.lines
+                     if line.status in (settlement.NO_IBAN, settlement.INVALID_IBAN)})
+    if unpaid:
+        click.echo(f"  merchant(s) {', '.join(map(str, unpaid))} could not be paid for want of a valid IBAN: give it"
+                   " with `stadspas-adapter merchants set-iban ID IBAN`; next month's batch pays what is owed")

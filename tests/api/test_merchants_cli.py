@@ -65,3 +65,27 @@ def test_bad_iban_and_unknown_merchant_are_explained(tmp_path, sqlite_url):
     assert bad.exit_code == 1 and "not valid" in bad.output
     missing = _run(config, "disable", "4242")
     assert missing.exit_code == 1 and "merchants list" in missing.output
+
+
+def test_a_merchant_added_without_an_iban_gets_one_later(tmp_path, sqlite_url):
+    # `merchants add` takes --iban as optional, and settlement carries a merchant without one to the next
+    # batch: the operator must be able to give (or correct) it, or that shop is never paid.
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}),
+                      encoding="utf-8")
+    db = Database(sqlite_url)
+    assert _run(config, "add", "Sportclub", "--categories", "sport").exit_code == 0
+    with db.read() as session:
+        merchant_id = session.execute(select(Merchant.id)).scalar_one()
+
+    bad = _run(config, "set-iban", str(merchant_id), "NL91ABNA0417164301")
+    assert bad.exit_code == 1 and "not valid" in bad.output
+    assert _run(config, "set-iban", "4242", "NL91ABNA0417164300").exit_code == 1
+    changed = _run(config, "set-iban", str(merchant_id), "NL91 ABNA 0417 1643 00")
+    assert changed.exit_code == 0, changed.output
+    with db.read() as session:
+        assert session.get(Merchant, merchant_id).iban == "NL91ABNA0417164300"
+        entry = session.execute(select(audit.AuditEntry).order_by(audit.AuditEntry.id.desc())).scalars().first()
+        assert (entry.action, entry.object_ref) == ("merchant.iban_changed", f"merchant:{merchant_id}")
+        assert audit.verify(session) == []
+    db.dispose()

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from adapter import admins, ledger, reports
+from adapter import admins, ledger, reports, settlement
 from adapter.audit import AuditEntry
 from adapter.cli import cli
 from adapter.db import Database
@@ -79,3 +79,14 @@ def test_settlement_commands(database_url, tmp_path):  # type: ignore[no-untyped
     assert shown.exit_code == 0 and "total payable € 0,00" in shown.output
     unfinished = runner.invoke(cli, ["--config", config, "settlement", "create", "--period", "2999-01"])
     assert unfinished.exit_code != 0 and "not over yet" in unfinished.output
+
+
+def test_settlement_says_how_to_pay_a_merchant_without_an_iban(capsys):  # type: ignore[no-untyped-def]
+    from adapter.cli.settlement import _print_lines
+
+    batch = settlement.SettlementBatch(total_payable_cents=0)
+    line = settlement.SettlementLine(merchant_id=7, merchant_name="Sportclub", iban=None, net_cents=1_000,
+                                     status=settlement.NO_IBAN)
+    _print_lines(settlement.BatchResult(batch=batch, lines=[line], created=True))
+    printed = capsys.readouterr().out
+    assert "merchant(s) 7 could not be paid" in printed and "merchants set-iban ID IBAN" in printed
