@@ -19,8 +19,10 @@ def keys_generate() -> None:
     """Print a fresh encryption key and blind-index key (put them in your secret store)."""
     click.echo(f"ADAPTER_ENCRYPTION_KEYS={generate_encryption_key()}")
     click.echo(f"ADAPTER_BLIND_INDEX_KEY={generate_blind_index_key()}")
-    click.echo("# To rotate: put the new encryption key first, keep the old ones after it, "
-               "then run `stadspas-adapter keys rotate`.", err=True)
+    click.echo("# A new installation takes both lines. To rotate: put only the new encryption key first in "
+               "ADAPTER_ENCRYPTION_KEYS, keep the old ones after it, keep ADAPTER_BLIND_INDEX_KEY as it is (the "
+               "stored BSN look-ups and request fingerprints are keyed with it), then run "
+               "`stadspas-adapter keys rotate`.", err=True)
 
 
 @keys_group.command("rotate")

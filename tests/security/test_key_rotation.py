@@ -96,6 +96,14 @@ def test_cli_rotate_and_check(tmp_path, database_url, monkeypatch):
     db.dispose()
 
 
+def test_keys_generate_says_a_rotation_keeps_the_blind_index_key():
+    # `keys generate` prints both keys; an operator rotating the encryption key must not paste the new
+    # blind-index key too: every stored BSN index and request fingerprint is keyed with the old one.
+    result = CliRunner().invoke(cli, ["keys", "generate"])
+    assert result.exit_code == 0
+    assert "keep ADAPTER_BLIND_INDEX_KEY as it is" in result.stderr
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=14),
        old_keys=st.lists(st.integers(0, 2), min_size=1, max_size=14),
