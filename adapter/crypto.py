@@ -124,6 +124,14 @@ class Vault:
         except InvalidToken:
             return False
 
+    def is_readable(self, token: str) -> bool:
+        """True when some configured key reads the token (False: the key it was written with is missing)."""
+        try:
+            self._multi.decrypt(token.encode("ascii"))
+            return True
+        except InvalidToken:
+            return False
+
     def reencrypt(self, token: str | None) -> str | None:
         """The same value under the newest key (for key rotation)."""
         if token is None:

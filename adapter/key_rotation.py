@@ -57,7 +57,18 @@ class RotationReport:
 class KeyStatus:
     table: str
     rows_with_personal_data: int
-    rows_under_old_keys: int
+    rows_under_old_keys: int  # readable under an older configured key: `keys rotate` rewrites them
+    rows_unreadable: int = 0  # under no configured key: the key they were written with is missing
+
+
+class UnreadableRows(Exception):
+    """A row is encrypted under a key that is not configured: rotating cannot read it."""
+
+
+UNREADABLE_ADVICE = ("cannot be read with any key in ADAPTER_ENCRYPTION_KEYS: the key they were written with is "
+                     "missing (a new key pair instead of the stored one, or a lost var/dev-keys.json in "
+                     "development). Put that key back, after the newest; `keys rotate` cannot rewrite what it "
+                     "cannot read")
 
 
 ProgressCallback = Callable[[TableProgress], None]
@@ -107,15 +118,17 @@ def check(db: Database, vault: Vault, *, batch_size: int = DEFAULT_BATCH_SIZE) -
     """Per table: how many rows hold personal data, and how many of them still use an old key."""
     statuses = []
     for table, columns in encrypted_tables():
-        with_data = stale = 0
+        with_data = stale = unreadable = 0
         for rows in _pages(db, table, columns, batch_size):
             for row in rows:
-                tokens = [row._mapping[column.name] for column in columns]
-                if any(token is not None for token in tokens):
+                tokens = [token for token in (row._mapping[column.name] for column in columns) if token is not None]
+                if tokens:
                     with_data += 1
-                if any(token is not None and not vault.is_current(token) for token in tokens):
+                if any(not vault.is_readable(token) for token in tokens):
+                    unreadable += 1
+                elif any(not vault.is_current(token) for token in tokens):
                     stale += 1
-        statuses.append(KeyStatus(table.name, with_data, stale))
+        statuses.append(KeyStatus(table.name, with_data, stale, unreadable))
     return statuses
 
 
@@ -134,6 +147,10 @@ def _rotate_table(db: Database, vault: Vault, table: Table, columns: list[Column
             changes = []
             for row in rows:
                 values = row._mapping
+                if any(values[column.name] is not None and not vault.is_readable(values[column.name])
+                       for column in columns):
+                    raise UnreadableRows(f"{table.name} row {values[key.name]} {UNREADABLE_ADVICE}; nothing of "
+                                         "this batch was changed")
                 rewritten = {column.name: vault.reencrypt(values[column.name]) for column in columns
                              if values[column.name] is not None and not vault.is_current(values[column.name])}
                 if rewritten:

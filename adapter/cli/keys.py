@@ -40,8 +40,11 @@ def keys_rotate(cli: CliContext, batch_size: int) -> None:
         click.echo(f"{progress.table}: {progress.rows_examined} row(s) examined, "
                    f"{progress.rows_rewritten} rewritten", err=True)
 
-    report = key_rotation.rotate(cli.runtime.db, vault, actor=operator_actor(), batch_size=batch_size,
-                                 on_batch=show_progress)
+    try:
+        report = key_rotation.rotate(cli.runtime.db, vault, actor=operator_actor(), batch_size=batch_size,
+                                     on_batch=show_progress)
+    except key_rotation.UnreadableRows as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"rotated: {report.rows_rewritten} of {report.rows_examined} row(s) rewritten under the newest key")
     if not report.scrubbed:
         click.echo("An open reader kept some old tokens on disk until the database's next check-point or vacuum: "
@@ -56,7 +59,11 @@ def keys_check(cli: CliContext) -> None:
     statuses = key_rotation.check(cli.runtime.db, cli.vault)
     for status in statuses:
         click.echo(f"{status.table}: {status.rows_under_old_keys} of {status.rows_with_personal_data} "
-                   "row(s) under an old key")
+                   "row(s) under an old key" + (f", {status.rows_unreadable} under no configured key"
+                                               if status.rows_unreadable else ""))
+    unreadable = sum(status.rows_unreadable for status in statuses)
+    if unreadable:
+        raise click.ClickException(f"{unreadable} row(s) {key_rotation.UNREADABLE_ADVICE}")
     stale = sum(status.rows_under_old_keys for status in statuses)
     if stale:
         raise click.ClickException(f"{stale} row(s) still need an old key: run `stadspas-adapter keys rotate` "

@@ -96,6 +96,30 @@ def test_cli_rotate_and_check(tmp_path, database_url, monkeypatch):
     db.dispose()
 
 
+def test_rows_under_a_lost_key_are_named_as_such_not_as_rotatable(tmp_path, database_url, monkeypatch):
+    # The key the rows were written with is gone (a new pair from `keys generate`, or a lost dev-keys.json):
+    # `keys check` must not send the operator to `keys rotate`, which cannot read them, and that must say why.
+    db = Database(database_url)
+    add_cardholders(db, _vault(KEY_1), 3)
+    assert [(status.rows_under_old_keys, status.rows_unreadable)
+            for status in key_rotation.check(db, _vault(KEY_2))] == [(0, 3)]
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_2)
+    runner = CliRunner()
+
+    checked = runner.invoke(cli, ["--config", str(config), "keys", "check"])
+    assert checked.exit_code == 1
+    assert "3 row(s) cannot be read with any key in ADAPTER_ENCRYPTION_KEYS" in checked.output
+    assert "run `stadspas-adapter keys rotate`" not in checked.output
+    rotated = runner.invoke(cli, ["--config", str(config), "keys", "rotate"])
+    assert rotated.exit_code == 1 and rotated.exception.__class__ is SystemExit  # an answer, not a traceback
+    assert "cannot be read with any key in ADAPTER_ENCRYPTION_KEYS" in rotated.output
+    assert _decrypted(db, _vault(KEY_1)) == [personal_fields(person(index)) for index in range(3)]
+    db.dispose()
+
+
 def test_keys_generate_says_a_rotation_keeps_the_blind_index_key():
     # `keys generate` prints both keys; an operator rotating the encryption key must not paste the new
     # blind-index key too: every stored BSN index and request fingerprint is keyed with the old one.
