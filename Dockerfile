@@ -1,9 +1,10 @@
 # stadspas-adapter API image. The scheduler runs from the same image as a second,
 # single container: `stadspas-adapter scheduler`.
 #
-# Production mode: the container refuses to start without ADAPTER_ENCRYPTION_KEYS,
-# ADAPTER_BLIND_INDEX_KEY and ADAPTER_WEB_SECRET_KEY from your secret store, and
-# takes ADAPTER_DATABASE_URL for PostgreSQL.
+# Production mode: the container refuses to start without ADAPTER_ENCRYPTION_KEYS and
+# ADAPTER_BLIND_INDEX_KEY from your secret store, and takes ADAPTER_DATABASE_URL for
+# PostgreSQL. Without ADAPTER_WEB_SECRET_KEY it starts with the API alone: the counter
+# page and the dashboard stay off (a warning in the log says so) until it is set.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
