@@ -187,9 +187,16 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(config_path, ["the top level must be a mapping of keys to values"])
     # An image or a unit file can force the mode without editing the file: the
     # Docker image sets production, so it never generates throw-away keys.
-    if os.environ.get(ENVIRONMENT_ENV):
-        raw = {**raw, "environment": os.environ[ENVIRONMENT_ENV]}
-    return settings_from_mapping(raw, config_path)
+    forced = os.environ.get(ENVIRONMENT_ENV)
+    if not forced:
+        return settings_from_mapping(raw, config_path)
+    try:
+        return settings_from_mapping({**raw, "environment": forced}, config_path)
+    except ConfigError as error:
+        # The bad value is not in the file: name where it came from.
+        raise ConfigError(config_path, [
+            problem.replace("environment:", f"environment (from {ENVIRONMENT_ENV}={forced!r}):", 1)
+            if problem.startswith("environment:") else problem for problem in error.problems]) from None
 
 
 def settings_from_mapping(raw: dict[str, Any], config_path: Path) -> Settings:

@@ -73,3 +73,15 @@ def test_a_config_file_that_cannot_be_read_is_a_config_error_that_says_so(tmp_pa
         load_settings(latin)
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path)  # a directory
+
+
+def test_a_bad_environment_from_the_variable_is_named_as_coming_from_it(tmp_path, monkeypatch):
+    # The file says development; the unit file or image sets ADAPTER_ENVIRONMENT. An operator told
+    # "environment: ..." looks in the file and finds nothing wrong there.
+    config = tmp_path / "adapter.yaml"
+    config.write_text("environment: development\n", encoding="utf-8")
+    monkeypatch.setenv("ADAPTER_ENVIRONMENT", "staging")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert any(problem.startswith("environment (from ADAPTER_ENVIRONMENT='staging'): ")
+               for problem in caught.value.problems), caught.value.problems
