@@ -34,6 +34,13 @@ def source_problems(settings: Settings, registry: ConnectorRegistry | None = Non
                 problems.extend(f"{prefix}.options.{problem}" for problem in describe_validation_error(exc))
             except RegistryError as exc:  # a plug-in is imported on first use: a broken one shows here
                 problems.append(f"{prefix}.connector: {exc}")
+        if source.enabled and source.schedule:
+            # The scheduler refuses these times at start-up; say so before the first night, not then.
+            from adapter.scheduler import dst_problem
+
+            problem = dst_problem(f"{prefix}.schedule", source.schedule)
+            if problem:
+                problems.append(problem)
         try:
             load_mapping(source.mapping)
         except MappingError as exc:

@@ -30,3 +30,19 @@ def test_every_source_problem_is_reported_in_one_run(tmp_path):
 def test_the_example_configuration_checks_clean():
     result = CliRunner().invoke(cli, ["--config", str(REPO / "config" / "adapter.yaml"), "config", "check"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_schedule_the_scheduler_would_refuse_is_a_problem_here_too(tmp_path):
+    # `config check` is the step before the first night: a time in the DST hour must not pass here and then
+    # stop the scheduler.
+    config = tmp_path / "adapter.yaml"
+    demo = {"connector": "csv", "mapping": str(REPO / "mappings" / "demo-csv.yaml"),
+            "options": {"path": str(REPO / "connectors" / "samples" / "csv" / "exports")}}
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "sources": {
+        "night": {**demo, "schedule": "02:30"}, "midnight": {**demo, "schedule": "00:15"},
+        "off": {**demo, "schedule": "02:30", "enabled": False}, "fine": {**demo, "schedule": "03:30"}}}))
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 1
+    assert "sources.night.schedule: 02:30 lies between 02:00 and 03:00" in result.output
+    assert "sources.midnight.schedule: 00:15 lies between 00:00 and 00:59" in result.output
+    assert "sources.off" not in result.output and "sources.fine" not in result.output
