@@ -283,8 +283,12 @@ class SyncOverview:
 
 
 def sync_overview(session: Session, rejected_limit: int = 200) -> SyncOverview:
-    """The last run per source, and the records that run rejected with their reasons."""
-    latest = select(SyncRun.source, func.max(SyncRun.id).label("run_id")).group_by(SyncRun.source).subquery()
+    """The last run per source, and the records that run rejected with their reasons.
+
+    A dry run changes nothing, so it is not the source's last sync: one tried after a refused night would
+    otherwise hide that night (and its red) from the dashboard."""
+    latest = (select(SyncRun.source, func.max(SyncRun.id).label("run_id"))
+              .where(SyncRun.status != SyncStatus.DRY_RUN).group_by(SyncRun.source).subquery())
     runs = list(session.execute(
         select(SyncRun).join(latest, latest.c.run_id == SyncRun.id).order_by(SyncRun.source)).scalars())
     run_rows = [(run.source, run.id, _STATUS_LABELS_SYNC.get(run.status.value, run.status.value),

@@ -132,3 +132,17 @@ def test_a_merchant_name_that_looks_like_a_formula_is_exported_as_text_and_amoun
     assert [cell_text(value) for value in ("+31 6", "@SUM(A1)", "-2+3", "-12,50", "-7", -1250, "Boekhandel")] == \
         ["'+31 6", "'@SUM(A1)", "'-2+3", "-12,50", "-7", "-1250", "Boekhandel"]
     assert to_csv_bytes(["a"], [["\t=1"]]).decode("utf-8-sig").splitlines()[1] == "'\t=1"
+
+
+def test_the_dashboards_last_sync_is_the_last_real_run_not_an_operators_dry_run(db):
+    # The night's run was refused; a dry run at noon must not hide that (nor its red) on the dashboard.
+    from adapter.models import SyncRun, SyncStatus
+
+    with db.write() as session:
+        session.add(SyncRun(source="gemeente", status=SyncStatus.REFUSED, reason="too many missing"))
+        session.flush()
+        session.add(SyncRun(source="gemeente", status=SyncStatus.DRY_RUN))
+    with db.read() as session:
+        overview = reports.sync_overview(session)
+    assert [(row[0], row[2]) for row in overview.last_runs.rows] == [("gemeente", "geweigerd")]
+    assert overview.refused_sources == frozenset({"gemeente"})
