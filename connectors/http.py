@@ -7,6 +7,7 @@ again with the same key or the same request gets the same answer.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -116,6 +117,25 @@ def configure_tls(
         session.cert = (str(client_cert), str(client_key)) if client_key else str(client_cert)
     if ca_bundle is not None:
         session.verify = str(ca_bundle)
+
+
+def plain_http_problem(url: str) -> str | None:
+    """Why ``url`` must not be used, or None. Plain http:// is only for this machine itself (a proxy or tunnel
+    here that speaks TLS onward, a test server): to any other host, every cardholder's BSN, name and birth date,
+    and the source's key or password, would cross the network readable by anyone on the way."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"plain http:// to {host or 'a host'} would send the cardholders' personal data and the credentials "
+            "unencrypted: use https://, or the address on 127.0.0.1 of a local proxy or tunnel that speaks TLS "
+            "onward")
 
 
 def probe_tcp(url: str, timeout_seconds: float) -> str | None:

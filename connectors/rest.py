@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from adapter.connector import (
     CheckBuilder, CheckResult, ConnectorError, ConnectorOptions, SourceAuthError,
@@ -26,8 +26,8 @@ from adapter.connector import (
 )
 from adapter.records import SourceRecord
 from connectors.http import (
-    AnswerTooLarge, HttpConnector, RetryableError, configure_tls, describe_transport_error, probe_tcp, read_bounded,
-    with_retries,
+    AnswerTooLarge, HttpConnector, RetryableError, configure_tls, describe_transport_error, plain_http_problem,
+    probe_tcp, read_bounded, with_retries,
 )
 from connectors.replay import replay_session
 
@@ -54,6 +54,14 @@ class RestOptions(ConnectorOptions):
     client_cert: Path | None = None
     client_key: Path | None = None
     ca_bundle: Path | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _not_plain_http_over_the_network(cls, base_url: str) -> str:
+        problem = plain_http_problem(base_url)
+        if problem:
+            raise ValueError(problem)
+        return base_url
 
 
 class RestConnector(HttpConnector):

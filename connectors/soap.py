@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from zeep.exceptions import DTDForbidden, EntitiesForbidden, Fault, TransportError, ValidationError, XMLParseError, \
     XMLSyntaxError
 
@@ -38,8 +38,8 @@ from adapter.connector import (
 )
 from adapter.paths import PathError, compile_field_path
 from adapter.records import SourceRecord
-from connectors.http import AnswerTooLarge, HttpConnector, RetryableError, describe_transport_error, probe_tcp, \
-    with_retries
+from connectors.http import AnswerTooLarge, HttpConnector, RetryableError, describe_transport_error, \
+    plain_http_problem, probe_tcp, with_retries
 from connectors.replay import replay_session
 from connectors.soap_answers import AnswerReader
 from connectors.soap_client import SoapClientError, bind_service, build_client, operation_names
@@ -87,6 +87,14 @@ class SoapOptions(ConnectorOptions):
     retries: int = Field(default=3, ge=0, le=10)
     backoff_seconds: float = Field(default=1.0, ge=0)
     xsd_ignore_sequence_order: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _not_plain_http_over_the_network(cls, endpoint: str | None) -> str | None:
+        problem = plain_http_problem(endpoint) if endpoint is not None else None
+        if problem:
+            raise ValueError(problem)
+        return endpoint
 
     @model_validator(mode="after")
     def _username_with_password(self) -> SoapOptions:

@@ -20,7 +20,7 @@ import zeep
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from connectors.http import configure_tls, read_bounded
+from connectors.http import configure_tls, plain_http_problem, read_bounded
 
 
 class _ConversionErrorsWithoutValues(logging.Filter):
@@ -150,6 +150,9 @@ def bind_service(
         raise SoapClientError(f"options.port: '{port_name}' is not in service '{service.name}' "
                               f"(it has: {', '.join(ports)})")
     address = endpoint or port.binding_options.get("address")
+    problem = plain_http_problem(address) if address else None
+    if problem:  # the WSDL's own address (options.endpoint is checked with the options)
+        raise SoapClientError(f"the WSDL's soap:address: {problem} (or set options.endpoint)")
     return client.create_service(port.binding.name, address), port
 
 

@@ -118,7 +118,7 @@ def test_generated_pages_read_as_zeep_reads_them_without_zeep(readers, generated
 
 
 def test_connector_records_and_paging_are_the_same_either_way(generated_pages, monkeypatch):
-    endpoint = "http://soap.test/soap/v1"
+    endpoint = "https://soap.test/soap/v1"
 
     def answer(request):
         number = int(re.search(rb"<(?:\w+:)?pagina>(\d+)<", request.body).group(1))
