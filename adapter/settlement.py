@@ -14,6 +14,7 @@ creating it again returns the stored batch and writes byte-identical files.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ LINE_STATUS_TEXT = {
     INVALID_IBAN: "niet betaalbaar: IBAN ongeldig (wordt meegenomen naar de volgende batch)",
     NOTHING_TO_PAY: "niets te betalen: terugboekingen >= bestedingen (saldo gaat mee naar de volgende batch)",
 }
+
+
+# The EPC's Latin character set for SEPA: what every bank must accept in a name or a remittance text. Outside it
+# a bank may replace characters or refuse the whole file. sepaxml only transliterates (é -> e) and keeps & < > "
+# and the like, which XML escapes but the EPC set does not hold.
+_OUTSIDE_SEPA_SET = re.compile(r"[^A-Za-z0-9/\-?:().,'+ ]")
 
 
 class SettlementError(Exception):
@@ -264,7 +271,7 @@ def sepa_bytes(result: BatchResult) -> bytes | None:
     if not payable:
         return None
     batch = result.batch
-    config = {"name": batch.debtor_name, "IBAN": batch.debtor_iban, "batch": True, "currency": "EUR"}
+    config = {"name": sepa_text(batch.debtor_name, 70, "Gemeente"), "IBAN": batch.debtor_iban, "batch": True, "currency": "EUR"}
     if batch.debtor_bic:
         config["BIC"] = batch.debtor_bic
     transfer = _StoredIdTransfer(config, payment_info_id=f"{batch.message_id}-1", schema="pain.001.001.03")
@@ -273,10 +280,21 @@ def sepa_bytes(result: BatchResult) -> bytes | None:
     header.find("MsgId").text = batch.message_id
     header.find("CreDtTm").text = batch.created_at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%dT%H:%M:%S")
     for line in payable:
-        transfer.add_payment({"name": line.merchant_name, "IBAN": line.iban, "amount": line.net_cents,
+        transfer.add_payment({"name": sepa_text(line.merchant_name, 70, f"Aanbieder {line.merchant_id}"),
+                              "IBAN": line.iban, "amount": line.net_cents,
                               "execution_date": batch.execution_date, "endtoend_id": line.end_to_end_id,
-                              "description": f"Stadspas kindpakket {batch.period} aanbieder {line.merchant_id}"})
+                              "description": sepa_text(f"Stadspas kindpakket {batch.period} aanbieder "
+                                                       f"{line.merchant_id}", 140, "Stadspas kindpakket")})
     return transfer.export(validate=True)
+
+
+def sepa_text(text: str, max_length: int, fallback: str) -> str:
+    """Text within the EPC set: letters transliterated, & as + (the EPC's conversion), anything else a space.
+    Never empty: a name of emoji alone would make the file fail its schema after its batch was stored."""
+    from text_unidecode import unidecode  # sepaxml's own dependency, which it uses for the same purpose
+
+    within = _OUTSIDE_SEPA_SET.sub(" ", unidecode(text).replace("&", "+"))
+    return " ".join(within.split())[:max_length].strip() or fallback
 
 
 class _StoredIdTransfer:

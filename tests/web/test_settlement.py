@@ -178,3 +178,29 @@ def test_a_batch_of_another_month_made_at_the_same_moment_is_a_settlement_error_
     finally:
         other.dispose()
         db.dispose()
+
+
+def test_sepa_names_keep_to_the_epc_character_set_and_are_never_empty(db, vault):
+    """Outside the EPC's Latin set (a-z A-Z 0-9 / - ? : ( ) . , ' + space) a bank may swap characters or refuse
+    the whole file. A name typed with & < " or accents is written within it; a name with nothing left after
+    that still gets a name, so the file can be made (the batch is already stored: a file that cannot be written
+    would leave the month unpayable)."""
+    import re
+
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(db, vault, amount_cents=50_000, period=(date(year - 1, 1, 1),
+                                                                                  date(year + 1, 12, 31)))
+    odd = factories.merchant(db, 'Sport & Spel <Kids> "Één" – Café').merchant_id
+    emoji = factories.merchant(db, "🎈🎈").merchant_id
+    _spend(db, child, odd, 1_000)
+    _spend(db, child, emoji, 2_000)
+    this_month, _ = _months()
+    result = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+
+    document = _validate_sepa(settlement.sepa_bytes(result))
+    ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"}
+    names = [node.text for node in document.findall(".//p:Cdtr/p:Nm", namespaces=ns)]
+    texts = names + [node.text for node in document.findall(".//p:Ustrd", namespaces=ns)] + \
+        [document.findtext(".//p:Dbtr/p:Nm", namespaces=ns)]
+    assert all(re.fullmatch(r"[A-Za-z0-9/\-?:().,'+ ]+", text) for text in texts), texts
+    assert names == ["Sport + Spel Kids Een - Cafe", f"Aanbieder {emoji}"]
