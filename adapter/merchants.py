@@ -41,9 +41,14 @@ def new_api_key() -> str:
 def normalise_iban(iban: str) -> str:
     """The IBAN in its compact form; ValueError naming the problem when it is not a valid IBAN."""
     try:
-        return IBAN(iban).compact
+        parsed = IBAN(iban)
     except SchwiftyException as exc:
         raise ValueError(f"IBAN {iban!r} is not valid ({exc}); check it against the shop's bank statement") from None
+    if not parsed.in_sepa_zone:
+        # The municipality pays by SEPA credit transfer: a bank refuses such an IBAN in the file.
+        raise ValueError(f"IBAN {iban!r} is of a country outside the SEPA zone, so the monthly SEPA transfer "
+                         "cannot pay it; ask the shop for an account in the SEPA zone")
+    return parsed.compact
 
 
 def add_merchant(session: Session, name: str, categories: list[str], iban: str | None = None) -> IssuedKey:

@@ -126,9 +126,12 @@ class SettlementSettings(_Strict):
         from schwifty import IBAN  # imported here: only configurations that settle pay for loading it
 
         try:
-            return str(IBAN(iban).compact)
+            parsed = IBAN(iban)
         except ValueError as exc:
             raise ValueError(f"not a valid IBAN ({exc})") from None
+        if not parsed.in_sepa_zone:
+            raise ValueError("an IBAN outside the SEPA zone cannot send a SEPA credit transfer")
+        return str(parsed.compact)
 
     @field_validator("debtor_bic")
     @classmethod

@@ -39,7 +39,7 @@ NOTHING_TO_PAY = "nothing_to_pay"
 LINE_STATUS_TEXT = {
     PAYABLE: "wordt betaald",
     NO_IBAN: "niet betaalbaar: geen IBAN bekend (wordt meegenomen naar de volgende batch)",
-    INVALID_IBAN: "niet betaalbaar: IBAN ongeldig (wordt meegenomen naar de volgende batch)",
+    INVALID_IBAN: "niet betaalbaar: IBAN ongeldig of buiten SEPA (wordt meegenomen naar de volgende batch)",
     NOTHING_TO_PAY: "niets te betalen: terugboekingen >= bestedingen (saldo gaat mee naar de volgende batch)",
 }
 
@@ -223,9 +223,11 @@ def _payee_iban(raw_iban: str | None) -> tuple[str | None, str]:
     if not raw_iban or not raw_iban.strip():
         return None, NO_IBAN
     try:
-        return str(IBAN(raw_iban).compact), PAYABLE
+        iban = IBAN(raw_iban)
     except ValueError:
         return raw_iban, INVALID_IBAN
+    # Valid, but of a country a SEPA credit transfer cannot pay: in the file the bank would refuse it.
+    return (str(iban.compact), PAYABLE) if iban.in_sepa_zone else (raw_iban, INVALID_IBAN)
 
 
 # ---------------------------------------------------------------- read

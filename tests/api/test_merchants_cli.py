@@ -89,3 +89,19 @@ def test_a_merchant_added_without_an_iban_gets_one_later(tmp_path, sqlite_url):
         assert (entry.action, entry.object_ref) == ("merchant.iban_changed", f"merchant:{merchant_id}")
         assert audit.verify(session) == []
     db.dispose()
+
+
+def test_an_iban_outside_the_sepa_zone_is_refused_with_the_reason(tmp_path, sqlite_url):
+    """The municipality pays with a SEPA credit transfer: a valid IBAN of a country outside SEPA (Brazil here)
+    cannot be paid that way, and in the file a bank refuses it."""
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}),
+                      encoding="utf-8")
+    refused = _run(config, "add", "Winkel", "--categories", "school", "--iban", "BR1800360305000010009795493C1")
+    assert refused.exit_code == 1 and "SEPA" in refused.output
+    db = Database(sqlite_url)
+    try:
+        with db.read() as session:
+            assert session.execute(select(Merchant)).scalars().all() == []
+    finally:
+        db.dispose()

@@ -204,3 +204,28 @@ def test_sepa_names_keep_to_the_epc_character_set_and_are_never_empty(db, vault)
         [document.findtext(".//p:Dbtr/p:Nm", namespaces=ns)]
     assert all(re.fullmatch(r"[A-Za-z0-9/\-?:().,'+ ]+", text) for text in texts), texts
     assert names == ["Sport + Spel Kids Een - Cafe", f"Aanbieder {emoji}"]
+
+
+def test_a_stored_iban_outside_the_sepa_zone_is_not_paid_but_carried(db, vault):
+    """A valid IBAN of a country outside SEPA (stored before such IBANs were refused) stays out of the
+    SEPA file: the merchant is listed as not payable and its redemptions wait for the next batch."""
+    child, paid, no_iban = _world(db, vault)
+    _spend(db, child, paid, 1_000)
+    _spend(db, child, no_iban, 2_000)
+    with db.write() as session:
+        session.get(Merchant, no_iban).iban = "BR1800360305000010009795493C1"
+    this_month, _ = _months()
+    result = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+
+    lines = {line.merchant_id: line for line in result.lines}
+    assert lines[no_iban].status == settlement.INVALID_IBAN and "SEPA" in settlement.LINE_STATUS_TEXT[
+        settlement.INVALID_IBAN]
+    assert result.batch.total_payable_cents == 1_000
+    assert b"BR1800360305000010009795493C1" not in settlement.sepa_bytes(result)
+
+
+def test_the_municipalitys_own_iban_outside_the_sepa_zone_is_refused_in_the_configuration():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="outside the SEPA zone"):
+        SettlementSettings(debtor_name="Gemeente", debtor_iban="BR1800360305000010009795493C1")
