@@ -244,30 +244,35 @@ def _ledger_sum_before(session: Session, day: date) -> int:
 
 
 def budgets_by_status(session: Session, period: Period) -> Table:
-    """Budgets whose period overlaps the selected one, per rule, budget period and status (expired included)."""
+    """Budgets whose period overlaps the selected one, per rule, budget period and status (expired included).
+    granted - spent - expired + corrected = balance, for every row."""
     spent = (
         select(LedgerEntry.budget_id,
                func.sum(LedgerEntry.amount_cents).filter(
                    LedgerEntry.kind.in_([EntryKind.REDEMPTION, EntryKind.REVERSAL])).label("spent"),
-               func.sum(LedgerEntry.amount_cents).filter(LedgerEntry.kind == EntryKind.EXPIRY).label("expired"))
+               func.sum(LedgerEntry.amount_cents).filter(LedgerEntry.kind == EntryKind.EXPIRY).label("expired"),
+               func.sum(LedgerEntry.amount_cents).filter(LedgerEntry.kind == EntryKind.CORRECTION).label("corrected"))
         .group_by(LedgerEntry.budget_id).subquery()
     )
     statement = (
         select(Budget.rule_code, Budget.period_key, Budget.status, func.count(Budget.id),
                func.coalesce(func.sum(Budget.granted_cents), 0), func.coalesce(func.sum(-spent.c.spent), 0),
-               func.coalesce(func.sum(-spent.c.expired), 0), func.coalesce(func.sum(Budget.balance_cents), 0))
+               func.coalesce(func.sum(-spent.c.expired), 0), func.coalesce(func.sum(spent.c.corrected), 0),
+               func.coalesce(func.sum(Budget.balance_cents), 0))
         .outerjoin(spent, spent.c.budget_id == Budget.id)
         .where(Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
         .group_by(Budget.rule_code, Budget.period_key, Budget.status)
         .order_by(Budget.period_key, Budget.rule_code, Budget.status)
     )
     rows = [(rule, period_key, _STATUS_LABELS.get(status.value, status.value), int(count), int(granted), int(spent_),
-             int(expired), int(balance))
-            for rule, period_key, status, count, granted, spent_, expired, balance in session.execute(statement)]
+             int(expired), int(corrected), int(balance))
+            for rule, period_key, status, count, granted, spent_, expired, corrected, balance
+            in session.execute(statement)]
     return Table("budgets-by-status", "Tegoeden per regeling en status (vervallen tegoeden apart)", (
         Column("rule", "regeling"), Column("budget_period", "tegoedperiode"), Column("status", "status"),
         Column("budgets", "aantal"), Column("granted_cents", "toegekend", True), Column("spent_cents", "besteed", True),
-        Column("expired_cents", "vervallen", True), Column("balance_cents", "saldo", True)), rows)
+        Column("expired_cents", "vervallen", True), Column("corrected_cents", "correcties", True),
+        Column("balance_cents", "saldo", True)), rows)
 
 
 _STATUS_LABELS = {"open": "open", "expired": "vervallen"}

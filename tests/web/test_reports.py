@@ -146,3 +146,17 @@ def test_the_dashboards_last_sync_is_the_last_real_run_not_an_operators_dry_run(
         overview = reports.sync_overview(session)
     assert [(row[0], row[2]) for row in overview.last_runs.rows] == [("gemeente", "geweigerd")]
     assert overview.refused_sources == frozenset({"gemeente"})
+
+
+def test_budgets_by_status_adds_up_to_the_balance_with_corrections(db, vault):
+    """granted - spent - expired + corrected = balance on every row, as in the monthly totals: a correction
+    (`stadspas-adapter ledger correct`) is money too, and without its column the row did not add up."""
+    school, _sport, _idle = _setup(db, vault)
+    with db.write() as session:
+        ledger.correct(session, school.budget_id, -400, actor="operator", reason="dubbel toegekend")
+    with db.read() as session:
+        table = reports.budgets_by_status(session, _year_period())
+    assert sum(table.column_values("corrected_cents")) == -400
+    for record in table.as_records():
+        assert record["granted_cents"] - record["spent_cents"] - record["expired_cents"] + \
+            record["corrected_cents"] == record["balance_cents"], record
