@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import timedelta
 
 import click
 
 from adapter import audit, merchants
-from adapter.cli.base import CliContext, pass_cli
-
-
-def _operator() -> str:
-    return f"operator:{getpass.getuser()}"
+from adapter.cli.base import CliContext, operator_actor, pass_cli
 
 
 @click.group("merchants")
@@ -31,7 +26,7 @@ def merchants_add(cli: CliContext, name: str, categories: str, iban: str | None)
     try:
         with cli.runtime.db.write() as session:
             issued = merchants.add_merchant(session, name, categories.split(","), iban=iban)
-            audit.record(session, _operator(), "merchant.created", f"merchant:{issued.merchant_id}",
+            audit.record(session, operator_actor(), "merchant.created", f"merchant:{issued.merchant_id}",
                          categories=sorted({code.strip() for code in categories.split(",") if code.strip()}),
                          iban_given=iban is not None)
     except ValueError as exc:
@@ -61,7 +56,7 @@ def merchants_rotate_key(cli: CliContext, merchant_id: int) -> None:
     try:
         with cli.runtime.db.write() as session:
             issued = merchants.rotate_key(session, merchant_id, grace)
-            audit.record(session, _operator(), "merchant.key_rotated", f"merchant:{merchant_id}",
+            audit.record(session, operator_actor(), "merchant.key_rotated", f"merchant:{merchant_id}",
                          grace_hours=cli.settings.api.key_rotation_grace_hours)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
@@ -78,7 +73,7 @@ def merchants_set_iban(cli: CliContext, merchant_id: int, iban: str) -> None:
     try:
         with cli.runtime.db.write() as session:
             merchants.set_iban(session, merchant_id, iban)
-            audit.record(session, _operator(), "merchant.iban_changed", f"merchant:{merchant_id}")
+            audit.record(session, operator_actor(), "merchant.iban_changed", f"merchant:{merchant_id}")
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"merchant {merchant_id} is reimbursed on this IBAN from the next settlement batch on")
@@ -92,7 +87,7 @@ def merchants_disable(cli: CliContext, merchant_id: int) -> None:
     try:
         with cli.runtime.db.write() as session:
             merchants.disable_merchant(session, merchant_id)
-            audit.record(session, _operator(), "merchant.disabled", f"merchant:{merchant_id}")
+            audit.record(session, operator_actor(), "merchant.disabled", f"merchant:{merchant_id}")
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"merchant {merchant_id} disabled; its keys no longer work")

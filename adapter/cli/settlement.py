@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from adapter import settlement
-from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.base import CliContext, operator_actor, pass_cli
 from adapter.csvexport import euros_text
 from adapter.periods import PeriodError
 
@@ -21,11 +21,14 @@ def settlement_group() -> None:
 @click.option("--period", required=True, help="The month to settle, YYYY-MM (must be over).")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the files (default: <data_dir>/settlements).")
-@click.option("--actor", default="operator:cli", show_default=True, help="Who makes the batch (for the audit trail).")
+@click.option("--actor", default=None,
+              help="Who makes the batch, for the audit trail (default: operator:<your user name>).")
 @pass_cli
-def settlement_create(cli: CliContext, period: str, output_dir: Path | None, actor: str) -> None:
+def settlement_create(cli: CliContext, period: str, output_dir: Path | None, actor: str | None) -> None:
     """Make the month's batch (or return the stored one) and write its files."""
     runtime = cli.runtime
+    # A batch sends money: the audit trail names the operator, as the merchants commands do.
+    actor = actor or operator_actor()
     try:
         result = settlement.create_batch(runtime.db, runtime.settings.settlement, period, actor)
     except PeriodError as exc:

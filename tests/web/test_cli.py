@@ -90,3 +90,24 @@ def test_settlement_says_how_to_pay_a_merchant_without_an_iban(capsys):  # type:
     _print_lines(settlement.BatchResult(batch=batch, lines=[line], created=True))
     printed = capsys.readouterr().out
     assert "merchant(s) 7 could not be paid" in printed and "merchants set-iban ID IBAN" in printed
+
+
+def test_settlement_create_records_who_made_the_batch(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    """A payment batch is the step that sends money: the audit trail names the operating-system user who made
+    it (as `merchants` commands do), not one shared name for every operator."""
+    import getpass
+
+    from adapter import settlement
+
+    result = CliRunner().invoke(cli, ["--config", _config(tmp_path, database_url), "settlement", "create",
+                                      "--period", "2020-02", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            batch = session.execute(select(settlement.SettlementBatch)).scalar_one()
+            actors = session.execute(select(AuditEntry.actor).where(
+                AuditEntry.action == "settlement.created")).scalars().all()
+    finally:
+        db.dispose()
+    assert batch.created_by == f"operator:{getpass.getuser()}" and actors == [batch.created_by]
