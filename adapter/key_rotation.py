@@ -108,9 +108,9 @@ def rotate(db: Database, vault: Vault, *, actor: str, batch_size: int = DEFAULT_
                      rows_examined=report.rows_examined, rows_rewritten=report.rows_rewritten,
                      tables={table.table: table.rows_rewritten for table in report.tables})
     # The tokens under the old key must not outlive the rewrite on disk: that key is about to be retired,
-    # perhaps because it leaked.
-    rewritten = [table.table for table in report.tables if table.rows_rewritten]
-    report.scrubbed = db.scrub_removed(rewritten) if rewritten else True
+    # perhaps because it leaked. Also when this run rewrote nothing: it may be the rerun of one that stopped
+    # after its rewrite, before or during this step (a long VACUUM interrupted), and nothing else redoes it.
+    report.scrubbed = db.scrub_removed([table.table for table in report.tables]) if report.tables else True
     return report
 
 

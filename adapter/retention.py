@@ -95,7 +95,9 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
         audit.record(session, actor, "retention.applied", "cardholders", cutoff=cutoff.isoformat(),
                      months=settings.retention.months, cardholders=holders, passes=passes, households=households,
                      request_records=requests)
-    scrubbed = db.scrub_removed(SCRUBBED_TABLES) if holders or requests else True
+    # Also when this run removed nothing: the run before may have stopped after its last batch, before or during
+    # the scrub (a scheduler restarted then), and nothing else would scrub what it removed.
+    scrubbed = db.scrub_removed(SCRUBBED_TABLES)
     if not scrubbed:
         log.warning("retention: an open reader kept some of the removed values on disk (SQLite's write-ahead log, "
                     "or row versions a PostgreSQL snapshot can still see); they go at the next check-point or "

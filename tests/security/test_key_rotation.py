@@ -180,3 +180,29 @@ def test_no_token_under_the_retired_key_is_left_on_disk_after_a_rotation(sqlite_
     on_disk = b"".join(path.read_bytes() for path in files if path.exists())
     assert not [token for token in old_tokens if token[:60].encode() in on_disk]
     db.dispose()
+
+
+def test_a_rerun_after_a_rotation_stopped_in_its_scrub_still_scrubs(sqlite_url, tmp_path, monkeypatch):
+    """The rewrite committed, then the rotation stopped while making the old tokens unreadable (Ctrl-C in a long
+    VACUUM): the rerun has nothing left to rewrite, and must still leave no token under the retired key on disk."""
+    db = Database(sqlite_url)
+    add_cardholders(db, _vault(KEY_1), 12)
+    with db.read() as session:
+        old_tokens = session.execute(select(Cardholder.personal_encrypted)).scalars().all()
+    rotating = _vault(KEY_2, KEY_1)
+    with monkeypatch.context() as patched:
+        def stopped(_tables):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt
+
+        patched.setattr(db, "scrub_removed", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            key_rotation.rotate(db, rotating, actor="operator:test")
+    files = [path for path in tmp_path.iterdir() if ".db" in path.name]
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert [token for token in old_tokens if token[:60].encode() in on_disk]  # the check can fail
+
+    rerun = key_rotation.rotate(db, rotating, actor="operator:test")
+    assert rerun.rows_rewritten == 0 and rerun.scrubbed
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert not [token for token in old_tokens if token[:60].encode() in on_disk]
+    db.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
@@ -204,3 +205,31 @@ def test_retention_says_when_an_open_snapshot_kept_old_versions_on_postgresql(tm
     finally:
         reader.dispose()
         db.dispose()
+
+
+def test_a_rerun_after_retention_stopped_in_its_scrub_still_scrubs(tmp_path, sqlite_url, vault, monkeypatch):
+    """The pseudonymising batches committed, then the run stopped while making the old versions unreadable (the
+    scheduler restarted during it): the next run has no cardholder left to pseudonymise, and must still leave
+    neither the pass number nor the sealed personal fields on disk."""
+    db = Database(sqlite_url)
+    settings = make_settings(tmp_path, sqlite_url)
+    gone = factories.child_with_budget(db, vault, bsn=TEST_BSNS[2])
+    with db.read() as session:
+        token = session.get(Cardholder, gone.cardholder_id).personal_encrypted
+    _deactivate(db, gone.cardholder_id, NOW - timedelta(days=2 * 365 + 10))
+    with monkeypatch.context() as patched:
+        def stopped(_tables):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt
+
+        patched.setattr(db, "scrub_removed", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            retention.apply(db, settings, NOW)
+    files = [tmp_path / name for name in sorted(p.name for p in tmp_path.iterdir()) if ".db" in name]
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert gone.pass_number.encode() in on_disk or token.encode() in on_disk  # the check can fail
+
+    rerun = retention.apply(db, settings, NOW)
+    assert (rerun.cardholders, rerun.scrubbed) == (0, True)
+    on_disk = b"".join(path.read_bytes() for path in files if path.exists())
+    assert gone.pass_number.encode() not in on_disk and token[:40].encode() not in on_disk
+    db.dispose()
