@@ -16,9 +16,15 @@ hour is skipped when summer time starts (last Sunday of March) and happens twice
 when it ends (last Sunday of October). Times from 00:00 to 00:59 are refused
 too: APScheduler 3.11's CronTrigger rolls a day over by adding the wall-clock
 difference in UTC, so a daily 00:30 job fires on the night of the March change
-and then skips the next night (tests/sync/test_scheduler.py shows it). ``coalesce`` runs a job once after
-downtime, ``max_instances=1`` never overlaps it, and a generous
-``misfire_grace_time`` still runs a sync the scheduler was a few hours late for.
+and then skips the next night (tests/sync/test_scheduler.py shows it). ``coalesce`` runs a job once however
+many of its times were missed, ``max_instances=1`` never overlaps it, and a generous
+``misfire_grace_time`` still runs a job the scheduler was a few hours late for.
+
+The job store is in memory, so a scheduler that was not running at a job's time (a host rebooted, a
+deployment, the process restarted in the middle of a sync) would know nothing of it and wait for the next
+night. So at start each job is given the last time it was due within the misfire grace (``missed_run``): it
+runs at once. A sync is not caught up when a run of its source ended since that time (succeeded, or refused by
+the guard, which would refuse again); the roll-over and retention change nothing when run twice.
 
 ``build_jobs`` is separate from starting, so tests inspect the triggers.
 """
@@ -29,14 +35,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter import grants, ratelimit, retention
-from adapter.models import utcnow
+from adapter.models import SyncRun, SyncStatus, utcnow
 from adapter.retention import RetentionReport
 from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
@@ -68,6 +77,7 @@ class JobSpec:
     description: str
     func: Callable[[], None]
     trigger: BaseTrigger
+    source: str | None = None  # the source a sync job syncs
 
 
 def dst_problem(key_path: str, local_time: str) -> str | None:
@@ -102,7 +112,7 @@ def build_jobs(runtime: Runtime, base_dir: Path | None = None) -> list[JobSpec]:
             problems.append(problem)
             continue
         jobs.append(JobSpec(f"sync:{name}", f"sync source {name} daily at {source.schedule}",
-                            _sync_job(runtime, name, base_dir), daily_trigger(source.schedule)))
+                            _sync_job(runtime, name, base_dir), daily_trigger(source.schedule), source=name))
     if problems:
         raise ScheduleError(problems)
     jobs.append(JobSpec("rollover", f"expire budgets of ended periods daily at {ROLLOVER_TIME}",
@@ -117,17 +127,59 @@ def build_jobs(runtime: Runtime, base_dir: Path | None = None) -> list[JobSpec]:
     return jobs
 
 
-def build_scheduler(runtime: Runtime, base_dir: Path | None = None) -> BlockingScheduler:
+def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetime | None = None
+                    ) -> BlockingScheduler:
+    """The scheduler with every job; a job missed while it was not running (``missed_run``) runs at start."""
     scheduler = BlockingScheduler(timezone=AMSTERDAM, job_defaults=JOB_DEFAULTS)
+    now = now or datetime.now(AMSTERDAM)
     for job in build_jobs(runtime, base_dir):
-        scheduler.add_job(job.func, job.trigger, id=job.job_id, name=job.description, replace_existing=True)
+        missed = missed_run(runtime, job, now)
+        # Without next_run_time APScheduler takes the trigger's next time after its start, tomorrow's.
+        first_run = {"next_run_time": missed} if missed is not None else {}
+        scheduler.add_job(job.func, job.trigger, id=job.job_id, name=job.description, replace_existing=True,
+                          **first_run)
     return scheduler
+
+
+def missed_run(runtime: Runtime, job: JobSpec, now: datetime) -> datetime | None:
+    """The time ``job`` was last due within the misfire grace before ``now``, or None: nothing due then, or a
+    sync whose source has a run that ended since that time."""
+    # In UTC: arithmetic on a Europe/Amsterdam time is wall-clock arithmetic, an hour off across a DST change.
+    now = now.astimezone(timezone.utc)
+    window_start = now - timedelta(seconds=MISFIRE_GRACE_SECONDS)
+    due = job.trigger.get_next_fire_time(None, window_start)
+    if due is None or due >= now:
+        return None
+    while (following := job.trigger.get_next_fire_time(due, due + timedelta(seconds=1))) is not None \
+            and following < now:
+        due = following  # the latest time it was due (the hourly purge's), as coalesce would run
+    if job.source is not None:
+        try:
+            with runtime.db.read() as session:
+                ended_since = session.execute(
+                    select(SyncRun.id).where(SyncRun.source == job.source, SyncRun.started_at >= due,
+                                             SyncRun.status.in_([SyncStatus.SUCCEEDED, SyncStatus.REFUSED]))
+                    .limit(1)).first()
+        except SQLAlchemyError as exc:
+            # The scheduler starts all the same: the sync itself reports a database still unreachable at its time.
+            log.warning("could not read the sync history of source %s (%s): a sync missed before this start is not "
+                        "run now; check the database, then run `stadspas-adapter sync %s` by hand if needed",
+                        job.source, type(exc).__name__, job.source)
+            return None
+        if ended_since is not None:
+            return None
+    return due
 
 
 def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
     scheduler = build_scheduler(runtime, base_dir)
     for job in scheduler.get_jobs():
-        log.info("scheduled %s (%s)", job.id, job.name)
+        missed = getattr(job, "next_run_time", None)
+        if missed is not None:
+            log.info("scheduled %s (%s); missed at %s while the scheduler was not running: runs now", job.id,
+                     job.name, missed.astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M"))
+        else:
+            log.info("scheduled %s (%s)", job.id, job.name)
     scheduler.start()
 
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from adapter.models import SyncRun, SyncStatus
 from adapter.runtime import Runtime
-from adapter.scheduler import JOB_DEFAULTS, ScheduleError, build_jobs, build_scheduler, daily_trigger
+from adapter.scheduler import (
+    JOB_DEFAULTS,
+    MISFIRE_GRACE_SECONDS,
+    ScheduleError,
+    build_jobs,
+    build_scheduler,
+    daily_trigger,
+)
 from adapter.sync import AMSTERDAM
 from tests.conftest import make_settings
 
@@ -81,3 +93,78 @@ def test_jobs_one_sync_per_enabled_source_plus_rollover_retention_and_purge(tmp_
     assert (scheduler._job_defaults["coalesce"], scheduler._job_defaults["max_instances"]) == (True, 1)
     assert scheduler._job_defaults["misfire_grace_time"] == JOB_DEFAULTS["misfire_grace_time"] >= 3600
     assert str(scheduler.timezone) == "Europe/Amsterdam"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_EXPORTS = REPO_ROOT / "connectors" / "samples" / "csv" / "exports"
+
+
+def _demo_runtime(tmp_path, database_url, schedule: str) -> Runtime:
+    source = {"connector": "csv", "mapping": str(REPO_ROOT / "mappings" / "demo-csv.yaml"), "schedule": schedule,
+              "options": {"path": str(SAMPLE_EXPORTS), "file_pattern": "stadspas-*.csv", "encoding": "auto"}}
+    return Runtime(make_settings(tmp_path, database_url, sources={"demo": source}))
+
+
+def _first_runs(scheduler) -> dict[str, datetime | None]:
+    """Each job's first run as added, before the scheduler starts: None where the trigger decides it at start."""
+    return {job.id: getattr(job, "next_run_time", None) for job in scheduler.get_jobs()}
+
+
+def test_a_scheduler_started_after_a_sync_time_runs_that_sync_at_once(tmp_path, sqlite_url, monkeypatch):
+    """The scheduler was down (a host rebooted, a deployment) when tonight's sync was due, and is up again within
+    the misfire grace: the real scheduler syncs the source at start instead of skipping the night."""
+    monkeypatch.setattr("adapter.scheduler.dst_problem", lambda *_: None)  # any hour of the day the test runs at
+    three_minutes_ago = (datetime.now(AMSTERDAM) - timedelta(minutes=3)).strftime("%H:%M")
+    runtime = _demo_runtime(tmp_path, sqlite_url, three_minutes_ago)
+    scheduler = build_scheduler(runtime, tmp_path)
+    running = threading.Thread(target=scheduler.start, daemon=True)
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        statuses: list[SyncStatus] = []
+        while time.monotonic() < deadline and SyncStatus.SUCCEEDED not in statuses:
+            time.sleep(0.2)
+            with runtime.db.read() as session:
+                statuses = list(session.execute(select(SyncRun.status).where(SyncRun.source == "demo")).scalars())
+        assert statuses == [SyncStatus.SUCCEEDED]
+    finally:
+        scheduler.shutdown(wait=True)
+        running.join(10)
+        runtime.close()
+
+
+def test_a_missed_sync_is_caught_up_only_within_the_grace_and_only_when_no_run_ended_since(tmp_path, sqlite_url):
+    runtime = _demo_runtime(tmp_path, sqlite_url, "01:30")
+    try:
+        missed = datetime(2026, 5, 1, 1, 30, tzinfo=AMSTERDAM)
+        at_three = _first_runs(build_scheduler(runtime, now=datetime(2026, 5, 1, 3, 0, tzinfo=AMSTERDAM)))
+        assert at_three["sync:demo"] == missed
+        assert at_three["rollover"] == datetime(2026, 5, 1, 1, 15, tzinfo=AMSTERDAM)  # expiring twice is harmless
+        assert at_three["retention"] is None  # a Friday: last Sunday's run is days past the grace
+
+        too_late = missed + timedelta(seconds=MISFIRE_GRACE_SECONDS + 60)
+        assert _first_runs(build_scheduler(runtime, now=too_late))["sync:demo"] is None
+        # The night summer time starts: 01:30 was 3 real hours before 05:45, though 4:15 on the clock.
+        dst_morning = datetime(2026, 3, 29, 5, 45, tzinfo=AMSTERDAM)
+        assert _first_runs(build_scheduler(runtime, now=dst_morning))["sync:demo"] == \
+            datetime(2026, 3, 29, 1, 30, tzinfo=AMSTERDAM)
+
+        with runtime.db.write() as session:  # a run that failed since (the process killed) is tried again
+            session.add(SyncRun(source="demo", status=SyncStatus.FAILED, started_at=missed + timedelta(seconds=2)))
+        assert _first_runs(build_scheduler(runtime, now=missed + timedelta(hours=1)))["sync:demo"] == missed
+        with runtime.db.write() as session:  # one that ended since (here: refused by the guard) is not
+            session.add(SyncRun(source="demo", status=SyncStatus.REFUSED, started_at=missed + timedelta(seconds=9)))
+        assert _first_runs(build_scheduler(runtime, now=missed + timedelta(hours=1)))["sync:demo"] is None
+    finally:
+        runtime.close()
+
+
+def test_a_scheduler_that_cannot_read_the_sync_history_still_starts(tmp_path, caplog):
+    runtime = _demo_runtime(tmp_path, f"sqlite:///{tmp_path / 'never-migrated.db'}", "01:30")
+    try:
+        first_runs = _first_runs(build_scheduler(runtime, now=datetime(2026, 5, 1, 3, 0, tzinfo=AMSTERDAM)))
+        assert first_runs["sync:demo"] is None  # not caught up: whether it ran cannot be known
+        assert "could not read the sync history of source demo" in caplog.text
+        assert "`stadspas-adapter sync demo`" in caplog.text
+    finally:
+        runtime.close()
