@@ -51,9 +51,17 @@ def normalise_iban(iban: str) -> str:
     return parsed.compact
 
 
+MERCHANT_NAME_MAX_LENGTH = 200  # the column's length (adapter.models.Merchant.name)
+
+
 def add_merchant(session: Session, name: str, categories: list[str], iban: str | None = None) -> IssuedKey:
     if not name.strip():
         raise ValueError("a merchant needs a name")
+    if len(name.strip()) > MERCHANT_NAME_MAX_LENGTH:
+        # PostgreSQL refuses a longer one with a database error; SQLite would keep it and the SEPA file cut it.
+        raise ValueError(f"a merchant's name has at most {MERCHANT_NAME_MAX_LENGTH} characters; give a shorter one")
+    if any(character < " " for character in name):
+        raise ValueError("a merchant's name holds a control character (a tab or line break?); type it on one line")
     categories = [code.strip() for code in categories if code.strip()]
     if not categories:
         raise ValueError("a merchant needs at least one category it may redeem (or '*' for all)")

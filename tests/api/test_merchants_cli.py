@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -100,6 +101,24 @@ def test_an_iban_outside_the_sepa_zone_is_refused_with_the_reason(tmp_path, sqli
     refused = _run(config, "add", "Winkel", "--categories", "school", "--iban", "BR1800360305000010009795493C1")
     assert refused.exit_code == 1 and "SEPA" in refused.output
     db = Database(sqlite_url)
+    try:
+        with db.read() as session:
+            assert session.execute(select(Merchant)).scalars().all() == []
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("name, why", [("W" * 201, "at most 200 characters"),
+                                       ("Winkel\nWinkel", "control character")])
+def test_a_name_the_column_or_the_sepa_file_cannot_hold_is_explained(tmp_path, database_url, name, why):
+    """On PostgreSQL a name longer than the column was a database traceback; a line break in it would break the
+    settlement's CSV and SEPA lines."""
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": database_url}}),
+                      encoding="utf-8")
+    refused = _run(config, "add", name, "--categories", "school")
+    assert refused.exit_code == 1 and why in refused.output and "Traceback" not in refused.output
+    db = Database(database_url)
     try:
         with db.read() as session:
             assert session.execute(select(Merchant)).scalars().all() == []
