@@ -48,6 +48,7 @@ from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.first_load import keys_checked_at_end
+from adapter.key_match import BlindIndexKeyChanged, blind_index_key_problem
 from adapter.models import (
     Budget,
     Cardholder,
@@ -196,6 +197,10 @@ def run_sync(db: Database, vault: Vault, source: str, records: Iterable[Cardhold
 def _run_locked(db, vault, source, records, run_id, holder, settings, rules, today, dry_run, force,  # type: ignore[no-untyped-def]
                 actor, progress, stage: _StageClock) -> SyncResult:
     stage("reading")
+    with db.read() as session:
+        key_changed = blind_index_key_problem(session, vault, source)
+    if key_changed and not (force and not dry_run):
+        raise BlindIndexKeyChanged(key_changed)
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
         # holds the source's lock, so that a run that finds the source busy never contacts it. On a first
@@ -218,6 +223,8 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
         # worker), so none is held here while the guard judges and the apply writes.
         sealer.finish()
         refusal = guard(plan, settings)
+        if key_changed:  # forced past it (see above): the forced run's audit entry names it too
+            refusal = f"{key_changed}; {refusal}" if refusal else key_changed
         if refusal and not (force and not dry_run):
             status = SyncStatus.DRY_RUN if dry_run else SyncStatus.REFUSED
             return _close_without_changes(db, source, holder, run_id, plan, status, refusal, stage)

@@ -7,6 +7,7 @@ import click
 from adapter import key_rotation
 from adapter.cli.base import CliContext, operator_actor, pass_cli
 from adapter.crypto import generate_blind_index_key, generate_encryption_key
+from adapter.key_match import blind_index_key_problem
 
 
 @click.group("keys")
@@ -55,12 +56,17 @@ def keys_rotate(cli: CliContext, batch_size: int) -> None:
 @keys_group.command("check")
 @pass_cli
 def keys_check(cli: CliContext) -> None:
-    """Count rows still encrypted under an old key; exit 1 while there are any."""
+    """Count rows still encrypted under an old key, and check the blind-index key; exit 1 while either needs
+    doing."""
     statuses = key_rotation.check(cli.runtime.db, cli.vault)
     for status in statuses:
         click.echo(f"{status.table}: {status.rows_under_old_keys} of {status.rows_with_personal_data} "
                    "row(s) under an old key" + (f", {status.rows_unreadable} under no configured key"
                                                if status.rows_unreadable else ""))
+    with cli.runtime.db.read() as session:
+        key_changed = blind_index_key_problem(session, cli.vault)
+    if key_changed:
+        raise click.ClickException(key_changed)
     unreadable = sum(status.rows_unreadable for status in statuses)
     if unreadable:
         raise click.ClickException(f"{unreadable} row(s) {key_rotation.UNREADABLE_ADVICE}")

@@ -206,3 +206,27 @@ def test_a_rerun_after_a_rotation_stopped_in_its_scrub_still_scrubs(sqlite_url, 
     on_disk = b"".join(path.read_bytes() for path in files if path.exists())
     assert not [token for token in old_tokens if token[:60].encode() in on_disk]
     db.dispose()
+
+
+def test_keys_check_names_a_blind_index_key_the_rows_were_not_indexed_with(tmp_path, database_url, monkeypatch):
+    # The encryption key rotated by pasting both lines of `keys generate`: the rows read fine, but their BSN
+    # indexes are under the old blind-index key, and the next sync would take every cardholder for a changed one.
+    from adapter.crypto import BLIND_INDEX_KEY_ENV, generate_blind_index_key
+
+    db = Database(database_url)
+    add_cardholders(db, _vault(KEY_1), 4)
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_1)
+    monkeypatch.setenv(BLIND_INDEX_KEY_ENV, generate_blind_index_key())
+    runner = CliRunner()
+
+    changed = runner.invoke(cli, ["--config", str(config), "keys", "check"])
+    assert changed.exit_code == 1 and changed.exception.__class__ is SystemExit
+    assert "ADAPTER_BLIND_INDEX_KEY is not the key the stored cardholders were indexed with" in changed.output
+    assert "Put the original key back" in changed.output
+    monkeypatch.setenv(BLIND_INDEX_KEY_ENV, TEST_BLIND_INDEX_KEY)
+    same = runner.invoke(cli, ["--config", str(config), "keys", "check"])
+    assert same.exit_code == 0, same.output
+    db.dispose()

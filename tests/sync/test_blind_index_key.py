@@ -1,0 +1,65 @@
+"""A sync under another blind-index key than the stored cardholders were indexed with is stopped before it reads,
+saying to put the key back; forced on purpose, it indexes everyone again under the new key."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from adapter.audit import AuditEntry
+from adapter.crypto import Vault, generate_blind_index_key
+from adapter.key_match import KEY_CHANGED, BlindIndexKeyChanged, blind_index_key_problem
+from adapter.models import Cardholder, SyncRun, SyncStatus
+from adapter.sync import run_sync
+from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.sync.records import SIMPLE_RULES, SYNC_SETTINGS, TODAY, household_records
+
+SOURCE = "gemeente"
+
+
+def _sync(db, vault, records, **options):  # type: ignore[no-untyped-def]
+    return run_sync(db, vault, SOURCE, records, settings=SYNC_SETTINGS, rules=SIMPLE_RULES, today=TODAY, **options)
+
+
+def _stored(db):  # type: ignore[no-untyped-def]
+    with db.read() as session:
+        return session.execute(select(Cardholder.source_key, Cardholder.bsn_index, Cardholder.content_hash)
+                               .order_by(Cardholder.source_key)).all()
+
+
+def test_a_changed_blind_index_key_stops_the_sync_with_what_to_do(db, vault):
+    records = household_records(20)
+    assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
+    before = _stored(db)
+    with db.read() as session:
+        assert blind_index_key_problem(session, vault) is None
+    other_key = Vault([TEST_ENCRYPTION_KEY], generate_blind_index_key())
+
+    for dry_run in (False, True):
+        with pytest.raises(BlindIndexKeyChanged, match="Put the original key back"):
+            _sync(db, other_key, records, dry_run=dry_run)
+    assert _stored(db) == before
+    with db.read() as session:
+        runs = session.execute(select(SyncRun.status, SyncRun.reason).order_by(SyncRun.id)).all()
+    assert [status for status, _ in runs] == [SyncStatus.SUCCEEDED, SyncStatus.FAILED, SyncStatus.FAILED]
+    assert all("ADAPTER_BLIND_INDEX_KEY is not the key" in reason for _, reason in runs[1:])
+
+    # The original key back: the night runs as any other, nothing changed.
+    again = _sync(db, vault, records)
+    assert again.status == SyncStatus.SUCCEEDED and again.updated == 0
+
+
+def test_forced_on_purpose_it_indexes_everyone_under_the_new_key(db, vault):
+    records = household_records(20)
+    assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
+    new_key = Vault([TEST_ENCRYPTION_KEY], generate_blind_index_key())
+
+    forced = _sync(db, new_key, records, force=True, actor="operator:test")
+    assert forced.status == SyncStatus.SUCCEEDED and forced.forced
+    with db.read() as session:
+        assert blind_index_key_problem(session, new_key) is None
+        assert blind_index_key_problem(session, vault) == KEY_CHANGED
+        refusals = session.execute(select(AuditEntry.details_json).where(AuditEntry.action == "sync.forced")).scalars().all()
+    assert len(refusals) == 1 and "ADAPTER_BLIND_INDEX_KEY" in str(refusals[0])
+    after = _sync(db, new_key, records)
+    assert after.status == SyncStatus.SUCCEEDED and after.updated == 0
