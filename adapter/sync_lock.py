@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.db import Database
 from adapter.models import SyncLock, utcnow
 
 STALE_AFTER = timedelta(hours=6)
+
+log = logging.getLogger(__name__)
 
 
 class SyncBusy(Exception):
@@ -61,6 +65,11 @@ class AdvisoryLock:
 
     def try_acquire(self) -> bool:
         connection = self._db.engine.connect()
+        # The connection idles for the whole run while others write. A server that ends idle sessions
+        # (idle_session_timeout, PostgreSQL 14 and later) would end this one, and the lock with it, in the middle
+        # of a long sync: a second run could then take the source. Off for this session alone.
+        if connection.dialect.server_version_info >= (14,):
+            connection.execute(text("SET idle_session_timeout = 0"))
         acquired = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar_one()
         connection.commit()
         if acquired:
@@ -70,14 +79,21 @@ class AdvisoryLock:
         return bool(acquired)
 
     def release(self) -> None:
+        """Unlock. A connection that fails to (the server restarted, the network dropped it) is discarded, never
+        returned to the pool still holding the lock; its session's end frees the lock. Nothing is raised: the run
+        is over, and its outcome is already stored and must not be reported as a failure."""
         if self._connection is None:
             return
+        connection, self._connection = self._connection, None
         try:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
-            self._connection.commit()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            connection.commit()
+        except DBAPIError as exc:
+            connection.invalidate()
+            log.warning("the sync's lock could not be released on its connection (%s); the connection was dropped, "
+                        "which frees the lock on the server", type(exc).__name__)
         finally:
-            self._connection.close()
-            self._connection = None
+            connection.close()
 
 
 class FileLock:

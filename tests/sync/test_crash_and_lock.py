@@ -150,3 +150,49 @@ def test_a_lock_row_of_a_dead_process_of_another_host_is_taken_over_at_once(data
             assert session.execute(select(func.count()).select_from(SyncLock)).scalar_one() == 0
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_the_advisory_lock_outlives_a_server_that_ends_idle_sessions(postgres_url):
+    """The lock's connection idles for the whole run. Under idle_session_timeout (here 300 ms, as a DBA may set
+    it for the database) the server would end that session, and free the lock, in the middle of a long sync."""
+    from adapter import sync_lock
+
+    strict = Database(f"{postgres_url}?options=-c%20idle_session_timeout%3D300")
+    other = Database(postgres_url)
+    try:
+        held = sync_lock.process_lock(strict, "gemeente")
+        assert held is not None and held.try_acquire()
+        time.sleep(1.0)
+        second = sync_lock.process_lock(other, "gemeente")
+        assert not second.try_acquire(), "the idle session was ended, and the source's lock with it"
+        held.release()
+        assert second.try_acquire()
+        second.release()
+    finally:
+        strict.dispose()
+        other.dispose()
+
+
+@pytest.mark.postgres
+def test_a_lock_whose_connection_died_is_released_without_an_error(postgres_url, caplog):
+    """The run is over and stored: a server restart or a dropped connection before the unlock must not turn it
+    into a reported failure, nor put a connection still holding the lock back in the pool."""
+    from sqlalchemy import text
+
+    from adapter import sync_lock
+
+    db = Database(postgres_url)
+    try:
+        held = sync_lock.process_lock(db, "gemeente")
+        assert held is not None and held.try_acquire()
+        backend = held._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with db.engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        held.release()  # no exception
+        assert "could not be released" in caplog.text
+        again = sync_lock.process_lock(db, "gemeente")
+        assert again.try_acquire()
+        again.release()
+    finally:
+        db.dispose()
