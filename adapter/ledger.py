@@ -166,8 +166,19 @@ def expire(session: Session, budget_id: int, actor: str, note: str | None = None
     return _append(session, budget_id, EntryKind.EXPIRY, -left_cents, 0, actor, note)
 
 
-def correct(session: Session, budget_id: int, amount_cents: int, actor: str, reason: str) -> LedgerEntry:
-    """A manual correction by an operator: a new entry, never an edit of an old one."""
+# How long an identical correction of a budget counts as the same one typed again (see ``correct``).
+REPEATED_CORRECTION_WINDOW = timedelta(hours=24)
+
+
+def correct(session: Session, budget_id: int, amount_cents: int, actor: str, reason: str, *,
+            again: bool = False) -> LedgerEntry:
+    """A manual correction by an operator: a new entry, never an edit of an old one.
+
+    A correction has no idempotency key: an operator whose terminal dropped after the commit, or who runs the
+    command again from the shell's history, would book it twice. So one with the same amount and reason as a
+    correction of the same budget within ``REPEATED_CORRECTION_WINDOW`` is refused unless ``again``. It is
+    looked for after the debit, which holds the budget's row: a second run at the same moment waits for the
+    first's commit, and then finds its entry."""
     if amount_cents == 0:
         raise LedgerError("a correction of 0 cents changes nothing")
     if not reason.strip():
@@ -188,6 +199,17 @@ def correct(session: Session, budget_id: int, amount_cents: int, actor: str, rea
                               "and money put on it could be neither spent nor expired. Correct an open budget of "
                               "the child instead, or grant it anew")
         raise LedgerError(f"budget {budget_id} does not exist or would go below zero")
+    if not again:
+        earlier = session.execute(
+            select(LedgerEntry.created_at, LedgerEntry.actor)
+            .where(LedgerEntry.budget_id == budget_id, LedgerEntry.kind == EntryKind.CORRECTION,
+                   LedgerEntry.amount_cents == amount_cents, LedgerEntry.note == reason,
+                   LedgerEntry.created_at >= utcnow() - REPEATED_CORRECTION_WINDOW)
+            .order_by(LedgerEntry.id.desc()).limit(1)).first()
+        if earlier is not None:
+            raise LedgerError(f"budget {budget_id} already has this correction ({amount_cents} cents, the same "
+                              f"reason), booked at {earlier.created_at:%Y-%m-%d %H:%M} UTC by {earlier.actor}: a "
+                              "second one would book it twice. If a second one is meant, give --again")
     return _append(session, budget_id, EntryKind.CORRECTION, amount_cents, balance_after, actor, reason)
 
 

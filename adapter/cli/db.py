@@ -62,8 +62,10 @@ def ledger_verify(cli: CliContext) -> None:
 @click.argument("budget_id", type=int)
 @click.argument("amount_cents", type=int)
 @click.option("--reason", required=True, help="Why, for the audit trail and the municipality's books.")
+@click.option("--again", is_flag=True, help="Book it even though the same correction of this budget was booked in "
+              "the last 24 hours (refused otherwise, so that a command run twice books it once).")
 @pass_cli
-def ledger_correct(cli: CliContext, budget_id: int, amount_cents: int, reason: str) -> None:
+def ledger_correct(cli: CliContext, budget_id: int, amount_cents: int, reason: str, again: bool) -> None:
     """Add AMOUNT_CENTS (negative to take) to a budget as a correcting entry; audited.
 
     Entries are never edited: a mistake is undone by a new entry that says why.
@@ -71,7 +73,7 @@ def ledger_correct(cli: CliContext, budget_id: int, amount_cents: int, reason: s
     actor = operator_actor()
     try:
         with cli.runtime.db.write() as session:
-            entry = ledger.correct(session, budget_id, amount_cents, actor=actor, reason=reason)
+            entry = ledger.correct(session, budget_id, amount_cents, actor=actor, reason=reason, again=again)
             audit.record(session, actor, "ledger.corrected", f"budget:{budget_id}", amount_cents=amount_cents,
                          reason=reason, balance_after_cents=entry.balance_after_cents)
     except ledger.LedgerError as exc:

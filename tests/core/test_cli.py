@@ -108,3 +108,34 @@ def test_a_database_that_cannot_be_reached_is_one_sentence_not_a_traceback(tmp_p
         assert result.exit_code == 1, (command, result.output)
         assert "the database cannot be reached: check ADAPTER_DATABASE_URL" in result.output, (command, result.output)
         assert isinstance(result.exception, SystemExit), (command, result.exception)
+
+
+def test_the_same_correction_run_twice_books_once_unless_again(tmp_path, database_url, vault):
+    """A correction has no idempotency key: the command run again from the shell's history (or after a terminal
+    that dropped at the commit) must not book it twice. Two operators running it at the same moment, as two
+    processes, book it once too."""
+    import subprocess
+    import sys
+
+    from adapter import ledger
+
+    config = _write_config(tmp_path, database_url)
+    db = Database(database_url)
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    command = [str(Path(sys.executable).with_name("stadspas-adapter")), "--config", str(config), "ledger", "correct",
+               "--reason", "dubbel toegekend", str(child.budget_id), "--", "-400"]
+    racing = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    outcomes = sorted((process.wait(timeout=60), process.stdout.read()) for process in racing)
+    assert [code for code, _ in outcomes] == [0, 1], outcomes
+    assert "already has this correction" in outcomes[1][1] and "--again" in outcomes[1][1]
+    runner = CliRunner()
+    again = runner.invoke(cli, ["--config", str(config), "ledger", "correct", "--reason", "dubbel toegekend",
+                                "--again", str(child.budget_id), "--", "-400"])
+    assert again.exit_code == 0, again.output
+    other_reason = runner.invoke(cli, ["--config", str(config), "ledger", "correct", "--reason", "nog een keer",
+                                       str(child.budget_id), "--", "-100"])
+    assert other_reason.exit_code == 0, other_reason.output
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 100 and ledger.verify(session) == []
+    db.dispose()
