@@ -229,3 +229,19 @@ def test_the_municipalitys_own_iban_outside_the_sepa_zone_is_refused_in_the_conf
 
     with pytest.raises(ValidationError, match="outside the SEPA zone"):
         SettlementSettings(debtor_name="Gemeente", debtor_iban="BR1800360305000010009795493C1")
+
+
+def test_without_the_municipalitys_bic_its_bank_is_named_as_not_provided(db, vault):
+    """The EPC's guidelines for a credit transfer without the debtor's BIC: Othr/Id NOTPROVIDED, not an empty
+    FinInstnId, which some banks' own checks refuse though the schema takes it."""
+    child, paid, _no_iban = _world(db, vault)
+    _spend(db, child, paid, 1_000)
+    this_month, _ = _months()
+    without_bic = SettlementSettings(debtor_name="Gemeente Voorbeeldstad", debtor_iban="NL02ABNA0123456789")
+    result = settlement.create_batch(db, without_bic, this_month, "operator:test", now=_after(this_month))
+
+    document = _validate_sepa(settlement.sepa_bytes(result))
+    ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"}
+    [agent] = document.findall(".//p:DbtrAgt/p:FinInstnId", namespaces=ns)
+    assert agent.findtext("p:Othr/p:Id", namespaces=ns) == "NOTPROVIDED"
+    assert agent.find("p:BIC", namespaces=ns) is None
