@@ -94,8 +94,9 @@ def add_security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
-    if response.mimetype == "text/html":
-        # Pages show a child's name and balance: never keep them in a shared browser's cache.
+    # Pages show a child's name and balance, downloads the municipality's figures: nothing the web pages send is
+    # kept in a shared browser's cache (static files keep their own caching).
+    if request.blueprint != "web_static":
         response.headers["Cache-Control"] = "no-store"
     if request.is_secure:
         # Once a browser reached us over HTTPS, it never tries plain HTTP here again (a sign-in typed on a

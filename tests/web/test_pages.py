@@ -225,3 +225,14 @@ def test_a_wrong_address_under_the_pages_is_a_dutch_page_not_the_apis_json(clien
     assert heading in page and "Er is niets verwerkt" in page and "openapi" not in page
     assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert client.get("/v1/nope").mimetype == "application/problem+json"  # the API answers as before
+
+
+def test_a_report_download_is_not_kept_in_the_browsers_cache(web_app, web_world):  # type: ignore[no-untyped-def]
+    """A dashboard's CSV holds the municipality's figures: on a shared office computer it must not stay in the
+    browser's cache, as the pages do not. The page's own style sheet may."""
+    client = web_app.test_client()
+    _admin_signed_in(client, web_world)
+    download = client.get("/admin/csv/sync-runs.csv")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    assert download.headers["Cache-Control"] == "no-store"
+    assert client.get("/admin/").headers["Cache-Control"] == "no-store"

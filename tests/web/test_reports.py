@@ -160,3 +160,4 @@ def test_budgets_by_status_adds_up_to_the_balance_with_corrections(db, vault):
     for record in table.as_records():
         assert record["granted_cents"] - record["spent_cents"] - record["expired_cents"] + \
             record["corrected_cents"] == record["balance_cents"], record
+
