@@ -37,6 +37,9 @@ NO_CATEGORY = "(geen)"
 AGE_BANDS = ((0, 3, "0-3"), (4, 11, "4-11"), (12, 17, "12-17"), (18, 200, "18+"))
 UNKNOWN_AGE = "onbekend"
 TOTAL = "totaal"
+# The band of a rule's total over every age: a child whose budgets fall in two bands (two periods, a birthday
+# between them) is in both bands' rows, and once in this one.
+ALL_AGES = "alle leeftijden"
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def _cell(value: Any, column: Column) -> str:
 def uptake(session: Session, vault: Vault, period: Period) -> Table:
     """Children with a budget vs children with at least one (not fully reversed) redemption,
     per month, rule and age band (age on the budget's first day); a ``totaal`` row per rule and band
-    counts each child once over the whole period."""
+    counts each child once over the whole period, and one per rule with the band ``ALL_AGES`` once over
+    every band."""
     budgets = session.execute(
         select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_start, Budget.period_end)
         .where(Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
@@ -97,6 +101,7 @@ def uptake(session: Session, vault: Vault, period: Period) -> Table:
     for row in budgets:
         holder, rule, band = budget_keys[row.id]
         eligible[(TOTAL, rule, band)].add(holder)
+        eligible[(TOTAL, rule, ALL_AGES)].add(holder)
         for month in months:
             month_period = _month_bounds(month)
             if row.period_start <= month_period[1] and row.period_end >= month_period[0]:
@@ -111,6 +116,7 @@ def uptake(session: Session, vault: Vault, period: Period) -> Table:
         holder, rule, band = budget_keys[budget_id]
         redeemed[(local_month(created_at), rule, band)].add(holder)
         redeemed[(TOTAL, rule, band)].add(holder)
+        redeemed[(TOTAL, rule, ALL_AGES)].add(holder)
     rows = []
     for key in sorted(eligible, key=lambda k: (k[0] == TOTAL, k[0], k[1], _band_order(k[2]))):
         month, rule, band = key
@@ -147,7 +153,7 @@ def _age_band(born: date | None, on: date) -> str:
 
 
 def _band_order(label: str) -> int:
-    labels = [band[2] for band in AGE_BANDS]
+    labels = [band[2] for band in AGE_BANDS] + [UNKNOWN_AGE, ALL_AGES]
     return labels.index(label) if label in labels else len(labels)
 
 

@@ -100,11 +100,9 @@ def _tables(db_session, period) -> dict[str, reports.Table]:  # type: ignore[no-
 
 
 def _charts(tables: dict[str, reports.Table], period) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    uptake = [row for row in tables["uptake"].rows if row[0] == reports.TOTAL]
-    per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for _month, rule, _band, eligible, redeemed, _share in uptake:
-        per_rule[rule][0] += eligible
-        per_rule[rule][1] += redeemed
+    # Each child once per rule: adding the bands' rows would count a child whose budgets fall in two bands twice.
+    per_rule = {rule: (eligible, redeemed) for month, rule, band, eligible, redeemed, _share in tables["uptake"].rows
+                if month == reports.TOTAL and band == reports.ALL_AGES}
     rules = sorted(per_rule)
     per_category: dict[str, int] = defaultdict(int)
     for _month, category, _count, _redeemed, _reversed, net in tables["spending-by-category"].rows:
@@ -117,7 +115,9 @@ def _charts(tables: dict[str, reports.Table], period) -> dict[str, object]:  # t
             Series("kinderen die besteedden", [per_rule[rule][1] for rule in rules])]),
         "categories": bar_chart("Netto besteed per categorie", categories, [
             Series("netto besteed", [per_category[category] for category in categories])], money=True),
-        "months": bar_chart("Toegekend, besteed en vervallen per maand", [row[0][5:] for row in totals], [
+        # The month alone where the figures lie within one year; with the year where they span more.
+        "months": bar_chart("Toegekend, besteed en vervallen per maand", [
+            row[0][5:] if len({row[0][:4] for row in totals}) == 1 else row[0] for row in totals], [
             Series("toegekend", [row[1] for row in totals]), Series("besteed", [row[2] for row in totals]),
             Series("vervallen", [row[3] for row in totals])], money=True),
     }

@@ -91,10 +91,35 @@ def test_uptake_counts_children_with_budget_and_with_redemption(db, vault):
         redeemed_sql = session.execute(text(
             "SELECT COUNT(DISTINCT b.cardholder_id) FROM redemptions r JOIN budgets b ON b.id = r.budget_id "
             "WHERE r.amount_cents > r.reversed_cents")).scalar_one()
-    totals = [row for row in table.rows if row[0] == reports.TOTAL]
+    totals = [row for row in table.rows if row[0] == reports.TOTAL and row[2] != reports.ALL_AGES]
     assert sum(row[3] for row in totals) == eligible_sql == 3
     assert sum(row[4] for row in totals) == redeemed_sql == 2
     assert {row[2] for row in totals} == {"4-11"}  # born 2015-05-05, age on 1 January
+    assert [row[1:5] for row in table.rows if row[2] == reports.ALL_AGES] == [("school", reports.ALL_AGES, 3, 2)]
+
+
+def test_a_child_in_two_age_bands_is_one_child_of_its_rule(db, vault):
+    """Budgets of two periods with a birthday between them put a child in two bands: in each band's row, and
+    once in the rule's row over all ages, which the dashboard's chart shows (it added the bands' rows, and
+    counted such a child twice)."""
+    from adapter.models import Budget
+    from adapter.periods import parse_period
+    from adapter.web.admin import _charts
+
+    child = factories.child_with_budget(db, vault, period=(date(2020, 1, 1), date(2020, 12, 31)))  # born 2015-05-05
+    with db.write() as session:
+        session.add(Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen",
+                           category="school", period_key="2016", period_start=date(2016, 1, 1),
+                           period_end=date(2016, 12, 31)))
+    period = parse_period("2016..2020")
+    with db.read() as session:
+        tables = {"uptake": reports.uptake(session, vault, period),
+                  "spending-by-category": reports.spending_by_category(session, period),
+                  "budget-totals": reports.budget_totals(session, period)}
+    bands = {row[2]: row[3] for row in tables["uptake"].rows if row[0] == reports.TOTAL}
+    assert bands == {"0-3": 1, "4-11": 1, reports.ALL_AGES: 1}
+    chart = _charts(tables, period)["uptake"]
+    assert "<title>kinderen met tegoed, school: 1</title>" in str(chart)
 
 
 def test_csv_is_dutch_excel_friendly(db, vault):
