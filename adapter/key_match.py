@@ -1,4 +1,4 @@
-"""Whether the configured blind-index key is the one the stored cardholders were indexed with.
+"""Whether the configured keys are the ones the stored cardholders were written with.
 
 The blind-index key (``ADAPTER_BLIND_INDEX_KEY``) keys every cardholder's BSN index and content hash. A sync
 under another key (a fresh pair pasted in while rotating the encryption key, a restored backup with the wrong
@@ -8,6 +8,11 @@ the guard then refuses the night as "too many changes", which sends the operator
 Nothing stores the key or a fingerprint of it, and the stored rows tell all the same: a cardholder's sealed
 fields hold its BSN, and its ``bsn_index`` is that BSN's blind index under the key it was written with. A few
 rows are enough: a sync indexes all of a source's cardholders under one key, and a run that failed wrote none.
+
+The same few rows show an encryption key gone missing (a new pair of keys instead of the stored ones, a lost
+``var/dev-keys.json`` in development, an old key removed before ``keys rotate`` finished): their sealed fields
+cannot be opened at all. A sync would then seal every cardholder it rewrites under the new key and leave the rest
+unreadable for good, so it stops and says to put the key back.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapter.crypto import BLIND_INDEX_KEY_ENV, Vault
+from adapter.crypto import BLIND_INDEX_KEY_ENV, ENCRYPTION_KEYS_ENV, Vault
 from adapter.models import Cardholder
 from adapter.personal import UnreadablePersonalData, open_sealed
 
@@ -27,15 +32,21 @@ KEY_CHANGED = (f"{BLIND_INDEX_KEY_ENV} is not the key the stored cardholders wer
                "key back (from where the keys are kept, or their backup). Only if the key was changed on purpose "
                "(it leaked), run the sync once with --force: it indexes every cardholder again under the new key")
 
+ENCRYPTION_KEY_MISSING = (f"stored cardholders cannot be read with any key in {ENCRYPTION_KEYS_ENV}: the key they were "
+                          "written with is missing (a new key pair instead of the stored one, or a lost "
+                          "var/dev-keys.json in development). Put that key back, after the newest, and run again; "
+                          "`stadspas-adapter keys check` counts the rows")
 
-class BlindIndexKeyChanged(Exception):
-    """The configured blind-index key did not index the stored cardholders (``KEY_CHANGED`` says what to do)."""
+
+class KeysMismatch(Exception):
+    """The configured keys are not the ones the stored cardholders were written with (the message, ``KEY_CHANGED``
+    or ``ENCRYPTION_KEY_MISSING``, says what to do)."""
 
 
-def blind_index_key_problem(session: Session, vault: Vault, source: str | None = None) -> str | None:
-    """``KEY_CHANGED`` when none of a few stored cardholders' BSN indexes matches its BSN under the configured
-    key; None when one does, or when no stored cardholder with a BSN can be read (none yet; or under an
-    encryption key that is missing, which ``keys check`` names)."""
+def stored_keys_problem(session: Session, vault: Vault, source: str | None = None) -> str | None:
+    """``ENCRYPTION_KEY_MISSING`` when a few stored cardholders' sealed fields include one no configured key
+    opens; ``KEY_CHANGED`` when none of their BSN indexes matches its BSN under the configured blind-index key;
+    None when one does, or when no cardholder with a BSN is stored yet."""
     query = (select(Cardholder.personal_encrypted, Cardholder.bsn_index)
              .where(Cardholder.bsn_index.is_not(None), Cardholder.personal_encrypted.is_not(None)))
     if source is not None:
@@ -44,8 +55,10 @@ def blind_index_key_problem(session: Session, vault: Vault, source: str | None =
     for token, stored_index in session.execute(query.order_by(Cardholder.id).limit(SAMPLE)):
         try:
             bsn = open_sealed(vault, token).bsn
-        except (InvalidToken, UnreadablePersonalData):
-            continue
+        except InvalidToken:
+            return ENCRYPTION_KEY_MISSING
+        except UnreadablePersonalData:
+            continue  # opened, but not personal fields: not a question of keys
         if bsn is None:
             continue
         if vault.blind_index(bsn) == stored_index:

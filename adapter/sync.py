@@ -48,7 +48,7 @@ from adapter.bulk import index_built_after, insert_rows, insert_tuples, reserve_
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.first_load import keys_checked_at_end
-from adapter.key_match import BlindIndexKeyChanged, blind_index_key_problem
+from adapter.key_match import KeysMismatch, stored_keys_problem
 from adapter.models import (
     Budget,
     Cardholder,
@@ -198,9 +198,9 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
                 actor, progress, stage: _StageClock) -> SyncResult:
     stage("reading")
     with db.read() as session:
-        key_changed = blind_index_key_problem(session, vault, source)
+        key_changed = stored_keys_problem(session, vault, source)
     if key_changed and not (force and not dry_run):
-        raise BlindIndexKeyChanged(key_changed)
+        raise KeysMismatch(key_changed)
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run
         # holds the source's lock, so that a run that finds the source busy never contacts it. On a first

@@ -7,7 +7,7 @@ import click
 from adapter import key_rotation
 from adapter.cli.base import CliContext, operator_actor, pass_cli
 from adapter.crypto import generate_blind_index_key, generate_encryption_key
-from adapter.key_match import blind_index_key_problem
+from adapter.key_match import stored_keys_problem
 
 
 @click.group("keys")
@@ -63,13 +63,13 @@ def keys_check(cli: CliContext) -> None:
         click.echo(f"{status.table}: {status.rows_under_old_keys} of {status.rows_with_personal_data} "
                    "row(s) under an old key" + (f", {status.rows_unreadable} under no configured key"
                                                if status.rows_unreadable else ""))
-    with cli.runtime.db.read() as session:
-        key_changed = blind_index_key_problem(session, cli.vault)
-    if key_changed:
-        raise click.ClickException(key_changed)
     unreadable = sum(status.rows_unreadable for status in statuses)
     if unreadable:
         raise click.ClickException(f"{unreadable} row(s) {key_rotation.UNREADABLE_ADVICE}")
+    with cli.runtime.db.read() as session:
+        keys_problem = stored_keys_problem(session, cli.vault)
+    if keys_problem:
+        raise click.ClickException(keys_problem)
     stale = sum(status.rows_under_old_keys for status in statuses)
     if stale:
         raise click.ClickException(f"{stale} row(s) still need an old key: run `stadspas-adapter keys rotate` "

@@ -1,5 +1,6 @@
-"""A sync under another blind-index key than the stored cardholders were indexed with is stopped before it reads,
-saying to put the key back; forced on purpose, it indexes everyone again under the new key."""
+"""A sync under other keys than the stored cardholders were written with is stopped before it reads, saying to put
+the key back: a blind-index key that did not index them, or an encryption key that did not seal them. A blind-index
+key changed on purpose is taken by a forced run, which indexes everyone again under it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import select
 
 from adapter.audit import AuditEntry
 from adapter.crypto import Vault, generate_blind_index_key
-from adapter.key_match import KEY_CHANGED, BlindIndexKeyChanged, blind_index_key_problem
+from adapter.key_match import KEY_CHANGED, KeysMismatch, stored_keys_problem
 from adapter.models import Cardholder, SyncRun, SyncStatus
 from adapter.sync import run_sync
 from tests.conftest import TEST_ENCRYPTION_KEY
@@ -32,11 +33,11 @@ def test_a_changed_blind_index_key_stops_the_sync_with_what_to_do(db, vault):
     assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
     before = _stored(db)
     with db.read() as session:
-        assert blind_index_key_problem(session, vault) is None
+        assert stored_keys_problem(session, vault) is None
     other_key = Vault([TEST_ENCRYPTION_KEY], generate_blind_index_key())
 
     for dry_run in (False, True):
-        with pytest.raises(BlindIndexKeyChanged, match="Put the original key back"):
+        with pytest.raises(KeysMismatch, match="Put the original key back"):
             _sync(db, other_key, records, dry_run=dry_run)
     assert _stored(db) == before
     with db.read() as session:
@@ -57,9 +58,28 @@ def test_forced_on_purpose_it_indexes_everyone_under_the_new_key(db, vault):
     forced = _sync(db, new_key, records, force=True, actor="operator:test")
     assert forced.status == SyncStatus.SUCCEEDED and forced.forced
     with db.read() as session:
-        assert blind_index_key_problem(session, new_key) is None
-        assert blind_index_key_problem(session, vault) == KEY_CHANGED
+        assert stored_keys_problem(session, new_key) is None
+        assert stored_keys_problem(session, vault) == KEY_CHANGED
         refusals = session.execute(select(AuditEntry.details_json).where(AuditEntry.action == "sync.forced")).scalars().all()
     assert len(refusals) == 1 and "ADAPTER_BLIND_INDEX_KEY" in str(refusals[0])
     after = _sync(db, new_key, records)
     assert after.status == SyncStatus.SUCCEEDED and after.updated == 0
+
+
+def test_an_encryption_key_gone_missing_stops_the_sync_before_it_seals_anyone_anew(db, vault):
+    """A new pair of keys instead of the stored ones (or a lost var/dev-keys.json): the sync would seal every
+    cardholder it rewrites under the new key and leave the others unreadable for good."""
+    from cryptography.fernet import Fernet
+
+    from adapter.key_match import ENCRYPTION_KEY_MISSING
+
+    records = household_records(20)
+    assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
+    before = _stored(db)
+    new_pair = Vault([Fernet.generate_key().decode()], generate_blind_index_key())
+    with pytest.raises(KeysMismatch, match="Put that key back"):
+        _sync(db, new_pair, records)
+    assert _stored(db) == before
+    with db.read() as session:
+        assert stored_keys_problem(session, new_pair) == ENCRYPTION_KEY_MISSING
+        assert stored_keys_problem(session, vault) is None
