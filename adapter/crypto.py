@@ -118,19 +118,11 @@ class Vault:
 
     def is_current(self, token: str) -> bool:
         """True when the token was written under the newest key."""
-        try:
-            self._newest.decrypt(token.encode("ascii"))
-            return True
-        except InvalidToken:
-            return False
+        return _opens(self._newest, token)
 
     def is_readable(self, token: str) -> bool:
         """True when some configured key reads the token (False: the key it was written with is missing)."""
-        try:
-            self._multi.decrypt(token.encode("ascii"))
-            return True
-        except InvalidToken:
-            return False
+        return _opens(self._multi, token)
 
     def reencrypt(self, token: str | None) -> str | None:
         """The same value under the newest key (for key rotation)."""
@@ -145,6 +137,14 @@ class Vault:
     def content_hash(self, parts: Iterable[object]) -> str:
         """Keyed hash of a row's fields, to see whether a source record changed (see KeyedHashes)."""
         return self.hashes.content_hash(parts)
+
+
+def _opens(fernet: Fernet | MultiFernet, token: str) -> bool:
+    try:
+        fernet.decrypt(token.encode("ascii"))
+        return True
+    except InvalidToken:
+        return False
 
 
 def request_fingerprint(hashes: KeyedHashes, canonical: str) -> str:
