@@ -33,7 +33,9 @@ class SourceRecord:
     """
 
     key: str
-    fields: Mapping[str, Any]
+    # Left out of repr(): the raw values are a BSN, names and a birth date, which no mask recognises once a
+    # record is put in a message (a plug-in connector's error, a debug line). ``key`` says which record it is.
+    fields: Mapping[str, Any] = field(repr=False)
     # Structural problems the connector saw (e.g. "row has 3 columns, the
     # header has 6"), worded without values; the mapping step rejects the
     # record with these reasons instead of guessing.

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from adapter.records import CardholderRecord, PassStatus, cardholder_builder
+from adapter.records import CardholderRecord, PassStatus, SourceRecord, cardholder_builder
 
 
 def test_the_builder_gives_the_same_frozen_record_as_the_constructor():
@@ -29,3 +29,16 @@ def test_the_builder_refuses_unknown_or_missing_fields():
         cardholder_builder(("household_id", "cardholder_id", "pass_number", "shoe_size"))
     with pytest.raises(ValueError):
         cardholder_builder(("household_id", "cardholder_id"))  # pass_number has no default
+
+
+def test_a_raw_source_record_names_no_one_in_its_repr():
+    # A connector's raw record holds the export's columns as they came: BSN, names and birth date. Its repr
+    # ends up wherever a record is put in a message (an error of a plug-in connector, a debug line), where no
+    # mask recognises a name or a date.
+    raw = SourceRecord("line 2", {"BSN": "999993653", "Voornamen": "Sanne", "Achternaam": "Jansen",
+                                  "Geboortedatum": "05-05-2015", "Pasnummer": "4821"})
+    shown = repr(raw)
+    assert "line 2" in shown
+    for value in ("999993653", "Sanne", "Jansen", "05-05-2015", "4821"):
+        assert value not in shown
+    assert raw == SourceRecord("line 2", dict(raw.fields))  # still compared by its fields
