@@ -9,10 +9,11 @@ Every handler we install carries ``RedactionFilter``. It rewrites the record
 before any formatter sees it: the message with its arguments, the exception
 with its traceback (exception messages and ``repr``s can hold a BSN) and any
 ``extra`` fields all go through ``adapter.redaction.redact``; ``extra`` fields
-named after personal data (``bsn``, ``surname``, ...) are dropped outright,
-because a name or a birth date cannot be recognised in text. Our formatters
-redact their final output once more, so a handler someone builds with them but
-without the filter is still safe.
+named after personal data (``bsn``, ``surname``, ``geslachtsnaam``, ...) are
+dropped outright, and so are such keys inside a dict or list an ``extra`` field
+holds, because a name or a birth date cannot be recognised in text. Our
+formatters redact their final output once more, so a handler someone builds
+with them but without the filter is still safe.
 
 Other libraries' handlers (gunicorn's) get the same treatment through
 ``prepare_handler``.
@@ -24,6 +25,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal, TextIO
@@ -32,12 +34,20 @@ from adapter.redaction import redact
 
 LogFormat = Literal["auto", "text", "json"]
 
-# ``extra`` keys that name personal data: the value is dropped, whatever it holds.
+# ``extra`` keys that name personal data: the value is dropped, whatever it holds. Also the source systems' own
+# names (PASS/GPASS: voornaam, initialen, tussenvoegsel, achternaam; StUF back offices: voornamen, voorvoegsel,
+# geslachtsnaam), compared without case, "_" or "-" ("firstName", "date-of-birth"), and the same keys inside a
+# dict or list an ``extra`` field holds (a record logged whole).
 PERSONAL_FIELDS = frozenset({
     "bsn", "first_name", "first_names", "initials", "surname", "surname_prefix", "last_name",
     "full_name", "birth_date", "date_of_birth", "geboortedatum", "voornaam", "achternaam",
+    "voornamen", "voorletters", "initialen", "voorvoegsel", "tussenvoegsel", "geslachtsnaam",
+    "burgerservicenummer",
 })
 REMOVED = "[removed]"
+_PERSONAL_KEYS = frozenset(name.replace("_", "") for name in PERSONAL_FIELDS)
+# How deep a logged container is searched for personal keys; deeper, it is dropped whole.
+_MAX_DEPTH = 8
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -65,16 +75,36 @@ class RedactionFilter(logging.Filter):
             record.stack_info = redact(record.stack_info)
         for key in _extra_keys(record):
             value = getattr(record, key)
-            if key.lower() in PERSONAL_FIELDS:
+            if is_personal_field(key):
                 setattr(record, key, REMOVED)
             elif isinstance(value, str):
                 setattr(record, key, redact(value))
             elif not isinstance(value, (bool, int, float, type(None))):
-                setattr(record, key, redact(repr(value)))
+                setattr(record, key, redact(repr(_without_personal_fields(value))))
             elif isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= 8:
                 setattr(record, key, redact(str(value)))  # a BSN or pass number someone stored as a number
         record._adapter_redacted = True
         return True
+
+
+def is_personal_field(name: object) -> bool:
+    """Whether a field called ``name`` holds personal data (``PERSONAL_FIELDS``, in any spelling of case,
+    "_" and "-")."""
+    return isinstance(name, str) and name.lower().replace("_", "").replace("-", "") in _PERSONAL_KEYS
+
+
+def _without_personal_fields(value: Any, depth: int = 0) -> Any:
+    """``value`` with the values of personal keys in its dicts, and in the dicts of its lists, replaced."""
+    if isinstance(value, Mapping):
+        if depth >= _MAX_DEPTH:
+            return REMOVED
+        return {key: REMOVED if is_personal_field(key) else _without_personal_fields(item, depth + 1)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if depth >= _MAX_DEPTH:
+            return REMOVED
+        return [_without_personal_fields(item, depth + 1) for item in value]
+    return value
 
 
 class JsonFormatter(logging.Formatter):

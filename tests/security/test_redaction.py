@@ -127,6 +127,22 @@ def test_personal_extra_fields_are_dropped_whatever_they_hold():
     assert f'"surname": "{REMOVED}"' in line and '"rows": 12' in line
 
 
+def test_personal_extra_fields_are_dropped_under_the_source_systems_own_names_and_inside_containers():
+    # The SOAP back offices (StUF) and the PASS/GPASS API name these fields in Dutch, a till or plug-in in
+    # camelCase; and a field logged as a whole record (a dict, a list of them) holds the same keys one level down.
+    record = _record("mapped", geslachtsnaam="Jansen", voornamen="Sanne", voorvoegsel="de", initialen="S.",
+                     firstName="Sanne", lastName="Bakker", dateOfBirth="2015-05-05",
+                     lid={"persoonsnummer": "P-01", "bsn": "999993653", "voornaam": "Sanne", "achternaam": "Jansen",
+                          "geboortedatum": "2015-05-05", "passen": [{"pasnummer": "4821"}]},
+                     rows=[{"surname": "Bakker", "line": 12}])
+    RedactionFilter().filter(record)
+    line = JsonFormatter().format(record)
+    for value in ("Jansen", "Sanne", "Bakker", "2015-05-05", "S.", "999993653"):
+        assert value not in line, value
+    assert f'"geslachtsnaam": "{REMOVED}"' in line and f'"firstName": "{REMOVED}"' in line
+    assert "P-01" in line and "'line': 12" in line  # what names no one stays, to tell the records apart
+
+
 def test_formatter_redacts_even_without_the_filter():
     record = _record("bsn %s", "999993653")
     assert "999993653" not in JsonFormatter().format(record)
