@@ -21,6 +21,9 @@ Numbers are also written in groups: a BSN as ``999 993 653`` or ``9999.93.653``,
 pass number as ``6064 3660 1234 5678``. Three to five groups of digits joined by
 one and the same space, dot or dash count by their digits, as a run does (the
 separators stay); an ISO date (``2026-12-01``) and an IPv4 address are left alone.
+A space may be a no-break one (U+00A0, U+2007, U+2009, U+202F): a number copied
+from a spreadsheet, a PDF or a web page is often grouped with one, and it looks
+exactly like a space.
 
 And a database's own error text quotes the values of the row it refused
 (PostgreSQL: ``Key (pass_number)=(4821) already exists``, ``Failing row contains
@@ -34,15 +37,21 @@ import re
 
 MASK_CHAR = "*"
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{8,}(?!\d)")
+# What may stand between groups of digits: a space (also a no-break, figure, thin or narrow no-break one), a dot,
+# a dash.
+_SEPARATORS = " .\u00a0\u2007\u2009\u202f-"
+_SEPARATOR = f"[{_SEPARATORS}]"
 # A BSN in groups, whatever the separators: "999 993 653", "9999.93.653", "9999 93.653", "999-99-3653".
 # Whatever is glued to it ("0.999 993.6530"), unless the row of digit groups it sits in is an IPv4 address.
-_GROUPED_BSN = re.compile(r"\d{4}[ .-]\d{2}[ .-]\d{3}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{3}[ .-]\d{2}[ .-]\d{4}")
+_GROUPED_BSN = re.compile(rf"\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}}"
+                          rf"|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
+                          rf"|\d{{3}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{4}}")
 # The row of digit groups around a match: digits, and single separators between digits.
-_ROW_BEFORE = re.compile(r"(?:\d|[ .-](?=\d))*$")
-_ROW_AFTER = re.compile(r"(?:\d|[ .-](?=\d))*")
+_ROW_BEFORE = re.compile(rf"(?:\d|{_SEPARATOR}(?=\d))*$")
+_ROW_AFTER = re.compile(rf"(?:\d|{_SEPARATOR}(?=\d))*")
 # Longer numbers in three to five groups joined by the same separator (the backreference): "6064 3660 1234 5678",
 # "6064-3660-1234-5678". Not across separators ("2026-08-01 2027" is a date and a year).
-_DIGIT_GROUPS = re.compile(r"(?<!\d)\d{3,4}([ .-])\d{2,4}(?:\1\d{2,4}){1,3}(?!\d)")
+_DIGIT_GROUPS = re.compile(rf"(?<!\d)\d{{3,4}}({_SEPARATOR})\d{{2,4}}(?:\1\d{{2,4}}){{1,3}}(?!\d)")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # a real address: 999.993.653.12 is none
@@ -81,7 +90,8 @@ def _in_an_address(match: re.Match[str]) -> bool:
     """Whether the row of digit groups around ``match`` is an IPv4 address (which may hold a 3-3-3 shape)."""
     text = match.string
     before = _ROW_BEFORE.search(text, 0, match.start()).group()
-    return bool(_IPV4.fullmatch(before.lstrip(" .-") + match.group() + _ROW_AFTER.match(text, match.end()).group()))
+    after = _ROW_AFTER.match(text, match.end()).group()
+    return bool(_IPV4.fullmatch(before.lstrip(_SEPARATORS) + match.group() + after))
 
 
 def _mask_grouped_bsn(match: re.Match[str]) -> str:

@@ -62,6 +62,15 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     assert redact("0.999 993.6530 and 999.993.653.12") == "0.*** ***.***0 and ***.***.***.12"
 
 
+def test_numbers_grouped_with_a_no_break_space_are_masked_like_with_a_space():
+    # A number copied from a spreadsheet, a PDF or a web page is grouped with a no-break space (U+00A0) or a
+    # narrow one (U+202F, Excel and LibreOffice in several locales), which looks exactly like a space.
+    assert redact("pas 6064\u00a03660\u00a01234\u00a05678") == "pas ****\u00a0****\u00a0****\u00a05678"
+    assert redact("BSN 999\u202f993\u202f653.") == "BSN ***\u202f***\u202f***."
+    assert redact("BSN 9999\u00a093\u00a0653") == "BSN ****\u00a0**\u00a0***"
+    assert redact("EUR 1\u00a0234,50 on 12\u00a0March") == "EUR 1\u00a0234,50 on 12\u00a0March"
+
+
 def test_a_database_error_has_the_values_it_quotes_masked_whatever_their_length():
     assert redact('DETAIL:  Key (pass_number)=(4821) already exists.') == \
         'DETAIL:  Key (pass_number)=(***) already exists.'
@@ -164,7 +173,8 @@ def test_a_logged_database_error_keeps_no_short_pass_number():
 
 
 @given(before=surroundings, bsn=st.sampled_from(TEST_BSNS), after=surroundings,
-       shape=st.sampled_from([(3, 3, 3), (4, 2, 3), (3, 2, 4)]), separators=st.tuples(*[st.sampled_from(" .-")] * 2))
+       shape=st.sampled_from([(3, 3, 3), (4, 2, 3), (3, 2, 4)]),
+       separators=st.tuples(*[st.sampled_from(" .-\u00a0\u202f")] * 2))
 def test_no_bsn_written_in_groups_survives_whatever_surrounds_it(before, bsn, after, shape, separators):
     """A BSN as people write it (999 993 653, 9999.93.653, 999-99-3653, separators mixed), in any text."""
     first, second, _third = shape
