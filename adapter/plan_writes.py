@@ -10,7 +10,7 @@ as ordinals and states as their values, and come back as objects one at a time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from adapter.models import PassState
@@ -34,7 +34,8 @@ class HolderWrite:
     # back from it in the order of these writes. False: a cardholder back in the export, as stored.
     sealed: bool = False
     # The record's birth date, for the grants (which would otherwise decrypt it again); with ``sealed`` only.
-    birth_date: date | None = None
+    # Left out of repr(): a write put in a message would otherwise carry it, and no mask recognises a date.
+    birth_date: date | None = field(default=None, repr=False)
     # Set when an existing cardholder (this key before) takes the new key: the same child, re-issued.
     previous_key: str | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+from datetime import date
 
 import pytest
 
@@ -121,3 +122,10 @@ def test_no_file_of_the_run_is_left_behind(db, vault, monkeypatch, ending, lines
 
     assert _unnamed_files_open() == files_before
     assert len(held) >= (1000 if lines == "every line waits" else 0)  # they did wait
+
+
+def test_a_planned_cardholder_write_shows_no_birth_date_in_its_repr():
+    # The birth date rides along for the grants; a write put in a message must not carry it (no mask knows a date).
+    write = HolderWrite("P001", 1, None, "a" * 32, None, True, date(2015, 5, 5))
+    assert "2015" not in repr(write) and "P001" in repr(write)
+    assert write.birth_date == date(2015, 5, 5)
