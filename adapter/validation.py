@@ -33,7 +33,8 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
     """The reasons ``record`` is invalid, or an empty list."""
     reasons: list[str] = []
     bsn = record.bsn
-    if bsn is not None and not _is_valid_bsn(bsn):
+    bsn_valid = bsn is not None and _is_valid_bsn(bsn)
+    if bsn is not None and not bsn_valid:
         reasons.append("bsn: fails the BSN 11-proof (9 digits, weighted sum divisible by 11)")
     pass_number = record.pass_number
     if not pass_number.isdigit() or not pass_number.isascii():
@@ -60,6 +61,10 @@ def check_record(record: CardholderRecord, today: date) -> list[str]:
             # An empty id is no id: two people sent with "" would be taken for one, the second's pass given to
             # the first.
             reasons.append(f"{name}: is empty or only spaces; correct it in the source system")
+        elif key is not None and bsn is not None and bsn_valid and _is_the_bsn(key, bsn):
+            # The ids are stored in plain text (the source_key columns), to find the row again the next night.
+            reasons.append(f"{name}: is the cardholder's BSN, which is only ever stored encrypted; map the source's "
+                           "own client or household number to it instead")
     texts = _texts(record)
     joined = f"{texts[0]}{texts[1]}{texts[2]}{texts[3]}{texts[4]}{texts[5]}"  # one look at all six
     if "\x00" in joined or not _encodes(joined):
@@ -84,6 +89,13 @@ def _encodes(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _is_the_bsn(key: str, bsn: str) -> bool:
+    """Whether an id holds the record's own BSN: inside it, or as all of it less the leading zeros a spreadsheet
+    drops. (Another person's BSN as an id cannot be told from a client number of nine digits.)"""
+    plain = key.strip()
+    return bsn in plain or (plain.isascii() and plain.isdigit() and plain.lstrip("0") == bsn.lstrip("0"))
 
 
 def _is_valid_bsn(bsn: str) -> bool:

@@ -139,3 +139,25 @@ def test_an_empty_id_is_refused_not_taken_for_another_persons(field, blank):
     rejected = validate_record(make(**{field: blank}), TODAY)
     assert isinstance(rejected, RejectedRecord)
     assert rejected.reasons == (f"{field}: is empty or only spaces; correct it in the source system",)
+
+
+@pytest.mark.parametrize("changes", [
+    {"cardholder_id": "999993653"},             # a back office that keys its clients by BSN
+    {"cardholder_id": " 999993653 "},
+    {"household_id": "999993653"},               # the main holder's BSN as the household's key, on their own line
+    {"cardholder_id": "9921", "bsn": "000009921"},  # a spreadsheet dropped the id's zeros
+    {"cardholder_id": "BSN-999993653"},
+])
+def test_a_record_keyed_by_its_own_bsn_is_refused(changes):
+    # The household and cardholder ids are stored in plain text (the source_key columns) to find the row the next
+    # night: a BSN there would sit unencrypted beside its encrypted copy.
+    rejected = validate_record(make(**changes), TODAY)
+    assert isinstance(rejected, RejectedRecord)
+    assert any("is the cardholder's BSN" in reason for reason in rejected.reasons)
+    assert all("999993653" not in reason and "9921" not in reason for reason in rejected.reasons)
+    assert not any(reason.startswith("bsn:") for reason in rejected.reasons)  # the BSN itself is fine
+
+
+def test_an_id_that_merely_holds_digits_is_kept():
+    assert isinstance(validate_record(make(cardholder_id="999993847", household_id="12345678"), TODAY),
+                      CardholderRecord)
