@@ -14,10 +14,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapter.connector import Connector, ConnectorError
+from adapter.connector import Connector, ConnectorError, redact
 from adapter.mapping import CompiledMapping, load_mapping
 from adapter.read_ahead import ReadAhead
-from adapter.records import CardholderRecord, RejectedRecord
+from adapter.records import CardholderRecord, RejectedRecord, SourceRecord
 from adapter.registry import ConnectorRegistry, default_registry
 from adapter.validation import validate_record
 
@@ -98,7 +98,7 @@ def map_records(
 ) -> Iterator[CardholderRecord | RejectedRecord]:
     reference_today = today or date.today()
     columns_checked = not mapping.columns_read or bool(mapping.records_paths)
-    for source_record in connector.records():
+    for source_record in held_to_contract(connector):
         if not columns_checked and not source_record.problems:
             _require_columns(connector, mapping, source_record.fields)
             columns_checked = True
@@ -107,6 +107,44 @@ def map_records(
                 yield validate_record(mapped, reference_today)
             else:
                 yield mapped
+
+
+# A record's key is a short label ("line 12", "page 3 item 7"); the sync stores it, with the mapping's
+# "lid[1].pas[0]" after it, in a column of 200 characters.
+MAX_KEY_CHARS = 120
+
+
+def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
+    """The connector's records, each checked for what the mapping and the sync's report rely on.
+
+    Connectors come from other packages too. One that yields a plain dict failed deep in the mapping
+    ("'dict' object has no attribute 'problems'"), naming neither the connector nor what it did wrong; one
+    that gives every record the same key made a report whose rejected lines nobody can find.
+    """
+    previous_key = None
+    for record in connector.records():
+        if not isinstance(record, SourceRecord):
+            raise _broken(connector, f"yielded a {type(record).__name__}, not an adapter.records.SourceRecord")
+        key = record.key
+        if type(key) is not str or not key:
+            raise _broken(connector, "yielded a record whose key is not text (or is empty)")
+        if len(key) > MAX_KEY_CHARS:
+            raise _broken(connector, f"yielded a record key of {len(key)} characters (at most {MAX_KEY_CHARS}: "
+                          "a label such as 'line 12', never the record's values)")
+        if key == previous_key:
+            # Only neighbours are compared: a table of every key would grow with the source.
+            raise _broken(connector, f"yielded the key '{redact(key)}' for two records in a row (each record's "
+                          "key must tell it from the others)")
+        previous_key = key
+        yield record
+
+
+def _broken(connector: Connector, what_it_did: str) -> ConnectorError:
+    connector_class = type(connector)
+    return ConnectorError(connector.source_name,
+                          f"the connector {connector_class.__module__}.{connector_class.__qualname__} {what_it_did}",
+                          "Report this to the maintainers of the package that provides the connector; nothing was "
+                          "written")
 
 
 def _require_columns(connector: Connector, mapping: CompiledMapping, fields: dict[str, Any]) -> None:

@@ -2,12 +2,13 @@ from datetime import date
 
 import pytest
 
+from adapter.connector import CheckBuilder, Connector, ConnectorError, ConnectorOptions
 from adapter.mapping import MappingError
-from adapter.records import CardholderRecord, RejectedRecord
+from adapter.records import CardholderRecord, RejectedRecord, SourceRecord
 from adapter.registry import ConnectorRegistry, UnknownConnectorError
 from adapter.sources import iter_mapped, open_source
 from connectors.csv_file import CsvConnector
-from tests.conftest import make_source
+from tests.conftest import REPO, make_source
 
 
 @pytest.fixture
@@ -45,3 +46,52 @@ def test_unknown_connector_and_broken_mapping_fail_before_any_io(demo_csv_source
     broken.write_text("version: 1\nfields: {}\n", encoding="utf-8")
     with pytest.raises(MappingError):
         open_source(make_source("csv", broken, {"path": "/nowhere"}), csv_only_registry)
+
+
+# -- what the core checks of a connector it did not write ----------------------------------------------------------
+
+class _CarelessOptions(ConnectorOptions):
+    mode: str
+
+
+class _CarelessConnector(Connector):
+    """A plug-in that breaks the connector contract in the way ``mode`` says."""
+
+    options_model = _CarelessOptions
+    description = "breaks the contract on purpose"
+
+    def records(self):
+        good = {"Pasnummer": "6064366011", "Huishouden": "H1", "Persoon": "P1"}
+        if self.options.mode == "plain dict":
+            yield good
+        elif self.options.mode == "key not text":
+            yield SourceRecord(12, good)
+        elif self.options.mode == "key is a document":
+            yield SourceRecord("line 1 " + "x" * 5000, good)
+        elif self.options.mode == "one key for every record":
+            # Records with problems, so the mapping's columns are not asked for.
+            yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
+            yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
+
+    def check(self):
+        return CheckBuilder(self.source_name, "careless").result()
+
+
+def _careless_source(mode: str):
+    registry = ConnectorRegistry()
+    registry.register("careless", _CarelessConnector)
+    return make_source("careless", REPO / "mappings" / "demo-csv.yaml", {"mode": mode}), registry
+
+
+@pytest.mark.parametrize("mode, said", [
+    ("plain dict", "yielded a dict, not an adapter.records.SourceRecord"),
+    ("key not text", "yielded a record whose key is not text"),
+    ("key is a document", "yielded a record key of 5007 characters"),
+    ("one key for every record", "yielded the key 'page 1' for two records in a row"),
+])
+def test_a_connector_that_breaks_the_record_contract_is_named_instead_of_failing_deep_in_the_mapping(mode, said):
+    source, registry = _careless_source(mode)
+    with pytest.raises(ConnectorError) as raised:
+        list(iter_mapped(source, registry, source_name="gemeente"))
+    assert said in str(raised.value)
+    assert "tests.test_sources._CarelessConnector" in str(raised.value)
