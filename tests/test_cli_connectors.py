@@ -25,7 +25,9 @@ def invoke(group, args, obj):
 def test_connectors_list_names_the_built_ins(obj):
     result = invoke(connectors_group, ["list"], obj)
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.output.splitlines()] == ["csv", "rest", "soap"]
+    listed = [line.split()[0] for line in result.output.splitlines()]
+    # A municipality's own plug-ins may be installed beside them: the suite must still pass there.
+    assert listed == sorted(listed) and {"csv", "rest", "soap"} <= set(listed)
 
 
 def test_connectors_check_passes_for_the_demo_and_fails_readably(obj):
