@@ -8,6 +8,8 @@ and the sync command use, so that the reading runs beside the planning.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -122,21 +124,43 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
     that gives every record the same key made a report whose rejected lines nobody can find.
     """
     previous_key = None
-    for record in connector.records():
-        if not isinstance(record, SourceRecord):
-            raise _broken(connector, f"yielded a {type(record).__name__}, not an adapter.records.SourceRecord")
-        key = record.key
-        if type(key) is not str or not key:
-            raise _broken(connector, "yielded a record whose key is not text (or is empty)")
-        if len(key) > MAX_KEY_CHARS:
-            raise _broken(connector, f"yielded a record key of {len(key)} characters (at most {MAX_KEY_CHARS}: "
-                          "a label such as 'line 12', never the record's values)")
-        if key == previous_key:
-            # Only neighbours are compared: a table of every key would grow with the source.
-            raise _broken(connector, f"yielded the key '{redact(key)}' for two records in a row (each record's "
-                          "key must tell it from the others)")
-        previous_key = key
-        yield record
+    try:
+        for record in connector.records():
+            if not isinstance(record, SourceRecord):
+                raise _broken(connector, f"yielded a {type(record).__name__}, not an adapter.records.SourceRecord")
+            key = record.key
+            if type(key) is not str or not key:
+                raise _broken(connector, "yielded a record whose key is not text (or is empty)")
+            if len(key) > MAX_KEY_CHARS:
+                raise _broken(connector, f"yielded a record key of {len(key)} characters (at most {MAX_KEY_CHARS}: "
+                              "a label such as 'line 12', never the record's values)")
+            if key == previous_key:
+                # Only neighbours are compared: a table of every key would grow with the source.
+                raise _broken(connector, f"yielded the key '{redact(key)}' for two records in a row (each "
+                              "record's key must tell it from the others)")
+            previous_key = key
+            yield record
+    except ConnectorError:
+        raise  # worded for the operator, without values, by the connector itself
+    except (Exception, SystemExit) as error:
+        # Any other error's text is the source's or a library's: a ValueError quoting a name, a KeyError that is a
+        # BSN. Its class and where it was raised are what the connector's maintainers need. A SystemExit is caught
+        # too: crossing from the reading worker, it ended the sync command with the status it carried, 0 for a
+        # failed night.
+        raise _broken(connector, f"stopped with {_class_and_place(connector, error)} (its message is left out: "
+                      "it may quote a cardholder's data)") from None
+
+
+def _class_and_place(connector: Connector, error: BaseException) -> str:
+    """``ValueError at jsonl.py:42``: the error's class, an OSError's system words, and the last line of the
+    connector's own module it passed through (else the line that raised it)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    module_file = getattr(sys.modules.get(type(connector).__module__), "__file__", None)
+    own = [frame for frame in frames if module_file and frame.filename == module_file]
+    place = (own or frames)[-1] if frames else None
+    words = f" ({error.strerror})" if isinstance(error, OSError) and error.strerror else ""
+    where = f" at {Path(place.filename).name}:{place.lineno}" if place else ""
+    return f"{type(error).__name__}{words}{where}"
 
 
 def _broken(connector: Connector, what_it_did: str) -> ConnectorError:

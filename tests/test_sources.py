@@ -72,6 +72,12 @@ class _CarelessConnector(Connector):
             # Records with problems, so the mapping's columns are not asked for.
             yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
             yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
+        elif self.options.mode == "raises with a name":
+            raise ValueError("no pass for Sanne de Vries, born 02-05-2014")  # made-up person
+        elif self.options.mode == "exits":
+            raise SystemExit(0)
+        elif self.options.mode == "file gone":
+            raise FileNotFoundError(2, "No such file or directory")
 
     def check(self):
         return CheckBuilder(self.source_name, "careless").result()
@@ -95,3 +101,20 @@ def test_a_connector_that_breaks_the_record_contract_is_named_instead_of_failing
         list(iter_mapped(source, registry, source_name="gemeente"))
     assert said in str(raised.value)
     assert "tests.test_sources._CarelessConnector" in str(raised.value)
+
+
+@pytest.mark.parametrize("mode, said", [
+    ("raises with a name", "stopped with ValueError at test_sources.py:"),
+    # A SystemExit(0) crossing from the reading worker ended the sync command with status 0: a failed night
+    # that cron and the monitoring took for a good one.
+    ("exits", "stopped with SystemExit at test_sources.py:"),
+    ("file gone", "stopped with FileNotFoundError (No such file or directory) at test_sources.py:"),
+])
+def test_an_unexpected_error_of_a_connector_is_named_by_its_class_and_place_never_its_text(mode, said):
+    source, registry = _careless_source(mode)
+    with pytest.raises(ConnectorError) as raised:
+        list(iter_mapped(source, registry, source_name="gemeente"))
+    text = str(raised.value)
+    assert said in text and "tests.test_sources._CarelessConnector" in text
+    assert "Sanne" not in text and "2014" not in text
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no traceback quotes it either
