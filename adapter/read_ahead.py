@@ -304,7 +304,11 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
 
 
 def _crossable(exc: BaseException) -> BaseException | tuple[str, str]:
-    """``exc`` itself when it survives pickling; else its class name and text (see ``_as_raised``)."""
+    """``exc`` itself when it survives pickling; else its class name and text (see ``_as_raised``). A
+    KeyboardInterrupt or SystemExit of the worker's crosses by name too: raised here as itself it would
+    interrupt or end this process (the scheduler, the sync command) instead of failing the one run."""
+    if not isinstance(exc, Exception):
+        return type(exc).__name__, str(exc)
     try:
         pickle.loads(pickle.dumps(exc))
         return exc

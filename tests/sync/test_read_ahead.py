@@ -117,6 +117,8 @@ class _FromWorker:
             raise _Unpicklable(f"source 'gemeente' refused BSN {BSN}")
         elif self.then == "die":
             os._exit(3)
+        elif self.then == "interrupt":
+            raise KeyboardInterrupt
         elif self.then == "forever":
             while True:
                 yield RejectedRecord(source_key="again")
@@ -190,6 +192,14 @@ def test_an_error_that_does_not_pickle_crosses_under_its_own_name_and_text():
         list(records)
     assert type(raised.value).__name__ == "_Unpicklable"
     assert failure_reason(raised.value) == "failed: _Unpicklable: source 'gemeente' refused BSN *********"
+
+
+def test_an_interrupt_in_the_worker_fails_the_reading_here_instead_of_interrupting_this_process():
+    # Raised here as itself it read as the operator's Ctrl-C ("Aborted!"), and would stop a caller that
+    # only handles the errors of a failed run.
+    with pytest.raises(SourceReadingFailed) as raised, ReadAhead(_FromWorker("interrupt")) as records:
+        list(records)
+    assert type(raised.value).__name__ == "KeyboardInterrupt" and isinstance(raised.value, Exception)
 
 
 def test_closing_from_another_thread_wakes_the_reader_instead_of_leaving_it_waiting():
