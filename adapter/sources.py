@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapter.connector import Connector, ConnectorError, redact
+from adapter.connector import CheckBuilder, CheckResult, Connector, ConnectorError, redact
 from adapter.mapping import CompiledMapping, load_mapping
 from adapter.read_ahead import ReadAhead
 from adapter.records import CardholderRecord, RejectedRecord, SourceRecord
@@ -149,6 +149,28 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
         # failed night.
         raise _broken(connector, f"stopped with {_class_and_place(connector, error)} (its message is left out: "
                       "it may quote a cardholder's data)") from None
+
+
+def run_check(connector: Connector, connector_name: str) -> CheckResult:
+    """``connector.check()``, which must never raise; for a plug-in's that does, a failed step saying so.
+
+    A check that raised ended ``connectors check`` in a crash report whose last line was the exception's text,
+    names and all, instead of the FAIL line an operator reads.
+    """
+    try:
+        result = connector.check()
+    except (Exception, SystemExit) as error:
+        check = CheckBuilder(connector.source_name, connector_name)
+        check.failed_with("settings", f"the connector's check stopped with {_class_and_place(connector, error)} "
+                          "(its message is left out: it may quote a cardholder's data); report this to the "
+                          "maintainers of the package that provides the connector")
+        return check.result()
+    if not isinstance(result, CheckResult):
+        check = CheckBuilder(connector.source_name, connector_name)
+        check.failed_with("settings", f"the connector's check returned a {type(result).__name__}, not an "
+                          "adapter.connector.CheckResult; report this to the maintainers of its package")
+        return check.result()
+    return result
 
 
 def _class_and_place(connector: Connector, error: BaseException) -> str:

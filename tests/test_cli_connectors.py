@@ -4,6 +4,7 @@ import types
 import pytest
 from click.testing import CliRunner
 
+from adapter.connector import Connector, ConnectorOptions
 from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.redaction import mask_pass_number
 from adapter.registry import ConnectorRegistry
@@ -116,3 +117,27 @@ def test_connectors_check_reads_relative_options_against_the_configuration_file(
     result = CliRunner().invoke(cli, ["--config", str(config), "connectors", "check", "demo"])
     assert result.exit_code == 0, result.output
     assert "all checks passed" in result.output
+
+
+class _CheckRaises(Connector):
+    """A plug-in whose check() raises, with a made-up person in the message, instead of reporting a step."""
+
+    options_model = ConnectorOptions
+    description = "its check raises"
+
+    def records(self):
+        yield from ()
+
+    def check(self):
+        raise RuntimeError("host refused the look-up of Sanne de Vries")
+
+
+def test_a_check_that_raises_is_reported_as_a_failed_step_without_its_message(obj):
+    obj["registry"].register("check-raises", _CheckRaises)
+    obj["settings"].sources["odd"] = make_source("check-raises", REPO / "mappings" / "demo-csv.yaml")
+    result = CliRunner().invoke(connectors_group, ["check", "odd"], obj=obj)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "[FAIL] settings: the connector's check stopped with RuntimeError at test_cli_connectors.py:" \
+        in result.output
+    assert "Sanne" not in result.output and "NOT ready" in result.output
