@@ -46,6 +46,7 @@ import multiprocessing
 import pickle
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import fields
@@ -64,6 +65,9 @@ CHUNK = 2_000
 AHEAD = 64
 # Chunks the store may hold once the engine takes them: enough to bridge a pause of the worker's or the engine's.
 STEADY = 4
+# The worker sends a part-filled chunk once this long has passed since it last sent: a slow source (a SOAP
+# service answering a page a minute) then shows it is moving long before a chunk is full.
+FLUSH_SECONDS = 10.0
 _RECORDS, _LOG, _DONE, _FAILED = "records", "log", "done", "failed"
 _CLOSED = b"closed"  # put in the queue by close(), for a reader still waiting on it
 # A cardholder record crosses as the plain tuple of its fields: pickling a frozen dataclass runs Python
@@ -85,9 +89,15 @@ class ReadAhead:
     Use it as a context manager (or close it): leaving stops the worker, whether every record was read or the
     sync stopped early."""
 
-    def __init__(self, source: RecordSource, *, chunk: int = CHUNK):
+    def __init__(self, source: RecordSource, *, chunk: int = CHUNK, stall_seconds: float | None = None,
+                 flush_seconds: float = FLUSH_SECONDS):
         self._source = source
         self._chunk = chunk
+        # How long the engine waits for the worker's next message before it stops the reading (None: for ever).
+        # A connector is a plug-in: one without timeouts of its own, on a source that never answers, held the
+        # sync, and the source's lock, for ever.
+        self._stall_seconds = stall_seconds
+        self._flush_seconds = flush_seconds
         self._worker: multiprocessing.process.BaseProcess | None = None
         self._receiving: Connection | None = None
         self._receiver: threading.Thread | None = None
@@ -110,7 +120,8 @@ class ReadAhead:
         context = multiprocessing.get_context("forkserver")
         receiving, sending = context.Pipe(duplex=False)
         worker = context.Process(target=_read_in_worker,
-                                 args=(self._source, sending, self._chunk, _log_level(), digest_key),
+                                 args=(self._source, sending, self._chunk, self._flush_seconds, _log_level(),
+                                       digest_key),
                                  name="stadspas-read-ahead", daemon=True)
         try:
             worker.start()
@@ -144,7 +155,10 @@ class ReadAhead:
         self.start()
         try:
             while True:
-                message = self._chunks.get()
+                try:
+                    message = self._chunks.get(timeout=self._stall_seconds)
+                except queue.Empty:
+                    raise SourceReadingStalled(self._stall_seconds) from None  # the finally stops the worker
                 self._took()
                 if message is None:
                     raise SourceReadingStopped(self._exit_code())
@@ -244,6 +258,15 @@ class SourceReadingStopped(RuntimeError):
                          "written. Check the machine's memory and the system log, then run the sync again")
 
 
+class SourceReadingStalled(RuntimeError):
+    """The reading worker sent nothing (no record, no log line, no end) for the stall deadline."""
+
+    def __init__(self, stall_seconds: float | None):
+        super().__init__(f"the source sent nothing for {stall_seconds:g} s, so its reading was stopped; nothing was "
+                         "written. Check the source ('connectors check'), then run the sync again; if the source is "
+                         "that slow and still answering, raise sync.read_stall_minutes")
+
+
 class _RemoteTraceback(Exception):
     """Where the error happened in the reading worker (its traceback, as text)."""
 
@@ -270,7 +293,7 @@ class _LogToPipe(logging.Handler):
             self._send((_LOG, plain))
 
 
-def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, level: int,
+def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, flush_seconds: float, level: int,
                     digest_key: str | None) -> None:
     def send(message: tuple) -> None:
         sending.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
@@ -285,6 +308,7 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
     hashes = KeyedHashes(digest_key) if digest_key is not None else None
     try:
         chunk: list = []
+        last_sent = time.monotonic()
         for record in source.open():
             if type(record) is not CardholderRecord:
                 chunk.append(record)
@@ -292,9 +316,10 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
                 chunk.append(_record_fields(record))
             else:
                 chunk.append((*_record_fields(record), holder_content_hash(hashes, record)))
-            if len(chunk) >= chunk_size:
+            if len(chunk) >= chunk_size or time.monotonic() - last_sent >= flush_seconds:
                 send((_RECORDS, chunk))
                 chunk = []
+                last_sent = time.monotonic()
         send((_RECORDS, chunk))
         send((_DONE, None))
     except BaseException as exc:  # noqa: BLE001 - every failure is the engine's to report

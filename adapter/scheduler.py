@@ -213,7 +213,7 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
             rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
             # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the lock.
             with read_source(runtime.settings.sources[source_name], source_name=source_name,
-                             base_dir=base_dir) as records:
+                             base_dir=base_dir, stall_seconds=runtime.settings.sync.read_stall_minutes * 60) as records:
                 run_sync(runtime.db, runtime.vault, source_name, records, settings=runtime.settings.sync,
                          rules=rules, actor="scheduler")
         except SyncBusy as busy:

@@ -85,6 +85,9 @@ class SyncSettings(_Strict):
     grace_nights: int = Field(default=3, ge=0, le=60)
     max_change_share: float = Field(default=0.05, gt=0, le=1)
     min_row_share: float = Field(default=0.5, ge=0, le=1)
+    # A run whose source sends nothing for this long is stopped: a connector without timeouts of its own would
+    # otherwise hold the sync and the source's lock for ever. Generous: a SOAP page with its retries takes minutes.
+    read_stall_minutes: float = Field(default=30, gt=0, le=24 * 60)
 
 
 class SourceSettings(_Strict):

@@ -89,10 +89,12 @@ class MappedSource:
                            today=self.today)
 
 
-def read_source(source_settings: SourceSettingsLike, *, source_name: str, base_dir: Path | None = None) -> ReadAhead:
+def read_source(source_settings: SourceSettingsLike, *, source_name: str, base_dir: Path | None = None,
+                stall_seconds: float | None = None) -> ReadAhead:
     """The source's records as ``iter_mapped`` yields them, read by a worker process that starts at
-    ``start()`` or at the first record. Use it as a context manager: leaving it stops the worker."""
-    return ReadAhead(MappedSource(source_settings, source_name, base_dir))
+    ``start()`` or at the first record. Use it as a context manager: leaving it stops the worker. A source
+    that sends nothing for ``stall_seconds`` fails the reading (``read_ahead.SourceReadingStalled``)."""
+    return ReadAhead(MappedSource(source_settings, source_name, base_dir), stall_seconds=stall_seconds)
 
 
 def map_records(

@@ -57,7 +57,8 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
     actor = f"operator:{getpass.getuser()}" if force else "operator"
     # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the source's lock.
     with read_source(settings.sources[source], source_name=source,
-                     base_dir=config_path_from_env(cli.config_path).resolve().parent) as records:
+                     base_dir=config_path_from_env(cli.config_path).resolve().parent,
+                     stall_seconds=settings.sync.read_stall_minutes * 60) as records:
         code = execute_sync(cli.runtime, source, records, rules, dry_run=dry_run, force=force, actor=actor)
     sys.exit(code)
 

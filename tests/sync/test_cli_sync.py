@@ -23,8 +23,9 @@ def source_records(monkeypatch):
     feed: dict[str, list] = {"records": []}
     calls = []
 
-    def read_source(source_settings, *, source_name, base_dir=None):
+    def read_source(source_settings, *, source_name, base_dir=None, stall_seconds=None):
         calls.append((source_settings.connector, source_name))
+        feed["stall_seconds"] = stall_seconds
         return contextlib.nullcontext(iter(feed["records"]))
 
     monkeypatch.setitem(__import__("sys").modules, "adapter.sources",
@@ -84,6 +85,18 @@ def test_unknown_source_names_the_configured_ones(tmp_path, sqlite_url, source_r
     result = CliRunner().invoke(cli, ["--config", str(_config(tmp_path, sqlite_url)), "sync", "nergens"])
     assert result.exit_code == 1
     assert "unknown source 'nergens'; configured sources: gemeente" in result.output
+
+
+def test_the_sync_stops_a_source_that_sends_nothing_for_the_configured_minutes(tmp_path, sqlite_url, source_records):
+    # The stopping itself: tests/sync/test_read_ahead.py. Here: that the setting reaches it, 30 minutes by default.
+    config = _config(tmp_path, sqlite_url)
+    source_records["records"] = household_records(3)
+    assert CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente", "--dry-run"]).exit_code == 0
+    assert source_records["stall_seconds"] == 30 * 60
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    config.write_text(json.dumps({**settings, "sync": {"read_stall_minutes": 2}}), encoding="utf-8")
+    assert CliRunner().invoke(cli, ["--config", str(config), "sync", "gemeente", "--dry-run"]).exit_code == 0
+    assert source_records["stall_seconds"] == 120
 
 
 def test_a_sync_before_db_upgrade_says_to_run_it(tmp_path, source_records):

@@ -119,6 +119,12 @@ class _FromWorker:
             os._exit(3)
         elif self.then == "interrupt":
             raise KeyboardInterrupt
+        elif self.then == "hang":
+            time.sleep(3600)  # a connector with no timeout of its own, waiting on a source that never answers
+        elif self.then == "slow":
+            for number in range(4):
+                time.sleep(0.4)  # slower than the deadline between records sent, never stalled
+                yield RejectedRecord(source_key=f"slow {number}", reasons=("read",))
         elif self.then == "forever":
             while True:
                 yield RejectedRecord(source_key="again")
@@ -200,6 +206,24 @@ def test_an_interrupt_in_the_worker_fails_the_reading_here_instead_of_interrupti
     with pytest.raises(SourceReadingFailed) as raised, ReadAhead(_FromWorker("interrupt")) as records:
         list(records)
     assert type(raised.value).__name__ == "KeyboardInterrupt" and isinstance(raised.value, Exception)
+
+
+def test_a_source_that_sends_nothing_for_the_stall_deadline_fails_the_reading_and_stops_the_worker():
+    # Before, the sync waited for ever, holding the source's lock: every later night found the source busy.
+    reading = ReadAhead(_FromWorker("hang"), stall_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(read_ahead.SourceReadingStalled) as raised, reading as records:
+        list(records)
+    assert time.monotonic() - started < 15
+    assert "sent nothing for 1 s" in str(raised.value) and "read_stall_minutes" in str(raised.value)
+    assert not reading._worker.is_alive()
+
+
+def test_a_slow_source_that_keeps_sending_is_not_stalled():
+    # The worker sends what it has every flush_seconds, so a source slower than a chunk per deadline still moves.
+    with ReadAhead(_FromWorker("slow"), stall_seconds=1.0, flush_seconds=0.1) as records:
+        keys = [record.source_key for record in records]
+    assert keys[1:] == [f"slow {number}" for number in range(4)]
 
 
 def test_closing_from_another_thread_wakes_the_reader_instead_of_leaving_it_waiting():
