@@ -1,14 +1,15 @@
 """The contract every registered connector keeps, discovered from the real entry points.
 
-A connector installed by any package is tested here the moment it is registered.
+A connector installed by any package is tested here the moment it is registered. The checks live in
+``adapter.connector_contract``, so a plug-in's own tests run the same ones.
 """
 
-import pickle
+import contextlib
 
 import pytest
-from pydantic import BaseModel
 
-from adapter.connector import CheckResult, Connector, ConnectorConfigError
+from adapter import connector_contract
+from adapter.connector import CheckBuilder, Connector, ConnectorOptions
 from adapter.records import SourceRecord
 from adapter.registry import ConnectorRegistry
 
@@ -20,37 +21,41 @@ def test_the_built_in_connectors_are_registered():
 
 
 @pytest.mark.parametrize("name, connector_class", REGISTERED, ids=[name for name, _ in REGISTERED])
-class TestConnectorContract:
-    def test_declares_an_options_model_and_a_description(self, name, connector_class):
-        assert issubclass(connector_class, Connector)
-        assert isinstance(connector_class.options_model, type)
-        assert issubclass(connector_class.options_model, BaseModel)
-        assert connector_class.description
+@pytest.mark.parametrize("check", connector_contract.CHECKS)
+def test_every_registered_connector_keeps_the_contract(name, connector_class, check):
+    getattr(connector_contract, f"assert_{check}")(connector_class)
 
-    def test_check_on_a_misconfigured_instance_is_readable_and_does_not_raise(self, name, connector_class):
-        misconfigured = connector_class({"no_such_option": 1}, source_name="broken-source")
-        result = misconfigured.check()
-        assert isinstance(result, CheckResult)
-        assert not result.ok
-        assert [step.name for step in result.steps] == ["settings", "connection", "credentials"]
-        assert result.steps[0].ok is False
-        text = result.render()
-        assert "broken-source" in text and "no_such_option" in text
 
-    def test_reading_a_misconfigured_instance_lists_the_problems(self, name, connector_class):
-        with pytest.raises(ConnectorConfigError) as caught:
-            next(iter(connector_class({"no_such_option": 1}, source_name="broken-source")))
-        assert "no_such_option" in str(caught.value)
-        assert pickle.loads(pickle.dumps(caught.value)).problems == caught.value.problems
+class _CarelessOptions(ConnectorOptions):
+    pass
 
-    def test_the_sample_checks_ok_and_yields_source_records(self, name, connector_class):
-        with connector_class.sample() as sample:
-            result = sample.check()
-            assert result.ok, result.render()
-            records = iter(sample)
-            first = next(records)
-            rest = list(records)
-        for record in [first, *rest]:
-            assert isinstance(record, SourceRecord)
-            assert record.key and record.fields
-        assert len({record.key for record in [first, *rest]}) == 1 + len(rest)
+
+class _Careless(Connector):
+    """Keeps the letter of the interface and breaks its contract: a check that raises, keys that repeat."""
+
+    options_model = _CarelessOptions
+    description = "careless"
+
+    def records(self):
+        self.options  # noqa: B018 - raises ConnectorConfigError on bad options, as it should
+        for number in range(2):
+            yield SourceRecord("page 1", {"pasnummer": f"606436601{number}"})
+
+    def check(self):
+        if self.option_problems:
+            raise ValueError("bad options")
+        check = CheckBuilder(self.source_name, "careless")
+        check.passed("settings", "fine")
+        return check.result()
+
+    @classmethod
+    @contextlib.contextmanager
+    def sample(cls):
+        yield cls({}, source_name="sample-careless")
+
+
+def test_the_contract_finds_a_check_that_raises_and_keys_that_repeat():
+    with pytest.raises(AssertionError, match="check\\(\\) must report, never raise"):
+        connector_contract.assert_checks_bad_options_without_raising(_Careless)
+    with pytest.raises(Exception, match="yielded the key 'page 1' for two records in a row"):
+        connector_contract.assert_sample_checks_ok_and_yields_records(_Careless)
