@@ -28,7 +28,8 @@ from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-_IMMEDIATE = "sqlite_begin_immediate"
+# The execution option that makes a SQLite transaction begin with ``BEGIN IMMEDIATE`` (see ``Database.write``).
+SQLITE_BEGIN_IMMEDIATE = "sqlite_begin_immediate"
 # The page size of a SQLite database made from now on (one made before keeps its own: SQLite fixes it when it
 # first writes to the file, which the journal mode below does). A first sync of 200,000 cardholders writes more
 # than a million rows in one transaction; with 16 KiB pages instead of SQLite's 4 KiB its writing, granting and
@@ -58,7 +59,7 @@ class Database:
         # SQLite: its BEGIN is ours to emit (see _on_begin), and a read there costs no round trip anyway.
         once_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
         self._once_sessions = sessionmaker(once_engine, expire_on_commit=False)
-        write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        write_engine = self.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         self._write_sessions = sessionmaker(write_engine, expire_on_commit=False)
 
     @contextlib.contextmanager
@@ -150,7 +151,7 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        if connection.get_execution_options().get(_IMMEDIATE):
+        if connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapter.db import Database
+from sqlalchemy import Connection, text
+
+from adapter.db import SQLITE_BEGIN_IMMEDIATE, Database
 
 # Alembic is imported where it is used: every CLI command (the nightly sync too) imports this module
 # through the CLI, and loading Alembic costs a noticeable part of a short command's start-up.
@@ -20,6 +24,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VAULT_ATTRIBUTE = "vault"
 
 VaultProvider = Callable[[], "Vault"]
+# Every host of a scale-out runs `db upgrade` at its deployment, often at the same moment: a PostgreSQL advisory lock
+# on this key makes them take turns (see ``_one_migration_at_a_time``).
+MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"stadspas-adapter schema migration").digest()[:8], "big",
+                                    signed=True)
 
 
 class KeysNeeded(RuntimeError):
@@ -42,7 +50,7 @@ def upgrade(database: Database, revision: str = "head", *, vault: VaultProvider 
     from alembic import command
 
     config = alembic_config(database)
-    with database.engine.begin() as connection:
+    with _one_migration_at_a_time(database) as connection:
         config.attributes["connection"] = connection
         config.attributes[VAULT_ATTRIBUTE] = vault
         command.upgrade(config, revision)
@@ -52,10 +60,28 @@ def downgrade(database: Database, revision: str, *, vault: VaultProvider | None 
     from alembic import command
 
     config = alembic_config(database)
-    with database.engine.begin() as connection:
+    with _one_migration_at_a_time(database) as connection:
         config.attributes["connection"] = connection
         config.attributes[VAULT_ATTRIBUTE] = vault
         command.downgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _one_migration_at_a_time(database: Database) -> Iterator[Connection]:
+    """The migration's one transaction, begun once no other process is migrating this database.
+
+    Without it two hosts upgrading at once both see no ``alembic_version`` table (or the same old revision), both
+    create it, and the second fails on PostgreSQL's catalog with a unique violation, a traceback at a deployment.
+    The lock is taken before Alembic reads the revision and is freed at the commit, so the one that waited reads
+    the revision the other left and has nothing (or only the rest) to do. SQLite: the transaction takes the
+    database's write lock up front (``BEGIN IMMEDIATE``), which serialises the same way.
+    """
+    engine = database.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True}) if database.is_sqlite \
+        else database.engine
+    with engine.begin() as connection:
+        if database.is_postgres:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        yield connection
 
 
 def needs_vault(provider: VaultProvider | None, why: str) -> Vault:

@@ -68,6 +68,13 @@ class PostgresDatabases:
         self.created.append(name)
         return self.url_for(name)
 
+    def empty(self) -> str:
+        """A database with no schema at all, as a first installation finds it."""
+        name = f"spa_t_{uuid.uuid4().hex[:12]}"
+        self._run(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.url_for(name)
+
     def drop_all(self) -> None:
         for name in [*self.created, self.template]:
             self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from datetime import date, datetime, timezone
 
 import pytest
@@ -280,5 +283,23 @@ def test_0010_keys_the_stored_request_fingerprints_so_a_retry_across_the_upgrade
         with database.engine.connect() as connection:
             stored = connection.execute(text("SELECT request_hash FROM idempotency_records")).scalar_one()
         assert stored == request_fingerprint(vault.hashes, canonical)
+    finally:
+        database.dispose()
+
+
+def test_two_hosts_upgrading_an_empty_postgres_database_at_once_both_succeed(postgres_databases):
+    # Each host of a scale-out runs `db upgrade` at its deployment, and two deployments can start together. Separate
+    # processes, as hosts are: Alembic's migration context is one per process.
+    url = postgres_databases.empty()
+    start_at = time.time() + 3  # past every process's imports, so their migrations overlap
+    upgrade = ("import sys, time; from adapter import migrate; from adapter.db import Database; "
+               "time.sleep(max(0, float(sys.argv[2]) - time.time())); migrate.upgrade(Database(sys.argv[1]))")
+    hosts = [subprocess.Popen([sys.executable, "-c", upgrade, url, str(start_at)], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    failures = [host.stderr.read()[-400:] for host in hosts if host.wait(timeout=60) != 0]
+    assert failures == []  # none fails on a table another host created a moment before
+    database = Database(url)
+    try:
+        assert migrate.is_current(database)
     finally:
         database.dispose()
