@@ -30,10 +30,11 @@ Two ways to count:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +47,8 @@ from adapter.ratelimit import RateCounter, Verdict
 REDIS_URL_ENV = "ADAPTER_REDIS_URL"
 MAX_LEASE = 50  # hits one process takes from the shared counter at a time
 LEASE_SHARE = 20  # ... and at most 1/20 of the limit, so the loss at a window's end stays small
+# What a till or a cashier is asked to wait while the store does not answer (a restarting Redis is back by then).
+UNAVAILABLE_RETRY_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,14 @@ class PendingPeek:
     verdict: Callable[[Any], Verdict]
 
 
+class LimitsUnavailable(RuntimeError):
+    """The store the limits are counted in did not answer, so no limit can be judged.
+
+    The limits then fail closed: a look-up or payment that would count is refused rather than let through
+    uncounted (failing open would let an enumerator try pass numbers unthrottled while Redis is away).
+    """
+
+
 class Limiter(Protocol):
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Count one hit; not allowed once more than ``limit`` hits fell in this window."""
@@ -75,6 +86,9 @@ class Limiter(Protocol):
 
     def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
         """``peek`` in two halves: a column for the caller's statement, then the verdict on its value."""
+
+    def check(self) -> None:
+        """Raise LimitsUnavailable when the store does not answer (for the readiness check)."""
 
 
 def _window(now: float, window_seconds: int) -> tuple[int, int]:
@@ -130,6 +144,9 @@ class DatabaseLimiter:
 
         return PendingPeek(_HITS_NOW, {"rate_bucket": bucket, "rate_window_start": window_start}, verdict)
 
+    def check(self) -> None:
+        """Nothing of its own to check: the counts are in the database, which the readiness check asks itself."""
+
 
 _HITS_NOW = select(RateCounter.hits).where(RateCounter.bucket == bindparam("rate_bucket"),
                                            RateCounter.window_start == bindparam("rate_window_start")) \
@@ -138,7 +155,11 @@ _READ_HITS = select(_HITS_NOW)
 
 
 class RedisLimiter:
-    """INCR on one key per bucket and window, which expires with the window."""
+    """INCR on one key per bucket and window, which expires with the window.
+
+    A Redis that does not answer (stopped, restarted, unreachable) raises LimitsUnavailable from every call,
+    which the API answers with 503 and the operator's log names: see ``LimitsUnavailable`` for why it fails closed.
+    """
 
     def __init__(self, url: str, prefix: str = "stadspas-adapter:rate:", clock: Callable[[], float] = time.time):
         import redis  # only needed when Redis is configured
@@ -146,14 +167,16 @@ class RedisLimiter:
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
         self.clock = clock
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
 
     def hit(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         window_start, retry_after = _window(self.clock(), window_seconds)
         key = f"{self.prefix}{bucket}:{window_start}"
-        pipeline = self.client.pipeline(transaction=True)
-        pipeline.incr(key)
-        pipeline.expire(key, window_seconds + 1)
-        hits, _ = pipeline.execute()
+        with self._answering():
+            pipeline = self.client.pipeline(transaction=True)
+            pipeline.incr(key)
+            pipeline.expire(key, window_seconds + 1)
+            hits, _ = pipeline.execute()
         return Verdict(int(hits) <= limit, int(hits), retry_after)
 
     def hit_leased(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
@@ -161,11 +184,26 @@ class RedisLimiter:
 
     def peek(self, bucket: str, limit: int, window_seconds: int = 60) -> Verdict:
         window_start, retry_after = _window(self.clock(), window_seconds)
-        hits = int(self.client.get(f"{self.prefix}{bucket}:{window_start}") or 0)
+        with self._answering():
+            hits = int(self.client.get(f"{self.prefix}{bucket}:{window_start}") or 0)
         return Verdict(hits < limit, hits, retry_after)
 
     def peek_pending(self, bucket: str, limit: int, window_seconds: int = 60) -> PendingPeek:
         return PendingPeek(None, {}, lambda _nothing: self.peek(bucket, limit, window_seconds))
+
+    def check(self) -> None:
+        with self._answering():
+            self.client.ping()
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as error:
+            raise LimitsUnavailable(
+                f"Redis, where the rate limits are counted ({REDIS_URL_ENV}), did not answer ({type(error).__name__}); "
+                "balance checks, payments and sign-ins are refused until it does. Start Redis or check "
+                f"{REDIS_URL_ENV}; to count in the database instead, unset it and restart the API") from None
 
 
 def balance_checks_bucket(merchant_id: int) -> str:

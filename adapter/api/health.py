@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from adapter import migrate
 from adapter.api.problems import problem
+from adapter.limits import LimitsUnavailable
 
 blueprint = Blueprint("health", __name__)
 
@@ -19,7 +20,8 @@ def health():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/ready")
 def ready():  # type: ignore[no-untyped-def]
-    """The database answers and its schema is the one this code expects."""
+    """The database answers, its schema is the one this code expects, and Redis answers when the limits are
+    counted there (without it every look-up is refused: ``adapter.limits.LimitsUnavailable``)."""
     database = current_app.extensions["adapter_runtime"].db
     try:
         with database.read() as session:
@@ -29,6 +31,13 @@ def ready():  # type: ignore[no-untyped-def]
         current_app.logger.warning("readiness check: database unreachable")
         raise problem("database_unavailable", "De database is niet bereikbaar. Controleer ADAPTER_DATABASE_URL en of "
                                               "de databaseserver draait.") from None
+    try:
+        current_app.extensions["adapter_limiter"].check()
+    except LimitsUnavailable as exc:
+        current_app.logger.warning("readiness check: %s", exc)
+        raise problem("limits_unavailable", "Redis, waar de limieten worden geteld, is niet bereikbaar; saldochecks "
+                                            "en betalingen worden geweigerd. Start Redis of controleer "
+                                            "ADAPTER_REDIS_URL.") from None
     if not current:
         raise problem("migrations_pending", "Het databaseschema is niet actueel. Voer `stadspas-adapter db upgrade` "
                                             "uit.")

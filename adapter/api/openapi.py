@@ -50,18 +50,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/health", "getHealth", "The process answers (the database is not touched).",
               (200, schemas.HealthStatus), authenticated=False),
     Operation("get", "/v1/ready", "getReady", "The database answers and its schema is current.",
-              (200, schemas.ReadyStatus), ("database_unavailable", "migrations_pending"), authenticated=False),
+              (200, schemas.ReadyStatus), ("database_unavailable", "migrations_pending", "limits_unavailable"),
+              authenticated=False),
     Operation("get", "/v1/openapi.json", "getOpenApi", "This document.", (200, None), authenticated=False),
     Operation("post", "/v1/balance-checks", "checkBalance",
               "A pass's status, the holder's first name and age, and its budgets as this shop sees them.",
               (200, schemas.BalanceCheckResponse),
-              ("unauthorized", *_BODY_PROBLEMS, "pass_not_usable", "rate_limited"),
+              ("unauthorized", *_BODY_PROBLEMS, "pass_not_usable", "rate_limited", "limits_unavailable"),
               body=schemas.BalanceCheckRequest),
     Operation("post", "/v1/redemptions", "createRedemption",
               "Take an amount from a budget. Idempotent: the same key and body answer as the first time.",
               (201, schemas.RedemptionCreated),
               ("unauthorized", *_BODY_PROBLEMS, "pass_not_usable", "category_not_allowed", "budget_not_found",
-               "insufficient_balance", "idempotency_key_reused", "idempotency_request_in_progress", "rate_limited"),
+               "insufficient_balance", "idempotency_key_reused", "idempotency_request_in_progress", "rate_limited",
+               "limits_unavailable"),
               body=schemas.RedemptionCreate, idempotent_key=True,
               success_headers=("Location", "Idempotent-Replayed")),
     Operation("get", "/v1/redemptions", "listRedemptions",
@@ -162,7 +164,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
         problem_headers = {"API-Version": {"$ref": "#/components/headers/API-Version"}}
         if problem_status == 401:
             problem_headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
-        if problem_status in (409, 429):
+        if problem_status in (409, 429, 503):
             problem_headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
         if operation.idempotent_key and problem_status == 422:
             problem_headers["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}

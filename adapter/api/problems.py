@@ -12,6 +12,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, LimitsUnavailable
+
 PROBLEM_TYPE_BASE = "https://stadspas-adapter.example/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -36,6 +38,7 @@ CODES: dict[str, tuple[int, str]] = {
     "internal_error": (500, "Interne fout"),
     "database_unavailable": (503, "Dienst niet beschikbaar"),
     "migrations_pending": (503, "Dienst niet beschikbaar"),
+    "limits_unavailable": (503, "Dienst niet beschikbaar"),
 }
 
 
@@ -88,6 +91,18 @@ def init_app(app: Flask) -> None:
         response = problem_response(status, code, title, _HTTP_DETAILS[code], **extra)
         if code == "method_not_allowed" and error.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(LimitsUnavailable)
+    def _limits_unavailable(error: LimitsUnavailable):  # type: ignore[no-untyped-def]
+        # Expected while Redis restarts: one line that says what to do, not a traceback per request.
+        app.logger.warning("%s", error)
+        response = problem_response(
+            503, "limits_unavailable", CODES["limits_unavailable"][1],
+            "De kassadienst is even niet beschikbaar; er is niets afgeschreven. Probeer het over een minuut "
+            "opnieuw; blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.",
+            retry_after_seconds=UNAVAILABLE_RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
         return response
 
     @app.errorhandler(Exception)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -163,3 +164,32 @@ def test_concurrent_unknown_look_ups_pass_the_limit_by_at_most_those_in_flight(t
     burst, after = statuses[:12], statuses[12]
     assert set(burst) <= {404, 429} and 3 <= burst.count(404) <= 3 + 11, burst
     assert after == 429
+
+
+def test_when_redis_goes_away_the_counter_is_refused_with_503_and_ready_says_why(tmp_path, sqlite_url, vault):
+    """Fail closed (an enumerator is not let through uncounted), but as a 503 the till can act on, not a 500."""
+    import redis
+    from flask.testing import FlaskClient
+
+    from tests.api.live_server import free_port
+
+    api = build_api(tmp_path, sqlite_url, vault)
+    limiter = api.app.extensions["adapter_limiter"] = _redis_limiter()
+    child, key = api.child(amount_cents=5_000), api.shop()
+    assert api.check(key, child.pass_number).status_code == 200
+    limiter.client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=2)  # gone
+
+    for refused in (api.check(key, child.pass_number), api.check(key, "6400000000009999"),
+                    api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"})):
+        assert refused.status_code == 503 and refused.get_json()["code"] == "limits_unavailable"
+        assert "niets afgeschreven" in refused.get_json()["detail"] and refused.headers["Retry-After"]
+    assert api.balance_cents(child.budget_id) == 5_000
+    ready = api.client.get("/v1/ready")
+    assert ready.status_code == 503 and "ADAPTER_REDIS_URL" in ready.get_json()["detail"]
+    browser = FlaskClient(api.app, api.app.response_class, use_cookies=True)  # the pages are not in the OpenAPI
+    form = browser.get("/counter/aanmelden").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    sign_in = browser.post("/counter/aanmelden", data={"api_key": key, "csrf_token": token})
+    assert sign_in.status_code == 503 and sign_in.mimetype == "text/html"
+    assert "Probeer het over een minuut opnieuw" in sign_in.get_data(as_text=True)
+    api.db.dispose()

@@ -161,6 +161,14 @@ def _migrations_pending(api, monkeypatch):  # type: ignore[no-untyped-def]
     return empty.client.get("/v1/ready")
 
 
+def _limits_unavailable(api, monkeypatch):  # type: ignore[no-untyped-def]
+    from adapter.limits import RedisLimiter
+    from tests.api.live_server import free_port
+
+    api.app.extensions["adapter_limiter"] = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")  # nothing there
+    return api.check(api.shop(), "6400000000000011")
+
+
 PRODUCERS = {name.lstrip("_"): producer for name, producer in dict(globals()).items()
              if name.lstrip("_") in CODES and callable(producer)}
 
