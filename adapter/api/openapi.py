@@ -158,7 +158,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
         str(status): {"description": "Success.", "headers": headers,
                       "content": {"application/json": {"schema": success_schema}}}}
     by_status: dict[int, list[str]] = {}
-    for code in (*operation.problems, *COMMON_PROBLEMS):
+    # An operation that needs a key reads the database for it: a database restart answers 503 there too.
+    store_problems = ("database_unavailable",) if operation.authenticated else ()
+    for code in (*operation.problems, *store_problems, *COMMON_PROBLEMS):
         by_status.setdefault(CODES[code][0], []).append(code)
     for problem_status, codes in sorted(by_status.items()):
         problem_headers = {"API-Version": {"$ref": "#/components/headers/API-Version"}}

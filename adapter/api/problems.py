@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, LimitsUnavailable
@@ -102,6 +103,21 @@ def init_app(app: Flask) -> None:
             "De kassadienst is even niet beschikbaar; er is niets afgeschreven. Probeer het over een minuut "
             "opnieuw; blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.",
             retry_after_seconds=UNAVAILABLE_RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(error: DBAPIError):  # type: ignore[no-untyped-def]
+        # The database restarts or fails over, or the connection broke: the till should wait and retry, and the
+        # operator needs one line, not a traceback per request (the text of a database error can quote values).
+        app.logger.warning("database unavailable during a request (%s); it is retried on the till's next attempt",
+                           type(error.orig).__name__ if error.orig is not None else type(error).__name__)
+        response = problem_response(
+            503, "database_unavailable", CODES["database_unavailable"][1],
+            "De kassadienst kan de database even niet bereiken. Probeer het over een minuut opnieuw met dezelfde "
+            "Idempotency-Key: een betaling wordt nooit twee keer afgeschreven. Blijft het misgaan, neem dan contact "
+            "op met de helpdesk van de gemeente.", retry_after_seconds=UNAVAILABLE_RETRY_AFTER_SECONDS)
         response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
         return response
 

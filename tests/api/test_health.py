@@ -30,3 +30,16 @@ def test_unknown_address_is_a_problem_document(tmp_path, sqlite_url):
     response = client.get("/v1/nothing-here")
     body = response.get_json()
     assert response.status_code == 404 and body["code"] == "not_found" and body["status"] == 404
+
+
+def test_a_request_while_the_database_is_down_is_a_503_that_says_to_retry_with_the_same_key(tmp_path, vault):
+    from tests.api.conftest import build_api
+    from tests.api.live_server import free_port
+
+    # Nothing listens there: as during a PostgreSQL restart or failover.
+    down = build_api(tmp_path, f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none", vault)
+    answer = down.client.post("/v1/redemptions", json={"pass_number": "6400000000000011", "amount_cents": 100,
+                                                       "category": "school"},
+                              headers={"Authorization": "Bearer spk_any", "Idempotency-Key": "till-1-bon-9"})
+    assert answer.status_code == 503 and answer.get_json()["code"] == "database_unavailable"
+    assert "dezelfde Idempotency-Key" in answer.get_json()["detail"] and answer.headers["Retry-After"]
