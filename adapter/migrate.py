@@ -34,6 +34,17 @@ class KeysNeeded(RuntimeError):
     """A migration must re-encrypt stored personal data and was given no keys."""
 
 
+class SchemaNewerThanCode(RuntimeError):
+    """The database was migrated by a newer version of this program than the one running here."""
+
+    def __init__(self, current: str, newest_known: str):
+        self.current, self.newest_known = current, newest_known
+        super().__init__(
+            f"the database is at schema revision {current}, which this version of stadspas-adapter does not know (its "
+            f"newest is {newest_known}): a host running a newer version migrated it. Install that version here, as "
+            "on the other hosts; nothing was changed")
+
+
 def alembic_config(database: Database) -> Config:
     from alembic.config import Config
 
@@ -51,6 +62,9 @@ def upgrade(database: Database, revision: str = "head", *, vault: VaultProvider 
 
     config = alembic_config(database)
     with _one_migration_at_a_time(database) as connection:
+        # Read under the lock: a host that waited sees what the other one left. Alembic itself would only say
+        # "Can't locate revision", in a traceback, to an operator upgrading an older host of a scale-out.
+        _refuse_a_newer_schema(_revision_on(connection))
         config.attributes["connection"] = connection
         config.attributes[VAULT_ATTRIBUTE] = vault
         command.upgrade(config, revision)
@@ -98,6 +112,25 @@ def needs_vault(provider: VaultProvider | None, why: str) -> Vault:
         raise KeysNeeded(f"{why}, and the keys are missing ({exc}); {advice}") from None
 
 
+def _revision_on(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _refuse_a_newer_schema(current: str | None) -> None:
+    if current is not None and current not in known_revisions():
+        raise SchemaNewerThanCode(current, head_revision())
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this version's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(Database("sqlite://")))
+    return {migration.revision for migration in script.walk_revisions()}
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -113,4 +146,7 @@ def current_revision(database: Database) -> str | None:
 
 
 def is_current(database: Database) -> bool:
-    return current_revision(database) == head_revision()
+    """The schema is this version's newest; raises SchemaNewerThanCode when a newer version migrated it."""
+    current = current_revision(database)
+    _refuse_a_newer_schema(current)
+    return current == head_revision()

@@ -27,6 +27,11 @@ def ready():  # type: ignore[no-untyped-def]
         with database.read() as session:
             session.execute(text("SELECT 1"))
         current = migrate.is_current(database)
+    except migrate.SchemaNewerThanCode as exc:
+        current_app.logger.warning("readiness check: %s", exc)
+        raise problem("migrations_pending", f"Het databaseschema ({exc.current}) is nieuwer dan deze versie van de "
+                                            f"adapter kent ({exc.newest_known}). Installeer op deze server dezelfde "
+                                            "versie als op de andere servers; voer geen downgrade uit.") from None
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         current_app.logger.warning("readiness check: database unreachable")
         raise problem("database_unavailable", "De database is niet bereikbaar. Controleer ADAPTER_DATABASE_URL en of "

@@ -22,7 +22,7 @@ def db_upgrade(cli: CliContext, revision: str) -> None:
     try:
         # The keys are read only if a migration must re-encrypt stored personal data.
         migrate.upgrade(database, revision, vault=lambda: cli.runtime.vault)
-    except migrate.KeysNeeded as exc:
+    except (migrate.KeysNeeded, migrate.SchemaNewerThanCode) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"database at revision {migrate.current_revision(database)} ({database.engine.dialect.name})")
 
@@ -35,6 +35,8 @@ def db_current(cli: CliContext) -> None:
     current = migrate.current_revision(database)
     head = migrate.head_revision()
     click.echo(f"current {current or '(empty database)'}, newest {head}")
+    if current is not None and current not in migrate.known_revisions():
+        raise click.ClickException(str(migrate.SchemaNewerThanCode(current, head)))
     if current != head:
         raise click.ClickException("the schema is not current: run `stadspas-adapter db upgrade`")
 

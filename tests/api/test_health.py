@@ -43,3 +43,15 @@ def test_a_request_while_the_database_is_down_is_a_503_that_says_to_retry_with_t
                               headers={"Authorization": "Bearer spk_any", "Idempotency-Key": "till-1-bon-9"})
     assert answer.status_code == 503 and answer.get_json()["code"] == "database_unavailable"
     assert "dezelfde Idempotency-Key" in answer.get_json()["detail"] and answer.headers["Retry-After"]
+
+
+def test_ready_on_an_older_host_says_to_install_the_newer_version_not_to_migrate(tmp_path, sqlite_url):
+    from sqlalchemy import text
+
+    database = Database(sqlite_url)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))  # a later version migrated it
+    database.dispose()
+    response = create_app(settings=make_settings(tmp_path, sqlite_url)).test_client().get("/v1/ready")
+    assert response.status_code == 503 and response.get_json()["code"] == "migrations_pending"
+    assert "nieuwer" in response.get_json()["detail"] and "db upgrade" not in response.get_json()["detail"]

@@ -303,3 +303,22 @@ def test_two_hosts_upgrading_an_empty_postgres_database_at_once_both_succeed(pos
         assert migrate.is_current(database)
     finally:
         database.dispose()
+
+
+def test_an_older_host_is_told_a_newer_version_migrated_the_database(tmp_path, sqlite_url):
+    """A scale-out upgraded host by host: the database is ahead of the code on a host not yet upgraded."""
+    database = Database(sqlite_url)
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))  # a later version's
+        with pytest.raises(migrate.SchemaNewerThanCode, match="0099.*Install that version here"):
+            migrate.upgrade(database)
+        config = tmp_path / "adapter.yaml"
+        config.write_text(json.dumps({"environment": "development", "data_dir": str(tmp_path / "var"),
+                                      "database": {"url": sqlite_url}}), encoding="utf-8")
+        for command in (["db", "upgrade"], ["db", "current"]):
+            refused = CliRunner().invoke(cli, ["--config", str(config), *command])
+            assert refused.exit_code == 1 and "running a newer version migrated it" in refused.output
+        assert migrate.current_revision(database) == "0099"
+    finally:
+        database.dispose()
