@@ -94,8 +94,15 @@ def init_app(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
 
+    def _web_page(error: Exception):  # type: ignore[no-untyped-def]
+        page_for = app.extensions.get("adapter_page_for_error")  # a Dutch page under the web pages (adapter.web)
+        return page_for(error) if page_for is not None else None
+
     @app.errorhandler(LimitsUnavailable)
     def _limits_unavailable(error: LimitsUnavailable):  # type: ignore[no-untyped-def]
+        page = _web_page(error)
+        if page is not None:
+            return page
         # Expected while Redis restarts: one line that says what to do, not a traceback per request.
         app.logger.warning("%s", error)
         response = problem_response(
@@ -109,6 +116,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_unavailable(error: DBAPIError):  # type: ignore[no-untyped-def]
+        page = _web_page(error)
+        if page is not None:
+            return page
         # The database restarts or fails over, or the connection broke: the till should wait and retry, and the
         # operator needs one line, not a traceback per request (the text of a database error can quote values).
         app.logger.warning("database unavailable during a request (%s); it is retried on the till's next attempt",
@@ -123,6 +133,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        page = _web_page(error)
+        if page is not None:
+            return page
         # The exception text may hold personal data; it goes to the log, never to the client.
         app.logger.exception("unhandled error in request")
         return problem_response(500, "internal_error", CODES["internal_error"][1],

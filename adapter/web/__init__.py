@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from adapter.csvexport import euros_text
 from adapter.periods import LOCAL_ZONE
-from adapter.web import admin, counter, security
+from adapter.web import admin, counter, error_pages, security
 
 WEB_BLUEPRINTS = ("counter", "admin", "web_static")
 
@@ -39,6 +39,8 @@ def init_app(app: Flask) -> None:
     # A wrong address or method under the pages is answered as a page, in Dutch, not as the API's problem+json:
     # a cashier's browser shows it (adapter.api.problems asks this first).
     app.extensions["adapter_page_for_http_error"] = _page_for_http_error
+    # ... and so is a database or Redis that does not answer, or a fault of ours (adapter.web.error_pages).
+    app.extensions["adapter_page_for_error"] = error_pages.page_for_error
 
     @app.after_request
     def _headers(response):  # type: ignore[no-untyped-def]
@@ -47,7 +49,6 @@ def init_app(app: Flask) -> None:
         return response
 
 
-_WEB_PREFIXES = ("/counter", "/admin")
 _NOT_HERE = {
     404: ("Deze pagina bestaat niet", "Op dit adres staat geen pagina; misschien is de link oud of verkeerd getypt."),
     405: ("Dit kan zo niet", "Deze pagina kan zo niet worden gebruikt; ga terug en gebruik de knoppen op de pagina."),
@@ -56,7 +57,7 @@ _NOT_HERE = {
 
 def _page_for_http_error(error: HTTPException):  # type: ignore[no-untyped-def]
     """A Dutch page for a 404 or 405 under the web pages; None elsewhere (the API answers those itself)."""
-    if error.code not in _NOT_HERE or not request.path.startswith(_WEB_PREFIXES):
+    if error.code not in _NOT_HERE or not request.path.startswith(error_pages.WEB_PREFIXES):
         return None
     heading, what = _NOT_HERE[error.code]
     response = make_response(render_template("not_here.html", heading=heading, what=what), error.code)

@@ -7,7 +7,6 @@ from collections import defaultdict
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
 from adapter import admins, reports, web_sessions
-from adapter.limits import LimitsUnavailable
 from adapter.models import utcnow
 from adapter.periods import PeriodError, local_day, parse_period
 from adapter.settlement import list_batches
@@ -15,7 +14,6 @@ from adapter.web import security
 from adapter.web.charts import Series, bar_chart
 
 blueprint = Blueprint("admin", __name__, template_folder="templates")
-blueprint.register_error_handler(LimitsUnavailable, security.page_for_limits_unavailable)
 SESSION_KEY = "admin_session"  # the sign-in's row id (adapter.web_sessions), not the account's
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from adapter import counter, ledger, merchants, web_sessions
 from adapter.crypto import KeyedHashes, request_fingerprint
 from adapter.csvexport import euros_text
-from adapter.limits import LimitsUnavailable
 from adapter.models import Budget, Merchant, MerchantKey, Pass, Redemption, utcnow
 from adapter.money import AmountError, parse_euros
 from adapter.periods import local_midnight_utc
@@ -26,7 +25,6 @@ from adapter.redaction import pass_number_tail
 from adapter.web import abuse, security
 
 blueprint = Blueprint("counter", __name__, template_folder="templates")
-blueprint.register_error_handler(LimitsUnavailable, security.page_for_limits_unavailable)
 # Our own stylesheet, served by us (the CSP allows nothing from elsewhere).
 static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
 

@@ -7,11 +7,11 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, Request, Response, abort, current_app, make_response, render_template, request, session
+from flask import Flask, Request, Response, abort, current_app, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from adapter import web_sessions
-from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, Limiter, LimitsUnavailable
+from adapter.limits import Limiter
 
 SECRET_KEY_ENV = "ADAPTER_WEB_SECRET_KEY"
 DEV_SECRET_FILE = "web-secret.key"
@@ -124,15 +124,3 @@ def count_failed_sign_in(bucket: str, limit: int, window_seconds: int = 60) -> N
 
 def _limiter() -> Limiter:
     return current_app.extensions["adapter_limiter"]
-
-
-def page_for_limits_unavailable(error: LimitsUnavailable) -> Response:
-    """Redis, where sign-ins and look-ups are counted, does not answer: a Dutch page that says to wait, for the
-    cashier, instead of a traceback in the log and JSON in the browser (the API answers a 503 problem document)."""
-    current_app.logger.warning("%s", error)
-    response = make_response(render_template(
-        "not_here.html", heading="Even niet beschikbaar",
-        what="De kassadienst kan dit nu niet controleren. Probeer het over een minuut opnieuw; blijft het "
-             "misgaan, neem dan contact op met de helpdesk van de gemeente."), 503)
-    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
-    return add_security_headers(response)

@@ -236,3 +236,42 @@ def test_a_report_download_is_not_kept_in_the_browsers_cache(web_app, web_world)
     assert download.status_code == 200 and download.mimetype == "text/csv"
     assert download.headers["Cache-Control"] == "no-store"
     assert client.get("/admin/").headers["Cache-Control"] == "no-store"
+
+
+def _fails_with(error):  # type: ignore[no-untyped-def]
+    def failing(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise error
+    return failing
+
+
+def test_a_database_that_does_not_answer_is_a_dutch_page_that_does_not_say_nothing_was_paid(
+        client, web_world, monkeypatch):  # type: ignore[no-untyped-def]
+    """The cashier's browser showed the API's JSON. A payment whose commit was under way may have gone through:
+    the page says to send the same form again (which pays once), not that nothing was paid."""
+    from sqlalchemy.exc import OperationalError
+
+    from adapter.web import counter
+
+    _signed_in(client, web_world)
+    monkeypatch.setattr(counter, "_todays_redemptions",
+                        _fails_with(OperationalError("SELECT", {}, Exception("server closed the connection"))))
+    page = client.get("/counter/")
+    assert page.status_code == 503 and page.mimetype == "text/html" and page.headers["Retry-After"] == "30"
+    text = page.get_data(as_text=True)
+    assert "Even niet beschikbaar" in text and "hetzelfde formulier" in text and "niets verwerkt" not in text
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_a_fault_of_ours_in_a_page_is_a_dutch_page_without_its_text(web_app, web_world, monkeypatch, caplog):  # type: ignore[no-untyped-def]
+    from adapter.web import admin
+
+    client = web_app.test_client()
+    _admin_signed_in(client, web_world)
+    monkeypatch.setattr(admin, "_tables", _fails_with(RuntimeError("kapot bij Sanne 999993653")))
+    page = client.get("/admin/")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "Er ging bij ons iets mis" in text and "Sanne" not in text and "999993653" not in text
+    assert "unhandled error in a page" in caplog.text
+    # The API keeps its problem documents.
+    assert web_app.test_client().get("/v1/nergens").mimetype == "application/problem+json"

@@ -1,0 +1,61 @@
+"""The Dutch pages a cashier or an officer sees when a web page cannot be served.
+
+The API answers these cases with problem documents (``adapter.api.problems``), which a browser would show as
+JSON: a cashier at a busy counter needs a page in Dutch that says whether anything was paid and what to do.
+"""
+
+from __future__ import annotations
+
+from flask import Response, current_app, make_response, render_template, request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, LimitsUnavailable
+from adapter.web.security import add_security_headers
+
+WEB_PREFIXES = ("/counter", "/admin")
+TRY_AGAIN = "Probeer het over een minuut opnieuw; blijft het misgaan, neem dan contact op met de helpdesk van de gemeente."
+
+
+def page_for_error(error: Exception) -> Response | None:
+    """The page for an error raised while serving a web page (asked by ``adapter.api.problems`` before it writes a
+    problem document); None for the API's own addresses."""
+    if not request.path.startswith(WEB_PREFIXES):
+        return None
+    if isinstance(error, LimitsUnavailable):
+        return page_for_limits_unavailable(error)
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return page_for_database_unavailable(error)
+    return page_for_unexpected_error(error)
+
+
+def page_for_limits_unavailable(error: LimitsUnavailable) -> Response:
+    """Redis, where sign-ins and look-ups are counted, does not answer: nothing was looked up or paid."""
+    current_app.logger.warning("%s", error)
+    return _page(503, "Even niet beschikbaar", f"De kassadienst kan dit nu niet controleren. {TRY_AGAIN}",
+                 nothing_done=True, retry_after=True)
+
+
+def page_for_database_unavailable(error: DBAPIError) -> Response:
+    """The database restarts or the connection broke. A payment whose commit was under way may have gone through,
+    so the page does not say nothing was paid: sending the same form again pays once (its idempotency key)."""
+    current_app.logger.warning("database unavailable during a page (%s)", type(error.orig or error).__name__)
+    return _page(503, "Even niet beschikbaar", "De kassadienst kan de database even niet bereiken. Probeer het over "
+                 "een minuut opnieuw met hetzelfde formulier: een betaling wordt nooit twee keer afgeschreven. "
+                 "Blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.", retry_after=True)
+
+
+def page_for_unexpected_error(error: Exception) -> Response:
+    """A fault of ours."""
+    # The exception text may hold personal data: the log's redaction sees it, the page never shows it.
+    current_app.logger.exception("unhandled error in a page")
+    return _page(500, "Er ging iets mis", "Er ging bij ons iets mis. Probeer het over een minuut opnieuw met "
+                 "hetzelfde formulier: een betaling wordt nooit twee keer afgeschreven. Blijft het misgaan, neem "
+                 "dan contact op met de helpdesk van de gemeente.")
+
+
+def _page(status: int, heading: str, what: str, *, nothing_done: bool = False, retry_after: bool = False) -> Response:
+    response = make_response(render_template("not_here.html", heading=heading, what=what,
+                                             nothing_done=nothing_done), status)
+    if retry_after:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return add_security_headers(response)
