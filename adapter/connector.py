@@ -154,6 +154,17 @@ class CheckBuilder:
     def not_applicable(self, name: str, message: str) -> None:
         self._steps.append(CheckStep(name, None, message))
 
+    def options_valid(self, connector: Connector) -> bool:
+        """Whether ``connector``'s options are valid; when not, the settings step fails listing every problem."""
+        if connector.option_problems:
+            self.failed_with("settings", "; ".join(connector.option_problems))
+            return False
+        return True
+
+    def failed_from(self, name: str, error: ConnectorError) -> None:
+        """The step failed with a connector's error: what happened, then what to do."""
+        self.failed_with(name, f"{error.what_happened}. {error.what_to_do}")
+
     def result(self) -> CheckResult:
         done = {step.name for step in self._steps}
         skipped = [
@@ -205,6 +216,24 @@ class Connector(abc.ABC):
     def resolve_path(self, path: Path) -> Path:
         path = Path(path).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+    def newest_export(self, path: Path, file_pattern: str, newest_by: str = "name") -> Path:
+        """The export to read for a source that drops files: ``path`` itself when it is a file, else the newest
+        file in that folder matching ``file_pattern``, by name (dated file names) or by ``"mtime"``. Raises a
+        ConnectorError the operator can act on when there is none."""
+        path = self.resolve_path(path)
+        if path.is_file():
+            return path
+        if path.is_dir():
+            candidates = [item for item in path.glob(file_pattern) if item.is_file()]
+            if not candidates:
+                raise ConnectorError(self.source_name, f"the folder {path} holds no file matching '{file_pattern}'",
+                                     "Check that last night's export arrived, or correct options.file_pattern")
+            if newest_by == "mtime":
+                return max(candidates, key=lambda item: (item.stat().st_mtime, item.name))
+            return max(candidates, key=lambda item: item.name)
+        raise ConnectorError(self.source_name, f"the export {path} does not exist",
+                             "Check options.path, and that the export job wrote its file")
 
     @abc.abstractmethod
     def records(self) -> Iterator[SourceRecord]:

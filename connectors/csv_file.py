@@ -57,25 +57,7 @@ class CsvConnector(Connector):
     def current_file(self) -> Path:
         """The file to read: the path itself, or the newest export in the folder."""
         options: CsvOptions = self.options
-        path = self.resolve_path(options.path)
-        if path.is_file():
-            return path
-        if path.is_dir():
-            candidates = [item for item in path.glob(options.file_pattern) if item.is_file()]
-            if not candidates:
-                raise ConnectorError(
-                    self.source_name,
-                    f"the folder {path} holds no file matching '{options.file_pattern}'",
-                    "Check that last night's export arrived, or correct options.file_pattern",
-                )
-            if options.newest_by == "mtime":
-                return max(candidates, key=lambda item: (item.stat().st_mtime, item.name))
-            return max(candidates, key=lambda item: item.name)
-        raise ConnectorError(
-            self.source_name,
-            f"the export {path} does not exist",
-            "Check options.path, and that the export job wrote its file",
-        )
+        return self.newest_export(options.path, options.file_pattern, options.newest_by)
 
     def detect_encoding(self, path: Path) -> str:
         """utf-8-sig with a BOM; utf-8 if the whole file decodes as such; else cp1252."""
@@ -165,8 +147,7 @@ class CsvConnector(Connector):
 
     def check(self) -> CheckResult:
         check = CheckBuilder(self.source_name, "csv")
-        if self.option_problems:
-            check.failed_with("settings", "; ".join(self.option_problems))
+        if not check.options_valid(self):
             return check.result()
         check.passed("settings", "options are valid")
         try:
@@ -177,7 +158,7 @@ class CsvConnector(Connector):
                     stream.readline()
                 first_line = stream.readline()
         except ConnectorError as exc:
-            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("connection", exc)
             return check.result()
         except (OSError, UnicodeDecodeError) as exc:
             check.failed_with("connection", f"cannot read the export: {exc.__class__.__name__}. "

@@ -207,8 +207,7 @@ class RestConnector(HttpConnector):
 
     def check(self) -> CheckResult:
         check = CheckBuilder(self.source_name, "rest")
-        if self.option_problems:
-            check.failed_with("settings", "; ".join(self.option_problems))
+        if not check.options_valid(self):
             return check.result()
         options: RestOptions = self.options
         if not os.environ.get(options.api_key_env):
@@ -227,10 +226,10 @@ class RestConnector(HttpConnector):
             _, total = self._items_and_total(body)
         except SourceAuthError as exc:
             check.passed("connection", f"the API at {options.base_url} answers")
-            check.failed_with("credentials", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("credentials", exc)
             return check.result()
         except ConnectorError as exc:
-            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("connection", exc)
             return check.result()
         check.passed("connection", f"the API at {options.base_url} answers")
         check.passed("credentials", f"the key is accepted; the API reports {total} cardholders")

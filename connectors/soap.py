@@ -308,13 +308,12 @@ class SoapConnector(HttpConnector):
 
     def check(self) -> CheckResult:
         check = CheckBuilder(self.source_name, "soap")
-        if self.option_problems:
-            check.failed_with("settings", "; ".join(self.option_problems))
+        if not check.options_valid(self):
             return check.result()
         try:
             client, service, answers = self._open()
         except ConnectorError as exc:
-            check.failed_with("settings", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("settings", exc)
             return check.result()
         slower = (f"; its answers go through zeep's own, slower parse ({answers.unmirrored_because})"
                   if answers.unmirrored_because else "")
@@ -330,10 +329,10 @@ class SoapConnector(HttpConnector):
                        retries=0)
         except SourceFault as exc:
             check.passed("connection", f"the service at {address} answers")
-            check.failed_with("credentials", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("credentials", exc)
             return check.result()
         except ConnectorError as exc:
-            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("connection", exc)
             return check.result()
         check.passed("connection", f"the service at {address} answers")
         check.passed("credentials", "a first page was read")

@@ -37,18 +37,7 @@ class JsonLinesConnector(Connector):
 
     def current_file(self) -> Path:
         options: JsonLinesOptions = self.options
-        path = self.resolve_path(options.path)
-        if path.is_file():
-            return path
-        if path.is_dir():
-            candidates = [item for item in path.glob(options.file_pattern) if item.is_file()]
-            if not candidates:
-                raise ConnectorError(self.source_name, f"the folder {path} holds no file matching "
-                                     f"'{options.file_pattern}'", "Check that last night's upload arrived")
-            if options.newest_by == "mtime":
-                return max(candidates, key=lambda item: (item.stat().st_mtime, item.name))
-            return max(candidates, key=lambda item: item.name)
-        raise ConnectorError(self.source_name, f"the export {path} does not exist", "Check options.path")
+        return self.newest_export(options.path, options.file_pattern, options.newest_by)
 
     def records(self) -> Iterator[SourceRecord]:
         options: JsonLinesOptions = self.options
@@ -82,8 +71,7 @@ class JsonLinesConnector(Connector):
 
     def check(self) -> CheckResult:
         check = CheckBuilder(self.source_name, "jsonl")
-        if self.option_problems:
-            check.failed_with("settings", "; ".join(self.option_problems))
+        if not check.options_valid(self):
             return check.result()
         check.passed("settings", "options are valid")
         try:
@@ -91,7 +79,7 @@ class JsonLinesConnector(Connector):
             with path.open("rb") as stream:
                 first_line = stream.readline(self.options.max_line_bytes + 1)
         except ConnectorError as exc:
-            check.failed_with("connection", f"{exc.what_happened}. {exc.what_to_do}")
+            check.failed_from("connection", exc)
             return check.result()
         except OSError as exc:
             check.failed_with("connection", f"cannot read the export: {exc.__class__.__name__}. "
