@@ -122,8 +122,12 @@ class _FromWorker:
         elif self.then == "hang":
             time.sleep(3600)  # a connector with no timeout of its own, waiting on a source that never answers
         elif self.then == "slow":
+            # 4.5 s in all, longer than the test's stall deadline (4 s), but never 4 s without a record: only
+            # records sent as they come keep it from stalling. The first comes at once, so a worker slow to start
+            # on a busy machine does not count against the deadline.
             for number in range(4):
-                time.sleep(0.4)  # slower than the deadline between records sent, never stalled
+                if number:
+                    time.sleep(1.5)
                 yield RejectedRecord(source_key=f"slow {number}", reasons=("read",))
         elif self.then == "forever":
             while True:
@@ -221,7 +225,7 @@ def test_a_source_that_sends_nothing_for_the_stall_deadline_fails_the_reading_an
 
 def test_a_slow_source_that_keeps_sending_is_not_stalled():
     # The worker sends what it has every flush_seconds, so a source slower than a chunk per deadline still moves.
-    with ReadAhead(_FromWorker("slow"), stall_seconds=1.0, flush_seconds=0.1) as records:
+    with ReadAhead(_FromWorker("slow"), stall_seconds=4.0, flush_seconds=0.1) as records:
         keys = [record.source_key for record in records]
     assert keys[1:] == [f"slow {number}" for number in range(4)]
 
