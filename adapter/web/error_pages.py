@@ -14,6 +14,12 @@ from adapter.web.security import add_security_headers
 
 WEB_PREFIXES = ("/counter", "/admin")
 TRY_AGAIN = "Probeer het over een minuut opnieuw; blijft het misgaan, neem dan contact op met de helpdesk van de gemeente."
+# The forms that move money. Their commit may have gone through before the fault: sending that same form again pays
+# once, but a cashier who scans the pass again gets a fresh form (a new idempotency key), which pays a second time.
+MONEY_FORMS = ("counter.redeem", "counter.reverse")
+LOOK_FIRST = ("Misschien is de betaling of terugboeking toch verwerkt. Kijk over een minuut op de kassapagina onder "
+              "'Betalingen vandaag' of ze erbij staat, voordat u opnieuw afrekent of terugboekt; blijft het misgaan, "
+              "neem dan contact op met de helpdesk van de gemeente.")
 
 
 def page_for_error(error: Exception) -> Response | None:
@@ -37,20 +43,21 @@ def page_for_limits_unavailable(error: LimitsUnavailable) -> Response:
 
 def page_for_database_unavailable(error: DBAPIError) -> Response:
     """The database restarts or the connection broke. A payment whose commit was under way may have gone through,
-    so the page does not say nothing was paid: sending the same form again pays once (its idempotency key)."""
+    so the page does not say nothing was paid: it says to look before paying again."""
     current_app.logger.warning("database unavailable during a page (%s)", type(error.orig or error).__name__)
-    return _page(503, "Even niet beschikbaar", "De kassadienst kan de database even niet bereiken. Probeer het over "
-                 "een minuut opnieuw met hetzelfde formulier: een betaling wordt nooit twee keer afgeschreven. "
-                 "Blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.", retry_after=True)
+    return _page(503, "Even niet beschikbaar", f"De kassadienst kan de database even niet bereiken. {_next_step()}",
+                 retry_after=True)
 
 
 def page_for_unexpected_error(error: Exception) -> Response:
     """A fault of ours."""
     # The exception text may hold personal data: the log's redaction sees it, the page never shows it.
     current_app.logger.exception("unhandled error in a page")
-    return _page(500, "Er ging iets mis", "Er ging bij ons iets mis. Probeer het over een minuut opnieuw met "
-                 "hetzelfde formulier: een betaling wordt nooit twee keer afgeschreven. Blijft het misgaan, neem "
-                 "dan contact op met de helpdesk van de gemeente.")
+    return _page(500, "Er ging iets mis", f"Er ging bij ons iets mis. {_next_step()}")
+
+
+def _next_step() -> str:
+    return LOOK_FIRST if request.endpoint in MONEY_FORMS else TRY_AGAIN
 
 
 def _page(status: int, heading: str, what: str, *, nothing_done: bool = False, retry_after: bool = False) -> Response:

@@ -246,8 +246,8 @@ def _fails_with(error):  # type: ignore[no-untyped-def]
 
 def test_a_database_that_does_not_answer_is_a_dutch_page_that_does_not_say_nothing_was_paid(
         client, web_world, monkeypatch):  # type: ignore[no-untyped-def]
-    """The cashier's browser showed the API's JSON. A payment whose commit was under way may have gone through:
-    the page says to send the same form again (which pays once), not that nothing was paid."""
+    """The cashier's browser showed the API's JSON. The page says to try again, not that nothing was paid (a payment
+    whose commit was under way may have gone through: see the test after the next)."""
     from sqlalchemy.exc import OperationalError
 
     from adapter.web import counter
@@ -258,7 +258,7 @@ def test_a_database_that_does_not_answer_is_a_dutch_page_that_does_not_say_nothi
     page = client.get("/counter/")
     assert page.status_code == 503 and page.mimetype == "text/html" and page.headers["Retry-After"] == "30"
     text = page.get_data(as_text=True)
-    assert "Even niet beschikbaar" in text and "hetzelfde formulier" in text and "niets verwerkt" not in text
+    assert "Even niet beschikbaar" in text and "over een minuut opnieuw" in text and "niets verwerkt" not in text
     assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
 
 
@@ -275,3 +275,31 @@ def test_a_fault_of_ours_in_a_page_is_a_dutch_page_without_its_text(web_app, web
     assert "unhandled error in a page" in caplog.text
     # The API keeps its problem documents.
     assert web_app.test_client().get("/v1/nergens").mimetype == "application/problem+json"
+
+
+def test_a_payment_that_may_have_gone_through_says_to_look_before_paying_again(client, web_world, monkeypatch):  # type: ignore[no-untyped-def]
+    """The database went away after the payment's commit: the page must not send the cashier back to scan the pass
+    and pay with a fresh form (a new key: a second debit), promising that nothing is ever paid twice. It says to
+    look under 'Betalingen vandaag' first."""
+    from sqlalchemy.exc import OperationalError
+
+    from adapter import counter as core_counter
+    from adapter.models import Budget
+
+    real_redeem = core_counter.redeem
+
+    def committed_then_lost(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_redeem(*args, **kwargs)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    _signed_in(client, web_world)
+    token = _csrf(client.get("/counter/"))
+    monkeypatch.setattr(core_counter, "redeem", committed_then_lost)
+    page = client.post("/counter/afrekenen", data={"csrf_token": token, "pass_number": web_world.pass_number,
+                                                   "budget_id": str(web_world.budget_id), "amount": "5,00",
+                                                   "idempotency_key": "form-1"})
+    assert page.status_code == 503
+    text = page.get_data(as_text=True)
+    with web_world.db.read() as session:
+        assert session.get(Budget, web_world.budget_id).balance_cents == 9_500  # it was paid
+    assert "Betalingen vandaag" in text and "niets verwerkt" not in text and "nooit twee keer" not in text
