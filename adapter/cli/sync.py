@@ -6,7 +6,6 @@ Exit codes of a sync, for cron wrappers and monitoring:
 
 from __future__ import annotations
 
-import getpass
 import sys
 import time
 from collections.abc import Iterable
@@ -14,7 +13,7 @@ from typing import IO
 
 import click
 
-from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.base import CliContext, operator_actor, pass_cli
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.rules import BudgetRules, RulesError, load_rules
 from adapter.rules_trail import load_rules_recorded
@@ -54,7 +53,7 @@ def sync_run(cli: CliContext, source: str, dry_run: bool, force: bool) -> None:
     # Imported here: the connectors layer is its own package area and the sync engine does not need it.
     from adapter.sources import read_source
 
-    actor = f"operator:{getpass.getuser()}" if force else "operator"
+    actor = operator_actor() if force else "operator"
     # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the source's lock.
     with read_source(settings.sources[source], source_name=source,
                      base_dir=config_path_from_env(cli.config_path).resolve().parent,

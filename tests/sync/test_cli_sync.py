@@ -192,3 +192,20 @@ def test_a_changed_rules_file_read_by_two_processes_at_once_is_recorded_once(tmp
     finally:
         db.dispose()
     assert sorted(results) == [False, True] and len(entries) == 1, entries
+
+
+def test_a_forced_sync_runs_where_the_user_has_no_name(tmp_path, sqlite_url, source_records, monkeypatch):
+    """A container started under a user id with no passwd entry (OpenShift's random ids, `docker run --user`):
+    `sync --force` crashed on the operator's name, as the merchants and settlement commands no longer do."""
+    import getpass
+
+    def no_passwd_entry() -> str:
+        raise KeyError("getpwuid(): uid not found: 1000650000")
+
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    source_records["records"] = household_records(3)
+    result = CliRunner().invoke(cli, ["--config", str(_config(tmp_path, sqlite_url)), "sync", "gemeente", "--force"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output
