@@ -103,12 +103,15 @@ def init_app(app: Flask) -> None:
         page = _web_page(error)
         if page is not None:
             return page
-        # Expected while Redis restarts: one line that says what to do, not a traceback per request.
+        # Expected while Redis restarts: one line that says what to do, not a traceback per request. The limits are
+        # judged before the key's record is read, so a till's retry of a paid redemption is refused here too.
         app.logger.warning("%s", error)
         response = problem_response(
             503, "limits_unavailable", CODES["limits_unavailable"][1],
-            "De kassadienst is even niet beschikbaar; er is niets afgeschreven. Probeer het over een minuut "
-            "opnieuw; blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.",
+            "De kassadienst is even niet beschikbaar; dit verzoek heeft niets afgeschreven, maar een eerdere poging "
+            "met dezelfde Idempotency-Key kan wel gelukt zijn. Probeer het over een minuut opnieuw met dezelfde "
+            "Idempotency-Key: dan krijgt u het antwoord van de eerste poging en wordt er nooit twee keer "
+            "afgeschreven. Blijft het misgaan, neem dan contact op met de helpdesk van de gemeente.",
             retry_after_seconds=UNAVAILABLE_RETRY_AFTER_SECONDS)
         response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
         return response

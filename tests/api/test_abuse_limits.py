@@ -193,3 +193,26 @@ def test_when_redis_goes_away_the_counter_is_refused_with_503_and_ready_says_why
     assert sign_in.status_code == 503 and sign_in.mimetype == "text/html"
     assert "Probeer het over een minuut opnieuw" in sign_in.get_data(as_text=True)
     api.db.dispose()
+
+
+def test_a_retry_of_a_paid_redemption_while_redis_is_away_does_not_tell_the_till_it_is_unpaid(
+        tmp_path, sqlite_url, vault):  # type: ignore[no-untyped-def]
+    """The till retries with the same key, as a 503 database_unavailable told it to, after the first attempt was
+    paid. The limits are judged before the key's record is read, so with Redis away the retry is refused: the answer
+    must not let the till conclude the sale is unpaid, but say to retry with the same key."""
+    import redis
+
+    from tests.api.live_server import free_port
+
+    api = build_api(tmp_path, sqlite_url, vault)
+    limiter = api.app.extensions["adapter_limiter"] = _redis_limiter()
+    child, key = api.child(amount_cents=5_000), api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"}
+    assert api.redeem(key, body, key="till-1-bon-7").status_code == 201
+    limiter.client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=2)  # gone
+
+    retry = api.redeem(key, body, key="till-1-bon-7")
+    assert retry.status_code == 503 and retry.get_json()["code"] == "limits_unavailable"
+    assert api.balance_cents(child.budget_id) == 4_500  # the first attempt was paid
+    assert "dezelfde Idempotency-Key" in retry.get_json()["detail"]
+    api.db.dispose()
