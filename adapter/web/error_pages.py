@@ -35,10 +35,12 @@ def page_for_error(error: Exception) -> Response | None:
 
 
 def page_for_limits_unavailable(error: LimitsUnavailable) -> Response:
-    """Redis, where sign-ins and look-ups are counted, does not answer: nothing was looked up or paid."""
+    """Redis, where sign-ins and look-ups are counted, does not answer: nothing was looked up or paid by this
+    request. But the limits are judged before a payment form's key is: the same form sent again after its payment
+    went through is refused here too, so after a payment form the page says to look first."""
     current_app.logger.warning("%s", error)
-    return _page(503, "Even niet beschikbaar", f"De kassadienst kan dit nu niet controleren. {TRY_AGAIN}",
-                 nothing_done=True, retry_after=True)
+    return _page(503, "Even niet beschikbaar", f"De kassadienst kan dit nu niet controleren. {_next_step()}",
+                 nothing_done=request.endpoint not in MONEY_FORMS, retry_after=True)
 
 
 def page_for_database_unavailable(error: DBAPIError) -> Response:

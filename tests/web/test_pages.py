@@ -303,3 +303,25 @@ def test_a_payment_that_may_have_gone_through_says_to_look_before_paying_again(c
     with web_world.db.read() as session:
         assert session.get(Budget, web_world.budget_id).balance_cents == 9_500  # it was paid
     assert "Betalingen vandaag" in text and "niets verwerkt" not in text and "nooit twee keer" not in text
+
+
+def test_a_payment_form_sent_again_while_redis_is_away_does_not_say_nothing_was_paid(web_app, web_world):  # type: ignore[no-untyped-def]
+    """The limits are judged before the form's key is looked at: a form sent again after its payment went through
+    is refused while Redis is away, and 'Er is niets verwerkt' would tell the cashier it was never paid."""
+    import redis
+
+    from tests.api.live_server import free_port
+    from tests.conftest import redis_limiter
+
+    client = web_app.test_client()
+    _signed_in(client, web_world)
+    token = _csrf(client.get("/counter/"))
+    form = {"csrf_token": token, "pass_number": web_world.pass_number, "budget_id": str(web_world.budget_id),
+            "amount": "5,00", "idempotency_key": "form-1"}
+    limiter = web_app.extensions["adapter_limiter"] = redis_limiter(clock=lambda: 1_000_000.0)
+    assert client.post("/counter/afrekenen", data=form).status_code == 303  # paid
+    limiter.client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=2)  # gone
+    again = client.post("/counter/afrekenen", data=form)
+    assert again.status_code == 503
+    text = again.get_data(as_text=True)
+    assert "niets verwerkt" not in text and "Betalingen vandaag" in text
