@@ -166,6 +166,7 @@ def expire(session: Session, budget_id: int, actor: str, note: str | None = None
     return _append(session, budget_id, EntryKind.EXPIRY, -left_cents, 0, actor, note)
 
 
+CORRECTION_REASON_MAX_LENGTH = 500  # the ledger entry's note (adapter.models.LedgerEntry.note)
 # How long an identical correction of a budget counts as the same one typed again (see ``correct``).
 REPEATED_CORRECTION_WINDOW = timedelta(hours=24)
 
@@ -183,6 +184,8 @@ def correct(session: Session, budget_id: int, amount_cents: int, actor: str, rea
         raise LedgerError("a correction of 0 cents changes nothing")
     if not reason.strip():
         raise LedgerError("a correction needs a reason for the audit trail")
+    if len(reason) > CORRECTION_REASON_MAX_LENGTH:  # PostgreSQL would refuse it with a database error
+        raise LedgerError(f"a correction's reason has at most {CORRECTION_REASON_MAX_LENGTH} characters; shorten it")
     # Only an open budget: an expired one gave what was left back to the municipality, and money put on it now
     # could be neither spent nor expired.
     balance_after = session.execute(

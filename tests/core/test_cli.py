@@ -139,3 +139,18 @@ def test_the_same_correction_run_twice_books_once_unless_again(tmp_path, databas
     with db.read() as session:
         assert ledger.balance_of(session, child.budget_id) == 100 and ledger.verify(session) == []
     db.dispose()
+
+
+def test_a_correction_reason_longer_than_its_column_is_explained(tmp_path, database_url, vault):
+    from adapter import ledger
+
+    config = _write_config(tmp_path, database_url)
+    db = Database(database_url)
+    child = factories.child_with_budget(db, vault, amount_cents=1_000)
+    refused = CliRunner().invoke(cli, ["--config", str(config), "ledger", "correct", "--reason", "x" * 501,
+                                       str(child.budget_id), "--", "-100"])
+    assert refused.exit_code == 1 and "at most 500 characters" in refused.output
+    assert "nothing was changed" in refused.output and refused.exception.__class__ is SystemExit
+    with db.read() as session:
+        assert ledger.balance_of(session, child.budget_id) == 1_000
+    db.dispose()
