@@ -7,7 +7,9 @@ the guard then refuses the night as "too many changes", which sends the operator
 
 Nothing stores the key or a fingerprint of it, and the stored rows tell all the same: a cardholder's sealed
 fields hold its BSN, and its ``bsn_index`` is that BSN's blind index under the key it was written with. A few
-rows are enough: a sync indexes all of a source's cardholders under one key, and a run that failed wrote none.
+active rows are enough: a sync indexes all the cardholders of its export under one key, and a run that failed
+wrote none. Only active ones: a cardholder gone from the export (missing, then inactive for years) keeps the index
+it had, so after a key changed on purpose (one forced run) it would stand for the old key every night.
 
 The same few rows show an encryption key gone missing (a new pair of keys instead of the stored ones, a lost
 ``var/dev-keys.json`` in development, an old key removed before ``keys rotate`` finished): their sealed fields
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.crypto import BLIND_INDEX_KEY_ENV, ENCRYPTION_KEYS_ENV, Vault
-from adapter.models import Cardholder
+from adapter.models import Cardholder, HolderStatus
 from adapter.personal import UnreadablePersonalData, open_sealed
 
 SAMPLE = 5
@@ -44,11 +46,12 @@ class KeysMismatch(Exception):
 
 
 def stored_keys_problem(session: Session, vault: Vault, source: str | None = None) -> str | None:
-    """``ENCRYPTION_KEY_MISSING`` when a few stored cardholders' sealed fields include one no configured key
+    """``ENCRYPTION_KEY_MISSING`` when a few stored active cardholders' sealed fields include one no configured key
     opens; ``KEY_CHANGED`` when none of their BSN indexes matches its BSN under the configured blind-index key;
     None when one does, or when no cardholder with a BSN is stored yet."""
     query = (select(Cardholder.personal_encrypted, Cardholder.bsn_index)
-             .where(Cardholder.bsn_index.is_not(None), Cardholder.personal_encrypted.is_not(None)))
+             .where(Cardholder.bsn_index.is_not(None), Cardholder.personal_encrypted.is_not(None),
+                    Cardholder.status == HolderStatus.ACTIVE))
     if source is not None:
         query = query.where(Cardholder.source == source)
     mismatched = 0

@@ -83,3 +83,19 @@ def test_an_encryption_key_gone_missing_stops_the_sync_before_it_seals_anyone_an
     with db.read() as session:
         assert stored_keys_problem(session, new_pair) == ENCRYPTION_KEY_MISSING
         assert stored_keys_problem(session, vault) is None
+
+
+def test_after_a_forced_key_change_cardholders_gone_from_the_export_do_not_refuse_the_next_nights(db, vault):
+    """A forced run indexes again only the cardholders in its export; those no longer in it (missing, then
+    inactive, kept for years) keep their old index. Often the oldest rows, they must not stand for the key."""
+    records = household_records(20)
+    assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
+    still_there = [record for record in records if record.household_id >= "H000003"]
+    new_key = Vault([TEST_ENCRYPTION_KEY], generate_blind_index_key())
+
+    forced = _sync(db, new_key, still_there, force=True, actor="operator:test")
+    assert forced.status == SyncStatus.SUCCEEDED
+    with db.read() as session:
+        assert stored_keys_problem(session, new_key) is None
+        assert stored_keys_problem(session, vault) == KEY_CHANGED
+    assert _sync(db, new_key, still_there).status == SyncStatus.SUCCEEDED
