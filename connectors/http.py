@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -92,8 +92,14 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+class PlainHttpRedirect(requests.exceptions.RequestException):
+    """The server redirected a request to plain http:// on another host; the message is operator text."""
+
+
 def describe_transport_error(error: requests.RequestException, timeout_seconds: float | None = None) -> str:
     """Operator text for a requests failure, without the URL's query (it may hold data)."""
+    if isinstance(error, PlainHttpRedirect):
+        return str(error)
     if isinstance(error, requests.exceptions.ConnectTimeout):
         return "could not connect within the timeout"
     if isinstance(error, requests.exceptions.Timeout):
@@ -112,7 +118,11 @@ def configure_tls(
     client_key: Path | None,
     ca_bundle: Path | None,
 ) -> None:
-    """mTLS as municipal gateways (Suwinet, GWS) require: our certificate, their CA."""
+    """mTLS as municipal gateways (Suwinet, GWS) require: our certificate, their CA. And no redirect to plain
+    http:// is followed: the options are checked for it (``plain_http_problem``), but requests follows a server's
+    redirect wherever it points, and a 307 repeats a SOAP POST, WS-Security password and all."""
+    if _refuse_plain_http_redirect not in session.hooks["response"]:  # a test's session may be configured twice
+        session.hooks["response"].append(_refuse_plain_http_redirect)
     if client_cert is not None:
         session.cert = (str(client_cert), str(client_key)) if client_key else str(client_cert)
     if ca_bundle is not None:
@@ -136,6 +146,18 @@ def plain_http_problem(url: str) -> str | None:
     return (f"plain http:// to {host or 'a host'} would send the cardholders' personal data and the credentials "
             "unencrypted: use https://, or the address on 127.0.0.1 of a local proxy or tunnel that speaks TLS "
             "onward")
+
+
+def _refuse_plain_http_redirect(response: requests.Response, *_args: object, **_kwargs: object) -> None:
+    # A response hook runs before requests follows the redirect.
+    if not response.is_redirect:
+        return
+    target = urljoin(response.url, response.headers.get("location", ""))
+    if plain_http_problem(target):
+        response.close()
+        raise PlainHttpRedirect(f"redirected the request to plain http:// on {urlsplit(target).hostname or 'a host'}, "
+                                "which would carry the cardholders' data unencrypted: not followed. Ask the "
+                                "service's administrator to redirect to https://")
 
 
 def probe_tcp(url: str, timeout_seconds: float) -> str | None:

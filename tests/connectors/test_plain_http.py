@@ -4,6 +4,7 @@ or password would cross the network unencrypted."""
 from __future__ import annotations
 
 import pytest
+import responses
 
 from adapter.connector import ConnectorConfigError, ConnectorError
 from connectors.http import plain_http_problem
@@ -43,3 +44,18 @@ def test_a_wsdl_whose_own_address_is_plain_http_is_refused_before_any_request(tm
                          source_name="soap")
     with pytest.raises(ConnectorError, match=r"soap:address: plain http:// to stadspas\.gemeente\.example"):
         next(iter(soap.records()))
+
+
+@responses.activate
+def test_a_redirect_from_https_to_plain_http_elsewhere_is_not_followed(monkeypatch):
+    """The options say https://, but the server answers 307 to http://: following it would fetch the cardholders
+    (and, with a SOAP POST, send the envelope with its WS-Security password) unencrypted."""
+    monkeypatch.setenv("PAS_KEY", "secret-key-1")
+    responses.get("https://pas.gemeente.example/rest/v1/pashouders", status=307,
+                  headers={"Location": "http://pas.gemeente.example/rest/v1/pashouders"})
+    plain = responses.get("http://pas.gemeente.example/rest/v1/pashouders", json={"pashouders": [], "total": 0})
+    rest = RestConnector({"base_url": "https://pas.gemeente.example/rest/v1", "api_key_env": "PAS_KEY",
+                          "retries": 0}, source_name="pas")
+    with pytest.raises(ConnectorError, match=r"redirected the request to plain http:// on pas\.gemeente\.example"):
+        list(rest.records())
+    assert plain.call_count == 0
