@@ -87,6 +87,9 @@ class AdvisoryLock:
         connection, self._connection = self._connection, None
         try:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            if connection.dialect.server_version_info >= (14,):
+                # Back in the pool it serves others: the server's idle timeout applies to it again.
+                connection.execute(text("RESET idle_session_timeout"))
             connection.commit()
         except DBAPIError as exc:
             connection.invalidate()

@@ -158,6 +158,8 @@ def test_the_advisory_lock_outlives_a_server_that_ends_idle_sessions(postgres_ur
     it for the database) the server would end that session, and free the lock, in the middle of a long sync."""
     from adapter import sync_lock
 
+    from sqlalchemy import text
+
     strict = Database(f"{postgres_url}?options=-c%20idle_session_timeout%3D300")
     other = Database(postgres_url)
     try:
@@ -169,6 +171,8 @@ def test_the_advisory_lock_outlives_a_server_that_ends_idle_sessions(postgres_ur
         held.release()
         assert second.try_acquire()
         second.release()
+        with strict.engine.connect() as pooled:  # the lock's connection, back in the pool, is under the timeout again
+            assert pooled.execute(text("SHOW idle_session_timeout")).scalar_one() == "300ms"
     finally:
         strict.dispose()
         other.dispose()
