@@ -7,9 +7,12 @@ from sqlalchemy import text
 
 from adapter import migrate
 from adapter.api.problems import problem
-from adapter.limits import LimitsUnavailable
+from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, LimitsUnavailable
 
 blueprint = Blueprint("health", __name__)
+# A load balancer, or a person, asks again after this long: every not-ready answer is a 503 the OpenAPI document
+# gives a Retry-After.
+_ASK_AGAIN = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
 
 
 @blueprint.get("/health")
@@ -31,19 +34,19 @@ def ready():  # type: ignore[no-untyped-def]
         current_app.logger.warning("readiness check: %s", exc)
         raise problem("migrations_pending", f"Het databaseschema ({exc.current}) is nieuwer dan deze versie van de "
                                             f"adapter kent ({exc.newest_known}). Installeer op deze server dezelfde "
-                                            "versie als op de andere servers; voer geen downgrade uit.") from None
+                                            "versie als op de andere servers; voer geen downgrade uit.", headers=_ASK_AGAIN) from None
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         current_app.logger.warning("readiness check: database unreachable")
         raise problem("database_unavailable", "De database is niet bereikbaar. Controleer ADAPTER_DATABASE_URL en of "
-                                              "de databaseserver draait.") from None
+                                              "de databaseserver draait.", headers=_ASK_AGAIN) from None
     try:
         current_app.extensions["adapter_limiter"].check()
     except LimitsUnavailable as exc:
         current_app.logger.warning("readiness check: %s", exc)
         raise problem("limits_unavailable", "Redis, waar de limieten worden geteld, is niet bereikbaar; saldochecks "
                                             "en betalingen worden geweigerd. Start Redis of controleer "
-                                            "ADAPTER_REDIS_URL.") from None
+                                            "ADAPTER_REDIS_URL.", headers=_ASK_AGAIN) from None
     if not current:
         raise problem("migrations_pending", "Het databaseschema is niet actueel. Voer `stadspas-adapter db upgrade` "
-                                            "uit.")
+                                            "uit.", headers=_ASK_AGAIN)
     return jsonify(status="ready")

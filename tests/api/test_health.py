@@ -21,6 +21,7 @@ def test_ready_says_to_migrate_when_schema_is_behind(tmp_path):
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["code"] == "migrations_pending"
+    assert response.headers["Retry-After"] == "30"  # as the OpenAPI document gives every 503
     migrate.upgrade(Database(url))
     assert client.get("/v1/ready").status_code == 200
 
