@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,6 +53,9 @@ def normalise_iban(iban: str) -> str:
 
 
 MERCHANT_NAME_MAX_LENGTH = 200  # the column's length (adapter.models.Merchant.name)
+# Control characters (tabs, line breaks, DEL, NEL) and the line and paragraph separators: each breaks a line of the
+# settlement's CSV or SEPA file, or hides in it.
+_BREAKS_A_LINE = ("Cc", "Zl", "Zp")
 
 
 def add_merchant(session: Session, name: str, categories: list[str], iban: str | None = None) -> IssuedKey:
@@ -60,7 +64,7 @@ def add_merchant(session: Session, name: str, categories: list[str], iban: str |
     if len(name.strip()) > MERCHANT_NAME_MAX_LENGTH:
         # PostgreSQL refuses a longer one with a database error; SQLite would keep it and the SEPA file cut it.
         raise ValueError(f"a merchant's name has at most {MERCHANT_NAME_MAX_LENGTH} characters; give a shorter one")
-    if any(character < " " for character in name):
+    if any(unicodedata.category(character) in _BREAKS_A_LINE for character in name):
         raise ValueError("a merchant's name holds a control character (a tab or line break?); type it on one line")
     categories = [code.strip() for code in categories if code.strip()]
     if not categories:

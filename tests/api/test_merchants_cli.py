@@ -109,7 +109,10 @@ def test_an_iban_outside_the_sepa_zone_is_refused_with_the_reason(tmp_path, sqli
 
 
 @pytest.mark.parametrize("name, why", [("W" * 201, "at most 200 characters"),
-                                       ("Winkel\nWinkel", "control character")])
+                                       ("Winkel\nWinkel", "control character"),
+                                       ("Winkel\x7fWinkel", "control character"),
+                                       ("Winkel\u2028Winkel", "control character"),
+                                       ("Winkel\x85Winkel", "control character")])
 def test_a_name_the_column_or_the_sepa_file_cannot_hold_is_explained(tmp_path, database_url, name, why):
     """On PostgreSQL a name longer than the column was a database traceback; a line break in it would break the
     settlement's CSV and SEPA lines."""
