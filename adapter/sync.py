@@ -199,7 +199,7 @@ def _run_locked(db, vault, source, records, run_id, holder, settings, rules, tod
     stage("reading")
     with db.read() as session:
         key_changed = stored_keys_problem(session, vault, source)
-    if key_changed and not (force and not dry_run):
+    if key_changed and not force:  # a forced dry run goes on, to show what the forced run would do, and writes nothing
         raise KeysMismatch(key_changed)
     if isinstance(records, ReadAhead):
         # Its worker reads the source from now on, beside the snapshot's loading below: only once the run

@@ -99,3 +99,14 @@ def test_after_a_forced_key_change_cardholders_gone_from_the_export_do_not_refus
         assert stored_keys_problem(session, new_key) is None
         assert stored_keys_problem(session, vault) == KEY_CHANGED
     assert _sync(db, new_key, still_there).status == SyncStatus.SUCCEEDED
+
+
+def test_a_forced_dry_run_after_a_key_change_on_purpose_shows_the_night_and_writes_nothing(db, vault):
+    """The advice says to force one run after changing the key on purpose: the operator may look first."""
+    records = household_records(20)
+    assert _sync(db, vault, records).status == SyncStatus.SUCCEEDED
+    before = _stored(db)
+    new_key = Vault([TEST_ENCRYPTION_KEY], generate_blind_index_key())
+    looked = _sync(db, new_key, records, force=True, dry_run=True)
+    assert looked.status == SyncStatus.DRY_RUN and "ADAPTER_BLIND_INDEX_KEY" in (looked.reason or "")
+    assert _stored(db) == before
