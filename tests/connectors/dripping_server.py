@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @contextlib.contextmanager
 def serving(kind: str) -> Iterator[str]:
-    """``drip``: a byte every 0.1 s for 20 s; ``endless``: 64 KiB chunks for as long as they are read. The base URL."""
+    """``drip``: a byte every 0.1 s for 20 s, in chunked encoding; ``drip-length``: the same under a Content-Length
+    (no chunks to stop at); ``endless``: 64 KiB chunks for as long as they are read. The base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -19,13 +20,14 @@ def serving(kind: str) -> Iterator[str]:
         def _answer(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json" if "/rest" in self.path else "text/xml")
-            self.send_header("Transfer-Encoding", "chunked")
+            chunked = kind != "drip-length"
+            self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", "1000000")))
             self.end_headers()
-            chunk, pause, until = ((b" ", 0.1, time.monotonic() + 20) if kind == "drip"
+            chunk, pause, until = ((b" ", 0.1, time.monotonic() + 20) if kind.startswith("drip")
                                    else (b" " * 65536, 0.0, time.monotonic() + 60))
             try:
                 while time.monotonic() < until:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                     self.wfile.flush()
                     time.sleep(pause)
             except (BrokenPipeError, ConnectionResetError):

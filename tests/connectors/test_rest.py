@@ -174,6 +174,7 @@ def test_an_api_whose_total_keeps_growing_is_paged_up_to_max_pages_then_refused(
 
 
 @pytest.mark.parametrize("kind, said", [("drip", "took longer than 0.5 s to send its whole answer"),
+                                        ("drip-length", "took longer than 0.5 s to send its whole answer"),
                                         ("endless", "the answer went on past 1 MB")])
 def test_an_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(monkeypatch, kind, said):
     """A read timeout bounds only the wait between two packets: a byte every 0.1 s held a sync for as long as the

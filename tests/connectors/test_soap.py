@@ -266,6 +266,7 @@ def test_an_answer_that_is_no_readable_xml_is_said_so_without_its_content(server
 
 
 @pytest.mark.parametrize("kind, said", [("drip", "took longer than 1 s to send its whole answer"),
+                                        ("drip-length", "took longer than 1 s to send its whole answer"),
                                         ("endless", "the answer went on past 1 MB")])
 def test_a_soap_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(monkeypatch, kind, said):
     import time
