@@ -6,7 +6,11 @@ import click
 from sqlalchemy import select
 
 from adapter import admins
-from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.base import CliContext, operator_actor, pass_cli
+
+# Who gives or takes a dashboard account: the operating-system account by default, as for the merchants commands
+# and settlements, not one shared name for every operator.
+_ACTOR_HELP = "Who does it, for the audit trail (default: operator:<your user name>)."
 
 
 @click.group("admins")
@@ -16,13 +20,13 @@ def admins_group() -> None:
 
 @admins_group.command("add")
 @click.argument("name")
-@click.option("--actor", default="operator:cli", show_default=True, help="Who makes the account (audit trail).")
+@click.option("--actor", default=None, help=_ACTOR_HELP)
 @pass_cli
-def admins_add(cli: CliContext, name: str, actor: str) -> None:
+def admins_add(cli: CliContext, name: str, actor: str | None) -> None:
     """Make an account; its password is printed once and stored only as a hash."""
     try:
         with cli.runtime.db.write() as session:
-            issued = admins.add_admin(session, name, actor)
+            issued = admins.add_admin(session, name, actor or operator_actor())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"admin {issued.name} (id {issued.admin_id}) created")
@@ -42,13 +46,13 @@ def admins_list(cli: CliContext) -> None:
 
 @admins_group.command("disable")
 @click.argument("name")
-@click.option("--actor", default="operator:cli", show_default=True, help="Who disables it (audit trail).")
+@click.option("--actor", default=None, help=_ACTOR_HELP)
 @pass_cli
-def admins_disable(cli: CliContext, name: str, actor: str) -> None:
+def admins_disable(cli: CliContext, name: str, actor: str | None) -> None:
     """Switch an account off (someone left, or its password leaked): signed-in pages are refused at once."""
     try:
         with cli.runtime.db.write() as session:
-            account = admins.disable_admin(session, name, actor)
+            account = admins.disable_admin(session, name, actor or operator_actor())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"admin {account.name} (id {account.id}) disabled; it can no longer sign in")

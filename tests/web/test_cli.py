@@ -37,8 +37,10 @@ def test_admins_add_prints_a_password_once_and_stores_only_its_hash(database_url
             assert password not in account.password_hash and account.password_hash.startswith("scrypt$")
             assert admins.authenticate(session, "alice", password) is not None
             assert admins.authenticate(session, "alice", password + "x") is None
-            actions = session.execute(select(AuditEntry.action)).scalars().all()
-        assert actions == ["admin.created"]
+            actions = session.execute(select(AuditEntry.action, AuditEntry.actor)).all()
+        from adapter.cli.base import operator_actor
+
+        assert actions == [("admin.created", operator_actor())]  # the operator, not one shared name
         again = CliRunner().invoke(cli, ["--config", _config(tmp_path, database_url), "admins", "add", "alice"])
         assert again.exit_code != 0 and "already exists" in again.output
     finally:
