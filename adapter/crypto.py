@@ -22,8 +22,9 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -147,11 +148,12 @@ def _opens(fernet: Fernet | MultiFernet, token: str) -> bool:
         return False
 
 
-def request_fingerprint(hashes: KeyedHashes, canonical: str) -> str:
-    """The keyed fingerprint of a money-moving request, in its canonical text (the API's and the counter page's),
-    stored with its idempotency record: a blind index of its own purpose over the text's SHA-256, which is what
-    records made before it was keyed hold (migration 0010 keys those, so a till's retry across the upgrade still
-    matches)."""
+def request_fingerprint(hashes: KeyedHashes, endpoint: str, body: Mapping[str, Any]) -> str:
+    """The keyed fingerprint of a money-moving request (the API's and the counter page's): what makes two requests
+    the same, the endpoint and its body as canonical JSON. Stored with its idempotency record: a blind index of its
+    own purpose over the text's SHA-256, which is what records made before it was keyed hold (migration 0010 keys
+    those, so a till's retry across the upgrade still matches)."""
+    canonical = json.dumps([endpoint, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return keyed_request_hash(hashes, hashlib.sha256(canonical.encode("utf-8")).hexdigest())
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, TypeVar
 
@@ -66,9 +65,7 @@ def fingerprint(hashes: KeyedHashes, endpoint: str, body: BaseModel) -> str:
     key's record. A plain hash of it could be reversed by trying the pass numbers of an issuer's range, also after
     retention replaced the pass number itself.
     """
-    canonical = json.dumps([endpoint, body.model_dump(mode="json")],
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return request_fingerprint(hashes, canonical)
+    return request_fingerprint(hashes, endpoint, body.model_dump(mode="json"))
 
 
 def invalid_request(invalid_params: list[dict[str, str]]) -> Exception:

@@ -7,7 +7,6 @@ a resubmitted form or a reload pays once.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import timedelta
@@ -211,11 +210,8 @@ def _payment_fingerprint(hashes: KeyedHashes, pass_number: str, budget_id: int, 
     again: a form charged before the pass was blocked still shows its receipt. Keyed, as the API's
     (``adapter.api.parsing.fingerprint``): it covers the full pass number and is stored.
     """
-    canonical = json.dumps(["POST /counter/afrekenen", {"pass_number": pass_number, "budget_id": budget_id,
-                                                        "amount_cents": amount_cents,
-                                                        "allow_partial": allow_partial}],
-                           sort_keys=True, separators=(",", ":"))
-    return request_fingerprint(hashes, canonical)
+    return request_fingerprint(hashes, "POST /counter/afrekenen", {
+        "pass_number": pass_number, "budget_id": budget_id, "amount_cents": amount_cents, "allow_partial": allow_partial})
 
 
 @blueprint.get("/bon/<redemption_id>")
