@@ -16,6 +16,7 @@ production the service refuses to start without keys.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import json
@@ -117,13 +118,12 @@ class Vault:
                 f"check that {ENCRYPTION_KEYS_ENV} still lists the key it was written with"
             ) from None
 
-    def is_current(self, token: str) -> bool:
-        """True when the token was written under the newest key."""
-        return _opens(self._newest, token)
-
-    def is_readable(self, token: str) -> bool:
-        """True when some configured key reads the token (False: the key it was written with is missing)."""
-        return _opens(self._multi, token)
+    def key_of(self, token: str) -> TokenKey:
+        """Which of the configured keys wrote ``token``: the newest (one decryption), an older one, or none (the
+        key it was written with is missing)."""
+        if _opens(self._newest, token):
+            return TokenKey.NEWEST
+        return TokenKey.OLDER if _opens(self._multi, token) else TokenKey.MISSING
 
     def reencrypt(self, token: str | None) -> str | None:
         """The same value under the newest key (for key rotation)."""
@@ -138,6 +138,14 @@ class Vault:
     def content_hash(self, parts: Iterable[object]) -> str:
         """Keyed hash of a row's fields, to see whether a source record changed (see KeyedHashes)."""
         return self.hashes.content_hash(parts)
+
+
+class TokenKey(enum.Enum):
+    """What ``Vault.key_of`` finds."""
+
+    NEWEST = "newest"
+    OLDER = "older"  # key rotation rewrites it under the newest
+    MISSING = "missing"  # no configured key reads it
 
 
 def _opens(fernet: Fernet | MultiFernet, token: str) -> bool:

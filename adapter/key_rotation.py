@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Column, Table, select, update
 
 from adapter import audit
-from adapter.crypto import Vault
+from adapter.crypto import TokenKey, Vault
 from adapter.db import Database
 from adapter.models import Base
 
@@ -124,9 +124,10 @@ def check(db: Database, vault: Vault, *, batch_size: int = DEFAULT_BATCH_SIZE) -
                 tokens = [token for token in (row._mapping[column.name] for column in columns) if token is not None]
                 if tokens:
                     with_data += 1
-                if any(not vault.is_readable(token) for token in tokens):
+                keys = {vault.key_of(token) for token in tokens}
+                if TokenKey.MISSING in keys:
                     unreadable += 1
-                elif any(not vault.is_current(token) for token in tokens):
+                elif TokenKey.OLDER in keys:
                     stale += 1
         statuses.append(KeyStatus(table.name, with_data, stale, unreadable))
     return statuses
@@ -147,12 +148,13 @@ def _rotate_table(db: Database, vault: Vault, table: Table, columns: list[Column
             changes = []
             for row in rows:
                 values = row._mapping
-                if any(values[column.name] is not None and not vault.is_readable(values[column.name])
-                       for column in columns):
+                keys = {column.name: vault.key_of(values[column.name]) for column in columns
+                        if values[column.name] is not None}
+                if TokenKey.MISSING in keys.values():
                     raise UnreadableRows(f"{table.name} row {values[key.name]} {UNREADABLE_ADVICE}; nothing of "
                                          "this batch was changed")
-                rewritten = {column.name: vault.reencrypt(values[column.name]) for column in columns
-                             if values[column.name] is not None and not vault.is_current(values[column.name])}
+                rewritten = {name: vault.reencrypt(values[name]) for name, found in keys.items()
+                             if found is TokenKey.OLDER}
                 if rewritten:
                     changes.append((values[key.name], rewritten))
                     progress.values_rewritten += len(rewritten)
