@@ -77,7 +77,8 @@ def check_csrf(req: Request) -> None:
         return
     expected = session.get(CSRF_FIELD)
     sent = req.form.get(CSRF_FIELD, "")
-    if not expected or not hmac.compare_digest(str(expected), sent):
+    # As bytes: compare_digest raises TypeError on a str with non-ASCII letters, which a forged form may send.
+    if not expected or not hmac.compare_digest(str(expected).encode(), sent.encode()):
         abort(Response(render_template("expired_form.html"), status=400))
 
 

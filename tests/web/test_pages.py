@@ -65,6 +65,15 @@ def test_forms_without_the_csrf_token_are_refused(client, web_world):  # type: i
     assert forged.status_code == 400
 
 
+@pytest.mark.parametrize("forged", ["é", "tökén", "\u200b"])
+def test_a_forged_token_with_letters_outside_ascii_is_refused_as_an_expired_form(client, web_world, forged):  # type: ignore[no-untyped-def]
+    """hmac.compare_digest refuses str with non-ASCII letters by raising TypeError: such a token was a 500 with a
+    traceback in the log, for a request that is simply not from our form."""
+    _signed_in(client, web_world)
+    response = client.post("/counter/pas", data={"csrf_token": forged, "pass_number": web_world.pass_number})
+    assert response.status_code == 400 and "Formulier verlopen" in response.get_data(as_text=True)
+
+
 def test_failed_sign_ins_are_rate_limited_per_client(client, web_world):  # type: ignore[no-untyped-def]
     # A pinned clock: the whole test falls in one minute window, however slow the machine is.
     client.application.extensions["adapter_limiter"].clock = lambda: 1_800_000_000.0
