@@ -14,7 +14,7 @@ from adapter.web import security
 from adapter.web.charts import Series, bar_chart
 
 blueprint = Blueprint("admin", __name__, template_folder="templates")
-SESSION_KEY = "admin_session"  # the sign-in's row id (adapter.web_sessions), not the account's
+SESSION_KEY = security.ADMIN_SIGN_IN  # the sign-in's row id (adapter.web_sessions), not the account's
 
 
 def _runtime():  # type: ignore[no-untyped-def]
@@ -57,6 +57,7 @@ def sign_in():  # type: ignore[no-untyped-def]
         security.count_failed_sign_in(bucket, limit)
         return render_template("admin/sign_in.html", error="Naam of wachtwoord klopt niet."), 401
     with runtime.db.write() as db_session:
+        security.end_sign_ins(db_session)  # any earlier one in this cookie
         session_id = web_sessions.start(db_session, web_sessions.ADMIN, account.id)
     security.start_session(**{SESSION_KEY: session_id})
     return redirect(url_for("admin.dashboard"), code=303)
@@ -64,9 +65,9 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 @blueprint.post("/afmelden")
 def sign_out():  # type: ignore[no-untyped-def]
-    # On the server too: a copy of this cookie lets nobody in after this.
+    # On the server too, for every sign-in the cookie holds: a copy of this cookie lets nobody in after this.
     with _runtime().db.write() as db_session:
-        web_sessions.end(db_session, session.get(SESSION_KEY))
+        security.end_sign_ins(db_session)
     session.clear()
     return redirect(url_for("admin.sign_in_form"), code=303)
 

@@ -27,7 +27,7 @@ blueprint = Blueprint("counter", __name__, template_folder="templates")
 # Our own stylesheet, served by us (the CSP allows nothing from elsewhere).
 static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
 
-SESSION_KEY = "counter_session"  # the sign-in's row id (adapter.web_sessions), not the key's
+SESSION_KEY = security.COUNTER_SIGN_IN  # the sign-in's row id (adapter.web_sessions), not the key's
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a BIGINT; nothing but ASCII digits
 
 PASS_NOT_USABLE = ("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
@@ -98,6 +98,7 @@ def sign_in():  # type: ignore[no-untyped-def]
                                error="Deze sleutel is onbekend of verlopen. Controleer de sleutel of vraag de "
                                      "gemeente om een nieuwe."), 401
     with runtime.db.write() as db_session:
+        security.end_sign_ins(db_session)  # any earlier one in this cookie
         session_id = web_sessions.start(db_session, web_sessions.COUNTER, key_id)
     security.start_session(**{SESSION_KEY: session_id})
     return redirect(url_for("counter.scan_form"), code=303)
@@ -105,9 +106,9 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 @blueprint.post("/afmelden")
 def sign_out():  # type: ignore[no-untyped-def]
-    # On the server too: a copy of this cookie lets nobody in after this.
+    # On the server too, for every sign-in the cookie holds: a copy of this cookie lets nobody in after this.
     with _runtime().db.write() as db_session:
-        web_sessions.end(db_session, session.get(SESSION_KEY))
+        security.end_sign_ins(db_session)
     session.clear()
     return redirect(url_for("counter.sign_in_form"), code=303)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import Flask, Request, Response, abort, current_app, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy.orm import Session
 
 from adapter import web_sessions
 from adapter.limits import Limiter
@@ -16,6 +17,8 @@ from adapter.limits import Limiter
 SECRET_KEY_ENV = "ADAPTER_WEB_SECRET_KEY"
 DEV_SECRET_FILE = "web-secret.key"
 CSRF_FIELD = "csrf_token"
+# The counter page and the dashboard share one cookie; each keeps its sign-in's row id (adapter.web_sessions) in it.
+COUNTER_SIGN_IN, ADMIN_SIGN_IN = "counter_session", "admin_session"
 
 # No script may run at all (we ship none), styles only from our own files, no framing.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -80,6 +83,13 @@ def check_csrf(req: Request) -> None:
     # As bytes: compare_digest raises TypeError on a str with non-ASCII letters, which a forged form may send.
     if not expected or not hmac.compare_digest(str(expected).encode(), sent.encode()):
         abort(Response(render_template("expired_form.html"), status=400))
+
+
+def end_sign_ins(db_session: Session) -> None:
+    """End on the server every sign-in this browser's cookie holds, as a sign-in (which replaces the cookie) and
+    signing out (which clears it) drop them all: left open, a copy of the cookie would go on working."""
+    for key in (COUNTER_SIGN_IN, ADMIN_SIGN_IN):
+        web_sessions.end(db_session, session.get(key))
 
 
 def start_session(**values: object) -> None:

@@ -129,6 +129,26 @@ def test_a_copy_of_the_cookie_lets_nobody_in_after_signing_out(web_app, web_worl
     assert copy.get(page).status_code == 303 and "aanmelden" in copy.get(page).headers["Location"]
 
 
+@pytest.mark.parametrize("first, then", [(_signed_in, _signed_in), (_admin_signed_in, _signed_in),
+                                         (_signed_in, _admin_signed_in)])
+def test_signing_in_again_in_the_same_browser_then_out_ends_the_earlier_sign_in_on_the_server_too(
+        web_app, web_world, first, then):  # type: ignore[no-untyped-def]
+    """A sign-in replaces the cookie (no fixation), dropping the sign-in it held, and signing out clears the whole
+    cookie: the counter and the dashboard share it. Each dropped sign-in must end on the server as well, or a copy of
+    the earlier cookie goes on working for the rest of its twelve hours after the person signed out."""
+    mine, copy = web_app.test_client(), web_app.test_client()
+    first(mine, web_world)
+    earlier_page = "/counter/" if first is _signed_in else "/admin/"
+    copy.set_cookie("stadspas_session", mine.get_cookie("stadspas_session").value)
+    assert copy.get(earlier_page).status_code == 200  # the copy works while the sign-in lasts (the test can fail)
+    then(mine, web_world)
+    later_page = "/counter/" if then is _signed_in else "/admin/"
+    area = later_page.strip("/")
+    assert mine.post(f"/{area}/afmelden", data={"csrf_token": _csrf(mine.get(later_page))}).status_code == 303
+    refused = copy.get(earlier_page)
+    assert refused.status_code == 303 and "aanmelden" in refused.headers["Location"]
+
+
 def test_a_sign_in_lasts_twelve_hours_from_signing_in_however_often_it_is_used(web_app, web_world, monkeypatch):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
