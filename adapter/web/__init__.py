@@ -32,8 +32,9 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = lambda instant: instant.astimezone(LOCAL_ZONE).strftime("%H:%M")
 
     @app.before_request
-    def _csrf() -> None:
+    def _refuse_forms_not_from_our_pages() -> None:
         if request.blueprint in WEB_BLUEPRINTS:
+            security.refuse_nul_bytes(request)
             security.check_csrf(request)
 
     # A wrong address or method under the pages is answered as a page, in Dutch, not as the API's problem+json:

@@ -74,6 +74,55 @@ def test_a_forged_token_with_letters_outside_ascii_is_refused_as_an_expired_form
     assert response.status_code == 400 and "Formulier verlopen" in response.get_data(as_text=True)
 
 
+@pytest.fixture
+def postgres_web_app(postgres_url, tmp_path):  # type: ignore[no-untyped-def]
+    from adapter.api import create_app
+    from tests.conftest import make_settings
+
+    return create_app(settings=make_settings(tmp_path, postgres_url))
+
+
+@pytest.mark.postgres
+def test_a_nul_byte_in_a_form_or_address_is_a_dutch_400_not_a_500(postgres_web_app, vault, caplog):  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses text holding a NUL byte even in a comparison: every text field the pages send to the
+    database (a payment's or reversal's form key, the reversal's payment and reason, a receipt's address, the
+    dashboard's sign-in name) answered 500, for a payment form with 'look whether it was paid'. No form of ours
+    sends one: the pages refuse it, as the API does, before anything is looked up."""
+    from adapter.models import Budget
+    from tests import factories
+
+    db = postgres_web_app.extensions["adapter_runtime"].db
+    child = factories.child_with_budget(db, vault, amount_cents=10_000)
+    shop = factories.merchant(db, "Boekhandel De Pen", ("school",))
+    counter, admin = postgres_web_app.test_client(), postgres_web_app.test_client()
+    token = _csrf(counter.get("/counter/aanmelden"))
+    assert counter.post("/counter/aanmelden", data={"csrf_token": token, "api_key": shop.api_key}).status_code == 303
+    token = _csrf(counter.get("/counter/"))
+    payment = {"csrf_token": token, "pass_number": child.pass_number, "budget_id": str(child.budget_id),
+               "amount": "5,00"}
+    paid = counter.post("/counter/afrekenen", data={**payment, "idempotency_key": "form-1"})
+    assert paid.status_code == 303  # the same form without a NUL byte works
+    redemption_id = paid.headers["Location"].split("/bon/")[1].split("?")[0]
+    answers = [
+        counter.post("/counter/afrekenen", data={**payment, "idempotency_key": "form\x001"}),
+        counter.post("/counter/terugboeken", data={"csrf_token": token, "redemption_id": "x\x00", "reason": "fout"}),
+        counter.post("/counter/terugboeken", data={"csrf_token": token, "redemption_id": redemption_id,
+                                                   "reason": "fo\x00ut", "idempotency_key": "reverse-1"}),
+        counter.get("/counter/bon/x%00y"),
+    ]
+    admin_token = _csrf(admin.get("/admin/aanmelden"))
+    answers.append(admin.post("/admin/aanmelden", data={"csrf_token": admin_token, "name": "beheer\x00der",
+                                                        "password": "x"}))
+    for answer in answers:
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 400 and answer.mimetype == "text/html", (answer.request.path, answer.status_code)
+        assert "teken dat hier niet kan" in page and "Er is niets verwerkt" in page
+        assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "unhandled error" not in caplog.text
+    with db.read() as session:
+        assert session.get(Budget, child.budget_id).balance_cents == 9_500  # the one payment, nothing reversed
+
+
 def test_failed_sign_ins_are_rate_limited_per_client(client, web_world):  # type: ignore[no-untyped-def]
     # A pinned clock: the whole test falls in one minute window, however slow the machine is.
     client.application.extensions["adapter_limiter"].clock = lambda: 1_800_000_000.0
