@@ -15,6 +15,9 @@ LOCAL_ZONE = ZoneInfo("Europe/Amsterdam")
 _YEAR = re.compile(r"^\d{4}$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Years a period may span. Four digits alone allow 0001 and 9999, whose local midnights fall outside what a
+# datetime holds (a 500 on the dashboard, a traceback from the CLI) and which no budget can lie in anyway.
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 class PeriodError(ValueError):
@@ -55,9 +58,9 @@ def parse_period(text: str) -> Period:
             last_day = _bound(end_text, start=False)
             if last_day < first_day:
                 raise PeriodError(f"period {text!r} ends before it starts")
-            return Period(first_day, last_day, f"{start_text}..{end_text}")
+            return _within_years(Period(first_day, last_day, f"{start_text}..{end_text}"))
         if _YEAR.match(text) or _MONTH.match(text):
-            return Period(_bound(text, start=True), _bound(text, start=False), text)
+            return _within_years(Period(_bound(text, start=True), _bound(text, start=False), text))
     except ValueError as exc:
         if isinstance(exc, PeriodError):
             raise
@@ -82,6 +85,13 @@ def local_month(instant: datetime) -> str:
 
 def local_day(instant: datetime) -> date:
     return instant.astimezone(LOCAL_ZONE).date()
+
+
+def _within_years(period: Period) -> Period:
+    if period.first_day.year < FIRST_YEAR or period.last_day.year > LAST_YEAR:
+        raise PeriodError(f"period {period.label!r} lies outside the years {FIRST_YEAR} to {LAST_YEAR}: use a period "
+                          f"within them, e.g. {local_day(datetime.now(timezone.utc)).year}")
+    return period
 
 
 def _bound(text: str, *, start: bool) -> date:

@@ -129,7 +129,7 @@ def download(name: str):  # type: ignore[no-untyped-def]
     try:
         period = _period()
     except PeriodError:
-        return Response("Periode niet begrepen: gebruik JJJJ, JJJJ-MM of VAN..TOT.", status=400, mimetype="text/plain")
+        return Response("Periode niet begrepen: gebruik JJJJ, JJJJ-MM of VAN..TOT, met jaren van 1900 tot en met 2999.", status=400, mimetype="text/plain")
     with _runtime().db.read() as db_session:
         if name in ("sync-runs", "sync-rejected"):
             overview = reports.sync_overview(db_session)

@@ -403,3 +403,14 @@ def test_a_payment_form_sent_again_while_redis_is_away_does_not_say_nothing_was_
     assert again.status_code == 503
     text = again.get_data(as_text=True)
     assert "niets verwerkt" not in text and "Betalingen vandaag" in text
+
+
+@pytest.mark.parametrize("period", ["9999", "0001", "0001..9999", "1899-12", "3000-01-01..3000-01-02"])
+def test_a_period_outside_the_years_the_reports_hold_is_a_dutch_400_not_a_500(web_app, web_world, period):  # type: ignore[no-untyped-def]
+    """Four digits read as a year, but 0001's and 9999's local midnights overflow a datetime."""
+    client = web_app.test_client()
+    _admin_signed_in(client, web_world)
+    dashboard = client.get("/admin/", query_string={"periode": period})
+    assert dashboard.status_code == 400 and "jaren van 1900 tot en met 2999" in dashboard.get_data(as_text=True)
+    download = client.get("/admin/csv/uptake.csv", query_string={"periode": period})
+    assert download.status_code == 400 and "jaren van 1900 tot en met 2999" in download.get_data(as_text=True)
