@@ -7,10 +7,12 @@ again with the same key or the same request gets the same answer.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import socket
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -24,11 +26,37 @@ T = TypeVar("T")
 
 
 class RetryableError(Exception):
-    """Raised inside an attempt to ask for another one; ``reason`` is operator text."""
+    """Raised inside an attempt to ask for another one; ``reason`` is operator text. ``retry_after`` is the wait
+    in seconds the server asked for (its Retry-After), if it named one."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, retry_after: float | None = None):
         self.reason = reason
+        self.retry_after = retry_after
         super().__init__(reason)
+
+
+class RateLimited(RetryableError):
+    """The server answered 429 Too Many Requests: the key's rate limit, not an outage."""
+
+
+# The longest wait a server's Retry-After gets: a night's sync can wait minutes for a busy API, not hours.
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """The wait a Retry-After header asks for (delta-seconds or an HTTP date), or None when there is none."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 # No answer we read comes near this: a page of an export is a few megabytes.
@@ -84,7 +112,9 @@ def with_retries(
     backoff_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``attempt`` up to 1 + retries times, doubling the pause after each failure.
+    """Call ``attempt`` up to 1 + retries times, doubling the pause after each failure, and pausing at least
+    as long as a server's Retry-After asked (up to ``MAX_RETRY_AFTER_SECONDS``): asked again sooner, a
+    rate-limiting API only refuses again.
 
     ``attempt`` raises RetryableError for a failure worth retrying; the last
     one is re-raised for the caller to word.
@@ -92,10 +122,13 @@ def with_retries(
     for attempt_number in range(retries + 1):
         try:
             return attempt()
-        except RetryableError:
+        except RetryableError as exc:
             if attempt_number == retries:
                 raise
-            sleep(backoff_seconds * (2 ** attempt_number))
+            pause = backoff_seconds * (2 ** attempt_number)
+            if exc.retry_after is not None:
+                pause = max(pause, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
+            sleep(pause)
     raise AssertionError("unreachable")
 
 

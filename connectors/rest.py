@@ -26,12 +26,13 @@ from adapter.connector import (
 )
 from adapter.records import SourceRecord
 from connectors.http import (
-    AnswerTooLarge, HttpConnector, RetryableError, configure_tls, describe_transport_error, plain_http_problem,
-    probe_tcp, read_bounded, with_retries,
+    AnswerTooLarge, HttpConnector, RateLimited, RetryableError, configure_tls, describe_transport_error,
+    plain_http_problem, probe_tcp, read_bounded, retry_after_seconds, with_retries,
 )
 from connectors.replay import replay_session
 
 SAMPLES = Path(__file__).parent / "samples" / "rest"
+TOO_MANY_REQUESTS = 429
 
 
 class RestOptions(ConnectorOptions):
@@ -136,9 +137,14 @@ class RestConnector(HttpConnector):
                 )
             except requests.RequestException as exc:
                 raise RetryableError(describe_transport_error(exc, options.read_timeout)) from None
-            if response.status_code >= 500:
+            status = response.status_code
+            if status >= 500 or status == TOO_MANY_REQUESTS:
+                # A gateway's or a rate limit's answer: a later attempt may be let through, when the server said.
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 response.close()
-                raise RetryableError(f"answered HTTP {response.status_code}")
+                if status == TOO_MANY_REQUESTS:
+                    raise RateLimited(f"answered HTTP {status} (too many requests)", retry_after)
+                raise RetryableError(f"answered HTTP {status}", retry_after)
             # The whole answer within the read timeout, not only each packet (see read_bounded).
             read_bounded(response, deadline_seconds=options.read_timeout)
             return response
@@ -149,10 +155,13 @@ class RestConnector(HttpConnector):
             raise ConnectorError(self.source_name, f"the API at {options.base_url}: {exc}",
                                  "Lower options.page_size, or ask the vendor why the answer does not end") from None
         except RetryableError as exc:
+            rate_limited = isinstance(exc, RateLimited)
             raise SourceUnavailable(
                 self.source_name,
                 f"the API at {options.base_url} {exc.reason} (after {options.retries + 1} attempts)",
-                "Check that the API is up and reachable from this server, then run again",
+                "Ask the vendor about the key's rate limit, or raise options.backoff_seconds and options.retries, "
+                "then run again" if rate_limited
+                else "Check that the API is up and reachable from this server, then run again",
             ) from None
         self._raise_for_client_error(response)
         try:

@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,61 @@ def test_an_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(monkey
             list(RestConnector({"base_url": base_url + "/rest", "api_key_env": "TEST_PASS_API_KEY", "retries": 0,
                                 "read_timeout": 0.5, "backoff_seconds": 0}, source_name="pass").records())
         assert time.monotonic() - started < 5
+
+
+def _served_connector(served, **options):
+    return RestConnector({"base_url": served.base_url + "/rest", "api_key_env": "TEST_PASS_API_KEY", "page_size": 2,
+                          "backoff_seconds": 0, **options}, source_name="pass")
+
+
+def _json_answer(document, content_type="application/json"):
+    return 200, {"Content-Type": content_type}, json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_api_is_asked_again_after_the_wait_its_retry_after_names(status):
+    """A vendor API that rate-limits answers 429 (or 503) with Retry-After: 429 failed the night at once as
+    'refused the request, check the paging options', and a 503's Retry-After was ignored, the retries spent
+    within the backoff (here none) while the server had said when to come back."""
+    from tests.connectors.scripted_server import serving
+
+    def busy_once(query, number):  # type: ignore[no-untyped-def]
+        if number == 0:
+            return status, {"Retry-After": "1", "Content-Type": "application/json"}, b'{"detail": "slow down"}'
+        return _json_answer({"total": 1, "pashouders": [{"id": 1}]})
+
+    with serving(busy_once) as served:
+        records = list(_served_connector(served, retries=2).records())
+    assert [record.fields for record in records] == [{"id": 1}]
+    (first, _), (second, _) = served.requests
+    assert second - first >= 0.95
+
+
+def test_an_api_that_keeps_rate_limiting_says_so_and_what_to_do():
+    from tests.connectors.scripted_server import serving
+
+    with serving(lambda query, number: (429, {"Retry-After": "0"}, b"")) as served:
+        with pytest.raises(SourceUnavailable) as caught:
+            list(_served_connector(served, retries=1).records())
+    assert len(served.requests) == 2
+    said = str(caught.value)
+    assert "HTTP 429 (too many requests)" in said and "after 2 attempts" in said
+    assert "rate limit" in said and "paging" not in said
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date_and_bounds_the_pause():
+    from email.utils import format_datetime
+
+    from connectors.http import MAX_RETRY_AFTER_SECONDS, RetryableError, retry_after_seconds, with_retries
+
+    in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60), usegmt=True)
+    assert 55 <= (retry_after_seconds(in_a_minute) or 0) <= 60
+    assert (retry_after_seconds("120"), retry_after_seconds(None), retry_after_seconds("soon")) == (120, None, None)
+    pauses: list[float] = []
+
+    def refused():  # type: ignore[no-untyped-def]
+        raise RetryableError("answered HTTP 503", retry_after=86_400)
+
+    with pytest.raises(RetryableError):
+        with_retries(refused, retries=2, backoff_seconds=1, sleep=pauses.append)
+    assert pauses == [MAX_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS]  # a night waits minutes, not a day
