@@ -9,7 +9,9 @@ vendor issues one key per administration, and keys do not belong in files.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import email.message
 import json
 import os
 from collections.abc import Iterator
@@ -164,19 +166,33 @@ class RestConnector(HttpConnector):
                 else "Check that the API is up and reachable from this server, then run again",
             ) from None
         self._raise_for_client_error(response)
+        content_type = response.headers.get("Content-Type")
         try:
-            return response.json()
+            text = json_text(response.content, content_type)
+        except UnicodeDecodeError as exc:
+            if "html" in (content_type or "").lower():  # a proxy's error page: that it is no JSON is the news
+                raise self._not_json(content_type) from None
+            raise ConnectorError(
+                self.source_name,
+                f"the API's answer is not valid {_charset_label(exc.encoding)} text (its Content-Type "
+                f"{'is ' + content_type if content_type else 'is missing'})",
+                "Ask the vendor to send UTF-8 JSON, or to name the charset it really sends in the Content-Type header",
+            ) from None
+        try:
+            return json.loads(text)
         except RecursionError:  # nested deeper than Python's parser goes: no export's shape
             raise ConnectorError(
                 self.source_name, "the API answered JSON nested too deeply to read",
                 "Check options.base_url and options.list_path with the API's administrator") from None
         except ValueError:
-            content_type = response.headers.get("Content-Type", "unknown")
-            raise ConnectorError(
-                self.source_name,
-                f"the API answered something that is not JSON (content type {content_type})",
-                "Check options.base_url and options.list_path: they may point at a web page",
-            ) from None
+            raise self._not_json(content_type) from None
+
+    def _not_json(self, content_type: str | None) -> ConnectorError:
+        return ConnectorError(
+            self.source_name,
+            f"the API answered something that is not JSON (content type {content_type or 'unknown'})",
+            "Check options.base_url and options.list_path: they may point at a web page",
+        )
 
     def _raise_for_client_error(self, response: requests.Response) -> None:
         options: RestOptions = self.options
@@ -262,6 +278,32 @@ class RestConnector(HttpConnector):
                 os.environ.pop(variable, None)
             else:
                 os.environ[variable] = previous
+
+
+def json_text(body: bytes, content_type: str | None) -> str:
+    """The answer's text: in the charset its Content-Type names, else as JSON is sent (UTF-8, RFC 8259; a BOM
+    or UTF-16 told by ``json.detect_encoding``). Strict: raises UnicodeDecodeError rather than replace a byte.
+
+    ``requests`` reads a text/plain answer without a charset as ISO-8859-1 (every 'Zoë' became 'ZoÃ«'), keeps a
+    byte order mark, which the JSON parser refuses, and replaces bytes that do not decode (a name's 'ë' in
+    Windows-1252 under a UTF-8 label became U+FFFD): each stored a name other than the source's, or failed.
+    """
+    header = email.message.Message()
+    header["Content-Type"] = content_type or ""
+    charset = header.get_content_charset()
+    try:
+        codec = codecs.lookup(charset).name if charset else None
+    except LookupError:  # a name Python does not know, e.g. MySQL's utf8mb4: JSON's own rules then
+        codec = None
+    if codec is None:
+        codec = json.detect_encoding(body)
+    elif codec == "utf-8":
+        codec = "utf-8-sig"  # a byte order mark is no part of the JSON
+    return body.decode(codec)
+
+
+def _charset_label(codec: str) -> str:
+    return "UTF-8" if codec.startswith("utf-8") else codec
 
 
 def _sample_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:

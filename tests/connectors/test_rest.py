@@ -250,3 +250,44 @@ def test_retry_after_is_read_as_seconds_or_as_a_date_and_bounds_the_pause():
     with pytest.raises(RetryableError):
         with_retries(refused, retries=2, backoff_seconds=1, sleep=pauses.append)
     assert pauses == [MAX_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS]  # a night waits minutes, not a day
+
+
+_ZOE = {"total": 1, "pashouders": [{"id": 1, "voornaam": "Zoë"}]}
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("text/plain", json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
+    ("application/json", b"\xef\xbb\xbf" + json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
+    ("application/json; charset=windows-1252", json.dumps(_ZOE, ensure_ascii=False).encode("cp1252")),
+    ("application/json; charset=utf8mb4", json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
+], ids=["UTF-8 served as text/plain", "UTF-8 with a byte order mark", "a charset named", "MySQL's name for UTF-8"])
+def test_names_arrive_as_the_source_wrote_them_whatever_the_content_type(content_type, body):
+    """JSON is UTF-8 (RFC 8259). Served as text/plain without a charset, requests read it as ISO-8859-1 and every
+    'Zoë' was stored as 'ZoÃ«'; with a byte order mark (.NET) the night failed as 'not JSON, a web page?'."""
+    from tests.connectors.scripted_server import serving
+
+    with serving(lambda query, number: (200, {"Content-Type": content_type}, body)) as served:
+        [record] = list(_served_connector(served).records())
+    assert record.fields == {"id": 1, "voornaam": "Zoë"}
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json"])
+def test_an_answer_that_is_not_the_text_it_claims_is_refused_not_stored_with_replacement_characters(content_type):
+    """Windows-1252 bytes under a UTF-8 label became 'Zo\ufffd' in the stored name, silently."""
+    from tests.connectors.scripted_server import serving
+
+    body = json.dumps(_ZOE, ensure_ascii=False).encode("cp1252")
+    with serving(lambda query, number: (200, {"Content-Type": content_type}, body)) as served:
+        with pytest.raises(ConnectorError) as caught:
+            list(_served_connector(served).records())
+    said = str(caught.value)
+    assert "is not valid UTF-8" in said and "charset" in said and "Zo" not in said
+
+
+def test_a_proxys_error_page_in_another_charset_is_still_named_a_web_page():
+    from tests.connectors.scripted_server import serving
+
+    page = "<html><body>Storing: probeer het later opnieuw — Gemeente</body></html>".encode("cp1252")
+    with serving(lambda query, number: (200, {"Content-Type": "text/html; charset=utf-8"}, page)) as served:
+        with pytest.raises(ConnectorError, match="not JSON.*text/html"):
+            list(_served_connector(served).records())
