@@ -22,6 +22,9 @@ from adapter.records import SourceRecord
 
 SAMPLES = Path(__file__).parent / "samples"
 _DETECT_CHUNK_BYTES = 1 << 16
+# The codec a file of each encoding is opened with. Excel's "CSV UTF-8" starts with a byte order mark, which
+# plain utf-8 keeps as part of the first column's name; utf-8-sig drops it and reads a file without one the same.
+_READ_AS = {"utf-8": "utf-8-sig"}
 
 
 class CsvOptions(ConnectorOptions):
@@ -63,6 +66,8 @@ class CsvConnector(Connector):
         """utf-8-sig with a BOM; utf-8 if the whole file decodes as such; else cp1252."""
         options: CsvOptions = self.options
         if options.encoding != "auto":
+            if options.encoding == "cp1252":
+                self._refuse_utf8_read_as_cp1252(path)
             return options.encoding
         with path.open("rb") as stream:
             first = stream.read(_DETECT_CHUNK_BYTES)
@@ -80,13 +85,21 @@ class CsvConnector(Connector):
                 return "cp1252"
         return "utf-8"
 
+    def _refuse_utf8_read_as_cp1252(self, path: Path) -> None:
+        # Read as cp1252 the mark becomes 'ï»¿' before the first column's name, and the night is refused for a
+        # column missing from a header that has it (and every 'ë' would read as 'Ã«').
+        with path.open("rb") as stream:
+            if stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+                raise ConnectorError(self.source_name, f"the export {path.name} starts with a UTF-8 byte order mark, "
+                                     "but options.encoding is cp1252", "Set options.encoding to auto (or utf-8)")
+
     def records(self) -> Iterator[SourceRecord]:
         options: CsvOptions = self.options
         path = self.current_file()
         encoding = self.detect_encoding(path)
         self._line_reached = 1  # where the row being read begins, for an error the csv module raises
         try:
-            with path.open(encoding=encoding, newline="") as stream:
+            with path.open(encoding=_READ_AS.get(encoding, encoding), newline="") as stream:
                 yield from self._read_rows(stream, options)
         except UnicodeDecodeError:
             raise ConnectorError(
@@ -153,7 +166,7 @@ class CsvConnector(Connector):
         try:
             path = self.current_file()
             encoding = self.detect_encoding(path)
-            with path.open(encoding=encoding, newline="") as stream:
+            with path.open(encoding=_READ_AS.get(encoding, encoding), newline="") as stream:
                 for _ in range(self.options.skip_rows):
                     stream.readline()
                 first_line = stream.readline()

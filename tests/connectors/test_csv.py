@@ -201,3 +201,23 @@ def test_a_record_spanning_lines_is_keyed_by_the_line_it_begins_on(tmp_path):
         bsn="999992077", pass_number="6064366011000003")])
     results = read_mapped(export)
     assert [result.source_key for result in results] == ["line 2", "line 4"]
+
+
+def test_an_excel_utf8_export_reads_with_encoding_set_to_utf8(tmp_path):
+    """Excel's 'CSV UTF-8' starts with a byte order mark. With options.encoding: utf-8 (what such an export is)
+    the mark stuck to the first column's name, and the night was refused: 'the source has no column
+    Huishoudnummer', under a header that plainly has it."""
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names="Noël")], encoding="utf-8-sig")
+    [record] = read_mapped(export, encoding="utf-8")
+    assert (record.household_id, record.first_names) == ("H1", "Noël")
+    assert CsvConnector({"path": str(export), "encoding": "utf-8"}).check().ok
+
+
+def test_a_utf8_export_read_as_cp1252_is_named_not_taken_for_a_missing_column(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(first_names="Noël")], encoding="utf-8-sig")
+    with pytest.raises(ConnectorError) as caught:
+        read_mapped(export, encoding="cp1252")
+    said = str(caught.value)
+    assert "starts with a UTF-8 byte order mark" in said and "options.encoding" in said and "auto" in said
+    check = CsvConnector({"path": str(export), "encoding": "cp1252"}, source_name="demo").check()
+    assert not check.ok and "byte order mark" in check.render()
