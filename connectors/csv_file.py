@@ -25,6 +25,8 @@ _DETECT_CHUNK_BYTES = 1 << 16
 # The codec a file of each encoding is opened with. Excel's "CSV UTF-8" starts with a byte order mark, which
 # plain utf-8 keeps as part of the first column's name; utf-8-sig drops it and reads a file without one the same.
 _READ_AS = {"utf-8": "utf-8-sig"}
+# The separators exports are written with, and how an operator is told each.
+_DELIMITERS = {";": "';'", ",": "','", "\t": "a tab", "|": "'|'"}
 
 
 class CsvOptions(ConnectorOptions):
@@ -128,6 +130,7 @@ class CsvConnector(Connector):
             header = next(reader, None)
             if header is None:
                 return
+            self._refuse_another_delimiter(header, options.delimiter)
             columns = [name.strip() for name in header]
             repeated = sorted({name for name in columns if columns.count(name) > 1})
             if repeated:
@@ -158,6 +161,19 @@ class CsvConnector(Connector):
                 fields[name] = fields[name].replace(".", "").replace(",", ".")
             yield SourceRecord(key, fields)
 
+    def _refuse_another_delimiter(self, header: list[str], delimiter: str) -> None:
+        """A header read as one column that holds another separator: the export is separated by that one. The
+        mapping would otherwise refuse it for a column missing, under a header that names them all."""
+        if len(header) != 1 or delimiter in header[0]:
+            return
+        found = next((label for other, label in _DELIMITERS.items() if other != delimiter and other in header[0]),
+                     None)
+        if found:
+            shown = _DELIMITERS.get(delimiter, repr(delimiter))
+            raise ConnectorError(self.source_name, f"the export's header has no {shown} (options.delimiter): its "
+                                 f"columns are separated by {found}", "Set options.delimiter to the export's "
+                                 "separator, or ask the back office to export as before")
+
     def check(self) -> CheckResult:
         check = CheckBuilder(self.source_name, "csv")
         if not check.options_valid(self):
@@ -170,6 +186,8 @@ class CsvConnector(Connector):
                 for _ in range(self.options.skip_rows):
                     stream.readline()
                 first_line = stream.readline()
+            if self.options.header:
+                self._refuse_another_delimiter([first_line], self.options.delimiter)
         except ConnectorError as exc:
             check.failed_from("connection", exc)
             return check.result()

@@ -221,3 +221,18 @@ def test_a_utf8_export_read_as_cp1252_is_named_not_taken_for_a_missing_column(tm
     assert "starts with a UTF-8 byte order mark" in said and "options.encoding" in said and "auto" in said
     check = CsvConnector({"path": str(export), "encoding": "cp1252"}, source_name="demo").check()
     assert not check.ok and "byte order mark" in check.render()
+
+
+@pytest.mark.parametrize("delimiter, said", [(",", "','"), ("\t", "a tab")])
+def test_an_export_with_another_delimiter_says_which_one_it_has(tmp_path, delimiter, said):
+    """A back office that switches its export to commas (or tabs) gave 'the source has no column Huishoudnummer,
+    Klantnummer, BSN, ... (a renamed or missing column?)': every name is there, the separator is not."""
+    export = write(tmp_path / "export.csv", [HEADER.replace(";", delimiter),
+                                             row().replace("12,50", "12.50").replace(";", delimiter)])
+    with pytest.raises(ConnectorError) as caught:
+        read_mapped(export)
+    message = str(caught.value)
+    assert "no ';' (options.delimiter)" in message and f"separated by {said}" in message
+    assert "Huishoudnummer" not in message  # a header's names say nothing the operator needs here
+    check = CsvConnector({"path": str(export)}, source_name="demo").check()
+    assert not check.ok and "options.delimiter" in check.render()
