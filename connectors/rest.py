@@ -79,11 +79,24 @@ class RestConnector(HttpConnector):
         options: RestOptions = self.options
         session = self._build_session(self._api_key())
         offset, page = 0, 1
+        previous_items: list[dict[str, Any]] = []
+        previous_offset = 0
         while True:
             body = self._get_page(session, offset, options.page_size)
             items, total = self._items_and_total(body)
+            if items and items == previous_items:
+                # An API that does not know the offset parameter ignores it and answers its first page for every
+                # offset: read on, the same cardholders would come again and again, and the rest never.
+                raise ConnectorError(
+                    self.source_name,
+                    f"the API answered the same page for offset {offset} as for offset {previous_offset}",
+                    f"Check options.offset_param ('{options.offset_param}') and options.limit_param "
+                    f"('{options.limit_param}') against the vendor's documentation: an API ignores a parameter it "
+                    "does not know",
+                )
             for position, item in enumerate(items):
                 yield SourceRecord(f"page {page} item {position}", item)
+            previous_items, previous_offset = items, offset
             offset += len(items)
             if offset >= total:
                 return

@@ -291,3 +291,18 @@ def test_a_proxys_error_page_in_another_charset_is_still_named_a_web_page():
     with serving(lambda query, number: (200, {"Content-Type": "text/html; charset=utf-8"}, page)) as served:
         with pytest.raises(ConnectorError, match="not JSON.*text/html"):
             list(_served_connector(served).records())
+
+
+def test_an_api_that_answers_the_same_page_again_is_refused_not_read_as_more_cardholders():
+    """An API that does not know options.offset_param ignores it and answers its first page for every offset:
+    the connector read that page over and over until the total, the real rest never, so the sync saw every pass
+    of page 1 several times and the others gone."""
+    from tests.connectors.scripted_server import serving
+
+    first_page = {"total": 6, "pashouders": [{"id": 1}, {"id": 2}]}
+    with serving(lambda query, number: _json_answer(first_page)) as served:
+        with pytest.raises(ConnectorError) as caught:
+            list(_served_connector(served).records())
+    said = str(caught.value)
+    assert "the same page for offset 2 as for offset 0" in said and "options.offset_param" in said
+    assert len(served.requests) == 2
