@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, TextIO
@@ -43,6 +44,9 @@ class CsvOptions(ConnectorOptions):
     skip_rows: int = Field(default=0, ge=0, description="Lines before the header (titles, dates)")
     # Columns whose "12,50" becomes "12.50"; the values stay text.
     decimal_comma_columns: list[str] = []
+    # Refuse an export written longer ago than this (36 suits a nightly export): a night whose export did not
+    # arrive otherwise reads the previous one again, and succeeds as if nothing had changed.
+    max_age_hours: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _columns_or_header(self) -> CsvOptions:
@@ -62,7 +66,20 @@ class CsvConnector(Connector):
     def current_file(self) -> Path:
         """The file to read: the path itself, or the newest export in the folder."""
         options: CsvOptions = self.options
-        return self.newest_export(options.path, options.file_pattern, options.newest_by)
+        path = self.newest_export(options.path, options.file_pattern, options.newest_by)
+        if options.max_age_hours is not None:
+            self._refuse_stale(path, options.max_age_hours)
+        return path
+
+    def _refuse_stale(self, path: Path, max_age_hours: float) -> None:
+        age_hours = (time.time() - path.stat().st_mtime) / 3600
+        if age_hours <= max_age_hours:
+            return
+        age = f"{age_hours / 24:.0f} days" if age_hours >= 48 else f"{age_hours:.0f} hours"
+        raise ConnectorError(self.source_name, f"the newest export {path.name} was written {age} ago "
+                             f"(options.max_age_hours is {max_age_hours:g}); nothing was read",
+                             "Check that the export job ran and that its file arrived, then run again; the "
+                             "previous data stays in force until then")
 
     def detect_encoding(self, path: Path) -> str:
         """utf-8-sig with a BOM; utf-8 if the whole file decodes as such; else cp1252."""

@@ -236,3 +236,21 @@ def test_an_export_with_another_delimiter_says_which_one_it_has(tmp_path, delimi
     assert "Huishoudnummer" not in message  # a header's names say nothing the operator needs here
     check = CsvConnector({"path": str(export)}, source_name="demo").check()
     assert not check.ok and "options.delimiter" in check.render()
+
+
+def test_an_export_older_than_max_age_hours_is_refused_not_synced_again(tmp_path):
+    """A night whose export did not arrive re-read the one before, and the run succeeded 'unchanged': a pass
+    blocked since (a lost card) stayed usable and new children waited, night after night, with nothing in red."""
+    write(tmp_path / "stadspas-2026-11-27.csv", [HEADER, row()])
+    two_days_ago = time.time() - 49 * 3600
+    os.utime(tmp_path / "stadspas-2026-11-27.csv", (two_days_ago, two_days_ago))
+    with pytest.raises(ConnectorError) as caught:
+        read_mapped(tmp_path, max_age_hours=36)
+    said = str(caught.value)
+    assert "stadspas-2026-11-27.csv was written 2 days ago" in said and "options.max_age_hours is 36" in said
+    assert "export job" in said
+    check = CsvConnector({"path": str(tmp_path), "max_age_hours": 36}, source_name="demo").check()
+    assert not check.ok and "2 days ago" in check.render()
+    assert len(read_mapped(tmp_path)) == 1  # without the option any export is read, as before
+    write(tmp_path / "stadspas-2026-11-28.csv", [HEADER, row()])  # tonight's arrives
+    assert len(read_mapped(tmp_path, max_age_hours=36)) == 1
