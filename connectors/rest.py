@@ -84,21 +84,13 @@ class RestConnector(HttpConnector):
         while True:
             body = self._get_page(session, offset, options.page_size)
             items, total = self._items_and_total(body)
-            if items and items == previous_items:
-                # An API that does not know the offset parameter ignores it and answers its first page for every
-                # offset: read on, the same cardholders would come again and again, and the rest never.
-                raise ConnectorError(
-                    self.source_name,
-                    f"the API answered the same page for offset {offset} as for offset {previous_offset}",
-                    f"Check options.offset_param ('{options.offset_param}') and options.limit_param "
-                    f"('{options.limit_param}') against the vendor's documentation: an API ignores a parameter it "
-                    "does not know",
-                )
+            self._refuse_page_out_of_step(items, previous_items, offset, previous_offset, total)
             for position, item in enumerate(items):
                 yield SourceRecord(f"page {page} item {position}", item)
             previous_items, previous_offset = items, offset
             offset += len(items)
-            if offset >= total:
+            # A full last page is followed by one look past it: a total short of the records is told then.
+            if offset >= total and len(items) < options.page_size:
                 return
             if not items:
                 # Stopping here silently would look like cardholders vanished.
@@ -115,6 +107,31 @@ class RestConnector(HttpConnector):
                     "large, raise options.max_pages or options.page_size",
                 )
             page += 1
+
+    def _refuse_page_out_of_step(self, items: list[dict[str, Any]], previous_items: list[dict[str, Any]],
+                                 offset: int, previous_offset: int, total: int) -> None:
+        """A page that cannot be the next one: the one before again, or records past the total."""
+        options: RestOptions = self.options
+        if items and items == previous_items:
+            # An API that does not know the offset parameter ignores it and answers its first page for every
+            # offset: read on, the same cardholders would come again and again, and the rest never.
+            raise ConnectorError(
+                self.source_name,
+                f"the API answered the same page for offset {offset} as for offset {previous_offset}",
+                f"Check options.offset_param ('{options.offset_param}') and options.limit_param "
+                f"('{options.limit_param}') against the vendor's documentation: an API ignores a parameter it "
+                "does not know",
+            )
+        if items and offset >= total:
+            # A total capped by the vendor's search index (10,000 of 40,000): stopping at it would read a part
+            # of the cardholders as all of them, and a first load has no earlier run for the guard to compare.
+            raise ConnectorError(
+                self.source_name,
+                f"the API reports a total of {total} cardholders but has more records after them; nothing of "
+                "this run was applied",
+                f"Ask the vendor why its '{options.total_key}' is short of its list (a search index capped at "
+                "10,000?); the previous data stays in force until then",
+            )
 
     def _api_key(self) -> str:
         name = self.options.api_key_env

@@ -306,3 +306,34 @@ def test_an_api_that_answers_the_same_page_again_is_refused_not_read_as_more_car
     said = str(caught.value)
     assert "the same page for offset 2 as for offset 0" in said and "options.offset_param" in said
     assert len(served.requests) == 2
+
+
+def _paged(records, reported_total):  # type: ignore[no-untyped-def]
+    def answer(query, number):  # type: ignore[no-untyped-def]
+        offset, limit = int(query["offset"]), int(query["limit"])
+        return _json_answer({"total": reported_total, "pashouders": records[offset:offset + limit]})
+    return answer
+
+
+def test_an_api_whose_total_stops_short_of_its_records_is_refused_not_read_in_part():
+    """A total capped by the vendor's search index (10,000 of 40,000): the connector stopped at the total, and on
+    a first load, which no guard compares with a previous run, three quarters of the children got nothing."""
+    from tests.connectors.scripted_server import serving
+
+    with serving(_paged([{"id": n} for n in range(6)], reported_total=4)) as served:
+        with pytest.raises(ConnectorError) as caught:
+            list(_served_connector(served).records())
+    said = str(caught.value)
+    assert "total of 4" in said and "more records after them" in said and "nothing" in said
+    assert [query["offset"] for _, query in served.requests] == ["0", "2", "4"]
+
+
+@pytest.mark.parametrize("count", [4, 5])
+def test_a_true_total_is_read_to_its_end_with_one_look_past_a_full_last_page(count):
+    from tests.connectors.scripted_server import serving
+
+    with serving(_paged([{"id": n} for n in range(count)], reported_total=count)) as served:
+        records = list(_served_connector(served).records())
+    assert [record.fields["id"] for record in records] == list(range(count))
+    # 4 records in pages of 2: the full last page is followed by a look at offset 4, which is empty.
+    assert [query["offset"] for _, query in served.requests] == ["0", "2", "4"]
