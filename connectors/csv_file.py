@@ -164,8 +164,10 @@ class CsvConnector(Connector):
         for row in reader:
             begun_at, ended_at = ended_at + 1, reader.line_num
             self._line_reached = ended_at + 1 + line_offset  # where the next row begins: an error reading it is there
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
+            if not row or (not row[0].strip() and not any(field.strip() for field in row)):
+                # A blank line, or one of separators only (rows Excel once formatted: ';;;;;'). The first field
+                # alone is looked at for every other row: this loop is the floor of a sync's reading.
+                continue
             # The line the row begins on: where an operator looks for it, also when a quoted field spans lines.
             key = f"line {begun_at + line_offset}"
             if len(row) != width:
