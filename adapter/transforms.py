@@ -66,6 +66,8 @@ def build_trim(params: None) -> Transform:
 # -- digits_only --------------------------------------------------------------
 
 _NOT_DIGITS = re.compile(r"\D+")
+# 6,06437E+15: how Excel writes a long number it took for an amount, rounded to 6 digits.
+_SCIENTIFIC = re.compile(r"\s*[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+\s*")
 
 
 def build_digits_only(params: None) -> Transform:
@@ -83,6 +85,10 @@ def build_digits_only(params: None) -> Transform:
         text = value if isinstance(value, str) else str(value)
         if text.isdigit():
             return text
+        if _SCIENTIFIC.fullmatch(text):
+            # Its digits are not the number: 6,06437E+15 would become pass number 60643715.
+            raise TransformError("is written in scientific notation, as a spreadsheet writes a long number it "
+                                 "rounded (digits_only); export the column as text")
         return _NOT_DIGITS.sub("", text) or None
 
     return digits_only

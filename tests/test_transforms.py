@@ -31,6 +31,16 @@ def test_digits_only_refuses_booleans():
         build_digits_only(None)(True)
 
 
+@pytest.mark.parametrize("written", ["6,06437E+15", "6.06437E+15", " 6,064366E+15 ", "9,99994e08"])
+def test_digits_only_refuses_a_number_a_spreadsheet_wrote_in_scientific_notation(written):
+    """An export saved from Excel writes a pass number of 16 digits as 6,06437E+15: its digits were taken for the
+    number, 60643715, a short pass number that no card carries (and the same for every pass of the series)."""
+    with pytest.raises(TransformError) as caught:
+        build_digits_only(None)(written)
+    assert "scientific notation" in str(caught.value) and "as text" in str(caught.value)
+    assert "6064" not in str(caught.value)
+
+
 def test_left_pad_restores_the_bsn_a_spreadsheet_shortened():
     left_pad = build_left_pad(LeftPadParams(width=9))
     assert left_pad("9921") == "000009921"

@@ -262,3 +262,12 @@ def test_rows_of_only_separators_are_blank_lines_not_rejected_cardholders(tmp_pa
     export = write(tmp_path / "export.csv", [HEADER, row(), ";" * 12, " ; ;", ""])
     results = read_mapped(export)
     assert [type(result) for result in results] == [CardholderRecord]
+
+
+def test_a_pass_number_a_spreadsheet_rounded_rejects_its_row_instead_of_becoming_another_number(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(pass_number="6,06437E+15"), row(
+        bsn="999993847", pass_number="6064366011000002")])
+    rejected, kept = read_mapped(export)
+    assert isinstance(rejected, RejectedRecord) and rejected.source_key == "line 2"
+    assert any(reason.startswith("pass_number: is written in scientific notation") for reason in rejected.reasons)
+    assert kept.pass_number == "6064366011000002"
