@@ -81,8 +81,17 @@ class RestConnector(HttpConnector):
         offset, page = 0, 1
         previous_items: list[dict[str, Any]] = []
         previous_offset = 0
+        total = 0
         while True:
-            body = self._get_page(session, offset, options.page_size)
+            try:
+                body = self._get_page(session, offset, options.page_size)
+            except SourceAuthError as exc:
+                if not offset:
+                    raise
+                raise SourceAuthError(  # the key was taken when the run began: it changed since
+                    self.source_name, f"{exc.what_happened} after {offset} of {total} records had been read",
+                    f"The key may have expired or been replaced during the run. {exc.what_to_do}, then run "
+                    "again; nothing of this run was applied") from None
             items, total = self._items_and_total(body)
             self._refuse_page_out_of_step(items, previous_items, offset, previous_offset, total)
             for position, item in enumerate(items):

@@ -337,3 +337,22 @@ def test_a_true_total_is_read_to_its_end_with_one_look_past_a_full_last_page(cou
     assert [record.fields["id"] for record in records] == list(range(count))
     # 4 records in pages of 2: the full last page is followed by a look at offset 4, which is empty.
     assert [query["offset"] for _, query in served.requests] == ["0", "2", "4"]
+
+
+def test_a_key_refused_mid_run_says_the_run_was_under_way_and_nothing_was_applied():
+    """A vendor that rotates or expires keys on a schedule refuses the key after some pages: the error said only
+    to check that the variable holds the current key, which it did when the run began."""
+    from tests.connectors.scripted_server import serving
+
+    records = [{"id": n} for n in range(6)]
+    paged = _paged(records, reported_total=6)
+
+    def expires(query, number):  # type: ignore[no-untyped-def]
+        return paged(query, number) if number < 2 else (401, {"Content-Type": "application/json"}, b"{}")
+
+    with serving(expires) as served:
+        with pytest.raises(SourceAuthError) as caught:
+            list(_served_connector(served).records())
+    said = str(caught.value)
+    assert "HTTP 401" in said and "after 4 of 6 records" in said and "during the run" in said
+    assert "TEST_PASS_API_KEY" in said and "secret-key-1" not in said
