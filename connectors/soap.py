@@ -38,7 +38,7 @@ from adapter.connector import (
 )
 from adapter.paths import PathError, compile_field_path
 from adapter.records import SourceRecord
-from connectors.http import AnswerTooLarge, HttpConnector, RetryableError, describe_transport_error, \
+from connectors.http import AnswerTooLarge, HttpConnector, RateLimited, RetryableError, describe_transport_error, \
     plain_http_problem, probe_tcp, with_retries
 from connectors.replay import replay_session
 from connectors.soap_answers import AnswerReader
@@ -47,6 +47,7 @@ from connectors.soap_client import SoapClientError, bind_service, build_client, 
 SAMPLES = Path(__file__).parent / "samples" / "soap"
 SAMPLE_WSDL = Path(__file__).parent / "wsdl" / "stadspas-v1.wsdl"
 _ZEEP_UNKNOWN_FAULT = "Unknown fault occured"  # sic, zeep's spelling
+TOO_MANY_REQUESTS = 429
 
 
 class PagingOptions(BaseModel):
@@ -219,7 +220,7 @@ class SoapConnector(HttpConnector):
                 if transport.last_was_html or (
                     fault.message == _ZEEP_UNKNOWN_FAULT and transport.last_status != 200
                 ):
-                    raise RetryableError(self._html_error_text(transport)) from None
+                    raise _asked_again(transport, self._html_error_text(transport)) from None
                 # The fault's own text is left out: back offices word it for their own staff, with the
                 # cardholder's name, BSN or pass number in it ("Pashouder J. de Vries (BSN 999 993 653)"), and no
                 # mask finds a name. This message goes to the log, the run's stored reason and the dashboard.
@@ -234,7 +235,7 @@ class SoapConnector(HttpConnector):
                 if error.status_code == 200 and not error.content:
                     return None  # an empty answer: the service has nothing for us
                 if transport.last_was_html:
-                    raise RetryableError(self._html_error_text(transport)) from None
+                    raise _asked_again(transport, self._html_error_text(transport)) from None
                 if error.status_code == 200:  # an answer, not a refusal: one that is no readable XML
                     raise ConnectorError(
                         self.source_name,
@@ -243,13 +244,13 @@ class SoapConnector(HttpConnector):
                         "Ask the service's administrator to look at its answer to this request; nothing of this "
                         "run was applied",
                     ) from None
-                if error.status_code and error.status_code < 500:
+                if error.status_code and error.status_code < 500 and error.status_code != TOO_MANY_REQUESTS:
                     raise ConnectorError(
                         self.source_name,
                         f"the service refused the request (HTTP {error.status_code})",
                         "Check options.endpoint, the client certificate and the account",
                     ) from None
-                raise RetryableError(f"answered HTTP {error.status_code}") from None
+                raise _asked_again(transport, f"answered HTTP {error.status_code}") from None
             except requests.RequestException as error:
                 raise RetryableError(describe_transport_error(error, options.operation_timeout)) from None
             except ValidationError as error:
@@ -291,7 +292,9 @@ class SoapConnector(HttpConnector):
             raise SourceUnavailable(
                 self.source_name,
                 f"the SOAP service at {self._address(service)}: {exc.reason} (after {attempts} attempts)",
-                "Check that the service and its gateway are up, then run again; "
+                "Ask the service's administrator about the account's rate limit, or raise options.backoff_seconds "
+                "and options.retries, then run again" if isinstance(exc, RateLimited)
+                else "Check that the service and its gateway are up, then run again; "
                 "raise options.operation_timeout if it is merely slow",
             ) from None
         return answer
@@ -380,3 +383,12 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _asked_again(transport, reason: str) -> RetryableError:  # type: ignore[no-untyped-def]
+    """A failed call worth another attempt, after at least the wait the answer's Retry-After asked for. A 429
+    is the account's rate limit, not an outage (it used to be a final refusal: "check the endpoint")."""
+    if transport.last_status == TOO_MANY_REQUESTS:
+        return RateLimited(f"{reason} (too many requests)" if str(TOO_MANY_REQUESTS) in reason else
+                           f"{reason}, HTTP 429 (too many requests)", transport.last_retry_after)
+    return RetryableError(reason, transport.last_retry_after)

@@ -20,7 +20,7 @@ import zeep
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from connectors.http import configure_tls, plain_http_problem, read_bounded
+from connectors.http import configure_tls, plain_http_problem, read_bounded, retry_after_seconds
 
 
 class _ConversionErrorsWithoutValues(logging.Filter):
@@ -56,6 +56,7 @@ class LocalWsdlTransport(Transport):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.last_status: int | None = None
         self.last_was_html = False
+        self.last_retry_after: float | None = None  # the wait the last answer's Retry-After asked for, if any
 
     def load(self, url: str) -> bytes:
         if urlparse(url).scheme in ("http", "https"):
@@ -69,11 +70,12 @@ class LocalWsdlTransport(Transport):
         """zeep's post, but the whole answer within ``operation_timeout`` and a size (``read_bounded``): its own
         bounds only the wait between two packets. Nor is anything logged: zeep's logs the request and the whole
         answer at DEBUG, names and BSNs included."""
-        self.last_status, self.last_was_html = None, False
+        self.last_status, self.last_was_html, self.last_retry_after = None, False, None
         response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout,
                                      stream=True)
         read_bounded(response, deadline_seconds=self.operation_timeout)
         self.last_status = response.status_code
+        self.last_retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         content_type = response.headers.get("Content-Type", "").lower()
         start = response.content[:200].lstrip().lower()
         self.last_was_html = "text/html" in content_type or start.startswith((b"<!doctype html", b"<html"))

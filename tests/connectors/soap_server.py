@@ -26,6 +26,7 @@ class Answer:
     file: str | None = None  # a file in soap_envelopes/, or None for an empty body
     content_type: str = "text/xml; charset=utf-8"
     delay_seconds: float = 0.0
+    retry_after: str | None = None  # a Retry-After header, as a busy or rate-limiting service sends
 
 
 FAULT = Answer("500 Internal Server Error", "fault.xml")
@@ -38,6 +39,7 @@ EMPTY_ANSWER = Answer("200 OK", "empty.xml")
 class RecordedRequest:
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -57,8 +59,10 @@ class SoapTestServer:
         if answer.delay_seconds:
             time.sleep(answer.delay_seconds)
         content = (ENVELOPES / answer.file).read_bytes() if answer.file else b""
-        start_response(answer.status, [("Content-Type", answer.content_type),
-                                       ("Content-Length", str(len(content)))])
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(content)))]
+        if answer.retry_after is not None:
+            headers.append(("Retry-After", answer.retry_after))
+        start_response(answer.status, headers)
         return [content]
 
     @staticmethod

@@ -285,3 +285,25 @@ def test_a_soap_answer_that_drips_or_never_ends_is_given_up_within_its_bounds(mo
                                 "timeout": 1, "operation_timeout": 1, "retries": 0, "backoff_seconds": 0},
                                source_name="gws").records())
         assert time.monotonic() - started < 6
+
+
+@pytest.mark.parametrize("status", ["429 Too Many Requests", "503 Service Unavailable"])
+def test_a_busy_service_is_asked_again_after_the_wait_its_retry_after_names(server, status):
+    """A service behind an API gateway answers 429 (or 503) with Retry-After when the account asks too often: a
+    429 failed the night at once ("refused the request, check options.endpoint"), and the retries of a 503 were
+    spent within the backoff (here none) while the service had said when to come back."""
+    server.script = [Answer(status, None, "text/plain", retry_after="1")]
+    records = list(connector(server, retries=2, **ONE_CALL))
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001"]
+    assert len(server.requests) == 2
+    assert server.requests[1].received_at - server.requests[0].received_at >= 0.95
+
+
+def test_a_service_that_keeps_rate_limiting_says_so_and_what_to_do(server):
+    server.script = [Answer("429 Too Many Requests", None, "text/plain", retry_after="0")] * 2
+    with pytest.raises(SourceUnavailable) as caught:
+        list(connector(server, retries=1, **ONE_CALL))
+    said = str(caught.value)
+    assert "HTTP 429 (too many requests)" in said and "after 2 attempts" in said
+    assert "rate limit" in said and "endpoint" not in said
+    assert len(server.requests) == 2
