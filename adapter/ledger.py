@@ -108,6 +108,11 @@ class ReversalRequest:
     window: timedelta = timedelta(days=30)
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    # The counter's day (``adapter.counter.counter_today``) and the rules' grace: a budget past its last day
+    # (period end + grace) takes no money back, also while it is still OPEN because the roll-over has not run.
+    # None: the budget's status alone decides.
+    today: date | None = None
+    expiry_grace_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -520,7 +525,10 @@ def _reverse_in(session: Session, request: ReversalRequest) -> ReversalOutcome:
     )
     budget = _lock_budget(session, redemption.budget_id)
     assert budget is not None  # a redemption's budget is never deleted (foreign key)
-    returned = budget.status == BudgetStatus.OPEN
+    returned = budget.status == BudgetStatus.OPEN and (
+        # Past its last day the counter neither offers nor debits it (adapter.counter): money put back could never
+        # be spent, and the roll-over would take it to the municipality with the rest.
+        request.today is None or budget.period_end + timedelta(days=request.expiry_grace_days) >= request.today)
     reversal = Reversal(redemption_id=redemption.id, amount_cents=amount_cents, reason=request.reason,
                         actor=request.actor, returned_to_budget=returned, created_at=now)
     session.add(reversal)

@@ -70,7 +70,8 @@ def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
             amount_cents=body.amount_cents, window=timedelta(days=settings.api.reversal_window_days),
             idempotency_key=request.headers["Idempotency-Key"],
             fingerprint=fingerprint(runtime().vault.hashes, f"POST /v1/redemptions/{redemption_id}/reversals",
-                                    body)),
+                                    body),
+            today=counter.counter_today(), expiry_grace_days=runtime().expiry_grace_days),
             in_progress_wait_ms=settings.api.idempotency_wait_ms)
     except ledger.IdempotencyInProgress:
         raise render.in_progress() from None

@@ -245,7 +245,8 @@ def reverse():  # type: ignore[no-untyped-def]
         outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
             merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
             window=timedelta(days=runtime.settings.api.reversal_window_days),
-            idempotency_key=request.form.get("idempotency_key", "")[:128] or None),
+            idempotency_key=request.form.get("idempotency_key", "")[:128] or None,
+            today=counter.counter_today(), expiry_grace_days=runtime.expiry_grace_days),
             in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except ledger.IdempotencyInProgress:
         # The same form sent twice (a double click): the first is still being written.

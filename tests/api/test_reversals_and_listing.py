@@ -109,3 +109,32 @@ def test_merchant_b_cannot_see_reverse_or_list_merchant_a_redemptions(api):
     assert listed_by_b.get_json()["items"] == []
     own = api.client.get(f"/v1/redemptions/{redemption_id}", headers={"Authorization": f"Bearer {shop_a}"})
     assert own.status_code == 200 and own.get_json()["amount_cents"] == 3_000
+
+
+def test_a_reversal_after_the_budgets_last_day_does_not_put_money_back_before_the_rollover_closes_it(api_any):
+    """Between local midnight and the night's roll-over (or while the scheduler is down) the budget is still OPEN,
+    but the counter no longer offers or debits it: money put back on it could never be spent, and the roll-over
+    would take it to the municipality anyway. The till must hear that now, not a balance the child cannot use."""
+    from adapter.counter import counter_today
+    from adapter.models import Pass
+    from tests import factories
+
+    api = api_any
+    today = counter_today()
+    child = factories.child_with_budget(api.db, api.vault, amount_cents=5_000,  # config/budgets.yaml: 14 days grace
+                                        period=(today - timedelta(days=200), today - timedelta(days=14)))
+    with api.db.write() as session:  # the pass runs on into the next period
+        session.execute(update(Pass).where(Pass.id == child.pass_id).values(valid_until=today + timedelta(days=100)))
+    key = api.shop()
+    redemption_id = _redeemed(api, key, child, 1_000)  # on the budget's last day
+    with api.db.write() as session:  # ... and now it is the day after: the roll-over has not run yet
+        session.execute(update(Budget).where(Budget.id == child.budget_id)
+                        .values(period_end=today - timedelta(days=15)))
+    assert api.check(key, child.pass_number).get_json()["budgets"] == []
+
+    answer = api.reverse(key, redemption_id, {"reason": "retour na de laatste dag"})
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert (body["amount_cents"], body["returned_to_budget"], body["available_cents_after"]) == (1_000, False, 4_000)
+    assert api.balance_cents(child.budget_id) == 4_000
+    assert api.verify_ledger() == []

@@ -218,6 +218,32 @@ def test_the_counter_page_spends_a_budget_through_its_grace_and_refuses_it_after
         assert [session.get(Budget, child.budget_id).balance_cents for child in children] == [4_500, 5_000]
 
 
+def test_a_reversal_on_the_counter_page_after_the_budgets_last_day_says_the_money_goes_to_the_municipality(
+        counter, vault):  # type: ignore[no-untyped-def]
+    """The roll-over has not closed the budget yet, but its last day is over: the money cannot go back on it."""
+    from adapter.models import Redemption
+
+    today = local_day(utcnow())
+    child = factories.child_with_budget(counter.db, vault, amount_cents=5_000,
+                                        period=(today - timedelta(days=200), today - timedelta(days=14)))
+    with counter.db.write() as session:  # the pass runs on into the next period
+        session.execute(update(Pass).where(Pass.id == child.pass_id).values(valid_until=today + timedelta(days=100)))
+    assert counter.pay(pass_number=child.pass_number, budget_id=str(child.budget_id),
+                       idempotency_key="last-day").status_code == 303
+    with counter.db.write() as session:  # the day after its last day, before the night's roll-over
+        session.execute(update(Budget).where(Budget.id == child.budget_id)
+                        .values(period_end=today - timedelta(days=15)))
+        redemption_id = session.execute(select(Redemption.id)).scalar_one()
+    sent = counter.client.post("/counter/terugboeken", data={
+        "csrf_token": counter.token(), "redemption_id": redemption_id, "reason": "retour",
+        "idempotency_key": "late-reversal"})
+    assert sent.status_code == 303
+    page = counter.client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "het geld gaat terug naar de gemeente" in page
+    with counter.db.read() as session:
+        assert session.get(Budget, child.budget_id).balance_cents == 4_500
+
+
 def test_a_reversal_sent_twice_at_once_says_in_dutch_to_wait_instead_of_failing(counter, monkeypatch):  # type: ignore[no-untyped-def]
     """On PostgreSQL the second of two identical forms waits for the first and then gives up with
     IdempotencyInProgress (adapter.key_record, raced in tests/core/test_key_record.py); here it is raised where it
