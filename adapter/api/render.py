@@ -81,15 +81,22 @@ def reversal(outcome: ledger.ReversalOutcome) -> dict[str, Any]:
     if outcome.status == "redemption_not_found":
         raise redemption_not_found()
     if outcome.status == "reversal_exceeds_redemption":
-        raise problem("reversal_exceeds_redemption",
-                      f"Er kan van deze afschrijving nog {euros(outcome.reversible_cents)} worden teruggeboekt. "
-                      "Boek dat bedrag of minder terug; laat amount_cents weg om alles terug te boeken.",
+        raise problem("reversal_exceeds_redemption", reversal_exceeds_detail(outcome.reversible_cents),
                       reversible_cents=outcome.reversible_cents)
     if outcome.status == "reversal_window_closed":
         raise problem("reversal_window_closed",
                       "Deze afschrijving is te lang geleden om terug te boeken. Neem contact op met de gemeente "
                       "om het bedrag te laten corrigeren.", reversible_cents=outcome.reversible_cents)
     raise key_reused()
+
+
+def reversal_exceeds_detail(reversible_cents: int) -> str:
+    if reversible_cents <= 0:
+        # Typically a retry, under a new key, of a full reversal whose answer got lost: it was done.
+        return ("Deze afschrijving is al helemaal teruggeboekt; er kan niets meer worden teruggeboekt. De "
+                "terugboekingen staan bij de afschrijving in GET /v1/redemptions/{redemption_id}.")
+    return (f"Er kan van deze afschrijving nog {euros(reversible_cents)} worden teruggeboekt. Boek dat bedrag of "
+            "minder terug; laat amount_cents weg om alles terug te boeken.")
 
 
 def redemption_item(line: RedemptionLine) -> dict[str, Any]:

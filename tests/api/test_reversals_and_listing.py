@@ -138,3 +138,20 @@ def test_a_reversal_after_the_budgets_last_day_does_not_put_money_back_before_th
     assert (body["amount_cents"], body["returned_to_budget"], body["available_cents_after"]) == (1_000, False, 4_000)
     assert api.balance_cents(child.budget_id) == 4_000
     assert api.verify_ledger() == []
+
+
+def test_reversing_a_redemption_that_is_already_wholly_reversed_says_so_instead_of_asking_for_less(api):
+    """A till whose answer to a full reversal got lost retries with a new key: it must hear that the reversal
+    was done, not "reverse 0,00 or less; leave out amount_cents to reverse everything" (which it just did)."""
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    redemption_id = _redeemed(api, key, child, 2_000)
+    assert api.reverse(key, redemption_id, {"reason": "retour"}).status_code == 201
+
+    again = api.reverse(key, redemption_id, {"reason": "retour"})
+    assert again.status_code == 422
+    problem = again.get_json()
+    assert (problem["code"], problem["reversible_cents"]) == ("reversal_exceeds_redemption", 0)
+    assert "al helemaal teruggeboekt" in problem["detail"]
+    assert "amount_cents weg" not in problem["detail"]
+    assert api.balance_cents(child.budget_id) == 5_000
