@@ -89,6 +89,8 @@ def _reason(error: Any) -> str:
         return str(context.get("error", error["msg"]))
     if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][-1] in _PATTERN_REASONS:
         return _PATTERN_REASONS[error["loc"][-1]]
+    if kind in ("int_type", "int_parsing") and error["loc"] and error["loc"][-1] in _WHOLE_NUMBER_REASONS:
+        return _WHOLE_NUMBER_REASONS[error["loc"][-1]]
     template = _REASONS.get(kind)
     if template is None:  # pydantic's own words are English: never those to a shop
         return "heeft niet de juiste vorm; zie /v1/openapi.json"
@@ -102,6 +104,13 @@ _PATTERN_REASONS = {
     "reference": "mag geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); laat ze weg",
     "reason": "mag niet leeg zijn en geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); schrijf kort "
               "waarom u terugboekt",
+}
+
+
+# What a value that is not a whole number should have been, per field. A till that sends euros (12.5 or "12.50")
+# must learn the unit: told only "a whole number", it may round to 12 or 13 cents for a purchase of € 12,50.
+_WHOLE_NUMBER_REASONS = {
+    "amount_cents": "moet een geheel aantal eurocenten zijn, als getal zonder aanhalingstekens: 1250 voor € 12,50",
 }
 
 

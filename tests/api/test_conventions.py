@@ -41,6 +41,22 @@ def test_bounds_and_types_are_strict(api, body, name):
     assert [param["name"] for param in response.get_json()["invalid_params"]] == [name]
 
 
+@pytest.mark.parametrize("amount", [12.5, "12.50", "1250", "12,50"])
+def test_an_amount_in_euros_is_told_to_be_sent_in_cents(api, amount):
+    """A till that sends euros (12.5, "12.50") must learn the unit, not only that a whole number is wanted: rounding
+    12.5 to 12 or 13 would take 12 or 13 cents for a € 12,50 purchase."""
+    child = api.child()
+    key = api.shop()
+    redemption = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": amount, "category": "school"})
+    reversal = api.reverse(key, "00000000-0000-4000-8000-000000000000", {"amount_cents": amount, "reason": "retour"})
+    for answer in (redemption, reversal):
+        assert answer.status_code == 400
+        [param] = answer.get_json()["invalid_params"]
+        assert param["name"] == "amount_cents"
+        assert "eurocent" in param["reason"] and "1250" in param["reason"]
+    assert api.balance_cents(child.budget_id) == 10_000
+
+
 @pytest.mark.parametrize("idempotency_key", ["", "x" * 129, "spatie erin", "ünïcode"])
 def test_idempotency_key_is_bounded(api, idempotency_key):
     child = api.child()
