@@ -81,6 +81,11 @@ OPERATIONS: tuple[Operation, ...] = (
               success_headers=("Idempotent-Replayed",)),
 )
 
+# Refusals stored under the request's Idempotency-Key (adapter.ledger's outcomes): a retry with the same key
+# replays them, with Idempotent-Replayed. The others (an unusable pass, a category) leave no trace under the key.
+REPLAYABLE_PROBLEMS = frozenset({"insufficient_balance", "budget_not_found", "redemption_not_found",
+                                 "reversal_exceeds_redemption", "reversal_window_closed"})
+
 # Every operation can also answer these (unknown method, our own failure).
 COMMON_PROBLEMS = ("method_not_allowed", "internal_error")
 
@@ -168,7 +173,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
             problem_headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
         if problem_status in (409, 429, 503):
             problem_headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
-        if operation.idempotent_key and problem_status == 422:
+        if operation.idempotent_key and REPLAYABLE_PROBLEMS.intersection(codes):
             problem_headers["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
         responses[str(problem_status)] = {
             "description": "Problem: " + ", ".join(f"`{code}`" for code in codes) + ".",

@@ -155,3 +155,16 @@ def test_reversing_a_redemption_that_is_already_wholly_reversed_says_so_instead_
     assert "al helemaal teruggeboekt" in problem["detail"]
     assert "amount_cents weg" not in problem["detail"]
     assert api.balance_cents(child.budget_id) == 5_000
+
+
+def test_a_retried_reversal_of_an_unknown_redemption_answers_as_the_document_says(api):
+    """The first answer (404) is stored under the key like every reversal's outcome, so the retry is a replay:
+    its Idempotent-Replayed header must be one the OpenAPI document gives that answer (the checked client asserts
+    it), or a till validating answers against the document rejects the retry's answer."""
+    key = api.shop()
+    made_up = "00000000-0000-4000-8000-000000000000"
+    first = api.reverse(key, made_up, {"reason": "retour"}, key="rev-unknown")
+    retry = api.reverse(key, made_up, {"reason": "retour"}, key="rev-unknown")
+    assert first.status_code == retry.status_code == 404
+    assert retry.get_json()["code"] == "redemption_not_found"
+    assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
