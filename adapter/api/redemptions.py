@@ -59,6 +59,7 @@ def create_redemption():  # type: ignore[no-untyped-def]
 @blueprint.post("/redemptions/<redemption_id>/reversals")
 def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
+    redemption_id = _as_issued(redemption_id)
     body = parse_body(ReversalCreate, extra_problems=idempotency_key_problems())
     if len(redemption_id) > MAX_ID_LENGTH:
         raise render.redemption_not_found()
@@ -95,6 +96,7 @@ def list_redemptions():  # type: ignore[no-untyped-def]
 @blueprint.get("/redemptions/<redemption_id>")
 def get_redemption(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
+    redemption_id = _as_issued(redemption_id)
     line = None
     if len(redemption_id) <= MAX_ID_LENGTH:
         with runtime().db.read() as session:
@@ -102,6 +104,11 @@ def get_redemption(redemption_id: str):  # type: ignore[no-untyped-def]
     if line is None:
         raise render.redemption_not_found()
     return jsonify(render.redemption_item(line))
+
+
+def _as_issued(redemption_id: str) -> str:
+    """Ids are issued as lower-case UUIDs; some tills print and key them in upper case, which is the same id."""
+    return redemption_id.lower()
 
 
 def _answer(render_body, replayed: bool, location: str | None = None) -> Response:  # type: ignore[no-untyped-def]

@@ -168,3 +168,16 @@ def test_a_retried_reversal_of_an_unknown_redemption_answers_as_the_document_say
     assert first.status_code == retry.status_code == 404
     assert retry.get_json()["code"] == "redemption_not_found"
     assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+
+
+def test_a_redemption_id_keyed_in_upper_case_is_the_same_redemption(api):
+    """Some tills print the id in upper case and a cashier types it from the receipt: a UUID's letters carry no
+    case, so it must find the redemption, not answer 'unknown'."""
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    redemption_id = _redeemed(api, key, child, 2_000)
+    assert redemption_id != redemption_id.upper()
+    found = api.client.get(f"/v1/redemptions/{redemption_id.upper()}", headers={"Authorization": f"Bearer {key}"})
+    assert found.status_code == 200 and found.get_json()["redemption_id"] == redemption_id
+    reversed_ = api.reverse(key, redemption_id.upper(), {"amount_cents": 500, "reason": "retour"})
+    assert reversed_.status_code == 201 and api.balance_cents(child.budget_id) == 3_500
