@@ -166,8 +166,10 @@ class RestConnector(HttpConnector):
         session.headers["Accept"] = "application/json"
         return session
 
-    def _get_page(self, session: requests.Session, offset: int, limit: int) -> Any:
+    def _get_page(self, session: requests.Session, offset: int, limit: int, retries: int | None = None) -> Any:
+        """One page, with ``options.retries`` (or ``retries``) more attempts after a failure worth one."""
         options: RestOptions = self.options
+        retries = options.retries if retries is None else retries
         url = options.base_url.rstrip("/") + "/" + options.list_path.lstrip("/")
         params = {**options.query, options.offset_param: offset, options.limit_param: limit}
 
@@ -191,7 +193,7 @@ class RestConnector(HttpConnector):
             return response
 
         try:
-            response = with_retries(attempt, retries=options.retries, backoff_seconds=options.backoff_seconds)
+            response = with_retries(attempt, retries=retries, backoff_seconds=options.backoff_seconds)
         except AnswerTooLarge as exc:
             raise ConnectorError(self.source_name, f"the API at {options.base_url}: {exc}",
                                  "Lower options.page_size, or ask the vendor why the answer does not end") from None
@@ -199,7 +201,7 @@ class RestConnector(HttpConnector):
             rate_limited = isinstance(exc, RateLimited)
             raise SourceUnavailable(
                 self.source_name,
-                f"the API at {options.base_url} {exc.reason} (after {options.retries + 1} attempts)",
+                f"the API at {options.base_url} {exc.reason} (after {retries + 1} attempts)",
                 "Ask the vendor about the key's rate limit, or raise options.backoff_seconds and options.retries, "
                 "then run again" if rate_limited
                 else "Check that the API is up and reachable from this server, then run again",
@@ -286,7 +288,9 @@ class RestConnector(HttpConnector):
                 return check.result()
         try:
             session = self._build_session(self._api_key())
-            body = self._get_page(session, 0, 1)
+            # One attempt, as the SOAP connector's check: an operator waits at the terminal for the answer, and
+            # a rate-limited API's Retry-After could hold it for minutes an attempt.
+            body = self._get_page(session, 0, 1, retries=0)
             _, total = self._items_and_total(body)
         except SourceAuthError as exc:
             check.passed("connection", f"the API at {options.base_url} answers")

@@ -1,4 +1,5 @@
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -356,3 +357,17 @@ def test_a_key_refused_mid_run_says_the_run_was_under_way_and_nothing_was_applie
     said = str(caught.value)
     assert "HTTP 401" in said and "after 4 of 6 records" in said and "during the run" in said
     assert "TEST_PASS_API_KEY" in said and "secret-key-1" not in said
+
+
+def test_connectors_check_asks_once_and_names_a_rate_limit_at_once():
+    """The check is run at a terminal: with the run's retries, a rate-limited API's Retry-After (up to 5 minutes
+    an attempt) held the operator for up to a quarter of an hour before any answer."""
+    from tests.connectors.scripted_server import serving
+
+    with serving(lambda query, number: (429, {"Retry-After": "120"}, b"")) as served:
+        started = time.monotonic()
+        result = _served_connector(served, retries=3).check()
+        waited = time.monotonic() - started
+    assert len(served.requests) == 1 and waited < 60
+    said = result.render()
+    assert not result.ok and "HTTP 429 (too many requests)" in said and "rate limit" in said
