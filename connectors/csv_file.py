@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Literal, TextIO
 
 from pydantic import Field, model_validator
 
-from adapter.connector import CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions
+from adapter.connector import CheckBuilder, CheckResult, Connector, ConnectorError, ConnectorOptions, \
+    SourceUnavailable
 from adapter.records import SourceRecord
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -119,7 +121,9 @@ class CsvConnector(Connector):
         self._line_reached = 1  # where the row being read begins, for an error the csv module raises
         try:
             with path.open(encoding=_READ_AS.get(encoding, encoding), newline="") as stream:
+                opened = os.fstat(stream.fileno())
                 yield from self._read_rows(stream, options)
+            self._refuse_changed_while_read(path, opened)
         except UnicodeDecodeError:
             raise ConnectorError(
                 self.source_name,
@@ -135,6 +139,22 @@ class CsvConnector(Connector):
                 "Look at that line in the export for a quote that is not closed (a field that starts with a quote "
                 "but does not end with one), then export again",
             ) from None
+
+    def _refuse_changed_while_read(self, path: Path, opened: os.stat_result) -> None:
+        """An export job that ran late was still writing the file: its end was read as the export's end, the
+        cardholders after it taken for gone, and a row cut in two rejected. Or the file was replaced meanwhile.
+        Either way this read is not one export: the run fails, applying nothing, and the next one reads it whole."""
+        try:
+            now = path.stat()
+        except OSError:
+            now = None
+        if now is not None and (now.st_ino, now.st_size, now.st_mtime_ns) == (
+                opened.st_ino, opened.st_size, opened.st_mtime_ns):
+            return
+        raise SourceUnavailable(self.source_name, f"the export {path.name} changed while it was read (it was "
+                                "still being written, or replaced); nothing of it was applied",
+                                "Let the export job finish before the sync starts (or move the sync later), then "
+                                "run again")
 
     def _read_rows(self, stream: TextIO, options: CsvOptions) -> Iterator[SourceRecord]:
         for _ in range(options.skip_rows):

@@ -271,3 +271,33 @@ def test_a_pass_number_a_spreadsheet_rounded_rejects_its_row_instead_of_becoming
     assert isinstance(rejected, RejectedRecord) and rejected.source_key == "line 2"
     assert any(reason.startswith("pass_number: is written in scientific notation") for reason in rejected.reasons)
     assert kept.pass_number == "6064366011000002"
+
+
+@pytest.mark.parametrize("how", ["still written", "replaced"])
+def test_an_export_that_changes_while_it_is_read_fails_the_read_instead_of_ending_early(tmp_path, how):
+    """An export job running late was still writing when the sync read the file: the rows after the point reached
+    were taken for cardholders gone from the export, and a row cut in two rejected, in a run that succeeded."""
+    from adapter.connector import SourceUnavailable
+
+    export = write(tmp_path / "export.csv", [HEADER, row(), row(bsn="999993847", pass_number="6064366011000002")])
+    reading = iter(CsvConnector({"path": str(export)}, source_name="test").records())
+    first = next(reading)
+    assert first.fields["Pasnummer"] == "6064366011000001"
+    if how == "still written":
+        with export.open("a", encoding="utf-8", newline="") as stream:
+            stream.write(row(bsn="999993872", pass_number="6064366011000003") + "\r\n")
+    else:
+        replacement = write(tmp_path / "export.new", [HEADER, row()])
+        replacement.replace(export)
+    with pytest.raises(SourceUnavailable) as caught:
+        list(reading)
+    said = str(caught.value)
+    assert "export.csv changed while it was read" in said and "nothing of it was applied" in said
+    assert "999993" not in said and "6064366011" not in said
+    assert len(read_mapped(export)) >= 1  # read again once it is whole
+
+
+def test_an_export_read_whole_is_not_taken_for_a_changed_one(tmp_path):
+    export = write(tmp_path / "export.csv", [HEADER, row(), row(bsn="999993847", pass_number="6064366011000002")])
+    assert len(read_mapped(export)) == 2
+    assert len(read_mapped(export)) == 2
