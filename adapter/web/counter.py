@@ -8,9 +8,11 @@ a resubmitted form or a reload pays once.
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from datetime import timedelta
 
+from cryptography.fernet import InvalidToken
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
@@ -28,6 +30,10 @@ blueprint = Blueprint("counter", __name__, template_folder="templates")
 static_blueprint = Blueprint("web_static", __name__, static_folder="static", static_url_path="/web-static")
 
 SESSION_KEY = security.COUNTER_SIGN_IN  # the sign-in's row id (adapter.web_sessions), not the key's
+# The passes scanned in this browser, newest last: [token, pass number encrypted with the vault], so the cookie
+# (signed, not encrypted) never carries a pass number. A list, not a dict: the session's JSON sorts a dict's keys.
+LOOK_UPS_KEY = "counter_look_ups"
+KEPT_LOOK_UPS = 8  # a few tabs or Back steps; a cookie holds some 4 kB
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a BIGINT; nothing but ASCII digits
 
 PASS_NOT_USABLE = ("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
@@ -127,7 +133,29 @@ def _scan_page(error: str | None = None, status: int = 200):  # type: ignore[no-
 
 @blueprint.post("/pas")
 def show_balance():  # type: ignore[no-untyped-def]
-    return _counted_look_up(_pass_number(request.form))
+    """Answered with a redirect to the balance page, never with the page itself: a page that is a POST's answer
+    cannot be gone Back to after paying (the browser offers to send the scan form again) nor reloaded without
+    that question. The pass number stays out of the address: the address names a look-up of this session."""
+    token = secrets.token_urlsafe(16)
+    kept = [entry for entry in session.get(LOOK_UPS_KEY, []) if isinstance(entry, list) and len(entry) == 2]
+    session[LOOK_UPS_KEY] = [*kept[-(KEPT_LOOK_UPS - 1):],
+                             [token, _runtime().vault.encrypt(_pass_number(request.form))]]
+    return redirect(url_for("counter.balance", token=token), code=303)
+
+
+@blueprint.get("/pas/<token>")
+def balance(token: str):  # type: ignore[no-untyped-def]
+    """The balance of a pass scanned in this session, looked up afresh: going Back to it after paying, or
+    reloading it, shows what is left now, with new payment forms."""
+    encrypted = next((entry[1] for entry in session.get(LOOK_UPS_KEY, [])
+                      if isinstance(entry, list) and len(entry) == 2 and entry[0] == token), None)
+    try:
+        pass_number = _runtime().vault.decrypt(encrypted) if isinstance(encrypted, str) else None
+    except InvalidToken:  # encrypted under a key that was taken away since
+        pass_number = None
+    if pass_number is None:
+        return _scan_page("Deze pagina is verlopen. Er is niets afgeschreven. Scan de pas opnieuw.", 404)
+    return _counted_look_up(pass_number)
 
 
 def _counted_look_up(pass_number: str, error: str | None = None, error_budget_id: int | None = None,

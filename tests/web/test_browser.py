@@ -157,3 +157,26 @@ def test_dashboard_draws_charts_and_offers_csv(browser, web_world):  # type: ign
     download = page.request.get(web_world.base_url + href)
     assert download.body().startswith("\ufeff".encode()) and b";" in download.body()
     context.close()
+
+
+def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    page.locator("#amount-%d" % web_world.budget_id).fill("12,50")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 87,50")
+
+    # Back: the balance page again, fetched afresh (not the browser's "send the form again?" error page).
+    page.go_back()
+    expect(page.locator("h1")).to_contain_text("Sanne")
+    expect(page.locator(".balance").first).to_contain_text("€ 87,50")
+    assert web_world.pass_number not in page.url and web_world.pass_number not in page.title()
+    page.reload()
+    expect(page.locator(".balance").first).to_contain_text("€ 87,50")
+    page.go_forward()
+    expect(page.locator(".remaining")).to_contain_text("€ 87,50")
+    page.reload()
+    expect(page.locator(".remaining")).to_contain_text("€ 87,50")
+    assert _count_redemptions(web_world) == 1 and _balance(web_world) == 8_750
+    context.close()

@@ -43,7 +43,9 @@ class Counter:
         return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
     def scan(self, pass_number: str):  # type: ignore[no-untyped-def]
-        return self.client.post("/counter/pas", data={"csrf_token": self.token(), "pass_number": pass_number})
+        # The scan form answers with a redirect to the balance page, which looks the pass up.
+        return self.client.post("/counter/pas", data={"csrf_token": self.token(), "pass_number": pass_number},
+                                follow_redirects=True)
 
     def pay(self, **fields: str):  # type: ignore[no-untyped-def]
         form = {"csrf_token": self.token(), "amount": "5,00", "idempotency_key": "form-1", **fields}

@@ -143,8 +143,31 @@ def test_unknown_pass_gets_a_dutch_answer_and_pages_need_sign_in(client, web_wor
     assert client.get("/admin/").status_code == 303
     _signed_in(client, web_world)
     token = _csrf(client.get("/counter/"))
-    page = client.post("/counter/pas", data={"csrf_token": token, "pass_number": "6400999999999999"})
+    page = client.post("/counter/pas", data={"csrf_token": token, "pass_number": "6400999999999999"},
+                       follow_redirects=True)
     assert "kan niet worden gebruikt" in page.get_data(as_text=True)
+
+
+def test_a_scan_is_a_redirect_to_a_balance_page_whose_address_and_cookie_hold_no_pass_number(  # type: ignore[no-untyped-def]
+        client, web_world):
+    _signed_in(client, web_world)
+    token = _csrf(client.get("/counter/"))
+    scanned = client.post("/counter/pas", data={"csrf_token": token, "pass_number": web_world.pass_number})
+    assert scanned.status_code == 303
+    address = scanned.headers["Location"]
+    assert address.startswith("/counter/pas/") and web_world.pass_number not in address
+    assert web_world.pass_number not in scanned.headers["Set-Cookie"]
+    with client.session_transaction() as cookie_session:
+        assert web_world.pass_number not in repr(dict(cookie_session))
+    for _ in range(2):  # a reload looks it up again
+        page = client.get(address)
+        assert page.status_code == 200 and "Sanne" in page.get_data(as_text=True)
+    # Another browser (or a sign-in since) does not know this look-up: a Dutch page says what to do.
+    other = client.application.test_client()
+    _signed_in(other, web_world)
+    gone = other.get(address)
+    assert gone.status_code == 404 and "Scan de pas opnieuw" in gone.get_data(as_text=True)
+    assert "Sanne" not in gone.get_data(as_text=True)
 
 
 def test_amounts_are_parsed_without_floats():  # type: ignore[no-untyped-def]
