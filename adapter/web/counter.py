@@ -11,6 +11,7 @@ import re
 import secrets
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from cryptography.fernet import InvalidToken
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -136,11 +137,19 @@ def show_balance():  # type: ignore[no-untyped-def]
     """Answered with a redirect to the balance page, never with the page itself: a page that is a POST's answer
     cannot be gone Back to after paying (the browser offers to send the scan form again) nor reloaded without
     that question. The pass number stays out of the address: the address names a look-up of this session."""
+    return _to_balance_page(_pass_number(request.form))
+
+
+def _to_balance_page(pass_number: str, *, budget_id: int | None = None, error: str | None = None,
+                     short_of_cents: int | None = None):  # type: ignore[no-untyped-def]
+    """A redirect (303) to a fresh look-up of ``pass_number``: the focus on ``budget_id``, ``error`` shown above
+    it, and with ``short_of_cents`` the offer to pay part of that amount from the budget."""
     token = secrets.token_urlsafe(16)
     kept = [entry for entry in session.get(LOOK_UPS_KEY, []) if isinstance(entry, list) and len(entry) == 2]
-    session[LOOK_UPS_KEY] = [*kept[-(KEPT_LOOK_UPS - 1):],
-                             [token, _runtime().vault.encrypt(_pass_number(request.form))]]
-    return redirect(url_for("counter.balance", token=token), code=303)
+    session[LOOK_UPS_KEY] = [*kept[-(KEPT_LOOK_UPS - 1):], [token, _runtime().vault.encrypt(pass_number)]]
+    if error:
+        flash(error, "error")
+    return redirect(url_for("counter.balance", token=token, tegoed=budget_id, tekort=short_of_cents), code=303)
 
 
 @blueprint.get("/pas/<token>")
@@ -155,11 +164,12 @@ def balance(token: str):  # type: ignore[no-untyped-def]
         pass_number = None
     if pass_number is None:
         return _scan_page("Deze pagina is verlopen. Er is niets afgeschreven. Scan de pas opnieuw.", 404)
-    return _counted_look_up(pass_number)
+    return _counted_look_up(pass_number, budget_id=_ascii_number(request.args.get("tegoed", "")),
+                            short_of_cents=_ascii_number(request.args.get("tekort", "")))
 
 
-def _counted_look_up(pass_number: str, error: str | None = None, error_budget_id: int | None = None,
-                     status: int = 200):  # type: ignore[no-untyped-def]
+def _counted_look_up(pass_number: str, *, budget_id: int | None = None,
+                     short_of_cents: int | None = None):  # type: ignore[no-untyped-def]
     """The balance page, looked up as every form that takes a pass number must: limits first, then the pass.
 
     An unusable pass is counted and answered with the same page whatever made it unusable.
@@ -173,15 +183,33 @@ def _counted_look_up(pass_number: str, error: str | None = None, error_budget_id
                                          expiry_grace_days=runtime.expiry_grace_days)
     except counter.PassNotUsable:
         abuse.count_unusable_pass(g.merchant.id)
-        return _scan_page(PASS_NOT_USABLE, status)
-    return _balance_page(view, pass_number, error=error, error_budget_id=error_budget_id, status=status)
+        return _scan_page(PASS_NOT_USABLE)
+    shown = next((budget for budget in view.budgets if budget.budget_id == budget_id and budget.redeemable_here),
+                 None)
+    if shown is not None and short_of_cents is not None and shown.available_cents < short_of_cents:
+        return _shortfall_page(pass_number, shown, short_of_cents)
+    return _balance_page(view, pass_number, error_budget_id=budget_id)
 
 
-def _balance_page(view: counter.BalanceView, pass_number: str, error: str | None = None,
-                  error_budget_id: int | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+class _Shortfall(NamedTuple):
+    requested_cents: int
+    available_cents: int
+    remaining_to_pay_cents: int
+
+
+def _shortfall_page(pass_number: str, budget: counter.BudgetView, requested_cents: int):  # type: ignore[no-untyped-def]
+    """Too little on the budget for the amount typed, as it stands now: the offer to pay what is there."""
+    outcome = _Shortfall(requested_cents, budget.available_cents, requested_cents - budget.available_cents)
+    return render_template("counter/insufficient.html", outcome=outcome, pass_number=pass_number,
+                           budget_id=budget.budget_id, amount_text=euros_text(requested_cents),
+                           partial_key=str(uuid.uuid4()))
+
+
+def _balance_page(view: counter.BalanceView, pass_number: str,
+                  error_budget_id: int | None = None):  # type: ignore[no-untyped-def]
     forms = {budget.budget_id: str(uuid.uuid4()) for budget in view.budgets if budget.redeemable_here}
-    return render_template("counter/balance.html", view=view, pass_number=pass_number, keys=forms, error=error,
-                           error_budget_id=error_budget_id, masked=_mask(pass_number)), status
+    return render_template("counter/balance.html", view=view, pass_number=pass_number, keys=forms,
+                           error_budget_id=error_budget_id, masked=_mask(pass_number))
 
 
 # ---------------------------------------------------------------- redeem
@@ -202,7 +230,7 @@ def redeem():  # type: ignore[no-untyped-def]
         if amount_cents > runtime.settings.api.max_amount_cents:
             raise AmountError(f"Eén betaling mag hoogstens {_euros(runtime.settings.api.max_amount_cents)} zijn.")
     except AmountError as exc:
-        return _counted_look_up(pass_number, str(exc), budget_id, 422)
+        return _to_balance_page(pass_number, budget_id=budget_id, error=f"{exc} Er is niets afgeschreven.")
     abuse.refuse_when_too_many_unusable(g.merchant.id)
     try:
         outcome = counter.redeem(
@@ -221,14 +249,16 @@ def redeem():  # type: ignore[no-untyped-def]
     if outcome.succeeded:
         return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
                                 zelf=outcome.remaining_to_pay_cents or None), code=303)
+    # Every other answer is a redirect to the balance page as it is now (see show_balance): Back after the payment
+    # that follows must not land on this form's answer.
     if outcome.status == "insufficient_balance":
-        return render_template("counter/insufficient.html", outcome=outcome, pass_number=pass_number,
-                               budget_id=budget_id, amount_text=form.get("amount", ""),
-                               partial_key=str(uuid.uuid4())), 200
+        return _to_balance_page(pass_number, budget_id=budget_id, short_of_cents=amount_cents)
     if outcome.status == "idempotency_key_reused":
-        return _counted_look_up(pass_number, "Dit formulier is al voor een ander bedrag gebruikt. Er is niets "
-                                             "afgeschreven; vul het bedrag opnieuw in.", budget_id, 422)
-    return _counted_look_up(pass_number, "Dit tegoed is niet meer geldig. Er is niets afgeschreven.", budget_id, 422)
+        return _to_balance_page(pass_number, budget_id=budget_id, error=(
+            "Dit formulier is al voor een ander bedrag gebruikt. Er is niets afgeschreven; vul het bedrag opnieuw in."))
+    return _to_balance_page(pass_number, budget_id=budget_id, error=(
+        "Dit tegoed is niet meer geldig. Er is niets afgeschreven. Kies een ander tegoed of laat de klant zelf "
+        "betalen."))
 
 
 def _payment_fingerprint(hashes: KeyedHashes, pass_number: str, budget_id: int, amount_cents: int,
