@@ -120,8 +120,14 @@ def test_keyboard_only(browser, web_world):  # type: ignore[no-untyped-def]
     page.keyboard.type("7,25")
     page.keyboard.press("Enter")
     expect(page.locator(".remaining")).to_contain_text("€ 92,75")
-    expect(page.locator("a.button")).to_be_focused()
-    page.keyboard.press("Enter")  # "Volgende klant"
+    # The next customer's pass is scanned while the receipt still shows: it goes straight to that pass.
+    expect(page.locator("#pass_number")).to_be_focused()
+    page.keyboard.type(web_world.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("Sanne")
+    expect(page.locator(".balance").first).to_contain_text("€ 92,75")
+    expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
+    page.locator("a", has_text="Andere pas scannen").click()
     expect(page.locator("#pass_number")).to_be_focused()
     # The reversal form is reachable with Tab alone.
     for _ in range(10):
