@@ -36,6 +36,7 @@ SESSION_KEY = security.COUNTER_SIGN_IN  # the sign-in's row id (adapter.web_sess
 LOOK_UPS_KEY = "counter_look_ups"
 KEPT_LOOK_UPS = 8  # a few tabs or Back steps; a cookie holds some 4 kB
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")  # fits a BIGINT; nothing but ASCII digits
+SCANNED_NUMBER = re.compile(r"[0-9]{8,40}")  # too long for an amount; as long as the scan field takes
 
 PASS_NOT_USABLE = ("Deze pas kan niet worden gebruikt (onbekend, geblokkeerd of verlopen). "
                    "Vraag de klant om een geldige stadspas.")
@@ -223,6 +224,10 @@ def redeem():  # type: ignore[no-untyped-def]
     if budget_id is None:
         return _scan_page("Dit formulier klopt niet (het tegoed is onleesbaar). Er is niets afgeschreven. "
                           "Scan de pas opnieuw en kies opnieuw een tegoed.", 400)
+    if _is_a_scan(form.get("amount", "")):
+        # The next customer's pass was scanned while this balance showed: the scanner typed into the amount field,
+        # which has focus. No amount has that many digits; show that pass, as the scan field would have.
+        return _to_balance_page(_pass_number({"pass_number": form["amount"]}))
     idempotency_key = form.get("idempotency_key", "")[:128] or None
     allow_partial = form.get("allow_partial") == "1"
     try:
@@ -341,6 +346,12 @@ def _todays_redemptions(merchant_id: int) -> list[dict]:
 def _pass_number(form) -> str:  # type: ignore[no-untyped-def]
     # Scanners and people type spaces between the groups of digits.
     return form.get("pass_number", "").strip().replace(" ", "")
+
+
+def _is_a_scan(amount_text: str) -> bool:
+    """Whether an amount field holds a pass number: only digits (and the spaces a scanner may type between groups),
+    more of them than any amount parse_euros takes (7 whole euros' digits)."""
+    return SCANNED_NUMBER.fullmatch(amount_text.strip().replace(" ", "")) is not None
 
 
 def _ascii_number(text: str) -> int | None:

@@ -6,6 +6,7 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from adapter.models import Budget, Redemption
+from tests import factories
 from tests.web.conftest import screenshot
 
 
@@ -216,4 +217,21 @@ def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice
     expect(page.locator(".balance").first).to_contain_text("€ 0,00")
     assert _count_redemptions(web_world) == 3 and _balance(web_world) == 0
     assert web_world.pass_number not in page.evaluate("location.href")
+    context.close()
+
+
+def test_a_scan_while_a_balance_shows_shows_the_next_pass_and_pays_nothing(browser, web_world, vault):  # type: ignore[no-untyped-def]
+    next_child = factories.child_with_budget(web_world.db, vault, amount_cents=3_000)
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    # The amount field has focus; the next customer's card goes under the scanner.
+    expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
+    page.keyboard.type(next_child.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text(next_child.pass_number[-4:])
+    expect(page.locator(".balance").first).to_contain_text("€ 30,00")
+    expect(page.locator("#amount-%d" % next_child.budget_id)).to_be_focused()
+    assert next_child.pass_number not in page.url
+    assert _count_redemptions(web_world) == 0 and _balance(web_world) == 10_000
     context.close()
