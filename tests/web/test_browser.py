@@ -79,7 +79,7 @@ def test_sign_in_scan_redeem_double_submit_partial_and_reverse(browser, web_worl
     expect(page.locator(".pays-self")).to_contain_text("€ 22,50")
     screenshot(page, "counter-insufficient")
     assert _balance(web_world) == 7_750
-    page.locator("form button").last.click()
+    page.locator("form button", has_text="van het tegoed afschrijven").click()
     expect(page.locator(".remaining")).to_contain_text("€ 0,00")
     expect(page.locator(".pays-self")).to_contain_text("€ 22,50")
     assert _balance(web_world) == 0
@@ -207,7 +207,7 @@ def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice
     expect(page.locator(".pays-self")).to_contain_text("€ 20,00")
     page.reload()
     expect(page.locator(".pays-self")).to_contain_text("€ 20,00")
-    page.keyboard.press("Enter")  # the offer has focus
+    page.locator("form button", has_text="van het tegoed afschrijven").click()
     expect(page.locator(".remaining")).to_contain_text("€ 0,00")
     expect(page.locator(".pays-self")).to_contain_text("€ 20,00")
     page.go_back()
@@ -234,4 +234,28 @@ def test_a_scan_while_a_balance_shows_shows_the_next_pass_and_pays_nothing(brows
     expect(page.locator("#amount-%d" % next_child.budget_id)).to_be_focused()
     assert next_child.pass_number not in page.url
     assert _count_redemptions(web_world) == 0 and _balance(web_world) == 10_000
+    context.close()
+
+
+def test_a_scan_while_too_little_shows_charges_nothing_and_shows_the_next_pass(browser, web_world, vault):  # type: ignore[no-untyped-def]
+    next_child = factories.child_with_budget(web_world.db, vault, amount_cents=3_000)
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    page.locator("#amount-%d" % web_world.budget_id).fill("150")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Te weinig tegoed")
+    # The customer pays otherwise; the next card goes under the scanner, which types and presses Enter.
+    expect(page.locator("#pass_number")).to_be_focused()
+    page.keyboard.type(next_child.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text(next_child.pass_number[-4:])
+    assert _count_redemptions(web_world) == 0 and _balance(web_world) == 10_000
+    # By keyboard alone the offer is one Shift+Tab away from the scan field.
+    page.go_back()
+    expect(page.locator("h1")).to_have_text("Te weinig tegoed")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator(".pays-self")).to_contain_text("€ 50,00")
+    assert _count_redemptions(web_world) == 1 and _balance(web_world) == 0
     context.close()
