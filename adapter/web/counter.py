@@ -304,9 +304,16 @@ def reverse():  # type: ignore[no-untyped-def]
     redemption_id = request.form.get("redemption_id", "")[:36]
     if not reason:
         return _scan_page("Vul een reden in om terug te boeken. Er is niets teruggeboekt.", 422)
+    amount_text = request.form.get("amount", "").strip()
+    try:
+        amount_cents = parse_euros(amount_text) if amount_text else None  # empty: all that is left of it
+    except AmountError as exc:
+        flash(f"{exc} Er is niets teruggeboekt.", "error")
+        return redirect(url_for("counter.scan_form"), code=303)
     try:
         outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
             merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
+            amount_cents=amount_cents,
             window=timedelta(days=runtime.settings.api.reversal_window_days),
             idempotency_key=request.form.get("idempotency_key", "")[:128] or None,
             today=counter.counter_today(), expiry_grace_days=runtime.expiry_grace_days),
@@ -321,7 +328,8 @@ def reverse():  # type: ignore[no-untyped-def]
         if outcome.returned_to_budget else
         f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het tegoed was verlopen; het geld gaat terug naar de gemeente.",
         "redemption_not_found": "Deze betaling is niet gevonden bij uw winkel. Er is niets teruggeboekt.",
-        "reversal_exceeds_redemption": "Deze betaling is al helemaal teruggeboekt.",
+        "reversal_exceeds_redemption": "Dat is meer dan er van deze betaling nog terug kan. Er is niets "
+                                       "teruggeboekt; kijk onder 'Betalingen vandaag' hoeveel nog kan.",
         "reversal_window_closed": "Deze betaling is te oud om terug te boeken. Neem contact op met de gemeente.",
         "idempotency_key_reused": "Dit formulier is al gebruikt. Vernieuw de pagina en probeer opnieuw.",
     }

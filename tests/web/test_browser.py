@@ -259,3 +259,37 @@ def test_a_scan_while_too_little_shows_charges_nothing_and_shows_the_next_pass(b
     expect(page.locator(".pays-self")).to_contain_text("€ 50,00")
     assert _count_redemptions(web_world) == 1 and _balance(web_world) == 0
     context.close()
+
+
+def test_a_returned_item_gives_back_only_its_price(browser, web_world):  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    page.locator("#amount-%d" % web_world.budget_id).fill("30")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 70,00")
+    page.locator("a.button").click()
+
+    item = page.locator("li.card").first
+    item.get_by_label("Reden terugboeking").fill("schrift teruggebracht")
+    item.get_by_label("Bedrag terug in euro's").fill("7,50")
+    page.keyboard.press("Enter")
+    expect(page.locator(".messages")).to_contain_text("Teruggeboekt: € 7,50")
+    assert _balance(web_world) == 7_750
+    item = page.locator("li.card").first
+    expect(item).to_contain_text("Teruggeboekt: € 7,50")
+
+    # More than is left of the payment: nothing happens, and the page says so in Dutch.
+    item.get_by_label("Reden terugboeking").fill("nog een")
+    item.get_by_label("Bedrag terug in euro's").fill("25")
+    page.keyboard.press("Enter")
+    expect(page.locator("[role=alert]").first).to_contain_text("Er is niets teruggeboekt")
+    assert _balance(web_world) == 7_750
+
+    # Left empty: all that is left.
+    item = page.locator("li.card").first
+    item.get_by_label("Reden terugboeking").fill("alles terug")
+    page.keyboard.press("Enter")
+    expect(page.locator(".messages")).to_contain_text("Teruggeboekt: € 22,50")
+    assert _balance(web_world) == 10_000
+    context.close()
