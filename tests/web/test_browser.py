@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
@@ -292,4 +294,30 @@ def test_a_returned_item_gives_back_only_its_price(browser, web_world):  # type:
     page.keyboard.press("Enter")
     expect(page.locator(".messages")).to_contain_text("Teruggeboekt: € 22,50")
     assert _balance(web_world) == 10_000
+    context.close()
+
+
+def test_a_screen_reader_hears_which_budget_each_amount_field_pays_from(browser, web_world):  # type: ignore[no-untyped-def]
+    from adapter import ledger
+
+    with web_world.db.write() as session:  # the same child also has a second school budget
+        child = session.get(Budget, web_world.budget_id)
+        extra = Budget(cardholder_id=child.cardholder_id, rule_code="extra", rule_name="Extra schoolgeld",
+                       category="school", period_key=child.period_key, period_start=child.period_start,
+                       period_end=child.period_end, granted_cents=0, balance_cents=0)
+        session.add(extra)
+        session.flush()
+        ledger.grant(session, extra.id, 2_500, actor="test")
+        second = extra.id
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    for budget_id, name, balance in ((web_world.budget_id, "Schoolspullen", "€ 100,00"),
+                                     (second, "Extra schoolgeld", "€ 25,00")):
+        field = page.locator(f"#amount-{budget_id}")
+        expect(field).to_have_accessible_name("Bedrag in euro's")
+        expect(field).to_have_accessible_description(re.compile(f"{name}.*{balance}"))
+        button = page.locator(f"form:has(#amount-{budget_id}) button")
+        expect(button).to_have_accessible_description(name)
     context.close()
