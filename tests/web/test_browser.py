@@ -130,7 +130,7 @@ def test_keyboard_only(browser, web_world):  # type: ignore[no-untyped-def]
     expect(page.locator("h1")).to_contain_text("Sanne")
     expect(page.locator(".balance").first).to_contain_text("€ 92,75")
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
-    page.locator("a", has_text="Andere pas scannen").click()
+    page.locator("a", has_text="Naar de kassapagina").click()
     expect(page.locator("#pass_number")).to_be_focused()
     # The reversal form is reachable with Tab alone.
     for _ in range(10):
@@ -320,4 +320,25 @@ def test_a_screen_reader_hears_which_budget_each_amount_field_pays_from(browser,
         expect(field).to_have_accessible_description(re.compile(f"{name}.*{balance}"))
         button = page.locator(f"form:has(#amount-{budget_id}) button")
         expect(button).to_have_accessible_description(name)
+    context.close()
+
+
+def test_a_pass_with_nothing_for_this_shop_leaves_the_scan_field_ready_for_the_next(browser, web_world, vault):  # type: ignore[no-untyped-def]
+    sports_only = factories.child_with_budget(web_world.db, vault, amount_cents=5_000, category="sport")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(web_world.base_url + "/counter/")
+    expect(page.locator("#api_key")).to_be_focused()
+    page.keyboard.type(web_world.api_key)
+    page.keyboard.press("Enter")
+    expect(page.locator("#pass_number")).to_be_focused()
+    page.keyboard.type(sports_only.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator(".card.budget")).to_contain_text("kan niet bij uw winkel worden gebruikt")
+    expect(page.locator("#pass_number")).to_be_focused()
+    page.keyboard.type(web_world.pass_number)
+    page.keyboard.press("Enter")
+    expect(page.locator(".balance").first).to_contain_text("€ 100,00")
+    expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
+    assert page.locator("[autofocus]").count() == 1
     context.close()
