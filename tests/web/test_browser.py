@@ -342,3 +342,21 @@ def test_a_pass_with_nothing_for_this_shop_leaves_the_scan_field_ready_for_the_n
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
     assert page.locator("[autofocus]").count() == 1
     context.close()
+
+
+def test_a_price_tags_whole_euros_pay_and_a_mistyped_pass_number_says_what_the_field_takes(browser, web_world):  # type: ignore[no-untyped-def]
+    """A cashier types '12,-' from the tag; and the browser's own bubble for a pass number with a letter in it
+    said only 'match the requested format', with no word of which (a title adds it)."""
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    page.locator("#amount-%d" % web_world.budget_id).fill("12,-")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 88,00")
+    assert _balance(web_world) == 8_800
+    scan = page.locator("#pass_number")
+    scan.fill("60643A")
+    assert scan.evaluate("field => field.validity.patternMismatch")
+    # Chromium shows the title under its own words in the bubble (validationMessage holds only its own words).
+    assert "Alleen de cijfers van het pasnummer" in (scan.get_attribute("title") or "")
+    context.close()

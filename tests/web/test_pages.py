@@ -174,9 +174,20 @@ def test_amounts_are_parsed_without_floats():  # type: ignore[no-untyped-def]
     from adapter.money import AmountError, parse_euros
 
     assert [parse_euros(text) for text in ("12,50", "12.5", "€ 0,07", "1000", "0.1")] == [1250, 1250, 7, 100_000, 10]
-    for bad in ("", "12,505", "1.250,00", "-5", "0", "abc"):
+    for bad in ("", "12,505", "1.250,00", "-5", "0", "abc", "12,-5", "12.-", ",-"):
         with pytest.raises(AmountError):
             parse_euros(bad)
+
+
+def test_whole_euros_as_a_price_tag_writes_them_and_a_thousands_separator_is_named():  # type: ignore[no-untyped-def]
+    """A cashier types what the tag says: "12,-" is twelve euros. "1.250,00" cannot be read safely ("1.250" is
+    1,25 to some and 1250 to others): the message says to leave the separator out, not just "type an amount"."""
+    from adapter.money import AmountError, parse_euros
+
+    assert [parse_euros(text) for text in ("12,-", "€ 12,--", "7,-")] == [1200, 1200, 700]
+    for grouped in ("1.250,00", "1,250.00", "1.250", "€ 12.500"):
+        with pytest.raises(AmountError, match="zonder punt of komma voor de duizendtallen"):
+            parse_euros(grouped)
 
 
 def _admin_signed_in(client, web_world):  # type: ignore[no-untyped-def]
