@@ -325,3 +325,16 @@ def test_exactly_one_amount_field_has_focus_the_first_this_shop_may_use_or_the_o
     wrong = counter.pay_and_follow(pass_number=child.pass_number, budget_id=str(second), amount="abc",
                                    idempotency_key="f-1")
     assert _focused(wrong.get_data(as_text=True)) == [f"amount-{second}"]
+
+
+def test_a_spent_budget_shows_that_it_is_spent_and_no_amount_field(counter):  # type: ignore[no-untyped-def]
+    """A budget at € 0,00 offered an amount field and a pay button, with the focus in it: the cashier typed the
+    price and learned only then that there was nothing to pay with."""
+    paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="100,00",
+                       idempotency_key="all-of-it")
+    assert paid.status_code == 303 and "/counter/bon/" in paid.headers["Location"]
+    page = counter.scan(counter.pass_number).get_data(as_text=True)
+    assert "Dit tegoed is op" in page
+    assert f'id="amount-{counter.budget_id}"' not in page
+    assert 'id="pass_number"' in page and re.search(r'id="pass_number"[^>]*autofocus', page, re.S)
+
