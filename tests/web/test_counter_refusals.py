@@ -338,3 +338,14 @@ def test_a_spent_budget_shows_that_it_is_spent_and_no_amount_field(counter):  # 
     assert f'id="amount-{counter.budget_id}"' not in page
     assert 'id="pass_number"' in page and re.search(r'id="pass_number"[^>]*autofocus', page, re.S)
 
+
+def test_each_counter_page_says_in_its_title_what_it_is_and_never_whose_pass(counter):  # type: ignore[no-untyped-def]
+    """The title is what a screen reader says first and what a tab shows; every page said 'Kassa'."""
+    def title(answer) -> str:  # type: ignore[no-untyped-def]
+        return re.search(r"<title>(.*?)</title>", answer.get_data(as_text=True), re.S).group(1)
+
+    assert title(counter.client.get("/counter/")).startswith("Pas scannen")
+    balance = counter.scan(counter.pass_number)
+    assert title(balance).startswith("Saldo") and counter.pass_number not in title(balance)
+    paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="1,00")
+    assert title(counter.client.get(paid.headers["Location"])).startswith("Betaald")
