@@ -230,17 +230,44 @@ class Written:
     files: int
 
 
+class OutputPathError(ValueError):
+    """``out`` cannot take this format's export; the message says what to give instead."""
+
+
+# The files each paged format writes: an earlier, larger export's pages would otherwise stay beside the new ones.
+PAGE_FILES = {"soap": "page-*.xml", "rest": "pashouders-offset-*.json"}
+
+
 def write(fmt: Format, out: Path, households: int, *, seed: int = 1, pass_year: int | None = None,
           next_night: bool = False, page_size: int = 200) -> Written:
-    """Write an export of ``households`` households to ``out`` (a file for csv, a folder otherwise)."""
+    """Write an export of ``households`` households to ``out`` (a file for csv, a folder otherwise).
+
+    A folder for soap or rest ends up holding this export's pages only: pages an earlier export left there
+    are removed first, so nothing reading the folder mixes two exports.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _check_output_path(fmt, out)
     population = iter_households(households, seed=seed, pass_year=pass_year, next_night=next_night)
     if fmt == "csv":
         return write_csv(population, out)
+    for stale in out.glob(PAGE_FILES[fmt]) if out.is_dir() else ():
+        stale.unlink()
     if fmt == "soap":
         return write_soap_pages(population, out, page_size=page_size)
-    if fmt == "rest":
-        return write_rest_pages(population, out, households, page_size=page_size)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return write_rest_pages(population, out, households, page_size=page_size)
+
+
+def _check_output_path(fmt: Format, out: Path) -> None:
+    if fmt == "csv" and out.is_dir():
+        raise OutputPathError(f"{out} is a folder, and --format csv writes one file; give a file name, "
+                              f"e.g. {out / 'stadspas.csv'}")
+    if fmt != "csv" and out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out} is a file, and --format {fmt} writes a folder of pages; give a folder "
+                              "(it is created when it does not exist)")
+    existing = next((parent for parent in out.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputPathError(f"{existing} is a file, so {out} cannot be made inside it; give another path")
 
 
 def _csv_date(day: date) -> str:

@@ -22,9 +22,15 @@ import click
 def demo_data_command(households: int, fmt: str, out: Path, seed: int, next_night: bool,
                       pass_year: int | None, page_size: int) -> None:
     """Write a made-up stadspas export in the format the demo mappings read (test BSNs only)."""
-    from adapter.demo_data import write
+    from adapter.demo_data import OutputPathError, write
 
-    written = write(fmt, out, households, seed=seed, pass_year=pass_year, next_night=next_night,  # type: ignore[arg-type]
-                    page_size=page_size)
+    try:
+        written = write(fmt, out, households, seed=seed, pass_year=pass_year,  # type: ignore[arg-type]
+                        next_night=next_night, page_size=page_size)
+    except OutputPathError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--out'") from None
+    except OSError as exc:  # no room on the disk, no right to write there
+        raise click.ClickException(f"could not write the export to {out}: {exc.strerror or exc}; "
+                                   "free space or choose another --out, and run the command again") from None
     click.echo(f"wrote {written.rows} pass rows of {written.households} households "
                f"in {written.files} file(s) to {out}")

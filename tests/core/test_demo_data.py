@@ -184,3 +184,38 @@ def test_output_is_streamed_so_memory_does_not_grow_with_size(tmp_path, fmt):
     small, large = peak_bytes(100), peak_bytes(1_000)
     # Ten times the households, not ten times the memory: one household (or page) at a time.
     assert large < 2 * small
+
+
+@pytest.mark.parametrize("fmt, out_name, says", [
+    ("csv", ".", "is a folder, and --format csv writes one file; give a file name"),
+    ("soap", "file.csv", "is a file, and --format soap writes a folder of pages"),
+    ("rest", "file.csv", "is a file, and --format rest writes a folder of pages"),
+    ("csv", "file.csv/tonight.csv", "file.csv is a file, so"),
+])
+def test_an_out_path_of_the_wrong_kind_is_an_operator_error_not_a_crash(tmp_path, fmt, out_name, says):
+    (tmp_path / "file.csv").write_text("an earlier export")
+    result = CliRunner().invoke(cli, ["demo-data", "--households", "3", "--format", fmt,
+                                      "--out", str(tmp_path / out_name)])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--out'" in result.output and says in result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
+    assert (tmp_path / "file.csv").read_text() == "an earlier export"
+
+
+def test_a_full_disk_is_said_in_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["demo-data", "--households", "50", "--out", "/dev/full"])
+    assert result.exit_code == 1
+    assert "could not write the export to /dev/full: No space left on device" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("fmt", ["soap", "rest"])
+def test_a_smaller_export_into_the_same_folder_leaves_none_of_the_earlier_pages(tmp_path, fmt):
+    out = tmp_path / fmt
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("the operator's own file")
+    write(fmt, out, 500, seed=1, pass_year=PASS_YEAR, page_size=100)
+    written = write(fmt, out, 150, seed=1, pass_year=PASS_YEAR, page_size=100)
+    pages = sorted(path.name for path in out.iterdir() if path.name != "notes.txt")
+    assert len(pages) == written.files == 2
+    assert (out / "notes.txt").read_text() == "the operator's own file"
