@@ -37,6 +37,9 @@ REPLACED_SHARE = 0.005
 CHANGED_SHARE = 0.01
 # Spreadsheets drop the leading zero of these BSNs (see mappings/demo-csv.yaml).
 LOST_ZERO_SHARE = 0.02
+# Four times the largest size the bench runs. The fake BSN ranges below hold every person of this many
+# households (at most six each): a larger export would run out of BSNs halfway through writing.
+MAX_HOUSEHOLDS = 1_000_000
 
 CSV_COLUMNS = ("Huishoudnummer", "Klantnummer", "BSN", "Voornamen", "Voorvoegsel", "Achternaam",
                "Geboortedatum", "Pasnummer", "Status", "Geldig vanaf", "Geldig tot", "Categorie")
@@ -88,12 +91,14 @@ class _BsnSource:
 
     The main range starts at 99xxxxxxx (the BRP test numbers start with 9999 too, so
     nobody mistakes them for real ones) and continues below it for very large sizes;
-    0999xxxxx has a leading zero a spreadsheet drops (8 digits in the export).
+    0999xxxxx and below have a leading zero a spreadsheet drops (8 digits in the export).
+    Each range holds about 909,000 numbers per leading digit pair: 9.1 million plain ones,
+    0.9 million with a leading zero (2% of the people of MAX_HOUSEHOLDS need about 80,000).
     """
 
     def __init__(self) -> None:
-        self._plain = _eleven_proof_numbers(f"{first}{second}" for first in "9" for second in "9876543210")
-        self._leading_zero = _eleven_proof_numbers(f"0{middle}" for middle in ("999", "998", "997", "996"))
+        self._plain = _eleven_proof_numbers(f"9{second}" for second in "9876543210")
+        self._leading_zero = _eleven_proof_numbers(f"0{middle}" for middle in range(999, 899, -1))
 
     def next(self, lost_leading_zero: bool) -> str:
         return next(self._leading_zero if lost_leading_zero else self._plain)
@@ -247,6 +252,8 @@ def write(fmt: Format, out: Path, households: int, *, seed: int = 1, pass_year: 
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 0 <= households <= MAX_HOUSEHOLDS:
+        raise ValueError(f"{households} households: the generator makes 0 to {MAX_HOUSEHOLDS:,}")
     _check_output_path(fmt, out)
     population = iter_households(households, seed=seed, pass_year=pass_year, next_night=next_night)
     if fmt == "csv":

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import click
 
+from adapter.demo_data import MAX_HOUSEHOLDS
+
 
 @click.command("demo-data")
-@click.option("--households", type=click.IntRange(min=1), required=True, help="How many households to make.")
+@click.option("--households", type=click.IntRange(min=1, max=MAX_HOUSEHOLDS), required=True,
+              help=f"How many households to make (at most {MAX_HOUSEHOLDS:,}: about 4 passes each).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "soap", "rest"]), default="csv", show_default=True,
               help="csv: one file; soap and rest: a folder of answer pages.")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,

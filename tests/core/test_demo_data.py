@@ -14,7 +14,7 @@ from stdnum.nl import bsn as bsn_number
 
 from adapter.cli import cli
 from adapter.demo_data import (
-    bsn_check_digit, households_for_rows, iter_households, write,
+    MAX_HOUSEHOLDS, _BsnSource, bsn_check_digit, households_for_rows, iter_households, write,
 )
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.registry import ConnectorRegistry
@@ -219,3 +219,24 @@ def test_a_smaller_export_into_the_same_folder_leaves_none_of_the_earlier_pages(
     pages = sorted(path.name for path in out.iterdir() if path.name != "notes.txt")
     assert len(pages) == written.files == 2
     assert (out / "notes.txt").read_text() == "the operator's own file"
+
+
+def test_the_leading_zero_range_lasts_for_the_largest_export():
+    # 2% of the ~4 million people of MAX_HOUSEHOLDS households lose their leading zero: about 80,000 BSNs.
+    # The range once held 36,363, so an export of ~450,000 households stopped halfway with
+    # "generator raised StopIteration".
+    bsns = _BsnSource()
+    wanted = int(MAX_HOUSEHOLDS * 4.03 * 0.02 * 1.25)
+    drawn = [bsns.next(lost_leading_zero=True) for _ in range(wanted)]
+    assert len(set(drawn)) == wanted
+    assert all(bsn.startswith("09") and bsn_number.is_valid(bsn) for bsn in drawn[::997] + drawn[-3:])
+
+
+def test_more_households_than_the_fake_ranges_hold_are_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "huge.csv"
+    result = CliRunner().invoke(cli, ["demo-data", "--households", str(MAX_HOUSEHOLDS + 1), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"{MAX_HOUSEHOLDS + 1} is not in the range 1<=x<={MAX_HOUSEHOLDS}" in result.output
+    assert not out.exists()
+    with pytest.raises(ValueError, match="households: the generator makes 0 to 1,000,000"):
+        write("csv", out, MAX_HOUSEHOLDS + 1)
