@@ -29,4 +29,6 @@ USER adapter
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/v1/health', timeout=2).status == 200 else 1)"
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "sync", "adapter.api:create_app()"]
+# Our own command, not bare gunicorn: it checks the configuration and keys once before forking, and runs
+# gunicorn with the service's logger, so gunicorn's own lines are JSON and redacted like every other line.
+CMD ["stadspas-adapter", "serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]

@@ -77,9 +77,9 @@ def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, ins
 
     port = _free_port()
     command = json.loads(_instruction("CMD"))
-    assert command[0] == "gunicorn"
-    command = [str(Path(sys.executable).parent / "gunicorn"),
-               *[f"127.0.0.1:{port}" if arg.startswith("0.0.0.0:") else arg for arg in command[1:]]]
+    assert command[0] == "stadspas-adapter"
+    command = [str(Path(sys.executable).parent / command[0]),
+               *[{"0.0.0.0": "127.0.0.1", "8080": str(port)}.get(arg, arg) for arg in command[1:]]]
     server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         healthcheck = _instruction("HEALTHCHECK").split("CMD", 1)[1].strip().replace(":8080/", f":{port}/")
@@ -93,9 +93,18 @@ def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, ins
         for page in ("/counter/aanmelden", "/admin/aanmelden"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as answer:
                 assert answer.status == 200 and b"<form" in answer.read()
+        # A till that sends a malformed header with the pass number in it: gunicorn logs the header.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as till:
+            till.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nPasnummer 6064366012345678\r\n\r\n")
+            assert till.recv(100).startswith(b"HTTP/1.1 400")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        log = server.communicate(timeout=30)[1].decode()
+    assert "Invalid HTTP Header" in log
+    # Logs in production are one JSON object per line, gunicorn's own lines too, and redacted.
+    for line in log.splitlines():
+        assert isinstance(json.loads(line), dict), line
+    assert "6064366012345678" not in log and "************5678" in log
 
 
 def _free_port() -> int:
