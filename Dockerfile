@@ -5,6 +5,14 @@
 # ADAPTER_BLIND_INDEX_KEY from your secret store, and takes ADAPTER_DATABASE_URL for
 # PostgreSQL. Without ADAPTER_WEB_SECRET_KEY it starts with the API alone: the counter
 # page and the dashboard stay off (a warning in the log says so) until it is set.
+#
+# The image holds no configuration: mount yours at /app/config (adapter.yaml and budgets.yaml;
+# config/adapter.yaml in the repository is the commented example), e.g.
+#   docker run -v /srv/stadspas-adapter/config:/app/config:ro -e ADAPTER_ENCRYPTION_KEYS -e ... IMAGE
+# Without it the container stops and names the file it needs: it never runs in production on the
+# example's demo source and example bank account. The shipped mappings are at /app/mappings
+# (`mapping: ../mappings/...` from there); data_dir `../var` is /app/var, the one folder the image's
+# user may write (mount a volume there if you use SQLite).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,9 +29,8 @@ COPY pyproject.toml README.md ./
 COPY adapter ./adapter
 COPY connectors ./connectors
 RUN pip install --no-cache-dir .
-COPY config ./config
 COPY mappings ./mappings
-RUN mkdir -p /app/var && chown adapter /app/var
+RUN mkdir -p /app/config /app/var && chown adapter /app/var
 
 USER adapter
 EXPOSE 8080

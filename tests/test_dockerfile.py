@@ -107,6 +107,45 @@ def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, ins
     assert "6064366012345678" not in log and "************5678" in log
 
 
+def _image_files(root: Path) -> Path:
+    """The image's /app as the Dockerfile's COPY lines fill it, under ``root``: its WORKDIR."""
+    workdir = root / _instruction("WORKDIR").lstrip("/")
+    for line in re.findall(r"^COPY\s+(.*)$", _dockerfile(), re.M):
+        *sources, target = line.split()
+        for source in sources:
+            destination = workdir / target / (source if target.endswith("/") else "")
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / source, destination)
+    return workdir
+
+
+def test_without_a_mounted_configuration_the_container_stops_and_says_which_file_it_needs(
+        tmp_path, installed_wheel):
+    # `docker run IMAGE` with keys but no configuration of the municipality's own: the image must not
+    # serve (and schedule) on the example file, whose demo source and example debtor IBAN are not theirs.
+    root = tmp_path / "image"
+    workdir = _image_files(root)
+    image_env = _image_environment()
+    config_path = root / image_env["ADAPTER_CONFIG"].lstrip("/")
+    env = {**os.environ, **image_env, "ADAPTER_CONFIG": str(config_path), "PYTHONPATH": str(installed_wheel)}
+    command = json.loads(_instruction("CMD"))
+    command = [str(Path(sys.executable).parent / command[0]),
+               *[{"0.0.0.0": "127.0.0.1", "8080": str(_free_port())}.get(arg, arg) for arg in command[1:]]]
+    server = subprocess.Popen(command, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, err = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.terminate()
+        server.communicate(timeout=30)
+        pytest.fail("the image served on a configuration nobody mounted")
+    assert server.returncode != 0
+    assert f"file not found (looked in {config_path})" in err.decode()
+    assert "set ADAPTER_CONFIG" in err.decode()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
