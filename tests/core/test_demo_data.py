@@ -240,3 +240,38 @@ def test_more_households_than_the_fake_ranges_hold_are_refused_before_anything_i
     assert not out.exists()
     with pytest.raises(ValueError, match="households: the generator makes 0 to 1,000,000"):
         write("csv", out, MAX_HOUSEHOLDS + 1)
+
+
+def test_a_child_whose_lost_card_was_replaced_gets_the_budgets_of_one_who_kept_it(tmp_path, db, vault):
+    """The budget follows the child, not the card. The generated export replaces 0.5% of cards during the
+    pass year, the new card valid from that day on. Synced with the shipped rules, each such child must
+    hold what the same child would with its first card: it held a valid pass on every reference day."""
+    from sqlalchemy import select
+
+    from adapter.models import Budget, Pass
+    from adapter.rules import PassFacts, load_rules
+    from adapter.settings import SyncSettings
+    from adapter.sync import run_sync
+
+    export = tmp_path / "stadspas-2026-12-01.csv"
+    write("csv", export, 2_000, seed=4, pass_year=PASS_YEAR)
+    rules = load_rules(REPO / "config" / "budgets.yaml")
+    source = make_source("csv", REPO / "mappings" / "demo-csv.yaml", {"path": str(export)})
+    result = run_sync(db, vault, "demo", iter_mapped(source, ConnectorRegistry().load_entry_points(), today=TODAY),
+                      settings=SyncSettings(), rules=rules, today=TODAY)
+    assert result.ok and result.rejected == 0
+
+    replaced = [(child, child.passes[0], child.passes[-1])
+                for household in iter_households(2_000, seed=4, pass_year=PASS_YEAR)
+                for child in household.members if child.is_child and child.passes[0].status == "replaced"]
+    assert len(replaced) >= 5
+    with db.read() as session:
+        for child, first_card, new_card in replaced:
+            holder_id = session.scalar(select(Pass.cardholder_id).where(Pass.pass_number == new_card.number))
+            granted = dict(session.execute(select(Budget.rule_code, Budget.granted_cents)
+                                           .where(Budget.cardholder_id == holder_id)).all())
+            kept_card = [PassFacts("active", first_card.valid_from, first_card.valid_until)]
+            entitled = {rule.code: rule.entitlement_cents(period, child.birth_date, True, kept_card)
+                        for rule, period in rules.current(TODAY)}
+            assert granted == {code: cents for code, cents in entitled.items() if cents}, \
+                (new_card.valid_from, child.birth_date)
