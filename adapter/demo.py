@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from adapter import audit, merchants
-from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, PassState
+from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, PassState, SyncStatus
 from adapter.rules import load_rules
 from adapter.runtime import Runtime
 from adapter.sync import SyncResult, run_sync
@@ -75,6 +75,13 @@ def load_demo(runtime: Runtime, base_url: str, today: date) -> tuple[DemoInfo, S
     rules = load_rules(settings.budgets) if settings.budgets else None
     result = run_sync(runtime.db, runtime.vault, DEMO_SOURCE, iter_mapped(source, source_name=DEMO_SOURCE),
                       settings=settings.sync, rules=rules, today=today, actor=DEMO_ACTOR)
+    if result.status == SyncStatus.REFUSED:
+        # The demo source held other data (an export of the operator's own, e.g. from `demo-data`): its
+        # guard sees the 10 demo households as most cardholders gone. `demo load` has no --force to offer.
+        raise DemoError(f"the demo sync was refused: {result.summary()}\nThe '{DEMO_SOURCE}' source held other "
+                        f"cardholders than the demo's (an export of your own in {folder.resolve()}?). To put the "
+                        f"demo back, run `stadspas-adapter sync {DEMO_SOURCE} --force`, then `make run` again; "
+                        f"or delete {settings.data_dir.resolve()} to start afresh")
     if not result.ok:
         raise DemoError(f"the demo sync did not succeed: {result.summary()}")
     info_path = settings.data_dir / DEMO_FILE

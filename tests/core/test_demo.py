@@ -39,3 +39,34 @@ def test_demo_loads_through_a_real_sync_and_a_second_load_changes_nothing(tmp_pa
     written = json.loads((tmp_path / "var" / "demo.json").read_text())
     assert written["pass_numbers"] == info.pass_numbers and written["base_url"] == "http://127.0.0.1:8080"
     runtime.close()
+
+
+def test_after_an_export_of_ones_own_in_the_demo_folder_the_refusal_says_how_to_get_the_demo_back(
+        tmp_path, database_url):
+    """An operator tries `demo-data` through the only source there is, then runs `make run` again: the
+    guard refuses the 10 demo households in place of 1,000. `demo load` has no --force, so its error names
+    the command that has one, and that command does put the demo back."""
+    from adapter.demo import DemoError
+    from adapter.demo_data import write
+    from adapter.rules import load_rules
+    from adapter.sources import iter_mapped
+    from adapter.sync import run_sync
+
+    runtime = Runtime(make_settings(tmp_path, database_url))
+    load_demo(runtime, "http://127.0.0.1:8080", TODAY)
+    settings, source = runtime.settings, runtime.settings.sources["demo"]
+    write("csv", tmp_path / "var" / "demo" / "exports" / "stadspas-2026-11-30.csv", 1_000, pass_year=2026)
+    own = run_sync(runtime.db, runtime.vault, "demo", iter_mapped(source, source_name="demo"),
+                   settings=settings.sync, rules=load_rules(settings.budgets), today=TODAY, force=True)
+    assert own.ok and own.created > 4_000
+
+    with pytest.raises(DemoError) as refused:
+        load_demo(runtime, "http://127.0.0.1:8080", TODAY)
+    assert "refused" in str(refused.value) and "run `stadspas-adapter sync demo --force`" in str(refused.value)
+
+    advised = run_sync(runtime.db, runtime.vault, "demo", iter_mapped(source, source_name="demo"),
+                       settings=settings.sync, rules=load_rules(settings.budgets), today=TODAY, force=True)
+    assert advised.ok
+    _, again = load_demo(runtime, "http://127.0.0.1:8080", TODAY)
+    assert again.ok and again.unchanged == 10
+    runtime.close()
