@@ -18,7 +18,8 @@ from adapter.demo_data import MAX_HOUSEHOLDS
               help="The CSV file, or the folder for SOAP/REST pages.")
 @click.option("--seed", type=int, default=1, show_default=True, help="The same seed gives the same export.")
 @click.option("--next-night", is_flag=True, help="The following night's export: about 1% of rows changed.")
-@click.option("--pass-year", type=int, default=None,
+# Adults are born up to 58 years before it, and the sync rejects a birth date before 1900.
+@click.option("--pass-year", type=click.IntRange(2000, 2100), default=None,
               help="Pass year (1 Aug - 31 Jul) named by its first year; default: the current one.")
 @click.option("--page-size", type=click.IntRange(min=1, max=10_000), default=200, show_default=True,
               help="Households per SOAP/REST page.")

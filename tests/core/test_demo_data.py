@@ -275,3 +275,14 @@ def test_a_child_whose_lost_card_was_replaced_gets_the_budgets_of_one_who_kept_i
                         for rule, period in rules.current(TODAY)}
             assert granted == {code: cents for code, cents in entitled.items() if cents}, \
                 (new_card.valid_from, child.birth_date)
+
+
+@pytest.mark.parametrize("pass_year", ["0", "-5", "9999", "1900"])
+def test_a_pass_year_no_export_can_have_is_a_usage_error(tmp_path, pass_year):
+    # Year 0 and 9999 crashed with a traceback (a date out of range); 1900 wrote adults born in the 1840s,
+    # whom the sync then rejects.
+    result = CliRunner().invoke(cli, ["demo-data", "--households", "2", "--pass-year", pass_year,
+                                      "--out", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--pass-year': {pass_year} is not in the range 2000<=x<=2100" in result.output
+    assert not (tmp_path / "x.csv").exists()
