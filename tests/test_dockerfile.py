@@ -68,9 +68,12 @@ def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, ins
     config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}}))
     # The image's environment, its mode included; keys come from the test session's environment
     # as they would from a secret store.
+    # The image's user has /app for a home and may not write it: here a home nobody can make a folder in.
+    (tmp_path / "home").write_text("")
     env = {**os.environ, **_image_environment(), "ADAPTER_CONFIG": str(config),
            "ADAPTER_WEB_SECRET_KEY": "test-only-web-secret-key-32-bytes-long",
-           "PYTHONPATH": str(installed_wheel)}
+           "PYTHONPATH": str(installed_wheel), "HOME": str(tmp_path / "home")}
+    env.pop("XDG_RUNTIME_DIR", None)
     where = subprocess.run([sys.executable, "-c", "import adapter; print(adapter.__file__)"], env=env,
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(installed_wheel)), "the test must run the wheel, not the checkout"
@@ -104,6 +107,7 @@ def test_cmd_healthcheck_and_pages_work_from_the_wheel(tmp_path, sqlite_url, ins
     # Logs in production are one JSON object per line, gunicorn's own lines too, and redacted.
     for line in log.splitlines():
         assert isinstance(json.loads(line), dict), line
+        assert json.loads(line)["level"] not in ("ERROR", "CRITICAL"), line  # a clean start and stop
     assert "6064366012345678" not in log and "************5678" in log
 
 

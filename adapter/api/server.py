@@ -32,6 +32,11 @@ class GunicornServer(BaseApplication):
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        # gunicorn 25.1+ opens a control socket in $HOME/.gunicorn unless told not to. The Docker image's user
+        # may not write its home (an ERROR line at every start), and two servers of one user on a host take
+        # each other's socket. We use no gunicornc: open none.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):  # type: ignore[no-untyped-def]
         # Each worker builds its own app (and database pool) after the fork.
