@@ -264,6 +264,16 @@ def guard(plan: Plan, settings: SyncSettings) -> str | None:
     if plan.records_read == 0:
         return ("the source returned no records; an empty export is taken for a failure, "
                 "not for every cardholder leaving." + advice)
+    rejected = plan.counts[REJECTED]
+    if not plan.known_passes and rejected > settings.max_change_share * plan.records_read:
+        # A first load has no known passes to weigh its changes against, so its lines are: a mapping that does
+        # not fit the export (a renamed column's format, a date written otherwise) rejects most or all of them,
+        # and the run "succeeded" with a fraction of the city's children, or none, and no word of it in red.
+        return (f"this first load would reject {rejected} of the {plan.records_read} records read: more than the "
+                f"{settings.max_change_share:.0%} allowed (sync.max_change_share). Nothing was stored. "
+                "`stadspas-adapter sync show RUN` lists each rejected record's reason: when most give the same "
+                "one, the mapping does not fit the export; fix it and run again. To load the records that were "
+                "accepted all the same, rerun with --force.")
     last = plan.last_good_records
     if last and plan.records_read < settings.min_row_share * last:
         return (f"the source returned {plan.records_read} records, fewer than {settings.min_row_share:.0%} of "

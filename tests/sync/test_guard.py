@@ -154,3 +154,23 @@ def test_the_passes_a_forced_run_let_go_are_deactivated_at_their_grace_end_witho
     again = run_sync(db, vault, SOURCE, _twenty_percent_vanish(survivors), settings=SYNC_SETTINGS,
                      rules=SIMPLE_RULES, today=TODAY + timedelta(days=2 + SYNC_SETTINGS.grace_nights))
     assert again.status == SyncStatus.REFUSED and "after their grace are not counted" in again.reason
+
+
+def test_a_first_load_that_rejects_most_of_its_records_is_refused_and_stores_nothing(db, vault):
+    """A first load has no known passes to weigh its changes against: a mapping that did not fit the export (a
+    date written otherwise) rejected every line, and the run 'succeeded' with none of the city's children."""
+    records = household_records(20)
+    mostly_rejected = records[:3] + rejected(len(records))
+    refused = _sync(db, vault, mostly_rejected)
+    assert refused.status == SyncStatus.REFUSED
+    assert "first load would reject" in refused.reason and "sync show" in refused.reason
+    assert "--force" in refused.reason
+    assert _state(db) == ([], [])
+    forced = _sync(db, vault, mostly_rejected, force=True, actor="operator:alice")
+    assert forced.status == SyncStatus.SUCCEEDED and forced.created == 3
+
+
+def test_a_first_load_with_a_few_rejected_records_is_applied(db, vault):
+    records = household_records(100)
+    result = _sync(db, vault, records + rejected(len(records) // 50))
+    assert result.status == SyncStatus.SUCCEEDED and result.created == len(records)
