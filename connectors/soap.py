@@ -372,11 +372,21 @@ def _sample_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, st
     return 200, {"Content-Type": "text/xml; charset=utf-8"}, page_file.read_bytes()
 
 
+# A fault code is a QName (soap:Client, env:Sender, sp:SP-404): no spaces, no punctuation but . - _
+_QNAME = re.compile(r"(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*")
+
+
 def _fault_code(fault: Fault) -> str:
+    """The fault's code, to tell faults apart. Some back offices write their message into the code (PHP's
+    SoapFault($code, $text) with its arguments swapped), name and BSN included: text that is no QName is not
+    shown, and numbers in a QName are removed as in any source text."""
     code = fault.code
     if code is None:
         return "none"
-    return str(getattr(code, "text", code))
+    text = str(getattr(code, "text", code)).strip()
+    if not _QNAME.fullmatch(text):
+        return "a code that is no code but text, not shown"
+    return redact(text)
 
 
 def _as_list(value: Any) -> list[Any]:

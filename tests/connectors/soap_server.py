@@ -27,6 +27,7 @@ class Answer:
     content_type: str = "text/xml; charset=utf-8"
     delay_seconds: float = 0.0
     retry_after: str | None = None  # a Retry-After header, as a busy or rate-limiting service sends
+    body: bytes | None = None  # the answer's bytes, instead of a file's
 
 
 FAULT = Answer("500 Internal Server Error", "fault.xml")
@@ -58,7 +59,8 @@ class SoapTestServer:
         answer = self.script.pop(0) if self.script else self._page_answer(body)
         if answer.delay_seconds:
             time.sleep(answer.delay_seconds)
-        content = (ENVELOPES / answer.file).read_bytes() if answer.file else b""
+        content = answer.body if answer.body is not None else (
+            (ENVELOPES / answer.file).read_bytes() if answer.file else b"")
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(content)))]
         if answer.retry_after is not None:
             headers.append(("Retry-After", answer.retry_after))

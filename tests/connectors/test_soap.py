@@ -135,6 +135,31 @@ def test_a_fault_is_reported_with_its_code_but_not_its_text_and_pickles(server):
     assert str(pickle.loads(pickle.dumps(caught.value))) == message
 
 
+FAULT_ENVELOPE = (soap_server.ENVELOPES / "fault.xml").read_bytes()
+
+
+@pytest.mark.parametrize("code, shown", [
+    # PHP's SoapFault($code, $text) with its arguments swapped, and services that put their own text in the code.
+    ("Pashouder J. de Vries (pas 6064366011000003) onbekend", "a code that is no code but text, not shown"),
+    ("BSN 999993653 niet gevonden", "a code that is no code but text, not shown"),
+    ("soap:Client.Bsn999993653", "soap:Client.Bsn[number removed]"),
+    ("soap:Server", "soap:Server"),
+    ("sp:SP-404.Onbekend_Pasnummer", "sp:SP-404.Onbekend_Pasnummer"),
+])
+def test_a_fault_code_with_a_cardholder_in_it_is_not_passed_on(server, code, shown):
+    """A fault's code is a QName (soap:Client, sp:SP-404) and is reported to tell faults apart, but some back
+    offices write their message into it: the code went into the error, the run's stored reason and the dashboard
+    as it came, name, BSN and pass number included."""
+    server.script = [Answer("500 Internal Server Error", body=FAULT_ENVELOPE.replace(
+        b"<faultcode>soap:Client</faultcode>", f"<faultcode>{code}</faultcode>".encode()))]
+    with pytest.raises(SourceFault) as caught:
+        list(connector(server))
+    message = str(caught.value)
+    assert f"(code {shown})" in message
+    for quoted in ("Vries", "999993653", "6064366011000003", "niet gevonden"):
+        assert quoted not in message
+
+
 def test_a_slow_server_times_out_and_is_retried(server):
     server.script = [Answer(file="page-1.xml", delay_seconds=0.8), Answer(file="page-1.xml", delay_seconds=0.8)]
     with pytest.raises(SourceUnavailable) as caught:
