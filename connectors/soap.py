@@ -172,7 +172,11 @@ class SoapConnector(HttpConnector):
         page = paging.first_page
         for page_count in range(1, paging.max_pages + 1):
             arguments = self._arguments(page, follow_up=page_count > 1)
-            answer = self._call(client, service, answers, arguments)
+            # After a page that said more follow, an answer without a body is no end but a dropped request
+            # (a gateway's empty 200): taken for the end, every later page's cardholders would go missing.
+            promised = (f"page {page - 1} said more pages follow, and page {page} came back empty (HTTP 200 "
+                        "without a body)") if paging.style == "continuation" and page_count > 1 else None
+            answer = self._call(client, service, answers, arguments, empty_is_no_end=promised)
             items = _as_list(records_at((answer,))) if answer is not None else []
             for position, item in enumerate(items):
                 yield SourceRecord(f"page {page} item {position}", item)
@@ -202,8 +206,9 @@ class SoapConnector(HttpConnector):
         return arguments
 
     def _call(self, client, service, answers: AnswerReader, arguments: dict[str, Any],
-              retries: int | None = None) -> Any:
-        """One operation call with retries; the answer as plain dicts and lists, or None."""
+              retries: int | None = None, empty_is_no_end: str | None = None) -> Any:
+        """One operation call with retries; the answer as plain dicts and lists, or None. With ``empty_is_no_end``
+        (why), an answer without a body is asked again as a failure, not taken for "no data"."""
         options: SoapOptions = self.options
         operation = getattr(service, options.operation)
         transport = client.transport
@@ -233,6 +238,8 @@ class SoapConnector(HttpConnector):
                 ) from None
             except TransportError as error:
                 if error.status_code == 200 and not error.content:
+                    if empty_is_no_end:
+                        raise RetryableError(empty_is_no_end) from None
                     return None  # an empty answer: the service has nothing for us
                 if transport.last_was_html:
                     raise _asked_again(transport, self._html_error_text(transport)) from None

@@ -199,6 +199,33 @@ def test_an_empty_answer_means_no_records(server, answer):
     assert len(server.requests) == 1
 
 
+def test_an_empty_body_after_a_page_that_said_more_follow_is_no_end(server):
+    """Page 1 says more follow (indicatorVervolgvraag true); page 2 comes back as HTTP 200 without a body, as a
+    gateway answers when the service behind it dropped the request. That was taken for the end: the run went on
+    with page 1's households alone, and those of every later page counted as missing, to be deactivated after
+    the grace nights (or, on a first load, never loaded)."""
+    server.script = [Answer(file="page-1.xml"), EMPTY_BODY, EMPTY_BODY]
+    with pytest.raises(SourceUnavailable) as caught:
+        list(connector(server, retries=1))
+    said = str(caught.value)
+    assert "page 1 said more pages follow, and page 2 came back empty" in said and "after 2 attempts" in said
+    assert "run again" in said
+    assert len(server.requests) == 3
+
+
+def test_an_empty_body_after_more_is_asked_again(server):
+    server.script = [Answer(file="page-1.xml"), EMPTY_BODY]
+    records = list(connector(server, retries=1))
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001", "HH-0002", "HH-0003"]
+
+
+def test_an_empty_page_number_page_still_ends_the_paging(server):
+    server.script = [Answer(file="page-1.xml"), EMPTY_BODY]
+    records = list(connector(server, paging={"style": "page_number", "page_size": 1}, retries=1))
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001"]
+    assert len(server.requests) == 2
+
+
 def test_out_of_order_elements_need_xsd_ignore_sequence_order(server):
     server.script = [Answer(file="out-of-order.xml")]
     with pytest.raises(ConnectorError, match="xsd_ignore_sequence_order"):
