@@ -170,6 +170,7 @@ class SoapConnector(HttpConnector):
         records_at = compile_field_path(options.records_path)
         more_at = compile_field_path(paging.more_flag_path)
         page = paging.first_page
+        previous_items: list[Any] = []
         for page_count in range(1, paging.max_pages + 1):
             arguments = self._arguments(page, follow_up=page_count > 1)
             # After a page that said more follow, an answer without a body is no end but a dropped request
@@ -178,6 +179,11 @@ class SoapConnector(HttpConnector):
                         "without a body)") if paging.style == "continuation" and page_count > 1 else None
             answer = self._call(client, service, answers, arguments, empty_is_no_end=promised)
             items = _as_list(records_at((answer,))) if answer is not None else []
+            if items and items == previous_items:
+                if paging.style == "page_number" and page_count > 2:
+                    return  # a service that clamps the page number repeats its last page past the end
+                raise self._same_page_again(page)
+            previous_items = items
             for position, item in enumerate(items):
                 yield SourceRecord(f"page {page} item {position}", item)
             if paging.style == "none":
@@ -191,6 +197,17 @@ class SoapConnector(HttpConnector):
             self.source_name,
             f"the service still had more after {paging.max_pages} pages",
             "Raise options.paging.max_pages, or check that the service ever says it is done",
+        )
+
+    def _same_page_again(self, page: int) -> ConnectorError:
+        # A service that does not page by options.paging.page_argument answers its first page for every page:
+        # read on, the same cardholders would come max_pages times, and the rest never.
+        paging = self.options.paging
+        return ConnectorError(
+            self.source_name,
+            f"the service answered page {page} with the same records as page {page - 1}",
+            f"Check options.paging.page_argument ('{paging.page_argument}') and options.paging.style "
+            f"('{paging.style}') against the service's documentation: this service does not seem to page by them",
         )
 
     def _arguments(self, page: int, follow_up: bool, page_size: int | None = None) -> dict[str, Any]:

@@ -63,6 +63,31 @@ def test_reads_three_pages_following_the_continuation_flag(server):
     assert follow_up_flags == [None, "true", "true"]
 
 
+def test_a_service_that_ignores_the_page_number_is_refused_at_its_second_page(server):
+    """A service that does not page by options.paging.page_argument answers its first page, flag and all, for
+    every page: the connector asked it max_pages (10,000) times, handed the same households on each time, and
+    then blamed the service for never saying it is done."""
+    server.script = [Answer(file="page-1.xml")] * 5
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server, paging={"style": "continuation", "page_size": 2, "max_pages": 5}))
+    said = str(caught.value)
+    assert "answered page 2 with the same records as page 1" in said and "options.paging.page_argument" in said
+    assert "6064366011000001" not in said
+    assert len(server.requests) == 2
+    server.script = [Answer(file="page-1.xml")] * 5
+    with pytest.raises(ConnectorError, match="answered page 2 with the same records as page 1"):
+        list(connector(server, paging={"style": "page_number", "page_size": 1, "max_pages": 5}))
+
+
+def test_a_last_full_page_repeated_past_the_end_ends_the_paging(server):
+    """Services that clamp the page number answer their last page again for every page past it. When that last
+    page is full, page-number paging asked on (10,000 times by default) and handed its households on each time."""
+    server.script = [Answer(file="page-1.xml"), Answer(file="page-2.xml")] + [Answer(file="page-2.xml")] * 5
+    records = list(connector(server, paging={"style": "page_number", "page_size": 1, "max_pages": 6}))
+    assert [record.fields["huishoudnummer"] for record in records] == ["HH-0001", "HH-0002"]
+    assert len(server.requests) == 3
+
+
 def test_page_number_paging_stops_at_a_short_page(server):
     records = list(connector(server, paging={"style": "page_number", "page_size": 1}))
     # Each recorded page holds one household (a full page of 1): page 4 is asked
