@@ -242,7 +242,7 @@ class SoapConnector(HttpConnector):
                 if transport.last_was_html or (
                     fault.message == _ZEEP_UNKNOWN_FAULT and transport.last_status != 200
                 ):
-                    raise _asked_again(transport, self._html_error_text(transport)) from None
+                    raise self._error_page(transport) from None
                 # The fault's own text is left out: back offices word it for their own staff, with the
                 # cardholder's name, BSN or pass number in it ("Pashouder J. de Vries (BSN 999 993 653)"), and no
                 # mask finds a name. This message goes to the log, the run's stored reason and the dashboard.
@@ -259,7 +259,7 @@ class SoapConnector(HttpConnector):
                         raise RetryableError(empty_is_no_end) from None
                     return None  # an empty answer: the service has nothing for us
                 if transport.last_was_html:
-                    raise _asked_again(transport, self._html_error_text(transport)) from None
+                    raise self._error_page(transport) from None
                 if error.status_code == 200:  # an answer, not a refusal: one that is no readable XML
                     raise ConnectorError(
                         self.source_name,
@@ -268,12 +268,8 @@ class SoapConnector(HttpConnector):
                         "Ask the service's administrator to look at its answer to this request; nothing of this "
                         "run was applied",
                     ) from None
-                if error.status_code and error.status_code < 500 and error.status_code != TOO_MANY_REQUESTS:
-                    raise ConnectorError(
-                        self.source_name,
-                        f"the service refused the request (HTTP {error.status_code})",
-                        "Check options.endpoint, the client certificate and the account",
-                    ) from None
+                if _is_refusal(error.status_code):
+                    raise self._refused(f"HTTP {error.status_code}") from None
                 raise _asked_again(transport, f"answered HTTP {error.status_code}") from None
             except requests.RequestException as error:
                 raise RetryableError(describe_transport_error(error, options.operation_timeout)) from None
@@ -323,9 +319,18 @@ class SoapConnector(HttpConnector):
             ) from None
         return answer
 
-    @staticmethod
-    def _html_error_text(transport) -> str:
-        return f"the gateway answered an HTML error page, HTTP {transport.last_status}"
+    def _error_page(self, transport) -> Exception:  # type: ignore[no-untyped-def]
+        """What an error page instead of a SOAP answer means. A gateway refuses a missing client certificate or
+        a wrong account with a page of its own (nginx: 400 "No required SSL certificate was sent"): a refusal,
+        the same on every attempt. Other statuses are an outage worth another attempt."""
+        page = "an HTML error page" if transport.last_was_html else "an error page that is no SOAP Fault"
+        if _is_refusal(transport.last_status):
+            return self._refused(f"HTTP {transport.last_status}; its gateway answered {page}")
+        return _asked_again(transport, f"the gateway answered {page}, HTTP {transport.last_status}")
+
+    def _refused(self, how: str) -> ConnectorError:
+        return ConnectorError(self.source_name, f"the service refused the request ({how})",
+                              "Check options.endpoint, the client certificate and the account")
 
     @staticmethod
     def _address(service) -> str:
@@ -417,6 +422,12 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _is_refusal(status: int | None) -> bool:
+    """A 4xx but 429 (a rate limit, asked again after its wait), or a redirect not followed: asked again, it is
+    refused again."""
+    return status is not None and 300 <= status < 500 and status != TOO_MANY_REQUESTS
 
 
 def _asked_again(transport, reason: str) -> RetryableError:  # type: ignore[no-untyped-def]

@@ -212,6 +212,33 @@ def test_an_html_502_from_the_gateway_is_named_as_such(server, page):
     assert len(server.requests) == 2
 
 
+NGINX_NO_CERTIFICATE = (b"<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n<body>\r\n"
+                        b"<center><h1>400 Bad Request</h1></center>\r\n<center>No required SSL certificate was sent"
+                        b"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+GATEWAY_XML_401 = (b'<?xml version="1.0"?><am:fault xmlns:am="http://wso2.org/apimanager"><am:code>900901</am:code>'
+                   b"<am:message>Invalid Credentials</am:message></am:fault>")
+
+
+@pytest.mark.parametrize("status, body, content_type", [
+    ("400 Bad Request", NGINX_NO_CERTIFICATE, "text/html"),
+    ("403 Forbidden", (soap_server.ENVELOPES / "gateway-502.html").read_bytes(), "text/html"),
+    ("401 Unauthorized", GATEWAY_XML_401, "application/xml"),
+], ids=["nginx-no-client-certificate", "html-403", "xml-401"])
+def test_a_gateway_that_refuses_with_its_own_page_is_a_refusal_not_an_outage(server, status, body, content_type):
+    """A gateway in front of the service refuses a missing client certificate or a wrong account with an error
+    page of its own (nginx: 400 "No required SSL certificate was sent"). That was asked again as an outage and
+    ended in "the gateway answered an HTML error page ... check that the service and its gateway are up": the
+    operator looked at the service's uptime, not at the certificate."""
+    server.script = [Answer(status, body=body, content_type=content_type)] * 3
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server, retries=2))
+    said = str(caught.value)
+    assert not isinstance(caught.value, SourceUnavailable)
+    assert f"refused the request (HTTP {status.split()[0]}" in said and "client certificate" in said
+    assert "are up" not in said
+    assert len(server.requests) == 1
+
+
 def test_a_502_then_the_pages(server):
     server.script = [GATEWAY_502]
     assert len(list(connector(server, retries=1))) == 3
