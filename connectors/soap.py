@@ -280,9 +280,12 @@ class SoapConnector(HttpConnector):
                     f"the request does not fit the WSDL: {redact(str(error.message))}",
                     "Add or correct the value in options.arguments (or options.paging)",
                 ) from None
-            except (DTDForbidden, EntitiesForbidden, XMLSyntaxError):
+            except XMLSyntaxError as error:
+                # Well-formed XML, but its root is no envelope of the binding's SOAP version (zeep's check).
+                raise self._no_envelope(error, answers.envelope_namespace, transport.last_status) from None
+            except (DTDForbidden, EntitiesForbidden):
                 # zeep refuses a DTD or an entity (a bomb, an external file), and its message quotes what the
-                # entity held; an answer that is not XML at all is no refusal by the service either.
+                # entity held.
                 raise ConnectorError(
                     self.source_name,
                     f"the service answered XML that cannot be read safely (a document type, an entity or broken "
@@ -327,6 +330,22 @@ class SoapConnector(HttpConnector):
         if _is_refusal(transport.last_status):
             return self._refused(f"HTTP {transport.last_status}; its gateway answered {page}")
         return _asked_again(transport, f"the gateway answered {page}, HTTP {transport.last_status}")
+
+    def _no_envelope(self, error: XMLSyntaxError, expected: str, status: int | None) -> ConnectorError:
+        found_tag = _ROOT_FOUND.search(str(error.message))
+        found = "XML that is no SOAP envelope"
+        if found_tag:
+            namespace, _, name = found_tag.group(1).lstrip("{").rpartition("}")
+            found = (f"a {_SOAP_VERSIONS[namespace]} envelope" if name == "Envelope" and namespace in _SOAP_VERSIONS
+                     else f"XML whose root element is {redact(found_tag.group(1))}")
+        version = _SOAP_VERSIONS.get(expected, "SOAP")
+        return ConnectorError(
+            self.source_name,
+            f"the service answered {found}, not the {version} envelope of the WSDL's port (HTTP {status})",
+            "If the service speaks the other SOAP version, set options.port to the WSDL's port of that version "
+            "(SOAP 1.1 and 1.2 ports are often offered side by side); otherwise a gateway in between answered: "
+            "ask its administrator what it answers to this request",
+        )
 
     def _refused(self, how: str) -> ConnectorError:
         return ConnectorError(self.source_name, f"the service refused the request ({how})",
@@ -389,6 +408,10 @@ class SoapConnector(HttpConnector):
         )
 
 
+_SOAP_VERSIONS = {"http://schemas.xmlsoap.org/soap/envelope/": "SOAP 1.1",
+                  "http://www.w3.org/2003/05/soap-envelope": "SOAP 1.2"}
+# zeep: "... does not contain a valid {ns}Envelope root element. The root element found is {ns}tag "
+_ROOT_FOUND = re.compile(r"root element found is (\S+)")
 _PAGE_IN_REQUEST = re.compile(rb"<(?:\w+:)?pagina>(\d+)<")
 
 

@@ -83,6 +83,7 @@ class AnswerReader:
         self._client = client
         self._binding = binding
         self._operation = binding.get(operation_name)
+        self.envelope_namespace: str = binding.nsmap["soap-env"]  # the binding's SOAP version
         try:
             self._body = _body_reader(client, binding, self._operation)
             self.unmirrored_because: str | None = None

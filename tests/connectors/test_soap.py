@@ -369,6 +369,26 @@ def test_an_answer_that_is_no_readable_xml_is_said_so_without_its_content(server
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize("body, found", [
+    ((soap_server.ENVELOPES / "page-1.xml").read_bytes().replace(
+        b"http://schemas.xmlsoap.org/soap/envelope/", b"http://www.w3.org/2003/05/soap-envelope"),
+     "a SOAP 1.2 envelope"),
+    (GATEWAY_XML_401, "XML whose root element is {http://wso2.org/apimanager}fault"),
+], ids=["soap-1.2-answer", "gateway-xml"])
+def test_an_answer_that_is_no_envelope_of_the_wsdls_soap_version_is_said_so(server, body, found):
+    """A service that answers in SOAP 1.2 while the WSDL's port (the first, by default) is SOAP 1.1, or a gateway's
+    own XML with HTTP 200: zeep finds no envelope of its version, and the operator read "XML that cannot be read
+    safely (a document type, an entity or broken XML) ... a SOAP answer holds neither a DTD nor entities"."""
+    server.script = [Answer(body=body, content_type="application/soap+xml; charset=utf-8")]
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server, retries=1))
+    said = str(caught.value)
+    assert f"the service answered {found}, not the SOAP 1.1 envelope of the WSDL's port (HTTP 200)" in said
+    assert "options.port" in said
+    assert "DTD" not in said and "Anouk" not in said
+    assert len(server.requests) == 1
+
+
 @pytest.mark.parametrize("kind, said", [("drip", "took longer than 1 s to send its whole answer"),
                                         ("drip-length", "took longer than 1 s to send its whole answer"),
                                         ("endless", "the answer went on past 1 MB")])
