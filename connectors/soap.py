@@ -190,13 +190,34 @@ class SoapConnector(HttpConnector):
                 return
             if paging.style == "page_number" and len(items) < paging.page_size:
                 return
-            if paging.style == "continuation" and not (answer is not None and more_at((answer,)) is True):
+            if paging.style == "continuation" and not (answer is not None and self._more_follow(answer, more_at,
+                                                                                                   page)):
                 return
             page += 1
         raise ConnectorError(
             self.source_name,
             f"the service still had more after {paging.max_pages} pages",
             "Raise options.paging.max_pages, or check that the service ever says it is done",
+        )
+
+    def _more_follow(self, answer: Any, more_at: Any, page: int) -> bool:
+        """The answer's continuation flag. One that is not there at all (a misspelt more_flag_path) or is no
+        true/false (a WSDL that types it as text) would read as "done", and the run would go on with this page's
+        cardholders alone: said instead. An absent optional flag is in zeep's answer, as None."""
+        flag = more_at((answer,))
+        if isinstance(flag, bool) or (flag is None and _declared(answer, self.options.paging.more_flag_path)):
+            return flag is True
+        if flag is None:
+            held = "the answer has no such element"
+        else:
+            held = "it holds text" if isinstance(flag, str) else f"it holds a {type(flag).__name__}"
+        flag_path = self.options.paging.more_flag_path
+        raise ConnectorError(
+            self.source_name,
+            f"options.paging.more_flag_path ('{flag_path}') finds no true/false flag in page {page} ({held})",
+            "Set it to the answer's element that says more pages follow (StUF: indicatorVervolgvraag), spelt as in "
+            "the WSDL; if the WSDL types that element as text, change its type to xsd:boolean in the local copy; "
+            "or use options.paging.style: page_number",
         )
 
     def _same_page_again(self, page: int) -> ConnectorError:
@@ -445,6 +466,21 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _declared(answer: Any, path: str) -> bool:
+    """Whether each step of a plain dotted path is a key of the answer (zeep's answer has every element its
+    schema declares, None when absent). A path with ``$``, ``^`` or an index is taken as declared."""
+    if any(mark in path for mark in "$^["):
+        return True
+    node = answer
+    for name in path.strip().split("."):
+        if node is None:
+            return True  # an optional element around the flag, absent
+        if not isinstance(node, dict) or name not in node:
+            return False
+        node = node[name]
+    return True
 
 
 def _is_refusal(status: int | None) -> bool:

@@ -88,6 +88,33 @@ def test_a_last_full_page_repeated_past_the_end_ends_the_paging(server):
     assert len(server.requests) == 3
 
 
+def test_a_continuation_flag_the_answer_does_not_have_is_named_not_read_as_done(server):
+    """A misspelt options.paging.more_flag_path found nothing, which read as "no more pages": the run went on with
+    the first page's households alone (on a first load, nothing else was ever loaded), and nothing was said."""
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server, paging={"style": "continuation", "page_size": 2,
+                                       "more_flag_path": "indicatorVervolgVraag"}))
+    said = str(caught.value)
+    assert "options.paging.more_flag_path ('indicatorVervolgVraag') finds no true/false flag in page 1" in said
+    assert len(server.requests) == 1
+
+
+def test_a_continuation_flag_typed_as_text_is_named_not_read_as_done(server, tmp_path):
+    """A WSDL that types the flag xsd:string hands 'true' over as text, which is not True: page 1 alone."""
+    (tmp_path / "stadspas-v1.xsd").write_text(XSD.read_text(encoding="utf-8").replace(
+        '<xsd:element name="indicatorVervolgvraag" type="xsd:boolean" minOccurs="0"/>\n      </xsd:sequence>\n'
+        '    </xsd:complexType>\n  </xsd:element>\n</xsd:schema>',
+        '<xsd:element name="indicatorVervolgvraag" type="xsd:string" minOccurs="0"/>\n      </xsd:sequence>\n'
+        '    </xsd:complexType>\n  </xsd:element>\n</xsd:schema>'), encoding="utf-8")
+    assert 'type="xsd:string" minOccurs="0"' in (tmp_path / "stadspas-v1.xsd").read_text(encoding="utf-8")
+    (tmp_path / "stadspas-v1.wsdl").write_text(WSDL.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConnectorError) as caught:
+        list(connector(server, wsdl=str(tmp_path / "stadspas-v1.wsdl")))
+    said = str(caught.value)
+    assert "finds no true/false flag in page 1 (it holds text)" in said and "xsd:boolean" in said
+    assert "'true'" not in said
+
+
 def test_page_number_paging_stops_at_a_short_page(server):
     records = list(connector(server, paging={"style": "page_number", "page_size": 1}))
     # Each recorded page holds one household (a full page of 1): page 4 is asked
