@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
+from adapter.records import PassStatus
 from adapter.yaml_files import YamlFileProblem, read_yaml
 
 ONCE_PERIOD_KEY = "once"
@@ -193,7 +194,14 @@ class Rule(_Strict):
         # reference days once for all of them (age_days). A rule that looks at the date itself must change that.
         if not self.min_age <= age_on(birth_date, reference_day) <= self.max_age:
             return 0
+        passes = list(passes)
         qualifying = [card for card in passes if card.status in self.pass_statuses]
+        if qualifying:
+            # The budget follows the child, not the card: a lost card replaced by a new number was the child's
+            # pass on the days it was valid. Its successor starts on the day it was issued, often after the
+            # reference date, so without the old card a top-up or a rule added later gave such a child nothing.
+            qualifying += [card for card in passes
+                           if card.status == PassStatus.REPLACED and card.status not in self.pass_statuses]
         if any(card.valid_on(reference_day) for card in qualifying):
             return self.amount_cents
         if not self.pro_rata:

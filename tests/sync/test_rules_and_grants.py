@@ -303,3 +303,41 @@ def test_a_rules_file_that_cannot_be_read_is_a_rules_error_that_says_so(tmp_path
         load_rules(unreadable)
     with pytest.raises(RulesError, match="cannot be read"):
         load_rules(tmp_path)  # a directory
+
+
+@pytest.mark.parametrize("pro_rata", [False, True])
+def test_a_child_whose_lost_card_was_replaced_gets_the_top_up_and_a_new_rule_like_any_other(db, vault, pro_rata):
+    """The budget follows the child, not the card. The new card is valid from the day it was issued, after the
+    reference date (1 August); the lost one, now 'replaced', was the child's pass that day. Without it a raised
+    amount topped up every child but this one, and a rule added mid-year gave it nothing (or a pro-rata share)."""
+    primary = {**PRIMARY, "pro_rata": pro_rata}
+    winter = {**PRIMARY, "code": "winter", "name": "Winterkleding", "amount_cents": 5_000, "pro_rata": pro_rata}
+    lost = _child("a", date(2018, 3, 3), valid_from=date(2026, 1, 1), valid_until=date(2028, 7, 31), number=1)
+    other = _child("b", date(2018, 3, 3), valid_from=date(2026, 1, 1), valid_until=date(2028, 7, 31), number=2)
+    _sync(db, vault, [lost, other], _rules(primary), date(2026, 8, 1))
+    new_card = dataclasses.replace(lost, pass_number="6400009999", replaces_pass_number=lost.pass_number,
+                                   valid_from=date(2026, 10, 1))
+    _sync(db, vault, [new_card, other], _rules(primary), date(2026, 10, 1))
+
+    _sync(db, vault, [new_card, other], _rules({**primary, "amount_cents": 12_000, "version": 2}, winter),
+          date(2026, 11, 1))
+    with db.read() as session:
+        granted = session.execute(select(Cardholder.source_key, Budget.rule_code, Budget.granted_cents)
+                                  .join(Budget, Budget.cardholder_id == Cardholder.id)
+                                  .order_by(Cardholder.source_key, Budget.rule_code)).all()
+        assert ledger.verify(session) == []
+    assert granted == [("a", "primary", 12_000), ("a", "winter", 5_000),
+                       ("b", "primary", 12_000), ("b", "winter", 5_000)]
+
+
+def test_a_replaced_card_counts_only_beside_a_card_that_qualifies_now():
+    """A lost card stands in for the child's pass on its days only while the child holds a card the rule takes:
+    a child whose new card is blocked gets nothing new from the old one."""
+    rule = _rules(PRIMARY).rules[0]
+    period = rule.period_on(date(2026, 11, 1), "08-01")
+    old = PassFacts("replaced", date(2026, 1, 1), date(2028, 7, 31))
+    assert rule.entitlement_cents(period, date(2018, 3, 3), True,
+                                  [old, PassFacts("active", date(2026, 10, 1), date(2028, 7, 31))]) == 10_000
+    assert rule.entitlement_cents(period, date(2018, 3, 3), True,
+                                  [old, PassFacts("blocked", date(2026, 10, 1), date(2028, 7, 31))]) == 0
+    assert rule.entitlement_cents(period, date(2018, 3, 3), True, [old]) == 0
