@@ -258,10 +258,11 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
             passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {} if no_budgets_yet else {
-        (holder_id, code, period_key): (budget_id, granted_cents, status)
-        for budget_id, holder_id, code, period_key, granted_cents, status in session.connection().execute(
+        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start)
+        for budget_id, holder_id, code, period_key, granted_cents, status, period_start
+        in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
-                   Budget.status)
+                   Budget.status, Budget.period_start)
             .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
     # The slice's new budgets, rule by rule in the order of ``running``: (child, amount in cents) of each. They
@@ -292,7 +293,7 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
             pass_facts = [PassFacts(*card) for card in passes]
             amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, pass_facts)
                                              for rule, period in running]
-        for (rule, _period), period_key, new_budgets, entitled_cents in zip(running, keys, new_by_rule, amounts):
+        for (rule, period), period_key, new_budgets, entitled_cents in zip(running, keys, new_by_rule, amounts):
             if entitled_cents <= 0:
                 continue
             found = existing.get((holder_id, rule.code, period_key)) if existing else None
@@ -300,8 +301,10 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                 new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
-            budget_id, granted_cents, status = found
-            if status == BudgetStatus.OPEN and entitled_cents > granted_cents:
+            budget_id, granted_cents, status, period_start = found
+            # A once-rule's budget of an earlier period is still open in its grace days: what is raised now is
+            # not for it (it expires within days), and the child had its once.
+            if status == BudgetStatus.OPEN and entitled_cents > granted_cents and period_start == period.start:
                 # The rule's amount rose in a running period: top up, never take back.
                 ledger.grant(session, budget_id, entitled_cents - granted_cents, actor,
                              note=f"top-up to rule {rule.code} version {rule.version}")

@@ -341,3 +341,22 @@ def test_a_replaced_card_counts_only_beside_a_card_that_qualifies_now():
     assert rule.entitlement_cents(period, date(2018, 3, 3), True,
                                   [old, PassFacts("blocked", date(2026, 10, 1), date(2028, 7, 31))]) == 0
     assert rule.entitlement_cents(period, date(2018, 3, 3), True, [old]) == 0
+
+
+def test_a_once_rule_raised_the_next_year_tops_up_nothing_in_last_years_grace_days(db, vault):
+    """A once-rule's budget of last school year is still open in the grace days after 31 July. Raised then, the
+    rule topped that old budget up: money the child had days to spend and had already had its once of."""
+    start = {"code": "start-vo", "name": "Start VO", "amount_cents": 40_000, "min_age": 12, "max_age": 13,
+             "period": "school_year", "once": True}
+    child = _child("a", date(2014, 1, 1), valid_from=date(2026, 1, 1), valid_until=date(2028, 7, 31), number=1)
+    _sync(db, vault, [child], _rules(start, expiry_grace_days=14), date(2026, 9, 1))
+    raised = _rules({**start, "amount_cents": 50_000, "version": 2}, expiry_grace_days=14)
+    assert _sync(db, vault, [child], raised, date(2027, 8, 5)).budgets_granted == 0
+    assert _budgets(db) == [("start-vo", "once", 40_000, 40_000, BudgetStatus.OPEN)]
+    # Raised in its own year, the once-budget is topped up as any other.
+    other = _child("b", date(2015, 1, 1), valid_from=date(2026, 1, 1), valid_until=date(2028, 7, 31), number=2)
+    _sync(db, vault, [child, other], _rules(start, expiry_grace_days=14), date(2027, 8, 6))
+    assert _sync(db, vault, [child, other], raised, date(2027, 9, 1)).budgets_granted == 1
+    with db.read() as session:
+        assert session.execute(select(Budget.granted_cents).order_by(Budget.id)).scalars().all() == [40_000, 50_000]
+        assert ledger.verify(session) == []
