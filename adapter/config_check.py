@@ -1,8 +1,9 @@
-"""Check the whole configuration before any I/O: every source's connector, options and mapping.
+"""Check the whole configuration before any I/O: every source's connector, options and mapping, and the budget rules.
 
 ``load_settings`` checks the file's own shape; this goes one step further and
-asks each source's connector and mapping whether they accept their part, so an
-operator sees every problem of every source in one run instead of one per night.
+asks each source's connector and mapping whether they accept their part, and
+reads the budget rules file the nightly sync will read, so an operator sees every
+problem in one run instead of one per night.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from adapter.connector import describe_validation_error
 from adapter.mapping import MappingError, load_mapping
 from adapter.registry import ConnectorRegistry, RegistryError, default_registry
+from adapter.rules import RulesError, load_rules
 from adapter.settings import Settings
 
 
@@ -48,3 +50,15 @@ def source_problems(settings: Settings, registry: ConnectorRegistry | None = Non
         except OSError:
             problems.append(f"{prefix}.mapping: cannot read {source.mapping}; check the path")
     return problems
+
+
+def budget_rules_problems(settings: Settings) -> list[str]:
+    """Every problem of the budget rules file (``budgets:``), each prefixed with the file's name. A broken file
+    stops every sync and the roll-over until it is fixed: the scheduler reads it before each of them."""
+    if settings.budgets is None:
+        return []
+    try:
+        load_rules(settings.budgets)
+    except RulesError as exc:
+        return [f"budgets ({settings.budgets.name}): {problem}" for problem in exc.problems]
+    return []

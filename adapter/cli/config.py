@@ -15,13 +15,15 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_cli
 def config_check(cli: CliContext) -> None:
-    """Validate the file, every source's connector options and mapping, without contacting any source."""
-    from adapter.config_check import source_problems
+    """Validate the file, every source's connector options and mapping, and the budget rules, without contacting
+    any source."""
+    from adapter.config_check import budget_rules_problems, source_problems
 
     settings = cli.settings  # the file's own problems stop here, all listed
-    problems = source_problems(settings)
+    problems = source_problems(settings) + budget_rules_problems(settings)
     for problem in problems:
         click.echo(f"  - {problem}", err=True)
     if problems:
-        raise click.ClickException(f"{len(problems)} problem(s) in the sources; fix them and run this again")
+        raise click.ClickException(f"{len(problems)} problem(s) in the sources and budget rules; fix them and run "
+                                   "this again")
     click.echo(f"configuration ok: {len(settings.sources)} source(s): {', '.join(sorted(settings.sources)) or '-'}")

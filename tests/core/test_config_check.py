@@ -49,3 +49,24 @@ def test_a_schedule_the_scheduler_would_refuse_is_a_problem_here_too(tmp_path):
     assert "sources.night.schedule: 02:30 lies between 02:00 and 03:00" in result.output
     assert "sources.midnight.schedule: 00:15 lies between 00:00 and 00:59" in result.output
     assert "sources.off" not in result.output and "sources.fine" not in result.output
+
+
+def test_a_broken_budget_rules_file_is_a_problem_here_too(tmp_path):
+    """The scheduler reads the rules before every sync and roll-over, and a broken file stops them all: `config
+    check` said "configuration ok" for it, and the officer learnt of the typo from a night without a sync."""
+    rules = tmp_path / "budgets.yaml"
+    rules.write_text("rules:\n"
+                     "  - {code: school, name: School, amount_cents: 12500, period: school_year, colour: red}\n"
+                     "  - {code: sport, name: Sport, amount_cents: 30000, period: weekly}\n", encoding="utf-8")
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "var"), "budgets": str(rules), "sources": {}}))
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 1, result.output
+    assert "budgets (budgets.yaml): rules.0.colour: unknown key" in result.output
+    assert "budgets (budgets.yaml): rules.1.period:" in result.output
+    assert "2 problem(s) in the sources and budget rules" in result.output
+
+    rules.write_text("rules:\n  - {code: school, name: School, amount_cents: 12500, period: school_year}\n",
+                     encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 0, result.output
