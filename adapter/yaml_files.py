@@ -29,6 +29,23 @@ def read_yaml(path: Path, where_to_look: str) -> Any:
         raise YamlFileProblem(f"cannot be read ({exc.strerror or type(exc).__name__}); {where_to_look}, and check "
                               "that this user may read it") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise YamlFileProblem(f"not valid YAML: {exc}") from None
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader``, but a date that does not exist (``ends: 2027-02-29``) is a YAML error with its line,
+    as any other mistake in the file: PyYAML raised a bare ``ValueError`` ("day is out of range for month")
+    naming neither the file nor the line, and the loaders let it through as a traceback."""
+
+    def construct_yaml_timestamp(self, node):  # type: ignore[no-untyped-def]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value} is not a day of the calendar ({exc}); write a date that exists, as "
+                "YYYY-MM-DD", node.start_mark) from None
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _SafeLoader.construct_yaml_timestamp)

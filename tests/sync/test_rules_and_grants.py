@@ -360,3 +360,21 @@ def test_a_once_rule_raised_the_next_year_tops_up_nothing_in_last_years_grace_da
     with db.read() as session:
         assert session.execute(select(Budget.granted_cents).order_by(Budget.id)).scalars().all() == [40_000, 50_000]
         assert ledger.verify(session) == []
+
+
+def test_a_date_that_does_not_exist_is_a_rules_error_naming_its_line(tmp_path):
+    """`ends: 2027-02-29` (no leap year) made PyYAML raise a bare ValueError, "day is out of range for month":
+    `config check` and every sync stopped with a traceback naming neither the rules file nor the line."""
+    path = tmp_path / "budgets.yaml"
+    path.write_text("rules:\n"
+                    "  - code: winter\n"
+                    "    name: Winterkleding\n"
+                    "    amount_cents: 5000\n"
+                    "    period: explicit\n"
+                    "    starts: 2026-12-01\n"
+                    "    ends: 2027-02-29\n", encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    message = str(caught.value)
+    assert str(path) in message and "2027-02-29 is not a day of the calendar" in message
+    assert "line 7" in message
