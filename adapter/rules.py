@@ -149,6 +149,11 @@ class Rule(_Strict):
                 problems.append("an explicit period needs both 'starts' and 'ends' (YYYY-MM-DD)")
             elif self.ends < self.starts:
                 problems.append("'ends' lies before 'starts'")
+            elif self.reference is not None and not self._reference_within(self.starts, self.ends):
+                # Else the children were judged on 'ends' instead, a day the officer never named.
+                problems.append(f"reference {self.reference} does not fall between 'starts' {self.starts} and "
+                                f"'ends' {self.ends}; choose a month and day inside the period, or leave "
+                                "'reference' out to judge on its first day")
         elif self.starts is not None or self.ends is not None:
             problems.append(f"'starts'/'ends' only belong to period 'explicit', not '{self.period.value}'")
         if problems:
@@ -178,11 +183,16 @@ class Rule(_Strict):
     def reference_date(self, period: Period) -> date:
         if self.reference is None:
             return period.start
+        return min(self._first_reference_on_or_after(period.start), period.end)
+
+    def _first_reference_on_or_after(self, start: date) -> date:
+        assert self.reference is not None
         month, month_day = (int(part) for part in self.reference.split("-"))
-        candidate = date(period.start.year, month, month_day)
-        if candidate < period.start:
-            candidate = date(period.start.year + 1, month, month_day)
-        return min(candidate, period.end)
+        candidate = date(start.year, month, month_day)
+        return candidate if candidate >= start else date(start.year + 1, month, month_day)
+
+    def _reference_within(self, starts: date, ends: date) -> bool:
+        return self._first_reference_on_or_after(starts) <= ends
 
     def entitlement_cents(self, period: Period, birth_date: date | None, is_child: bool | None,
                           passes: Iterable[PassFacts]) -> int:

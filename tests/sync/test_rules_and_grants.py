@@ -378,3 +378,23 @@ def test_a_date_that_does_not_exist_is_a_rules_error_naming_its_line(tmp_path):
     message = str(caught.value)
     assert str(path) in message and "2027-02-29 is not a day of the calendar" in message
     assert "line 7" in message
+
+
+def test_a_reference_day_outside_an_explicit_period_is_refused_not_moved_to_its_last_day():
+    """A summer rule of 1 June - 31 August with `reference: "09-01"` judged every child's age and pass on 31
+    August, a day the rules file never names; the officer is told instead."""
+    summer = {"code": "summer", "name": "Zomer", "amount_cents": 5_000, "period": "explicit",
+              "starts": "2026-06-01", "ends": "2026-08-31"}
+    with pytest.raises(RulesError) as caught:
+        _rules({**summer, "reference": "09-01"})
+    [problem] = caught.value.problems
+    assert problem.startswith("rules.0: ") and problem.endswith(
+        "reference 09-01 does not fall between 'starts' 2026-06-01 and 'ends' 2026-08-31; "
+        "choose a month and day inside the period, or leave 'reference' out to judge on its first day")
+    for inside in ("06-01", "07-01", "08-31"):
+        rule = _rules({**summer, "reference": inside}).rules[0]
+        period = rule.period_on(date(2026, 7, 15), "08-01")
+        assert rule.reference_date(period) == date(2026, int(inside[:2]), int(inside[3:]))
+    # A period across New Year takes the day in whichever year it falls.
+    winter = _rules({**summer, "starts": "2026-12-01", "ends": "2027-02-28", "reference": "01-15"}).rules[0]
+    assert winter.reference_date(winter.period_on(date(2027, 1, 1), "08-01")) == date(2027, 1, 15)
