@@ -308,11 +308,31 @@ def _duplicate_codes(raw_rules: Any) -> list[str]:
     return problems
 
 
+# What to write instead, by the key and pydantic's error type: its own words name a regular expression or a
+# Python type, which tell a policy officer nothing.
+_WHAT_TO_WRITE = {
+    ("pass_year_starts", "string_pattern_mismatch"): 'write a month and day as "MM-DD" in quotes, e.g. "08-01"',
+    ("reference", "string_pattern_mismatch"): 'write a month and day as "MM-DD" in quotes, e.g. "07-01"',
+    ("code", "string_pattern_mismatch"): "use lower-case letters, digits, '-' and '_' only, e.g. school-primary",
+    ("category", "string_pattern_mismatch"): "use lower-case letters, digits, '-' and '_' only, e.g. school",
+    ("amount_cents", "int_type"): "write whole euro cents without a decimal point, e.g. 12500 for € 125,00",
+    ("pass_statuses", "tuple_type"): "give a list of statuses, e.g. [active] or [active, blocked]",
+}
+
+
 def _describe(error: Any) -> str:
     key_path = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"]
+    key = error["loc"][-1] if error["loc"] else None
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against config/budgets.yaml)"
+    elif error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif (key, error["type"]) in _WHAT_TO_WRITE:
+        # The rules file holds no personal data: the value the officer wrote may be quoted back.
+        message = f"{_WHAT_TO_WRITE[key, error['type']]} (found {error['input']!r})"
+    elif error["type"] == "int_type":
+        message = f"write a whole number without quotes (found {error['input']!r})"
     return f"{key_path}: {message}"
 
 

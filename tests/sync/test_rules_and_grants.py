@@ -398,3 +398,20 @@ def test_a_reference_day_outside_an_explicit_period_is_refused_not_moved_to_its_
     # A period across New Year takes the day in whichever year it falls.
     winter = _rules({**summer, "starts": "2026-12-01", "ends": "2027-02-28", "reference": "01-15"}).rules[0]
     assert winter.reference_date(winter.period_on(date(2027, 1, 1), "08-01")) == date(2027, 1, 15)
+
+
+def test_a_rules_error_says_what_to_write_not_which_pattern_or_type_failed():
+    """A policy officer was told "String should match pattern '^(0[1-9]|1[0-2])-...$'" for `reference: 1-7`,
+    and "Input should be a valid integer" for an amount written in euros."""
+    with pytest.raises(RulesError) as caught:
+        _rules({**PRIMARY, "code": "School", "amount_cents": "125,00", "reference": "1-7", "pass_statuses": "active"},
+               {**SECONDARY, "min_age": 18, "max_age": 17}, pass_year_starts="8-1")
+    assert sorted(caught.value.problems) == sorted([
+        "pass_year_starts: write a month and day as \"MM-DD\" in quotes, e.g. \"08-01\" (found '8-1')",
+        "rules.0.code: use lower-case letters, digits, '-' and '_' only, e.g. school-primary (found 'School')",
+        "rules.0.amount_cents: write whole euro cents without a decimal point, e.g. 12500 for € 125,00 "
+        "(found '125,00')",
+        "rules.0.reference: write a month and day as \"MM-DD\" in quotes, e.g. \"07-01\" (found '1-7')",
+        "rules.0.pass_statuses: give a list of statuses, e.g. [active] or [active, blocked] (found 'active')",
+        "rules.1: min_age 18 is above max_age 17",
+    ])
