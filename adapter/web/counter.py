@@ -158,6 +158,7 @@ def balance(token: str):  # type: ignore[no-untyped-def]
     """The balance of a pass scanned in this session, looked up afresh: going Back to it after paying, or
     reloading it, shows what is left now, with new payment forms."""
     encrypted = next((entry[1] for entry in session.get(LOOK_UPS_KEY, [])
+                      # timing-safe: the tokens compared are this browser's own, from its signed cookie.
                       if isinstance(entry, list) and len(entry) == 2 and entry[0] == token), None)
     try:
         pass_number = _runtime().vault.decrypt(encrypted) if isinstance(encrypted, str) else None
