@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
@@ -25,7 +26,9 @@ blueprint = Blueprint("redemptions", __name__)
 require_merchant(blueprint)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-MAX_ID_LENGTH = 36  # redemption ids are UUIDs
+# Redemption ids are UUIDs (adapter.models.new_public_id), in lower case once _as_issued had them. Anything else
+# is no id of ours; PostgreSQL would even refuse one holding a NUL byte in the comparison (a 500).
+ISSUED_ID = re.compile(r"[0-9a-f-]{1,36}")
 
 
 @blueprint.post("/redemptions")
@@ -61,7 +64,7 @@ def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
     redemption_id = _as_issued(redemption_id)
     body = parse_body(ReversalCreate, extra_problems=idempotency_key_problems())
-    if len(redemption_id) > MAX_ID_LENGTH:
+    if not ISSUED_ID.fullmatch(redemption_id):
         raise render.redemption_not_found()
     merchant = current_merchant()
     settings = runtime().settings
@@ -98,7 +101,7 @@ def get_redemption(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
     redemption_id = _as_issued(redemption_id)
     line = None
-    if len(redemption_id) <= MAX_ID_LENGTH:
+    if ISSUED_ID.fullmatch(redemption_id):
         with runtime().db.read() as session:
             line = reconciliation.find_redemption(session, current_merchant().id, redemption_id)
     if line is None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
+import pytest
 from sqlalchemy import update
 
 from adapter.models import Budget, BudgetStatus, Redemption, utcnow
+from tests.api.conftest import build_api
 
 
 def _redeemed(api, key, child, amount_cents=3_000):  # type: ignore[no-untyped-def]
@@ -181,3 +184,24 @@ def test_a_redemption_id_keyed_in_upper_case_is_the_same_redemption(api):
     assert found.status_code == 200 and found.get_json()["redemption_id"] == redemption_id
     reversed_ = api.reverse(key, redemption_id.upper(), {"amount_cents": 500, "reason": "retour"})
     assert reversed_.status_code == 201 and api.balance_cents(child.budget_id) == 3_500
+
+
+@pytest.mark.postgres
+def test_a_redemption_id_with_a_nul_byte_is_an_unknown_redemption_not_a_500(tmp_path, postgres_url, vault, caplog):  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses text holding a NUL byte even in a comparison. The bodies' schemas refuse it, but the
+    redemption id comes in the address: a till that sent one (a C string's terminator kept in the id) got a 500
+    'try again in a minute' for a reversal, which it retries in vain. Ids are UUIDs; this one is unknown."""
+    api = build_api(tmp_path, postgres_url, vault)
+    try:
+        child = api.child(amount_cents=5_000)
+        key = api.shop()
+        redemption_id = _redeemed(api, key, child, 2_000)
+        for sent in (redemption_id[:-1] + "\x00", "\x00"):
+            found = api.client.get(f"/v1/redemptions/{quote(sent)}", headers={"Authorization": f"Bearer {key}"})
+            reversed_ = api.reverse(key, quote(sent), {"reason": "retour"})
+            for answer in (found, reversed_):
+                assert answer.status_code == 404 and answer.get_json()["code"] == "redemption_not_found"
+        assert "unhandled error" not in caplog.text
+        assert api.balance_cents(child.budget_id) == 3_000
+    finally:
+        api.db.dispose()
