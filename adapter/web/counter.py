@@ -329,13 +329,21 @@ def reverse():  # type: ignore[no-untyped-def]
         if outcome.returned_to_budget else
         f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het tegoed was verlopen; het geld gaat terug naar de gemeente.",
         "redemption_not_found": "Deze betaling is niet gevonden bij uw winkel. Er is niets teruggeboekt.",
-        "reversal_exceeds_redemption": "Dat is meer dan er van deze betaling nog terug kan. Er is niets "
-                                       "teruggeboekt; kijk onder 'Betalingen vandaag' hoeveel nog kan.",
+        "reversal_exceeds_redemption": _reversal_exceeds_message(outcome.reversible_cents),
         "reversal_window_closed": "Deze betaling is te oud om terug te boeken. Neem contact op met de gemeente.",
         "idempotency_key_reused": "Dit formulier is al gebruikt. Vernieuw de pagina en probeer opnieuw.",
     }
     flash(messages[outcome.status], "success" if outcome.succeeded else "error")
     return redirect(url_for("counter.scan_form"), code=303)
+
+
+def _reversal_exceeds_message(reversible_cents: int) -> str:
+    """As the API says it (adapter.api.render.reversal_exceeds_detail): nothing left is a reversal already done,
+    at another till or in another tab, not a request for too much."""
+    if reversible_cents <= 0:
+        return "Deze betaling is al helemaal teruggeboekt. Er is niets meer teruggeboekt."
+    return (f"Van deze betaling kan nog {_euros(reversible_cents)} terug. Er is niets teruggeboekt; vul dat bedrag "
+            "of minder in, of laat het bedrag leeg om alles terug te boeken.")
 
 
 def _todays_redemptions(merchant_id: int) -> list[dict]:

@@ -272,6 +272,31 @@ def test_a_reversal_sent_twice_at_once_says_in_dutch_to_wait_instead_of_failing(
     assert "Deze terugboeking wordt nog verwerkt" in page
 
 
+def test_a_reversal_refused_as_too_much_says_how_much_can_still_go_back_or_that_all_went_back(counter):  # type: ignore[no-untyped-def]
+    """Two tills of a shop, or a list left open in a second tab: the payment was wholly reversed there, and this
+    till's form (amount left empty: 'all') is sent too. It must hear that it was all given back already, as the API
+    says (ad883ec), not that it asked for more than can go back. Too much typed names what still can."""
+    paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="20,00",
+                       idempotency_key="pay-twice-reversed")
+    redemption_id = paid.headers["Location"].split("/bon/")[1].split("?")[0]
+
+    def reverse(amount: str, key: str) -> str:
+        sent = counter.client.post("/counter/terugboeken", data={
+            "csrf_token": counter.token(), "redemption_id": redemption_id, "reason": "retour", "amount": amount,
+            "idempotency_key": key})
+        assert sent.status_code == 303
+        return counter.client.get(sent.headers["Location"]).get_data(as_text=True)
+
+    assert "Teruggeboekt: € 5,00" in reverse("5", "till-1")
+    too_much = reverse("16", "till-2")
+    assert "Van deze betaling kan nog € 15,00 terug" in too_much and "Er is niets teruggeboekt" in too_much
+    assert "Teruggeboekt: € 15,00" in reverse("", "till-3")
+    again = reverse("", "till-4")
+    assert "al helemaal teruggeboekt" in again and "meer dan" not in again
+    with counter.db.read() as session:
+        assert session.get(Budget, counter.budget_id).balance_cents == 10_000
+
+
 def test_the_counter_page_judges_by_amsterdams_day_not_the_servers(counter, vault, monkeypatch):  # type: ignore[no-untyped-def]
     """At 23:30 UTC on 31 December it is already 1 January in Amsterdam: a budget whose last day was 31 December
     is no longer spent, whatever zone the server's clock is in."""
