@@ -238,6 +238,8 @@ def redeem():  # type: ignore[no-untyped-def]
     except AmountError as exc:
         return _to_balance_page(pass_number, budget_id=budget_id, error=f"{exc} Er is niets afgeschreven.")
     abuse.refuse_when_too_many_unusable(g.merchant.id)
+    # Every answer is a redirect (see show_balance): Back after the payment that follows must not land on this
+    # form's answer, where Chromium offers to send the form again.
     try:
         outcome = counter.redeem(
             runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id, allow_partial=allow_partial,
@@ -246,17 +248,17 @@ def redeem():  # type: ignore[no-untyped-def]
                                              allow_partial),
             expiry_grace_days=runtime.expiry_grace_days, in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except (counter.PassNotUsable, counter.NoSuchBudget, counter.CategoryNotAllowed):
-        # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass.
+        # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass. So
+        # to the scan page, not to this pass's balance.
         abuse.count_unusable_pass(g.merchant.id)
-        return _scan_page(PAYMENT_REFUSED, 422)
+        return _to_scan_page(PAYMENT_REFUSED)
     except ledger.IdempotencyInProgress:
-        return _scan_page("Deze betaling wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen "
-                          "vandaag' of ze gelukt is, voordat u opnieuw afrekent.", 409)
+        return _to_scan_page("Deze betaling wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen "
+                             "vandaag' of ze gelukt is, voordat u opnieuw afrekent.")
     if outcome.succeeded:
         return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
                                 zelf=outcome.remaining_to_pay_cents or None), code=303)
-    # Every other answer is a redirect to the balance page as it is now (see show_balance): Back after the payment
-    # that follows must not land on this form's answer.
+    # A payment that was not made: the balance page as it is now.
     if outcome.status == "insufficient_balance":
         return _to_balance_page(pass_number, budget_id=budget_id, short_of_cents=amount_cents)
     if outcome.status == "idempotency_key_reused":
@@ -265,6 +267,11 @@ def redeem():  # type: ignore[no-untyped-def]
     return _to_balance_page(pass_number, budget_id=budget_id, error=(
         "Dit tegoed is niet meer geldig. Er is niets afgeschreven. Kies een ander tegoed of laat de klant zelf "
         "betalen."))
+
+
+def _to_scan_page(error: str):  # type: ignore[no-untyped-def]
+    flash(error, "error")
+    return redirect(url_for("counter.scan_form"), code=303)
 
 
 def _payment_fingerprint(hashes: KeyedHashes, pass_number: str, budget_id: int, amount_cents: int,

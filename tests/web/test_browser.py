@@ -360,3 +360,40 @@ def test_a_price_tags_whole_euros_pay_and_a_mistyped_pass_number_says_what_the_f
     # Chromium shows the title under its own words in the bubble (validationMessage holds only its own words).
     assert "Alleen de cijfers van het pasnummer" in (scan.get_attribute("title") or "")
     context.close()
+
+
+def test_back_after_a_refused_payment_and_the_next_customers_payment_is_no_trap(browser, web_world, vault):  # type: ignore[no-untyped-def]
+    """The balance page stayed open past the budget's last day (or the pass was blocked meanwhile): the payment is
+    refused. The cashier serves the next customer from that page and presses Back twice: that must be the page
+    again, not Chromium's 'send the form again?' error page (whose resubmission would try the old payment again)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adapter.models import utcnow
+    from adapter.periods import local_day
+
+    next_child = factories.child_with_budget(web_world.db, vault, amount_cents=3_000)
+    context = browser.new_context()
+    page = context.new_page()
+    _sign_in_and_scan(page, web_world)
+    with web_world.db.write() as session:  # its last day passed while the page was open
+        session.execute(update(Budget).where(Budget.id == web_world.budget_id)
+                        .values(period_end=local_day(utcnow()) - timedelta(days=30)))
+    page.locator("#amount-%d" % web_world.budget_id).fill("5")
+    page.keyboard.press("Enter")
+    expect(page.locator(".message.error")).to_contain_text("Er is niets afgeschreven")
+    refused_at = page.url
+    expect(page.locator("#pass_number")).to_be_focused()
+    page.keyboard.type(next_child.pass_number)
+    page.keyboard.press("Enter")
+    page.locator("#amount-%d" % next_child.budget_id).fill("10")
+    page.keyboard.press("Enter")
+    expect(page.locator(".remaining")).to_contain_text("€ 20,00")
+    page.go_back()
+    expect(page.locator(".balance").first).to_contain_text("€ 20,00")
+    page.go_back()
+    assert page.url == refused_at
+    expect(page.locator("h1")).to_have_text("Stadspas scannen")
+    assert _count_redemptions(web_world) == 1 and _balance(web_world) == 10_000
+    context.close()
