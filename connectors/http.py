@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ import urllib3
 from adapter.connector import Connector
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class RetryableError(Exception):
@@ -111,13 +113,17 @@ def with_retries(
     retries: int,
     backoff_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
+    asking: str | None = None,
 ) -> T:
     """Call ``attempt`` up to 1 + retries times, doubling the pause after each failure, and pausing at least
     as long as a server's Retry-After asked (up to ``MAX_RETRY_AFTER_SECONDS``): asked again sooner, a
     rate-limiting API only refuses again.
 
     ``attempt`` raises RetryableError for a failure worth retrying; the last
-    one is re-raised for the caller to word.
+    one is re-raised for the caller to word. Each pause is logged first, naming ``asking`` (who is asked,
+    e.g. "source 'pass': the API at https://..."): the waits of one call add up to many minutes, in which the
+    operator would otherwise see nothing, and the sync, hearing nothing from the reading worker for
+    sync.read_stall_minutes, stopped it as a source that sends nothing.
     """
     for attempt_number in range(retries + 1):
         try:
@@ -128,6 +134,8 @@ def with_retries(
             pause = backoff_seconds * (2 ** attempt_number)
             if exc.retry_after is not None:
                 pause = max(pause, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
+            log.warning("%s %s; asking again in %s s (attempt %d of %d)", asking or "the source", exc.reason,
+                        format(round(pause, 1), "g"), attempt_number + 2, retries + 1)
             sleep(pause)
     raise AssertionError("unreachable")
 

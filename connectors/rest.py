@@ -193,7 +193,8 @@ class RestConnector(HttpConnector):
             return response
 
         try:
-            response = with_retries(attempt, retries=retries, backoff_seconds=options.backoff_seconds)
+            response = with_retries(attempt, retries=retries, backoff_seconds=options.backoff_seconds,
+                                    asking=f"source '{self.source_name}': the API at {options.base_url}")
         except AnswerTooLarge as exc:
             raise ConnectorError(self.source_name, f"the API at {options.base_url}: {exc}",
                                  "Lower options.page_size, or ask the vendor why the answer does not end") from None

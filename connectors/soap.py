@@ -326,6 +326,7 @@ class SoapConnector(HttpConnector):
                 attempt,
                 retries=options.retries if retries is None else retries,
                 backoff_seconds=options.backoff_seconds,
+                asking=f"source '{self.source_name}': the SOAP service at {self._address(service)}:",
             )
         except AnswerTooLarge as exc:
             raise ConnectorError(self.source_name, f"the SOAP service at {self._address(service)}: {exc}",

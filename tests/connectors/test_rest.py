@@ -371,3 +371,29 @@ def test_connectors_check_asks_once_and_names_a_rate_limit_at_once():
     assert len(served.requests) == 1 and waited < 60
     said = result.render()
     assert not result.ok and "HTTP 429 (too many requests)" in said and "rate limit" in said
+
+
+def test_the_waits_for_a_busy_api_are_logged_and_keep_the_sync_from_taking_the_source_for_stalled(caplog):
+    """Each wait for a server's Retry-After (up to 5 minutes) was silent: the operator saw nothing for minutes,
+    and the sync, hearing nothing from its reading worker for sync.read_stall_minutes, stopped the run as 'the
+    source sent nothing', of an API that answered every request. Here 4 waits of 1 s, a stall deadline of 3 s."""
+    from adapter.settings import SourceSettings
+    from adapter.sources import read_source
+    from tests.connectors.scripted_server import serving
+
+    def busy_at_first(query, number):  # type: ignore[no-untyped-def]
+        if number < 4:
+            return 429, {"Retry-After": "1"}, b""
+        return 200, {"Content-Type": "application/json"}, \
+            (SAMPLES / f"pashouders-offset-{int(query['offset'])}.json").read_bytes()
+
+    with serving(busy_at_first) as served:
+        source = SourceSettings(connector="rest", mapping=Path(__file__).parents[2] / "mappings" / "demo-rest.yaml",
+                                options={"base_url": served.base_url + "/rest", "api_key_env": "TEST_PASS_API_KEY",
+                                         "page_size": 2, "backoff_seconds": 0, "retries": 4})
+        with caplog.at_level("WARNING"), read_source(source, source_name="pass", stall_seconds=3.0) as records:
+            read = list(records)
+    assert read and all(isinstance(record, CardholderRecord) for record in read)
+    waits = [record.getMessage() for record in caplog.records if "asking again" in record.getMessage()]
+    assert waits == [f"source 'pass': the API at {served.base_url}/rest answered HTTP 429 (too many requests); "
+                     f"asking again in 1 s (attempt {number} of 5)" for number in range(2, 6)]
