@@ -32,6 +32,11 @@ from adapter.records import PassStatus
 from adapter.yaml_files import YamlFileProblem, read_yaml
 
 ONCE_PERIOD_KEY = "once"
+# How ``Rule.entitlement_cents`` judges: part of ``BudgetRules.fingerprint``, so that a version that judges the
+# same facts otherwise judges every child again once, not only those whose records change. Raise it with such a
+# change. 2: a replaced card counts beside a qualifying one (children judged before kept nothing of a rule added
+# or raised mid-year).
+JUDGED_BY = 2
 _MONTH_DAY_PATTERN = r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 
 
@@ -249,7 +254,8 @@ class BudgetRules(_Strict):
     def fingerprint(self, today: date) -> str:
         """Changes when the rules or today's periods change: then every child is judged again."""
         canonical = json.dumps([self.model_dump(mode="json"),
-                                [(rule.code, period.key) for rule, period in self.current(today)]],
+                                [(rule.code, period.key) for rule, period in self.current(today)]]
+                               + ([JUDGED_BY] if JUDGED_BY > 1 else []),  # 1: keys as stored before it existed
                                sort_keys=True)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -415,3 +415,32 @@ def test_a_rules_error_says_what_to_write_not_which_pattern_or_type_failed():
         "rules.0.pass_statuses: give a list of statuses, e.g. [active] or [active, blocked] (found 'active')",
         "rules.1: min_age 18 is above max_age 17",
     ])
+
+
+def test_children_judged_before_a_replaced_card_counted_are_judged_again_after_the_upgrade(db, vault, monkeypatch):
+    """The version that counts a replaced card beside a qualifying one left the rules' fingerprint as it was: a
+    child judged by the version before (a rule added mid-year gave it nothing) was not judged again, and kept
+    nothing of the rule until the period ended, unless its record happened to change."""
+    from adapter import rules as rules_module
+    from adapter.records import PassStatus
+
+    judged_now = rules_module.Rule.entitlement_cents
+
+    def judged_before(rule, period, birth_date, is_child, passes):  # type: ignore[no-untyped-def]
+        passes = [card for card in passes if card.status != PassStatus.REPLACED or card.status in rule.pass_statuses]
+        return judged_now(rule, period, birth_date, is_child, passes)
+
+    winter = {**PRIMARY, "code": "winter", "name": "Winterkleding", "amount_cents": 5_000}
+    lost = _child("a", date(2018, 3, 3), valid_from=date(2026, 1, 1), valid_until=date(2028, 7, 31), number=1)
+    new_card = dataclasses.replace(lost, pass_number="6400009999", replaces_pass_number=lost.pass_number,
+                                   valid_from=date(2026, 10, 1))
+    with monkeypatch.context() as before_the_upgrade:
+        before_the_upgrade.setattr(rules_module.Rule, "entitlement_cents", judged_before)
+        before_the_upgrade.setattr(rules_module, "JUDGED_BY", 1, raising=False)
+        _sync(db, vault, [lost], _rules(PRIMARY), date(2026, 8, 1))
+        _sync(db, vault, [new_card], _rules(PRIMARY), date(2026, 10, 1))
+        _sync(db, vault, [new_card], _rules(PRIMARY, winter), date(2026, 11, 1))
+        assert [row[0] for row in _budgets(db)] == ["primary"]
+
+    _sync(db, vault, [new_card], _rules(PRIMARY, winter), date(2026, 11, 2))
+    assert [(row[0], row[2]) for row in _budgets(db)] == [("primary", 10_000), ("winter", 5_000)]
