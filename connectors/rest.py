@@ -34,6 +34,7 @@ from connectors.http import (
 from connectors.replay import replay_session
 
 SAMPLES = Path(__file__).parent / "samples" / "rest"
+REQUEST_TIMEOUT = 408  # a gateway that timed the request out: slow, not a refusal
 TOO_MANY_REQUESTS = 429
 
 
@@ -181,8 +182,9 @@ class RestConnector(HttpConnector):
             except requests.RequestException as exc:
                 raise RetryableError(describe_transport_error(exc, options.read_timeout)) from None
             status = response.status_code
-            if status >= 500 or status == TOO_MANY_REQUESTS:
-                # A gateway's or a rate limit's answer: a later attempt may be let through, when the server said.
+            if status >= 500 or status in (REQUEST_TIMEOUT, TOO_MANY_REQUESTS):
+                # A gateway's, its timeout's or a rate limit's answer: a later attempt may be let through, when the
+                # server said.
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 response.close()
                 if status == TOO_MANY_REQUESTS:

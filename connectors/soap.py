@@ -485,9 +485,12 @@ def _declared(answer: Any, path: str) -> bool:
 
 
 def _is_refusal(status: int | None) -> bool:
-    """A 4xx but 429 (a rate limit, asked again after its wait), or a redirect not followed: asked again, it is
-    refused again."""
-    return status is not None and 300 <= status < 500 and status != TOO_MANY_REQUESTS
+    """A 4xx but 408 and 429, or a redirect not followed: asked again, it is refused again. A 408 (the gateway
+    timed the request out) and a 429 (a rate limit, asked again after its wait) are not refusals."""
+    return status is not None and 300 <= status < 500 and status not in _ASK_AGAIN_4XX
+
+
+_ASK_AGAIN_4XX = (408, TOO_MANY_REQUESTS)
 
 
 def _asked_again(transport, reason: str) -> RetryableError:  # type: ignore[no-untyped-def]

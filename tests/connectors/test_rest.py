@@ -397,3 +397,18 @@ def test_the_waits_for_a_busy_api_are_logged_and_keep_the_sync_from_taking_the_s
     waits = [record.getMessage() for record in caplog.records if "asking again" in record.getMessage()]
     assert waits == [f"source 'pass': the API at {served.base_url}/rest answered HTTP 429 (too many requests); "
                      f"asking again in 1 s (attempt {number} of 5)" for number in range(2, 6)]
+
+
+def test_a_gateways_408_timeout_is_asked_again_not_a_refusal():
+    """A gateway that timed the request out answers 408: the API was slow, nothing was refused (it failed the
+    night at once with "refused the request, check the paging and query options")."""
+    from tests.connectors.scripted_server import serving
+
+    def slow_once(query, number):  # type: ignore[no-untyped-def]
+        if number == 0:
+            return 408, {"Content-Type": "text/html"}, b"<html><body>408 Request Time-out</body></html>"
+        return _json_answer({"total": 1, "pashouders": [{"id": 1}]})
+
+    with serving(slow_once) as served:
+        records = list(_served_connector(served, retries=1).records())
+    assert [record.fields for record in records] == [{"id": 1}] and len(served.requests) == 2

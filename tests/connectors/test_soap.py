@@ -266,6 +266,16 @@ def test_a_gateway_that_refuses_with_its_own_page_is_a_refusal_not_an_outage(ser
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize("body, content_type", [
+    ((soap_server.ENVELOPES / "gateway-502.html").read_bytes(), "text/html"), (b"", "text/plain")],
+    ids=["html-page", "empty"])
+def test_a_gateways_408_timeout_is_asked_again_not_a_refusal(server, body, content_type):
+    """A gateway that timed the request out answers 408: the service was slow, nothing was refused."""
+    server.script = [Answer("408 Request Timeout", body=body, content_type=content_type)]
+    assert [record.fields["huishoudnummer"] for record in connector(server, retries=1, **ONE_CALL)] == ["HH-0001"]
+    assert len(server.requests) == 2
+
+
 def test_a_502_then_the_pages(server):
     server.script = [GATEWAY_502]
     assert len(list(connector(server, retries=1))) == 3
