@@ -341,6 +341,14 @@ def json_text(body: bytes, content_type: str | None) -> str:
         codec = codecs.lookup(charset).name if charset else None
     except LookupError:  # a name Python does not know, e.g. MySQL's utf8mb4: JSON's own rules then
         codec = None
+    if codec is not None and not codec.startswith("utf"):
+        # JSON between systems is UTF-8 (RFC 8259, 8.1), and a label naming another charset is often a server's
+        # default rather than what it wrote: bytes that decode as UTF-8 are read so ('ZoÃ«' under ISO-8859-1
+        # otherwise). A name in that charset's own bytes almost never does, and is read as labelled.
+        try:
+            return body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
     if codec is None:
         codec = json.detect_encoding(body)
     elif codec == "utf-8":

@@ -261,7 +261,9 @@ _ZOE = {"total": 1, "pashouders": [{"id": 1, "voornaam": "Zoë"}]}
     ("application/json", b"\xef\xbb\xbf" + json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
     ("application/json; charset=windows-1252", json.dumps(_ZOE, ensure_ascii=False).encode("cp1252")),
     ("application/json; charset=utf8mb4", json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
-], ids=["UTF-8 served as text/plain", "UTF-8 with a byte order mark", "a charset named", "MySQL's name for UTF-8"])
+    ("application/json; charset=ISO-8859-1", json.dumps(_ZOE, ensure_ascii=False).encode("utf-8")),
+], ids=["UTF-8 served as text/plain", "UTF-8 with a byte order mark", "a charset named", "MySQL's name for UTF-8",
+        "UTF-8 under a server's default label"])
 def test_names_arrive_as_the_source_wrote_them_whatever_the_content_type(content_type, body):
     """JSON is UTF-8 (RFC 8259). Served as text/plain without a charset, requests read it as ISO-8859-1 and every
     'Zoë' was stored as 'ZoÃ«'; with a byte order mark (.NET) the night failed as 'not JSON, a web page?'."""
