@@ -39,6 +39,18 @@ def _sign_in_and_scan(page, world, shot_prefix: str | None = None) -> None:  # t
     assert world.pass_number not in page.url
 
 
+def _next_customer_scans(page, world) -> None:  # type: ignore[no-untyped-def]
+    """From the receipt: the cashier goes on to the next customer, who holds the same pass."""
+    page.locator("a.button").click()
+    page.locator("#pass_number").fill(world.pass_number)
+    page.keyboard.press("Enter")
+
+
+def _pays(page, world, amount: str) -> None:  # type: ignore[no-untyped-def]
+    page.locator("#amount-%d" % world.budget_id).fill(amount)
+    page.keyboard.press("Enter")
+
+
 def test_sign_in_scan_redeem_double_submit_partial_and_reverse(browser, web_world):  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()
@@ -49,17 +61,14 @@ def test_sign_in_scan_redeem_double_submit_partial_and_reverse(browser, web_worl
     screenshot(page, "counter-balance")
 
     # Redeem 12,50 by typing and Enter; the receipt shows the id and what is left.
-    page.locator("#amount-%d" % web_world.budget_id).fill("12,50")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "12,50")
     expect(page.locator(".remaining")).to_contain_text("€ 87,50")
     receipt_id = page.locator(".redemption-id").inner_text()
     assert len(receipt_id) == 36 and _balance(web_world) == 8_750
     screenshot(page, "counter-receipt")
 
     # Double click and a resubmission of the same form charge once.
-    page.locator("a.button").click()
-    page.locator("#pass_number").fill(web_world.pass_number)
-    page.keyboard.press("Enter")
+    _next_customer_scans(page, web_world)
     form = page.locator("form[action$='/afrekenen']").first
     fields = {name: form.locator(f"input[name={name}]").get_attribute("value")
               for name in ("csrf_token", "pass_number", "budget_id", "idempotency_key")}
@@ -72,11 +81,8 @@ def test_sign_in_scan_redeem_double_submit_partial_and_reverse(browser, web_worl
     assert _count_redemptions(web_world) == 2 and _balance(web_world) == 7_750
 
     # Too little left: the page says what the parent pays and offers the partial redemption.
-    page.locator("a.button").click()
-    page.locator("#pass_number").fill(web_world.pass_number)
-    page.keyboard.press("Enter")
-    page.locator("#amount-%d" % web_world.budget_id).fill("100.00")
-    page.keyboard.press("Enter")
+    _next_customer_scans(page, web_world)
+    _pays(page, web_world, "100.00")
     expect(page.locator("h1")).to_have_text("Te weinig tegoed")
     expect(page.locator(".pays-self")).to_contain_text("€ 22,50")
     screenshot(page, "counter-insufficient")
@@ -148,8 +154,7 @@ def test_dashboard_draws_charts_and_offers_csv(browser, web_world):  # type: ign
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     _sign_in_and_scan(page, web_world)
-    page.locator("#amount-%d" % web_world.budget_id).fill("30")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "30")
     expect(page.locator(".remaining")).to_be_visible()
 
     page.goto(web_world.base_url + "/admin/")
@@ -172,8 +177,7 @@ def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice
     context = browser.new_context()
     page = context.new_page()
     _sign_in_and_scan(page, web_world)
-    page.locator("#amount-%d" % web_world.budget_id).fill("12,50")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "12,50")
     expect(page.locator(".remaining")).to_contain_text("€ 87,50")
 
     # Back: the balance page again, fetched afresh (not the browser's "send the form again?" error page).
@@ -190,11 +194,8 @@ def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice
     assert _count_redemptions(web_world) == 1 and _balance(web_world) == 8_750
 
     # A mistyped amount, then a payment; then too much, and the part the budget still holds.
-    page.locator("a.button").click()
-    page.locator("#pass_number").fill(web_world.pass_number)
-    page.keyboard.press("Enter")
-    page.locator("#amount-%d" % web_world.budget_id).fill("12,5O")
-    page.keyboard.press("Enter")
+    _next_customer_scans(page, web_world)
+    _pays(page, web_world, "12,5O")
     expect(page.locator("[role=alert]").first).to_contain_text("Vul een bedrag in euro")
     expect(page.locator("[role=alert]").first).to_contain_text("Er is niets afgeschreven")
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
@@ -203,8 +204,7 @@ def test_back_and_reload_after_paying_show_the_balance_again_and_never_pay_twice
     expect(page.locator(".remaining")).to_contain_text("€ 80,00")
     page.go_back()
     expect(page.locator(".balance").first).to_contain_text("€ 80,00")
-    page.locator("#amount-%d" % web_world.budget_id).fill("100")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "100")
     expect(page.locator("h1")).to_have_text("Te weinig tegoed")
     expect(page.locator(".pays-self")).to_contain_text("€ 20,00")
     page.reload()
@@ -244,8 +244,7 @@ def test_a_scan_while_too_little_shows_charges_nothing_and_shows_the_next_pass(b
     context = browser.new_context()
     page = context.new_page()
     _sign_in_and_scan(page, web_world)
-    page.locator("#amount-%d" % web_world.budget_id).fill("150")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "150")
     expect(page.locator("h1")).to_have_text("Te weinig tegoed")
     # The customer pays otherwise; the next card goes under the scanner, which types and presses Enter.
     expect(page.locator("#pass_number")).to_be_focused()
@@ -267,8 +266,7 @@ def test_a_returned_item_gives_back_only_its_price(browser, web_world):  # type:
     context = browser.new_context()
     page = context.new_page()
     _sign_in_and_scan(page, web_world)
-    page.locator("#amount-%d" % web_world.budget_id).fill("30")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "30")
     expect(page.locator(".remaining")).to_contain_text("€ 70,00")
     page.locator("a.button").click()
 
@@ -350,8 +348,7 @@ def test_a_price_tags_whole_euros_pay_and_a_mistyped_pass_number_says_what_the_f
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()
     _sign_in_and_scan(page, web_world)
-    page.locator("#amount-%d" % web_world.budget_id).fill("12,-")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "12,-")
     expect(page.locator(".remaining")).to_contain_text("€ 88,00")
     assert _balance(web_world) == 8_800
     scan = page.locator("#pass_number")
@@ -380,8 +377,7 @@ def test_back_after_a_refused_payment_and_the_next_customers_payment_is_no_trap(
     with web_world.db.write() as session:  # its last day passed while the page was open
         session.execute(update(Budget).where(Budget.id == web_world.budget_id)
                         .values(period_end=local_day(utcnow()) - timedelta(days=30)))
-    page.locator("#amount-%d" % web_world.budget_id).fill("5")
-    page.keyboard.press("Enter")
+    _pays(page, web_world, "5")
     expect(page.locator(".message.error")).to_contain_text("Er is niets afgeschreven")
     refused_at = page.url
     expect(page.locator("#pass_number")).to_be_focused()
