@@ -167,6 +167,26 @@ DEMO_SOURCE = {"connector": "csv", "mapping": str(_REPO_ROOT / "mappings" / "dem
                "options": {"path": "var/demo/exports", "file_pattern": "stadspas-*.csv", "encoding": "auto"}}
 
 
+def demo_installed(tmp_path: Path) -> tuple[dict, dict[str, str]]:
+    """What `make run` sets up first, in ``tmp_path``: a development configuration on SQLite with the demo source,
+    its schema and the demo loaded, through the installed command. Returns the configuration and the environment
+    that names it."""
+    import json
+    import subprocess
+    import sys
+
+    config = {"environment": "development", "data_dir": str(tmp_path / "var"),
+              "database": {"url": f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"},
+              "budgets": str(_REPO_ROOT / "config" / "budgets.yaml"), "sources": {"demo": DEMO_SOURCE}}
+    (tmp_path / "adapter.yaml").write_text(json.dumps(config), encoding="utf-8")
+    env = {**os.environ, "ADAPTER_CONFIG": str(tmp_path / "adapter.yaml")}
+    env.pop("ADAPTER_DATABASE_URL", None)
+    for command in (["db", "upgrade"], ["demo", "load"]):
+        subprocess.run([str(Path(sys.executable).parent / "stadspas-adapter"), *command], env=env, check=True,
+                       capture_output=True)
+    return config, env
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     raw: dict = {"environment": "development", "data_dir": str(tmp_path / "var"),
                  "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml"),

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.api.live_server import LiveServer
-from tests.conftest import DEMO_SOURCE, REPO as REPO_ROOT
+from tests.conftest import demo_installed
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-_BIN = Path(sys.executable).parent
 
 
 def readme_session() -> str:
@@ -27,14 +23,7 @@ def readme_session() -> str:
 
 @pytest.mark.slow
 def test_readme_curl_session_works_as_printed(tmp_path):
-    config = {"environment": "development", "data_dir": str(tmp_path / "var"),
-              "database": {"url": f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"},
-              "budgets": str(REPO_ROOT / "config" / "budgets.yaml"), "sources": {"demo": DEMO_SOURCE}}
-    (tmp_path / "adapter.yaml").write_text(json.dumps(config), encoding="utf-8")
-    env = {**os.environ, "ADAPTER_CONFIG": str(tmp_path / "adapter.yaml")}
-    env.pop("ADAPTER_DATABASE_URL", None)
-    for command in (["db", "upgrade"], ["demo", "load"]):
-        subprocess.run([str(_BIN / "stadspas-adapter"), *command], env=env, check=True, capture_output=True)
+    config, env = demo_installed(tmp_path)
     server = LiveServer(config, tmp_path, workers=2)
     try:
         session = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_session()], cwd=tmp_path,

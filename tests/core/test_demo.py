@@ -75,24 +75,16 @@ def test_after_an_export_of_ones_own_in_the_demo_folder_the_refusal_says_how_to_
 
 def test_the_readme_lines_for_an_export_of_ones_own_size_run_as_printed(tmp_path):
     """README, Quick start: a made-up export of one's own size through the demo source, then its next night."""
-    import os
     import re
     import subprocess
     import sys
 
-    from tests.conftest import DEMO_SOURCE, REPO
+    from tests.conftest import REPO, demo_installed
 
     quick_start = (REPO / "README.md").read_text(encoding="utf-8").split("## Quick start", 1)[1].split("\n## ", 1)[0]
     lines = re.search(r"To try the sync at a size of your own.*?```sh\n(.*?)```", quick_start, re.S).group(1)
-    config = {"environment": "development", "data_dir": str(tmp_path / "var"),
-              "database": {"url": f"sqlite:///{tmp_path / 'var' / 'adapter.db'}"},
-              "budgets": str(REPO / "config" / "budgets.yaml"), "sources": {"demo": DEMO_SOURCE}}
-    (tmp_path / "adapter.yaml").write_text(json.dumps(config), encoding="utf-8")
-    env = {**os.environ, "ADAPTER_CONFIG": str(tmp_path / "adapter.yaml")}
-    env.pop("ADAPTER_DATABASE_URL", None)
+    _, env = demo_installed(tmp_path)  # what `make run` does first
     venv_bin = Path(sys.executable).parent
-    for command in (["db", "upgrade"], ["demo", "load"]):  # what `make run` does first
-        subprocess.run([str(venv_bin / "stadspas-adapter"), *command], env=env, check=True, capture_output=True)
     session = subprocess.run(["bash", "-euo", "pipefail", "-c", lines.replace(".venv/bin/", f"{venv_bin}/")],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert session.returncode == 0, session.stdout + session.stderr
