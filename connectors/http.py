@@ -41,6 +41,31 @@ class RateLimited(RetryableError):
     """The server answered 429 Too Many Requests: the key's rate limit, not an outage."""
 
 
+TOO_MANY_REQUESTS = 429
+# 4xx answers that refuse nothing: a gateway that timed the request out (408), a rate limit (429, asked again
+# after its wait). Every other 4xx (and a 3xx not followed) is refused again when asked again.
+_ASKED_AGAIN_4XX = frozenset({408, TOO_MANY_REQUESTS})
+
+
+def worth_asking_again(status: int) -> bool:
+    """Whether an HTTP answer's status is a server's or a gateway's trouble that a later attempt may get past."""
+    return status >= 500 or status in _ASKED_AGAIN_4XX
+
+
+def is_refusal(status: int | None) -> bool:
+    """A 3xx or 4xx that asking again would get again: the request or its credentials are what to fix."""
+    return status is not None and 300 <= status < 500 and status not in _ASKED_AGAIN_4XX
+
+
+def asked_again(status: int | None, reason: str, retry_after: float | None) -> RetryableError:
+    """The failure of an attempt worth another one, after at least ``retry_after``; a 429 as ``RateLimited``,
+    which the connectors word as the account's rate limit, not an outage."""
+    if status == TOO_MANY_REQUESTS:
+        said = reason if str(TOO_MANY_REQUESTS) in reason else f"{reason}, HTTP {TOO_MANY_REQUESTS}"
+        return RateLimited(f"{said} (too many requests)", retry_after)
+    return RetryableError(reason, retry_after)
+
+
 # The longest wait a server's Retry-After gets: a night's sync can wait minutes for a busy API, not hours.
 MAX_RETRY_AFTER_SECONDS = 300.0
 

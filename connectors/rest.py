@@ -28,14 +28,12 @@ from adapter.connector import (
 )
 from adapter.records import SourceRecord
 from connectors.http import (
-    AnswerTooLarge, HttpConnector, RateLimited, RetryableError, configure_tls, describe_transport_error,
-    plain_http_problem, probe_tcp, read_bounded, retry_after_seconds, with_retries,
+    AnswerTooLarge, HttpConnector, RateLimited, RetryableError, asked_again, configure_tls, describe_transport_error,
+    plain_http_problem, probe_tcp, read_bounded, retry_after_seconds, with_retries, worth_asking_again,
 )
 from connectors.replay import replay_session
 
 SAMPLES = Path(__file__).parent / "samples" / "rest"
-REQUEST_TIMEOUT = 408  # a gateway that timed the request out: slow, not a refusal
-TOO_MANY_REQUESTS = 429
 
 
 class RestOptions(ConnectorOptions):
@@ -182,14 +180,12 @@ class RestConnector(HttpConnector):
             except requests.RequestException as exc:
                 raise RetryableError(describe_transport_error(exc, options.read_timeout)) from None
             status = response.status_code
-            if status >= 500 or status in (REQUEST_TIMEOUT, TOO_MANY_REQUESTS):
+            if worth_asking_again(status):
                 # A gateway's, its timeout's or a rate limit's answer: a later attempt may be let through, when the
                 # server said.
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 response.close()
-                if status == TOO_MANY_REQUESTS:
-                    raise RateLimited(f"answered HTTP {status} (too many requests)", retry_after)
-                raise RetryableError(f"answered HTTP {status}", retry_after)
+                raise asked_again(status, f"answered HTTP {status}", retry_after)
             # The whole answer within the read timeout, not only each packet (see read_bounded).
             read_bounded(response, deadline_seconds=options.read_timeout)
             return response

@@ -38,8 +38,8 @@ from adapter.connector import (
 )
 from adapter.paths import PathError, compile_field_path
 from adapter.records import SourceRecord
-from connectors.http import AnswerTooLarge, HttpConnector, RateLimited, RetryableError, describe_transport_error, \
-    plain_http_problem, probe_tcp, with_retries
+from connectors.http import AnswerTooLarge, HttpConnector, RateLimited, RetryableError, asked_again, \
+    describe_transport_error, is_refusal, plain_http_problem, probe_tcp, with_retries
 from connectors.replay import replay_session
 from connectors.soap_answers import AnswerReader
 from connectors.soap_client import SoapClientError, bind_service, build_client, operation_names
@@ -47,7 +47,6 @@ from connectors.soap_client import SoapClientError, bind_service, build_client, 
 SAMPLES = Path(__file__).parent / "samples" / "soap"
 SAMPLE_WSDL = Path(__file__).parent / "wsdl" / "stadspas-v1.wsdl"
 _ZEEP_UNKNOWN_FAULT = "Unknown fault occured"  # sic, zeep's spelling
-TOO_MANY_REQUESTS = 429
 
 
 class PagingOptions(BaseModel):
@@ -289,9 +288,10 @@ class SoapConnector(HttpConnector):
                         "Ask the service's administrator to look at its answer to this request; nothing of this "
                         "run was applied",
                     ) from None
-                if _is_refusal(error.status_code):
+                if is_refusal(error.status_code):
                     raise self._refused(f"HTTP {error.status_code}") from None
-                raise _asked_again(transport, f"answered HTTP {error.status_code}") from None
+                raise asked_again(transport.last_status, f"answered HTTP {error.status_code}",
+                                  transport.last_retry_after) from None
             except requests.RequestException as error:
                 raise RetryableError(describe_transport_error(error, options.operation_timeout)) from None
             except ValidationError as error:
@@ -349,9 +349,10 @@ class SoapConnector(HttpConnector):
         a wrong account with a page of its own (nginx: 400 "No required SSL certificate was sent"): a refusal,
         the same on every attempt. Other statuses are an outage worth another attempt."""
         page = "an HTML error page" if transport.last_was_html else "an error page that is no SOAP Fault"
-        if _is_refusal(transport.last_status):
+        if is_refusal(transport.last_status):
             return self._refused(f"HTTP {transport.last_status}; its gateway answered {page}")
-        return _asked_again(transport, f"the gateway answered {page}, HTTP {transport.last_status}")
+        return asked_again(transport.last_status, f"the gateway answered {page}, HTTP {transport.last_status}",
+                           transport.last_retry_after)
 
     def _no_envelope(self, error: XMLSyntaxError, expected: str, status: int | None) -> ConnectorError:
         found_tag = _ROOT_FOUND.search(str(error.message))
@@ -482,21 +483,3 @@ def _declared(answer: Any, path: str) -> bool:
             return False
         node = node[name]
     return True
-
-
-def _is_refusal(status: int | None) -> bool:
-    """A 4xx but 408 and 429, or a redirect not followed: asked again, it is refused again. A 408 (the gateway
-    timed the request out) and a 429 (a rate limit, asked again after its wait) are not refusals."""
-    return status is not None and 300 <= status < 500 and status not in _ASK_AGAIN_4XX
-
-
-_ASK_AGAIN_4XX = (408, TOO_MANY_REQUESTS)
-
-
-def _asked_again(transport, reason: str) -> RetryableError:  # type: ignore[no-untyped-def]
-    """A failed call worth another attempt, after at least the wait the answer's Retry-After asked for. A 429
-    is the account's rate limit, not an outage (it used to be a final refusal: "check the endpoint")."""
-    if transport.last_status == TOO_MANY_REQUESTS:
-        return RateLimited(f"{reason} (too many requests)" if str(TOO_MANY_REQUESTS) in reason else
-                           f"{reason}, HTTP 429 (too many requests)", transport.last_retry_after)
-    return RetryableError(reason, transport.last_retry_after)
