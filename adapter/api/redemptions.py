@@ -26,7 +26,7 @@ blueprint = Blueprint("redemptions", __name__)
 require_merchant(blueprint)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-# Redemption ids are UUIDs (adapter.models.new_public_id), in lower case once _as_issued had them. Anything else
+# Redemption ids are UUIDs (adapter.models.new_public_id), in lower case once _issued_id had them. Anything else
 # is no id of ours; PostgreSQL would even refuse one holding a NUL byte in the comparison (a 500).
 ISSUED_ID = re.compile(r"[0-9a-f-]{1,36}")
 
@@ -62,10 +62,11 @@ def create_redemption():  # type: ignore[no-untyped-def]
 @blueprint.post("/redemptions/<redemption_id>/reversals")
 def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
-    redemption_id = _as_issued(redemption_id)
+    issued = _issued_id(redemption_id)
     body = parse_body(ReversalCreate, extra_problems=idempotency_key_problems())
-    if not ISSUED_ID.fullmatch(redemption_id):
+    if issued is None:
         raise render.redemption_not_found()
+    redemption_id = issued
     merchant = current_merchant()
     settings = runtime().settings
     try:
@@ -99,19 +100,21 @@ def list_redemptions():  # type: ignore[no-untyped-def]
 @blueprint.get("/redemptions/<redemption_id>")
 def get_redemption(redemption_id: str):  # type: ignore[no-untyped-def]
     require_no_query()
-    redemption_id = _as_issued(redemption_id)
+    issued = _issued_id(redemption_id)
     line = None
-    if ISSUED_ID.fullmatch(redemption_id):
+    if issued is not None:
         with runtime().db.read() as session:
-            line = reconciliation.find_redemption(session, current_merchant().id, redemption_id)
+            line = reconciliation.find_redemption(session, current_merchant().id, issued)
     if line is None:
         raise render.redemption_not_found()
     return jsonify(render.redemption_item(line))
 
 
-def _as_issued(redemption_id: str) -> str:
-    """Ids are issued as lower-case UUIDs; some tills print and key them in upper case, which is the same id."""
-    return redemption_id.lower()
+def _issued_id(text: str) -> str | None:
+    """The id as issued (a lower-case UUID), or None for text that is no id of ours. Some tills print and key
+    ids in upper case, which is the same id."""
+    lowered = text.lower()
+    return lowered if ISSUED_ID.fullmatch(lowered) else None
 
 
 def _answer(render_body, replayed: bool, location: str | None = None) -> Response:  # type: ignore[no-untyped-def]
