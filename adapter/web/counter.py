@@ -146,22 +146,28 @@ def _to_balance_page(pass_number: str, *, budget_id: int | None = None, error: s
     """A redirect (303) to a fresh look-up of ``pass_number``: the focus on ``budget_id``, ``error`` shown above
     it, and with ``short_of_cents`` the offer to pay part of that amount from the budget."""
     token = secrets.token_urlsafe(16)
-    kept = [entry for entry in session.get(LOOK_UPS_KEY, []) if isinstance(entry, list) and len(entry) == 2]
+    kept = [[kept_token, encrypted] for kept_token, encrypted in _look_ups()]
     session[LOOK_UPS_KEY] = [*kept[-(KEPT_LOOK_UPS - 1):], [token, _runtime().vault.encrypt(pass_number)]]
     if error:
         flash(error, "error")
     return redirect(url_for("counter.balance", token=token, tegoed=budget_id, tekort=short_of_cents), code=303)
 
 
+def _look_ups() -> list[tuple[str, str]]:
+    """This session's scans, oldest first, as (token, encrypted pass number); anything else in the cookie is
+    passed over (a cookie from an older version, or one edited by hand and signed all the same)."""
+    return [(entry[0], entry[1]) for entry in session.get(LOOK_UPS_KEY, [])
+            if isinstance(entry, list) and len(entry) == 2 and all(isinstance(part, str) for part in entry)]
+
+
 @blueprint.get("/pas/<token>")
 def balance(token: str):  # type: ignore[no-untyped-def]
     """The balance of a pass scanned in this session, looked up afresh: going Back to it after paying, or
     reloading it, shows what is left now, with new payment forms."""
-    encrypted = next((entry[1] for entry in session.get(LOOK_UPS_KEY, [])
-                      # timing-safe: the tokens compared are this browser's own, from its signed cookie.
-                      if isinstance(entry, list) and len(entry) == 2 and entry[0] == token), None)
+    # timing-safe: the tokens compared are this browser's own, from its signed cookie.
+    encrypted = next((kept for kept_token, kept in _look_ups() if kept_token == token), None)
     try:
-        pass_number = _runtime().vault.decrypt(encrypted) if isinstance(encrypted, str) else None
+        pass_number = _runtime().vault.decrypt(encrypted) if encrypted is not None else None
     except InvalidToken:  # encrypted under a key that was taken away since
         pass_number = None
     if pass_number is None:
