@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, select
@@ -28,7 +28,7 @@ from adapter import ledger
 from adapter.crypto import Vault
 from adapter.db import Database
 from adapter.models import Budget, BudgetStatus, Cardholder, Merchant, Pass, PassState, utcnow
-from adapter.periods import local_day
+from adapter.periods import earliest_spendable_end, last_spendable_day, local_day
 from adapter.personal import PersonalFields, open_sealed
 
 MAX_PASS_NUMBER_LENGTH = 32
@@ -96,7 +96,6 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
                   today: date | None = None, *, expiry_grace_days: int = 0,
                   guard: LookupGuard | None = None) -> BalanceView:
     today = today or counter_today()
-    grace = timedelta(days=expiry_grace_days)
     card, personal_encrypted, budgets = _usable(
         _look_up(session, pass_number, today, expiry_grace_days, with_holder=True, guard=guard), today)
     assert personal_encrypted is not None
@@ -105,7 +104,7 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
         pass_status=card.status.value, valid_until=card.valid_until,
         holder_name=_display_name(personal), age=_age(personal, today),
         budgets=[BudgetView(budget.id, budget.rule_name, budget.category, budget.balance_cents,
-                            budget.period_end + grace, merchant.may_redeem(budget.category)) for budget in budgets],
+                            last_spendable_day(budget.period_end, expiry_grace_days), merchant.may_redeem(budget.category)) for budget in budgets],
         as_of=utcnow())
 
 
@@ -210,7 +209,7 @@ def _look_up(session: Session, pass_number: str, today: date, expiry_grace_days:
         _judge(session, guard, guard_column, params)
         return _Found(None, None, [])
     values = {"pass_number": pass_number, "today": today,
-              "earliest_end": today - timedelta(days=expiry_grace_days), **params}
+              "earliest_end": earliest_spendable_end(today, expiry_grace_days), **params}
     statement = _look_up_statement(with_holder, guard_column)
     rows = read(statement, values) if read is not None else session.connection().execute(statement, values).all()
     if not rows:

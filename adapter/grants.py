@@ -26,7 +26,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import NamedTuple
 
 from sqlalchemy import String, delete, null, select, type_coerce, update
@@ -37,6 +37,7 @@ from adapter.crypto import Vault
 from adapter.holder_facts import HolderFactsById, StoredPassFacts
 from adapter.models import (Base, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, machine_key,
                             utcnow)
+from adapter.periods import earliest_spendable_end
 from adapter.personal import open_sealed
 from adapter.rules import BudgetRules, PassFacts, age_days, age_on
 from adapter.sent_ahead import sending_ahead
@@ -215,9 +216,9 @@ def _within(column, ids: Sequence[int]):  # type: ignore[no-untyped-def]
 
 def expire_ended(session: Session, today: date, grace_days: int = 0, actor: str = "rollover") -> int:
     """Close every open budget whose period ended more than ``grace_days`` ago; return how many."""
-    last_open_end = today - timedelta(days=grace_days + 1)
     ended = session.execute(
-        select(Budget.id).where(Budget.status == BudgetStatus.OPEN, Budget.period_end <= last_open_end)
+        select(Budget.id).where(Budget.status == BudgetStatus.OPEN,
+                                Budget.period_end < earliest_spendable_end(today, grace_days))
         .order_by(Budget.id)
     ).scalars().all()
     for budget_id in ended:

@@ -46,6 +46,7 @@ from adapter.models import (
     new_public_id,
     utcnow,
 )
+from adapter.periods import last_spendable_day
 from adapter.sent_ahead import SentAhead
 
 
@@ -528,7 +529,7 @@ def _reverse_in(session: Session, request: ReversalRequest) -> ReversalOutcome:
     returned = budget.status == BudgetStatus.OPEN and (
         # Past its last day the counter neither offers nor debits it (adapter.counter): money put back could never
         # be spent, and the roll-over would take it to the municipality with the rest.
-        request.today is None or budget.period_end + timedelta(days=request.expiry_grace_days) >= request.today)
+        request.today is None or last_spendable_day(budget.period_end, request.expiry_grace_days) >= request.today)
     reversal = Reversal(redemption_id=redemption.id, amount_cents=amount_cents, reason=request.reason,
                         actor=request.actor, returned_to_budget=returned, created_at=now)
     session.add(reversal)

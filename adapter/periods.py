@@ -75,6 +75,18 @@ def parse_month(text: str) -> Period:
     return parse_period(text)
 
 
+def last_spendable_day(period_end: date, grace_days: int) -> date:
+    """The last day a budget of a period ending on ``period_end`` may be spent: its end plus the rules' grace
+    days (a late receipt for the school year). The counter stops offering it after this day, a reversal no
+    longer puts money back on it, and the roll-over closes it the night after; all three ask this."""
+    return period_end + timedelta(days=grace_days)
+
+
+def earliest_spendable_end(today: date, grace_days: int) -> date:
+    """The earliest period end whose budget may still be spent on ``today`` (see ``last_spendable_day``)."""
+    return today - timedelta(days=grace_days)
+
+
 def local_midnight_utc(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=LOCAL_ZONE).astimezone(timezone.utc)
 

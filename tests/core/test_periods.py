@@ -20,3 +20,17 @@ def test_the_first_and_last_years_hold_with_their_instants():  # type: ignore[no
     assert (period.first_day, period.last_day) == (date(1900, 1, 1), date(2999, 12, 31))
     assert period.start_utc < period.end_utc
     assert parse_period("2026-03").months() == ["2026-03"]
+
+
+@pytest.mark.parametrize("grace_days", [0, 1, 14])
+def test_a_budget_is_spendable_up_to_its_last_day_and_not_after(grace_days):
+    from datetime import timedelta
+
+    from adapter.periods import earliest_spendable_end, last_spendable_day
+
+    period_end = date(2026, 7, 31)
+    last_day = last_spendable_day(period_end, grace_days)
+    assert last_day == period_end + timedelta(days=grace_days)
+    # The counter's look-up (period_end >= earliest end) and the roll-over's (period_end < earliest end) agree.
+    assert period_end >= earliest_spendable_end(last_day, grace_days)
+    assert period_end < earliest_spendable_end(last_day + timedelta(days=1), grace_days)
