@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections import Counter
 from datetime import date
@@ -147,21 +148,56 @@ def test_soap_pages_read_back_through_the_soap_connector_without_rejects(tmp_pat
     assert all(result.replaces_pass_number.isdigit() for result in replacing)
 
 
-def test_rest_pages_read_back_through_the_rest_connector_without_rejects(tmp_path, monkeypatch):
-    written = write("rest", tmp_path / "rest", 120, seed=5, pass_year=PASS_YEAR, page_size=50)
+def rest_pages_read(folder: Path, households: int, monkeypatch, page_size: int = 50) -> list:
+    """Every record of the REST pages in ``folder``, read through the real connector and the demo mapping, as an
+    API serving those pages would answer (an empty page past the last, which a full last page is looked past to)."""
     base_url = "http://127.0.0.1:9/rest/v1"
     monkeypatch.setenv("BENCH_TEST_PASS_KEY", "not-a-real-key")
 
     def answer(request):
         offset = int(re.search(r"offset=(\d+)", request.url).group(1))
-        return 200, {"Content-Type": "application/json"}, \
-            (tmp_path / "rest" / f"pashouders-offset-{offset}.json").read_bytes()
+        page = folder / f"pashouders-offset-{offset}.json"
+        body = page.read_bytes() if page.exists() else json.dumps(
+            {"total": households, "offset": offset, "limit": page_size, "pashouders": []}).encode()
+        return 200, {"Content-Type": "application/json"}, body
 
-    connector = RestConnector({"base_url": base_url, "api_key_env": "BENCH_TEST_PASS_KEY", "page_size": 50,
+    connector = RestConnector({"base_url": base_url, "api_key_env": "BENCH_TEST_PASS_KEY", "page_size": page_size,
                                "retries": 0}, session=replay_session(answer, base_url))
-    results = list(map_records(connector, load_mapping(REPO / "mappings" / "demo-rest.yaml"), today=TODAY))
+    return list(map_records(connector, load_mapping(REPO / "mappings" / "demo-rest.yaml"), today=TODAY))
+
+
+def test_rest_pages_read_back_through_the_rest_connector_without_rejects(tmp_path, monkeypatch):
+    written = write("rest", tmp_path / "rest", 120, seed=5, pass_year=PASS_YEAR, page_size=50)
+    results = rest_pages_read(tmp_path / "rest", 120, monkeypatch)
     assert [result for result in results if isinstance(result, RejectedRecord)] == []
     assert len(results) == written.rows
+
+
+def test_a_rest_export_synced_again_is_unchanged_and_its_replaced_cards_stay_replaced(tmp_path, monkeypatch, db,
+                                                                                      vault):
+    """The REST format has no status "replaced": such a card comes as `actief: false`, which the demo mapping reads
+    as blocked. Its successor names it (`originele_pas`), which makes it replaced all the same, and on every night,
+    not only the first: a second night that read it as blocked again would update it and count it as newly blocked."""
+    from sqlalchemy import func, select
+
+    from adapter.models import Pass, PassState
+    from adapter.settings import SyncSettings
+    from adapter.sync import run_sync
+
+    write("rest", tmp_path / "rest", 1_000, seed=4, pass_year=PASS_YEAR, page_size=50)
+    replaced = {card.number for household in iter_households(1_000, seed=4, pass_year=PASS_YEAR)
+                for person in household.members for card in person.passes if card.status == "replaced"}
+    assert len(replaced) >= 5
+    for night in ("first", "second"):
+        result = run_sync(db, vault, "demo", rest_pages_read(tmp_path / "rest", 1_000, monkeypatch),
+                          settings=SyncSettings(), today=TODAY)
+        assert result.ok and result.rejected == 0, result.summary()
+        with db.read() as session:
+            stored = dict(session.execute(select(Pass.pass_number, Pass.status)
+                                          .where(Pass.pass_number.in_(replaced))).all())
+            assert stored == dict.fromkeys(replaced, PassState.REPLACED), night
+            assert session.scalar(select(func.count()).select_from(Pass)) == result.records_read
+    assert (result.created, result.updated, result.unchanged) == (0, 0, result.records_read)
 
 
 def test_households_for_rows_lands_near_the_asked_row_count(tmp_path):
