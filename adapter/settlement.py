@@ -195,7 +195,9 @@ def _build_batch(session: Session, settings: SettlementSettings, period: str, en
         reversed_ = sum(amount for _, amount in items["reversals"])
         net = redeemed - reversed_
         iban, status = _payee_iban(merchant.iban)
-        if status == PAYABLE and net <= 0:
+        if net <= 0:
+            # Before the IBAN: a shop that owes the municipality (its reversals outweigh its sales) is not one to ask
+            # for an account to be paid on, which is what "no IBAN" tells the operator to do.
             status = NOTHING_TO_PAY
         line = SettlementLine(batch_id=batch.id, merchant_id=merchant_id, merchant_name=merchant.name, iban=iban,
                               redemptions=len(items["redemptions"]), redeemed_cents=redeemed,

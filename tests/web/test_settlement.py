@@ -245,3 +245,23 @@ def test_without_the_municipalitys_bic_its_bank_is_named_as_not_provided(db, vau
     [agent] = document.findall(".//p:DbtrAgt/p:FinInstnId", namespaces=ns)
     assert agent.findtext("p:Othr/p:Id", namespaces=ns) == "NOTPROVIDED"
     assert agent.find("p:BIC", namespaces=ns) is None
+
+
+def test_a_merchant_without_an_iban_that_owes_money_is_listed_as_nothing_to_pay_not_as_wanting_an_iban(db, vault,
+                                                                                                      capsys):
+    """A shop without an IBAN whose reversals outweigh its sales is owed nothing: the batch must not list it as
+    unpaid for want of an IBAN, which sends the finance officer to ask the shop for an account to pay it on."""
+    from adapter.cli.settlement import _print_lines
+
+    child, paid, no_iban = _world(db, vault)
+    _spend(db, child, paid, 1_000)
+    refunded = _spend(db, child, no_iban, 2_000)
+    _reverse(db, no_iban, refunded, 2_000)
+    this_month, _ = _months()
+    result = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month))
+
+    lines = {line.merchant_id: line for line in result.lines}
+    assert (lines[no_iban].net_cents, lines[no_iban].status) == (0, settlement.NOTHING_TO_PAY)
+    assert "geen IBAN" not in settlement.csv_bytes(result).decode("utf-8-sig")
+    _print_lines(result)
+    assert "could not be paid for want of a valid IBAN" not in capsys.readouterr().out
