@@ -35,10 +35,19 @@ def settlement_create(cli: CliContext, period: str, output_dir: Path | None, act
         raise click.BadParameter(str(exc), param_hint="--period") from None
     except settlement.SettlementError as exc:
         raise click.ClickException(str(exc)) from None
-    paths = settlement.write_files(result, output_dir or runtime.settings.data_dir / "settlements")
+    output_dir = output_dir or runtime.settings.data_dir / "settlements"
     verb = "created" if result.created else "already existed; files written again from the stored batch"
     click.echo(f"batch {result.batch.id} for {result.batch.period} {verb}")
     _print_lines(result)
+    try:
+        paths = settlement.write_files(result, output_dir)
+    except OSError as exc:
+        # The batch is stored by now: the operator must learn that it exists and that a rerun only writes its
+        # files, not that the command crashed (which reads as "nothing was made, make it again elsewhere").
+        raise click.ClickException(
+            f"batch {result.batch.id} for {result.batch.period} is stored, but its files could not be written to "
+            f"{output_dir} ({exc.strerror or exc}); run the same command again with --output set to a folder you "
+            "can write to: it writes this stored batch's files and makes no second batch") from None
     for path in paths:
         click.echo(f"wrote {path}")
     if len(paths) == 1:

@@ -113,3 +113,24 @@ def test_settlement_create_records_who_made_the_batch(database_url, tmp_path):  
     finally:
         db.dispose()
     assert batch.created_by == f"operator:{getpass.getuser()}" and actors == [batch.created_by]
+
+
+def test_settlement_files_that_cannot_be_written_say_the_batch_is_stored_and_how_to_get_its_files(  # type: ignore[no-untyped-def]
+        database_url,
+        tmp_path):
+    """The batch is stored before its files are written: a folder that cannot be written must not end in a
+    traceback, which reads as if nothing was made. The operator is told the batch exists and how to get its files."""
+    config = _config(tmp_path, database_url)
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    runner = CliRunner()
+    failed = runner.invoke(cli, ["--config", config, "settlement", "create", "--period", "2020-03",
+                                 "--output", str(not_a_folder / "out")])
+    assert failed.exit_code == 1 and not isinstance(failed.exception, OSError), failed.output
+    assert "batch 1 for 2020-03 is stored, but its files could not be written" in failed.output
+    assert "--output" in failed.output
+
+    again = runner.invoke(cli, ["--config", config, "settlement", "create", "--period", "2020-03",
+                                "--output", str(tmp_path / "out")])
+    assert again.exit_code == 0 and "batch 1 for 2020-03 already existed" in again.output
+    assert (tmp_path / "out" / "settlement-2020-03.csv").exists()
