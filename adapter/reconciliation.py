@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -108,8 +108,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(created_text)
         if created_at.tzinfo is None or not isinstance(redemption_id, str):
             raise ValueError
-        return created_at, redemption_id
-    except (ValueError, TypeError):
+        # A made-up time whose UTC lies outside the calendar (0001-01-01T00:00+14:00) would fail in the query.
+        return created_at.astimezone(timezone.utc), redemption_id
+    except (ValueError, TypeError, OverflowError):
         raise BadCursor("not a cursor from this service") from None
 
 

@@ -11,7 +11,7 @@ validation context and written into the OpenAPI document by ``adapter.api.openap
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -205,3 +205,15 @@ class RedemptionQuery(BaseModel):
                                                  description="Redemptions made before this moment.")
     cursor: str | None = Field(default=None, min_length=1, max_length=512)
     limit: int = Field(default=50, ge=1, le=100)
+
+    @field_validator("created_from", "created_before")
+    @classmethod
+    def _a_utc_instant(cls, moment: datetime | None) -> datetime | None:
+        # Stored times are UTC: 0001-01-01T00:00+14:00 is a valid aware time whose UTC lies before year 1, and
+        # the database layer's conversion would fail with a 500 instead of telling the till what to send.
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("valt buiten de kalender; geef een moment zoals 2026-03-01T00:00:00+01:00") from None

@@ -192,6 +192,9 @@ def test_a_reversal_reason_that_is_blank_or_holds_a_nul_is_refused_in_dutch(api_
     ("limit=abc", "moet een geheel getal zijn"),
     ("from=gisteren", "moet een tijdstip zijn zoals 2026-03-01T00:00:00Z"),
     ("from=2024-01-01T00:00:00", "geef de tijdzone mee, zoals 2026-03-01T00:00:00Z of +01:00"),
+    # Aware times whose UTC falls outside the calendar: a 400 that says so, not a 500 from the database layer.
+    ("from=0001-01-01T00:00:00%2B14:00", "valt buiten de kalender; geef een moment zoals 2026-03-01T00:00:00+01:00"),
+    ("to=9999-12-31T23:59:59-14:00", "valt buiten de kalender; geef een moment zoals 2026-03-01T00:00:00+01:00"),
 ])
 def test_the_listings_query_errors_are_dutch(api, query, reason):
     answer = api.client.get(f"/v1/redemptions?{query}", headers={"Authorization": f"Bearer {api.shop()}"})

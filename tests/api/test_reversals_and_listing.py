@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import update
 
 from adapter.models import Budget, BudgetStatus, Redemption, utcnow
+from adapter.reconciliation import encode_cursor
 from tests.api.conftest import build_api
 
 
@@ -90,6 +91,12 @@ def test_list_pages_with_a_stable_cursor_and_includes_reversals(api):
     bad_cursor = api.client.get("/v1/redemptions", query_string={"cursor": "not-ours"},
                                 headers={"Authorization": f"Bearer {key}"})
     assert bad_cursor.get_json()["invalid_params"][0]["name"] == "cursor"
+    # A cursor shaped like ours, with a time whose UTC lies before year 1: an unknown cursor, not a 500.
+    outside = encode_cursor(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), ids[0])
+    outside_cursor = api.client.get("/v1/redemptions", query_string={"cursor": outside},
+                                    headers={"Authorization": f"Bearer {key}"})
+    assert outside_cursor.status_code == 400
+    assert outside_cursor.get_json()["invalid_params"][0]["name"] == "cursor"
 
 
 def test_merchant_b_cannot_see_reverse_or_list_merchant_a_redemptions(api):
