@@ -587,6 +587,34 @@ def verify(session: Session) -> list[Mismatch]:
         if reversed_cents != int(total or 0) or reversed_cents > amount_cents:
             mismatches.append(Mismatch(budget_id, f"redemption {redemption_id}: reversed {reversed_cents} "
                                                   f"of {amount_cents}, reversal rows sum to {int(total or 0)}"))
+    mismatches.extend(_rows_against_entries(session))
+    return mismatches
+
+
+def _rows_against_entries(session: Session) -> list[Mismatch]:
+    """Each redemption and reversal row against its own entry. The settlement pays shops from these rows (the
+    entries are append-only, the rows are not): a row that no longer says what its entry booked would be paid
+    as it says now, while every balance still adds up."""
+    mismatches: list[Mismatch] = []
+    booked = (select(LedgerEntry.redemption_id, func.sum(-LedgerEntry.amount_cents).label("total"))
+              .where(LedgerEntry.kind == EntryKind.REDEMPTION).group_by(LedgerEntry.redemption_id).subquery())
+    for redemption_id, budget_id, amount_cents, total in session.execute(
+        select(Redemption.id, Redemption.budget_id, Redemption.amount_cents, booked.c.total)
+        .outerjoin(booked, booked.c.redemption_id == Redemption.id)
+    ):
+        if amount_cents != int(total or 0):
+            mismatches.append(Mismatch(budget_id, f"redemption {redemption_id}: {amount_cents} cents, but its "
+                                                  f"ledger entry booked {int(total or 0)}"))
+    booked = (select(LedgerEntry.reversal_id, func.sum(LedgerEntry.amount_cents).label("total"))
+              .where(LedgerEntry.kind == EntryKind.REVERSAL).group_by(LedgerEntry.reversal_id).subquery())
+    for reversal_id, budget_id, amount_cents, total in session.execute(
+        select(Reversal.id, Redemption.budget_id, Reversal.amount_cents, booked.c.total)
+        .join(Redemption, Redemption.id == Reversal.redemption_id)
+        .outerjoin(booked, booked.c.reversal_id == Reversal.id)
+    ):
+        if amount_cents != int(total or 0):
+            mismatches.append(Mismatch(budget_id, f"reversal {reversal_id}: {amount_cents} cents, but its "
+                                                  f"ledger entry booked {int(total or 0)}"))
     return mismatches
 
 

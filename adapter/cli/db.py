@@ -49,15 +49,17 @@ def ledger_group() -> None:
 @ledger_group.command("verify")
 @pass_cli
 def ledger_verify(cli: CliContext) -> None:
-    """Recompute every balance from its entries; exit 1 naming each mismatch."""
+    """Recompute every balance from its entries, and check each redemption and reversal against its entry;
+    exit 1 naming each mismatch."""
     with cli.runtime.db.read() as session:
         mismatches = ledger.verify(session)
     for mismatch in mismatches:
         click.echo(f"budget {mismatch.budget_id}: {mismatch.problem}", err=True)
     if mismatches:
-        raise click.ClickException(f"{len(mismatches)} mismatch(es) between balances and ledger entries; "
-                                   "do not settle until they are explained")
-    click.echo("ledger verified: every balance equals the sum of its entries")
+        raise click.ClickException(f"{len(mismatches)} mismatch(es) between balances, redemptions or reversals "
+                                   "and their ledger entries; do not settle until they are explained")
+    click.echo("ledger verified: every balance equals the sum of its entries, and every redemption and reversal "
+               "the amount its entry booked")
 
 
 @ledger_group.command("correct")

@@ -9,7 +9,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
 from adapter import ledger
-from adapter.models import Budget, LedgerEntry
+from adapter.models import Budget, LedgerEntry, Redemption, Reversal
 from tests import factories
 
 
@@ -116,6 +116,28 @@ def test_verify_names_a_budget_whose_balance_disagrees(db, vault):
         mismatches = ledger.verify(session)
     assert [m.budget_id for m in mismatches] == [child.budget_id]
     assert "1500" in mismatches[0].problem and "1000" in mismatches[0].problem
+
+
+def test_verify_names_a_redemption_or_reversal_row_that_no_longer_says_what_its_entry_booked(db, vault):
+    """The settlement pays shops what the redemption and reversal rows say, and those rows (unlike the entries)
+    can be changed: a row edited after the fact must be named before anyone settles, though every balance
+    still equals its entries."""
+    child = factories.child_with_budget(db, vault, amount_cents=5_000)
+    shop_id = factories.merchant(db).merchant_id
+    redeemed = ledger.redeem(db, _request(child, shop_id, 1_000))
+    reversed_ = ledger.reverse(db, ledger.ReversalRequest(merchant_id=shop_id, redemption_id=redeemed.redemption_id,
+                                                          reason="retour", actor="test", amount_cents=300))
+    with db.read() as session:
+        assert ledger.verify(session) == []
+    with db.write() as session:
+        session.execute(update(Redemption).where(Redemption.id == redeemed.redemption_id).values(amount_cents=9_000))
+        session.execute(update(Reversal).where(Reversal.id == reversed_.reversal_id).values(amount_cents=30))
+    with db.read() as session:
+        problems = [mismatch.problem for mismatch in ledger.verify(session)]
+    assert any(f"redemption {redeemed.redemption_id}: 9000 cents" in problem and "booked 1000" in problem
+               for problem in problems), problems
+    assert any(f"reversal {reversed_.reversal_id}: 30 cents" in problem and "booked 300" in problem
+               for problem in problems), problems
 
 
 @pytest.mark.parametrize("statement", [
