@@ -8,6 +8,10 @@ import re
 from collections.abc import Iterable, Sequence
 
 
+# UTF-8's byte-order mark: how Dutch Excel knows a CSV file is UTF-8 rather than Windows-1252.
+BYTE_ORDER_MARK = "\ufeff".encode("utf-8")
+
+
 def euros_text(cents: int, *, symbol: bool = False) -> str:
     """12345 -> '123,45' (no floats; no thousands separator, so Excel reads it as a number)."""
     sign = "-" if cents < 0 else ""
@@ -42,4 +46,4 @@ def to_csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> byt
     writer.writerow(header)
     for row in rows:
         writer.writerow([cell_text(value) for value in row])
-    return "\ufeff".encode("utf-8") + buffer.getvalue().encode("utf-8")
+    return BYTE_ORDER_MARK + buffer.getvalue().encode("utf-8")

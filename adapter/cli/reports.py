@@ -9,6 +9,7 @@ import click
 
 from adapter import reports
 from adapter.cli.base import CliContext, pass_cli
+from adapter.csvexport import BYTE_ORDER_MARK
 from adapter.periods import PeriodError, parse_period
 
 
@@ -41,17 +42,27 @@ def _emit(tables: list[reports.Table], output_format: str, period_label: str) ->
         click.echo(json.dumps({"period": period_label,
                                "tables": {table.name: table.as_records() for table in tables}}, indent=2))
         return
+    if output_format == "csv":
+        _emit_csv(tables)
+        return
     for index, table in enumerate(tables):
-        if output_format == "csv":
-            if len(tables) > 1:
-                click.echo(f"# {table.name}")
-            sys.stdout.buffer.write(table.csv_bytes())
-            sys.stdout.flush()
-            continue
         if index:
             click.echo()
         click.echo(f"{table.title} ({period_label})")
         click.echo(_text_table(table))
+
+
+def _emit_csv(tables: list[reports.Table]) -> None:
+    """The tables one after another, each under a ``# name`` line when there are several. One byte-order mark, at
+    the very start: Excel reads a file as UTF-8 only when it begins with one (else every é turns into Ã©), and a
+    mark further on shows as "ï»¿" in that table's first header."""
+    output = sys.stdout.buffer
+    output.write(BYTE_ORDER_MARK)
+    for table in tables:
+        if len(tables) > 1:
+            output.write(f"# {table.name}\r\n".encode("utf-8"))
+        output.write(table.csv_bytes().removeprefix(BYTE_ORDER_MARK))
+    output.flush()
 
 
 def _text_table(table: reports.Table) -> str:

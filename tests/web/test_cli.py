@@ -68,6 +68,25 @@ def test_report_json_equals_the_dashboard_tables(db, vault, database_url, tmp_pa
     assert bad.exit_code != 0 and "YYYY-MM" in bad.output
 
 
+def test_report_csv_of_several_tables_starts_with_the_one_byte_order_mark_excel_needs(  # type: ignore[no-untyped-def]
+        db, vault, database_url, tmp_path):
+    """`report spending --format csv > besteding.csv` opened in Excel: without the mark at the very start Excel
+    reads Windows-1252 (a shop's é turns into Ã©), and a mark before the second table shows in its header."""
+    year = local_day(utcnow()).year
+    child = factories.child_with_budget(db, vault, amount_cents=4_000, period=(date(year, 1, 1), date(year, 12, 31)))
+    shop = factories.merchant(db, "Café De Hoek")
+    ledger.redeem(db, ledger.RedemptionRequest(merchant_id=shop.merchant_id, budget_id=child.budget_id,
+                                               pass_id=child.pass_id, amount_cents=1_234, actor="test"))
+    result = CliRunner().invoke(cli, ["--config", _config(tmp_path, database_url), "report", "spending",
+                                      "--period", str(year), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    bom = "\ufeff".encode("utf-8")
+    assert result.stdout_bytes.startswith(bom) and result.stdout_bytes.count(bom) == 1
+    text = result.stdout_bytes.decode("utf-8-sig")
+    assert text.startswith("# spending-by-category\r\nmaand;") and "# spending-by-merchant\r\nmaand;" in text
+    assert "Café De Hoek" in text
+
+
 def test_settlement_commands(database_url, tmp_path):  # type: ignore[no-untyped-def]
     config = _config(tmp_path, database_url)
     runner = CliRunner()
