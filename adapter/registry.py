@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
+from pydantic import BaseModel
+
 from adapter.connector import Connector
 
 ENTRY_POINT_GROUP = "stadspas_adapter.connectors"
@@ -54,6 +56,12 @@ class ConnectorRegistry:
             raise RegistryError(
                 f"connector '{name}' points at {connector_class!r}, which is not a "
                 "subclass of adapter.connector.Connector"
+            )
+        missing = _what_it_lacks(connector_class)
+        if missing:
+            raise RegistryError(
+                f"connector '{name}' ({connector_class.__module__}.{connector_class.__qualname__}) {missing}, so "
+                "no source can use it. Report this to the maintainers of the package that provides it"
             )
         self._connectors[name] = connector_class
 
@@ -126,6 +134,18 @@ class ConnectorRegistry:
                 f"connector '{entry_point.name}' ({entry_point.value}) could not be "
                 f"loaded: {exc}. Reinstall or remove the package that provides it"
             ) from exc
+
+
+def _what_it_lacks(connector_class: type[Connector]) -> str | None:
+    """What a plug-in's class lacks that every use of it needs, said at registration: without it, ``config
+    check`` ended in a traceback (losing every other problem it had found) and the sync in a bare TypeError."""
+    unimplemented = sorted(getattr(connector_class, "__abstractmethods__", ()))
+    if unimplemented:
+        return f"does not implement {', '.join(f'{method}()' for method in unimplemented)}"
+    options_model = getattr(connector_class, "options_model", None)
+    if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
+        return "declares no options_model (a subclass of adapter.connector.ConnectorOptions)"
+    return None
 
 
 @functools.cache

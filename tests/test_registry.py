@@ -1,4 +1,5 @@
 import contextlib
+import re
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -148,3 +149,36 @@ def test_a_broken_plugin_names_its_error_every_time_it_is_asked_for():
     for _ in range(2):
         with pytest.raises(RegistryError, match="'broken'.*could not be loaded"):
             registry.get("broken")
+
+
+class _ForgetsItsCheck(Connector):
+    options_model = ThirdPartyOptions
+    description = "implements records() only"
+
+    def records(self):
+        yield from ()
+
+
+class _DeclaresNoOptions(Connector):
+    description = "no options_model"
+
+    def records(self):
+        yield from ()
+
+    def check(self):
+        return CheckBuilder(self.source_name, "no-options").result()
+
+
+@pytest.mark.parametrize("connector_class, said", [
+    (_ForgetsItsCheck, "tests.test_registry._ForgetsItsCheck) does not implement check()"),
+    (_DeclaresNoOptions, "tests.test_registry._DeclaresNoOptions) declares no options_model"),
+])
+def test_a_class_no_source_could_use_is_refused_naming_what_it_lacks(connector_class, said):
+    """Registered, such a class ended `config check` in a traceback (AttributeError on options_model) that hid
+    every other problem, and `connectors check` and the sync in a bare TypeError."""
+    with pytest.raises(RegistryError, match=re.escape(said)):
+        ConnectorRegistry().register("acme", connector_class)
+    registry = ConnectorRegistry().discover_entry_points([
+        entry_point("acme", f"tests.test_registry:{connector_class.__name__}")])
+    with pytest.raises(RegistryError, match="Report this to the maintainers"):
+        registry.get("acme")
