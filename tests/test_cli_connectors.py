@@ -1,5 +1,6 @@
 import sys
 import types
+from importlib.metadata import EntryPoint
 
 import pytest
 from click.testing import CliRunner
@@ -7,7 +8,7 @@ from click.testing import CliRunner
 from adapter.connector import Connector, ConnectorOptions
 from adapter.cli.connectors import connectors_group, mappings_group, sources_group
 from adapter.redaction import mask_pass_number
-from adapter.registry import ConnectorRegistry
+from adapter.registry import ENTRY_POINT_GROUP, ConnectorRegistry
 from tests.conftest import REPO, SettingsWithSources, make_source
 
 
@@ -29,6 +30,21 @@ def test_connectors_list_names_the_built_ins(obj):
     listed = [line.split()[0] for line in result.output.splitlines()]
     # A municipality's own plug-ins may be installed beside them: the suite must still pass there.
     assert listed == sorted(listed) and {"csv", "rest", "soap"} <= set(listed)
+
+
+def test_connectors_list_names_a_broken_plugin_beside_the_others_and_fails(obj):
+    """One broken plug-in ended the whole listing in a traceback: the operator saw neither it named nor what
+    else was installed."""
+    registry = ConnectorRegistry().discover_entry_points([
+        EntryPoint(name="acme", value="no_such_package.module:AcmeConnector", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="csv", value="connectors.csv_file:CsvConnector", group=ENTRY_POINT_GROUP),
+    ])
+    result = invoke(connectors_group, ["list"], {**obj, "registry": registry})
+    assert result.exit_code == 1
+    acme, csv = result.output.splitlines()
+    assert acme.startswith("acme") and "BROKEN: connector 'acme' (no_such_package.module:AcmeConnector) could " \
+        "not be loaded" in acme
+    assert csv.startswith("csv") and "[connectors.csv_file]" in csv
 
 
 def test_connectors_check_passes_for_the_demo_and_fails_readably(obj):

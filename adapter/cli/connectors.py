@@ -85,8 +85,19 @@ def connectors_group() -> None:
 @click.pass_context
 def list_connectors(ctx: click.Context) -> None:
     """List the installed connectors (built-in and from other packages)."""
-    for name, connector_class in _registry(ctx).items():
+    registry = _registry(ctx)
+    broken = False
+    # One by one: a broken plug-in ended the whole listing in a traceback, hiding what is installed beside it.
+    for name in registry.names():
+        try:
+            connector_class = registry.get(name)
+        except RegistryError as exc:
+            click.echo(f"{name:<12} BROKEN: {exc}")
+            broken = True
+            continue
         click.echo(f"{name:<12} {connector_class.description}  [{connector_class.__module__}]")
+    if broken:
+        ctx.exit(1)
 
 
 @connectors_group.command("check")
