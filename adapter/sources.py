@@ -8,6 +8,7 @@ and the sync command use, so that the reading runs beside the planning.
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -116,6 +117,8 @@ def map_records(
 # A record's key is a short label ("line 12", "page 3 item 7"); the sync stores it, with the mapping's
 # "lid[1].pas[0]" after it, in a column of 200 characters.
 MAX_KEY_CHARS = 120
+# A BSN has 9 digits, a pass number 10 to 19; no line or page number of an export comes near.
+_LOOKS_LIKE_A_NUMBER_OF_A_PERSON = re.compile(r"\d{9}")
 
 
 def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
@@ -136,6 +139,13 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
             if len(key) > MAX_KEY_CHARS:
                 raise _broken(connector, f"yielded a record key of {len(key)} characters (at most {MAX_KEY_CHARS}: "
                               "a label such as 'line 12', never the record's values)")
+            if _LOOKS_LIKE_A_NUMBER_OF_A_PERSON.search(key):
+                # Keys are stored in plain text with the run's outcomes and shown on the dashboard.
+                raise _broken(connector, f"yielded the key '{redact(key)}', which holds a run of 9 or more digits, "
+                              "as a BSN or pass number has (a key is a label such as 'line 12', never a value)")
+            if record.problems and not _are_texts(record.problems):
+                raise _broken(connector, "yielded a record whose problems are not a tuple of texts (write "
+                              "problems=(\"...\",): a bare text was read as one problem per letter)")
             if key == previous_key:
                 # Only neighbours are compared: a table of every key would grow with the source.
                 raise _broken(connector, f"yielded the key '{redact(key)}' for two records in a row (each "
@@ -151,6 +161,10 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
         # failed night.
         raise _broken(connector, f"stopped with {_class_and_place(connector, error)} (its message is left out: "
                       "it may quote a cardholder's data)") from None
+
+
+def _are_texts(problems: object) -> bool:
+    return isinstance(problems, (tuple, list)) and all(isinstance(problem, str) and problem for problem in problems)
 
 
 def run_check(connector: Connector, connector_name: str) -> CheckResult:

@@ -72,6 +72,12 @@ class _CarelessConnector(Connector):
             # Records with problems, so the mapping's columns are not asked for.
             yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
             yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
+        elif self.options.mode == "key holds a BSN":
+            yield SourceRecord("person 999993653", good)  # a test BSN
+        elif self.options.mode == "problems is one text":
+            yield SourceRecord("line 1", {}, "row is not valid XML")
+        elif self.options.mode == "a problem is not text":
+            yield SourceRecord("line 1", {}, (None,))
         elif self.options.mode == "raises with a name":
             raise ValueError("no pass for Sanne de Vries, born 02-05-2014")  # made-up person
         elif self.options.mode == "exits":
@@ -94,6 +100,11 @@ def _careless_source(mode: str):
     ("key not text", "yielded a record whose key is not text"),
     ("key is a document", "yielded a record key of 5007 characters"),
     ("one key for every record", "yielded the key 'page 1' for two records in a row"),
+    # Stored in plain text with the run's outcomes and shown on the dashboard.
+    ("key holds a BSN", "yielded the key 'person [number removed]', which holds a run of 9 or more digits"),
+    # Stored as the reasons "r; o; w;  ; i; s; ..." ("problems is one text"), or failing the run deep in the sync.
+    ("problems is one text", "yielded a record whose problems are not a tuple of texts"),
+    ("a problem is not text", "yielded a record whose problems are not a tuple of texts"),
 ])
 def test_a_connector_that_breaks_the_record_contract_is_named_instead_of_failing_deep_in_the_mapping(mode, said):
     source, registry = _careless_source(mode)
