@@ -59,3 +59,22 @@ def test_the_contract_finds_a_check_that_raises_and_keys_that_repeat():
         connector_contract.assert_checks_bad_options_without_raising(_Careless)
     with pytest.raises(Exception, match="yielded the key 'page 1' for two records in a row"):
         connector_contract.assert_sample_checks_ok_and_yields_records(_Careless)
+
+
+class _NamesItsRecords(_Careless):
+    """Labels each record with its household's number, which no run-time check can tell from a label."""
+
+    def records(self):
+        self.options  # noqa: B018
+        for household in ("HH-100", "HH-200"):
+            yield SourceRecord(f"household {household}", {"huishouden": household, "pasnummer": "6064366011"})
+
+    def check(self):
+        check = CheckBuilder(self.source_name, "names-its-records")
+        check.passed("settings", "fine")
+        return check.result()
+
+
+def test_the_contract_finds_a_value_of_the_record_in_its_key():
+    with pytest.raises(AssertionError, match="'household HH-100' has one of its own values in its key"):
+        connector_contract.assert_sample_checks_ok_and_yields_records(_NamesItsRecords)
