@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from adapter.fused_fields import fused_fields
 from adapter.paths import Getter, PathError, RecordsPath, compile_column, compile_field_path
 from adapter.records import CardholderRecord, PassStatus, RejectedRecord, SourceRecord, cardholder_builder
-from adapter.transforms import TRANSFORMS, Transform, TransformError, Unreadable
+from adapter.transforms import TRANSFORMS, Transform, TransformError, Unreadable, text_of
 from adapter.yaml_files import YamlFileProblem, read_yaml
 
 MAPPING_VERSION = 1
@@ -189,7 +189,7 @@ def _finish_text(value: Any) -> str | None:
         return value
     if isinstance(value, bool):
         raise TransformError("is true/false, expected text")
-    return str(value)
+    return text_of(value)
 
 
 def _finish_date(value: Any) -> date | None:

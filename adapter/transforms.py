@@ -50,6 +50,20 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def text_of(value: Any) -> str:
+    """One value the source sent, as text. A nested object, a list or bytes is refused: ``str()`` of it is its
+    repr, so a path that stops one level too high (a JSON ``naam`` object, an XML element with children) put
+    "{'roepnaam': ..., 'bsn': ...}" in a name that the counter shows a shop, or its digits in a pass number."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (Mapping, list, tuple)):
+        raise TransformError(f"is {'a list' if isinstance(value, (list, tuple)) else 'a nested object'}, not one "
+                             "value (point the path at a value inside it)")
+    if isinstance(value, (bytes, bytearray)):
+        raise TransformError("is bytes, not text (the connector must decode what it reads)")
+    return str(value)
+
+
 # -- trim -------------------------------------------------------------------
 
 
@@ -82,7 +96,7 @@ def build_digits_only(params: None) -> Transform:
             # lost digits already past 2**53: neither is a pass number or BSN to trust.
             raise TransformError("is a number with a fraction or an exponent, not digits (digits_only); send it as "
                                  "text or as a whole number")
-        text = value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else text_of(value)
         if text.isdigit():
             return text
         if _SCIENTIFIC.fullmatch(text):
@@ -109,7 +123,7 @@ def build_left_pad(params: LeftPadParams) -> Transform:
     def left_pad(value: Any) -> Any:
         if value is None:
             return None
-        text = value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else text_of(value)
         return text.rjust(width, char)
 
     return left_pad
@@ -334,7 +348,7 @@ def build_join(params: JoinParams) -> Transform:
     def join(value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             return value
-        parts = [str(part).strip() for part in value if part is not None and str(part).strip()]
+        parts = [text_of(part).strip() for part in value if part is not None and text_of(part).strip()]
         return separator.join(parts) or None
 
     return join

@@ -195,6 +195,27 @@ def test_a_record_that_is_not_an_object_is_rejected_not_lost(item):
     assert rejected.reasons[0].startswith("record: is not an object with fields")
 
 
+@pytest.mark.parametrize("field, value, said", [
+    ({"path": "naam"}, {"roepnaam": "Sanne", "bsn": "999993653"}, "is a nested object, not one value"),
+    ({"path": "naam", "transforms": ["trim"]}, ["Sanne"], "is a list, not one value"),
+    ({"path": "naam", "transforms": ["digits_only", {"left_pad": 9}]}, {"bsn": "999993653"}, "is a nested object"),
+    ({"path": "naam", "transforms": [{"left_pad": 3}]}, ["Sanne"], "is a list"),
+    ({"paths": ["naam", "achternaam"], "transforms": ["join"]}, {"roepnaam": "Sanne"}, "is a nested object"),
+    ({"path": "naam"}, b"Sanne", "is bytes, not text"),
+])
+def test_a_path_that_stops_at_an_object_or_list_rejects_the_record_instead_of_storing_its_repr(field, value, said):
+    """A path one level too high (a JSON 'naam' object, an XML element with children) stored
+    "{'roepnaam': 'Sanne', 'bsn': '999993653'}" as the first name, which the counter shows a shop."""
+    mapping = compile_mapping({"version": 1, "fields": {
+        "household_id": {"path": "h"}, "cardholder_id": {"path": "c"}, "pass_number": {"path": "p"},
+        "first_names": field}})
+    [rejected] = mapping.apply(SourceRecord("item 1", {"h": "H1", "c": "C1", "p": "1001", "naam": value,
+                                                       "achternaam": "Vries"}))
+    assert isinstance(rejected, RejectedRecord), rejected
+    assert rejected.reasons[0].startswith(f"first_names: {said}")
+    assert "Sanne" not in rejected.reason and "999993653" not in rejected.reason
+
+
 def test_a_mapping_file_that_is_not_utf8_or_not_a_file_is_a_mapping_error(tmp_path):
     """The loaders of configuration, rules and mappings read their YAML one way (adapter.yaml_files): a mapping
     saved in cp1252 was a UnicodeDecodeError traceback before."""
