@@ -53,9 +53,12 @@ class ConnectorRegistry:
     def register(self, name: str, connector_class: type[Connector]) -> None:
         self._refuse_duplicate(name, connector_class.__module__)
         if not (isinstance(connector_class, type) and issubclass(connector_class, Connector)):
+            # Named by module and name: a function's repr is only its memory address, which names no package.
+            pointed_at = f"{getattr(connector_class, '__module__', '?')}." \
+                f"{getattr(connector_class, '__qualname__', type(connector_class).__name__)}"
             raise RegistryError(
-                f"connector '{name}' points at {connector_class!r}, which is not a "
-                "subclass of adapter.connector.Connector"
+                f"connector '{name}' points at {pointed_at}, which is not a subclass of "
+                "adapter.connector.Connector. Report this to the maintainers of the package that provides it"
             )
         missing = _what_it_lacks(connector_class)
         if missing:

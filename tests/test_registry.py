@@ -82,6 +82,18 @@ def test_only_connector_classes_register():
         ConnectorRegistry().register("odd", dict)
 
 
+def _a_function():
+    """What an entry point names by mistake: the module's factory instead of its class."""
+
+
+def test_an_entry_point_at_a_function_is_named_by_its_module_not_its_address():
+    registry = ConnectorRegistry().discover_entry_points([entry_point("acme", "tests.test_registry:_a_function")])
+    with pytest.raises(RegistryError) as raised:
+        registry.get("acme")
+    assert "'acme' points at tests.test_registry._a_function, which is not a subclass" in str(raised.value)
+    assert " at 0x" not in str(raised.value)
+
+
 def test_the_installed_entry_points_include_the_built_ins():
     registry = ConnectorRegistry().load_entry_points()
     assert {"csv", "rest", "soap"} <= set(registry.names())
