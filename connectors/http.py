@@ -261,3 +261,9 @@ class HttpConnector(Connector):
     ):
         super().__init__(options, source_name=source_name, base_dir=base_dir)
         self._session = session
+
+    @property
+    def injected_session(self) -> requests.Session | None:
+        """The session a test or ``sample()`` gave (a replay, no network); None in a real run, where the connector
+        builds its own. A plug-in reads it here, not from the private attribute its own names may shadow."""
+        return self._session
