@@ -156,3 +156,20 @@ def is_current(database: Database) -> bool:
     current = current_revision(database)
     _refuse_a_newer_schema(current)
     return current == head_revision()
+
+
+def schema_problem(database: Database) -> str | None:
+    """Why this version cannot work on the database's schema, worded for the operator who starts it; None when
+    the schema is this version's. A process started on an older schema answers every request with an error and
+    fails every night's sync (a column it reads is not there yet); one started before `db upgrade` could also
+    write rows the upgrade then converts a second time."""
+    try:
+        if is_current(database):
+            return None
+    except SchemaNewerThanCode as exc:
+        return str(exc)
+    current = current_revision(database)
+    found = f"is at schema revision {current}" if current else "has no schema yet"
+    return (f"the database {found} and this version of stadspas-adapter needs {head_revision()}: run "
+            "`stadspas-adapter db upgrade` first (with the service's ADAPTER_ENCRYPTION_KEYS and "
+            "ADAPTER_BLIND_INDEX_KEY), then start it again; nothing was changed")

@@ -55,6 +55,22 @@ class CliContext:
 pass_cli = click.make_pass_decorator(CliContext)
 
 
+def refuse_unless_schema_current(cli: CliContext) -> None:
+    """Stop a long-running process (the API, the scheduler) at its start when the database's schema is not this
+    version's, with what to run, instead of starting it to fail every request and every night. A database that
+    cannot be reached is not refused here: the process starts and reports it as it runs (readiness, each job)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from adapter import migrate
+
+    try:
+        problem = migrate.schema_problem(cli.runtime.db)
+    except SQLAlchemyError:
+        return
+    if problem:
+        raise click.ClickException(problem)
+
+
 def operator_actor() -> str:
     """Who runs this command, for the audit trail: the operating-system account."""
     try:

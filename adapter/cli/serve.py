@@ -6,7 +6,7 @@ import os
 
 import click
 
-from adapter.cli.base import CliContext, pass_cli
+from adapter.cli.base import CliContext, pass_cli, refuse_unless_schema_current
 
 
 @click.command("serve")
@@ -21,6 +21,7 @@ def serve_command(cli: CliContext, host: str, port: int, workers: int) -> None:
 
     settings = cli.settings  # validate the configuration before forking workers
     _ = cli.vault  # refuse to start without keys outside development
+    refuse_unless_schema_current(cli)
     if cli.config_path:
         os.environ["ADAPTER_CONFIG"] = str(cli.config_path)
     click.echo(f"serving {settings.environment} API on http://{host}:{port} with {workers} worker(s)")

@@ -13,7 +13,7 @@ from typing import IO
 
 import click
 
-from adapter.cli.base import CliContext, operator_actor, pass_cli
+from adapter.cli.base import CliContext, operator_actor, pass_cli, refuse_unless_schema_current
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.rules import BudgetRules, RulesError, load_rules
 from adapter.rules_trail import load_rules_recorded
@@ -158,6 +158,7 @@ def scheduler_command(cli: CliContext) -> None:
     """Run the nightly syncs, the period roll-over and housekeeping (one process; never inside the API)."""
     from adapter.scheduler import ScheduleError, run_scheduler
 
+    refuse_unless_schema_current(cli)
     try:
         run_scheduler(cli.runtime, config_path_from_env(cli.config_path).resolve().parent)
     except ScheduleError as exc:

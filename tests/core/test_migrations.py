@@ -324,3 +324,39 @@ def test_an_older_host_is_told_a_newer_version_migrated_the_database(tmp_path, s
         assert migrate.current_revision(database) == "0099"
     finally:
         database.dispose()
+
+
+def test_the_api_and_the_scheduler_refuse_to_start_on_a_schema_that_is_not_theirs(tmp_path, sqlite_url, monkeypatch):
+    """The new version installed and started before `db upgrade` (or an older host after a newer one migrated): the
+    operator is told at the start what to run, instead of an API that answers every request with a 503 and a
+    scheduler whose every night's sync fails. A 0009 database served by this version would also get request
+    fingerprints that the upgrade to 0010 then keys a second time, so a till's retry would be refused."""
+    started = []
+    monkeypatch.setattr("adapter.api.server.serve", lambda *args, **kwargs: started.append("api"))
+    monkeypatch.setattr("adapter.scheduler.run_scheduler", lambda *args, **kwargs: started.append("scheduler"))
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    database = Database(sqlite_url)
+    try:
+        migrate.downgrade(database, "0009")
+        for command in (["serve", "--port", "1"], ["scheduler"]):
+            refused = CliRunner().invoke(cli, ["--config", str(config), *command])
+            assert refused.exit_code == 1, refused.output
+            assert "is at schema revision 0009" in refused.output and "run `stadspas-adapter db upgrade` first" \
+                in refused.output
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))  # a later version's
+        for command in (["serve", "--port", "1"], ["scheduler"]):
+            refused = CliRunner().invoke(cli, ["--config", str(config), *command])
+            assert refused.exit_code == 1 and "running a newer version migrated it" in refused.output
+        assert started == []
+
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+        migrate.upgrade(database)
+        for command in (["serve", "--port", "1"], ["scheduler"]):
+            assert CliRunner().invoke(cli, ["--config", str(config), *command]).exit_code == 0
+        assert started == ["api", "scheduler"]
+    finally:
+        database.dispose()
