@@ -80,7 +80,7 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
         click.echo(f"Error: {busy}", err=True)
         return EXIT_BUSY
     except Exception as exc:  # the run is recorded as failed; say so in one line
-        explained = explain_database_error(exc)
+        explained = explain_database_error(exc) or _schema_not_current(runtime, exc)
         if explained:  # e.g. a dry run before `db upgrade`: say what to do, not "run it again"
             click.echo(f"Error: sync {source}: {explained}", err=True)
             return EXIT_FAILED
@@ -163,6 +163,22 @@ def scheduler_command(cli: CliContext) -> None:
         run_scheduler(cli.runtime, config_path_from_env(cli.config_path).resolve().parent)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _schema_not_current(runtime: Runtime, error: Exception) -> str | None:
+    """Why a sync that the database refused cannot work here, when the schema is not this version's (the new
+    version installed and `db upgrade` not run yet: a column the sync reads is not there); None otherwise. Asked
+    only after a failure: reading the migrations costs a sync's start-up a noticeable part of a second."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from adapter import migrate
+
+    if not isinstance(error, DBAPIError):
+        return None
+    try:
+        return migrate.schema_problem(runtime.db)
+    except SQLAlchemyError:
+        return None
 
 
 def _rules(runtime: Runtime, path, *, dry_run: bool = False) -> BudgetRules:  # type: ignore[no-untyped-def]

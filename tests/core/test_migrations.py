@@ -360,3 +360,26 @@ def test_the_api_and_the_scheduler_refuse_to_start_on_a_schema_that_is_not_their
         assert started == ["api", "scheduler"]
     finally:
         database.dispose()
+
+
+def test_a_sync_on_an_older_schema_says_to_run_db_upgrade(tmp_path, sqlite_url):
+    """Not "run the sync again; if it fails the same way, report this line": it would fail every time."""
+    from tests.conftest import REPO
+
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({
+        "environment": "production", "data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url},
+        "budgets": str(REPO / "config" / "budgets.yaml"),
+        "sources": {"demo": {"connector": "csv", "mapping": str(REPO / "mappings" / "demo-csv.yaml"),
+                             "options": {"path": str(REPO / "connectors" / "samples" / "csv" / "exports")}}}}),
+        encoding="utf-8")
+    database = Database(sqlite_url)
+    try:
+        migrate.downgrade(database, "0004")  # before one token per cardholder: the sync reads a column not there
+        result = CliRunner().invoke(cli, ["--config", str(config), "sync", "demo"])
+        assert result.exit_code == 1
+        said = result.output.strip().splitlines()[-1]  # the terminal's line, after the sync's own log lines
+        assert said.startswith("Error: sync demo: the database is at schema revision 0004")
+        assert "run `stadspas-adapter db upgrade` first" in said and "report this line" not in said
+    finally:
+        database.dispose()
