@@ -18,12 +18,18 @@ def db_group() -> None:
 @pass_cli
 def db_upgrade(cli: CliContext, revision: str) -> None:
     """Create the schema or migrate it to the newest version."""
+    from alembic.util import CommandError
+
     database = cli.runtime.db
     try:
         # The keys are read only if a migration must re-encrypt stored personal data.
         migrate.upgrade(database, revision, vault=lambda: cli.runtime.vault)
     except (migrate.KeysNeeded, migrate.SchemaNewerThanCode) as exc:
         raise click.ClickException(str(exc)) from None
+    except CommandError as exc:  # Alembic's own refusal of --revision (one it does not know), before any change
+        raise click.ClickException(
+            f"{exc}: this version's revisions are {', '.join(sorted(migrate.known_revisions()))}, or head (the "
+            "newest, what `db upgrade` without --revision migrates to); nothing was changed") from None
     click.echo(f"database at revision {migrate.current_revision(database)} ({database.engine.dialect.name})")
 
 

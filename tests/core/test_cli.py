@@ -50,6 +50,14 @@ def test_db_upgrade_and_current(tmp_path):
     assert runner.invoke(cli, ["--config", str(config), "db", "current"]).exit_code == 0
 
 
+def test_db_upgrade_to_a_revision_it_does_not_know_is_one_sentence_not_a_traceback(tmp_path):
+    config = _write_config(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}")
+    refused = CliRunner().invoke(cli, ["--config", str(config), "db", "upgrade", "--revision", "0042"])
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+    assert "'0042'" in refused.output and "0001" in refused.output and "nothing was changed" in refused.output
+    assert migrate.current_revision(Database(f"sqlite:///{tmp_path / 'fresh.db'}")) is None
+
+
 def test_bad_config_is_reported_not_a_traceback(tmp_path):
     config = tmp_path / "adapter.yaml"
     config.write_text("api: {max_amount_cents: 0}\nfoo: 1\n", encoding="utf-8")
