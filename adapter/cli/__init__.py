@@ -88,6 +88,10 @@ def explain_database_error(error: Exception) -> str | None:
     if _database_error(error) and _unreachable(error):
         return ("the database cannot be reached: check ADAPTER_DATABASE_URL (or database.url in the "
                 "configuration) and that the database server runs and takes connections; nothing was changed")
+    if _database_error(error) and _busy(error):
+        return ("the database is busy: another process (a sync, a key rotation, a `db upgrade`) kept its SQLite "
+                "file locked for longer than this command waits (60 s); run the command again once that process "
+                "has finished (what this command had not committed yet was not changed)")
     return None
 
 
@@ -108,6 +112,12 @@ _UNREACHABLE = ("connection refused", "could not connect", "connection failed", 
 def _unreachable(error: Exception) -> bool:
     text = str(getattr(error, "orig", error)).lower()
     return any(said in text for said in _UNREACHABLE)
+
+
+def _busy(error: Exception) -> bool:
+    # SQLite, after the busy timeout (adapter.db): a long first sync or `db upgrade` of a city holds the file's write
+    # lock for longer than a minute, and a second `db upgrade` started beside it waits that long, then fails.
+    return "database is locked" in str(getattr(error, "orig", error)).lower()
 
 
 def _schema_missing(error: Exception) -> bool:

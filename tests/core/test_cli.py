@@ -58,6 +58,23 @@ def test_db_upgrade_to_a_revision_it_does_not_know_is_one_sentence_not_a_traceba
     assert migrate.current_revision(Database(f"sqlite:///{tmp_path / 'fresh.db'}")) is None
 
 
+def test_a_database_locked_for_longer_than_the_wait_is_one_sentence_not_a_traceback(tmp_path, monkeypatch):
+    """A second `db upgrade` beside a long one (a city's re-encryption takes over a minute) waits SQLite's busy
+    timeout (60 s, too long for a test: the refusal SQLite gives then is raised here), and then says what to do."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(migrate, "upgrade", locked)
+    config = _write_config(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}")
+    refused = CliRunner().invoke(cli, ["--config", str(config), "db", "upgrade"])
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+    assert "the database is busy" in refused.output and "run the command again" in refused.output
+
+
 def test_bad_config_is_reported_not_a_traceback(tmp_path):
     config = tmp_path / "adapter.yaml"
     config.write_text("api: {max_amount_cents: 0}\nfoo: 1\n", encoding="utf-8")
