@@ -63,7 +63,7 @@ def upgrade(database: Database, revision: str = "head", *, vault: VaultProvider 
     from alembic import command
 
     config = alembic_config(database)
-    with _one_migration_at_a_time(database) as connection:
+    with _keys_that_open_the_rows(), _one_migration_at_a_time(database) as connection:
         # Read under the lock: a host that waited sees what the other one left. Alembic itself would only say
         # "Can't locate revision", in a traceback, to an operator upgrading an older host of a scale-out.
         _refuse_a_newer_schema(_revision_on(connection))
@@ -76,10 +76,24 @@ def downgrade(database: Database, revision: str, *, vault: VaultProvider | None 
     from alembic import command
 
     config = alembic_config(database)
-    with _one_migration_at_a_time(database) as connection:
+    with _keys_that_open_the_rows(), _one_migration_at_a_time(database) as connection:
         config.attributes["connection"] = connection
         config.attributes[VAULT_ATTRIBUTE] = vault
         command.downgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _keys_that_open_the_rows() -> Iterator[None]:
+    """A migration that re-encrypts rows was handed keys that cannot open them: `db upgrade` run from a shell
+    without the service's own ADAPTER_ENCRYPTION_KEYS (or, in development mode, with demo keys made on the spot).
+    The migration's one transaction is rolled back by then; say so and what to run, not a traceback."""
+    from cryptography.fernet import InvalidToken
+
+    try:
+        yield
+    except InvalidToken:
+        raise KeysNeeded(f"stored personal data cannot be decrypted with the ADAPTER_ENCRYPTION_KEYS given; "
+                         f"{_KEYS_ADVICE}") from None
 
 
 @contextlib.contextmanager
@@ -104,14 +118,16 @@ def needs_vault(provider: VaultProvider | None, why: str) -> Vault:
     """The keys for a migration that re-encrypts rows; a refusal an operator can act on when there are none."""
     from adapter.crypto import KeysMissing
 
-    advice = ("run `stadspas-adapter db upgrade` with the same ADAPTER_ENCRYPTION_KEYS and ADAPTER_BLIND_INDEX_KEY "
-              "the service uses (new keys cannot read the stored rows); nothing was changed")
     if provider is None:
-        raise KeysNeeded(f"{why}; {advice}")
+        raise KeysNeeded(f"{why}; {_KEYS_ADVICE}")
     try:
         return provider()
     except KeysMissing as exc:
-        raise KeysNeeded(f"{why}, and the keys are missing ({exc}); {advice}") from None
+        raise KeysNeeded(f"{why}, and the keys are missing ({exc}); {_KEYS_ADVICE}") from None
+
+
+_KEYS_ADVICE = ("run `stadspas-adapter db upgrade` with the same ADAPTER_ENCRYPTION_KEYS and ADAPTER_BLIND_INDEX_KEY "
+                "the service uses (new keys cannot read the stored rows); nothing was changed")
 
 
 def _revision_on(connection: Connection) -> str | None:

@@ -153,6 +153,27 @@ def test_0005_refuses_stored_rows_without_keys_and_changes_nothing(database_url,
         database.dispose()
 
 
+def test_0005_refuses_keys_that_cannot_open_the_stored_rows_and_changes_nothing(database_url, vault):
+    """`db upgrade` from a shell without the service's own keys (new ones, or development mode's demo keys)."""
+    from cryptography.fernet import Fernet
+
+    database = Database(database_url)
+    try:
+        _at_0004_with_six_tokens(database, vault)
+        other_keys = Vault([Fernet.generate_key().decode()], Fernet.generate_key().decode())
+        with pytest.raises(migrate.KeysNeeded) as refused:
+            migrate.upgrade(database, vault=lambda: other_keys)
+        message = str(refused.value)
+        assert "cannot be decrypted with the ADAPTER_ENCRYPTION_KEYS given" in message
+        assert "the service uses" in message and "nothing was changed" in message
+        assert migrate.current_revision(database) == "0004"
+        with database.engine.connect() as connection:
+            stored = connection.execute(text("SELECT bsn_encrypted FROM cardholders ORDER BY id")).scalars().all()
+        assert [vault.decrypt(token) for token in stored] == [person["bsn"] for person in PEOPLE]
+    finally:
+        database.dispose()
+
+
 def test_cli_upgrade_reads_the_keys_only_for_stored_rows(tmp_path, sqlite_url, vault, monkeypatch):
     config = tmp_path / "adapter.yaml"
     config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
