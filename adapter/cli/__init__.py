@@ -122,8 +122,11 @@ def _busy(error: Exception) -> bool:
 
 def _schema_missing(error: Exception) -> bool:
     text = str(getattr(error, "orig", error)).lower()
-    # SQLite: "no such table"; PostgreSQL: UndefinedTable "relation ... does not exist".
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
+    # SQLite: "no such table"; PostgreSQL: UndefinedTable "relation ... does not exist". A column is missing when
+    # a new version runs on the schema of an older one (`db upgrade` not run yet): SQLite's "no such column",
+    # PostgreSQL's UndefinedColumn "column ... does not exist".
+    return "no such table" in text or "no such column" in text or \
+        (("relation" in text or "column" in text) and "does not exist" in text)
 
 
 @click.group(cls=_AdapterGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -80,7 +80,7 @@ def execute_sync(runtime: Runtime, source: str, records: Iterable[CardholderReco
         click.echo(f"Error: {busy}", err=True)
         return EXIT_BUSY
     except Exception as exc:  # the run is recorded as failed; say so in one line
-        explained = explain_database_error(exc) or _schema_not_current(runtime, exc)
+        explained = _schema_not_current(runtime, exc) or explain_database_error(exc)
         if explained:  # e.g. a dry run before `db upgrade`: say what to do, not "run it again"
             click.echo(f"Error: sync {source}: {explained}", err=True)
             return EXIT_FAILED

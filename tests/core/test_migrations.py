@@ -404,3 +404,20 @@ def test_a_sync_on_an_older_schema_says_to_run_db_upgrade(tmp_path, sqlite_url):
         assert "run `stadspas-adapter db upgrade` first" in said and "report this line" not in said
     finally:
         database.dispose()
+
+
+def test_commands_on_an_older_schema_say_to_run_db_upgrade_not_a_traceback(tmp_path, database_url, vault):
+    """`keys check` and `keys rotate` read a column the older schema does not have yet."""
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    database = Database(database_url)
+    try:
+        _at_0004_with_six_tokens(database, vault)
+        for command in (["keys", "check"], ["keys", "rotate"]):
+            refused = CliRunner().invoke(cli, ["--config", str(config), *command])
+            assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), (command, refused.output)
+            assert "run `stadspas-adapter db upgrade` first" in refused.output, (command, refused.output)
+        migrate.upgrade(database, vault=lambda: vault)
+    finally:
+        database.dispose()
