@@ -158,6 +158,9 @@ def scheduler_command(cli: CliContext) -> None:
     """Run the nightly syncs, the period roll-over and housekeeping (one process; never inside the API)."""
     from adapter.scheduler import ScheduleError, run_scheduler
 
+    # Every sync needs the keys. Without this check a production scheduler started without them ran, and each
+    # night's sync failed with a traceback and left no run in `sync history`: refuse now, as `serve` does.
+    _ = cli.vault
     refuse_unless_schema_current(cli)
     try:
         run_scheduler(cli.runtime, config_path_from_env(cli.config_path).resolve().parent)

@@ -209,3 +209,20 @@ def test_a_forced_sync_runs_where_the_user_has_no_name(tmp_path, sqlite_url, sou
     result = CliRunner().invoke(cli, ["--config", str(_config(tmp_path, sqlite_url)), "sync", "gemeente", "--force"])
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output
+
+
+def test_the_scheduler_refuses_to_start_without_keys_in_production(tmp_path, sqlite_url, monkeypatch):
+    """Started without keys, the scheduler ran and every night's sync failed with a traceback, recording no run;
+    systemd or Docker saw a healthy process. It refuses at start instead, as `serve` does."""
+    monkeypatch.delenv("ADAPTER_ENCRYPTION_KEYS")
+    monkeypatch.delenv("ADAPTER_BLIND_INDEX_KEY")
+    started = []
+    monkeypatch.setattr("adapter.scheduler.run_scheduler", lambda *args: started.append(args))
+    config = _config(tmp_path, sqlite_url)
+    config.write_text(json.dumps({**json.loads(config.read_text(encoding="utf-8")), "environment": "production"}),
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "scheduler"])
+    assert result.exit_code == 1
+    assert "must be set outside development mode" in result.output and "keys generate" in result.output
+    assert "Traceback" not in result.output
+    assert started == []
