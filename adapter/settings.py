@@ -25,6 +25,8 @@ ENVIRONMENT_ENV = "ADAPTER_ENVIRONMENT"
 
 # Keys that hold secrets; they may only come from the environment.
 _SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|api_key|apikey|token|private_key)$", re.I)
+# A source's nightly time: "HH:MM", 00:00 to 23:59.
+_SCHEDULE_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
 class ConfigError(Exception):
@@ -95,11 +97,24 @@ class SourceSettings(_Strict):
     mapping: Path
     enabled: bool = True
     # Local time in Europe/Amsterdam, "HH:MM"; checked by the scheduler.
-    schedule: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    schedule: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     # Set on load: the configuration file's directory, which relative paths in
     # ``options`` (a CSV folder, a WSDL file) are read against.
     base_dir: Path | None = None
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _time_of_day(cls, schedule: Any) -> Any:
+        if isinstance(schedule, int) and not isinstance(schedule, bool):
+            # YAML 1.1 reads an unquoted 10:00 to 23:59 as a number in base 60 (and 04:15 as text), so pydantic's
+            # "Input should be a valid string" left the operator looking at a time that looked right.
+            raise ValueError(f"is the number {schedule}, not a time: YAML reads an unquoted time from 10:00 as a "
+                             'number (23:30 as 1410). Write it in quotes, e.g. schedule: "23:30"')
+        if schedule is not None and not (isinstance(schedule, str) and _SCHEDULE_TIME.fullmatch(schedule)):
+            raise ValueError(f'{schedule!r} is not a time of day: write "HH:MM" on the 24-hour clock, Europe/'
+                             'Amsterdam time, in quotes, e.g. schedule: "04:15"')
+        return schedule
 
 
 class LoggingSettings(_Strict):
@@ -223,6 +238,8 @@ def _describe(error: Any) -> str:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against config/adapter.yaml)"
+    elif error["type"] == "value_error":  # our own validators' sentences, without pydantic's "Value error, "
+        message = str(error["ctx"]["error"])
     return f"{key_path}: {message}"
 
 

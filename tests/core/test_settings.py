@@ -38,6 +38,32 @@ def test_every_mistake_is_reported_at_once_with_its_key_path(tmp_path):
     assert "3 problem(s)" in str(caught.value)
 
 
+@pytest.mark.parametrize(("written", "says"), [
+    ("23:30", 'is the number 1410, not a time: YAML reads an unquoted time from 10:00 as a number (23:30 as 1410). '
+              'Write it in quotes, e.g. schedule: "23:30"'),
+    ("'4.15'", "'4.15' is not a time of day: write \"HH:MM\" on the 24-hour clock"),
+    ("'25:00'", "'25:00' is not a time of day"),
+])
+def test_a_schedule_that_is_not_a_time_says_how_to_write_one(tmp_path, written, says):
+    """YAML reads `schedule: 23:30` unquoted as the number 1410 (base 60) and `04:15` as text: an operator
+    moving the sync to the evening was told "Input should be a valid string", or shown a regular expression."""
+    config = tmp_path / "adapter.yaml"
+    config.write_text(f"sources:\n  gemeente:\n    connector: csv\n    mapping: m.yaml\n    schedule: {written}\n",
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    [problem] = caught.value.problems
+    assert problem.startswith("sources.gemeente.schedule: ") and says in problem and "Value error" not in problem
+    assert "pattern" not in problem and "valid string" not in problem
+
+
+def test_a_schedule_in_quotes_or_an_unquoted_early_time_is_taken(tmp_path):
+    config = tmp_path / "adapter.yaml"
+    config.write_text("sources:\n  a: {connector: csv, mapping: m.yaml, schedule: 04:15}\n"
+                      "  b: {connector: csv, mapping: m.yaml, schedule: '23:30'}\n", encoding="utf-8")
+    assert [source.schedule for source in load_settings(config).sources.values()] == ["04:15", "23:30"]
+
+
 def test_secrets_in_the_file_are_refused(tmp_path):
     config = tmp_path / "adapter.yaml"
     config.write_text("database:\n  url: postgresql://adapter:hunter2@db/adapter\n"
