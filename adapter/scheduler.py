@@ -26,12 +26,19 @@ night. So at start each job is given the last time it was due within the misfire
 runs at once. A sync is not caught up when a run of its source ended since that time (succeeded, or refused by
 the guard, which would refuse again); the roll-over and retention change nothing when run twice.
 
+SIGTERM (``systemctl stop``, ``docker stop``) stops it as Ctrl+C does: no job starts any more, a sync already
+running finishes (a second signal stops at once: an unfinished sync changes nothing), and it exits 0. Python's
+default for SIGTERM ended it without a word in the log, and as PID 1 of a container it ignored SIGTERM until
+Docker killed it.
+
 ``build_jobs`` is separate from starting, so tests inspect the triggers.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,18 +134,31 @@ def build_jobs(runtime: Runtime, base_dir: Path | None = None) -> list[JobSpec]:
     return jobs
 
 
-def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetime | None = None
-                    ) -> BlockingScheduler:
-    """The scheduler with every job; a job missed while it was not running (``missed_run``) runs at start."""
+def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetime | None = None,
+                    running: set[str] | None = None) -> BlockingScheduler:
+    """The scheduler with every job; a job missed while it was not running (``missed_run``) runs at start.
+    ``running``: holds the ids of the jobs running at any moment, for the stop to name them."""
     scheduler = BlockingScheduler(timezone=AMSTERDAM, job_defaults=JOB_DEFAULTS)
     now = now or datetime.now(AMSTERDAM)
     for job in build_jobs(runtime, base_dir):
         missed = missed_run(runtime, job, now)
         # Without next_run_time APScheduler takes the trigger's next time after its start, tomorrow's.
         first_run = {"next_run_time": missed} if missed is not None else {}
-        scheduler.add_job(job.func, job.trigger, id=job.job_id, name=job.description, replace_existing=True,
+        func = job.func if running is None else _noted_while_running(job.job_id, job.func, running)
+        scheduler.add_job(func, job.trigger, id=job.job_id, name=job.description, replace_existing=True,
                           **first_run)
     return scheduler
+
+
+def _noted_while_running(job_id: str, func: Callable[[], object], running: set[str]) -> Callable[[], None]:
+    def job() -> None:
+        running.add(job_id)
+        try:
+            func()
+        finally:
+            running.discard(job_id)
+
+    return job
 
 
 def missed_run(runtime: Runtime, job: JobSpec, now: datetime) -> datetime | None:
@@ -172,7 +192,9 @@ def missed_run(runtime: Runtime, job: JobSpec, now: datetime) -> datetime | None
 
 
 def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
-    scheduler = build_scheduler(runtime, base_dir)
+    """Run until SIGTERM or Ctrl+C (in the main thread: it sets the SIGTERM handler)."""
+    running: set[str] = set()
+    scheduler = build_scheduler(runtime, base_dir, running=running)
     for job in scheduler.get_jobs():
         missed = getattr(job, "next_run_time", None)
         if missed is not None:
@@ -180,7 +202,45 @@ def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
                      job.name, missed.astimezone(AMSTERDAM).strftime("%Y-%m-%d %H:%M"))
         else:
             log.info("scheduled %s (%s)", job.id, job.name)
-    scheduler.start()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _interrupt)
+    # The loop runs beside the main thread, which wakes twice a second: Python runs a signal's handler in the
+    # main thread only, and the kernel may hand the signal to a job's thread while the main thread sleeps in a
+    # wait with no end (none at all while no job is due), so the handler waited for the next job's time.
+    loop = threading.Thread(target=scheduler.start, name="scheduler")
+    try:
+        loop.start()
+        while loop.is_alive():
+            loop.join(0.5)
+    except KeyboardInterrupt:  # Ctrl+C, or SIGTERM through _interrupt
+        _stop(scheduler, loop, running)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop(scheduler: BlockingScheduler, loop: threading.Thread, running: set[str]) -> None:
+    """Start no job any more, let the running ones finish, and say so."""
+    # A second signal while waiting ends the process at once (the operating system's default for both).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while loop.is_alive() and not scheduler.running:  # the signal came while the loop was starting
+        loop.join(0.05)
+    still_running = sorted(running)
+    if still_running:
+        log.warning("stopping: no job starts any more; waiting for %s to finish. A second SIGTERM or Ctrl+C stops "
+                    "at once: an unfinished sync changes nothing, and the scheduler's next start within 4 hours "
+                    "runs it again (or run `stadspas-adapter sync SOURCE`)", ", ".join(still_running))
+    else:
+        log.info("stopping: no job was running")
+    if scheduler.running:
+        scheduler.shutdown(wait=True)
+    loop.join()
+    log.info("scheduler stopped")
 
 
 def rollover(runtime: Runtime) -> int:

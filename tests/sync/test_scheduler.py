@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -168,3 +171,55 @@ def test_a_scheduler_that_cannot_read_the_sync_history_still_starts(tmp_path, ca
         assert "`stadspas-adapter sync demo`" in caplog.text
     finally:
         runtime.close()
+
+
+@pytest.fixture
+def start_scheduler_child(tmp_path):
+    """Start the scheduler child; any still running when the test ends (it failed) is killed."""
+    children: list[subprocess.Popen] = []
+
+    def start(*extra: str) -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, "-m", "tests.sync.scheduler_child", str(tmp_path / "var"), *extra],
+                                 cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        children.append(child)
+        assert child.stdout.readline() == "READY\n", child.stderr.read() if child.poll() is not None else ""
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+
+def test_sigterm_stops_an_idle_scheduler_with_a_line_and_exit_code_0(start_scheduler_child):
+    """systemctl stop, docker stop: Python's default ended the scheduler without a word (exit -15), and as a
+    container's PID 1 it ignored SIGTERM until Docker killed it."""
+    child = start_scheduler_child()
+    child.send_signal(signal.SIGTERM)
+    _out, err = child.communicate(timeout=20)
+    assert child.returncode == 0, err
+    assert "stopping: no job was running" in err and "scheduler stopped" in err
+
+
+def test_sigterm_lets_a_running_job_finish_and_a_second_one_stops_at_once(tmp_path, start_scheduler_child):
+    gate = tmp_path / "gate"
+    child = start_scheduler_child("--slow-job", str(gate))
+    assert child.stdout.readline() == "STARTED\n"
+    child.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    assert child.poll() is None  # waits for the job
+    gate.touch()
+    out, err = child.communicate(timeout=20)
+    assert child.returncode == 0, err
+    assert out == "FINISHED\n"
+    assert "waiting for slow to finish" in err and "scheduler stopped" in err
+
+    gate.unlink()
+    child = start_scheduler_child("--slow-job", str(gate))
+    assert child.stdout.readline() == "STARTED\n"
+    child.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=20)
+    assert child.returncode == -signal.SIGTERM and out == ""
