@@ -140,6 +140,10 @@ def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetim
     ``running``: holds the ids of the jobs running at any moment, for the stop to name them."""
     scheduler = BlockingScheduler(timezone=AMSTERDAM, job_defaults=JOB_DEFAULTS)
     now = now or datetime.now(AMSTERDAM)
+    for name in unscheduled_sources(runtime):
+        log.warning("source %s has no schedule, so this scheduler never syncs it; to sync it nightly set "
+                    "sources.%s.schedule (e.g. \"04:15\") and restart the scheduler, or run `stadspas-adapter "
+                    "sync %s` yourself", name, name, name)
     for job in build_jobs(runtime, base_dir):
         missed = missed_run(runtime, job, now)
         # Without next_run_time APScheduler takes the trigger's next time after its start, tomorrow's.
@@ -148,6 +152,13 @@ def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetim
         scheduler.add_job(func, job.trigger, id=job.job_id, name=job.description, replace_existing=True,
                           **first_run)
     return scheduler
+
+
+def unscheduled_sources(runtime: Runtime) -> list[str]:
+    """The enabled sources without a ``schedule``: the scheduler starts without a word of them otherwise, and an
+    operator who forgot the key learnt of it when the children's budgets were not there in the morning."""
+    return [name for name, source in sorted(runtime.settings.sources.items())
+            if source.enabled and source.schedule is None]
 
 
 def _noted_while_running(job_id: str, func: Callable[[], object], running: set[str]) -> Callable[[], None]:

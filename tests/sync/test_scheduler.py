@@ -223,3 +223,20 @@ def test_sigterm_lets_a_running_job_finish_and_a_second_one_stops_at_once(tmp_pa
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=20)
     assert child.returncode == -signal.SIGTERM and out == ""
+
+
+def test_an_enabled_source_without_a_schedule_is_named_at_start(tmp_path, caplog):
+    sources = {"gemeente": {"connector": "csv", "mapping": "m.yaml"},
+               "oud": {"connector": "csv", "mapping": "m.yaml", "enabled": False},
+               "nacht": {"connector": "csv", "mapping": "m.yaml", "schedule": "04:15"}}
+    runtime = Runtime(make_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}", sources=sources))
+    try:
+        with caplog.at_level("WARNING", logger="adapter.scheduler"):
+            scheduler = build_scheduler(runtime, now=datetime(2026, 5, 1, 12, 0, tzinfo=AMSTERDAM))
+    finally:
+        runtime.close()
+    assert "sync:nacht" in {job.id for job in scheduler.get_jobs()}
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == ['source gemeente has no schedule, so this scheduler never syncs it; to sync it nightly set '
+                        'sources.gemeente.schedule (e.g. "04:15") and restart the scheduler, or run '
+                        '`stadspas-adapter sync gemeente` yourself']
