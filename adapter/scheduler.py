@@ -54,9 +54,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapter import grants, ratelimit, retention
 from adapter.models import SyncRun, SyncStatus, utcnow
 from adapter.retention import RetentionReport
+from adapter.rules import RulesError
 from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
-from adapter.sync import AMSTERDAM, local_today, run_sync
+from adapter.sync import AMSTERDAM, local_today, record_not_started, run_sync
 from adapter.sync_lock import SyncBusy
 
 log = logging.getLogger("adapter.scheduler")
@@ -256,7 +257,13 @@ def _stop(scheduler: BlockingScheduler, loop: threading.Thread, running: set[str
 
 def rollover(runtime: Runtime) -> int:
     """Close budgets whose period ended (after the rules' grace days): what is left expires in the ledger."""
-    rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
+    try:
+        rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
+    except RulesError as exc:
+        log.error("rollover not run: the budget rules cannot be read, so no budget of an ended period was closed "
+                  "in the ledger tonight (the counter refuses them all the same). %s The next night's roll-over "
+                  "closes them once the file reads again.", exc)
+        return 0
     with runtime.db.write() as session:
         expired = grants.expire_ended(session, local_today(), rules.expiry_grace_days, actor="rollover")
     log.info("rollover: %d budget(s) expired", expired)
@@ -282,6 +289,10 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
 
         try:
             rules = load_rules_recorded(runtime.db, runtime.settings.budgets, actor="scheduler")
+        except RulesError as exc:
+            _not_started(runtime, source_name, exc)
+            return
+        try:
             # Read in a worker process (adapter.read_ahead), which the sync starts once it holds the lock.
             with read_source(runtime.settings.sources[source_name], source_name=source_name,
                              base_dir=base_dir, stall_seconds=runtime.settings.sync.read_stall_minutes * 60) as records:
@@ -293,3 +304,15 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
             log.exception("sync of source %s failed", source_name)
 
     return job
+
+
+def _not_started(runtime: Runtime, source_name: str, problem: RulesError) -> None:
+    """Say, and store as the source's failed run, that tonight's sync did not start and what to do."""
+    reason = (f"not started: the budget rules cannot be read; nothing was read or changed. {problem} Then run "
+              f"`stadspas-adapter sync {source_name}`, or wait for the next night.")
+    log.error("sync of source %s %s", source_name, reason)
+    try:
+        record_not_started(runtime.db, source_name, reason)
+    except SQLAlchemyError as exc:
+        log.warning("the failed sync of source %s could not be stored in its history either (%s)", source_name,
+                    type(exc).__name__)

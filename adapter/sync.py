@@ -335,6 +335,18 @@ def _close_without_changes(db, source, holder, run_id, plan, status, reason, clo
     return result
 
 
+def record_not_started(db: Database, source: str, reason: str) -> int:
+    """Store a run that could not start (the scheduler found the budget rules unreadable) as failed, with why:
+    without it the history and the dashboard showed the night before's success as the source's last word."""
+    now = utcnow()
+    with db.write() as session:
+        run = SyncRun(source=source, holder=sync_lock.this_holder(), status=SyncStatus.FAILED, started_at=now,
+                      finished_at=now, reason=reason)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
 def _close_failed(db: Database, source: str, holder: str, run_id: int, exc: BaseException) -> None:
     reason = failure_reason(exc)
     try:

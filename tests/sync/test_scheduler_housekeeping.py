@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -10,14 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from adapter import audit
+from adapter import audit, sync_history
 from adapter.audit import AuditEntry
 from adapter.models import Cardholder, HolderStatus
 from adapter.runtime import Runtime
 from adapter.scheduler import build_jobs, rollover
 from adapter.sync import AMSTERDAM
 from tests import factories
-from tests.conftest import make_settings
+from tests.conftest import DEMO_SOURCE, make_settings
 from tests.sync.test_scheduler import _fire_times
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,30 @@ def test_a_changed_rules_file_is_recorded_once_in_the_audit_trail(tmp_path, data
         assert entries[1][2]["previous"] == first["fingerprint"] != entries[1][2]["fingerprint"]
     finally:
         runtime.close()
+
+
+def test_a_rules_file_that_cannot_be_read_fails_the_night_in_the_history_and_says_what_to_do(tmp_path, sqlite_url,
+                                                                                             caplog):
+    """The scheduler's sync read the rules before a run existed: a broken file logged "sync of source demo
+    failed" with a traceback and stored nothing, so `sync history` and the dashboard showed the night before's
+    success as the last word. The roll-over raised the same traceback through APScheduler."""
+    rules_file = tmp_path / "budgets.yaml"
+    rules_file.write_text("rules:\n  - code: x\n    amount_cents: lots\n", encoding="utf-8")
+    runtime = Runtime(make_settings(tmp_path, sqlite_url, budgets=str(rules_file),
+                                    sources={"demo": {**DEMO_SOURCE, "schedule": "04:15"}}))
+    try:
+        jobs = {job.job_id: job for job in build_jobs(runtime, tmp_path)}
+        with caplog.at_level(logging.ERROR, logger="adapter.scheduler"):
+            jobs["sync:demo"].func()
+            assert rollover(runtime) == 0
+        with runtime.db.read() as session:
+            [run] = sync_history.recent_runs(session, source="demo")
+    finally:
+        runtime.close()
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.reason.startswith("not started: the budget rules cannot be read; nothing was read or changed.")
+    assert "budgets.yaml" in run.reason and "`stadspas-adapter sync demo`" in run.reason
+    sync_line, rollover_line = (record for record in caplog.records if record.levelno == logging.ERROR)
+    assert sync_line.getMessage() == f"sync of source demo {run.reason}" and sync_line.exc_info is None
+    assert rollover_line.getMessage().startswith("rollover not run: the budget rules cannot be read")
+    assert "budgets.yaml" in rollover_line.getMessage() and rollover_line.exc_info is None
