@@ -1,5 +1,7 @@
 # stadspas-adapter API image. The scheduler runs from the same image as a second,
-# single container: `stadspas-adapter scheduler`.
+# single container: `docker run --no-healthcheck ... IMAGE stadspas-adapter scheduler`
+# (compose: `healthcheck: {disable: true}`). It serves no HTTP, so the image's HEALTHCHECK
+# below would call it unhealthy, and Swarm replaces an unhealthy task: in the middle of a sync.
 #
 # Production mode: the container refuses to start without ADAPTER_ENCRYPTION_KEYS and
 # ADAPTER_BLIND_INDEX_KEY from your secret store, and takes ADAPTER_DATABASE_URL for
