@@ -57,7 +57,7 @@ from adapter.retention import RetentionReport
 from adapter.rules import RulesError
 from adapter.rules_trail import load_rules_recorded
 from adapter.runtime import Runtime
-from adapter.sync import AMSTERDAM, local_today, record_not_started, run_sync
+from adapter.sync import AMSTERDAM, local_today, record_not_started, run_sync, said_by_the_sync
 from adapter.sync_lock import SyncBusy
 
 log = logging.getLogger("adapter.scheduler")
@@ -300,8 +300,9 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
                          rules=rules, actor="scheduler")
         except SyncBusy as busy:
             log.warning("%s", busy)
-        except Exception:  # logged and recorded on the run; the scheduler keeps going for tomorrow
-            log.exception("sync of source %s failed", source_name)
+        except Exception as exc:  # the scheduler keeps going for tomorrow
+            if not said_by_the_sync(exc):  # e.g. the source could not be opened, before any run began
+                log.exception("sync of source %s failed", source_name)
 
     return job
 

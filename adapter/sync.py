@@ -357,6 +357,19 @@ def _close_failed(db: Database, source: str, holder: str, run_id: int, exc: Base
             sync_lock.release(session, source, holder)
     finally:
         log.error("sync %s run %s %s", source, run_id, reason)
+        # The run's one error line and its stored reason say it all: a caller that keeps going (the scheduler)
+        # need not say it again, with a traceback, under a second ERROR that an operator's alerting counts twice.
+        with contextlib.suppress(AttributeError, TypeError):  # an exception class that takes no attributes
+            setattr(exc, _SAID_BY_THE_SYNC, True)
+
+
+_SAID_BY_THE_SYNC = "adapter_sync_failure_said"
+
+
+def said_by_the_sync(exc: BaseException) -> bool:
+    """Whether ``exc`` ended a run whose failure the sync has logged in its one line (and stored on the run, unless
+    that write failed too: then the caller gets the database's error instead of ``exc``)."""
+    return getattr(exc, _SAID_BY_THE_SYNC, False) is True
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -111,3 +111,24 @@ def test_a_rules_file_that_cannot_be_read_fails_the_night_in_the_history_and_say
     assert sync_line.getMessage() == f"sync of source demo {run.reason}" and sync_line.exc_info is None
     assert rollover_line.getMessage().startswith("rollover not run: the budget rules cannot be read")
     assert "budgets.yaml" in rollover_line.getMessage() and rollover_line.exc_info is None
+
+
+def test_a_night_whose_source_fails_says_so_in_one_error_line_without_a_traceback(tmp_path, sqlite_url, caplog):
+    """The sync logs a failed run's one line and stores its reason; the scheduler said it again under a second ERROR,
+    traceback and all, so an operator's alerting on ERROR fired twice for one export that was not there."""
+    export = tmp_path / "not-delivered-tonight.csv"
+    source = {"connector": "csv", "mapping": DEMO_SOURCE["mapping"], "options": {"path": str(export)},
+              "schedule": "04:15"}
+    runtime = Runtime(make_settings(tmp_path, sqlite_url, sources={"demo": source}))
+    try:
+        jobs = {job.job_id: job for job in build_jobs(runtime, tmp_path)}
+        with caplog.at_level(logging.INFO):
+            jobs["sync:demo"].func()
+        with runtime.db.read() as session:
+            [run] = sync_history.recent_runs(session, source="demo")
+    finally:
+        runtime.close()
+    assert run.status == "failed" and "not-delivered-tonight.csv" in run.reason
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == [f"sync demo run {run.run_id} {run.reason}"]
+    assert errors[0].exc_info is None
