@@ -92,7 +92,7 @@ class Vault:
         if not encryption_keys:
             raise KeysMissing(f"no encryption key: set {ENCRYPTION_KEYS_ENV}")
         self._key_material = (list(encryption_keys), blind_index_key)
-        self._fernets = [Fernet(key.encode("ascii")) for key in encryption_keys]
+        self._fernets = [_fernet(key, position) for position, key in enumerate(encryption_keys, start=1)]
         self._multi = MultiFernet(self._fernets)
         self._newest = self._fernets[0]
         self.hashes = KeyedHashes(blind_index_key)
@@ -146,6 +146,20 @@ class TokenKey(enum.Enum):
     NEWEST = "newest"
     OLDER = "older"  # key rotation rewrites it under the newest
     MISSING = "missing"  # no configured key reads it
+
+
+def _fernet(key: str, position: int) -> Fernet:
+    """The Fernet of the ``position``-th key in ``ADAPTER_ENCRYPTION_KEYS``; a key that is none (cut off in a
+    copy, or the blind-index key pasted in its place) is refused naming its place in the list, never its text:
+    the error reaches terminals and logs, and a mistyped key is still most of a key."""
+    try:
+        return Fernet(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):  # binascii.Error is a ValueError
+        pass
+    raise KeysMissing(f"key {position} in {ENCRYPTION_KEYS_ENV} is not an encryption key: each is 44 characters "
+                      "of URL-safe base64 as the first line of `stadspas-adapter keys generate` prints it, keys "
+                      "separated by commas, newest first. Copy it again from your secret store; nothing was read "
+                      "or written")
 
 
 def _opens(fernet: Fernet | MultiFernet, token: str) -> bool:

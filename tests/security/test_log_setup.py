@@ -173,3 +173,25 @@ def test_one_key_without_its_partner_is_refused_in_every_environment(tmp_path, s
     with pytest.raises(Exception, match=f"{only} is set but {other} is not"):
         create_app(settings=make_settings(tmp_path, sqlite_url, environment=environment))
     assert not (tmp_path / "var" / "dev-keys.json").exists()
+
+
+@pytest.mark.parametrize("mangled", [
+    "q9B2PXkHq1hXU2d0w3V0nlYk7Y1fI8JbK1ZrH8n",  # cut off in a copy
+    "q9B2PXkHq1hXU2d0w3V0nlYk7Y1fI8JbK1ZrH8nS1Yé=",  # a character no base64 has
+])
+def test_a_malformed_encryption_key_is_named_by_its_place_not_a_traceback(tmp_path, sqlite_url, monkeypatch, mangled):
+    """Every command and the service build their keys first: a key pasted wrong must say which one and what to
+    do, and never echo the key."""
+    from tests.conftest import TEST_ENCRYPTION_KEY
+
+    monkeypatch.setenv("ADAPTER_ENCRYPTION_KEYS", f"{TEST_ENCRYPTION_KEY},{mangled}")
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "keys", "check"])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit, result.output
+    assert "key 2 in ADAPTER_ENCRYPTION_KEYS is not an encryption key" in result.output
+    assert "keys generate" in result.output and "Traceback" not in result.output
+    assert mangled[:20] not in result.output and TEST_ENCRYPTION_KEY[:20] not in result.output
+    with pytest.raises(Exception, match="key 2 in ADAPTER_ENCRYPTION_KEYS is not an encryption key"):
+        create_app(settings=make_settings(tmp_path, sqlite_url, environment="production"))
