@@ -222,7 +222,7 @@ def vault_from_environment(data_dir: Path, *, development: bool) -> Vault:
 
 def _load_or_create_dev_keys(path: Path) -> dict:
     if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _read_dev_keys(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = {"encryption_keys": [generate_encryption_key()], "blind_index_key": generate_blind_index_key()}
     # Written readable by the owner only; these protect the demo data in var/.
@@ -230,6 +230,35 @@ def _load_or_create_dev_keys(path: Path) -> dict:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(keys, handle)
     return keys
+
+
+def _read_dev_keys(path: Path) -> dict:
+    """The dev keys in ``path``, or a refusal that says what to do. Never replaced by new ones: the demo data in
+    ``data_dir`` is encrypted under these, and new keys would leave it unreadable for good."""
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or type(exc).__name__}): check its owner and permissions"
+    except ValueError:  # not JSON, or not UTF-8. Its text is not shown: it quotes the file, which holds keys
+        problem = "is not the JSON this adapter writes there"
+    else:
+        if _usable_dev_keys(keys):
+            return keys
+        problem = "does not hold the keys this adapter writes there"
+    raise KeysMissing(f"the development keys file {path} {problem}. The demo data in {path.parent} is encrypted "
+                      "with the keys it held: put the file back as it was, or, if that folder holds demo data only, "
+                      "delete the file and the database beside it and run `make run` again for new demo data")
+
+
+def _usable_dev_keys(keys: object) -> bool:
+    if not (isinstance(keys, dict) and isinstance(keys.get("encryption_keys"), list)
+            and isinstance(keys.get("blind_index_key"), str)):
+        return False
+    try:
+        Vault(keys["encryption_keys"], keys["blind_index_key"])
+    except (KeysMissing, AttributeError):  # AttributeError: a key that is no text
+        return False
+    return True
 
 
 def _decode_index_key(text: str) -> bytes:

@@ -195,3 +195,38 @@ def test_a_malformed_encryption_key_is_named_by_its_place_not_a_traceback(tmp_pa
     assert mangled[:20] not in result.output and TEST_ENCRYPTION_KEY[:20] not in result.output
     with pytest.raises(Exception, match="key 2 in ADAPTER_ENCRYPTION_KEYS is not an encryption key"):
         create_app(settings=make_settings(tmp_path, sqlite_url, environment="production"))
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ('{"encryption_keys": ', "is not the JSON this adapter writes there"),  # cut off
+    ("{}", "does not hold the keys this adapter writes there"),
+    ('{"encryption_keys": ["not-a-key"], "blind_index_key": "x"}', "does not hold the keys"),
+    (None, "cannot be read (Permission denied): check its owner and permissions"),
+])
+def test_a_broken_dev_keys_file_is_refused_with_what_to_do_not_a_traceback(tmp_path, sqlite_url, monkeypatch,
+                                                                          content, said):
+    """Not replaced either: the demo data beside it is encrypted with the keys it held."""
+    monkeypatch.delenv("ADAPTER_ENCRYPTION_KEYS")
+    monkeypatch.delenv("ADAPTER_BLIND_INDEX_KEY")
+    keys_file = tmp_path / "var" / "dev-keys.json"
+    keys_file.parent.mkdir()
+    written = content or '{"encryption_keys": ["secret"]}'
+    keys_file.write_text(written, encoding="utf-8")
+    if content is None:  # the tests may run as root, whom no file mode stops
+        real_read_text = type(keys_file).read_text
+
+        def unreadable(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if path.name == "dev-keys.json":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_read_text(path, *args, **kwargs)
+
+        monkeypatch.setattr(type(keys_file), "read_text", unreadable)
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "development", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "keys", "check"])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit, result.output
+    assert f"the development keys file {keys_file} {said}" in result.output
+    assert "put the file back" in result.output and "Traceback" not in result.output
+    assert "not-a-key" not in result.output and "secret" not in result.output
+    assert keys_file.read_bytes() == written.encode()  # left as it was, not replaced by new keys
