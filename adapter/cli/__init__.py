@@ -74,7 +74,7 @@ class _AdapterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            explained = explain_database_error(exc)
+            explained = explain_database_error(exc) or explain_key_error(exc)
             if explained:
                 raise click.ClickException(explained) from None
             raise
@@ -93,6 +93,19 @@ def explain_database_error(error: Exception) -> str | None:
                 "file locked for longer than this command waits (60 s); run the command again once that process "
                 "has finished (what this command had not committed yet was not changed)")
     return None
+
+
+def explain_key_error(error: Exception) -> str | None:
+    """What an operator can do about a stored value no configured key opens (a command that reads personal data,
+    say a report, after the key it was written with left ADAPTER_ENCRYPTION_KEYS, or on a database restored from
+    before a rotation); None for any other error."""
+    fernet = sys.modules.get("cryptography.fernet")  # imported by whatever decrypted, like sqlalchemy.exc above
+    if fernet is None or not isinstance(error, fernet.InvalidToken):
+        return None
+    return ((str(error) or "a stored value cannot be decrypted with any configured key") +
+            ". A database restored from a backup made before a key rotation needs the key of that time: put it "
+            "back in ADAPTER_ENCRYPTION_KEYS, after the newest, then run `stadspas-adapter keys rotate`. "
+            "`stadspas-adapter keys check` counts the rows no configured key reads")
 
 
 def _database_error(error: Exception) -> bool:

@@ -21,6 +21,7 @@ from adapter.db import Database
 from adapter.models import Cardholder, Household
 from adapter.personal import PersonalFields, open_sealed, seal
 from tests.conftest import TEST_BLIND_INDEX_KEY
+from tests.factories import child_with_budget
 from tests.security.people import add_cardholders, person, personal_fields
 
 KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -229,4 +230,22 @@ def test_keys_check_names_a_blind_index_key_the_rows_were_not_indexed_with(tmp_p
     monkeypatch.setenv(BLIND_INDEX_KEY_ENV, TEST_BLIND_INDEX_KEY)
     same = runner.invoke(cli, ["--config", str(config), "keys", "check"])
     assert same.exit_code == 0, same.output
+    db.dispose()
+
+
+def test_a_report_over_rows_no_configured_key_opens_says_what_to_do_not_a_traceback(tmp_path, database_url,
+                                                                                   monkeypatch):
+    # A database restored from a backup made before a rotation, once the old key was removed: every command
+    # that reads personal data (here the uptake report, which reads birth dates) meets tokens it cannot open.
+    db = Database(database_url)
+    child_with_budget(db, _vault(KEY_1))
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_2)
+
+    reported = CliRunner().invoke(cli, ["--config", str(config), "report", "uptake", "--period", "2026"])
+    assert reported.exit_code == 1 and reported.exception.__class__ is SystemExit, reported.output
+    assert "cannot be decrypted with any configured key" in reported.output
+    assert "backup made before a key rotation" in reported.output and "keys check" in reported.output
     db.dispose()
