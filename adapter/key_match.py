@@ -35,7 +35,8 @@ KEY_CHANGED = (f"{BLIND_INDEX_KEY_ENV} is not the key the stored cardholders wer
                "(it leaked), run the sync once with --force: it indexes every cardholder again under the new key")
 
 ENCRYPTION_KEY_MISSING = (f"stored cardholders cannot be read with any key in {ENCRYPTION_KEYS_ENV}: the key they were "
-                          "written with is missing (a new key pair instead of the stored one, or a lost "
+                          "written with is missing (a new key pair instead of the stored one, a database restored "
+                          "from a backup made before a key rotation whose old key was since removed, or a lost "
                           "var/dev-keys.json in development). Put that key back, after the newest, and run again; "
                           "`stadspas-adapter keys check` counts the rows")
 

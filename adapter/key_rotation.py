@@ -66,7 +66,8 @@ class UnreadableRows(Exception):
 
 
 UNREADABLE_ADVICE = ("cannot be read with any key in ADAPTER_ENCRYPTION_KEYS: the key they were written with is "
-                     "missing (a new key pair instead of the stored one, or a lost var/dev-keys.json in "
+                     "missing (a new key pair instead of the stored one, a database restored from a backup made "
+                     "before a key rotation whose old key was since removed, or a lost var/dev-keys.json in "
                      "development). Put that key back, after the newest; `keys rotate` cannot rewrite what it "
                      "cannot read")
 
