@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from adapter import audit, ledger, retention
 from adapter.cli import cli
@@ -113,6 +113,48 @@ def test_cli_retention_apply(tmp_path, sqlite_url, vault):
     done = runner.invoke(cli, ["--config", str(config), "retention", "apply"])
     assert done.exit_code == 0 and "pseudonymised 1 cardholder(s), 1 pass(es), 1 household(s)" in done.output
     db.dispose()
+
+
+def _many_households(db: Database, households: int, members: int, kept_active_in: int) -> None:
+    """``households`` households of ``members`` cardholders with a pass each, all long gone except one member in
+    each of the first ``kept_active_in`` households."""
+    gone_at = NOW - timedelta(days=3 * 365)
+    with db.write() as session:
+        session.execute(Household.__table__.insert(), [
+            {"id": household, "source": "bulk", "source_key": f"H{household}", "created_at": NOW, "updated_at": NOW}
+            for household in range(1, households + 1)])
+        holders = [{"id": household * members + member, "household_id": household, "source": "bulk",
+                    "source_key": f"C{household}-{member}", "personal_encrypted": "token", "bsn_index": None,
+                    "status": HolderStatus.ACTIVE if household <= kept_active_in and member == 0
+                    else HolderStatus.INACTIVE,
+                    "deactivated_at": None if household <= kept_active_in and member == 0 else gone_at,
+                    "created_at": NOW, "updated_at": NOW}
+                   for household in range(1, households + 1) for member in range(members)]
+        session.execute(Cardholder.__table__.insert(), holders)
+        session.execute(Pass.__table__.insert(), [
+            {"id": holder["id"], "cardholder_id": holder["id"], "pass_number": f"64000000{holder['id']:08d}",
+             "status": "active", "created_at": NOW, "updated_at": NOW} for holder in holders])
+
+
+def test_a_dry_run_counts_any_number_of_due_cardholders_in_the_database(tmp_path, db):
+    """The first run in a large city finds tens of thousands due: PostgreSQL takes at most 65,535 parameters in one
+    statement, so the dry run must not send their ids back to it (it did, and stopped with a traceback)."""
+    _many_households(db, households=400, members=3, kept_active_in=100)
+    settings = make_settings(tmp_path, db.url)
+    parameters_sent: list[int] = []
+
+    def count_parameters(_conn, _cursor, _statement, parameters, _context, _executemany):  # type: ignore[no-untyped-def]
+        parameters_sent.append(len(parameters or ()))
+
+    event.listen(db.engine, "before_cursor_execute", count_parameters)
+    try:
+        dry = retention.apply(db, settings, NOW, dry_run=True)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_parameters)
+    assert max(parameters_sent) < 100, parameters_sent  # not one per due cardholder
+    done = retention.apply(db, settings, NOW)
+    assert (dry.cardholders, dry.passes, dry.households) == (done.cardholders, done.passes, done.households) \
+        == (1100, 1100, 300)
 
 
 def _old_request(db: Database, vault, child, merchant, key: str, at: datetime) -> None:
