@@ -19,6 +19,7 @@ consistent on its own, and BEGIN and ROLLBACK would be two round trips more.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -125,8 +126,9 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
         ping_when_idle(engine)
         return engine
 
-    if parsed.database and parsed.database != ":memory:":
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_owner_only(Path(parsed.database))
     engine = create_engine(url, echo=echo, hide_parameters=True,
                            connect_args={"timeout": 60, "check_same_thread": False})
 
@@ -157,6 +159,17 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _create_owner_only(database_file: Path) -> None:
+    """Create a new SQLite database file readable and writable by its owner alone (an existing one is left as
+    it is). It holds full pass numbers, blind indexes and the sealed personal data, and SQLite would otherwise
+    create it by the umask, commonly readable by every account on the machine; its write-ahead log and
+    shared-memory files take the database file's mode. As ``dev-keys.json`` beside it."""
+    try:
+        os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def ping_when_idle(engine: Engine) -> None:

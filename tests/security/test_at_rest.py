@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from adapter import migrate
 from adapter.db import Database
 from adapter.demo import load_demo
 from adapter.runtime import Runtime
@@ -73,3 +74,25 @@ def test_the_file_scan_sees_clear_text_when_there_is_some(sqlite_url):
                            "VALUES ('careless', 'de Vries ' || '999993926', '2026-01-01', '2026-01-01')")
     blob = Path(path).read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
     assert find_personal_data_at_rest(blob) == ["BSN 999993926", "surname 'de Vries'", "surname 'Vries'"]
+
+
+def test_a_new_sqlite_database_and_its_log_are_readable_by_their_owner_alone(tmp_path, vault):
+    """They hold full pass numbers and the sealed personal data; the umask would let every account read them."""
+    made = tmp_path / "var" / "adapter.db"
+    db = Database(f"sqlite:///{made}")
+    try:
+        migrate.upgrade(db)
+        add_cardholders(db, vault, 2)
+        with db.engine.connect() as connection:  # the log holds what was written until a check-point
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            files = [made, made.with_name("adapter.db-wal"), made.with_name("adapter.db-shm")]
+            assert [(path.name, path.stat().st_mode & 0o077) for path in files] == \
+                [(path.name, 0) for path in files]
+    finally:
+        db.dispose()
+
+    existing = tmp_path / "existing.db"  # one made before, or by the operator: its mode is theirs
+    existing.touch(mode=0o640)
+    existing.chmod(0o640)
+    Database(f"sqlite:///{existing}").dispose()
+    assert existing.stat().st_mode & 0o777 == 0o640
