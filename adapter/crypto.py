@@ -97,6 +97,11 @@ class Vault:
         self._newest = self._fernets[0]
         self.hashes = KeyedHashes(blind_index_key)
 
+    @property
+    def key_count(self) -> int:
+        """How many encryption keys are configured (the newest first)."""
+        return len(self._fernets)
+
     def key_material(self) -> tuple[list[str], str]:
         """The keys this vault was made from: ``Vault(*key_material())`` is the same vault. Only for
         handing to a worker process of our own through its pipe; never write them anywhere."""

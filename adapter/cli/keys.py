@@ -74,4 +74,14 @@ def keys_check(cli: CliContext) -> None:
     if stale:
         raise click.ClickException(f"{stale} row(s) still need an old key: run `stadspas-adapter keys rotate` "
                                    "and do not remove old keys from ADAPTER_ENCRYPTION_KEYS yet")
-    click.echo("every row is under the newest key: older keys may be removed from ADAPTER_ENCRYPTION_KEYS")
+    click.echo(_all_under_the_first_key(cli.vault.key_count))
+
+
+def _all_under_the_first_key(key_count: int) -> str:
+    """Which keys may go, by place: a new key added after the old ones instead of before them leaves every row
+    under the old one, which must then stay."""
+    if key_count == 1:
+        return "every row is under the one key in ADAPTER_ENCRYPTION_KEYS"
+    return (f"every row is under the first key in ADAPTER_ENCRYPTION_KEYS: the {key_count - 1} after it may be "
+            "removed. Keep the first, which reads every row; if it is not the new key you meant to rotate to, put "
+            "the new key first and run `stadspas-adapter keys rotate`")

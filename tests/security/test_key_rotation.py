@@ -91,9 +91,29 @@ def test_cli_rotate_and_check(tmp_path, database_url, monkeypatch):
     assert "cardholders: 6 row(s) examined, 6 rewritten" in rotated.stderr  # progress, batch by batch
     assert "rotated: 7 of 7 row(s) rewritten" in rotated.stdout
 
+    rotated_check = runner.invoke(cli, ["--config", str(config), "keys", "check"])
+    assert rotated_check.exit_code == 0
+    assert "every row is under the first key in ADAPTER_ENCRYPTION_KEYS: the 1 after it may be removed" \
+        in rotated_check.output
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_2)
     after = runner.invoke(cli, ["--config", str(config), "keys", "check"])
-    assert after.exit_code == 0 and "older keys may be removed" in after.output
+    assert after.exit_code == 0 and "every row is under the one key in ADAPTER_ENCRYPTION_KEYS" in after.output
+    db.dispose()
+
+
+def test_keys_check_after_a_new_key_was_put_last_says_to_keep_the_first(tmp_path, database_url, monkeypatch):
+    # The new key added after the old one: nothing is under an old key, so check passes; it must not invite
+    # removing "the old key" by that name, which is the one every row needs.
+    db = Database(database_url)
+    add_cardholders(db, _vault(KEY_1), 3)
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"{KEY_1},{KEY_2}")
+    checked = CliRunner().invoke(cli, ["--config", str(config), "keys", "check"])
+    assert checked.exit_code == 0
+    assert "older keys may be removed" not in checked.output
+    assert "Keep the first, which reads every row" in checked.output and "put the new key first" in checked.output
     db.dispose()
 
 
