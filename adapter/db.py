@@ -94,8 +94,10 @@ class Database:
         copies the log into the database and empties it. It waits for readers (a counter's request, briefly),
         and reports False when one kept it from finishing; the next check-point then does it.
         PostgreSQL keeps a changed row's old version in its table and indexes until a VACUUM, which this runs;
-        False when an open snapshot kept some (the next VACUUM removes them). Its write-ahead log and backups
-        keep them for as long as the server keeps those (README, privacy).
+        False when an open snapshot kept some (the next VACUUM removes them). No query returns them after it,
+        but a plain VACUUM leaves their bytes in the free space of the table's files until new rows reuse it;
+        only a rewrite (VACUUM FULL, which locks the table) removes them from the files (README, privacy). Its
+        write-ahead log and backups keep them for as long as the server keeps those.
         """
         if self.is_sqlite:
             with self.engine.connect() as connection:
