@@ -69,3 +69,23 @@ def stored_keys_problem(session: Session, vault: Vault, source: str | None = Non
             return None
         mismatched += 1
     return KEY_CHANGED if mismatched else None
+
+
+def keys_open_none(session: Session, vault: Vault) -> bool:
+    """Whether active cardholders are stored and no configured encryption key opens any of the few looked at: the
+    keys are not this database's (a new pair, another installation's), and every balance check would fail. One
+    unreadable row among readable ones is that row's matter (``keys check`` counts them), not the whole service's."""
+    query = (select(Cardholder.personal_encrypted)
+             .where(Cardholder.personal_encrypted.is_not(None), Cardholder.status == HolderStatus.ACTIVE)
+             .order_by(Cardholder.id).limit(SAMPLE))
+    looked_at = 0
+    for (token,) in session.execute(query):
+        looked_at += 1
+        try:
+            open_sealed(vault, token)
+        except InvalidToken:
+            continue
+        except UnreadablePersonalData:
+            pass  # opened, but not personal fields: the key is right
+        return False
+    return looked_at > 0

@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from adapter import migrate
 from adapter.api.problems import problem
+from adapter.key_match import keys_open_none
 from adapter.limits import UNAVAILABLE_RETRY_AFTER_SECONDS, LimitsUnavailable
 
 blueprint = Blueprint("health", __name__)
@@ -23,9 +24,11 @@ def health():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/ready")
 def ready():  # type: ignore[no-untyped-def]
-    """The database answers, its schema is the one this code expects, and Redis answers when the limits are
-    counted there (without it every look-up is refused: ``adapter.limits.LimitsUnavailable``)."""
-    database = current_app.extensions["adapter_runtime"].db
+    """The database answers, its schema is the one this code expects, this server's encryption keys open the stored
+    cardholders, and Redis answers when the limits are counted there (without it every look-up is refused:
+    ``adapter.limits.LimitsUnavailable``)."""
+    runtime = current_app.extensions["adapter_runtime"]
+    database = runtime.db
     try:
         with database.read() as session:
             session.execute(text("SELECT 1"))
@@ -49,4 +52,15 @@ def ready():  # type: ignore[no-untyped-def]
     if not current:
         raise problem("migrations_pending", "Het databaseschema is niet actueel. Voer `stadspas-adapter db upgrade` "
                                             "uit.", headers=_ASK_AGAIN)
+    with database.read() as session:
+        keys_wrong = keys_open_none(session, runtime.vault)
+    if keys_wrong:
+        # A host started with another installation's keys (or a new pair) answered ready, and then a 500 to every
+        # balance check the load balancer sent it.
+        current_app.logger.warning("readiness check: the configured encryption keys open none of the stored "
+                                   "cardholders")
+        raise problem("keys_unusable", "De sleutels van deze server (ADAPTER_ENCRYPTION_KEYS) openen de opgeslagen "
+                                       "gegevens niet, dus elke saldocheck zou mislukken. Geef deze server dezelfde "
+                                       "sleutels als de andere servers en start hem opnieuw; `stadspas-adapter keys "
+                                       "check` zegt meer.", headers=_ASK_AGAIN)
     return jsonify(status="ready")

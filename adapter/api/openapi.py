@@ -49,8 +49,10 @@ _BODY_PROBLEMS = ("invalid_request", "body_too_large", "unsupported_media_type")
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/health", "getHealth", "The process answers (the database is not touched).",
               (200, schemas.HealthStatus), authenticated=False),
-    Operation("get", "/v1/ready", "getReady", "The database answers and its schema is current.",
-              (200, schemas.ReadyStatus), ("database_unavailable", "migrations_pending", "limits_unavailable"),
+    Operation("get", "/v1/ready", "getReady",
+              "The database answers, its schema is current and this server's keys open the stored data.",
+              (200, schemas.ReadyStatus),
+              ("database_unavailable", "migrations_pending", "limits_unavailable", "keys_unusable"),
               authenticated=False),
     Operation("get", "/v1/openapi.json", "getOpenApi", "This document.", (200, None), authenticated=False),
     Operation("post", "/v1/balance-checks", "checkBalance",

@@ -40,6 +40,7 @@ CODES: dict[str, tuple[int, str]] = {
     "database_unavailable": (503, "Dienst niet beschikbaar"),
     "migrations_pending": (503, "Dienst niet beschikbaar"),
     "limits_unavailable": (503, "Dienst niet beschikbaar"),
+    "keys_unusable": (503, "Dienst niet beschikbaar"),
 }
 
 

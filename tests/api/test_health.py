@@ -56,3 +56,26 @@ def test_ready_on_an_older_host_says_to_install_the_newer_version_not_to_migrate
     response = create_app(settings=make_settings(tmp_path, sqlite_url)).test_client().get("/v1/ready")
     assert response.status_code == 503 and response.get_json()["code"] == "migrations_pending"
     assert "nieuwer" in response.get_json()["detail"] and "db upgrade" not in response.get_json()["detail"]
+
+
+def test_ready_says_when_this_servers_keys_open_none_of_the_stored_cardholders(tmp_path, database_url, vault):
+    """A host started with another installation's keys answered ready, then a 500 to every balance check the load
+    balancer sent it. One unreadable row among readable ones is that row's matter, not the whole service's."""
+    from adapter.crypto import Vault, generate_blind_index_key, generate_encryption_key
+    from tests import factories
+
+    client = create_app(settings=make_settings(tmp_path, database_url)).test_client()
+    db = Database(database_url)
+    try:
+        assert client.get("/v1/ready").status_code == 200  # nothing stored yet: nothing to open
+        elsewhere = Vault([generate_encryption_key()], generate_blind_index_key())  # another installation's
+        factories.child_with_budget(db, elsewhere)
+        response = client.get("/v1/ready")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+        body = response.get_json()
+        assert body["code"] == "keys_unusable" and "ADAPTER_ENCRYPTION_KEYS" in body["detail"]
+        assert "keys check" in body["detail"]
+        factories.child_with_budget(db, vault, bsn=factories.TEST_BSNS[1])
+        assert client.get("/v1/ready").status_code == 200
+    finally:
+        db.dispose()

@@ -161,6 +161,14 @@ def _migrations_pending(api, monkeypatch):  # type: ignore[no-untyped-def]
     return empty.client.get("/v1/ready")
 
 
+def _keys_unusable(api, monkeypatch):  # type: ignore[no-untyped-def]
+    from adapter.crypto import Vault, generate_blind_index_key, generate_encryption_key
+    from tests import factories
+
+    factories.child_with_budget(api.db, Vault([generate_encryption_key()], generate_blind_index_key()))
+    return api.client.get("/v1/ready")
+
+
 def _limits_unavailable(api, monkeypatch):  # type: ignore[no-untyped-def]
     from adapter.limits import RedisLimiter
     from tests.api.live_server import free_port
