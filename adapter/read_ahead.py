@@ -41,6 +41,7 @@ format, nor a warning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import pickle
@@ -322,10 +323,18 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
                 last_sent = time.monotonic()
         send((_RECORDS, chunk))
         send((_DONE, None))
+    except _NO_ONE_LISTENS:
+        # The sync that started this worker is gone (killed, by the OOM killer say): there is no one left to tell,
+        # and what multiprocessing would print instead is a traceback on stderr, outside every redacting handler.
+        return
     except BaseException as exc:  # noqa: BLE001 - every failure is the engine's to report
-        send((_FAILED, (_crossable(exc), traceback.format_exc())))
+        with contextlib.suppress(*_NO_ONE_LISTENS):
+            send((_FAILED, (_crossable(exc), traceback.format_exc())))
     finally:
         sending.close()
+
+
+_NO_ONE_LISTENS = (BrokenPipeError, ConnectionResetError)
 
 
 def _crossable(exc: BaseException) -> BaseException | tuple[str, str]:

@@ -523,3 +523,32 @@ def test_only_a_first_load_has_the_worker_digest_the_records(sqlite_url, vault, 
     finally:
         db.dispose()
     assert [digest_with for _read_ahead, digest_with in started] == [vault.hashes, None]
+
+
+_ORPHANED_WORKER = """
+import logging, multiprocessing
+from adapter.read_ahead import _read_in_worker
+from adapter.records import RejectedRecord
+
+class Lines:
+    def open(self):
+        for number in range(10_000):
+            yield RejectedRecord(source_key=f"line {number}")
+
+receiving, sending = multiprocessing.Pipe(duplex=False)
+receiving.close()  # the sync that started the worker was killed
+_read_in_worker(Lines(), sending, 10, 60.0, logging.INFO, None)
+"""
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_a_worker_whose_sync_was_killed_ends_quietly_not_with_a_traceback_on_stderr(failing):
+    """Its stderr is outside every redacting handler: with the sync gone (SIGKILL, the OOM killer), sending the next
+    chunk, or the failure, broke the pipe and multiprocessing printed the traceback there."""
+    import subprocess
+    import sys
+
+    script = _ORPHANED_WORKER.replace("range(10_000)", "range(10_000) if not 1 / 0 else ()") if failing \
+        else _ORPHANED_WORKER
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert (ended.returncode, ended.stderr) == (0, "")
