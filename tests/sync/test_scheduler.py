@@ -240,3 +240,44 @@ def test_an_enabled_source_without_a_schedule_is_named_at_start(tmp_path, caplog
     assert warnings == ['source gemeente has no schedule, so this scheduler never syncs it; to sync it nightly set '
                         'sources.gemeente.schedule (e.g. "04:15") and restart the scheduler, or run '
                         '`stadspas-adapter sync gemeente` yourself']
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_two_sources_due_at_once_sync_one_after_the_other_on_sqlite_and_side_by_side_on_postgres(
+        tmp_path, database_url, monkeypatch):
+    """A sync writes in one transaction, holding SQLite's one write lock to its end: the second source's sync, due
+    the same minute, waited for it, and past the 60 s a write waits (a big city's first load) failed the night."""
+    import adapter.scheduler
+
+    monkeypatch.setattr("adapter.scheduler.dst_problem", lambda *_: None)  # any hour of the day the test runs at
+    due = (datetime.now(AMSTERDAM) - timedelta(minutes=3)).strftime("%H:%M")
+    sources = {name: {"connector": "csv", "mapping": "m.yaml", "schedule": due} for name in ("north", "south")}
+    runtime = Runtime(make_settings(tmp_path, database_url, sources=sources))
+    lock = threading.Lock()
+    at_once, most_at_once, synced = [0], [0], []
+
+    def a_sync_of(_runtime, source_name, _base_dir):
+        def job() -> None:
+            with lock:
+                at_once[0] += 1
+                most_at_once[0] = max(most_at_once[0], at_once[0])
+            time.sleep(0.5)
+            with lock:
+                at_once[0] -= 1
+                synced.append(source_name)
+        return job
+
+    monkeypatch.setattr(adapter.scheduler, "_sync_job", a_sync_of)
+    scheduler = build_scheduler(runtime, tmp_path)
+    running = threading.Thread(target=scheduler.start, daemon=True)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(synced) < 2:
+            time.sleep(0.1)
+    finally:
+        scheduler.shutdown(wait=True)
+        running.join(10)
+        runtime.close()
+    assert sorted(synced) == ["north", "south"]
+    assert most_at_once[0] == (1 if database_url.startswith("sqlite") else 2)
