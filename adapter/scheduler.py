@@ -137,9 +137,10 @@ def build_jobs(runtime: Runtime, base_dir: Path | None = None) -> list[JobSpec]:
 
 
 def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetime | None = None,
-                    running: set[str] | None = None) -> BlockingScheduler:
+                    running: set[str] | None = None, stopping: threading.Event | None = None) -> BlockingScheduler:
     """The scheduler with every job; a job missed while it was not running (``missed_run``) runs at start.
-    ``running``: holds the ids of the jobs running at any moment, for the stop to name them."""
+    ``running``: holds the ids of the jobs running at any moment, for the stop to name them; once ``stopping`` is
+    set, a job whose turn comes does not start."""
     scheduler = BlockingScheduler(timezone=AMSTERDAM, job_defaults=JOB_DEFAULTS, executors=_executors(runtime))
     now = now or datetime.now(AMSTERDAM)
     for name in unscheduled_sources(runtime):
@@ -150,7 +151,7 @@ def build_scheduler(runtime: Runtime, base_dir: Path | None = None, now: datetim
         missed = missed_run(runtime, job, now)
         # Without next_run_time APScheduler takes the trigger's next time after its start, tomorrow's.
         first_run = {"next_run_time": missed} if missed is not None else {}
-        func = job.func if running is None else _noted_while_running(job.job_id, job.func, running)
+        func = job.func if running is None else _noted_while_running(job.job_id, job.func, running, stopping)
         scheduler.add_job(func, job.trigger, id=job.job_id, name=job.description, replace_existing=True,
                           **first_run)
     return scheduler
@@ -175,8 +176,13 @@ def unscheduled_sources(runtime: Runtime) -> list[str]:
             if source.enabled and source.schedule is None]
 
 
-def _noted_while_running(job_id: str, func: Callable[[], object], running: set[str]) -> Callable[[], None]:
+def _noted_while_running(job_id: str, func: Callable[[], object], running: set[str],
+                         stopping: threading.Event | None = None) -> Callable[[], None]:
     def job() -> None:
+        if stopping is not None and stopping.is_set():
+            # Queued behind a running one (on SQLite one job runs at a time) when the stop came: it does not start.
+            log.info("%s not started: the scheduler is stopping", job_id)
+            return
         running.add(job_id)
         try:
             func()
@@ -219,7 +225,8 @@ def missed_run(runtime: Runtime, job: JobSpec, now: datetime) -> datetime | None
 def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
     """Run until SIGTERM or Ctrl+C (in the main thread: it sets the SIGTERM handler)."""
     running: set[str] = set()
-    scheduler = build_scheduler(runtime, base_dir, running=running)
+    stopping = threading.Event()
+    scheduler = build_scheduler(runtime, base_dir, running=running, stopping=stopping)
     for job in scheduler.get_jobs():
         missed = getattr(job, "next_run_time", None)
         if missed is not None:
@@ -238,7 +245,7 @@ def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
         while loop.is_alive():
             loop.join(0.5)
     except KeyboardInterrupt:  # Ctrl+C, or SIGTERM through _interrupt
-        _stop(scheduler, loop, running)
+        _stop(scheduler, loop, running, stopping)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -248,8 +255,9 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _stop(scheduler: BlockingScheduler, loop: threading.Thread, running: set[str]) -> None:
+def _stop(scheduler: BlockingScheduler, loop: threading.Thread, running: set[str], stopping: threading.Event) -> None:
     """Start no job any more, let the running ones finish, and say so."""
+    stopping.set()
     # A second signal while waiting ends the process at once (the operating system's default for both).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)

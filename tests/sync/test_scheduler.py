@@ -281,3 +281,20 @@ def test_two_sources_due_at_once_sync_one_after_the_other_on_sqlite_and_side_by_
         runtime.close()
     assert sorted(synced) == ["north", "south"]
     assert most_at_once[0] == (1 if database_url.startswith("sqlite") else 2)
+
+
+def test_a_job_whose_turn_comes_after_the_stop_does_not_start(caplog):
+    """On SQLite one job runs at a time: a second one due at the same minute waits in the queue, and a SIGTERM while
+    the first runs must not start it once the first is done."""
+    import logging
+
+    from adapter.scheduler import _noted_while_running
+
+    ran, running, stopping = [], set(), threading.Event()
+    job = _noted_while_running("sync:south", lambda: ran.append("south"), running, stopping)
+    job()
+    stopping.set()
+    with caplog.at_level(logging.INFO, logger="adapter.scheduler"):
+        job()
+    assert ran == ["south"] and running == set()
+    assert "sync:south not started: the scheduler is stopping" in caplog.text
