@@ -9,7 +9,8 @@ time). A period read once it is over is whole; the README says so. Making the
 order exact would take a commit-ordered key (the writing transaction's id,
 listed only once older than every transaction still running). The position is handed out as an opaque
 cursor; the query is always limited to the asking merchant, so a cursor cannot
-reach another merchant's rows.
+reach another merchant's rows. It also holds the listing's ``from`` and ``to``: a till that follows
+``next_cursor`` alone (as the document says to) stays within the period it asked for.
 """
 
 from __future__ import annotations
@@ -63,12 +64,17 @@ def redemption_page(session: Session, merchant_id: int, *, created_from: datetim
     query = (select(Redemption, Budget.category, Pass.pass_number)
              .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
              .where(Redemption.merchant_id == merchant_id))
+    if cursor is not None:
+        after_created, after_id, cursor_from, cursor_before = decode_cursor(cursor)
+        # A bound the request leaves out is the listing's own: a till that reconciles yesterday and follows
+        # next_cursor alone must not get today's redemptions counted into yesterday.
+        created_from = created_from if created_from is not None else cursor_from
+        created_before = created_before if created_before is not None else cursor_before
     if created_from is not None:
         query = query.where(Redemption.created_at >= created_from)
     if created_before is not None:
         query = query.where(Redemption.created_at < created_before)
     if cursor is not None:
-        after_created, after_id = decode_cursor(cursor)
         query = query.where(or_(Redemption.created_at > after_created,
                                 and_(Redemption.created_at == after_created, Redemption.id > after_id)))
     rows = session.execute(query.order_by(Redemption.created_at, Redemption.id).limit(limit + 1)).all()
@@ -77,7 +83,8 @@ def redemption_page(session: Session, merchant_id: int, *, created_from: datetim
                             redemption.budget_id, category, pass_number_tail(pass_number), redemption.reference,
                             reversals.get(redemption.id, []))
              for redemption, category, pass_number in rows[:limit]]
-    next_cursor = encode_cursor(lines[-1].created_at, lines[-1].redemption_id) if len(rows) > limit else None
+    next_cursor = encode_cursor(lines[-1].created_at, lines[-1].redemption_id, created_from=created_from,
+                                created_before=created_before) if len(rows) > limit else None
     return Page(lines, next_cursor)
 
 
@@ -96,22 +103,44 @@ def find_redemption(session: Session, merchant_id: int, redemption_id: str) -> R
                           _reversals_of(session, [redemption.id]).get(redemption.id, []))
 
 
-def encode_cursor(created_at: datetime, redemption_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), redemption_id], separators=(",", ":")).encode()
+def encode_cursor(created_at: datetime, redemption_id: str, *, created_from: datetime | None = None,
+                  created_before: datetime | None = None) -> str:
+    """The position after (created_at, redemption_id) in a listing bounded by ``created_from`` and
+    ``created_before``."""
+    raw = json.dumps([created_at.isoformat(), redemption_id, _moment_text(created_from), _moment_text(created_before)],
+                     separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str, datetime | None, datetime | None]:
+    """(created_at, redemption_id, created_from, created_before). A cursor handed out before it held the
+    listing's bounds (two items) is still read, without them."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_text, redemption_id = json.loads(raw)
-        created_at = datetime.fromisoformat(created_text)
-        if created_at.tzinfo is None or not isinstance(redemption_id, str):
+        created_text, redemption_id, *bounds = json.loads(raw)
+        if not isinstance(redemption_id, str) or len(bounds) not in (0, 2):
             raise ValueError
-        # A made-up time whose UTC lies outside the calendar (0001-01-01T00:00+14:00) would fail in the query.
-        return created_at.astimezone(timezone.utc), redemption_id
+        created_from, created_before = (_utc_moment(text) for text in bounds) if bounds else (None, None)
+        created_at = _utc_moment(created_text)
+        if created_at is None:
+            raise ValueError
+        return created_at, redemption_id, created_from, created_before
     except (ValueError, TypeError, OverflowError):
         raise BadCursor("not a cursor from this service") from None
+
+
+def _moment_text(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _utc_moment(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError
+    # A made-up time whose UTC lies outside the calendar (0001-01-01T00:00+14:00) would fail in the query.
+    return moment.astimezone(timezone.utc)
 
 
 def _reversals_of(session: Session, redemption_ids: list[str]) -> dict[str, list[ReversalLine]]:

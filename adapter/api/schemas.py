@@ -165,7 +165,9 @@ class RedemptionItem(_Answer):
 
 class RedemptionPage(_Answer):
     items: list[RedemptionItem]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page. It "
+                                                "keeps this listing's `from` and `to`: the next page needs only "
+                                                "the cursor.")
 
 
 class InvalidParam(_Answer):
@@ -203,7 +205,9 @@ class RedemptionQuery(BaseModel):
                                                description="Redemptions made at or after this moment.")
     created_before: AwareDatetime | None = Field(default=None, alias="to",
                                                  description="Redemptions made before this moment.")
-    cursor: str | None = Field(default=None, min_length=1, max_length=512)
+    cursor: str | None = Field(default=None, min_length=1, max_length=512,
+                               description="`next_cursor` of the page before. The listing keeps that page's "
+                                           "`from` and `to` unless given again.")
     limit: int = Field(default=50, ge=1, le=100)
 
     @field_validator("created_from", "created_before")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
@@ -212,3 +214,49 @@ def test_a_redemption_id_with_a_nul_byte_is_an_unknown_redemption_not_a_500(tmp_
         assert api.balance_cents(child.budget_id) == 3_000
     finally:
         api.db.dispose()
+
+
+def test_following_next_cursor_alone_stays_within_the_period_asked_for(api):
+    """A till reconciling one period asks for it once and then follows next_cursor, as the document says: the
+    pages after the first must not run past its `to` (or before its `from`), or the day's total takes in
+    redemptions of another day."""
+    child = api.child(amount_cents=10_000)
+    key = api.shop()
+    ids = [_redeemed(api, key, child, 100 + n) for n in range(6)]
+    with api.db.write() as session:
+        for minute, redemption_id in enumerate(ids):
+            session.execute(update(Redemption).where(Redemption.id == redemption_id)
+                            .values(created_at=datetime(2026, 3, 1, 12, minute, tzinfo=timezone.utc)))
+    period = {"from": "2026-03-01T12:01:00Z", "to": "2026-03-01T12:05:00Z"}
+
+    seen, query = [], {"limit": 1, **period}
+    while True:
+        page = api.client.get("/v1/redemptions", query_string=query, headers={"Authorization": f"Bearer {key}"})
+        assert page.status_code == 200
+        seen.extend(item["redemption_id"] for item in page.get_json()["items"])
+        if page.get_json()["next_cursor"] is None:
+            break
+        query = {"limit": 1, "cursor": page.get_json()["next_cursor"]}
+    assert seen == ids[1:5]
+
+    # Given again with the cursor, the bounds are the request's own, as before.
+    first = api.client.get("/v1/redemptions", query_string={"limit": 1, **period},
+                           headers={"Authorization": f"Bearer {key}"}).get_json()
+    wider = api.client.get("/v1/redemptions", query_string={"cursor": first["next_cursor"],
+                                                            "to": "2026-03-01T13:00:00Z"},
+                           headers={"Authorization": f"Bearer {key}"}).get_json()
+    assert [item["redemption_id"] for item in wider["items"]] == ids[2:]
+
+
+def test_a_cursor_handed_out_before_it_held_the_period_still_pages(api):
+    child = api.child(amount_cents=10_000)
+    key = api.shop()
+    ids = [_redeemed(api, key, child, 100 + n) for n in range(3)]
+    with api.db.read() as session:
+        first = session.get(Redemption, ids[0])
+        old_style = base64.urlsafe_b64encode(
+            json.dumps([first.created_at.isoformat(), first.id]).encode()).decode().rstrip("=")
+    page = api.client.get("/v1/redemptions", query_string={"cursor": old_style},
+                          headers={"Authorization": f"Bearer {key}"})
+    assert page.status_code == 200
+    assert [item["redemption_id"] for item in page.get_json()["items"]] == ids[1:]
