@@ -19,6 +19,12 @@ from adapter.ratelimit import Verdict
 
 WINDOW_SECONDS = 60
 _TOO_MANY_UNUSABLE = "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd."
+# The limit is judged before the key's record is read, so it refuses a till's retry of a payment whose answer got
+# lost too: the till must not take the refusal for "unpaid" and start over under a new key (a second debit).
+_RETRY_WITH_THE_SAME_KEY = (" Met dit verzoek is niets afgeschreven, maar een eerdere poging met dezelfde "
+                            "Idempotency-Key kan wel gelukt zijn: stuur het na het wachten opnieuw met dezelfde "
+                            "Idempotency-Key, dan krijgt u het antwoord van die poging en wordt er nooit twee keer "
+                            "afgeschreven.")
 
 
 def limiter() -> Limiter:
@@ -32,15 +38,16 @@ def count_balance_check(merchant: Merchant) -> None:
                    "Te veel saldochecks met deze sleutel in korte tijd.")
 
 
-def unusable_passes_guard(merchant: Merchant) -> LookupGuard:
+def unusable_passes_guard(merchant: Merchant, *, idempotent: bool = False) -> LookupGuard:
     """Refuse once the key looked up too many unusable passes, judged before the pass, in the look-up's own
     statement (one round trip less than a separate read). Look-ups in flight at the moment the limit is reached
-    still finish: see ``adapter.limits`` for the bound."""
+    still finish: see ``adapter.limits`` for the bound. ``idempotent``: the request carries an Idempotency-Key,
+    and the refusal says how to retry it."""
     pending = limiter().peek_pending(unusable_passes_bucket(merchant.id), _limits().unknown_pass_lookups_per_minute,
                                      WINDOW_SECONDS)
 
     def judge(value: Any) -> None:
-        _refuse_unless(pending.verdict(value), _TOO_MANY_UNUSABLE)
+        _refuse_unless(pending.verdict(value), _TOO_MANY_UNUSABLE, after=_RETRY_WITH_THE_SAME_KEY if idempotent else "")
 
     return LookupGuard(pending.column, pending.params, judge)
 
@@ -49,10 +56,10 @@ def count_unusable_pass(merchant: Merchant) -> None:
     limiter().hit(unusable_passes_bucket(merchant.id), _limits().unknown_pass_lookups_per_minute, WINDOW_SECONDS)
 
 
-def _refuse_unless(verdict: Verdict, what: str) -> None:
+def _refuse_unless(verdict: Verdict, what: str, *, after: str = "") -> None:
     if not verdict.allowed:
         raise problem("rate_limited", f"{what} Wacht {verdict.retry_after_seconds} seconden en probeer het dan "
-                                      "opnieuw. Controleer of het pasnummer goed is ingevoerd.",
+                                      f"opnieuw. Controleer of het pasnummer goed is ingevoerd.{after}",
                       headers={"Retry-After": str(verdict.retry_after_seconds)},
                       retry_after_seconds=verdict.retry_after_seconds)
 

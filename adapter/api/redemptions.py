@@ -45,7 +45,7 @@ def create_redemption():  # type: ignore[no-untyped-def]
             idempotency_key=request.headers["Idempotency-Key"],
             fingerprint=fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body),
             expiry_grace_days=runtime().expiry_grace_days, in_progress_wait_ms=settings.api.idempotency_wait_ms,
-            guard=abuse.unusable_passes_guard(merchant))
+            guard=abuse.unusable_passes_guard(merchant, idempotent=True))
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

@@ -216,3 +216,22 @@ def test_a_retry_of_a_paid_redemption_while_redis_is_away_does_not_tell_the_till
     assert api.balance_cents(child.budget_id) == 4_500  # the first attempt was paid
     assert "dezelfde Idempotency-Key" in retry.get_json()["detail"]
     api.db.dispose()
+
+
+def test_a_retry_of_a_paid_redemption_refused_by_the_unusable_pass_limit_says_to_retry_with_the_same_key(
+        limited_api):  # type: ignore[no-untyped-def]
+    """The limit is judged before the key's record is read, so a till's retry of a paid sale whose answer got lost is
+    refused too once the shop scanned too many unusable passes. The answer must not let the till conclude the sale is
+    unpaid (and start over under a new key: a second debit), but say to retry later with the same key."""
+    api = limited_api
+    child, key = api.child(amount_cents=5_000), api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"}
+    assert api.redeem(key, body, key="till-1-bon-8").status_code == 201
+    assert [api.check(key, f"640000000000{n:02d}").status_code for n in range(10)] == [404] * 10
+
+    retry = api.redeem(key, body, key="till-1-bon-8")
+    assert retry.status_code == 429 and retry.get_json()["code"] == "rate_limited"
+    assert api.balance_cents(child.budget_id) == 4_500  # the first attempt was paid
+    assert "dezelfde Idempotency-Key" in retry.get_json()["detail"]
+    # A balance check has no key: its refusal says nothing of one.
+    assert "Idempotency-Key" not in api.check(key, child.pass_number).get_json()["detail"]
