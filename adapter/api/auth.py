@@ -28,17 +28,26 @@ def current_merchant() -> Merchant:
 def _authenticate() -> None:
     if request.method == "OPTIONS":
         return  # Flask's own answer, the methods the address takes: no key by design (a browser's preflight)
-    scheme, _, api_key = request.headers.get("Authorization", "").partition(" ")
+    header = request.headers.get("Authorization", "")
+    scheme, _, api_key = header.partition(" ")
     if scheme.lower() != "bearer" or not api_key.strip():
-        raise problem("unauthorized", "Geen API-sleutel meegestuurd. Stuur de header "
-                                      "'Authorization: Bearer <sleutel>' met de sleutel van uw winkel.",
-                      headers={"WWW-Authenticate": REALM})
+        raise problem("unauthorized", _no_bearer_key_detail(header), headers={"WWW-Authenticate": REALM})
     merchant = _merchant_for(api_key.strip())
     if merchant is None:
         raise problem("unauthorized", "Deze API-sleutel is onbekend, verlopen of ingetrokken. Controleer de "
                                       "sleutel in het kassasysteem of vraag de gemeente om een nieuwe.",
                       headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
     g.merchant = merchant
+
+
+def _no_bearer_key_detail(header: str) -> str:
+    if not header.strip():
+        return ("Geen API-sleutel meegestuurd. Stuur de header 'Authorization: Bearer <sleutel>' met de sleutel van "
+                "uw winkel.")
+    # A till that sends the bare key, or "Basic ...", did send something: "no key" would send its developer looking
+    # for a header that is there.
+    return ("De header Authorization heeft niet de vorm 'Bearer <sleutel>'. Zet 'Bearer ' (met een spatie) voor de "
+            "sleutel van uw winkel.")
 
 
 def _merchant_for(api_key: str) -> Merchant | None:

@@ -98,6 +98,12 @@ def test_keys_missing_wrong_rotated_and_disabled(api):
     child = api.child()
     missing = api.client.post("/v1/balance-checks", json={"pass_number": child.pass_number})
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == 'Bearer realm="stadspas-adapter"'
+    assert missing.get_json()["detail"].startswith("Geen API-sleutel meegestuurd.")
+    # The bare key, without its scheme, is a key sent in the wrong form, not a missing one.
+    bare = api.client.post("/v1/balance-checks", json={"pass_number": child.pass_number},
+                           headers={"Authorization": "spk_" + "x" * 43})
+    assert bare.status_code == 401 and bare.headers["WWW-Authenticate"] == 'Bearer realm="stadspas-adapter"'
+    assert "'Bearer '" in bare.get_json()["detail"] and "Geen API-sleutel" not in bare.get_json()["detail"]
     wrong = api.check("spk_" + "x" * 43, child.pass_number)
     assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
 
