@@ -11,6 +11,7 @@ validation context and written into the OpenAPI document by ``adapter.api.openap
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
@@ -196,6 +197,10 @@ class ReadyStatus(_Answer):
     status: Literal["ready"]
 
 
+# A time with its offset's '+' read as a space (12:00:00 01:00); a space between date and time is RFC 3339's own.
+_OFFSET_AFTER_A_SPACE = re.compile(r":\d\d(\.\d+)? \d\d(:?\d\d)?$")
+
+
 class RedemptionQuery(BaseModel):
     """The query of GET /v1/redemptions (query strings are text, so this one is read leniently)."""
 
@@ -209,6 +214,16 @@ class RedemptionQuery(BaseModel):
                                description="`next_cursor` of the page before. The listing keeps that page's "
                                            "`from` and `to` unless given again.")
     limit: int = Field(default=50, ge=1, le=100)
+
+    @field_validator("created_from", "created_before", mode="before")
+    @classmethod
+    def _no_plus_lost_in_the_url(cls, moment: object) -> object:
+        # A '+' written as such in a query string reads as a space: "…T00:00:00+01:00" arrives as "…T00:00:00 01:00".
+        # Told only "not a moment like …Z", the till's developer sees the offset they sent and cannot tell why.
+        if isinstance(moment, str) and _OFFSET_AFTER_A_SPACE.search(moment):
+            raise ValueError("bevat een spatie: een '+' in een URL leest als spatie; schrijf +01:00 als %2B01:00, "
+                             "of geef de tijd in UTC met Z, zoals 2026-03-01T00:00:00Z")
+        return moment
 
     @field_validator("created_from", "created_before")
     @classmethod

@@ -260,3 +260,20 @@ def test_a_cursor_handed_out_before_it_held_the_period_still_pages(api):
                           headers={"Authorization": f"Bearer {key}"})
     assert page.status_code == 200
     assert [item["redemption_id"] for item in page.get_json()["items"]] == ids[1:]
+
+
+def test_a_time_zone_offset_whose_plus_the_url_turned_into_a_space_is_named_as_such(api):
+    """A till developer writes ?from=2026-03-01T00:00:00+01:00 into the URL as the naive-time message suggests; the
+    query string reads '+' as a space. The reason must say so, not only that the value is no moment."""
+    key = api.shop()
+    response = api.client.get("/v1/redemptions?from=2026-03-01T00:00:00+01:00",
+                              headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 400
+    (param,) = response.get_json()["invalid_params"]
+    assert param["name"] == "from" and "%2B" in param["reason"]
+    encoded = api.client.get("/v1/redemptions?from=2026-03-01T00:00:00%2B01:00",
+                             headers={"Authorization": f"Bearer {key}"})
+    assert encoded.status_code == 200
+    spaced = api.client.get("/v1/redemptions", query_string={"from": "2026-03-01 00:00:00+01:00"},
+                            headers={"Authorization": f"Bearer {key}"})
+    assert spaced.status_code == 200  # a space between date and time is RFC 3339's own
