@@ -99,7 +99,7 @@ def _reason(error: Any) -> str:
 
 # What a value of the wrong form should look like, per field, instead of the pattern it failed.
 _PATTERN_REASONS = {
-    "pass_number": "alleen cijfers: het nummer op de pas, zonder spaties of streepjes",
+    "pass_number": "alleen cijfers: het nummer op de pas, zonder letters of streepjes",
     "category": "kleine letters, cijfers, - of _ (zoals in de saldocheck)",
     "reference": "mag geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); laat ze weg",
     "reason": "mag niet leeg zijn en geen stuurtekens bevatten (zoals een nul-byte, tab of regeleinde); schrijf kort "

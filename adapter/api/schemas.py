@@ -19,8 +19,21 @@ from pydantic import AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Fiel
 
 from adapter.counter import MAX_PASS_NUMBER_LENGTH
 
+
+def _as_scanned(value: object) -> object:
+    """A pass number without the whitespace around it and the spaces between its groups of digits: a scanner
+    ends its number with a line end (or a tab) and people type the groups as printed. The counter page leaves
+    them out too; the same scan must not be refused through a till."""
+    if isinstance(value, str):
+        return value.strip().replace(" ", "")
+    return value
+
+
+# Constraints before the validator: that order keeps them in the JSON Schema.
 PassNumber = Annotated[str, Field(pattern=r"^[0-9]+$", min_length=4, max_length=MAX_PASS_NUMBER_LENGTH,
-                                  description="The pass number as printed: digits only, a string (leading zeros).")]
+                                  description="The pass number as printed: digits only, a string (leading zeros). "
+                                              "Whitespace around it and spaces between its groups are left out."),
+                       BeforeValidator(_as_scanned)]
 Category = Annotated[str, Field(pattern=r"^[a-z0-9_*-]+$", min_length=1, max_length=64)]
 
 

@@ -50,6 +50,29 @@ def test_redemption_takes_money_and_replay_answers_the_same_bytes(api_any):
     assert api.verify_ledger() == []
 
 
+def test_a_pass_number_as_a_scanner_or_a_person_sends_it_is_read_as_its_digits(api):
+    """A scanner ends the number with a line end (or a tab), and people type the groups as printed on the pass; the
+    counter page takes both. Through a till the same scan must work, and a retry in the other form is the same
+    request."""
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    number = child.pass_number
+    grouped = " ".join(number[start:start + 4] for start in range(0, len(number), 4))
+    assert api.check(key, number + "\r\n").status_code == 200
+    assert api.check(key, "\t" + grouped + "\n").status_code == 200
+
+    body = {"pass_number": grouped + "\r\n", "amount_cents": 500, "category": "school"}
+    first = api.redeem(key, body, key="till-1-scan")
+    assert first.status_code == 201
+    retry = api.redeem(key, {**body, "pass_number": number}, key="till-1-scan")
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert api.balance_cents(child.budget_id) == 4_500
+
+    lettered = api.check(key, number[:-1] + "A")
+    assert lettered.status_code == 400
+    assert lettered.get_json()["invalid_params"][0]["name"] == "pass_number"
+
+
 def test_replay_answers_as_the_first_time_even_after_the_pass_was_blocked(api):
     child = api.child(amount_cents=1_000)
     key = api.shop()
