@@ -70,8 +70,9 @@ def fingerprint(hashes: KeyedHashes, endpoint: str, body: BaseModel) -> str:
 
 def invalid_request(invalid_params: list[dict[str, str]]) -> Exception:
     names = ", ".join(dict.fromkeys(param["name"] for param in invalid_params))
+    # Said of a refused reversal too, where "nothing was debited" leaves open whether the refund was made.
     return problem("invalid_request", f"Het verzoek klopt niet ({names}). Verbeter de genoemde velden en "
-                                      "probeer het opnieuw; er is niets afgeschreven.",
+                                      "probeer het opnieuw; er is niets afgeschreven of teruggeboekt.",
                    invalid_params=invalid_params)
 
 

@@ -207,6 +207,8 @@ def test_a_reversal_reason_that_is_blank_or_holds_a_nul_is_refused_in_dutch(api_
         answer = api.reverse(key, redemption_id, {"reason": reason})
         assert answer.status_code == 400 and answer.get_json()["invalid_params"] == [{"name": "reason",
                                                                                       "reason": said}], reason
+        # The employee wants to know whether the refund was made, not only that nothing was debited.
+        assert "niets afgeschreven of teruggeboekt" in answer.get_json()["detail"]
     assert api.reverse(key, redemption_id, {"reason": "kapot \u00e9\u00e9n schrift"}).status_code == 201
     assert api.balance_cents(child.budget_id) == 5_000
 
