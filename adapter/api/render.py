@@ -67,9 +67,11 @@ def insufficient_detail(available_cents: int, requested_cents: int) -> str:
     if available_cents <= 0:
         return (f"Het tegoed is op: er is niets meer beschikbaar. Laat de ouder het hele bedrag van "
                 f"{euros(requested_cents)} zelf betalen.")
-    return (f"Het tegoed is te laag: nog {euros(available_cents)} beschikbaar. Laat de ouder het verschil van "
-            f"{euros(requested_cents - available_cents)} zelf betalen, of reken {euros(available_cents)} af "
-            f"met allow_partial.")
+    # Words for the employee, who never sees a field name: the till's developer has available_cents and the
+    # document's allow_partial.
+    return (f"Het tegoed is te laag: nog {euros(available_cents)} beschikbaar. Reken {euros(available_cents)} af "
+            f"van het tegoed en laat de ouder het verschil van {euros(requested_cents - available_cents)} zelf "
+            "betalen.")
 
 
 def reversal(outcome: ledger.ReversalOutcome) -> dict[str, Any]:
@@ -94,9 +96,9 @@ def reversal_exceeds_detail(reversible_cents: int) -> str:
     if reversible_cents <= 0:
         # Typically a retry, under a new key, of a full reversal whose answer got lost: it was done.
         return ("Deze afschrijving is al helemaal teruggeboekt; er kan niets meer worden teruggeboekt. De "
-                "terugboekingen staan bij de afschrijving in GET /v1/redemptions/{redemption_id}.")
+                "eerdere terugboekingen staan bij de afschrijving in het overzicht van uw afschrijvingen.")
     return (f"Er kan van deze afschrijving nog {euros(reversible_cents)} worden teruggeboekt. Boek dat bedrag of "
-            "minder terug; laat amount_cents weg om alles terug te boeken.")
+            "minder terug, of boek alles terug wat er nog over is.")
 
 
 def redemption_item(line: RedemptionLine) -> dict[str, Any]:
@@ -119,18 +121,19 @@ def pass_not_usable() -> Problem:
 
 def category_not_allowed() -> Problem:
     return problem("category_not_allowed", "Uw winkel mag dit tegoed niet afschrijven (andere categorie). Laat "
-                                           "de ouder zelf betalen, of kies een tegoed dat bij 'redeemable_here' "
-                                           "true heeft.")
+                                           "de ouder zelf betalen, of kies een tegoed dat uw winkel volgens de "
+                                           "saldocheck mag gebruiken.")
 
 
 def budget_not_found() -> Problem:
     return problem("budget_not_found", "Deze pas heeft geen open tegoed van deze soort. Doe een saldocheck "
-                                       "(POST /v1/balance-checks) om te zien welke tegoeden er zijn.")
+                                       "om te zien welke tegoeden er zijn.")
 
 
 def redemption_not_found() -> Problem:
     return problem("redemption_not_found", "Uw winkel heeft geen afschrijving met dit nummer. Controleer het "
-                                           "redemption_id op de bon of in GET /v1/redemptions.")
+                                           "nummer van de afschrijving op de bon of in het overzicht van uw "
+                                           "afschrijvingen.")
 
 
 def key_reused() -> Problem:

@@ -92,8 +92,8 @@ def test_too_little_balance_says_what_is_left_in_dutch(api):
     problem = refused.get_json()
     assert refused.status_code == 422 and problem["code"] == "insufficient_balance"
     assert problem["available_cents"] == 1_250
-    assert problem["detail"] == ("Het tegoed is te laag: nog € 12,50 beschikbaar. Laat de ouder het verschil van "
-                                 "€ 7,50 zelf betalen, of reken € 12,50 af met allow_partial.")
+    assert problem["detail"] == ("Het tegoed is te laag: nog € 12,50 beschikbaar. Reken € 12,50 af van het tegoed "
+                                 "en laat de ouder het verschil van € 7,50 zelf betalen.")
     # The refusal is the stored outcome of that key: a replay refuses the same way, and says it is a replay.
     again = api.redeem(key, body, key="k-low")
     assert again.data == refused.data and again.headers["Idempotent-Replayed"] == "true"

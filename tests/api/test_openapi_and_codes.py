@@ -193,6 +193,26 @@ def test_each_documented_code_is_produced(api, monkeypatch, code):
     assert response.mimetype == "application/problem+json"
 
 
+# What a working till meets at the counter (not a bug of its own making): the employee reads the detail.
+COUNTER_CODES = ("pass_not_usable", "category_not_allowed", "budget_not_found", "insufficient_balance",
+                 "redemption_not_found", "reversal_exceeds_redemption", "reversal_window_closed", "rate_limited")
+API_WORDS = re.compile(r"/v1/|\b[a-z]+_[a-z_]+\b|\btrue\b")  # a path, a field name, a JSON value
+
+
+@pytest.mark.parametrize("code", COUNTER_CODES)
+def test_a_detail_the_employee_reads_names_no_field_or_path_of_the_api(api, monkeypatch, code):
+    detail = PRODUCERS[code](api, monkeypatch).get_json()["detail"]
+    assert not API_WORDS.search(detail), detail
+
+
+def test_the_other_forms_of_a_counter_detail_name_no_field_or_path_either():
+    from adapter.api import render
+
+    for detail in (render.insufficient_detail(0, 1_250), render.insufficient_detail(500, 1_250),
+                   render.reversal_exceeds_detail(0), render.reversal_exceeds_detail(500)):
+        assert not API_WORDS.search(detail), detail
+
+
 def test_app_builds_from_the_example_settings(tmp_path, sqlite_url):
     app = create_app(settings=make_settings(tmp_path, sqlite_url))
     assert app.extensions["adapter_openapi"]["info"]["version"] == "1.0.0"
