@@ -142,8 +142,11 @@ def init_app(app: Flask) -> None:
             return page
         # The exception text may hold personal data; it goes to the log, never to the client.
         app.logger.exception("unhandled error in request")
+        # The failure may come after the payment's commit: the till must not take it for "unpaid" and start the
+        # sale over under a new key (a second debit).
         return problem_response(500, "internal_error", CODES["internal_error"][1],
-                                "Er ging bij ons iets mis. Probeer het over een minuut opnieuw; blijft het "
+                                "Er ging bij ons iets mis. Probeer het over een minuut opnieuw met dezelfde "
+                                "Idempotency-Key: een betaling wordt nooit twee keer afgeschreven. Blijft het "
                                 "misgaan, neem dan contact op met de helpdesk van de gemeente.")
 
 

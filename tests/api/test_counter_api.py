@@ -73,6 +73,29 @@ def test_a_pass_number_as_a_scanner_or_a_person_sends_it_is_read_as_its_digits(a
     assert lettered.get_json()["invalid_params"][0]["name"] == "pass_number"
 
 
+def test_a_failure_after_the_payment_committed_says_to_retry_with_the_same_key(api, monkeypatch):
+    """A 500 does not tell the till whether the money moved: here it did. Told only "try again", a till may start
+    the sale over under a new key and debit twice; with the same key its retry gets the payment's answer."""
+    from adapter.api import render
+
+    child = api.child(amount_cents=5_000)
+    key = api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"}
+    rendered = render.redemption
+
+    def broken(outcome):  # type: ignore[no-untyped-def]
+        raise RuntimeError("rendering broke after the commit")
+    monkeypatch.setattr(render, "redemption", broken)
+    failed = api.redeem(key, body, key="till-1-bon-500")
+    assert failed.status_code == 500 and "dezelfde Idempotency-Key" in failed.get_json()["detail"]
+    assert api.balance_cents(child.budget_id) == 4_500
+
+    monkeypatch.setattr(render, "redemption", rendered)
+    retry = api.redeem(key, body, key="till-1-bon-500")
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert api.balance_cents(child.budget_id) == 4_500
+
+
 def test_replay_answers_as_the_first_time_even_after_the_pass_was_blocked(api):
     child = api.child(amount_cents=1_000)
     key = api.shop()
