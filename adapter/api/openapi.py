@@ -199,7 +199,11 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
     if operation.idempotent_key:
         parameters.append({
             "name": "Idempotency-Key", "in": "header", "required": True,
-            "description": "A unique key per purchase (e.g. a UUID); send the same key again to retry safely.",
+            # "Per purchase" alone, on the reversal too, read as "the purchase's key": every reversal then got
+            # idempotency_key_reused.
+            "description": "A unique key per purchase and per reversal (e.g. a UUID); a reversal takes a key of its "
+                           "own, not the one of the redemption it reverses. Keys are per shop. Send the same key "
+                           "with the same body again to retry safely.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 128,
                        "pattern": IDEMPOTENCY_KEY_PATTERN.pattern}})
     if operation.query is not None:

@@ -40,6 +40,21 @@ def test_every_route_is_documented_and_every_documented_operation_routed(api):
                     assert CODES[code][0] == int(status), f"{method} {path}: {code} under {status}"
 
 
+def test_the_document_says_a_reversal_takes_an_idempotency_key_of_its_own(api):
+    """Told "a unique key per purchase" on the reversal too, an integrator sends the purchase's key with its
+    reversal, which is refused as a reused key every time."""
+    document = api.client.get("/v1/openapi.json").get_json()
+    operation = document["paths"]["/v1/redemptions/{redemption_id}/reversals"]["post"]
+    [key] = [parameter for parameter in operation["parameters"] if parameter["name"] == "Idempotency-Key"]
+    assert "per reversal" in key["description"] and "not the one of the redemption" in key["description"]
+
+    child, shop = api.child(), api.shop()
+    made = api.redeem(shop, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"},
+                      key="bon-7")
+    reused = api.reverse(shop, made.get_json()["redemption_id"], {"reason": "retour"}, key="bon-7")
+    assert reused.status_code == 422 and reused.get_json()["code"] == "idempotency_key_reused"
+
+
 def test_the_document_needs_no_key(api):
     assert api.client.get("/v1/openapi.json").status_code == 200
 
