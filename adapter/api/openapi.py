@@ -118,7 +118,12 @@ def build_document(settings: Settings, api_version: str) -> dict[str, Any]:
                 "Money is in integer euro cents; datetimes are UTC ISO 8601, dates YYYY-MM-DD. "
                 "Pass numbers go in request bodies, never in a URL. Request bodies are JSON of at most "
                 f"{settings.api.max_body_bytes} bytes. Every error is application/problem+json with a stable "
-                "`code`; its `detail` is Dutch and says what to do next."),
+                "`code`; its `detail` is Dutch and says what to do next. "
+                "Retrying a redemption or reversal: after a timeout or a lost connection, a 409, 429, 500 or 503, "
+                "send the same body with the same Idempotency-Key (after `Retry-After` seconds when given); the "
+                "first attempt may have been booked, and the retry then gets its answer with "
+                "`Idempotent-Replayed: true`. Never start the same sale over under a new key before you have that "
+                "answer: that would debit twice."),
         },
         "servers": [{"url": "/"}],
         "paths": paths,

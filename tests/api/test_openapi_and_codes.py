@@ -47,6 +47,8 @@ def test_the_document_says_a_reversal_takes_an_idempotency_key_of_its_own(api):
     operation = document["paths"]["/v1/redemptions/{redemption_id}/reversals"]["post"]
     [key] = [parameter for parameter in operation["parameters"] if parameter["name"] == "Idempotency-Key"]
     assert "per reversal" in key["description"] and "not the one of the redemption" in key["description"]
+    # And when to retry under the same key: an integrator with only this document must learn it here.
+    assert "same Idempotency-Key" in document["info"]["description"]
 
     child, shop = api.child(), api.shop()
     made = api.redeem(shop, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"},
