@@ -8,6 +8,7 @@ import click
 
 from adapter import audit, merchants
 from adapter.cli.base import CliContext, operator_actor, pass_cli
+from adapter.models import MerchantKey, utcnow
 
 
 @click.group("merchants")
@@ -38,13 +39,23 @@ def merchants_add(cli: CliContext, name: str, categories: str, iban: str | None)
 @merchants_group.command("list")
 @pass_cli
 def merchants_list(cli: CliContext) -> None:
-    """Every merchant with its categories, state and key prefixes (never the keys)."""
+    """Every merchant with its categories, state and working key prefixes (never the keys); a key that stops
+    working (rotated out) says until when."""
+    now = utcnow()
     with cli.runtime.db.read() as session:
         for merchant in merchants.list_merchants(session):
             state = "active" if merchant.active else "disabled"
-            prefixes = ",".join(key.key_prefix + "…" for key in merchant.keys if key.revoked_at is None)
+            # A key past its rotation grace is refused like a revoked one: listed, it sent the operator helping a shop
+            # whose till says "unknown, expired or revoked" looking elsewhere.
+            prefixes = ",".join(_key_label(key) for key in merchant.keys
+                                if key.revoked_at is None and (key.expires_at is None or key.expires_at > now))
             click.echo(f"{merchant.id}\t{merchant.name}\t{merchant.categories}\t{state}\t{merchant.iban or '-'}"
                        f"\tkeys:{prefixes or '-'}")
+
+
+def _key_label(key: MerchantKey) -> str:
+    until = f" until {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at is not None else ""
+    return f"{key.key_prefix}…{until}"
 
 
 @merchants_group.command("rotate-key")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapter import audit, merchants
 from adapter.cli import cli
 from adapter.db import Database
-from adapter.models import Merchant, MerchantKey
+from adapter.models import Merchant, MerchantKey, utcnow
 
 
 def _run(config, *args):  # type: ignore[no-untyped-def]
@@ -44,6 +45,14 @@ def test_add_list_rotate_disable_with_audit(tmp_path, sqlite_url):
     with db.read() as session:
         assert merchants.authenticate(session, first_key) is not None  # grace period
         assert merchants.authenticate(session, second_key) is not None
+    in_grace = _run(config, "list").output
+    until = r"until \d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    assert re.search(rf"{first_key[:10]}… {until},{second_key[:10]}…\n", in_grace), in_grace
+    with db.write() as session:  # the grace is over
+        session.execute(update(MerchantKey).where(MerchantKey.key_hash == merchants.hash_key(first_key))
+                        .values(expires_at=utcnow() - timedelta(minutes=1)))
+    after_grace = _run(config, "list").output
+    assert first_key[:10] not in after_grace and f"keys:{second_key[:10]}…\n" in after_grace
 
     disabled = _run(config, "disable", str(merchant.id))
     assert disabled.exit_code == 0
