@@ -288,6 +288,21 @@ def reverse(db: Database, request: ReversalRequest, *,
                        in_progress_wait_ms=in_progress_wait_ms)
 
 
+def stored_redemption(db: Database, merchant_id: int, idempotency_key: str,
+                      fingerprint: str) -> RedemptionOutcome | None:
+    """The committed outcome of this very request (same key and fingerprint), as its replay; None otherwise.
+
+    For a caller whose own check refused the request before its key's record was read (an abuse limit):
+    a till's retry of a payment it got no answer to must still get that answer. It tells the caller nothing
+    it was not told the first time.
+    """
+    with db.read() as session:
+        stored = _stored_record(session, merchant_id, idempotency_key)
+        if stored is None or stored.request_hash != fingerprint or stored.outcome_json == "{}":
+            return None
+        return _replayed_redemption(json.loads(stored.outcome_json))
+
+
 def _redemption_fingerprint(request: RedemptionRequest) -> str:
     return request.fingerprint or _fingerprint(
         "redeem", request.budget_id, request.pass_id, request.amount_cents, request.allow_partial, request.reference)

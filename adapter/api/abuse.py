@@ -19,8 +19,9 @@ from adapter.ratelimit import Verdict
 
 WINDOW_SECONDS = 60
 _TOO_MANY_UNUSABLE = "Te veel onbekende of ongeldige pasnummers met deze sleutel in korte tijd."
-# The limit is judged before the key's record is read, so it refuses a till's retry of a payment whose answer got
-# lost too: the till must not take the refusal for "unpaid" and start over under a new key (a second debit).
+# The limit is judged before the key's record is read: a twin of the request may still be running, or the till's
+# earlier attempt still committing. The till must not take the refusal for "unpaid" and start over under a new key
+# (a second debit).
 _RETRY_WITH_THE_SAME_KEY = (" Met dit verzoek is niets afgeschreven, maar een eerdere poging met dezelfde "
                             "Idempotency-Key kan wel gelukt zijn: stuur het na het wachten opnieuw met dezelfde "
                             "Idempotency-Key, dan krijgt u het antwoord van die poging en wordt er nooit twee keer "

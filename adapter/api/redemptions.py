@@ -37,15 +37,24 @@ def create_redemption():  # type: ignore[no-untyped-def]
     body = parse_body(RedemptionCreate, extra_problems=idempotency_key_problems())
     merchant = current_merchant()
     settings = runtime().settings
+    idempotency_key = request.headers["Idempotency-Key"]
+    request_fingerprint = fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body)
     try:
         # One write transaction: the look-up with the enumeration check, the key's record, the debit.
         outcome = counter.redeem(
             runtime().db, merchant, body.pass_number, body.amount_cents, category=body.category,
             budget_id=body.budget_id, allow_partial=body.allow_partial, reference=body.reference,
-            idempotency_key=request.headers["Idempotency-Key"],
-            fingerprint=fingerprint(runtime().vault.hashes, "POST /v1/redemptions", body),
+            idempotency_key=idempotency_key, fingerprint=request_fingerprint,
             expiry_grace_days=runtime().expiry_grace_days, in_progress_wait_ms=settings.api.idempotency_wait_ms,
             guard=abuse.unusable_passes_guard(merchant, idempotent=True))
+    except Problem as refusal:
+        # The unusable-pass limit is judged before the key's record is read: a till's retry of a payment whose
+        # answer got lost would be refused for up to a minute, not knowing whether it paid.
+        stored = ledger.stored_redemption(runtime().db, merchant.id, idempotency_key, request_fingerprint) \
+            if refusal.code == "rate_limited" else None
+        if stored is None:
+            raise
+        outcome = stored
     except counter.PassNotUsable:
         abuse.count_unusable_pass(merchant)
         raise render.pass_not_usable() from None

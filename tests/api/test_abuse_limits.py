@@ -218,20 +218,39 @@ def test_a_retry_of_a_paid_redemption_while_redis_is_away_does_not_tell_the_till
     api.db.dispose()
 
 
-def test_a_retry_of_a_paid_redemption_refused_by_the_unusable_pass_limit_says_to_retry_with_the_same_key(
+def test_a_redemption_refused_by_the_unusable_pass_limit_says_to_retry_with_the_same_key(
         limited_api):  # type: ignore[no-untyped-def]
-    """The limit is judged before the key's record is read, so a till's retry of a paid sale whose answer got lost is
-    refused too once the shop scanned too many unusable passes. The answer must not let the till conclude the sale is
-    unpaid (and start over under a new key: a second debit), but say to retry later with the same key."""
+    """A twin of the request may still be running (or the till's earlier attempt went to another worker): the answer
+    must not let the till conclude the sale is unpaid (and start over under a new key: a second debit), but say to
+    retry later with the same key."""
     api = limited_api
     child, key = api.child(amount_cents=5_000), api.shop()
     body = {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"}
-    assert api.redeem(key, body, key="till-1-bon-8").status_code == 201
+    assert [api.check(key, f"640000000000{n:02d}").status_code for n in range(10)] == [404] * 10
+
+    refused = api.redeem(key, body, key="till-1-bon-9")
+    assert refused.status_code == 429 and refused.get_json()["code"] == "rate_limited"
+    assert api.balance_cents(child.budget_id) == 5_000
+    assert "dezelfde Idempotency-Key" in refused.get_json()["detail"]
+    # A balance check has no key: its refusal says nothing of one.
+    assert "Idempotency-Key" not in api.check(key, child.pass_number).get_json()["detail"]
+
+
+def test_a_retry_of_a_paid_redemption_gets_its_answer_also_over_the_unusable_pass_limit(
+        limited_api):  # type: ignore[no-untyped-def]
+    """The limit is judged before the key's record is read; a till's retry of a paid sale whose answer got lost must
+    still get that answer, not a minute of 429s in which it does not know whether it paid. The replay tells the shop
+    nothing it was not told before; another body under the key, or a new key, is still refused."""
+    api = limited_api
+    child, key = api.child(amount_cents=5_000), api.shop()
+    body = {"pass_number": child.pass_number, "amount_cents": 500, "category": "school"}
+    first = api.redeem(key, body, key="till-1-bon-8")
+    assert first.status_code == 201
     assert [api.check(key, f"640000000000{n:02d}").status_code for n in range(10)] == [404] * 10
 
     retry = api.redeem(key, body, key="till-1-bon-8")
-    assert retry.status_code == 429 and retry.get_json()["code"] == "rate_limited"
-    assert api.balance_cents(child.budget_id) == 4_500  # the first attempt was paid
-    assert "dezelfde Idempotency-Key" in retry.get_json()["detail"]
-    # A balance check has no key: its refusal says nothing of one.
-    assert "Idempotency-Key" not in api.check(key, child.pass_number).get_json()["detail"]
+    assert retry.status_code == 201 and retry.data == first.data and retry.headers["Idempotent-Replayed"] == "true"
+    assert api.balance_cents(child.budget_id) == 4_500
+    assert api.redeem(key, {**body, "amount_cents": 600}, key="till-1-bon-8").status_code == 429
+    assert api.redeem(key, body, key="till-1-bon-10").status_code == 429
+    assert api.balance_cents(child.budget_id) == 4_500
