@@ -155,13 +155,15 @@ def test_unusable_passes_answer_byte_identical_to_unknown_ones(api, state):
 
 def test_a_budget_is_spent_through_its_expiry_grace_and_not_a_day_after_even_before_the_rollover(api):
     """config/budgets.yaml grants 14 days after a period's end; the roll-over has not run for either budget."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     from sqlalchemy import update
 
+    from adapter.counter import counter_today
     from tests import factories
 
-    today = date.today()
+    # The counter's day is Amsterdam's: date.today() on a UTC clock is a day behind it from 23:00 (22:00 in summer).
+    today = counter_today()
     in_grace = factories.child_with_budget(api.db, api.vault, amount_cents=5_000,
                                            period=(today - timedelta(days=200), today - timedelta(days=14)))
     past_it = factories.child_with_budget(api.db, api.vault, amount_cents=5_000,
