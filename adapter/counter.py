@@ -1,7 +1,8 @@
 """What a shop may see and do at the counter, shared by the API and the counter page.
 
 A shop learns that a pass is usable, the child's first name (or initials) and
-age, and the budgets it may redeem; nothing else about the person. Unknown,
+the budgets it may redeem; nothing else about the person: not the child's age,
+nor which other budgets (a sports club's, say) the child holds. Unknown,
 blocked, replaced and expired passes are indistinguishable: all raise
 ``PassNotUsable``, so answers cannot be used to learn which passes exist.
 
@@ -73,7 +74,6 @@ class BudgetView:
     category: str | None
     available_cents: int
     expires_on: date  # the last day it can be spent: period end plus the expiry grace
-    redeemable_here: bool
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,7 @@ class BalanceView:
     pass_status: str
     valid_until: date | None
     holder_name: str  # first name, or initials when the source has no first name
-    age: int | None
-    budgets: list[BudgetView]
+    budgets: list[BudgetView]  # those the asking shop may redeem, and only those
     as_of: datetime
 
 
@@ -102,9 +101,10 @@ def check_balance(session: Session, vault: Vault, merchant: Merchant, pass_numbe
     personal = open_sealed(vault, personal_encrypted)
     return BalanceView(
         pass_status=card.status.value, valid_until=card.valid_until,
-        holder_name=_display_name(personal), age=_age(personal, today),
+        holder_name=_display_name(personal),
         budgets=[BudgetView(budget.id, budget.rule_name, budget.category, budget.balance_cents,
-                            last_spendable_day(budget.period_end, expiry_grace_days), merchant.may_redeem(budget.category)) for budget in budgets],
+                            last_spendable_day(budget.period_end, expiry_grace_days))
+                 for budget in budgets if merchant.may_redeem(budget.category)],
         as_of=utcnow())
 
 
@@ -291,9 +291,3 @@ def _display_name(personal: PersonalFields) -> str:
         return first_names.split()[0]
     return personal.initials or ""
 
-
-def _age(personal: PersonalFields, today: date) -> int | None:
-    born = personal.birth_date
-    if born is None:
-        return None
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

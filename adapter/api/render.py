@@ -35,10 +35,10 @@ def euros(cents: int) -> str:
 def balance(view: BalanceView) -> dict[str, Any]:
     return {
         "pass": {"status": view.pass_status, "valid_until": date_text(view.valid_until)},
-        "holder": {"name": view.holder_name, "age": view.age},
+        "holder": {"name": view.holder_name},
         "budgets": [{"budget_id": budget.budget_id, "rule_name": budget.rule_name, "category": budget.category,
-                     "available_cents": budget.available_cents, "expires_on": date_text(budget.expires_on),
-                     "redeemable_here": budget.redeemable_here} for budget in view.budgets],
+                     "available_cents": budget.available_cents, "expires_on": date_text(budget.expires_on)}
+                    for budget in view.budgets],
         "as_of": utc_text(view.as_of),
     }
 

@@ -116,8 +116,8 @@ class PassInfo(_Answer):
 
 
 class HolderInfo(_Answer):
-    name: str = Field(description="First name, or initials when the source has no first name.")
-    age: int | None
+    name: str = Field(description="First name, or initials when the source has no first name. Nothing else of the "
+                                  "child is told to a shop.")
 
 
 class BudgetInfo(_Answer):
@@ -126,13 +126,14 @@ class BudgetInfo(_Answer):
     category: str | None
     available_cents: int = Field(ge=0)
     expires_on: date
-    redeemable_here: bool = Field(description="Whether the asking shop may redeem this budget.")
 
 
 class BalanceCheckResponse(_Answer):
     pass_: PassInfo = Field(alias="pass")
     holder: HolderInfo
-    budgets: list[BudgetInfo]
+    budgets: list[BudgetInfo] = Field(description="The budgets the asking shop may redeem, and only those: a child's "
+                                                  "budgets for other kinds of shop are not shown. Empty when there "
+                                                  "is none.")
     as_of: datetime
 
 

@@ -192,8 +192,7 @@ def _counted_look_up(pass_number: str, *, budget_id: int | None = None,
     except counter.PassNotUsable:
         abuse.count_unusable_pass(g.merchant.id)
         return _scan_page(PASS_NOT_USABLE)
-    shown = next((budget for budget in view.budgets if budget.budget_id == budget_id and budget.redeemable_here),
-                 None)
+    shown = next((budget for budget in view.budgets if budget.budget_id == budget_id), None)
     if shown is not None and short_of_cents is not None and shown.available_cents < short_of_cents:
         return _shortfall_page(pass_number, shown, short_of_cents)
     return _balance_page(view, pass_number, error_budget_id=budget_id)
@@ -215,7 +214,7 @@ def _shortfall_page(pass_number: str, budget: counter.BudgetView, requested_cent
 
 def _balance_page(view: counter.BalanceView, pass_number: str,
                   error_budget_id: int | None = None):  # type: ignore[no-untyped-def]
-    forms = {budget.budget_id: str(uuid.uuid4()) for budget in view.budgets if budget.redeemable_here}
+    forms = {budget.budget_id: str(uuid.uuid4()) for budget in view.budgets}
     return render_template("counter/balance.html", view=view, pass_number=pass_number, keys=forms,
                            error_budget_id=error_budget_id, masked=_mask(pass_number))
 

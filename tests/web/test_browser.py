@@ -332,7 +332,8 @@ def test_a_pass_with_nothing_for_this_shop_leaves_the_scan_field_ready_for_the_n
     expect(page.locator("#pass_number")).to_be_focused()
     page.keyboard.type(sports_only.pass_number)
     page.keyboard.press("Enter")
-    expect(page.locator(".card.budget")).to_contain_text("kan niet bij uw winkel worden gebruikt")
+    expect(page.locator(".message")).to_contain_text("geen tegoed dat uw winkel mag gebruiken")
+    expect(page.locator(".card.budget")).to_have_count(0)  # the child's sport budget is not this shop's business
     expect(page.locator("#pass_number")).to_be_focused()
     page.keyboard.type(web_world.pass_number)
     page.keyboard.press("Enter")
