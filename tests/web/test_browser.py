@@ -394,3 +394,59 @@ def test_back_after_a_refused_payment_and_the_next_customers_payment_is_no_trap(
     expect(page.locator("h1")).to_have_text("Stadspas scannen")
     assert _count_redemptions(web_world) == 1 and _balance(web_world) == 10_000
     context.close()
+
+
+def _admin_signs_in(page, world) -> None:  # type: ignore[no-untyped-def]
+    page.goto(world.base_url + "/admin/")
+    page.locator("#name").fill(world.admin_name)
+    page.locator("#password").fill(world.admin_password)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("dashboard")
+
+
+def test_a_refused_night_says_in_dutch_what_it_means_and_its_reason_is_on_screen(browser, web_world):  # type: ignore[no-untyped-def]
+    """The reason of a refused run was one unwrapped line starting some 1,700 px to the right, beyond a 1280 px
+    screen, and only the row's red said something was wrong: now a notice above the table says it."""
+    from adapter.models import SyncRun, SyncStatus
+
+    reason = ("the source returned 2 records, fewer than 50% of the 10 of the last successful run: the export looks "
+              "truncated. The previous data stays in force. Check the source; if the change is real, rerun with --force.")
+    with web_world.db.write() as session:
+        session.add(SyncRun(source="gemeente", status=SyncStatus.REFUSED, reason=reason))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    _admin_signs_in(page, web_world)
+    notice = page.locator("#sync ~ .message.error")
+    expect(notice).to_contain_text("bron gemeente")
+    expect(notice).to_contain_text("is geweigerd: er is niets gewijzigd")
+    expect(notice).to_contain_text("technisch beheerder")
+    expect(notice).to_contain_text("Reden: the source returned 2 records")
+    box = notice.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1280, box
+    expect(page.locator("#tabel-sync-rejected")).to_contain_text("De laatste run keurde geen records af.")
+    screenshot(page, "admin-refused-sync")
+    context.close()
+
+
+def test_a_table_wider_than_the_screen_scrolls_with_the_keyboard_alone(browser, web_world):  # type: ignore[no-untyped-def]
+    """At 200% zoom on a small laptop (1366 x 768 as 683 x 384) the sync table is wider than its box; its box took
+    no focus, so arrow keys could not bring its right-hand columns into view without a mouse."""
+    from adapter.models import SyncRun, SyncStatus
+
+    with web_world.db.write() as session:
+        session.add(SyncRun(source="gemeente", status=SyncStatus.SUCCEEDED))
+    context = browser.new_context(viewport={"width": 683, "height": 384})
+    page = context.new_page()
+    _admin_signs_in(page, web_world)
+    wrapper = page.locator("#tabel-sync-runs").locator("xpath=..")
+    assert wrapper.evaluate("box => box.scrollWidth > box.clientWidth")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if wrapper.evaluate("box => box === document.activeElement"):
+            break
+    expect(wrapper).to_be_focused()
+    expect(wrapper).to_have_attribute("aria-label", re.compile("synchronisatie"))
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("box => box.scrollLeft > 0", arg=wrapper.element_handle())
+    context.close()
