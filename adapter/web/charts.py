@@ -27,7 +27,8 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     """Grouped vertical bars: one group per category, one bar per series."""
     left, bottom, top = 70, 50, 20
     plot_width, plot_height = width - left - 10, height - bottom - top
-    peak = max([value for one in series for value in one.values] + [1])
+    highest = max([value for one in series for value in one.values] + [0])
+    peak = _axis_top(highest, money)
     group_width = plot_width / max(len(categories), 1)
     bar_width = min(60.0, max(2.0, (group_width * 0.8) / max(len(series), 1)))
 
@@ -37,11 +38,14 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']
     # Whole-number axes (children) get no halfway line: "0.5 children" reads as nonsense.
-    for fraction in ((0, 0.5, 1) if money or peak >= 4 else (0, 1)):
+    for fraction in ((0,) if highest <= 0 else (0, 0.5, 1) if money or peak >= 4 else (0, 1)):
         y = top + plot_height * (1 - fraction)
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc"/>')
         parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
                      f'{escape(label_of(int(peak * fraction)))}</text>')
+    if highest <= 0:
+        parts.append(f'<text x="{left + plot_width / 2:.1f}" y="{top + plot_height / 2:.1f}" text-anchor="middle" '
+                     f'font-size="14">Geen gegevens in deze periode.</text>')
     for index, category in enumerate(categories):
         group_x = left + index * group_width + group_width * 0.1
         for series_index, one in enumerate(series):
@@ -61,3 +65,11 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
                      f'<text x="{x + 16}" y="{height - 8}" font-size="12">{escape(one.label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _axis_top(highest: int, money: bool) -> int:
+    """The top line's value: the highest bar rounded up so that the halfway line's label is the value at its
+    height. Unrounded, 5 children labelled their 2.5 line "2" (a bar of 2 stood below it), and no spending at
+    all drew an axis of € 0,00, € 0,00 and € 0,01."""
+    step = 200 if money else 2 if highest >= 4 else 1  # money: whole euros halfway
+    return max(step, -(-highest // step) * step)

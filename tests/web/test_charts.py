@@ -1,0 +1,36 @@
+"""The server-drawn charts: each axis label is the value at its line's height."""
+
+from __future__ import annotations
+
+import re
+
+from adapter.web.charts import Series, bar_chart
+
+
+def _axis_labels(chart: object) -> list[str]:
+    return re.findall(r'<text [^>]*text-anchor="end"[^>]*>([^<]*)</text>', str(chart))
+
+
+def _halfway_line_y(chart: object) -> float:
+    lines = sorted({float(y) for y in re.findall(r'<line [^>]*y1="([\d.]+)"', str(chart))})
+    return lines[1]
+
+
+def test_the_halfway_line_of_children_is_labelled_with_the_count_at_its_height():
+    # A peak of 5 children put its halfway line at 2.5 and labelled it "2": a bar of 2 stood below its own label.
+    chart = bar_chart("Bereik", ["a", "b"], [Series("kinderen met tegoed", [5, 2])])
+    labels = _axis_labels(chart)
+    assert labels == ["0", "3", "6"]
+    bar_tops = [float(y) for y in re.findall(r'<rect class="bar" x="[\d.]+" y="([\d.]+)"', str(chart))]
+    assert bar_tops[1] > _halfway_line_y(chart)  # 2 children: below the line labelled 3
+
+
+def test_money_axes_have_whole_euros_halfway():
+    chart = bar_chart("Tegoeden", ["12"], [Series("toegekend", [288_935])], money=True)
+    assert _axis_labels(chart) == ["€ 0,00", "€ 1445,00", "€ 2890,00"]
+
+
+def test_a_chart_without_figures_says_so_instead_of_drawing_an_axis_of_one_cent():
+    chart = bar_chart("Netto besteed per categorie", [], [Series("netto besteed", [])], money=True)
+    assert _axis_labels(chart) == ["€ 0,00"]
+    assert "Geen gegevens in deze periode." in str(chart)
