@@ -34,7 +34,8 @@ from adapter.periods import LOCAL_ZONE, Period, local_midnight_utc, local_month
 from adapter.personal import open_sealed
 
 NO_CATEGORY = "(geen)"
-AGE_BANDS = ((0, 3, "0-3"), (4, 11, "4-11"), (12, 17, "12-17"), (18, 200, "18+"))
+# Written out, not "4-11": Dutch Excel opens a CSV cell "4-11" as the date 4 November.
+AGE_BANDS = ((0, 3, "0 t/m 3"), (4, 11, "4 t/m 11"), (12, 17, "12 t/m 17"), (18, 200, "18 en ouder"))
 UNKNOWN_AGE = "onbekend"
 TOTAL = "totaal"
 # The band of a rule's total over every age: a child whose budgets fall in two bands (two periods, a birthday

@@ -94,7 +94,7 @@ def test_uptake_counts_children_with_budget_and_with_redemption(db, vault):
     totals = [row for row in table.rows if row[0] == reports.TOTAL and row[2] != reports.ALL_AGES]
     assert sum(row[3] for row in totals) == eligible_sql == 3
     assert sum(row[4] for row in totals) == redeemed_sql == 2
-    assert {row[2] for row in totals} == {"4-11"}  # born 2015-05-05, age on 1 January
+    assert {row[2] for row in totals} == {"4 t/m 11"}  # born 2015-05-05, age on 1 January
     assert [row[1:5] for row in table.rows if row[2] == reports.ALL_AGES] == [("school", reports.ALL_AGES, 3, 2)]
 
 
@@ -117,7 +117,7 @@ def test_a_child_in_two_age_bands_is_one_child_of_its_rule(db, vault):
                   "spending-by-category": reports.spending_by_category(session, period),
                   "budget-totals": reports.budget_totals(session, period)}
     bands = {row[2]: row[3] for row in tables["uptake"].rows if row[0] == reports.TOTAL}
-    assert bands == {"0-3": 1, "4-11": 1, reports.ALL_AGES: 1}
+    assert bands == {"0 t/m 3": 1, "4 t/m 11": 1, reports.ALL_AGES: 1}
     chart = _charts(tables, period)["uptake"]
     assert "<title>kinderen met tegoed, school: 1</title>" in str(chart)
 
@@ -209,3 +209,28 @@ def test_uptake_over_a_long_period_walks_only_each_budgets_own_months(db, vault)
                                                                             for month in range(1, 8)]
     assert months[-1] == reports.TOTAL
     assert elapsed < 1.0, f"uptake over 1900..2999 took {elapsed:.1f} s"
+
+
+def test_no_age_band_in_the_uptake_csv_is_a_day_and_month_that_dutch_excel_turns_into_a_date(db, vault):
+    """The finance officer opens the CSV in Excel: "4-11" became 4 November, the band lost."""
+    import re
+
+    from adapter.models import Budget
+
+    child = factories.child_with_budget(db, vault, period=(date(2020, 1, 1), date(2020, 12, 31)))  # born 2015-05-05
+    with db.write() as session:
+        session.add_all([
+            Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen", category="school",
+                   period_key="2016", period_start=date(2016, 1, 1), period_end=date(2016, 12, 31)),
+            Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen", category="school",
+                   period_key="2029", period_start=date(2029, 1, 1), period_end=date(2029, 12, 31)),
+            Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen", category="school",
+                   period_key="2034", period_start=date(2034, 1, 1), period_end=date(2034, 12, 31))])
+    with db.read() as session:
+        table = reports.uptake(session, vault, parse_period("2016..2034"))
+    bands = {row[2] for row in table.rows}
+    assert bands == {"0 t/m 3", "4 t/m 11", "12 t/m 17", "18 en ouder", reports.ALL_AGES}
+    csv_cells = table.csv_bytes().decode("utf-8-sig").replace("\r\n", ";").split(";")
+    day_month = re.compile(r"(\d{1,2})[-/](\d{1,2})")
+    assert not [cell for cell in csv_cells if (found := day_month.fullmatch(cell))
+                and 1 <= int(found.group(1)) <= 31 and 1 <= int(found.group(2)) <= 12]
