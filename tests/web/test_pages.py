@@ -448,3 +448,21 @@ def test_a_period_outside_the_years_the_reports_hold_is_a_dutch_400_not_a_500(we
     assert dashboard.status_code == 400 and "jaren van 1900 tot en met 2999" in dashboard.get_data(as_text=True)
     download = client.get("/admin/csv/uptake.csv", query_string={"periode": period})
     assert download.status_code == 400 and "jaren van 1900 tot en met 2999" in download.get_data(as_text=True)
+
+
+def test_a_download_of_one_table_makes_that_table_alone(web_app, web_world, monkeypatch):  # type: ignore[no-untyped-def]
+    """Every CSV download made all five tables, the uptake's opening of every child's sealed birth date included
+    (seconds at a city's size), to hand over one of them."""
+    from adapter import reports
+
+    made: list[str] = []
+    for name in ("uptake", "spending_by_category", "spending_by_merchant", "budget_totals", "budgets_by_status"):
+        real = getattr(reports, name)
+        monkeypatch.setattr(reports, name, lambda *args, _real=real, _name=name: made.append(_name) or _real(*args))
+    client = web_app.test_client()
+    _admin_signed_in(client, web_world)
+    download = client.get("/admin/csv/budget-totals.csv", query_string={"periode": "2026"})
+    assert download.status_code == 200 and download.get_data().startswith("\ufeffmaand;toegekend".encode())
+    assert made == ["budget_totals"]
+    assert client.get("/admin/csv/nope.csv").status_code == 404
+    assert client.get("/admin/csv/uptake.csv").status_code == 200 and made[-1] == "uptake"
