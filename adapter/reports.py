@@ -10,8 +10,9 @@ is counted under "(geen)", a child without a birth date under "onbekend".
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -330,6 +331,16 @@ def sync_overview(session: Session, rejected_limit: int = 200) -> SyncOverview:
             Column("source", "bron"), Column("run_id", "run"), Column("record", "record"),
             Column("reason", "reden")), rejected_rows),
         frozenset(run.source for run in runs if run.status in (SyncStatus.REFUSED, SyncStatus.FAILED)))
+
+
+def sources_not_synced_since(session: Session, sources: Iterable[str], since: datetime) -> list[tuple[str, str]]:
+    """Of ``sources``, those whose last run (dry runs aside) started before ``since``, or that never ran: each
+    with when its last run started ("" for never). A scheduler that stopped leaves the last run green for days."""
+    last_started = dict(session.execute(
+        select(SyncRun.source, func.max(SyncRun.started_at)).where(SyncRun.status != SyncStatus.DRY_RUN)
+        .group_by(SyncRun.source)).all())
+    return [(source, _when(last_started.get(source))) for source in sorted(sources)
+            if last_started.get(source) is None or last_started[source] < since]
 
 
 _STATUS_LABELS_SYNC = {"running": "bezig", "succeeded": "geslaagd", "failed": "mislukt", "refused": "geweigerd",

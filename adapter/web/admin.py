@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session, url_for
 
@@ -86,10 +87,24 @@ def dashboard():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     with runtime.db.read() as db_session:
         sync = reports.sync_overview(db_session)
+        overdue = _overdue_sources(db_session)
         tables = _tables(db_session, period)
     charts = _charts(tables, period)
     return render_template("admin/dashboard.html", period=period, period_text=period.label, sync=sync,
-                           tables=tables, charts=charts, batches=list_batches(runtime.db))
+                           overdue=overdue, tables=tables, charts=charts, batches=list_batches(runtime.db))
+
+
+# A nightly sync that has not started for this long is overdue: a day, and the hours the scheduler may still
+# catch up a missed night (adapter.scheduler runs one up to 4 hours late), less what a DST night adds.
+_OVERDUE_AFTER = timedelta(hours=26)
+
+
+def _overdue_sources(db_session) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """(source, its nightly time, when it last started or "") for each scheduled source whose sync is overdue."""
+    scheduled = {name: source.schedule for name, source in _runtime().settings.sources.items()
+                 if source.enabled and source.schedule is not None}
+    return [(name, scheduled[name], last_started) for name, last_started
+            in reports.sources_not_synced_since(db_session, scheduled, utcnow() - _OVERDUE_AFTER)]
 
 
 # Each table's name (its CSV's) and how it is made. The uptake opens every child's sealed birth date, the

@@ -466,3 +466,31 @@ def test_a_download_of_one_table_makes_that_table_alone(web_app, web_world, monk
     assert made == ["budget_totals"]
     assert client.get("/admin/csv/nope.csv").status_code == 404
     assert client.get("/admin/csv/uptake.csv").status_code == 200 and made[-1] == "uptake"
+
+
+def test_a_nightly_sync_that_stopped_running_or_never_ran_is_named_on_the_dashboard(
+        sqlite_url, tmp_path, web_world):  # type: ignore[no-untyped-def]
+    """With the scheduler stopped (a reboot, a deployment that forgot it) the last run stayed green for days and a
+    configured source that never ran did not appear at all: nothing told the officer new passes got no budget."""
+    from datetime import timedelta
+
+    from adapter.api import create_app
+    from adapter.models import SyncRun, SyncStatus, utcnow
+    from tests.conftest import DEMO_SOURCE, make_settings
+
+    nightly = {**DEMO_SOURCE, "schedule": "04:15"}
+    sources = {"oud": nightly, "nooit": nightly, "vers": nightly, "uit": {**nightly, "enabled": False},
+               "handmatig": DEMO_SOURCE}
+    with web_world.db.write() as session:
+        session.add_all([
+            SyncRun(source="oud", status=SyncStatus.SUCCEEDED, started_at=utcnow() - timedelta(days=3)),
+            SyncRun(source="oud", status=SyncStatus.DRY_RUN, started_at=utcnow()),  # tried by hand: no night
+            SyncRun(source="vers", status=SyncStatus.SUCCEEDED, started_at=utcnow() - timedelta(hours=5))])
+    client = create_app(settings=make_settings(tmp_path, sqlite_url, sources=sources)).test_client()
+    _admin_signed_in(client, web_world)
+    page = client.get("/admin/").get_data(as_text=True)
+    notices = re.findall(r'<p class="message error">(.*?)</p>', page, re.S)
+    named = sorted(re.search(r"Bron <strong>(\w+)</strong>", notice).group(1) for notice in notices)
+    assert named == ["nooit", "oud"]
+    assert "is nog nooit\n    gesynchroniseerd" in page and "elke nacht om 04:15" in page
+    assert "draait de planner" in page

@@ -234,3 +234,18 @@ def test_no_age_band_in_the_uptake_csv_is_a_day_and_month_that_dutch_excel_turns
     day_month = re.compile(r"(\d{1,2})[-/](\d{1,2})")
     assert not [cell for cell in csv_cells if (found := day_month.fullmatch(cell))
                 and 1 <= int(found.group(1)) <= 31 and 1 <= int(found.group(2)) <= 12]
+
+
+def test_sources_not_synced_since_names_the_late_and_the_never_run(db):
+    from datetime import timedelta
+
+    from adapter.models import SyncRun, SyncStatus
+
+    now = utcnow()
+    with db.write() as session:
+        session.add_all([SyncRun(source="oud", status=SyncStatus.FAILED, started_at=now - timedelta(days=2)),
+                         SyncRun(source="vers", status=SyncStatus.REFUSED, started_at=now - timedelta(hours=1))])
+    with db.read() as session:
+        late = reports.sources_not_synced_since(session, ["vers", "oud", "nooit"], now - timedelta(hours=26))
+    assert [source for source, _when in late] == ["nooit", "oud"]
+    assert late[0][1] == "" and late[1][1].startswith(str(local_day(now - timedelta(days=2))))
