@@ -12,11 +12,13 @@ from collections.abc import Iterable, Sequence
 BYTE_ORDER_MARK = "\ufeff".encode("utf-8")
 
 
-def euros_text(cents: int, *, symbol: bool = False) -> str:
-    """12345 -> '123,45' (no floats; no thousands separator, so Excel reads it as a number)."""
+def euros_text(cents: int, *, symbol: bool = False, grouped: bool = False) -> str:
+    """12345 -> '123,45' (no floats; no thousands separator, so Excel reads it as a number).
+    ``grouped`` for a page a person reads: 6000000000 -> '60.000.000,00', not '60000000,00'."""
     sign = "-" if cents < 0 else ""
     whole, rest = divmod(abs(int(cents)), 100)
-    text = f"{sign}{whole},{rest:02d}"
+    whole_text = f"{whole:,}".replace(",", ".") if grouped else str(whole)
+    text = f"{sign}{whole_text},{rest:02d}"
     return f"€ {text}" if symbol else text
 
 

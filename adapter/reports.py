@@ -65,6 +65,10 @@ class Table:
     def formatted_rows(self) -> list[list[str]]:
         return [[_cell(value, column) for value, column in zip(row, self.columns)] for row in self.rows]
 
+    def shown_rows(self) -> list[list[str]]:
+        """For the page: amounts with thousands separators, which a CSV leaves out for Excel."""
+        return [[_cell(value, column, grouped=True) for value, column in zip(row, self.columns)] for row in self.rows]
+
     def csv_bytes(self) -> bytes:
         return to_csv_bytes([column.label for column in self.columns], self.formatted_rows())
 
@@ -73,11 +77,11 @@ class Table:
         return [{column.key: value for column, value in zip(self.columns, row)} for row in self.rows]
 
 
-def _cell(value: Any, column: Column) -> str:
+def _cell(value: Any, column: Column, *, grouped: bool = False) -> str:
     if value is None:
         return ""
     if column.money:
-        return euros_text(value)
+        return euros_text(value, grouped=grouped)
     if isinstance(value, bool):
         return "ja" if value else "nee"
     return str(value)

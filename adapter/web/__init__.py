@@ -29,6 +29,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(counter.static_blueprint)
     app.jinja_env.globals["csrf_token"] = security.csrf_token
     app.jinja_env.filters["euros"] = lambda cents: euros_text(cents, symbol=True)
+    app.jinja_env.filters["euros_grouped"] = lambda cents: euros_text(cents, symbol=True, grouped=True)
     app.jinja_env.filters["localtime"] = lambda instant: instant.astimezone(LOCAL_ZONE).strftime("%H:%M")
 
     @app.before_request

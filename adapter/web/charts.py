@@ -33,7 +33,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
     bar_width = min(60.0, max(2.0, (group_width * 0.8) / max(len(series), 1)))
 
     def label_of(value: int) -> str:
-        return euros_text(value, symbol=True) if money else str(value)
+        return euros_text(value, symbol=True, grouped=True) if money else str(value)
 
     parts = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']

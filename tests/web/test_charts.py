@@ -27,10 +27,26 @@ def test_the_halfway_line_of_children_is_labelled_with_the_count_at_its_height()
 
 def test_money_axes_have_whole_euros_halfway():
     chart = bar_chart("Tegoeden", ["12"], [Series("toegekend", [288_935])], money=True)
-    assert _axis_labels(chart) == ["€ 0,00", "€ 1445,00", "€ 2890,00"]
+    assert _axis_labels(chart) == ["€ 0,00", "€ 1.445,00", "€ 2.890,00"]
 
 
 def test_a_chart_without_figures_says_so_instead_of_drawing_an_axis_of_one_cent():
     chart = bar_chart("Netto besteed per categorie", [], [Series("netto besteed", [])], money=True)
     assert _axis_labels(chart) == ["€ 0,00"]
     assert "Geen gegevens in deze periode." in str(chart)
+
+
+def test_the_page_groups_thousands_and_the_csv_does_not(db, vault):
+    """A city's totals read as '60000000,00' on the page: one digit too many or too few is not seen. The CSV keeps
+    them ungrouped, which Dutch Excel reads as a number."""
+    from datetime import date
+
+    from adapter import reports
+    from adapter.periods import parse_period
+    from tests import factories
+
+    factories.child_with_budget(db, vault, amount_cents=123_456_789, period=(date(2026, 1, 1), date(2026, 12, 31)))
+    with db.read() as session:
+        table = reports.budgets_by_status(session, parse_period("2026"))
+    assert table.shown_rows()[0][4] == "1.234.567,89"
+    assert "1234567,89" in table.csv_bytes().decode("utf-8-sig")
