@@ -285,7 +285,10 @@ def budgets_by_status(session: Session, period: Period) -> Table:
              int(expired), int(corrected), int(balance))
             for rule, period_key, status, count, granted, spent_, expired, corrected, balance
             in session.execute(statement)]
-    return Table("budgets-by-status", "Tegoeden per regeling en status (vervallen tegoeden apart)", (
+    # Said in the title: beside the period's own figures, this table's "besteed" and "saldo" for a past month
+    # (everything those budgets ever had) read as a contradiction of the month's spending.
+    return Table("budgets-by-status", "Tegoeden die in deze periode liepen, per regeling en status: stand van "
+                 "vandaag, ook wat na de periode besteed is (vervallen tegoeden apart)", (
         Column("rule", "regeling"), Column("budget_period", "tegoedperiode"), Column("status", "status"),
         Column("budgets", "aantal"), Column("granted_cents", "toegekend", True), Column("spent_cents", "besteed", True),
         Column("expired_cents", "vervallen", True), Column("corrected_cents", "correcties", True),

@@ -269,3 +269,13 @@ def test_the_dashboards_charts_of_a_long_period_are_drawn_in_moments(db, vault):
     elapsed = time.perf_counter() - started
     assert ">1900-01</text>" in chart and ">2999-12</text>" in chart
     assert elapsed < 2.0, f"the charts of 1900..2999 took {elapsed:.1f} s"
+
+
+def test_budgets_by_status_of_a_past_month_says_its_figures_are_todays(db, vault):
+    """For a month before any spending, the budget totals say nothing was spent while this table shows what the
+    same budgets spent since: its title must say it is today's state, not the month's."""
+    school, _sport, _idle = _setup(db, vault)
+    year = local_day(utcnow()).year
+    with db.read() as session:
+        table = reports.budgets_by_status(session, parse_period(f"{year}-01..{year}-01"))
+    assert "stand van vandaag" in table.title and "na de periode" in table.title
