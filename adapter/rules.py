@@ -35,9 +35,13 @@ ONCE_PERIOD_KEY = "once"
 # How ``Rule.entitlement_cents`` judges: part of ``BudgetRules.fingerprint``, so that a version that judges the
 # same facts otherwise judges every child again once, not only those whose records change. Raise it with such a
 # change. 2: a replaced card counts beside a qualifying one (children judged before kept nothing of a rule added
-# or raised mid-year).
-JUDGED_BY = 2
+# or raised mid-year). 3: an expired card counts beside a qualifying one too (a card renewed under a new number).
+JUDGED_BY = 3
 _MONTH_DAY_PATTERN = r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+# Cards that were the child's own on their days and are no longer in use: a lost card replaced by a new number,
+# and last pass year's card where a source renews a pass under a new number (listed as expired, the new one valid
+# from the pass year's first day). Each counts beside a card the rule takes (``Rule.entitlement_cents``).
+FORMER_CARDS = (PassStatus.REPLACED, PassStatus.EXPIRED)
 
 
 class RulesError(Exception):
@@ -212,11 +216,13 @@ class Rule(_Strict):
         passes = list(passes)
         qualifying = [card for card in passes if card.status in self.pass_statuses]
         if qualifying:
-            # The budget follows the child, not the card: a lost card replaced by a new number was the child's
-            # pass on the days it was valid. Its successor starts on the day it was issued, often after the
-            # reference date, so without the old card a top-up or a rule added later gave such a child nothing.
+            # The budget follows the child, not the card: a lost card replaced by a new number, or last pass
+            # year's card renewed under a new one, was the child's pass on the days it was valid. Its successor
+            # starts on the day it was issued (after the reference date of a calendar year's rule, for a card
+            # renewed on 1 August), so without the old card a top-up or a rule added later gave such a child
+            # nothing, or a share, where a child whose card was extended in place had it all.
             qualifying += [card for card in passes
-                           if card.status == PassStatus.REPLACED and card.status not in self.pass_statuses]
+                           if card.status in FORMER_CARDS and card.status not in self.pass_statuses]
         if any(card.valid_on(reference_day) for card in qualifying):
             return self.amount_cents
         if not self.pro_rata:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from adapter import grants, ledger
 from adapter.models import Budget, BudgetStatus, Cardholder, EntryKind, LedgerEntry
-from adapter.records import CardholderRecord
+from adapter.records import CardholderRecord, PassStatus
 from adapter.rules import PassFacts, RulesError, age_on, load_rules, rules_from_mapping
 from adapter.sync import run_sync
 from tests.sync.records import SYNC_SETTINGS, TEST_BSNS
@@ -444,3 +444,35 @@ def test_children_judged_before_a_replaced_card_counted_are_judged_again_after_t
 
     _sync(db, vault, [new_card], _rules(PRIMARY, winter), date(2026, 11, 2))
     assert [(row[0], row[2]) for row in _budgets(db)] == [("primary", 10_000), ("winter", 5_000)]
+
+
+CLOTHING = {"code": "clothing", "name": "Kleding", "amount_cents": 15_000, "category": "clothing",
+            "min_age": 0, "max_age": 17, "period": "calendar_year", "pro_rata": True}
+
+
+@pytest.mark.parametrize("pro_rata", [False, True])
+def test_a_child_whose_card_was_renewed_under_a_new_number_gets_a_raise_of_the_calendar_year(db, vault, pro_rata):
+    """A pass year ends on 31 July. A source that renews a pass under a new number lists last year's card as
+    expired and the new one valid from 1 August. Both were the child's pass, each on its days: raised in
+    September, the calendar year's rule (judged on 1 January, when last year's card was valid) tops up this child
+    as it tops up a child whose card was extended in place, and a rule added then gives it the same."""
+    clothing = {**CLOTHING, "pro_rata": pro_rata}
+    winter = {**CLOTHING, "code": "winter", "name": "Winterkleding", "amount_cents": 5_000, "pro_rata": pro_rata}
+    renewed = _child("a", date(2018, 3, 3), valid_from=date(2025, 8, 1), valid_until=date(2026, 7, 31), number=1)
+    extended = _child("b", date(2018, 3, 3), valid_from=date(2025, 8, 1), valid_until=date(2026, 7, 31), number=2)
+    _sync(db, vault, [renewed, extended], _rules(clothing), date(2026, 1, 5))
+    last_years = dataclasses.replace(renewed, pass_status=PassStatus.EXPIRED)
+    new_card = dataclasses.replace(renewed, source_key="line 9", pass_number="6400009999",
+                                   valid_from=date(2026, 8, 1), valid_until=date(2027, 7, 31))
+    extended = dataclasses.replace(extended, valid_until=date(2027, 7, 31))
+    _sync(db, vault, [last_years, new_card, extended], _rules(clothing), date(2026, 8, 1))
+
+    raised = {**clothing, "amount_cents": 17_500, "version": 2}
+    _sync(db, vault, [last_years, new_card, extended], _rules(raised, winter), date(2026, 9, 1))
+    with db.read() as session:
+        granted = session.execute(select(Cardholder.source_key, Budget.rule_code, Budget.granted_cents)
+                                  .join(Budget, Budget.cardholder_id == Cardholder.id)
+                                  .order_by(Cardholder.source_key, Budget.rule_code)).all()
+        assert ledger.verify(session) == []
+    assert granted == [("a", "clothing", 17_500), ("a", "winter", 5_000),
+                       ("b", "clothing", 17_500), ("b", "winter", 5_000)]
