@@ -221,9 +221,7 @@ def expire_ended(session: Session, today: date, grace_days: int = 0, actor: str 
                                 Budget.period_end < earliest_spendable_end(today, grace_days))
         .order_by(Budget.id)
     ).scalars().all()
-    for budget_id in ended:
-        ledger.expire(session, budget_id, actor, note="period ended")
-    return len(ended)
+    return ledger.expire_many(session, ended, actor, note="period ended")
 
 
 class _SliceJudged(NamedTuple):

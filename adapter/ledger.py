@@ -172,6 +172,38 @@ def expire(session: Session, budget_id: int, actor: str, note: str | None = None
     return _append(session, budget_id, EntryKind.EXPIRY, -left_cents, 0, actor, note)
 
 
+# Budgets closed per statement by ``expire_many``: a few hundred ids in an IN list, well under SQLite's limit.
+_EXPIRE_CHUNK = 500
+
+
+def expire_many(session: Session, budget_ids: Sequence[int], actor: str, note: str | None = None) -> int:
+    """``expire`` for many budgets: close each that is still open, what is left leaving with an expiry entry;
+    return how many were closed. A period's end closes every budget of it in one night (each school-year and
+    pass-year budget of a city on the same night): one at a time, three statements each, 50,000 budgets took
+    three minutes of the roll-over, all of it holding SQLite's write lock. Here a chunk is locked and read in
+    one statement, closed in one and its entries written in one; the lock (FOR UPDATE on PostgreSQL,
+    SQLite's write lock) keeps the balances read until they are closed."""
+    closed = 0
+    for start in range(0, len(budget_ids), _EXPIRE_CHUNK):
+        chunk = budget_ids[start:start + _EXPIRE_CHUNK]
+        left = session.execute(
+            select(Budget.id, Budget.balance_cents)
+            .where(Budget.id.in_(chunk), Budget.status == BudgetStatus.OPEN).order_by(Budget.id).with_for_update()
+        ).all()
+        if not left:
+            continue
+        session.execute(update(Budget).where(Budget.id.in_([budget_id for budget_id, _ in left]))
+                        .values(balance_cents=0, status=BudgetStatus.EXPIRED)
+                        .execution_options(synchronize_session=False))
+        entries = [(budget_id, -left_cents) for budget_id, left_cents in left if left_cents]
+        if entries:
+            insert_tuples(session, LedgerEntry.__table__, ("budget_id", "amount_cents"), entries,
+                          {"kind": EntryKind.EXPIRY, "balance_after_cents": 0, "actor": actor, "note": note,
+                           "created_at": utcnow()})
+        closed += len(left)
+    return closed
+
+
 CORRECTION_REASON_MAX_LENGTH = 500  # the ledger entry's note (adapter.models.LedgerEntry.note)
 # How long an identical correction of a budget counts as the same one typed again (see ``correct``).
 REPEATED_CORRECTION_WINDOW = timedelta(hours=24)
