@@ -135,9 +135,13 @@ def redeem(db: Database, merchant: Merchant, pass_number: str, amount_cents: int
 
     def resolve(session: Session) -> tuple[ledger.RedemptionRequest, int]:
         card, _, budgets = _usable(found[0], today)
-        budget = _choose_budget(budgets, category=category, budget_id=budget_id)
-        if not merchant.may_redeem(budget.category):
-            raise CategoryNotAllowed(f"this shop may not redeem budgets of category {budget.category!r}")
+        # Judged on the request and the shop alone, and other categories' budgets left out before choosing: had
+        # the answer turned on the child's budgets, a shop could learn by asking which budgets for other kinds of
+        # shop the child holds, which the balance check does not tell it (DOMAIN.md).
+        if budget_id is None and not merchant.may_redeem(category):
+            raise CategoryNotAllowed(f"this shop may not redeem budgets of category {category!r}")
+        budget = _choose_budget([budget for budget in budgets if merchant.may_redeem(budget.category)],
+                                category=category, budget_id=budget_id)
         return ledger.RedemptionRequest(
             merchant_id=merchant.id, budget_id=budget.id, pass_id=card.id, amount_cents=amount_cents,
             actor=f"merchant:{merchant.id}", allow_partial=allow_partial, reference=reference,

@@ -133,12 +133,30 @@ def test_too_little_balance_says_what_is_left_in_dutch(api):
 def test_category_not_allowed_and_no_such_budget(api):
     child = api.child(amount_cents=1_000, category="school")
     sport_shop = api.shop("Sportwinkel", ("sport",))
-    refused = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100,
-                                      "budget_id": child.budget_id})
+    refused = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"})
     assert refused.status_code == 403 and refused.get_json()["code"] == "category_not_allowed"
     missing = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100, "category": "sport"})
     assert missing.status_code == 422 and missing.get_json()["code"] == "budget_not_found"
     assert api.balance_cents(child.budget_id) == 1_000
+
+
+def test_a_redemption_does_not_tell_a_shop_which_budgets_for_other_shops_a_child_holds(api):
+    # The balance check shows a shop only the budgets it may redeem (DOMAIN.md); a redemption's refusal must not
+    # tell the rest by turning on whether the child holds a budget of another category.
+    with_school = api.child(amount_cents=1_000, category="school")
+    with_sport_only = api.child(amount_cents=1_000, category="sport")
+    sport_shop = api.shop("Sportwinkel", ("sport",))
+
+    def refusal(child, choice):  # type: ignore[no-untyped-def]
+        answer = api.redeem(sport_shop, {"pass_number": child.pass_number, "amount_cents": 100, **choice})
+        return answer.status_code, answer.data
+
+    assert refusal(with_school, {"category": "school"}) == refusal(with_sport_only, {"category": "school"})
+    assert refusal(with_school, {"category": "school"})[0] == 403
+    other_shops_budget = refusal(with_school, {"budget_id": with_school.budget_id})
+    assert other_shops_budget == refusal(with_school, {"budget_id": with_school.budget_id + 1_000})
+    assert other_shops_budget[0] == 422 and b"budget_not_found" in other_shops_budget[1]
+    assert api.balance_cents(with_school.budget_id) == 1_000
 
 
 @pytest.mark.parametrize("state", [PassState.BLOCKED, PassState.REPLACED, PassState.EXPIRED])

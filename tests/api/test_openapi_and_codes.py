@@ -82,7 +82,7 @@ def _unauthorized(api, monkeypatch):  # type: ignore[no-untyped-def]
 def _category_not_allowed(api, monkeypatch):  # type: ignore[no-untyped-def]
     child = api.child(category="school")
     return api.redeem(api.shop("Sport", ("sport",)), {"pass_number": child.pass_number, "amount_cents": 1,
-                                                      "budget_id": child.budget_id})
+                                                      "category": "school"})
 
 
 def _not_found(api, monkeypatch):  # type: ignore[no-untyped-def]

@@ -52,9 +52,11 @@ def test_redeem_by_category_and_refuse_other_categories(db, vault):
     outcome = counter.redeem(db, allowed, child.pass_number, 1_250, category="school", today=TODAY)
     assert (outcome.status, outcome.available_cents) == ("redeemed", 3_750)
     with pytest.raises(counter.CategoryNotAllowed):
+        counter.redeem(db, other, child.pass_number, 100, category="school", today=TODAY)
+    with pytest.raises(counter.NoSuchBudget):  # as an id of no budget: the shop is not told the child holds it
         counter.redeem(db, other, child.pass_number, 100, budget_id=child.budget_id, today=TODAY)
     with pytest.raises(counter.NoSuchBudget):
-        counter.redeem(db, allowed, child.pass_number, 100, category="sport", today=TODAY)
+        counter.redeem(db, other, child.pass_number, 100, category="sport", today=TODAY)
 
 
 def test_an_ended_period_is_spendable_through_the_expiry_grace_and_closed_by_the_rollover(db, vault):
