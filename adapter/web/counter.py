@@ -16,6 +16,7 @@ from typing import NamedTuple
 from cryptography.fernet import InvalidToken
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from adapter import counter, ledger, merchants, web_sessions
 from adapter.crypto import KeyedHashes, request_fingerprint
@@ -242,15 +243,23 @@ def redeem():  # type: ignore[no-untyped-def]
             raise AmountError(f"Eén betaling mag hoogstens {_euros(runtime.settings.api.max_amount_cents)} zijn.")
     except AmountError as exc:
         return _to_balance_page(pass_number, budget_id=budget_id, error=f"{exc} Er is niets afgeschreven.")
-    abuse.refuse_when_too_many_unusable(g.merchant.id)
+    fingerprint = _payment_fingerprint(runtime.vault.hashes, pass_number, budget_id, amount_cents, allow_partial)
+    try:
+        abuse.refuse_when_too_many_unusable(g.merchant.id)
+    except HTTPException:
+        # The limit is judged before the form's key is read. A form paid before and sent again (a reload after a
+        # lost answer) must show its receipt, as the API replays it, not a page saying nothing was debited.
+        paid = ledger.stored_redemption(runtime.db, g.merchant.id, idempotency_key, fingerprint) \
+            if idempotency_key is not None else None
+        if paid is None or not paid.succeeded:
+            raise
+        return _to_receipt(paid)
     # Every answer is a redirect (see show_balance): Back after the payment that follows must not land on this
     # form's answer, where Chromium offers to send the form again.
     try:
         outcome = counter.redeem(
             runtime.db, g.merchant, pass_number, amount_cents, budget_id=budget_id, allow_partial=allow_partial,
-            idempotency_key=idempotency_key,
-            fingerprint=_payment_fingerprint(runtime.vault.hashes, pass_number, budget_id, amount_cents,
-                                             allow_partial),
+            idempotency_key=idempotency_key, fingerprint=fingerprint,
             expiry_grace_days=runtime.expiry_grace_days, in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except (counter.PassNotUsable, counter.NoSuchBudget, counter.CategoryNotAllowed):
         # One page and one count for all three: a wrong budget on a real pass must look like an unknown pass. So
@@ -261,8 +270,7 @@ def redeem():  # type: ignore[no-untyped-def]
         return _to_scan_page("Deze betaling wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen "
                              "vandaag' of ze gelukt is, voordat u opnieuw afrekent.")
     if outcome.succeeded:
-        return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
-                                zelf=outcome.remaining_to_pay_cents or None), code=303)
+        return _to_receipt(outcome)
     # A payment that was not made: the balance page as it is now.
     if outcome.status == "insufficient_balance":
         return _to_balance_page(pass_number, budget_id=budget_id, short_of_cents=amount_cents)
@@ -272,6 +280,11 @@ def redeem():  # type: ignore[no-untyped-def]
     return _to_balance_page(pass_number, budget_id=budget_id, error=(
         "Dit tegoed is niet meer geldig. Er is niets afgeschreven. Kies een ander tegoed of laat de klant zelf "
         "betalen."))
+
+
+def _to_receipt(outcome: ledger.RedemptionOutcome):  # type: ignore[no-untyped-def]
+    return redirect(url_for("counter.receipt", redemption_id=outcome.redemption_id,
+                            zelf=outcome.remaining_to_pay_cents or None), code=303)
 
 
 def _to_scan_page(error: str):  # type: ignore[no-untyped-def]

@@ -174,6 +174,22 @@ def test_a_resubmitted_payment_after_a_block_shows_the_first_receipt(counter):  
     assert "al voor een ander bedrag gebruikt" in other.get_data(as_text=True) and _redemptions(counter.db) == 1
 
 
+def test_a_paid_form_sent_again_past_the_unusable_pass_limit_shows_its_receipt(counter):  # type: ignore[no-untyped-def]
+    form = {"pass_number": counter.pass_number, "budget_id": str(counter.budget_id), "amount": "12,50",
+            "idempotency_key": "form-paid"}
+    first = counter.pay(**form)
+    assert first.status_code == 303 and "/counter/bon/" in first.headers["Location"]
+    for n in range(UNKNOWN_LIMIT):
+        counter.scan(f"64009999999999{n:02d}")
+    # The cashier's reload of the payment whose answer got lost: not "niets afgeschreven", it was paid.
+    again = counter.pay(**form)
+    assert again.status_code == 303 and again.headers["Location"] == first.headers["Location"]
+    assert _redemptions(counter.db) == 1
+    # A form not paid before is still refused by the limit.
+    new = counter.pay(**{**form, "idempotency_key": "form-new"})
+    assert new.status_code == 429 and _redemptions(counter.db) == 1
+
+
 # ---------------------------------------------------------------- 4. only ASCII digits are numbers
 
 @pytest.mark.parametrize("budget_id", ["²", "١٢", "１", "12 ", "-1", "9" * 19])
