@@ -122,8 +122,14 @@ class ConnectorRegistry:
             if entry_point is None:
                 return  # another thread loaded it while this one waited
             connector_class = self._import(entry_point)
-            del self._deferred[name]
-            self.register(name, connector_class)
+            del self._deferred[name]  # register() refuses a name still noted here as a duplicate
+            try:
+                self.register(name, connector_class)
+            except RegistryError:
+                # Still installed: the next use names what is wrong with it again, not "unknown connector,
+                # install the package that provides it" about a package that is installed.
+                self._deferred[name] = entry_point
+                raise
 
     def _load(self, entry_point: EntryPoint) -> None:
         self.register(entry_point.name, self._import(entry_point))
