@@ -297,7 +297,10 @@ class _LogToPipe(logging.Handler):
 def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, flush_seconds: float, level: int,
                     digest_key: str | None) -> None:
     def send(message: tuple) -> None:
-        sending.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            sending.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _NoOneListens from exc
 
     root = logging.getLogger()
     root.handlers[:] = [_LogToPipe(send)]
@@ -323,18 +326,21 @@ def _read_in_worker(source: RecordSource, sending: Connection, chunk_size: int, 
                 last_sent = time.monotonic()
         send((_RECORDS, chunk))
         send((_DONE, None))
-    except _NO_ONE_LISTENS:
+    except _NoOneListens:
         # The sync that started this worker is gone (killed, by the OOM killer say): there is no one left to tell,
         # and what multiprocessing would print instead is a traceback on stderr, outside every redacting handler.
         return
     except BaseException as exc:  # noqa: BLE001 - every failure is the engine's to report
-        with contextlib.suppress(*_NO_ONE_LISTENS):
+        with contextlib.suppress(_NoOneListens):
             send((_FAILED, (_crossable(exc), traceback.format_exc())))
     finally:
         sending.close()
 
 
-_NO_ONE_LISTENS = (BrokenPipeError, ConnectionResetError)
+class _NoOneListens(Exception):
+    """The pipe to the sync broke as this worker sent on it. Told apart from a source's own broken connection (a
+    ConnectionResetError of a server that hung up), which is the run's failure to report, not a reason to end
+    without a word: the sync then said 'stopped unexpectedly, check the machine's memory'."""
 
 
 def _crossable(exc: BaseException) -> BaseException | tuple[str, str]:

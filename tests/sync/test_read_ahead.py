@@ -119,6 +119,8 @@ class _FromWorker:
             os._exit(3)
         elif self.then == "interrupt":
             raise KeyboardInterrupt
+        elif self.then == "reset":
+            raise ConnectionResetError(104, "Connection reset by peer")  # the source's server hung up
         elif self.then == "hang":
             time.sleep(3600)  # a connector with no timeout of its own, waiting on a source that never answers
         elif self.then == "slow":
@@ -210,6 +212,13 @@ def test_an_interrupt_in_the_worker_fails_the_reading_here_instead_of_interrupti
     with pytest.raises(SourceReadingFailed) as raised, ReadAhead(_FromWorker("interrupt")) as records:
         list(records)
     assert type(raised.value).__name__ == "KeyboardInterrupt" and isinstance(raised.value, Exception)
+
+
+def test_a_source_whose_server_hangs_up_fails_the_reading_with_that_error_not_as_a_worker_that_died():
+    """The worker ends quietly only when its own pipe to the sync broke; a source's broken connection is the run's
+    failure, which was reported as 'the process reading the source stopped unexpectedly (exit code 0)'."""
+    with pytest.raises(ConnectionResetError, match="reset by peer"), ReadAhead(_FromWorker("reset")) as records:
+        list(records)
 
 
 def test_a_source_that_sends_nothing_for_the_stall_deadline_fails_the_reading_and_stops_the_worker():
