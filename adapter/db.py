@@ -129,7 +129,6 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
         return engine
 
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         _create_owner_only(Path(parsed.database))
     engine = create_engine(url, echo=echo, hide_parameters=True,
                            connect_args={"timeout": 60, "check_same_thread": False})
@@ -167,10 +166,15 @@ def _create_owner_only(database_file: Path) -> None:
     """Create a new SQLite database file readable and writable by its owner alone (an existing one is left as
     it is). It holds full pass numbers, blind indexes and the sealed personal data, and SQLite would otherwise
     create it by the umask, commonly readable by every account on the machine; its write-ahead log and
-    shared-memory files take the database file's mode. As ``dev-keys.json`` beside it."""
+    shared-memory files take the database file's mode. As ``dev-keys.json`` beside it.
+
+    A file that cannot be made here (a folder this account may not write to, a path through a file) is left to
+    SQLite, whose own open then fails as "unable to open database file", which the CLI and the readiness check
+    word for the operator; raised here, it was a traceback at the start of every command."""
     try:
+        database_file.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
+    except OSError:  # FileExistsError too: an existing database keeps its mode
         pass
 
 

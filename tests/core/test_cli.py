@@ -135,6 +135,35 @@ def test_a_database_that_cannot_be_reached_is_one_sentence_not_a_traceback(tmp_p
         assert isinstance(result.exception, SystemExit), (command, result.exception)
 
 
+def test_a_sqlite_file_that_cannot_be_made_owner_only_is_left_to_sqlite_not_a_traceback(tmp_path, monkeypatch):
+    """A folder this account may not write to (simulated: the tests may run as root, whom no folder refuses) or a
+    path through a file: making the owner-only file first raised there, a traceback before any command ran."""
+    import os
+
+    through_a_file = tmp_path / "not-a-folder"
+    through_a_file.write_text("", encoding="utf-8")
+    refused = tmp_path / "var" / "adapter.db"
+    real_open = os.open
+
+    def no_permission(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path) == str(refused):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_permission)
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "data")}), encoding="utf-8")
+    for database_file in (refused, through_a_file / "adapter.db"):
+        monkeypatch.setenv("ADAPTER_DATABASE_URL", f"sqlite:///{database_file}")
+        result = CliRunner().invoke(cli, ["--config", str(config), "ledger", "verify"])
+        # SQLite's own open decides: it fails through the file, worded; root may write the other, without a schema.
+        assert isinstance(result.exception, SystemExit), (database_file, result.exception)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the database cannot be reached" in CliRunner().invoke(
+        cli, ["--config", str(config), "ledger", "verify"], env={"ADAPTER_DATABASE_URL":
+                                                             f"sqlite:///{through_a_file / 'adapter.db'}"}).output
+
+
 def test_the_same_correction_run_twice_books_once_unless_again(tmp_path, database_url, vault):
     """A correction has no idempotency key: the command run again from the shell's history (or after a terminal
     that dropped at the commit) must not book it twice. Two operators running it at the same moment, as two
