@@ -53,7 +53,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapter import grants, ratelimit, retention
+from adapter.connector import ConnectorError
+from adapter.key_match import KeysMismatch
 from adapter.models import SyncRun, SyncStatus, utcnow
+from adapter.read_ahead import SourceReadingStalled
 from adapter.retention import RetentionReport
 from adapter.rules import RulesError
 from adapter.rules_trail import load_rules_recorded
@@ -324,8 +327,18 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
         except Exception as exc:  # the scheduler keeps going for tomorrow
             if not said_by_the_sync(exc):  # e.g. the source could not be opened, before any run began
                 log.exception("sync of source %s failed", source_name)
+            elif not isinstance(exc, _SAID_IN_FULL):
+                # A fault of ours: the sync's line names only its class and text. Its traceback goes with it, as a
+                # warning (the line above is the one ERROR of the night), for the report to the maintainers.
+                log.warning("sync of source %s: where the failure above came from, for a report to the "
+                            "maintainers", source_name, exc_info=True)
 
     return job
+
+
+# Failures whose run reason says all there is to say: the source's (a connector's error, worded for the operator),
+# the database's, the keys', or a reading that stalled. Their traceback would only point into our plumbing.
+_SAID_IN_FULL = (ConnectorError, SQLAlchemyError, KeysMismatch, SourceReadingStalled)
 
 
 def _not_started(runtime: Runtime, source_name: str, problem: RulesError) -> None:

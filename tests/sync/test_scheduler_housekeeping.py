@@ -132,3 +132,32 @@ def test_a_night_whose_source_fails_says_so_in_one_error_line_without_a_tracebac
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert [record.getMessage() for record in errors] == [f"sync demo run {run.run_id} {run.reason}"]
     assert errors[0].exc_info is None
+
+
+def test_a_night_that_failed_on_a_fault_of_ours_keeps_its_traceback_as_a_warning(tmp_path, sqlite_url, caplog,
+                                                                                  monkeypatch):
+    """The sync's line names only the class and text of a fault of ours ("failed: KeyError: 'x'"): its traceback is
+    what the maintainers need, logged beside it as a warning so that the night still counts one ERROR."""
+    import traceback
+
+    import adapter.sync
+
+    def broken(*_args, **_kwargs):
+        raise KeyError("x")
+
+    monkeypatch.setattr(adapter.sync, "_run_locked", broken)
+    source = {**DEMO_SOURCE, "options": {**DEMO_SOURCE["options"], "path": str(tmp_path)}, "schedule": "04:15"}
+    runtime = Runtime(make_settings(tmp_path, sqlite_url, sources={"demo": source}))
+    try:
+        jobs = {job.job_id: job for job in build_jobs(runtime, tmp_path)}
+        with caplog.at_level(logging.INFO):
+            jobs["sync:demo"].func()
+    finally:
+        runtime.close()
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == ["sync demo run 1 failed: KeyError: 'x'"]
+    # The log's redaction turns the traceback into its (redacted) text.
+    [where] = [record for record in caplog.records if record.levelno == logging.WARNING
+               and (record.exc_info or record.exc_text)]
+    assert "for a report to the maintainers" in where.getMessage()
+    assert "KeyError" in (where.exc_text or "".join(traceback.format_exception(*where.exc_info)))
