@@ -146,11 +146,16 @@ def test_0005_refuses_stored_rows_without_keys_and_changes_nothing(database_url,
             assert "ADAPTER_ENCRYPTION_KEYS" in message and "nothing was changed" in message
             assert find_personal_data_at_rest(message.encode()) == []
             assert migrate.current_revision(database) == "0004"
-            with database.engine.connect() as connection:
-                stored = connection.execute(text("SELECT bsn_encrypted FROM cardholders ORDER BY id")).scalars().all()
-            assert [vault.decrypt(token) for token in stored] == [person["bsn"] for person in PEOPLE]
+            assert _stored_bsns(database, vault) == [person["bsn"] for person in PEOPLE]
     finally:
         database.dispose()
+
+
+def _stored_bsns(database: Database, vault: Vault) -> list[str]:
+    """The BSNs of the cardholders as the 0004 schema stores them, decrypted: what a refused upgrade must leave."""
+    with database.engine.connect() as connection:
+        stored = connection.execute(text("SELECT bsn_encrypted FROM cardholders ORDER BY id")).scalars().all()
+    return [vault.decrypt(token) for token in stored]
 
 
 def test_0005_refuses_keys_that_cannot_open_the_stored_rows_and_changes_nothing(database_url, vault):
@@ -167,9 +172,7 @@ def test_0005_refuses_keys_that_cannot_open_the_stored_rows_and_changes_nothing(
         assert "cannot be decrypted with the ADAPTER_ENCRYPTION_KEYS given" in message
         assert "the service uses" in message and "nothing was changed" in message
         assert migrate.current_revision(database) == "0004"
-        with database.engine.connect() as connection:
-            stored = connection.execute(text("SELECT bsn_encrypted FROM cardholders ORDER BY id")).scalars().all()
-        assert [vault.decrypt(token) for token in stored] == [person["bsn"] for person in PEOPLE]
+        assert _stored_bsns(database, vault) == [person["bsn"] for person in PEOPLE]
     finally:
         database.dispose()
 
