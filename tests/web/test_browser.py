@@ -32,11 +32,15 @@ def _sign_in_and_scan(page, world, shot_prefix: str | None = None) -> None:  # t
     expect(page.locator("#pass_number")).to_be_focused()
     if shot_prefix:
         screenshot(page, f"{shot_prefix}-scan")
-    # A barcode scanner types the digits and presses Enter.
-    page.keyboard.type(world.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, world.pass_number)
     expect(page.locator("h1")).to_contain_text("Sanne")
     assert world.pass_number not in page.url
+
+
+def _scanner_reads(page, pass_number: str) -> None:  # type: ignore[no-untyped-def]
+    """A barcode scanner types the digits into whichever field has the focus, and presses Enter."""
+    page.keyboard.type(pass_number)
+    page.keyboard.press("Enter")
 
 
 def _next_customer_scans(page, world) -> None:  # type: ignore[no-untyped-def]
@@ -131,8 +135,7 @@ def test_keyboard_only(browser, web_world):  # type: ignore[no-untyped-def]
     expect(page.locator(".remaining")).to_contain_text("€ 92,75")
     # The next customer's pass is scanned while the receipt still shows: it goes straight to that pass.
     expect(page.locator("#pass_number")).to_be_focused()
-    page.keyboard.type(web_world.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, web_world.pass_number)
     expect(page.locator("h1")).to_contain_text("Sanne")
     expect(page.locator(".balance").first).to_contain_text("€ 92,75")
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
@@ -229,8 +232,7 @@ def test_a_scan_while_a_balance_shows_shows_the_next_pass_and_pays_nothing(brows
     _sign_in_and_scan(page, web_world)
     # The amount field has focus; the next customer's card goes under the scanner.
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
-    page.keyboard.type(next_child.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, next_child.pass_number)
     expect(page.locator("h1")).to_contain_text(next_child.pass_number[-4:])
     expect(page.locator(".balance").first).to_contain_text("€ 30,00")
     expect(page.locator("#amount-%d" % next_child.budget_id)).to_be_focused()
@@ -248,8 +250,7 @@ def test_a_scan_while_too_little_shows_charges_nothing_and_shows_the_next_pass(b
     expect(page.locator("h1")).to_have_text("Te weinig tegoed")
     # The customer pays otherwise; the next card goes under the scanner, which types and presses Enter.
     expect(page.locator("#pass_number")).to_be_focused()
-    page.keyboard.type(next_child.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, next_child.pass_number)
     expect(page.locator("h1")).to_contain_text(next_child.pass_number[-4:])
     assert _count_redemptions(web_world) == 0 and _balance(web_world) == 10_000
     # By keyboard alone the offer is one Shift+Tab away from the scan field.
@@ -330,13 +331,11 @@ def test_a_pass_with_nothing_for_this_shop_leaves_the_scan_field_ready_for_the_n
     page.keyboard.type(web_world.api_key)
     page.keyboard.press("Enter")
     expect(page.locator("#pass_number")).to_be_focused()
-    page.keyboard.type(sports_only.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, sports_only.pass_number)
     expect(page.locator(".message")).to_contain_text("geen tegoed dat uw winkel mag gebruiken")
     expect(page.locator(".card.budget")).to_have_count(0)  # the child's sport budget is not this shop's business
     expect(page.locator("#pass_number")).to_be_focused()
-    page.keyboard.type(web_world.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, web_world.pass_number)
     expect(page.locator(".balance").first).to_contain_text("€ 100,00")
     expect(page.locator("#amount-%d" % web_world.budget_id)).to_be_focused()
     assert page.locator("[autofocus]").count() == 1
@@ -382,8 +381,7 @@ def test_back_after_a_refused_payment_and_the_next_customers_payment_is_no_trap(
     expect(page.locator(".message.error")).to_contain_text("Er is niets afgeschreven")
     refused_at = page.url
     expect(page.locator("#pass_number")).to_be_focused()
-    page.keyboard.type(next_child.pass_number)
-    page.keyboard.press("Enter")
+    _scanner_reads(page, next_child.pass_number)
     page.locator("#amount-%d" % next_child.budget_id).fill("10")
     page.keyboard.press("Enter")
     expect(page.locator(".remaining")).to_contain_text("€ 20,00")
