@@ -139,7 +139,16 @@ def show_balance():  # type: ignore[no-untyped-def]
     """Answered with a redirect to the balance page, never with the page itself: a page that is a POST's answer
     cannot be gone Back to after paying (the browser offers to send the scan form again) nor reloaded without
     that question. The pass number stays out of the address: the address names a look-up of this session."""
-    return _to_balance_page(_pass_number(request.form))
+    return _scanned(_pass_number(request.form))
+
+
+def _scanned(pass_number: str):  # type: ignore[no-untyped-def]
+    """A pass number that comes in (the scan field, or a scan the amount field took): one balance check counted
+    against the shop's limit, here and only here. The look-ups of its page that follow (the redirect itself, Back,
+    a reload, a payment refused for too little balance) show a pass this session scanned and counted already;
+    counting each of them spent two or three of the shop's checks on one customer."""
+    abuse.count_balance_check(g.merchant.id)
+    return _to_balance_page(pass_number)
 
 
 def _to_balance_page(pass_number: str, *, budget_id: int | None = None, error: str | None = None,
@@ -184,7 +193,6 @@ def _counted_look_up(pass_number: str, *, budget_id: int | None = None,
     An unusable pass is counted and answered with the same page whatever made it unusable.
     """
     runtime = _runtime()
-    abuse.count_balance_check(g.merchant.id)
     abuse.refuse_when_too_many_unusable(g.merchant.id)
     try:
         with runtime.db.read() as db_session:
@@ -234,7 +242,7 @@ def redeem():  # type: ignore[no-untyped-def]
     if _is_a_scan(form.get("amount", "")):
         # The next customer's pass was scanned while this balance showed: the scanner typed into the amount field,
         # which has focus. No amount has that many digits; show that pass, as the scan field would have.
-        return _to_balance_page(_pass_number({"pass_number": form["amount"]}))
+        return _scanned(_pass_number({"pass_number": form["amount"]}))
     idempotency_key = form.get("idempotency_key", "")[:128] or None
     allow_partial = form.get("allow_partial") == "1"
     try:

@@ -394,3 +394,25 @@ def test_each_counter_page_says_in_its_title_what_it_is_and_never_whose_pass(cou
     assert title(balance).startswith("Saldo") and counter.pass_number not in title(balance)
     paid = counter.pay(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="1,00")
     assert title(counter.client.get(paid.headers["Location"])).startswith("Betaald")
+
+
+def test_a_scan_counts_one_balance_check_however_often_its_page_is_shown_again(counter, monkeypatch):  # type: ignore[no-untyped-def]
+    """Each look-up of the balance page counted: the scan's redirect, a payment refused for too little balance
+    (which shows the page again) and every Back or reload each spent another of the shop's checks per minute."""
+    hit = counter.limiter.hit
+    counted: list[str] = []
+
+    def counting(bucket, limit, window):  # type: ignore[no-untyped-def]
+        counted.append(bucket)
+        return hit(bucket, limit, window)
+
+    monkeypatch.setattr(counter.limiter, "hit", counting)
+    scanned = counter.client.post("/counter/pas", data={"csrf_token": counter.token(),
+                                                       "pass_number": counter.pass_number})
+    for _reload in range(3):
+        assert "Tegoed" in counter.client.get(scanned.headers["Location"]).get_data(as_text=True)
+    short = counter.pay_and_follow(pass_number=counter.pass_number, budget_id=str(counter.budget_id),
+                                   amount="500,00", idempotency_key="short-1")
+    assert "Te weinig tegoed" in short.get_data(as_text=True)
+    assert [bucket for bucket in counted if bucket.startswith("balance-checks:")] == ["balance-checks:merchant:" +
+                                                                                    counted[0].rsplit(":", 1)[1]]
