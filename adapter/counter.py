@@ -35,6 +35,13 @@ from adapter.personal import PersonalFields, open_sealed
 MAX_PASS_NUMBER_LENGTH = 32
 
 
+def as_scanned(text: str) -> str:
+    """A pass number as a scanner or a person sends it, without the whitespace around it (a scanner ends its number
+    with a line end or a tab) and the spaces between its groups of digits (people type them as printed). The API
+    and the counter page read it alike: the same scan must not be refused through a till."""
+    return text.strip().replace(" ", "")
+
+
 class CounterRefusal(Exception):
     """A request the counter refuses; ``code`` is stable for tills to switch on."""
 

@@ -17,16 +17,12 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from adapter.counter import MAX_PASS_NUMBER_LENGTH
+from adapter.counter import MAX_PASS_NUMBER_LENGTH, as_scanned
 
 
 def _as_scanned(value: object) -> object:
-    """A pass number without the whitespace around it and the spaces between its groups of digits: a scanner
-    ends its number with a line end (or a tab) and people type the groups as printed. The counter page leaves
-    them out too; the same scan must not be refused through a till."""
-    if isinstance(value, str):
-        return value.strip().replace(" ", "")
-    return value
+    """A pass number read as ``counter.as_scanned`` reads it; anything but text is left to the validation."""
+    return as_scanned(value) if isinstance(value, str) else value
 
 
 # Constraints before the validator: that order keeps them in the JSON Schema.

@@ -242,7 +242,7 @@ def redeem():  # type: ignore[no-untyped-def]
     if _is_a_scan(form.get("amount", "")):
         # The next customer's pass was scanned while this balance showed: the scanner typed into the amount field,
         # which has focus. No amount has that many digits; show that pass, as the scan field would have.
-        return _scanned(_pass_number({"pass_number": form["amount"]}))
+        return _scanned(counter.as_scanned(form["amount"]))
     idempotency_key = form.get("idempotency_key", "")[:128] or None
     allow_partial = form.get("allow_partial") == "1"
     try:
@@ -394,14 +394,13 @@ def _todays_redemptions(merchant_id: int) -> list[dict]:
 
 
 def _pass_number(form) -> str:  # type: ignore[no-untyped-def]
-    # Scanners and people type spaces between the groups of digits.
-    return form.get("pass_number", "").strip().replace(" ", "")
+    return counter.as_scanned(form.get("pass_number", ""))
 
 
 def _is_a_scan(amount_text: str) -> bool:
     """Whether an amount field holds a pass number: only digits (and the spaces a scanner may type between groups),
     more of them than any amount parse_euros takes (7 whole euros' digits)."""
-    return SCANNED_NUMBER.fullmatch(amount_text.strip().replace(" ", "")) is not None
+    return SCANNED_NUMBER.fullmatch(counter.as_scanned(amount_text)) is not None
 
 
 def _ascii_number(text: str) -> int | None:
