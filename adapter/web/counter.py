@@ -295,8 +295,8 @@ def _to_receipt(outcome: ledger.RedemptionOutcome):  # type: ignore[no-untyped-d
                             zelf=outcome.remaining_to_pay_cents or None), code=303)
 
 
-def _to_scan_page(error: str):  # type: ignore[no-untyped-def]
-    flash(error, "error")
+def _to_scan_page(message: str, category: str = "error"):  # type: ignore[no-untyped-def]
+    flash(message, category)
     return redirect(url_for("counter.scan_form"), code=303)
 
 
@@ -342,8 +342,7 @@ def reverse():  # type: ignore[no-untyped-def]
     try:
         amount_cents = parse_euros(amount_text) if amount_text else None  # empty: all that is left of it
     except AmountError as exc:
-        flash(f"{exc} Er is niets teruggeboekt.", "error")
-        return redirect(url_for("counter.scan_form"), code=303)
+        return _to_scan_page(f"{exc} Er is niets teruggeboekt.")
     try:
         outcome = ledger.reverse(runtime.db, ledger.ReversalRequest(
             merchant_id=g.merchant.id, redemption_id=redemption_id, reason=reason, actor=f"merchant:{g.merchant.id}",
@@ -354,9 +353,8 @@ def reverse():  # type: ignore[no-untyped-def]
             in_progress_wait_ms=runtime.settings.api.idempotency_wait_ms)
     except ledger.IdempotencyInProgress:
         # The same form sent twice (a double click): the first is still being written.
-        flash("Deze terugboeking wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen vandaag' of "
-              "ze gelukt is, voordat u opnieuw terugboekt.", "error")
-        return redirect(url_for("counter.scan_form"), code=303)
+        return _to_scan_page("Deze terugboeking wordt nog verwerkt. Wacht een paar seconden en kijk onder 'Betalingen "
+                             "vandaag' of ze gelukt is, voordat u opnieuw terugboekt.")
     messages = {
         "reversed": f"Teruggeboekt: {_euros(outcome.amount_cents)}. Het bedrag staat weer op het tegoed."
         if outcome.returned_to_budget else
@@ -366,8 +364,7 @@ def reverse():  # type: ignore[no-untyped-def]
         "reversal_window_closed": "Deze betaling is te oud om terug te boeken. Neem contact op met de gemeente.",
         "idempotency_key_reused": "Dit formulier is al gebruikt. Vernieuw de pagina en probeer opnieuw.",
     }
-    flash(messages[outcome.status], "success" if outcome.succeeded else "error")
-    return redirect(url_for("counter.scan_form"), code=303)
+    return _to_scan_page(messages[outcome.status], "success" if outcome.succeeded else "error")
 
 
 def _reversal_exceeds_message(reversible_cents: int) -> str:
