@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
@@ -51,21 +52,8 @@ class ConnectorRegistry:
         self._loading = threading.RLock()
 
     def register(self, name: str, connector_class: type[Connector]) -> None:
+        _refuse_unusable(name, connector_class)
         self._refuse_duplicate(name, connector_class.__module__)
-        if not (isinstance(connector_class, type) and issubclass(connector_class, Connector)):
-            # Named by module and name: a function's repr is only its memory address, which names no package.
-            pointed_at = f"{getattr(connector_class, '__module__', '?')}." \
-                f"{getattr(connector_class, '__qualname__', type(connector_class).__name__)}"
-            raise RegistryError(
-                f"connector '{name}' points at {pointed_at}, which is not a subclass of "
-                "adapter.connector.Connector. Report this to the maintainers of the package that provides it"
-            )
-        missing = _what_it_lacks(connector_class)
-        if missing:
-            raise RegistryError(
-                f"connector '{name}' ({connector_class.__module__}.{connector_class.__qualname__}) {missing}, so "
-                "no source can use it. Report this to the maintainers of the package that provides it"
-            )
         self._connectors[name] = connector_class
 
     def get(self, name: str) -> type[Connector]:
@@ -122,14 +110,11 @@ class ConnectorRegistry:
             if entry_point is None:
                 return  # another thread loaded it while this one waited
             connector_class = self._import(entry_point)
-            del self._deferred[name]  # register() refuses a name still noted here as a duplicate
-            try:
-                self.register(name, connector_class)
-            except RegistryError:
-                # Still installed: the next use names what is wrong with it again, not "unknown connector,
-                # install the package that provides it" about a package that is installed.
-                self._deferred[name] = entry_point
-                raise
+            # Refused before its entry is let go: the next use names what is wrong with it again, not "unknown
+            # connector, install the package that provides it" about a package that is installed.
+            _refuse_unusable(name, connector_class)
+            del self._deferred[name]
+            self._connectors[name] = connector_class
 
     def _load(self, entry_point: EntryPoint) -> None:
         self.register(entry_point.name, self._import(entry_point))
@@ -143,6 +128,27 @@ class ConnectorRegistry:
                 f"connector '{entry_point.name}' ({entry_point.value}) could not be "
                 f"loaded: {exc}. Reinstall or remove the package that provides it"
             ) from exc
+
+
+def _refuse_unusable(name: str, connector_class: object) -> None:
+    """Refuse, naming it, what an entry point or a caller hands in that no source could use: not a connector class
+    at all (a function, a module: ``pkg.mod`` without its ``:Class``), or one that lacks what every use needs."""
+    if not (isinstance(connector_class, type) and issubclass(connector_class, Connector)):
+        # Named by module and name: a function's repr is only its memory address, which names no package. A module
+        # has a name but no __module__.
+        pointed_at = getattr(connector_class, "__name__", None) if isinstance(connector_class, types.ModuleType) \
+            else f"{getattr(connector_class, '__module__', '?')}." \
+                 f"{getattr(connector_class, '__qualname__', type(connector_class).__name__)}"
+        raise RegistryError(
+            f"connector '{name}' points at {pointed_at}, which is not a subclass of "
+            "adapter.connector.Connector. Report this to the maintainers of the package that provides it"
+        )
+    missing = _what_it_lacks(connector_class)
+    if missing:
+        raise RegistryError(
+            f"connector '{name}' ({connector_class.__module__}.{connector_class.__qualname__}) {missing}, so "
+            "no source can use it. Report this to the maintainers of the package that provides it"
+        )
 
 
 def _what_it_lacks(connector_class: type[Connector]) -> str | None:

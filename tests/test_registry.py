@@ -94,6 +94,18 @@ def test_an_entry_point_at_a_function_is_named_by_its_module_not_its_address():
     assert " at 0x" not in str(raised.value)
 
 
+def test_an_entry_point_at_a_module_is_refused_by_name_each_time_it_is_asked_for():
+    """`pkg.mod` without its `:Class`, a common slip: the module has no __module__, and register() read it first, so
+    the refusal was an AttributeError traceback, and its entry lost: the next look-up said "unknown connector,
+    install the package that provides it" about a package that is installed."""
+    registry = ConnectorRegistry().discover_entry_points([entry_point("acme", "connectors.csv_file")])
+    for _ in range(2):
+        with pytest.raises(RegistryError) as raised:
+            registry.get("acme")
+        assert "'acme' points at connectors.csv_file, which is not a subclass" in str(raised.value)
+    assert "acme" in registry.names()
+
+
 def test_the_installed_entry_points_include_the_built_ins():
     registry = ConnectorRegistry().load_entry_points()
     assert {"csv", "rest", "soap"} <= set(registry.names())
