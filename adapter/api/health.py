@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
 
 from adapter import migrate
 from adapter.api.problems import problem
@@ -30,9 +29,11 @@ def ready():  # type: ignore[no-untyped-def]
     runtime = current_app.extensions["adapter_runtime"]
     database = runtime.db
     try:
-        with database.read() as session:
-            session.execute(text("SELECT 1"))
-        current = migrate.is_current(database)
+        current = migrate.is_current(database)  # reads the schema's revision: the database answers
+        keys_wrong = False
+        if current:  # the cardholders' columns are the ones this code reads
+            with database.read() as session:
+                keys_wrong = keys_open_none(session, runtime.vault)
     except migrate.SchemaNewerThanCode as exc:
         current_app.logger.warning("readiness check: %s", exc)
         raise problem("migrations_pending", f"Het databaseschema ({exc.current}) is nieuwer dan deze versie van de "
@@ -52,8 +53,6 @@ def ready():  # type: ignore[no-untyped-def]
     if not current:
         raise problem("migrations_pending", "Het databaseschema is niet actueel. Voer `stadspas-adapter db upgrade` "
                                             "uit.", headers=_ASK_AGAIN)
-    with database.read() as session:
-        keys_wrong = keys_open_none(session, runtime.vault)
     if keys_wrong:
         # A host started with another installation's keys (or a new pair) answered ready, and then a 500 to every
         # balance check the load balancer sent it.

@@ -79,3 +79,17 @@ def test_ready_says_when_this_servers_keys_open_none_of_the_stored_cardholders(t
         assert client.get("/v1/ready").status_code == 200
     finally:
         db.dispose()
+
+
+def test_ready_says_the_database_is_unavailable_when_the_keys_check_cannot_read_it(tmp_path, sqlite_url, monkeypatch):
+    """A database lost during the keys' look-up is `database_unavailable`, as when it is lost before."""
+    from sqlalchemy.exc import OperationalError
+
+    import adapter.api.health
+
+    def lost(*_args):
+        raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(adapter.api.health, "keys_open_none", lost)
+    response = create_app(settings=make_settings(tmp_path, sqlite_url)).test_client().get("/v1/ready")
+    assert response.status_code == 503 and response.get_json()["code"] == "database_unavailable"
