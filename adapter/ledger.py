@@ -156,20 +156,10 @@ def grant(session: Session, budget_id: int, amount_cents: int, actor: str, note:
     return _append(session, budget_id, EntryKind.GRANT, amount_cents, balance_after, actor, note)
 
 
-def expire(session: Session, budget_id: int, actor: str, note: str | None = None) -> LedgerEntry | None:
-    """Close a budget at its period's end; what is left leaves with an expiry entry."""
-    budget = _lock_budget(session, budget_id)
-    if budget is None or budget.status != BudgetStatus.OPEN:
-        return None
-    left_cents = budget.balance_cents
-    session.execute(
-        update(Budget).where(Budget.id == budget_id)
-        .values(balance_cents=0, status=BudgetStatus.EXPIRED)
-        .execution_options(synchronize_session=False)
-    )
-    if left_cents == 0:
-        return None
-    return _append(session, budget_id, EntryKind.EXPIRY, -left_cents, 0, actor, note)
+def expire(session: Session, budget_id: int, actor: str, note: str | None = None) -> bool:
+    """Close a budget at its period's end; what is left leaves with an expiry entry. False when it was not open.
+    One budget of ``expire_many``, which says what closing a budget is, once."""
+    return expire_many(session, [budget_id], actor, note) == 1
 
 
 # Budgets closed per statement by ``expire_many``: a few hundred ids in an IN list, well under SQLite's limit.

@@ -69,8 +69,11 @@ def test_expiry_empties_the_budget_and_a_later_reversal_goes_back_to_the_municip
     shop = factories.merchant(db)
     redeemed = ledger.redeem(db, _request(child, shop.merchant_id, 1_000))
     with db.write() as session:
-        entry = ledger.expire(session, child.budget_id, actor="rollover")
-    assert entry is not None and entry.amount_cents == -4_000
+        assert ledger.expire(session, child.budget_id, actor="rollover")
+        assert not ledger.expire(session, child.budget_id, actor="rollover")  # closed: nothing more leaves
+    with db.read() as session:
+        assert session.execute(select(LedgerEntry.amount_cents).where(
+            LedgerEntry.budget_id == child.budget_id, LedgerEntry.kind == EntryKind.EXPIRY)).scalars().all() == [-4_000]
     assert ledger.redeem(db, _request(child, shop.merchant_id, 100)).status == "budget_not_open"
     reversal = ledger.reverse(db, ledger.ReversalRequest(
         merchant_id=shop.merchant_id, redemption_id=redeemed.redemption_id, reason="retour", actor="test"))
