@@ -348,7 +348,7 @@ def build_join(params: JoinParams) -> Transform:
     def join(value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             return value
-        parts = [text_of(part).strip() for part in value if part is not None and text_of(part).strip()]
+        parts = [text for part in value if part is not None and (text := text_of(part).strip())]
         return separator.join(parts) or None
 
     return join
