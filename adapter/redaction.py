@@ -63,6 +63,12 @@ _FAILING_ROW = re.compile(r"(Failing row contains \().*(\))")
 _VALUES_MASKED = "***"
 
 
+def holds_a_long_number(text: str) -> bool:
+    """Whether ``text`` holds a run of digits that ``redact`` masks: as long as a BSN (one whose leading zero a
+    spreadsheet dropped included) or a pass number."""
+    return _DIGIT_RUN.search(text) is not None
+
+
 def pass_number_tail(pass_number: str) -> str:
     """The end of a pass number that may be shown: its last 4 digits when it has 10 or more (enough for a
     helpdesk or a shop to tell cards apart, not enough to use one), else a third of it, so that a short test

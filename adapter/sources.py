@@ -8,7 +8,6 @@ and the sync command use, so that the reading runs beside the planning.
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapter.connector import CheckBuilder, CheckResult, Connector, ConnectorError, redact
+from adapter.redaction import holds_a_long_number
 from adapter.mapping import CompiledMapping, load_mapping
 from adapter.read_ahead import ReadAhead
 from adapter.records import CardholderRecord, RejectedRecord, SourceRecord
@@ -117,8 +117,6 @@ def map_records(
 # A record's key is a short label ("line 12", "page 3 item 7"); the sync stores it, with the mapping's
 # "lid[1].pas[0]" after it, in a column of 200 characters.
 MAX_KEY_CHARS = 120
-# A BSN has 9 digits, a pass number 10 to 19; no line or page number of an export comes near.
-_LOOKS_LIKE_A_NUMBER_OF_A_PERSON = re.compile(r"\d{9}")
 
 
 def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
@@ -139,9 +137,11 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
             if len(key) > MAX_KEY_CHARS:
                 raise _broken(connector, f"yielded a record key of {len(key)} characters (at most {MAX_KEY_CHARS}: "
                               "a label such as 'line 12', never the record's values)")
-            if _LOOKS_LIKE_A_NUMBER_OF_A_PERSON.search(key):
-                # Keys are stored in plain text with the run's outcomes and shown on the dashboard.
-                raise _broken(connector, f"yielded the key '{redact(key)}', which holds a run of 9 or more digits, "
+            if holds_a_long_number(key):
+                # Keys are stored in plain text with the run's outcomes and shown on the dashboard. The rule is the
+                # log's (adapter.redaction): 8 digits and more, a BSN that lost its leading zero included. No line
+                # or page number of an export comes near.
+                raise _broken(connector, f"yielded the key '{redact(key)}', which holds a run of 8 or more digits, "
                               "as a BSN or pass number has (a key is a label such as 'line 12', never a value)")
             if record.problems and not _are_texts(record.problems):
                 raise _broken(connector, "yielded a record whose problems are not a tuple of texts (write "

@@ -74,6 +74,8 @@ class _CarelessConnector(Connector):
             yield SourceRecord("page 1", {}, ("row has 2 columns, the header has 6",))
         elif self.options.mode == "key holds a BSN":
             yield SourceRecord("person 999993653", good)  # a test BSN
+        elif self.options.mode == "key holds a BSN that lost its leading zero":
+            yield SourceRecord("person 12345672", good)  # a spreadsheet dropped the 0 of 012345672
         elif self.options.mode == "problems is one text":
             yield SourceRecord("line 1", {}, "row is not valid XML")
         elif self.options.mode == "a problem is not text":
@@ -101,7 +103,8 @@ def _careless_source(mode: str):
     ("key is a document", "yielded a record key of 5007 characters"),
     ("one key for every record", "yielded the key 'page 1' for two records in a row"),
     # Stored in plain text with the run's outcomes and shown on the dashboard.
-    ("key holds a BSN", "yielded the key 'person [number removed]', which holds a run of 9 or more digits"),
+    ("key holds a BSN", "yielded the key 'person [number removed]', which holds a run of 8 or more digits"),
+    ("key holds a BSN that lost its leading zero", "which holds a run of 8 or more digits"),
     # Stored as the reasons "r; o; w;  ; i; s; ..." ("problems is one text"), or failing the run deep in the sync.
     ("problems is one text", "yielded a record whose problems are not a tuple of texts"),
     ("a problem is not text", "yielded a record whose problems are not a tuple of texts"),
