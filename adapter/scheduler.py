@@ -242,11 +242,21 @@ def run_scheduler(runtime: Runtime, base_dir: Path | None = None) -> None:
     # The loop runs beside the main thread, which wakes twice a second: Python runs a signal's handler in the
     # main thread only, and the kernel may hand the signal to a job's thread while the main thread sleeps in a
     # wait with no end (none at all while no job is due), so the handler waited for the next job's time.
-    loop = threading.Thread(target=scheduler.start, name="scheduler")
+    failed: list[Exception] = []
+
+    def scheduling() -> None:
+        try:
+            scheduler.start()
+        except Exception as exc:  # raised in this process's main thread below: the command must not exit 0
+            failed.append(exc)
+
+    loop = threading.Thread(target=scheduling, name="scheduler")
     try:
         loop.start()
         while loop.is_alive():
             loop.join(0.5)
+        if failed:
+            raise failed[0]
     except KeyboardInterrupt:  # Ctrl+C, or SIGTERM through _interrupt
         _stop(scheduler, loop, running, stopping)
     finally:

@@ -298,3 +298,22 @@ def test_a_job_whose_turn_comes_after_the_stop_does_not_start(caplog):
         job()
     assert ran == ["south"] and running == set()
     assert "sync:south not started: the scheduler is stopping" in caplog.text
+
+
+def test_a_scheduler_whose_loop_fails_to_start_says_so_instead_of_ending_as_if_stopped(tmp_path, monkeypatch):
+    """The loop runs in a thread of its own: an error as it starts (adding its jobs) ended that thread alone, and the
+    command returned as after a clean stop, exit code 0, with nothing scheduled."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from adapter.scheduler import run_scheduler
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the job store refused a job")
+
+    monkeypatch.setattr(BlockingScheduler, "start", broken)
+    runtime = _runtime(tmp_path, demo="04:15")
+    try:
+        with pytest.raises(RuntimeError, match="the job store refused a job"):
+            run_scheduler(runtime, tmp_path)
+    finally:
+        runtime.close()
