@@ -179,12 +179,13 @@ def schema_problem(database: Database) -> str | None:
     the schema is this version's. A process started on an older schema answers every request with an error and
     fails every night's sync (a column it reads is not there yet); one started before `db upgrade` could also
     write rows the upgrade then converts a second time."""
+    current = current_revision(database)  # read once: every start of the API and the scheduler asks
     try:
-        if is_current(database):
-            return None
+        _refuse_a_newer_schema(current)
     except SchemaNewerThanCode as exc:
         return str(exc)
-    current = current_revision(database)
+    if current == head_revision():
+        return None
     found = f"is at schema revision {current}" if current else "has no schema yet"
     return (f"the database {found} and this version of stadspas-adapter needs {head_revision()}: run "
             "`stadspas-adapter db upgrade` first (with the service's ADAPTER_ENCRYPTION_KEYS and "

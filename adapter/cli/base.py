@@ -59,16 +59,23 @@ def refuse_unless_schema_current(cli: CliContext) -> None:
     """Stop a long-running process (the API, the scheduler) at its start when the database's schema is not this
     version's, with what to run, instead of starting it to fail every request and every night. A database that
     cannot be reached is not refused here: the process starts and reports it as it runs (readiness, each job)."""
+    problem = schema_problem_if_readable(cli.runtime)
+    if problem:
+        raise click.ClickException(problem)
+
+
+def schema_problem_if_readable(runtime: Runtime) -> str | None:
+    """``migrate.schema_problem`` of the runtime's database; None too when the database cannot be read (what
+    reading it said is the caller's to report). The migrations are imported here, when asked: loading them costs
+    a command's start-up a noticeable part of a second."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from adapter import migrate
 
     try:
-        problem = migrate.schema_problem(cli.runtime.db)
+        return migrate.schema_problem(runtime.db)
     except SQLAlchemyError:
-        return
-    if problem:
-        raise click.ClickException(problem)
+        return None
 
 
 def operator_actor() -> str:

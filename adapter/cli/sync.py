@@ -13,7 +13,8 @@ from typing import IO
 
 import click
 
-from adapter.cli.base import CliContext, operator_actor, pass_cli, refuse_unless_schema_current
+from adapter.cli.base import (CliContext, operator_actor, pass_cli, refuse_unless_schema_current,
+                              schema_problem_if_readable)
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.rules import BudgetRules, RulesError, load_rules
 from adapter.rules_trail import load_rules_recorded
@@ -172,16 +173,9 @@ def _schema_not_current(runtime: Runtime, error: Exception) -> str | None:
     """Why a sync that the database refused cannot work here, when the schema is not this version's (the new
     version installed and `db upgrade` not run yet: a column the sync reads is not there); None otherwise. Asked
     only after a failure: reading the migrations costs a sync's start-up a noticeable part of a second."""
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import DBAPIError
 
-    from adapter import migrate
-
-    if not isinstance(error, DBAPIError):
-        return None
-    try:
-        return migrate.schema_problem(runtime.db)
-    except SQLAlchemyError:
-        return None
+    return schema_problem_if_readable(runtime) if isinstance(error, DBAPIError) else None
 
 
 def _rules(runtime: Runtime, path, *, dry_run: bool = False) -> BudgetRules:  # type: ignore[no-untyped-def]
