@@ -10,7 +10,7 @@ is counted under "(geen)", a child without a birth date under "onbekend".
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -305,6 +305,7 @@ class SyncOverview:
     last_runs: Table
     rejected: Table
     refused_sources: frozenset[str]
+    last_started: Mapping[str, datetime]  # when each source's last run (dry runs aside) started
 
 
 def sync_overview(session: Session, rejected_limit: int = 200) -> SyncOverview:
@@ -337,15 +338,15 @@ def sync_overview(session: Session, rejected_limit: int = 200) -> SyncOverview:
         Table("sync-rejected", "Afgekeurde records van de laatste run", (
             Column("source", "bron"), Column("run_id", "run"), Column("record", "record"),
             Column("reason", "reden")), rejected_rows),
-        frozenset(run.source for run in runs if run.status in (SyncStatus.REFUSED, SyncStatus.FAILED)))
+        frozenset(run.source for run in runs if run.status in (SyncStatus.REFUSED, SyncStatus.FAILED)),
+        {run.source: run.started_at for run in runs})
 
 
-def sources_not_synced_since(session: Session, sources: Iterable[str], since: datetime) -> list[tuple[str, str]]:
+def sources_not_synced_since(overview: SyncOverview, sources: Iterable[str],
+                             since: datetime) -> list[tuple[str, str]]:
     """Of ``sources``, those whose last run (dry runs aside) started before ``since``, or that never ran: each
     with when its last run started ("" for never). A scheduler that stopped leaves the last run green for days."""
-    last_started = dict(session.execute(
-        select(SyncRun.source, func.max(SyncRun.started_at)).where(SyncRun.status != SyncStatus.DRY_RUN)
-        .group_by(SyncRun.source)).all())
+    last_started = overview.last_started
     return [(source, _when(last_started.get(source))) for source in sorted(sources)
             if last_started.get(source) is None or last_started[source] < since]
 

@@ -87,7 +87,7 @@ def dashboard():  # type: ignore[no-untyped-def]
     runtime = _runtime()
     with runtime.db.read() as db_session:
         sync = reports.sync_overview(db_session)
-        overdue = _overdue_sources(db_session)
+        overdue = _overdue_sources(sync)
         tables = _tables(db_session, period)
     charts = _charts(tables, period)
     return render_template("admin/dashboard.html", period=period, period_text=period.label, sync=sync,
@@ -99,12 +99,12 @@ def dashboard():  # type: ignore[no-untyped-def]
 _OVERDUE_AFTER = timedelta(hours=26)
 
 
-def _overdue_sources(db_session) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def _overdue_sources(sync: reports.SyncOverview) -> list[tuple[str, str, str]]:
     """(source, its nightly time, when it last started or "") for each scheduled source whose sync is overdue."""
     scheduled = {name: source.schedule for name, source in _runtime().settings.sources.items()
                  if source.enabled and source.schedule is not None}
     return [(name, scheduled[name], last_started) for name, last_started
-            in reports.sources_not_synced_since(db_session, scheduled, utcnow() - _OVERDUE_AFTER)]
+            in reports.sources_not_synced_since(sync, scheduled, utcnow() - _OVERDUE_AFTER)]
 
 
 # Each table's name (its CSV's) and how it is made. The uptake opens every child's sealed birth date, the

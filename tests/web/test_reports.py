@@ -246,7 +246,8 @@ def test_sources_not_synced_since_names_the_late_and_the_never_run(db):
         session.add_all([SyncRun(source="oud", status=SyncStatus.FAILED, started_at=now - timedelta(days=2)),
                          SyncRun(source="vers", status=SyncStatus.REFUSED, started_at=now - timedelta(hours=1))])
     with db.read() as session:
-        late = reports.sources_not_synced_since(session, ["vers", "oud", "nooit"], now - timedelta(hours=26))
+        late = reports.sources_not_synced_since(reports.sync_overview(session), ["vers", "oud", "nooit"],
+                                                now - timedelta(hours=26))
     assert [source for source, _when in late] == ["nooit", "oud"]
     assert late[0][1] == "" and late[1][1].startswith(str(local_day(now - timedelta(days=2))))
 
