@@ -62,12 +62,11 @@ class Table:
         index = [column.key for column in self.columns].index(key)
         return [row[index] for row in self.rows]
 
-    def formatted_rows(self) -> list[list[str]]:
-        return [[_cell(value, column) for value, column in zip(row, self.columns)] for row in self.rows]
-
-    def shown_rows(self) -> list[list[str]]:
-        """For the page: amounts with thousands separators, which a CSV leaves out for Excel."""
-        return [[_cell(value, column, grouped=True) for value, column in zip(row, self.columns)] for row in self.rows]
+    def formatted_rows(self, *, grouped: bool = False) -> list[list[str]]:
+        """The rows as text; ``grouped``, for the page: amounts with thousands separators, which a CSV leaves out
+        for Excel."""
+        return [[_cell(value, column, grouped=grouped) for value, column in zip(row, self.columns)]
+                for row in self.rows]
 
     def csv_bytes(self) -> bytes:
         return to_csv_bytes([column.label for column in self.columns], self.formatted_rows())

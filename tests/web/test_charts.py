@@ -48,5 +48,5 @@ def test_the_page_groups_thousands_and_the_csv_does_not(db, vault):
     factories.child_with_budget(db, vault, amount_cents=123_456_789, period=(date(2026, 1, 1), date(2026, 12, 31)))
     with db.read() as session:
         table = reports.budgets_by_status(session, parse_period("2026"))
-    assert table.shown_rows()[0][4] == "1.234.567,89"
+    assert table.formatted_rows(grouped=True)[0][4] == "1.234.567,89"
     assert "1234567,89" in table.csv_bytes().decode("utf-8-sig")
