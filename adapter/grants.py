@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
-from sqlalchemy import String, delete, null, select, type_coerce, update
+from sqlalchemy import String, bindparam, delete, null, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from adapter import ledger
+from adapter import age_bands, ledger
 from adapter.crypto import Vault
 from adapter.holder_facts import HolderFactsById, StoredPassFacts
 from adapter.models import (Base, Budget, BudgetStatus, Cardholder, HolderStatus, Pass, UtcDateTime, machine_key,
@@ -43,6 +43,7 @@ from adapter.rules import BudgetRules, PassFacts, age_days, age_on
 from adapter.sent_ahead import sending_ahead
 
 _CHUNK = 500
+_BAND_CHUNK = 5_000  # budgets given their age band at a time (see band_the_unbanded)
 _JUDGE_SLICE = 5_000  # children judged per slice (see grant_budgets): 20,000 held 12 MB more at their peak
 # A slice is read by its ids rather than their range when they are fewer than 1 in this many of it.
 _SPARSE_BELOW = 8
@@ -123,6 +124,7 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
                                    summary.cents_granted + judged.cents_granted)
     if judged_under != rules_key:  # an unchanged night writes nothing here
         _note_judged(session, source, rules_key)
+    band_the_unbanded(session, vault, source, known_birth_dates)
     return summary
 
 
@@ -214,6 +216,50 @@ def _within(column, ids: Sequence[int]):  # type: ignore[no-untyped-def]
     return column.in_(ids)
 
 
+def band_the_unbanded(session: Session, vault: Vault, source: str,
+                      known_birth_dates: Mapping[int, date | None] | None = None) -> None:
+    """Work out the age band of each budget of ``source`` without one: those opened before budgets kept a band
+    (the first sync after the upgrade does them all, once), and any opened by other means. Every later night
+    this is one look at an index of no rows. ``known_birth_dates``: of cardholders the caller just wrote (see
+    ``grant_budgets``), not decrypted again."""
+    known_birth_dates = {} if known_birth_dates is None else known_birth_dates
+    connection = session.connection()
+    last_id = 0
+    while True:
+        # By the budgets' index of those without a band alone, in id order: joined to the cardholders to keep
+        # those of this source, SQLite walked every cardholder of the source for each chunk (129 s for 372,000
+        # budgets). Budgets of other sources are passed over, for their own sync.
+        rows = connection.execute(
+            select(Budget.id, Budget.cardholder_id, Budget.period_start)
+            .where(Budget.age_band.is_(None), Budget.id > last_id).order_by(Budget.id).limit(_BAND_CHUNK)).all()
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        birth_dates: dict[int, date | None] = {}
+        unknown: set[int] = set()
+        for _, holder_id, _ in rows:
+            if holder_id in known_birth_dates:
+                birth_dates[holder_id] = known_birth_dates[holder_id]
+            else:
+                unknown.add(holder_id)
+        unknown_ids = sorted(unknown)
+        for start in range(0, len(unknown_ids), _CHUNK):
+            for holder_id, holder_source, token in connection.execute(
+                    select(Cardholder.id, Cardholder.source, Cardholder.personal_encrypted)
+                    .where(Cardholder.id.in_(unknown_ids[start:start + _CHUNK]))):
+                if holder_source == source:
+                    birth_dates[holder_id] = None if token is None else open_sealed(vault, token).birth_date
+        _set_bands(session, [{"budget_id": budget_id, "band": age_bands.band_of(birth_dates[holder_id], period_start)}
+                             for budget_id, holder_id, period_start in rows if holder_id in birth_dates])
+
+
+def _set_bands(session: Session, bands: list[dict[str, object]]) -> None:
+    """``bands``: {"budget_id", "band"} of each budget whose band to set."""
+    if bands:
+        session.connection().execute(update(Budget.__table__).where(Budget.__table__.c.id == bindparam("budget_id"))
+                                     .values(age_band=bindparam("band")), bands)
+
+
 def expire_ended(session: Session, today: date, grace_days: int = 0, actor: str = "rollover") -> int:
     """Close every open budget whose period ended more than ``grace_days`` ago; return how many."""
     ended = session.execute(
@@ -257,42 +303,49 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
             passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {} if no_budgets_yet else {
-        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start)
-        for budget_id, holder_id, code, period_key, granted_cents, status, period_start
+        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start, age_band)
+        for budget_id, holder_id, code, period_key, granted_cents, status, period_start, age_band
         in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
-                   Budget.status, Budget.period_start)
+                   Budget.status, Budget.period_start, Budget.age_band)
             .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
-    # The slice's new budgets, rule by rule in the order of ``running``: (child, amount in cents) of each. They
-    # go in together: one insert for each rule, one copy of their first grants. A first sync opens about two a
-    # child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000 made twice the statements (400
-    # COPYs of budgets on PostgreSQL instead of 200) and its grants took 0.4 s longer there. The slice bounds
-    # the memory: _JUDGE_SLICE children, a budget per rule at most.
-    new_by_rule: list[list[tuple[int, int]]] = [[] for _ in running]
+    # The slice's new budgets, by rule (in the order of ``running``) and age band: (child, amount in cents) of
+    # each. They go in together: one insert for each rule and band, one copy of their first grants. A first sync
+    # opens about two a child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000 made twice the
+    # statements (400 COPYs of budgets on PostgreSQL instead of 200) and its grants took 0.4 s longer there. The
+    # slice bounds the memory: _JUDGE_SLICE children, a budget per rule at most.
+    new_by_rule: dict[tuple[int, str], list[tuple[int, int]]] = {}
     topped_up = cents = 0
     keys = [rule.budget_key(period) for rule, period in running]
-    # What every new budget under a rule shares: the NewBudget fields between the child and the amount.
+    # What every new budget under a rule shares: the NewBudget fields between the child and the amount, but
+    # for the age band.
     shared = [(rule.code, rule.name, rule.version, rule.category, period_key, period.start, period.end)
               for (rule, period), period_key in zip(running, keys)]
-    # Children of the same ages on the rules' reference days (see rules.age_days) with the same pass facts are
-    # entitled to the same amounts: a slice of 5,000 children has a few dozen such combinations (by birth
-    # date it had thousands; pass facts that differ from child to child make more), so each is judged once.
-    reference_days = age_days(running)
-    entitlements: dict[tuple, list[int]] = {}
+    # Children of the same ages on the rules' reference days (see rules.age_days) and on the periods' first days
+    # (which set a budget's age band) with the same pass facts are entitled to the same amounts in the same
+    # bands: a slice of 5,000 children has a few dozen such combinations (by birth date it had thousands; pass
+    # facts that differ from child to child make more), so each is judged once.
+    judged_days = tuple(sorted({*age_days(running), *(period.start for _, period in running)}))
+    # Per combination, for each rule: the amount, and the list its new budgets go to (their rule's and band's).
+    entitlements: dict[tuple, list[tuple[int, str, list[tuple[int, int]]]]] = {}
+    updated_bands: list[dict[str, object]] = []
     for holder_id, personal_token, is_child in holders:
         passes = passes_by_holder.get(holder_id)
         if is_child is False or not passes:
             continue
         birth_date = _birth_date(vault, holder_id, personal_token, known_birth_dates)
-        ages = None if birth_date is None else tuple([age_on(birth_date, day) for day in reference_days])
+        ages = None if birth_date is None else tuple([age_on(birth_date, day) for day in judged_days])
         facts = (ages, is_child, tuple(passes))
-        amounts = entitlements.get(facts)
-        if amounts is None:
+        judged = entitlements.get(facts)
+        if judged is None:
             pass_facts = [PassFacts(*card) for card in passes]
-            amounts = entitlements[facts] = [rule.entitlement_cents(period, birth_date, is_child, pass_facts)
-                                             for rule, period in running]
-        for (rule, period), period_key, new_budgets, entitled_cents in zip(running, keys, new_by_rule, amounts):
+            judged = entitlements[facts] = []
+            for index, (rule, period) in enumerate(running):
+                band = age_bands.band_of(birth_date, period.start)
+                judged.append((rule.entitlement_cents(period, birth_date, is_child, pass_facts), band,
+                               new_by_rule.setdefault((index, band), [])))
+        for (rule, period), period_key, (entitled_cents, band, new_budgets) in zip(running, keys, judged):
             if entitled_cents <= 0:
                 continue
             found = existing.get((holder_id, rule.code, period_key)) if existing else None
@@ -300,7 +353,10 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                 new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
-            budget_id, granted_cents, status, period_start = found
+            budget_id, granted_cents, status, period_start, stored_band = found
+            if stored_band != band and period_start == period.start:
+                # Opened before budgets kept a band, or the source corrected the child's birth date since.
+                updated_bands.append({"budget_id": budget_id, "band": band})
             # A once-rule's budget of an earlier period is still open in its grace days: what is raised now is
             # not for it (it expires within days), and the child had its once.
             if status == BudgetStatus.OPEN and entitled_cents > granted_cents and period_start == period.start:
@@ -311,7 +367,9 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
                 cents += entitled_cents - granted_cents
-    return _SliceJudged(list(zip(shared, new_by_rule)) if any(new_by_rule) else [], topped_up, cents)
+    _set_bands(session, updated_bands)
+    return _SliceJudged([((*shared[index], band), budgets) for (index, band), budgets in new_by_rule.items()
+                         if budgets], topped_up, cents)
 
 
 def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:

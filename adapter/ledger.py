@@ -691,7 +691,7 @@ def _fingerprint(*parts: object) -> str:
 
 class NewBudget(NamedTuple):
     """A budget to open. The fields are the budget table's columns from ``cardholder_id`` to
-    ``period_end`` in order, then the first grant."""
+    ``period_end`` in order, then the first grant, then the child's age band (``adapter.age_bands``)."""
 
     cardholder_id: int
     rule_code: str
@@ -702,11 +702,13 @@ class NewBudget(NamedTuple):
     period_start: date
     period_end: date
     amount_cents: int
+    age_band: str | None = None
 
 
 _BUDGET_COLUMNS = ("id", "cardholder_id", "granted_cents", "balance_cents")
-# The NewBudget fields between the child and the amount, as the budget table names them.
-_SHARED_COLUMNS = ("rule_code", "rule_name", "rule_version", "category", "period_key", "period_start", "period_end")
+# The NewBudget fields between the child and the amount, then its age band, as the budget table names them.
+_SHARED_COLUMNS = ("rule_code", "rule_name", "rule_version", "category", "period_key", "period_start", "period_end",
+                   "age_band")
 _GRANT_COLUMNS = ("budget_id", "amount_cents", "balance_after_cents")
 
 
@@ -724,14 +726,16 @@ def open_budgets(session: Session, new_budgets: list[NewBudget], actor: str, not
     # together (see open_rule_budgets).
     by_rule: dict[tuple, list[tuple[int, int]]] = {}
     for new_budget in new_budgets:
-        by_rule.setdefault(new_budget[1:8], []).append((new_budget.cardholder_id, new_budget.amount_cents))
+        by_rule.setdefault((*new_budget[1:8], new_budget.age_band), []).append(
+            (new_budget.cardholder_id, new_budget.amount_cents))
     return open_rule_budgets(session, list(by_rule.items()), actor, note)
 
 
 def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[tuple[int, int]]]], actor: str,
                       note: str | None = None, *, alone: bool = False, ahead: SentAhead | None = None) -> int:
     """``open_budgets``, with the budgets given rule by rule: for each, the fields its budgets share (those
-    of ``NewBudget`` between the child and the amount) and the (cardholder id, amount in cents) of each.
+    of ``NewBudget`` between the child and the amount, then the age band) and the (cardholder id, amount in
+    cents) of each.
 
     The grants judge children rule by rule and call this directly: a first sync opens 370,000 budgets, and
     a ``NewBudget`` of nine fields for each, sorted back into rules here, cost a quarter of a second.
@@ -743,7 +747,10 @@ def open_rule_budgets(session: Session, by_rule: Sequence[tuple[tuple, Sequence[
     goes on while the server writes them; any error of theirs is raised at the connection's next use.
     """
     count = 0
-    for _shared, budgets in by_rule:
+    for shared, budgets in by_rule:
+        if len(shared) != len(_SHARED_COLUMNS):
+            raise ValueError(f"a rule's budgets need {len(_SHARED_COLUMNS)} shared fields ({', '.join(_SHARED_COLUMNS)})"
+                             f", got {len(shared)}")
         for _holder_id, amount_cents in budgets:
             if type(amount_cents) is not int or amount_cents <= 0:
                 _require_positive(amount_cents)  # says what was wrong

@@ -202,6 +202,10 @@ class Budget(Base):
     __table_args__ = (
         UniqueConstraint("cardholder_id", "rule_code", "period_key", name="uq_budgets_child_rule_period"),
         CheckConstraint("balance_cents >= 0", name="ck_budgets_balance_not_negative"),
+        # Only budgets whose age band is still to be worked out (``adapter.age_bands``): none once the grants
+        # have run after an upgrade, so the grants' and the reports' look for them costs nothing.
+        Index("ix_budgets_age_band_missing", "id",
+              postgresql_where=text("age_band IS NULL"), sqlite_where=text("age_band IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -219,6 +223,8 @@ class Budget(Base):
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[BudgetStatus] = mapped_column(_enum(BudgetStatus, "budget_status"), default=BudgetStatus.OPEN)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # The child's age band on period_start (``adapter.age_bands``), for the reports; None: not worked out yet.
+    age_band: Mapped[str | None] = mapped_column(String(8))
 
     cardholder: Mapped[Cardholder] = relationship(back_populates="budgets")
 

@@ -294,8 +294,8 @@ def test_open_budgets_refuses_a_non_positive_amount_before_writing(db, vault):
         ledger.open_budgets(session, [_new_budget(child.cardholder_id, "sport", 0)], "test")
 
 
-SPORT = ("sport", "Sport", 2, "school", "2026", date(2026, 8, 1), date(2027, 7, 31))
-CULTURE = ("culture", "Culture", 1, None, "2026", date(2026, 8, 1), date(2027, 7, 31))
+SPORT = ("sport", "Sport", 2, "school", "2026", date(2026, 8, 1), date(2027, 7, 31), "4-11")
+CULTURE = ("culture", "Culture", 1, None, "2026", date(2026, 8, 1), date(2027, 7, 31), "12-17")
 
 
 def test_budgets_opened_rule_by_rule_skip_a_rule_with_none_and_keep_each_amount_with_its_child(db, vault):
@@ -305,12 +305,21 @@ def test_budgets_opened_rule_by_rule_skip_a_rule_with_none_and_keep_each_amount_
                                                     (CULTURE, [])], "sync:test")
     assert opened == 2
     with db.read() as session:
-        rows = session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.category, Budget.granted_cents,
-                                      LedgerEntry.amount_cents).join(LedgerEntry, LedgerEntry.budget_id == Budget.id)
+        rows = session.execute(select(Budget.cardholder_id, Budget.rule_code, Budget.category, Budget.age_band,
+                                      Budget.granted_cents, LedgerEntry.amount_cents)
+                               .join(LedgerEntry, LedgerEntry.budget_id == Budget.id)
                                .where(Budget.rule_code.in_(["sport", "culture"]))).all()
         assert ledger.verify(session) == []
-    assert sorted(rows) == [(children[0], "sport", "school", 7_500, 7_500),
-                            (children[1], "sport", "school", 2_500, 2_500)]
+    assert sorted(rows) == [(children[0], "sport", "school", "4-11", 7_500, 7_500),
+                            (children[1], "sport", "school", "4-11", 2_500, 2_500)]
+
+
+def test_budgets_opened_rule_by_rule_refuse_shared_fields_that_do_not_name_every_shared_column(db, vault):
+    """SQLite's path pairs the shared fields with their columns by name: one missing would go unnoticed there."""
+    child = factories.child_with_budget(db, vault).cardholder_id
+    with db.write() as session:
+        with pytest.raises(ValueError, match="8 shared fields"):
+            ledger.open_rule_budgets(session, [(SPORT[:-1], [(child, 7_500)])], "test")
 
 
 @pytest.mark.parametrize("amount", [0, -1, True, 12.5], ids=["zero", "negative", "a flag", "a fraction"])
@@ -433,7 +442,7 @@ def test_first_grants_asked_to_take_their_ids_alone_without_the_lock_still_name_
         with database.write() as session:
             session.execute(text("ALTER SEQUENCE ledger_entries_id_seq INCREMENT BY 2"))
             opened = ledger.open_rule_budgets(session, [(("extra", "Extra", 1, "school", "2026", date(2026, 8, 1),
-                                                          date(2027, 7, 31)),
+                                                          date(2027, 7, 31), "4-11"),
                                                          [(child.cardholder_id, 1_000 + n) for n, child in
                                                           enumerate(children)])], "sync:test", alone=True)
             assert opened == 2
