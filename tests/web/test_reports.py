@@ -4,12 +4,36 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import text, update
 
-from adapter import ledger, reports
-from adapter.models import utcnow
+from adapter import grants, ledger, reports
+from adapter.models import Budget, utcnow
 from adapter.periods import local_day, parse_period
 from tests import factories
+
+
+class _NoKeys:
+    """A vault for a report that must decrypt nothing: any use of it fails the test."""
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"the report used the keys ({name}) though every budget keeps its age band")
+
+
+@pytest.fixture(params=["bands_kept", "from_birth_dates"])
+def uptake_of(request, db, vault):  # type: ignore[no-untyped-def]
+    """``reports.uptake`` both ways: counted by the age bands the budgets keep (the grants work them out; the
+    report then decrypts nothing), and from the children's birth dates, as for budgets opened before budgets
+    kept a band."""
+    def uptake(period):  # type: ignore[no-untyped-def]
+        with db.write() as session:
+            if request.param == "bands_kept":
+                grants.band_the_unbanded(session, vault, "test")
+            else:
+                session.execute(update(Budget).values(age_band=None))
+        with db.read() as session:
+            return reports.uptake(session, _NoKeys() if request.param == "bands_kept" else vault, period)
+    return uptake
 
 
 def _year_period():
@@ -83,10 +107,10 @@ def test_expired_budgets_are_shown_as_expired_not_dropped(db, vault):
     assert sum(table.column_values("budgets")) == 3
 
 
-def test_uptake_counts_children_with_budget_and_with_redemption(db, vault):
+def test_uptake_counts_children_with_budget_and_with_redemption(db, vault, uptake_of):
     _setup(db, vault)
+    table = uptake_of(_year_period())
     with db.read() as session:
-        table = reports.uptake(session, vault, _year_period())
         eligible_sql = session.execute(text("SELECT COUNT(DISTINCT cardholder_id) FROM budgets")).scalar_one()
         redeemed_sql = session.execute(text(
             "SELECT COUNT(DISTINCT b.cardholder_id) FROM redemptions r JOIN budgets b ON b.id = r.budget_id "
@@ -98,11 +122,10 @@ def test_uptake_counts_children_with_budget_and_with_redemption(db, vault):
     assert [row[1:5] for row in table.rows if row[2] == reports.ALL_AGES] == [("school", reports.ALL_AGES, 3, 2)]
 
 
-def test_a_child_in_two_age_bands_is_one_child_of_its_rule(db, vault):
+def test_a_child_in_two_age_bands_is_one_child_of_its_rule(db, vault, uptake_of):
     """Budgets of two periods with a birthday between them put a child in two bands: in each band's row, and
     once in the rule's row over all ages, which the dashboard's chart shows (it added the bands' rows, and
     counted such a child twice)."""
-    from adapter.models import Budget
     from adapter.periods import parse_period
     from adapter.web.admin import _charts
 
@@ -112,10 +135,10 @@ def test_a_child_in_two_age_bands_is_one_child_of_its_rule(db, vault):
                            category="school", period_key="2016", period_start=date(2016, 1, 1),
                            period_end=date(2016, 12, 31)))
     period = parse_period("2016..2020")
+    tables = {"uptake": uptake_of(period)}
     with db.read() as session:
-        tables = {"uptake": reports.uptake(session, vault, period),
-                  "spending-by-category": reports.spending_by_category(session, period),
-                  "budget-totals": reports.budget_totals(session, period)}
+        tables |= {"spending-by-category": reports.spending_by_category(session, period),
+                   "budget-totals": reports.budget_totals(session, period)}
     bands = {row[2]: row[3] for row in tables["uptake"].rows if row[0] == reports.TOTAL}
     assert bands == {"0 t/m 3": 1, "4 t/m 11": 1, reports.ALL_AGES: 1}
     chart = _charts(tables, period)["uptake"]
@@ -188,12 +211,11 @@ def test_budgets_by_status_adds_up_to_the_balance_with_corrections(db, vault):
 
 
 
-def test_uptake_over_a_long_period_walks_only_each_budgets_own_months(db, vault):
+def test_uptake_over_a_long_period_walks_only_each_budgets_own_months(db, vault, uptake_of):
     """The dashboard accepts 1900..2999 (13,200 months); walking all of them for every budget took minutes at a
     city's size, past the web worker's 30-second timeout. Each budget is counted in its own months alone."""
     import time
 
-    from adapter.models import Budget
 
     child = factories.child_with_budget(db, vault, period=(date(2026, 1, 1), date(2026, 12, 31)))
     with db.write() as session:
@@ -201,8 +223,7 @@ def test_uptake_over_a_long_period_walks_only_each_budgets_own_months(db, vault)
                                category="school", period_key="2026-2027", period_start=date(2026, 8, 1),
                                period_end=date(2027, 7, 31)) for number in range(80))
     started = time.perf_counter()
-    with db.read() as session:
-        table = reports.uptake(session, vault, parse_period("1900..2999"))
+    table = uptake_of(parse_period("1900..2999"))
     elapsed = time.perf_counter() - started
     months = sorted({row[0] for row in table.rows if row[1] == "rule-0"})
     assert months[:-1] == [f"2026-{month:02d}" for month in range(8, 13)] + [f"2027-{month:02d}"
@@ -211,11 +232,11 @@ def test_uptake_over_a_long_period_walks_only_each_budgets_own_months(db, vault)
     assert elapsed < 1.0, f"uptake over 1900..2999 took {elapsed:.1f} s"
 
 
-def test_no_age_band_in_the_uptake_csv_is_a_day_and_month_that_dutch_excel_turns_into_a_date(db, vault):
+def test_no_age_band_in_the_uptake_csv_is_a_day_and_month_that_dutch_excel_turns_into_a_date(db, vault,
+                                                                                                 uptake_of):
     """The finance officer opens the CSV in Excel: "4-11" became 4 November, the band lost."""
     import re
 
-    from adapter.models import Budget
 
     child = factories.child_with_budget(db, vault, period=(date(2020, 1, 1), date(2020, 12, 31)))  # born 2015-05-05
     with db.write() as session:
@@ -226,8 +247,7 @@ def test_no_age_band_in_the_uptake_csv_is_a_day_and_month_that_dutch_excel_turns
                    period_key="2029", period_start=date(2029, 1, 1), period_end=date(2029, 12, 31)),
             Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen", category="school",
                    period_key="2034", period_start=date(2034, 1, 1), period_end=date(2034, 12, 31))])
-    with db.read() as session:
-        table = reports.uptake(session, vault, parse_period("2016..2034"))
+    table = uptake_of(parse_period("2016..2034"))
     bands = {row[2] for row in table.rows}
     assert bands == {"0 t/m 3", "4 t/m 11", "12 t/m 17", "18 en ouder", reports.ALL_AGES}
     csv_cells = table.csv_bytes().decode("utf-8-sig").replace("\r\n", ";").split(";")
@@ -280,3 +300,67 @@ def test_budgets_by_status_of_a_past_month_says_its_figures_are_todays(db, vault
     with db.read() as session:
         table = reports.budgets_by_status(session, parse_period(f"{year}-01..{year}-01"))
     assert "stand van vandaag" in table.title and "na de periode" in table.title
+
+
+def test_uptake_counted_by_kept_bands_is_uptake_from_birth_dates(db, vault):
+    """Children of every band and without a birth date; budgets of periods that follow each other by whole
+    months, that start mid-month, and that overlap (a rule that changed its kind of period); some spent: the
+    figures counted in the database by the bands the budgets keep are those worked out from the birth dates."""
+    import random
+
+    from adapter.models import Cardholder
+    from adapter.personal import PersonalFields, seal
+
+    rng = random.Random(7)
+    running = [(date(2026, 1, 1), date(2026, 12, 31)), (date(2026, 8, 1), date(2027, 7, 31)),
+               (date(2026, 9, 15), date(2027, 3, 14))]
+    earlier = [(date(2025, 8, 1), date(2026, 7, 31)), (date(2026, 3, 15), date(2026, 9, 14)),
+               (date(2025, 1, 1), date(2025, 12, 31))]
+    shop = factories.merchant(db, "Boekhandel", ("school",))
+    for number in range(40):
+        child = factories.child_with_budget(db, vault, period=rng.choice(running))
+        born = None if number % 9 == 0 else date(2008 + rng.randrange(19), rng.randrange(1, 13), rng.randrange(1, 29))
+        with db.write() as session:
+            session.execute(update(Cardholder).where(Cardholder.id == child.cardholder_id).values(
+                personal_encrypted=seal(vault, PersonalFields(bsn=None, first_names="Sanne", surname="Jansen",
+                                                              birth_date=born))))
+            for first_day, last_day in rng.sample(earlier, rng.randrange(3)):
+                session.add(Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen",
+                                   category="school", period_key=f"{first_day}", period_start=first_day,
+                                   period_end=last_day))
+        if rng.random() < 0.5:
+            _spend(db, child, shop.merchant_id, rng.randrange(100, 5_000))
+    period = parse_period("2025-06..2027-09")
+    with db.write() as session:
+        grants.band_the_unbanded(session, vault, "test")
+    with db.read() as session:
+        counted = reports.uptake(session, _NoKeys(), period)
+    with db.write() as session:
+        session.execute(update(Budget).values(age_band=None))
+    with db.read() as session:
+        from_birth_dates = reports.uptake(session, vault, period)
+    assert counted.rows == from_birth_dates.rows
+    assert {row[2] for row in counted.rows} >= {"4 t/m 11", "12 t/m 17", "18 en ouder", reports.UNKNOWN_AGE}
+    assert any(row[4] for row in counted.rows if row[0] != reports.TOTAL)
+
+
+def test_the_ledgers_sums_go_to_the_amsterdam_month_of_their_moment(db, vault):
+    """Summed by the hour in UTC in the database: an entry of 31 January 23:30 in Amsterdam (22:30 UTC) is
+    January's, one of 1 February 00:30 (23:30 UTC the day before) February's; in summer two hours apart."""
+    from datetime import datetime, timezone
+
+    from adapter.models import EntryKind, LedgerEntry
+
+    child = factories.child_with_budget(db, vault, amount_cents=0, period=(date(2026, 1, 1), date(2026, 12, 31)))
+    moments = {datetime(2026, 1, 31, 22, 30, tzinfo=timezone.utc): 100,  # 23:30 on 31 January
+               datetime(2026, 1, 31, 23, 30, tzinfo=timezone.utc): 20,   # 00:30 on 1 February
+               datetime(2026, 7, 31, 21, 59, tzinfo=timezone.utc): 3,    # 23:59 on 31 July (summer time)
+               datetime(2026, 7, 31, 22, 0, tzinfo=timezone.utc): 4000}  # 00:00 on 1 August
+    with db.write() as session:
+        session.add_all(LedgerEntry(budget_id=child.budget_id, kind=EntryKind.CORRECTION, amount_cents=cents,
+                                    balance_after_cents=0, actor="test", created_at=moment)
+                        for moment, cents in moments.items())
+    with db.read() as session:
+        table = reports.budget_totals(session, parse_period("2026"))
+    corrected = dict(zip(table.column_values("month"), table.column_values("corrected_cents")))
+    assert (corrected["2026-01"], corrected["2026-02"], corrected["2026-07"], corrected["2026-08"]) == (100, 20, 3, 4000)
