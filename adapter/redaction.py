@@ -41,9 +41,11 @@ _DIGIT_RUN = re.compile(r"(?<!\d)\d{8,}(?!\d)")
 # a dash.
 _SEPARATORS = " .\u00a0\u2007\u2009\u202f-"
 _SEPARATOR = f"[{_SEPARATORS}]"
-# A BSN in groups, whatever the separators: "999 993 653", "9999.93.653", "9999 93.653", "999-99-3653".
-# Whatever is glued to it ("0.999 993.6530"), unless the row of digit groups it sits in is an IPv4 address.
-_GROUPED_BSN = re.compile(rf"\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}}"
+# A BSN in groups, whatever the separators: "999 993 653", "9999.93.653", "9999 93.653", "999-99-3653",
+# "99 99 93 653". Whatever is glued to it ("0.999 993.6530"), unless the row of digit groups it sits in is an
+# IPv4 address.
+_GROUPED_BSN = re.compile(rf"\d{{2}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}}"
+                          rf"|\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}}"
                           rf"|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
                           rf"|\d{{3}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{4}}")
 # The row of digit groups around a match: digits, and single separators between digits.
@@ -92,16 +94,29 @@ def redact(text: str) -> str:
     return _DIGIT_RUN.sub(_mask_run, text)
 
 
+def _row_around(match: re.Match[str]) -> tuple[str, int]:
+    """The row of digit groups ``match`` sits in, and where the match starts in it."""
+    text = match.string
+    before = _ROW_BEFORE.search(text, 0, match.start()).group().lstrip(_SEPARATORS)
+    return before + match.group() + _ROW_AFTER.match(text, match.end()).group(), len(before)
+
+
 def _in_an_address(match: re.Match[str]) -> bool:
     """Whether the row of digit groups around ``match`` is an IPv4 address (which may hold a 3-3-3 shape)."""
-    text = match.string
-    before = _ROW_BEFORE.search(text, 0, match.start()).group()
-    after = _ROW_AFTER.match(text, match.end()).group()
-    return bool(_IPV4.fullmatch(before.lstrip(_SEPARATORS) + match.group() + after))
+    return bool(_IPV4.fullmatch(_row_around(match)[0]))
+
+
+def _across_a_date(match: re.Match[str]) -> bool:
+    """Whether ``match`` takes digits of an ISO date: "2026-08-01 2027" holds the 2-2-2-3 shape "26-08-01 202"."""
+    row, start = _row_around(match)
+    end = start + len(match.group())
+    return any(date.start() < end and start < date.end() for date in _ISO_DATE.finditer(row))
 
 
 def _mask_grouped_bsn(match: re.Match[str]) -> str:
-    return match.group() if _in_an_address(match) else re.sub(r"\d", MASK_CHAR, match.group())
+    if _in_an_address(match) or _across_a_date(match):
+        return match.group()
+    return re.sub(r"\d", MASK_CHAR, match.group())
 
 
 def _mask_run(match: re.Match[str]) -> str:

@@ -51,6 +51,7 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     assert redact("6064-3660-1234-5678") == "****-****-****-5678"
     # Mixed separators in a BSN, and numbers glued to a word.
     assert redact("BSN 9999 93.653") == "BSN **** **.***"
+    assert redact("BSN 99 99 93 653, 99.99.93.653") == "BSN ** ** ** ***, **.**.**.***"
     assert redact("pas-6064-3660-1234-5678, nr.999.993.653, card.6064 3660 1234 5678") == \
         "pas-****-****-****-5678, nr.***.***.***, card.**** **** **** 5678"
     # One separator throughout: a period's two dates are two dates, not one number.
@@ -173,12 +174,16 @@ def test_a_logged_database_error_keeps_no_short_pass_number():
 
 
 @given(before=surroundings, bsn=st.sampled_from(TEST_BSNS), after=surroundings,
-       shape=st.sampled_from([(3, 3, 3), (4, 2, 3), (3, 2, 4)]),
-       separators=st.tuples(*[st.sampled_from(" .-\u00a0\u202f")] * 2))
+       shape=st.sampled_from([(3, 3, 3), (4, 2, 3), (3, 2, 4), (2, 2, 2, 3)]),
+       separators=st.tuples(*[st.sampled_from(" .-\u00a0\u202f")] * 3))
 def test_no_bsn_written_in_groups_survives_whatever_surrounds_it(before, bsn, after, shape, separators):
-    """A BSN as people write it (999 993 653, 9999.93.653, 999-99-3653, separators mixed), in any text."""
-    first, second, _third = shape
-    grouped = f"{bsn[:first]}{separators[0]}{bsn[first:first + second]}{separators[1]}{bsn[first + second:]}"
+    """A BSN as people write it (999 993 653, 9999.93.653, 999-99-3653, 99 99 93 653, separators mixed), in
+    any text."""
+    groups, start = [], 0
+    for length in shape:
+        groups.append(bsn[start:start + length])
+        start += length
+    grouped = groups[0] + "".join(separator + group for separator, group in zip(separators, groups[1:]))
     if grouped in before or grouped in after:
         return
     assert grouped not in redact(before + grouped + after)
