@@ -163,10 +163,28 @@ def scheduler_command(cli: CliContext) -> None:
     # night's sync failed with a traceback and left no run in `sync history`: refuse now, as `serve` does.
     _ = cli.vault
     refuse_unless_schema_current(cli)
+    _refuse_unless_configuration_reads(cli)
     try:
         run_scheduler(cli.runtime, config_path_from_env(cli.config_path).resolve().parent)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _refuse_unless_configuration_reads(cli: CliContext) -> None:
+    """Refuse to start while an enabled source's connector options or mapping, or the budget rules, do not read:
+    started anyway, the scheduler ran for a day and failed each of those syncs at night, in a log line nobody
+    reads at that hour. A disabled source is not the scheduler's: its problems wait for `config check`."""
+    from adapter.config_check import budget_rules_problems, source_problems
+
+    settings = cli.settings
+    enabled = settings.model_copy(update={"sources": {name: source for name, source in settings.sources.items()
+                                                      if source.enabled}})
+    problems = source_problems(enabled) + budget_rules_problems(settings)
+    if problems:
+        listed = "".join(f"\n  - {problem}" for problem in problems)
+        raise click.ClickException(f"the scheduler did not start: {len(problems)} problem(s) in the configuration"
+                                   f"{listed}\nFix them (`stadspas-adapter config check` lists them again) and start "
+                                   "the scheduler again.")
 
 
 def _schema_not_current(runtime: Runtime, error: Exception) -> str | None:

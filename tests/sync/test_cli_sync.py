@@ -226,3 +226,36 @@ def test_the_scheduler_refuses_to_start_without_keys_in_production(tmp_path, sql
     assert "must be set outside development mode" in result.output and "keys generate" in result.output
     assert "Traceback" not in result.output
     assert started == []
+
+
+def test_the_scheduler_refuses_to_start_on_a_mapping_or_rules_file_that_does_not_read(tmp_path, sqlite_url,
+                                                                                         monkeypatch):
+    """Started anyway, it ran all day and failed those syncs at night. Every problem is listed at once; a disabled
+    source's broken mapping is not the scheduler's and does not stop it."""
+    started = []
+    monkeypatch.setattr("adapter.scheduler.run_scheduler", lambda *args: started.append(args))
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "rules.yaml").write_text("rules:\n  - code: school\n", encoding="utf-8")
+    good_mapping = (REPO_ROOT / "mappings" / "demo-csv.yaml").read_text(encoding="utf-8")
+    (tmp_path / "good.yaml").write_text(good_mapping, encoding="utf-8")
+
+    def scheduler(budgets: str, enabled_mapping: str):  # type: ignore[no-untyped-def]
+        config = tmp_path / "adapter.yaml"
+        csv = {"connector": "csv", "options": {"path": str(tmp_path / "exports")}, "schedule": "03:30"}
+        config.write_text(json.dumps({
+            "data_dir": str(tmp_path / "var"), "database": {"url": sqlite_url}, "budgets": budgets,
+            "sources": {"gemeente": {**csv, "mapping": enabled_mapping},
+                        "oud": {**csv, "mapping": "missing.yaml", "enabled": False}},
+        }), encoding="utf-8")
+        assert CliRunner().invoke(cli, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+        return CliRunner().invoke(cli, ["--config", str(config), "scheduler"])
+
+    refused = scheduler(str(tmp_path / "rules.yaml"), "missing.yaml")
+    assert refused.exit_code == 1 and started == []
+    assert "the scheduler did not start: " in refused.output and "problem(s) in the configuration" in refused.output
+    assert "sources.gemeente.mapping (missing.yaml): file not found" in refused.output
+    assert "budgets (rules.yaml): rules.0.amount_cents: Field required" in refused.output
+    assert "sources.oud" not in refused.output and "config check" in refused.output
+    started_fine = scheduler(str(REPO_ROOT / "config" / "budgets.yaml"), "good.yaml")
+    assert started_fine.exit_code == 0, started_fine.output
+    assert len(started) == 1
