@@ -317,7 +317,11 @@ class Redemption(Base):
 
 class Reversal(Base):
     __tablename__ = "reversals"
-    __table_args__ = (CheckConstraint("amount_cents > 0", name="ck_reversals_amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="ck_reversals_amount_positive"),
+        # The reversals listing (GET /v1/reversals) pages by time; reversals are few, each adds one entry.
+        Index("ix_reversals_created", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_public_id)
     redemption_id: Mapped[str] = mapped_column(ForeignKey("redemptions.id"), index=True)

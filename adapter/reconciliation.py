@@ -1,4 +1,5 @@
-"""A merchant's own redemptions, with their reversals, page by page, for till reconciliation.
+"""A merchant's own redemptions, with their reversals, and its reversals by their own time, page by page, for till
+reconciliation.
 
 Pages follow a keyset on (created_at, id): as fast on page 100 as on page 1, and
 stable while new redemptions arrive, with one exception on PostgreSQL: a
@@ -59,33 +60,76 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class ListedReversal:
+    """A reversal as the reversals listing shows it: with the redemption it gave back (part of)."""
+
+    reversal_id: str
+    redemption_id: str
+    created_at: datetime
+    amount_cents: int
+    reason: str
+    returned_to_budget: bool
+    reference: str | None  # the redemption's, as the till sent it
+
+
+@dataclass(frozen=True)
+class ReversalPage:
+    lines: list[ListedReversal]
+    next_cursor: str | None
+
+
 def redemption_page(session: Session, merchant_id: int, *, created_from: datetime | None = None,
                     created_before: datetime | None = None, cursor: str | None = None, limit: int = 50) -> Page:
     query = (select(Redemption, Budget.category, Pass.pass_number)
              .join(Budget, Budget.id == Redemption.budget_id).join(Pass, Pass.id == Redemption.pass_id)
              .where(Redemption.merchant_id == merchant_id))
-    if cursor is not None:
-        after_created, after_id, cursor_from, cursor_before = decode_cursor(cursor)
-        # A bound the request leaves out is the listing's own: a till that reconciles yesterday and follows
-        # next_cursor alone must not get today's redemptions counted into yesterday.
-        created_from = created_from if created_from is not None else cursor_from
-        created_before = created_before if created_before is not None else cursor_before
-    if created_from is not None:
-        query = query.where(Redemption.created_at >= created_from)
-    if created_before is not None:
-        query = query.where(Redemption.created_at < created_before)
-    if cursor is not None:
-        query = query.where(or_(Redemption.created_at > after_created,
-                                and_(Redemption.created_at == after_created, Redemption.id > after_id)))
-    rows = session.execute(query.order_by(Redemption.created_at, Redemption.id).limit(limit + 1)).all()
-    reversals = _reversals_of(session, [redemption.id for redemption, _, _ in rows[:limit]])
+    rows, next_cursor = _keyset_page(session, query, Redemption.created_at, Redemption.id,
+                                     created_from=created_from, created_before=created_before, cursor=cursor,
+                                     limit=limit)
+    reversals = _reversals_of(session, [redemption.id for redemption, _, _ in rows])
     lines = [RedemptionLine(redemption.id, redemption.created_at, redemption.amount_cents, redemption.reversed_cents,
                             redemption.budget_id, category, pass_number_tail(pass_number), redemption.reference,
                             reversals.get(redemption.id, []))
-             for redemption, category, pass_number in rows[:limit]]
-    next_cursor = encode_cursor(lines[-1].created_at, lines[-1].redemption_id, created_from=created_from,
-                                created_before=created_before) if len(rows) > limit else None
+             for redemption, category, pass_number in rows]
     return Page(lines, next_cursor)
+
+
+def reversal_page(session: Session, merchant_id: int, *, created_from: datetime | None = None,
+                  created_before: datetime | None = None, cursor: str | None = None, limit: int = 50) -> ReversalPage:
+    """This merchant's reversals by when they were made, whatever the time of their redemptions: with a day's
+    redemptions, what the day moved, without listing back over the reversal window."""
+    query = (select(Reversal, Redemption.reference).join(Redemption, Redemption.id == Reversal.redemption_id)
+             .where(Redemption.merchant_id == merchant_id))
+    rows, next_cursor = _keyset_page(session, query, Reversal.created_at, Reversal.id, created_from=created_from,
+                                     created_before=created_before, cursor=cursor, limit=limit)
+    return ReversalPage([ListedReversal(reversal.id, reversal.redemption_id, reversal.created_at, reversal.amount_cents,
+                                        reversal.reason, reversal.returned_to_budget, reference)
+                         for reversal, reference in rows], next_cursor)
+
+
+def _keyset_page(session: Session, query, created_at, row_id, *, created_from: datetime | None,  # type: ignore[no-untyped-def]
+                 created_before: datetime | None, cursor: str | None, limit: int) -> tuple[list, str | None]:  # type: ignore[type-arg]
+    """Up to ``limit`` rows of ``query`` in (``created_at``, ``row_id``) order from ``created_from`` to before
+    ``created_before`` and after ``cursor``'s position, and the cursor of the next page (None on the last)."""
+    if cursor is not None:
+        after_created, after_id, cursor_from, cursor_before = decode_cursor(cursor)
+        # A bound the request leaves out is the listing's own: a till that reconciles yesterday and follows
+        # next_cursor alone must not get today's rows counted into yesterday.
+        created_from = created_from if created_from is not None else cursor_from
+        created_before = created_before if created_before is not None else cursor_before
+    if created_from is not None:
+        query = query.where(created_at >= created_from)
+    if created_before is not None:
+        query = query.where(created_at < created_before)
+    if cursor is not None:
+        query = query.where(or_(created_at > after_created, and_(created_at == after_created, row_id > after_id)))
+    rows = session.execute(query.order_by(created_at, row_id).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1][0]
+    return rows[:limit], encode_cursor(last.created_at, last.id, created_from=created_from,
+                                       created_before=created_before)
 
 
 def find_redemption(session: Session, merchant_id: int, redemption_id: str) -> RedemptionLine | None:
@@ -103,11 +147,10 @@ def find_redemption(session: Session, merchant_id: int, redemption_id: str) -> R
                           _reversals_of(session, [redemption.id]).get(redemption.id, []))
 
 
-def encode_cursor(created_at: datetime, redemption_id: str, *, created_from: datetime | None = None,
+def encode_cursor(created_at: datetime, row_id: str, *, created_from: datetime | None = None,
                   created_before: datetime | None = None) -> str:
-    """The position after (created_at, redemption_id) in a listing bounded by ``created_from`` and
-    ``created_before``."""
-    raw = json.dumps([created_at.isoformat(), redemption_id, _moment_text(created_from), _moment_text(created_before)],
+    """The position after (created_at, row_id) in a listing bounded by ``created_from`` and ``created_before``."""
+    raw = json.dumps([created_at.isoformat(), row_id, _moment_text(created_from), _moment_text(created_before)],
                      separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -71,6 +71,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/redemptions", "listRedemptions",
               "This shop's redemptions with their reversals, oldest first, a page at a time.",
               (200, schemas.RedemptionPage), ("unauthorized", "invalid_request"), query=schemas.RedemptionQuery),
+    Operation("get", "/v1/reversals", "listReversals",
+              "This shop's reversals by when they were made, oldest first, a page at a time, whenever their "
+              "redemptions were made: with the redemptions of a day, what that day moved.",
+              (200, schemas.ReversalPage), ("unauthorized", "invalid_request"), query=schemas.ReversalQuery),
     Operation("get", "/v1/redemptions/{redemption_id}", "getRedemption", "One of this shop's redemptions.",
               (200, schemas.RedemptionItem), ("unauthorized", "invalid_request", "redemption_not_found"),
               path_parameters=("redemption_id",)),
@@ -140,7 +144,7 @@ def build_document(settings: Settings, api_version: str) -> dict[str, Any]:
 def _component_schemas(settings: Settings) -> dict[str, Any]:
     request_models = [schemas.BalanceCheckRequest, schemas.RedemptionCreate, schemas.ReversalCreate]
     answer_models = [schemas.BalanceCheckResponse, schemas.RedemptionCreated, schemas.ReversalCreated,
-                     schemas.RedemptionPage, schemas.RedemptionItem, schemas.ProblemDocument,
+                     schemas.RedemptionPage, schemas.RedemptionItem, schemas.ReversalPage, schemas.ProblemDocument,
                      schemas.HealthStatus, schemas.ReadyStatus]
     _, generated = models_json_schema(
         [(model, "validation") for model in request_models] + [(model, "serialization") for model in answer_models],

@@ -1,8 +1,10 @@
-"""Redemptions: take money at the counter, reverse it, and list it for the till's reconciliation."""
+"""Redemptions: take money at the counter, reverse it, and list both for the till's reconciliation."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
@@ -20,7 +22,7 @@ from adapter.api.parsing import (
     require_no_query,
 )
 from adapter.api.problems import Problem
-from adapter.api.schemas import RedemptionCreate, RedemptionQuery, ReversalCreate
+from adapter.api.schemas import RedemptionCreate, RedemptionQuery, ReversalCreate, ReversalQuery
 
 blueprint = Blueprint("redemptions", __name__)
 require_merchant(blueprint)
@@ -95,15 +97,32 @@ def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
 @blueprint.get("/redemptions")
 def list_redemptions():  # type: ignore[no-untyped-def]
     query = parse_query(RedemptionQuery)
-    try:
+    with _cursor_of_ours():
         with runtime().db.read() as session:
             page = reconciliation.redemption_page(
                 session, current_merchant().id, created_from=query.created_from,
                 created_before=query.created_before, cursor=query.cursor, limit=query.limit)
+    return jsonify({"items": [render.redemption_item(line) for line in page.lines], "next_cursor": page.next_cursor})
+
+
+@blueprint.get("/reversals")
+def list_reversals():  # type: ignore[no-untyped-def]
+    query = parse_query(ReversalQuery)
+    with _cursor_of_ours():
+        with runtime().db.read() as session:
+            page = reconciliation.reversal_page(
+                session, current_merchant().id, created_from=query.created_from,
+                created_before=query.created_before, cursor=query.cursor, limit=query.limit)
+    return jsonify({"items": [render.listed_reversal(line) for line in page.lines], "next_cursor": page.next_cursor})
+
+
+@contextlib.contextmanager
+def _cursor_of_ours() -> Iterator[None]:
+    try:
+        yield
     except reconciliation.BadCursor:
         raise invalid_request([{"name": "cursor", "reason": "onbekende cursor; gebruik next_cursor uit het "
                                                             "vorige antwoord"}]) from None
-    return jsonify({"items": [render.redemption_item(line) for line in page.lines], "next_cursor": page.next_cursor})
 
 
 @blueprint.get("/redemptions/<redemption_id>")

@@ -12,7 +12,7 @@ from typing import Any
 from adapter import ledger
 from adapter.api.problems import Problem, problem
 from adapter.counter import BalanceView
-from adapter.reconciliation import RedemptionLine
+from adapter.reconciliation import ListedReversal, RedemptionLine
 
 
 def utc_text(moment: datetime | str) -> str:
@@ -108,6 +108,12 @@ def redemption_item(line: RedemptionLine) -> dict[str, Any]:
             "reversals": [{"reversal_id": reversal_line.reversal_id, "amount_cents": reversal_line.amount_cents,
                            "reason": reversal_line.reason, "returned_to_budget": reversal_line.returned_to_budget,
                            "created_at": utc_text(reversal_line.created_at)} for reversal_line in line.reversals]}
+
+
+def listed_reversal(line: ListedReversal) -> dict[str, Any]:
+    return {"reversal_id": line.reversal_id, "redemption_id": line.redemption_id,
+            "created_at": utc_text(line.created_at), "amount_cents": line.amount_cents, "reason": line.reason,
+            "returned_to_budget": line.returned_to_budget, "reference": line.reference}
 
 
 # The same words for every unusable pass: unknown, blocked, replaced and expired look alike.

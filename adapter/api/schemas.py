@@ -181,6 +181,24 @@ class RedemptionPage(_Answer):
                                                 "the cursor.")
 
 
+class ListedReversalItem(_Answer):
+    reversal_id: str
+    redemption_id: str = Field(description="The redemption it gave back (part of); listed by GET "
+                                           "/v1/redemptions whenever it was made.")
+    created_at: datetime
+    amount_cents: int
+    reason: str
+    returned_to_budget: bool
+    reference: str | None = Field(description="The redemption's `reference`, as the till sent it.")
+
+
+class ReversalPage(_Answer):
+    items: list[ListedReversalItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page. It "
+                                                "keeps this listing's `from` and `to`: the next page needs only "
+                                                "the cursor.")
+
+
 class InvalidParam(_Answer):
     name: str
     reason: str
@@ -217,9 +235,8 @@ class RedemptionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
     created_from: AwareDatetime | None = Field(default=None, alias="from",
-                                               description="Redemptions made at or after this moment.")
-    created_before: AwareDatetime | None = Field(default=None, alias="to",
-                                                 description="Redemptions made before this moment.")
+                                               description="Made at or after this moment.")
+    created_before: AwareDatetime | None = Field(default=None, alias="to", description="Made before this moment.")
     cursor: str | None = Field(default=None, min_length=1, max_length=512,
                                description="`next_cursor` of the page before. The listing keeps that page's "
                                            "`from` and `to` unless given again.")
@@ -246,3 +263,7 @@ class RedemptionQuery(BaseModel):
             return moment.astimezone(timezone.utc)
         except OverflowError:
             raise ValueError("valt buiten de kalender; geef een moment zoals 2026-03-01T00:00:00+01:00") from None
+
+
+class ReversalQuery(RedemptionQuery):
+    """The query of GET /v1/reversals: the same as the redemptions listing's, over the reversals' own times."""

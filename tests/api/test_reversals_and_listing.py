@@ -277,3 +277,43 @@ def test_a_time_zone_offset_whose_plus_the_url_turned_into_a_space_is_named_as_s
     spaced = api.client.get("/v1/redemptions", query_string={"from": "2026-03-01 00:00:00+01:00"},
                             headers={"Authorization": f"Bearer {key}"})
     assert spaced.status_code == 200  # a space between date and time is RFC 3339's own
+
+
+def test_the_reversals_of_a_day_are_listed_by_their_own_time_whenever_their_redemptions_were_made(api):
+    """A day's reconciliation: the redemptions made that day, and the reversals made that day, also of a sale of
+    weeks before, page by page. No other shop's reversal is among them."""
+    child = api.child(amount_cents=20_000)
+    key, other = api.shop("Winkel A"), api.shop("Winkel B")
+    old_sale, sale, other_sale = (_redeemed(api, key, child, 1_000), _redeemed(api, key, child, 2_000),
+                                  _redeemed(api, other, child, 500))
+    with api.db.write() as session:  # a sale of three weeks ago, within the reversal window
+        session.execute(update(Redemption).where(Redemption.id == old_sale)
+                        .values(created_at=utcnow() - timedelta(days=21)))
+    made = [api.reverse(key, old_sale, {"amount_cents": 300, "reason": "maat past niet"}).get_json(),
+            api.reverse(key, sale, {"amount_cents": 200, "reason": "kapot"}).get_json(),
+            api.reverse(key, sale, {"amount_cents": 100, "reason": "nog een"}).get_json()]
+    api.reverse(other, other_sale, {"reason": "retour"})
+    today = {"from": (utcnow() - timedelta(hours=1)).isoformat(), "to": (utcnow() + timedelta(hours=1)).isoformat()}
+
+    listed, cursor = [], None
+    while True:
+        query = {"cursor": cursor} if cursor else {"limit": 2, **today}
+        page = api.client.get("/v1/reversals", query_string=query, headers={"Authorization": f"Bearer {key}"})
+        assert page.status_code == 200, page.get_json()
+        listed.extend(page.get_json()["items"])
+        cursor = page.get_json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [item["reversal_id"] for item in listed] == [reversal["reversal_id"] for reversal in made]
+    assert [(item["redemption_id"], item["amount_cents"], item["reason"], item["reference"]) for item in listed] == [
+        (old_sale, 300, "maat past niet", "bon-7"), (sale, 200, "kapot", "bon-7"), (sale, 100, "nog een", "bon-7")]
+    # The redemptions listing of the same hours holds today's sales only: the old sale's reversal is found above.
+    redemptions = api.client.get("/v1/redemptions", query_string=today,
+                                 headers={"Authorization": f"Bearer {key}"}).get_json()["items"]
+    assert [item["redemption_id"] for item in redemptions] == [sale]
+    tomorrow = api.client.get("/v1/reversals", query_string={"from": today["to"]},
+                              headers={"Authorization": f"Bearer {key}"})
+    assert tomorrow.get_json() == {"items": [], "next_cursor": None}
+    bad = api.client.get("/v1/reversals", query_string={"cursor": "not-ours"}, headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code == 400 and bad.get_json()["invalid_params"][0]["name"] == "cursor"
+    assert api.client.get("/v1/reversals").status_code == 401
