@@ -18,7 +18,9 @@ from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
-API_VERSION = "1.0.0"
+# 1.1.0: GET /v1/reversals. (Balance checks no longer tell a shop the child's age nor its budgets for other
+# kinds of shop: a privacy fix, for which a till that read those fields must change.)
+API_VERSION = "1.1.0"
 _METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
 
 
