@@ -1,7 +1,8 @@
 """Retention: personal data of cardholders gone long enough is removed; the money history stays.
 
 A cardholder whose status is ``inactive`` and who was deactivated more than
-``settings.retention.months`` ago is pseudonymised:
+``settings.retention.months`` ago is pseudonymised, and so is one of a source taken out of the configuration
+that no run has read for as long:
 - every ``*_encrypted`` column, the blind index and the keyed content hash are
   emptied, and ``pseudonymised_at`` is set;
 - the source system's key for the person (and for the household, once no member
@@ -25,15 +26,16 @@ from __future__ import annotations
 
 import calendar
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, delete, exists, func, select, update
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapter import audit
 from adapter.db import Database
-from adapter.models import Cardholder, HolderStatus, Household, IdempotencyRecord, Pass
+from adapter.models import Cardholder, HolderStatus, Household, IdempotencyRecord, Pass, SyncRun
 from adapter.settings import Settings
 
 log = logging.getLogger("adapter.retention")
@@ -70,7 +72,7 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
     if dry_run:
         # Counted by the database from the due cardholders' query, not from a list of their ids: the first run
         # in a large city finds more than PostgreSQL takes parameters in one statement (65,535).
-        due = _due(cutoff).correlate(None)
+        due = _due(cutoff, settings.sources).correlate(None)
         with db.read() as session:
             holders = session.execute(select(func.count()).select_from(due.subquery())).scalar_one()
             passes = session.execute(select(func.count()).select_from(Pass).where(_passes_of(due))).scalar_one()
@@ -84,7 +86,7 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
     while True:
         # One transaction per batch: a long run never holds locks for long, and a crash keeps what is done.
         with db.write() as session:
-            holder_ids = session.execute(_due(cutoff).limit(BATCH_SIZE)).scalars().all()
+            holder_ids = session.execute(_due(cutoff, settings.sources).limit(BATCH_SIZE)).scalars().all()
             if not holder_ids:
                 break
             passes += _pseudonymise_passes(session, holder_ids)
@@ -108,10 +110,18 @@ def apply(db: Database, settings: Settings, now: datetime, *, dry_run: bool = Fa
                            scrubbed=scrubbed)
 
 
-def _due(cutoff: datetime):  # type: ignore[no-untyped-def]
+def _due(cutoff: datetime, configured_sources: Collection[str]):  # type: ignore[no-untyped-def]
+    """The cardholders past retention: those deactivated before ``cutoff``, and those of a source no longer in
+    the configuration (its system replaced, or the source renamed) that no run has read since ``cutoff``. Such a
+    source is never synced again, so its cardholders were never deactivated and kept their personal data for
+    good."""
+    deactivated_long_ago = and_(Cardholder.status == HolderStatus.INACTIVE, Cardholder.deactivated_at.is_not(None),
+                                Cardholder.deactivated_at < cutoff)
+    read_since = exists().where(SyncRun.source == Cardholder.source, SyncRun.started_at >= cutoff)
+    left_with_their_source = and_(Cardholder.source.not_in(sorted(configured_sources)),
+                                  Cardholder.updated_at < cutoff, ~read_since)
     return (select(Cardholder.id)
-            .where(Cardholder.status == HolderStatus.INACTIVE, Cardholder.deactivated_at.is_not(None),
-                   Cardholder.deactivated_at < cutoff, Cardholder.pseudonymised_at.is_(None))
+            .where(or_(deactivated_long_ago, left_with_their_source), Cardholder.pseudonymised_at.is_(None))
             .order_by(Cardholder.id))
 
 

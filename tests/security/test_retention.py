@@ -83,6 +83,36 @@ def test_only_inactive_holders_past_retention_are_pseudonymised(tmp_path, db, va
     assert (again.cardholders, again.passes, again.households) == (0, 0, 0)
 
 
+def test_the_cardholders_of_a_source_taken_out_of_the_configuration_go_once_no_run_read_them_for_as_long(
+        tmp_path, db, vault):
+    """A municipality that changed systems takes the old source out: never synced again, its cardholders stayed
+    active and kept their personal data for good. Not before retention's months have passed since a run last
+    read them, and never those of a configured source."""
+    from adapter.models import SyncRun, SyncStatus
+
+    settings = make_settings(tmp_path, db.url)
+    children = {name: factories.child_with_budget(db, vault, bsn=bsn)
+                for name, bsn in (("old_system", TEST_BSNS[2]), ("read_lately", TEST_BSNS[3]),
+                                  ("configured", TEST_BSNS[4]), ("written_lately", TEST_BSNS[5]))}
+    long_ago, lately = NOW - timedelta(days=2 * 365 + 10), NOW - timedelta(days=40)
+    with db.write() as session:
+        for name, source in (("old_system", "oud-systeem"), ("read_lately", "hernoemd"), ("configured", "demo"),
+                             ("written_lately", "nog-een")):
+            session.execute(update(Cardholder).where(Cardholder.id == children[name].cardholder_id).values(
+                source=source, updated_at=lately if name == "written_lately" else long_ago))
+        session.add_all([SyncRun(source="oud-systeem", status=SyncStatus.SUCCEEDED, started_at=long_ago),
+                         SyncRun(source="hernoemd", status=SyncStatus.SUCCEEDED, started_at=lately)])
+
+    assert retention.apply(db, settings, NOW, dry_run=True).cardholders == 1
+    report = retention.apply(db, settings, NOW)
+    assert (report.cardholders, report.passes) == (1, 1)
+    with db.read() as session:
+        gone = session.get(Cardholder, children["old_system"].cardholder_id)
+        assert gone.personal_encrypted is None and gone.bsn_index is None and gone.pseudonymised_at == NOW
+        for name in ("read_lately", "configured", "written_lately"):
+            assert session.get(Cardholder, children[name].cardholder_id).personal_encrypted is not None, name
+
+
 def test_household_keeps_its_key_while_a_member_keeps_personal_data(tmp_path, sqlite_url, vault):
     db = Database(sqlite_url)
     first = factories.child_with_budget(db, vault)
