@@ -52,8 +52,27 @@ def open_source(
     base_dir = base_dir or getattr(source_settings, "base_dir", None)
     connector_class = registry.get(source_settings.connector)
     mapping = load_mapping(source_settings.mapping)
-    connector = connector_class(source_settings.options, source_name=source_name, base_dir=base_dir)
-    return connector, mapping
+    return build_connector(connector_class, source_settings.options, source_name=source_name,
+                           base_dir=base_dir), mapping
+
+
+def build_connector(connector_class: type[Connector], options: dict[str, Any], *, source_name: str,
+                    base_dir: Path | None = None) -> Connector:
+    """``connector_class`` set up from the source's options. A plug-in whose constructor raises (instead of
+    reporting its options in ``check()`` and ``records()``, as the contract asks) is named with where it
+    stopped: its error crossed from the reading worker as a "fault of ours", traceback and all."""
+    try:
+        return connector_class(options, source_name=source_name, base_dir=base_dir)
+    except ConnectorError:
+        raise
+    except (Exception, SystemExit) as error:
+        raise ConnectorError(
+            source_name, f"the connector {connector_class.__module__}.{connector_class.__qualname__} stopped with "
+            f"{_class_and_place(connector_class, error)} while it was set up from the source's options (its "
+            "message is left out: a connector may put a secret it read in it)",
+            "Check the source's options against the connector's documentation (`connectors check` does too); if "
+            "they are right, report this to the maintainers of the package that provides the connector. Nothing "
+            "was read or written") from None
 
 
 def iter_mapped(
@@ -159,7 +178,7 @@ def held_to_contract(connector: Connector) -> Iterator[SourceRecord]:
         # BSN. Its class and where it was raised are what the connector's maintainers need. A SystemExit is caught
         # too: crossing from the reading worker, it ended the sync command with the status it carried, 0 for a
         # failed night.
-        raise _broken(connector, f"stopped with {_class_and_place(connector, error)} (its message is left out: "
+        raise _broken(connector, f"stopped with {_class_and_place(type(connector), error)} (its message is left out: "
                       "it may quote a cardholder's data)") from None
 
 
@@ -177,7 +196,7 @@ def run_check(connector: Connector, connector_name: str) -> CheckResult:
         result = connector.check()
     except (Exception, SystemExit) as error:
         check = CheckBuilder(connector.source_name, connector_name)
-        check.failed_with("settings", f"the connector's check stopped with {_class_and_place(connector, error)} "
+        check.failed_with("settings", f"the connector's check stopped with {_class_and_place(type(connector), error)} "
                           "(its message is left out: it may quote a cardholder's data); report this to the "
                           "maintainers of the package that provides the connector")
         return check.result()
@@ -189,11 +208,11 @@ def run_check(connector: Connector, connector_name: str) -> CheckResult:
     return result
 
 
-def _class_and_place(connector: Connector, error: BaseException) -> str:
+def _class_and_place(connector_class: type[Connector], error: BaseException) -> str:
     """``ValueError at jsonl.py:42``: the error's class, an OSError's system words, and the last line of the
     connector's own module it passed through (else the line that raised it)."""
     frames = traceback.extract_tb(error.__traceback__)
-    module_file = getattr(sys.modules.get(type(connector).__module__), "__file__", None)
+    module_file = getattr(sys.modules.get(connector_class.__module__), "__file__", None)
     own = [frame for frame in frames if module_file and frame.filename == module_file]
     place = (own or frames)[-1] if frames else None
     words = f" ({error.strerror})" if isinstance(error, OSError) and error.strerror else ""

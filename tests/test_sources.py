@@ -132,3 +132,24 @@ def test_an_unexpected_error_of_a_connector_is_named_by_its_class_and_place_neve
     assert said in text and "tests.test_sources._CarelessConnector" in text
     assert "Sanne" not in text and "2014" not in text
     assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no traceback quotes it either
+
+
+class _ConstructorRaises(_CarelessConnector):
+    """A plug-in that reads its options in its constructor and raises there, which the contract leaves to
+    ``check()`` and ``records()``."""
+
+    def __init__(self, options, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(options, **kwargs)
+        raise KeyError("secret-token-abc")  # what such a plug-in may have read from the environment
+
+
+def test_a_connector_whose_constructor_raises_is_named_with_where_it_stopped_never_its_text():
+    registry = ConnectorRegistry()
+    registry.register("strict", _ConstructorRaises)
+    source = make_source("strict", REPO / "mappings" / "demo-csv.yaml", {"mode": "plain dict"})
+    with pytest.raises(ConnectorError) as raised:
+        list(iter_mapped(source, registry, source_name="gemeente"))
+    text = str(raised.value)
+    assert "tests.test_sources._ConstructorRaises stopped with KeyError at test_sources.py:" in text
+    assert "set up from the source's options" in text and "secret-token" not in text
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__

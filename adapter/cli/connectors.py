@@ -20,7 +20,7 @@ from adapter.mapping import MappingError, load_mapping
 from adapter.records import CardholderRecord, RejectedRecord
 from adapter.redaction import mask_pass_number
 from adapter.registry import ConnectorRegistry, RegistryError, default_registry
-from adapter.sources import map_records, open_source, run_check
+from adapter.sources import build_connector, map_records, open_source, run_check
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -111,7 +111,10 @@ def check_source(ctx: click.Context, source: str, config_path: Path | None) -> N
         connector_class = _registry(ctx).get(source_settings.connector)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    connector = connector_class(source_settings.options, source_name=source, base_dir=base_dir)
+    try:
+        connector = build_connector(connector_class, source_settings.options, source_name=source, base_dir=base_dir)
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from None
     result = run_check(connector, source_settings.connector)
     click.echo(result.render())
     if not result.ok:
