@@ -16,7 +16,7 @@ import functools
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import String, and_, func, or_, select
+from sqlalchemy import Select, String, and_, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
@@ -183,11 +183,12 @@ def _eligible_counted(session: Session, period: Period) -> _Eligible:
 def _eligible_decrypting(session: Session, vault: Vault, period: Period) -> tuple[_Eligible, dict[int, str]]:
     """``_eligible_counted`` for budgets of which some keep no band yet, each band worked out from the child's
     birth date; with the band label of each budget."""
+    overlapping = (Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
     budgets = session.execute(
         select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_start, Budget.period_end)
-        .where(Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
+        .where(*overlapping)
     ).all()
-    birth_dates = _birth_dates(session, vault, {row.cardholder_id for row in budgets})
+    birth_dates = _birth_dates(session, vault, select(Budget.cardholder_id).where(*overlapping))
     band_of_budget = {row.id: age_bands.LABELS[age_bands.band_of(birth_dates.get(row.cardholder_id),
                                                                  row.period_start)] for row in budgets}
     eligible: dict[tuple[str, str, str], set[int]] = defaultdict(set)
@@ -204,10 +205,10 @@ def _eligible_decrypting(session: Session, vault: Vault, period: Period) -> tupl
     return {key: len(children) for key, children in eligible.items()}, band_of_budget
 
 
-def _birth_dates(session: Session, vault: Vault, cardholder_ids: set[int]) -> dict[int, date]:
+def _birth_dates(session: Session, vault: Vault, cardholder_ids: Select) -> dict[int, date]:  # type: ignore[type-arg]
+    """The birth dates of the cardholders ``cardholder_ids`` selects: by that query, not a list of their ids,
+    which PostgreSQL refused from 65,536 children on (its limit of parameters in a statement)."""
     found: dict[int, date] = {}
-    if not cardholder_ids:
-        return found
     for holder_id, token in session.execute(
         select(Cardholder.id, Cardholder.personal_encrypted).where(Cardholder.id.in_(cardholder_ids))
     ):

@@ -364,3 +364,28 @@ def test_the_ledgers_sums_go_to_the_amsterdam_month_of_their_moment(db, vault):
         table = reports.budget_totals(session, parse_period("2026"))
     corrected = dict(zip(table.column_values("month"), table.column_values("corrected_cents")))
     assert (corrected["2026-01"], corrected["2026-02"], corrected["2026-07"], corrected["2026-08"]) == (100, 20, 3, 4000)
+
+
+def test_the_uptake_from_birth_dates_reads_them_by_a_query_not_a_list_of_every_childs_id(db, vault):
+    """A list of ids takes a parameter per child: PostgreSQL refused the uptake of a city from 65,536 children
+    on (its limit of parameters in a statement), so the dashboard failed after an upgrade until the next sync."""
+    from sqlalchemy import event
+
+    from tests.fixture_personal_data import TEST_BSNS
+
+    for bsn in TEST_BSNS[:3]:
+        factories.child_with_budget(db, vault, bsn=bsn)
+    reads: list[int] = []
+
+    def watch(_connection, _cursor, statement, parameters, *_args):  # type: ignore[no-untyped-def]
+        if "cardholders.personal_encrypted" in statement:
+            reads.append(len(parameters))
+
+    event.listen(db.engine, "before_cursor_execute", watch)
+    try:
+        with db.read() as session:
+            table = reports.uptake(session, vault, _year_period())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", watch)
+    assert [row[3] for row in table.rows if row[2] == reports.ALL_AGES] == [3]
+    assert len(reads) == 1 and reads[0] <= 2  # the period's two days, whatever the number of children
