@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
@@ -96,33 +94,26 @@ def create_reversal(redemption_id: str):  # type: ignore[no-untyped-def]
 
 @blueprint.get("/redemptions")
 def list_redemptions():  # type: ignore[no-untyped-def]
-    query = parse_query(RedemptionQuery)
-    with _cursor_of_ours():
-        with runtime().db.read() as session:
-            page = reconciliation.redemption_page(
-                session, current_merchant().id, created_from=query.created_from,
-                created_before=query.created_before, cursor=query.cursor, limit=query.limit)
-    return jsonify({"items": [render.redemption_item(line) for line in page.lines], "next_cursor": page.next_cursor})
+    return _listing(RedemptionQuery, reconciliation.redemption_page, render.redemption_item)
 
 
 @blueprint.get("/reversals")
 def list_reversals():  # type: ignore[no-untyped-def]
-    query = parse_query(ReversalQuery)
-    with _cursor_of_ours():
-        with runtime().db.read() as session:
-            page = reconciliation.reversal_page(
-                session, current_merchant().id, created_from=query.created_from,
-                created_before=query.created_before, cursor=query.cursor, limit=query.limit)
-    return jsonify({"items": [render.listed_reversal(line) for line in page.lines], "next_cursor": page.next_cursor})
+    return _listing(ReversalQuery, reconciliation.reversal_page, render.listed_reversal)
 
 
-@contextlib.contextmanager
-def _cursor_of_ours() -> Iterator[None]:
+def _listing(query_model, page_of, item_of) -> Response:  # type: ignore[no-untyped-def]
+    """A page of this shop's rows: ``page_of`` (a ``reconciliation`` listing) asked with the query's period and
+    cursor, each row answered as ``item_of`` renders it."""
+    query = parse_query(query_model)
     try:
-        yield
+        with runtime().db.read() as session:
+            page = page_of(session, current_merchant().id, created_from=query.created_from,
+                           created_before=query.created_before, cursor=query.cursor, limit=query.limit)
     except reconciliation.BadCursor:
         raise invalid_request([{"name": "cursor", "reason": "onbekende cursor; gebruik next_cursor uit het "
                                                             "vorige antwoord"}]) from None
+    return jsonify({"items": [item_of(line) for line in page.lines], "next_cursor": page.next_cursor})
 
 
 @blueprint.get("/redemptions/<redemption_id>")
