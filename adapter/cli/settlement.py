@@ -79,6 +79,27 @@ def settlement_show(cli: CliContext, batch: str) -> None:
     _print_lines(result)
 
 
+@settlement_group.command("verify")
+@pass_cli
+def settlement_verify(cli: CliContext) -> None:
+    """Check every stored batch against the redemptions and reversals it paid and against the audit trail."""
+    from adapter import settlement_check
+
+    with cli.runtime.db.read() as session:
+        problems = settlement_check.problems(session)
+        batches = len(settlement.list_batches(cli.runtime.db))
+    for problem in problems:
+        click.echo(f"  - {problem}", err=True)
+    if problems:
+        raise click.ClickException(
+            f"{len(problems)} problem(s) in the stored settlement batches: their rows were changed after they were "
+            "made, and the files made from them again would differ from what was paid. Restore those rows from a "
+            "backup made after the batch, and run `stadspas-adapter audit verify` to see whether the audit trail "
+            "was changed too")
+    click.echo(f"{batches} batch(es) checked: every item is its redemption or reversal, every line adds up to its "
+               "items, and every total is the one the audit trail recorded")
+
+
 def _print_lines(result: settlement.BatchResult) -> None:
     for line in result.lines:
         click.echo(f"  merchant {line.merchant_id:>4} {line.merchant_name[:30]:<30} {line.iban or '-':<22} "

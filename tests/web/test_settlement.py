@@ -265,3 +265,60 @@ def test_a_merchant_without_an_iban_that_owes_money_is_listed_as_nothing_to_pay_
     assert "geen IBAN" not in settlement.csv_bytes(result).decode("utf-8-sig")
     _print_lines(result)
     assert "could not be paid for want of a valid IBAN" not in capsys.readouterr().out
+
+
+def test_settlement_verify_finds_every_row_changed_after_the_batch_was_made(db, vault, tmp_path):
+    """The files are made again from the stored rows: a line, an item or a total changed in the database
+    afterwards changed what the files say was paid, unnoticed."""
+    from click.testing import CliRunner
+
+    from adapter import settlement_check
+    from adapter.cli import cli
+    from adapter.settlement import SettlementBatch, SettlementItem, SettlementLine
+    from tests.conftest import make_settings
+
+    child, paid, no_iban = _world(db, vault)
+    _spend(db, child, paid, 3_000)
+    small = _spend(db, child, paid, 2_000)
+    _spend(db, child, no_iban, 1_000)
+    _reverse(db, paid, small, 500)
+    this_month, _ = _months()
+    batch = settlement.create_batch(db, SETTINGS, this_month, "operator:test", now=_after(this_month)).batch
+    config = tmp_path / "adapter.yaml"
+    config.write_text(make_settings(tmp_path, db.url).model_dump_json(), encoding="utf-8")
+
+    def verify():  # type: ignore[no-untyped-def]
+        with db.read() as session:
+            return settlement_check.problems(session)
+
+    assert verify() == []
+    with db.write() as session:
+        item = session.execute(select(SettlementItem).where(SettlementItem.batch_id == batch.id,
+                                                            SettlementItem.redemption_id.is_not(None))
+                               .order_by(SettlementItem.id)).scalars().first()
+        item.amount_cents += 100
+    assert any(f"item {item.id} pays" in problem and "which was" in problem for problem in verify())
+    assert any("its items are 2 of" in problem for problem in verify())
+    with db.write() as session:
+        session.get(SettlementItem, item.id).amount_cents -= 100
+        line = session.execute(select(SettlementLine).where(SettlementLine.merchant_id == paid)).scalar_one()
+        line.net_cents, line.redeemed_cents = 9_000, 9_500
+        session.get(SettlementBatch, batch.id).total_payable_cents = 9_000
+    found = verify()
+    assert any("its items are 2 of € 50,00" in problem for problem in found), found
+    assert any("the audit trail recorded a total of € 45,00" in problem for problem in found), found
+    refused = CliRunner().invoke(cli, ["--config", str(config), "settlement", "verify"])
+    assert refused.exit_code == 1 and "audit verify" in refused.output
+    with db.write() as session:
+        line = session.execute(select(SettlementLine).where(SettlementLine.merchant_id == paid)).scalar_one()
+        line.net_cents, line.redeemed_cents = 4_500, 5_000
+        session.get(SettlementBatch, batch.id).total_payable_cents = 4_500
+        unpaid = session.execute(select(SettlementLine).where(SettlementLine.merchant_id == no_iban)).scalar_one()
+        unpaid.status = settlement.NOTHING_TO_PAY
+    assert verify() == [f"batch {batch.id} ({this_month}): merchant {no_iban}: the line is nothing_to_pay with a net "
+                        "of € 10,00"]
+    with db.write() as session:
+        session.execute(select(SettlementLine).where(SettlementLine.merchant_id == no_iban)).scalar_one().status = \
+            settlement.NO_IBAN
+    checked = CliRunner().invoke(cli, ["--config", str(config), "settlement", "verify"])
+    assert checked.exit_code == 0 and "1 batch(es) checked" in checked.output
