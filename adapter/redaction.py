@@ -49,12 +49,15 @@ _GROUPED_BSN = re.compile(rf"\d{{2}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{2}}{_SEPA
                           rf"|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
                           rf"|\d{{3}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{4}}")
 # The row of digit groups around a match: digits, and single separators between digits.
-_ROW_BEFORE = re.compile(rf"(?:\d|{_SEPARATOR}(?=\d))*$")
+# (Before a match that starts right after a separator, as one tried again a character on does, the row ends in
+# that separator: the lookahead cannot see the match's digits past the end of the search.)
+_ROW_BEFORE = re.compile(rf"(?:\d|{_SEPARATOR}(?=\d))*{_SEPARATOR}?$")
 _ROW_AFTER = re.compile(rf"(?:\d|{_SEPARATOR}(?=\d))*")
 # Longer numbers in three to five groups joined by the same separator (the backreference): "6064 3660 1234 5678",
 # "6064-3660-1234-5678". Not across separators ("2026-08-01 2027" is a date and a year).
 _DIGIT_GROUPS = re.compile(rf"(?<!\d)\d{{3,4}}({_SEPARATOR})\d{{2,4}}(?:\1\d{{2,4}}){{1,3}}(?!\d)")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A real day: "9999-93-65" is a BSN written 4-2-3 with dashes, not a date.
+_ISO_DATE = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # a real address: 999.993.653.12 is none
 # PostgreSQL's DETAIL of a refused row: every "key (columns)=(values)" (an exclusion constraint's names two,
@@ -89,7 +92,7 @@ def redact(text: str) -> str:
     """``text`` with every possible BSN and pass number masked (see the module docstring)."""
     text = _KEY_VALUES.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(3), text)
     text = _FAILING_ROW.sub(lambda match: match.group(1) + _VALUES_MASKED + match.group(2), text)
-    text = _GROUPED_BSN.sub(_mask_grouped_bsn, text)
+    text = _mask_grouped_bsns(text)
     text = _DIGIT_GROUPS.sub(_mask_groups, text)
     return _DIGIT_RUN.sub(_mask_run, text)
 
@@ -113,10 +116,20 @@ def _across_a_date(match: re.Match[str]) -> bool:
     return any(date.start() < end and start < date.end() for date in _ISO_DATE.finditer(row))
 
 
-def _mask_grouped_bsn(match: re.Match[str]) -> str:
-    if _in_an_address(match) or _across_a_date(match):
-        return match.group()
-    return re.sub(r"\d", MASK_CHAR, match.group())
+def _mask_grouped_bsns(text: str) -> str:
+    """Every grouped BSN in ``text`` masked. A match left as it is (an address, digits of a date) is tried again
+    one character on: ``re.sub`` went on after it, past the first digits of a BSN right behind it, so that
+    "2026-08-01 9999 93.653" kept its BSN."""
+    parts, kept_until, position = [], 0, 0
+    while (match := _GROUPED_BSN.search(text, position)) is not None:
+        if _in_an_address(match) or _across_a_date(match):
+            position = match.start() + 1
+            continue
+        parts.append(text[kept_until:match.start()])
+        parts.append(re.sub(r"\d", MASK_CHAR, match.group()))
+        kept_until = position = match.end()
+    parts.append(text[kept_until:])
+    return "".join(parts)
 
 
 def _mask_run(match: re.Match[str]) -> str:

@@ -52,6 +52,11 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     # Mixed separators in a BSN, and numbers glued to a word.
     assert redact("BSN 9999 93.653") == "BSN **** **.***"
     assert redact("BSN 99 99 93 653, 99.99.93.653") == "BSN ** ** ** ***, **.**.**.***"
+    # Right behind a date: a shape across the date's digits is left, and the BSN after it still found.
+    assert redact("2026-08-01 9999 93.653") == "2026-08-01 **** **.***"
+    assert redact("2026-08-01-999 993 653") == "2026-08-01-*** *** ***"
+    assert redact("on 2026-08-01 999 993 653 2027") == "on 2026-08-01 *** *** *** 2027"
+    assert redact("9999-93-653") == "****-**-***"
     assert redact("pas-6064-3660-1234-5678, nr.999.993.653, card.6064 3660 1234 5678") == \
         "pas-****-****-****-5678, nr.***.***.***, card.**** **** **** 5678"
     # One separator throughout: a period's two dates are two dates, not one number.
