@@ -43,7 +43,6 @@ from adapter.rules import BudgetRules, PassFacts, age_days, age_on
 from adapter.sent_ahead import sending_ahead
 
 _CHUNK = 500
-_BAND_CHUNK = 5_000  # budgets given their age band at a time (see band_the_unbanded)
 _JUDGE_SLICE = 5_000  # children judged per slice (see grant_budgets): 20,000 held 12 MB more at their peak
 # A slice is read by its ids rather than their range when they are fewer than 1 in this many of it.
 _SPARSE_BELOW = 8
@@ -124,7 +123,6 @@ def grant_budgets(session: Session, vault: Vault, rules: BudgetRules, today: dat
                                    summary.cents_granted + judged.cents_granted)
     if judged_under != rules_key:  # an unchanged night writes nothing here
         _note_judged(session, source, rules_key)
-    band_the_unbanded(session, vault, source, known_birth_dates)
     return summary
 
 
@@ -214,43 +212,6 @@ def _within(column, ids: Sequence[int]):  # type: ignore[no-untyped-def]
     if len(ids) * _SPARSE_BELOW >= ids[-1] - ids[0] + 1:
         return column.between(ids[0], ids[-1])
     return column.in_(ids)
-
-
-def band_the_unbanded(session: Session, vault: Vault, source: str,
-                      known_birth_dates: Mapping[int, date | None] | None = None) -> None:
-    """Work out the age band of each budget of ``source`` without one: those opened before budgets kept a band
-    (the first sync after the upgrade does them all, once), and any opened by other means. Every later night
-    this is one look at an index of no rows. ``known_birth_dates``: of cardholders the caller just wrote (see
-    ``grant_budgets``), not decrypted again."""
-    known_birth_dates = {} if known_birth_dates is None else known_birth_dates
-    connection = session.connection()
-    last_id = 0
-    while True:
-        # By the budgets' index of those without a band alone, in id order: joined to the cardholders to keep
-        # those of this source, SQLite walked every cardholder of the source for each chunk (129 s for 372,000
-        # budgets). Budgets of other sources are passed over, for their own sync.
-        rows = connection.execute(
-            select(Budget.id, Budget.cardholder_id, Budget.period_start)
-            .where(Budget.age_band.is_(None), Budget.id > last_id).order_by(Budget.id).limit(_BAND_CHUNK)).all()
-        if not rows:
-            return
-        last_id = rows[-1][0]
-        birth_dates: dict[int, date | None] = {}
-        unknown: set[int] = set()
-        for _, holder_id, _ in rows:
-            if holder_id in known_birth_dates:
-                birth_dates[holder_id] = known_birth_dates[holder_id]
-            else:
-                unknown.add(holder_id)
-        unknown_ids = sorted(unknown)
-        for start in range(0, len(unknown_ids), _CHUNK):
-            for holder_id, holder_source, token in connection.execute(
-                    select(Cardholder.id, Cardholder.source, Cardholder.personal_encrypted)
-                    .where(Cardholder.id.in_(unknown_ids[start:start + _CHUNK]))):
-                if holder_source == source:
-                    birth_dates[holder_id] = None if token is None else open_sealed(vault, token).birth_date
-        _set_bands(session, [{"budget_id": budget_id, "band": age_bands.band_of(birth_dates[holder_id], period_start)}
-                             for budget_id, holder_id, period_start in rows if holder_id in birth_dates])
 
 
 def _set_bands(session: Session, bands: list[dict[str, object]]) -> None:
@@ -346,17 +307,18 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                 judged.append((rule.entitlement_cents(period, birth_date, is_child, pass_facts), band,
                                new_by_rule.setdefault((index, band), [])))
         for (rule, period), period_key, (entitled_cents, band, new_budgets) in zip(running, keys, judged):
+            found = existing.get((holder_id, rule.code, period_key)) if existing else None
+            if found is not None and found[4] != band and found[3] == period.start:
+                # The source corrected the child's birth date since the budget was opened: also when that takes
+                # the child out of the rule, the budget it keeps is counted in its new band.
+                updated_bands.append({"budget_id": found[0], "band": band})
             if entitled_cents <= 0:
                 continue
-            found = existing.get((holder_id, rule.code, period_key)) if existing else None
             if found is None:
                 new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
-            budget_id, granted_cents, status, period_start, stored_band = found
-            if stored_band != band and period_start == period.start:
-                # Opened before budgets kept a band, or the source corrected the child's birth date since.
-                updated_bands.append({"budget_id": budget_id, "band": band})
+            budget_id, granted_cents, status, period_start, _band = found
             # A once-rule's budget of an earlier period is still open in its grace days: what is raised now is
             # not for it (it expires within days), and the child had its once.
             if status == BudgetStatus.OPEN and entitled_cents > granted_cents and period_start == period.start:

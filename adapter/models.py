@@ -202,8 +202,8 @@ class Budget(Base):
     __table_args__ = (
         UniqueConstraint("cardholder_id", "rule_code", "period_key", name="uq_budgets_child_rule_period"),
         CheckConstraint("balance_cents >= 0", name="ck_budgets_balance_not_negative"),
-        # Only budgets whose age band is still to be worked out (``adapter.age_bands``): none once the grants
-        # have run after an upgrade, so the grants' and the reports' look for them costs nothing.
+        # Only budgets without an age band (``adapter.age_bands``): none once migration 0011 has worked out the
+        # stored ones, so the uptake report's look for them costs nothing.
         Index("ix_budgets_age_band_missing", "id",
               postgresql_where=text("age_band IS NULL"), sqlite_where=text("age_band IS NULL")),
     )

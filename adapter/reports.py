@@ -96,11 +96,11 @@ def uptake(session: Session, vault: Vault, period: Period) -> Table:
     counts each child once over the whole period, and one per rule with the band ``ALL_AGES`` once over
     every band.
 
-    Counted in the database by the band each budget keeps (``adapter.age_bands``). Budgets opened before
-    budgets kept one (until their source's next sync works it out) have their children's birth dates
-    decrypted instead, as every budget's were: 10 s and 450 MB of a web worker for a year at 200,000
-    cardholders."""
-    overlapping = (Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
+    Counted in the database by the band each budget keeps (``adapter.age_bands``). Should a budget keep none
+    (migration 0011 worked out those stored before, and the grants set each new one's), the birth dates of the
+    budgets without one are decrypted instead, as every budget's were: 10 s and 450 MB of a web worker for a
+    year at 200,000 cardholders."""
+    overlapping = _overlapping(period)
     if session.execute(select(Budget.id).where(Budget.age_band.is_(None), *overlapping).limit(1)).first():
         eligible, band_of_budget = _eligible_decrypting(session, vault, period)
     else:
@@ -134,6 +134,11 @@ def uptake(session: Session, vault: Vault, period: Period) -> Table:
 _Eligible = dict[tuple[str, str, str], int]
 
 
+def _overlapping(period: Period) -> tuple:  # type: ignore[type-arg]
+    """The conditions of a budget whose own period overlaps ``period``."""
+    return Budget.period_start <= period.last_day, Budget.period_end >= period.first_day
+
+
 def _eligible_counted(session: Session, period: Period) -> _Eligible:
     """The children with a budget, counted in the database by the bands the budgets keep.
 
@@ -141,14 +146,16 @@ def _eligible_counted(session: Session, period: Period) -> _Eligible:
     budget period does (a rule's periods follow each other by whole months); only where several do (a period
     starting mid-month, or a rule that changed its kind of period) can a child be in two of them, and those
     months are counted again over their periods together."""
-    overlapping = (Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
+    overlapping = _overlapping(period)
     eligible: _Eligible = defaultdict(int)
     groups_of: dict[tuple[str, str, str], list[tuple[date, date, int]]] = defaultdict(list)
     periods_of: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    # A child has one budget per rule and period (the budgets' unique key), so within one period of a rule each
-    # child is counted once, in one band.
+    # Within one period of a rule a child is in one band (its age on the period's first day). Counted as distinct
+    # children, not budgets: the budgets' unique key is the period's key, and two keys of a rule can name the same
+    # dates (a rule made a once-rule while running opens a second budget over them).
     for rule, band_code, first_day, last_day, children in session.execute(
-        select(Budget.rule_code, Budget.age_band, Budget.period_start, Budget.period_end, func.count())
+        select(Budget.rule_code, Budget.age_band, Budget.period_start, Budget.period_end,
+               func.count(Budget.cardholder_id.distinct()))
         .where(*overlapping).group_by(Budget.rule_code, Budget.age_band, Budget.period_start, Budget.period_end)
     ):
         periods_of[rule].add((first_day, last_day))
@@ -181,16 +188,18 @@ def _eligible_counted(session: Session, period: Period) -> _Eligible:
 
 
 def _eligible_decrypting(session: Session, vault: Vault, period: Period) -> tuple[_Eligible, dict[int, str]]:
-    """``_eligible_counted`` for budgets of which some keep no band yet, each band worked out from the child's
-    birth date; with the band label of each budget."""
-    overlapping = (Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
+    """``_eligible_counted`` for budgets of which some keep no band: theirs worked out from the child's birth date,
+    the others' as kept (a band worked out again from a birth date corrected since, or removed by retention,
+    would put the child in another band than its payments); with the band label of each budget."""
+    overlapping = _overlapping(period)
     budgets = session.execute(
-        select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_start, Budget.period_end)
-        .where(*overlapping)
+        select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_start, Budget.period_end,
+               Budget.age_band).where(*overlapping)
     ).all()
-    birth_dates = _birth_dates(session, vault, select(Budget.cardholder_id).where(*overlapping))
-    band_of_budget = {row.id: age_bands.LABELS[age_bands.band_of(birth_dates.get(row.cardholder_id),
-                                                                 row.period_start)] for row in budgets}
+    birth_dates = _birth_dates(session, vault, select(Budget.cardholder_id).where(*overlapping,
+                                                                                  Budget.age_band.is_(None)))
+    band_of_budget = {row.id: age_bands.LABELS[row.age_band if row.age_band is not None else age_bands.band_of(
+        birth_dates.get(row.cardholder_id), row.period_start)] for row in budgets}
     eligible: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     months_of: dict[tuple[date, date], list[str]] = {}  # budgets share a handful of periods
     for row in budgets:
@@ -372,7 +381,7 @@ def budgets_by_status(session: Session, period: Period) -> Table:
                func.coalesce(func.sum(-spent.c.expired), 0), func.coalesce(func.sum(spent.c.corrected), 0),
                func.coalesce(func.sum(Budget.balance_cents), 0))
         .outerjoin(spent, spent.c.budget_id == Budget.id)
-        .where(Budget.period_start <= period.last_day, Budget.period_end >= period.first_day)
+        .where(*_overlapping(period))
         .group_by(Budget.rule_code, Budget.period_key, Budget.status)
         .order_by(Budget.period_key, Budget.rule_code, Budget.status)
     )

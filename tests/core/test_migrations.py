@@ -313,6 +313,38 @@ def test_0010_keys_the_stored_request_fingerprints_so_a_retry_across_the_upgrade
         database.dispose()
 
 
+def test_0011_works_out_the_stored_budgets_age_bands_with_the_keys_and_refuses_without(database_url, vault):
+    """Every stored budget gets its child's band on its first day, also a source's that is never synced again
+    (the reports would decrypt every birth date for as long as one budget had none); a pseudonymised child's is
+    unknown. Without keys the upgrade refuses and changes nothing."""
+    from sqlalchemy import update
+
+    from adapter.models import Budget, Cardholder
+    from tests import factories
+
+    database = Database(database_url)
+    try:
+        child = factories.child_with_budget(database, vault, period=(date(2026, 1, 1), date(2026, 12, 31)))
+        gone = factories.child_with_budget(database, vault, bsn=TEST_BSNS[1])
+        with database.write() as session:  # born 2015-05-05 (FIXTURE_BIRTH_DATES[0])
+            session.add(Budget(cardholder_id=child.cardholder_id, rule_code="school", rule_name="Schoolspullen",
+                               period_key="2016", period_start=date(2016, 1, 1), period_end=date(2016, 12, 31)))
+            session.execute(update(Cardholder).where(Cardholder.id == gone.cardholder_id)
+                            .values(personal_encrypted=None, source="vroeger"))
+        migrate.downgrade(database, "0010")
+        with pytest.raises(migrate.KeysNeeded, match="age bands"):
+            migrate.upgrade(database)
+        assert migrate.current_revision(database) == "0010"
+        migrate.upgrade(database, vault=lambda: vault)
+        with database.engine.connect() as connection:
+            bands = connection.execute(text("SELECT cardholder_id, period_start, age_band FROM budgets")).all()
+    finally:
+        database.dispose()
+    assert sorted((holder, str(first_day), band) for holder, first_day, band in bands) == sorted([
+        (child.cardholder_id, "2026-01-01", "4-11"), (child.cardholder_id, "2016-01-01", "0-3"),
+        (gone.cardholder_id, "2026-01-01", "unknown")])
+
+
 def test_two_hosts_upgrading_an_empty_postgres_database_at_once_both_succeed(postgres_databases):
     # Each host of a scale-out runs `db upgrade` at its deployment, and two deployments can start together. Separate
     # processes, as hosts are: Alembic's migration context is one per process.

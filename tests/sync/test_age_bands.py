@@ -1,5 +1,5 @@
-"""Every budget keeps its child's age band on its first day, for the reports: set when the grants open it,
-worked out at the next sync for budgets opened before bands were kept, and moved when a birth date is corrected."""
+"""Every budget keeps its child's age band on its first day, for the reports: set when the grants open it, and
+moved when a birth date is corrected (migration 0011 works out those of budgets opened before)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 from datetime import date
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from adapter import age_bands, first_load
 from adapter.models import Budget, Cardholder
@@ -50,21 +50,6 @@ def test_every_budget_a_sync_opens_keeps_its_childs_age_band_on_its_first_day(db
     assert {band for _, band in bands.values()} >= {"4-11", "12-17"}
 
 
-def test_budgets_opened_before_bands_were_kept_get_theirs_at_their_sources_next_sync(db, vault):
-    """As after the upgrade that added the bands: the next sync of a source works out its budgets' bands (also
-    of children it did not read anew: their birth dates are decrypted), and leaves other sources' to theirs."""
-    here, there = household_records(30), household_records(10, start=100)
-    _sync(db, vault, "gemeente", here)
-    _sync(db, vault, "buurgemeente", there)
-    with db.write() as session:
-        session.execute(update(Budget).values(age_band=None))
-    changed = dataclasses.replace(here[1], surname="de Vries")
-    _sync(db, vault, "gemeente", [here[0], changed, *here[2:]])
-    bands = _bands(db, "gemeente")
-    assert bands == _expected(here, bands)
-    assert {band for _, band in _bands(db, "buurgemeente").values()} == {None}
-
-
 def test_a_corrected_birth_date_moves_a_running_budget_to_its_new_band(db, vault):
     records = household_records(4)
     _sync(db, vault, "gemeente", records)
@@ -75,3 +60,15 @@ def test_a_corrected_birth_date_moves_a_running_budget_to_its_new_band(db, vault
     corrected = dataclasses.replace(child, birth_date=date(2012, 6, 1))  # 13 on 1 January: still clothing's
     _sync(db, vault, "gemeente", [corrected if record is child else record for record in records])
     assert _bands(db, "gemeente")[clothing] == (date(2026, 1, 1), "12-17")
+
+
+def test_a_birth_date_corrected_out_of_a_rule_still_moves_the_budget_it_keeps_to_its_new_band(db, vault):
+    """A child no longer entitled keeps its budget; it is counted in its band by its corrected birth date."""
+    records = household_records(4)
+    _sync(db, vault, "gemeente", records)
+    child = next(record for record in records
+                 if record.is_child and age_bands.band_of(record.birth_date, date(2026, 1, 1)) == "4-11")
+    clothing = (child.cardholder_id, "clothing")
+    corrected = dataclasses.replace(child, birth_date=date(2007, 6, 1))  # 18 on 1 January: no longer clothing's
+    _sync(db, vault, "gemeente", [corrected if record is child else record for record in records])
+    assert _bands(db, "gemeente")[clothing] == (date(2026, 1, 1), "18+")
