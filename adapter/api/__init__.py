@@ -18,9 +18,10 @@ from adapter.logs import configure_logging
 from adapter.runtime import Runtime
 from adapter.settings import Settings, load_settings
 
-# 1.1.0: GET /v1/reversals. (Balance checks no longer tell a shop the child's age nor its budgets for other
-# kinds of shop: a privacy fix, for which a till that read those fields must change.)
-API_VERSION = "1.1.0"
+# Semantic versioning of what the API answers; the paths keep /v1. 2.0.0: balance checks no longer tell a shop the
+# child's age nor its budgets for other kinds of shop (a privacy fix: a till that read those fields must change),
+# and GET /v1/reversals. The README's API section lists the changes for till vendors.
+API_VERSION = "2.0.0"
 _METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
 
 

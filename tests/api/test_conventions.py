@@ -131,7 +131,7 @@ def test_every_answer_carries_the_api_version_and_utc_times(api):
     key = api.shop()
     for response in (api.client.get("/v1/health"), api.client.get("/v1/nothing"), api.check(key, child.pass_number),
                      api.client.delete("/v1/redemptions", headers=_auth(key))):
-        assert response.headers["API-Version"] == "1.1.0"
+        assert response.headers["API-Version"] == "2.0.0"
     created = api.redeem(key, {"pass_number": child.pass_number, "amount_cents": 100, "category": "school"})
     assert created.get_json()["created_at"].endswith("Z")
 

@@ -232,4 +232,4 @@ def test_the_other_forms_of_a_counter_detail_name_no_field_or_path_either():
 
 def test_app_builds_from_the_example_settings(tmp_path, sqlite_url):
     app = create_app(settings=make_settings(tmp_path, sqlite_url))
-    assert app.extensions["adapter_openapi"]["info"]["version"] == "1.1.0"
+    assert app.extensions["adapter_openapi"]["info"]["version"] == "2.0.0"
