@@ -264,13 +264,18 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
             passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
     existing = {} if no_budgets_yet else {
-        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start, age_band)
-        for budget_id, holder_id, code, period_key, granted_cents, status, period_start, age_band
+        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start, age_band, period_end)
+        for budget_id, holder_id, code, period_key, granted_cents, status, period_start, age_band, period_end
         in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
-                   Budget.status, Budget.period_start, Budget.age_band)
+                   Budget.status, Budget.period_start, Budget.age_band, Budget.period_end)
             .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
+    # Each child's budgets of each rule, whatever their key: a budget's key is "once" for a once-rule and the
+    # period's otherwise, so a rule whose once flag was flipped finds none under its new key (_under_another_key).
+    by_rule_of: dict[tuple[int, str], list[tuple]] = defaultdict(list)  # type: ignore[type-arg]
+    for (holder_id, code, _key), found in existing.items():
+        by_rule_of[(holder_id, code)].append(found)
     # The slice's new budgets, by rule (in the order of ``running``) and age band: (child, amount in cents) of
     # each. They go in together: one insert for each rule and band, one copy of their first grants. A first sync
     # opens about two a child, 9,000 a slice. Opened 5,000 at a time, a first sync of 200,000 made twice the
@@ -308,6 +313,8 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                                new_by_rule.setdefault((index, band), [])))
         for (rule, period), period_key, (entitled_cents, band, new_budgets) in zip(running, keys, judged):
             found = existing.get((holder_id, rule.code, period_key)) if existing else None
+            if found is None and existing:
+                found = _under_another_key(by_rule_of.get((holder_id, rule.code), ()), rule.once, period)
             if found is not None and found[4] != band and found[3] == period.start:
                 # The source corrected the child's birth date since the budget was opened: also when that takes
                 # the child out of the rule, the budget it keeps is counted in its new band.
@@ -318,7 +325,7 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
                 new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
-            budget_id, granted_cents, status, period_start, _band = found
+            budget_id, granted_cents, status, period_start, _band, _period_end = found
             # A once-rule's budget of an earlier period is still open in its grace days: what is raised now is
             # not for it (it expires within days), and the child had its once.
             if status == BudgetStatus.OPEN and entitled_cents > granted_cents and period_start == period.start:
@@ -332,6 +339,18 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
     _set_bands(session, updated_bands)
     return _SliceJudged([((*shared[index], band), budgets) for (index, band), budgets in new_by_rule.items()
                          if budgets], topped_up, cents)
+
+
+def _under_another_key(budgets: Sequence[tuple], once: bool, period) -> tuple | None:  # type: ignore[no-untyped-def,type-arg]
+    """Of a child's ``budgets`` of a rule under other keys, the one that is already its budget for ``period``:
+    one over the period's own days (the rule was made periodic, or once, since), else for a once-rule any (the
+    child had its once under the rule as it was). Without it, every child got a second budget, money twice."""
+    for found in budgets:
+        if (found[3], found[5]) == (period.start, period.end):
+            return found
+    if once and budgets:
+        return max(budgets, key=lambda found: found[3])
+    return None
 
 
 def _birth_date(vault: Vault, holder_id: int, token: str | None, known: Mapping[int, date | None]) -> date | None:

@@ -476,3 +476,28 @@ def test_a_child_whose_card_was_renewed_under_a_new_number_gets_a_raise_of_the_c
         assert ledger.verify(session) == []
     assert granted == [("a", "clothing", 17_500), ("a", "winter", 5_000),
                        ("b", "clothing", 17_500), ("b", "winter", 5_000)]
+
+
+def test_a_rule_made_once_while_running_or_no_longer_once_grants_no_second_budget(db, vault):
+    """The once flag is part of a budget's key ("once" for ever, else the period's): flipped on a running rule,
+    every child got a second budget of the same rule over the same days, its money twice."""
+    clothing = {"code": "clothing", "name": "Kleding", "amount_cents": 5_000, "min_age": 0, "max_age": 17,
+                "period": "calendar_year"}
+    child = _child("a", date(2016, 5, 5), number=1)
+    _sync(db, vault, [child], _rules(clothing), date(2026, 3, 1))
+    assert _sync(db, vault, [child], _rules({**clothing, "once": True, "version": 2}),
+                 date(2026, 3, 2)).budgets_granted == 0
+    # Once is once: the next year brings no budget either, whatever rule the child had it under.
+    assert _sync(db, vault, [child], _rules({**clothing, "once": True, "version": 2}),
+                 date(2027, 3, 1)).budgets_granted == 0
+    assert _budgets(db) == [("clothing", "2026", 5_000, 5_000, BudgetStatus.OPEN)]
+
+    other = _child("b", date(2017, 5, 5), number=2)
+    _sync(db, vault, [child, other], _rules({**clothing, "once": True, "version": 3}), date(2027, 3, 2))
+    # Made periodic again in the same year: the once-budget over this year's days is this year's budget.
+    assert _sync(db, vault, [child, other], _rules({**clothing, "version": 4}),
+                 date(2027, 3, 3)).budgets_granted == 1  # the first child's 2027, which it had not had
+    with db.read() as session:
+        assert session.execute(select(Budget.period_key).where(Budget.cardholder_id == select(Cardholder.id).where(
+            Cardholder.source_key == "b").scalar_subquery())).scalars().all() == ["once"]
+        assert ledger.verify(session) == []
