@@ -48,6 +48,8 @@ _GROUPED_BSN = re.compile(rf"\d{{2}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{2}}{_SEPA
                           rf"|\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}}"
                           rf"|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
                           rf"|\d{{3}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{4}}")
+# The same shapes taking whole groups: no digit right before or after.
+_WHOLE_GROUPED_BSN = re.compile(rf"(?<!\d)(?:{_GROUPED_BSN.pattern})(?!\d)")
 # The row of digit groups around a match: digits, and single separators between digits.
 # (Before a match that starts right after a separator, as one tried again a character on does, the row ends in
 # that separator: the lookahead cannot see the match's digits past the end of the search.)
@@ -97,29 +99,57 @@ def redact(text: str) -> str:
     return _DIGIT_RUN.sub(_mask_run, text)
 
 
-def _row_around(match: re.Match[str]) -> tuple[str, int]:
-    """The row of digit groups ``match`` sits in, and where the match starts in it."""
+# How far around a match its row of digit groups is read: longer than an IPv4 address (15 characters) and a date
+# (10). Read whole, a long row of dates was read again for every candidate in it: 10 s for a line of 32 KB.
+_ROW_WINDOW = 16
+
+
+def _row_around(match: re.Match[str]) -> tuple[str, int, bool]:
+    """The row of digit groups ``match`` sits in, within ``_ROW_WINDOW`` either side; where the match starts in
+    it; and whether that is the whole row (not cut by the window)."""
     text = match.string
-    before = _ROW_BEFORE.search(text, 0, match.start()).group().lstrip(_SEPARATORS)
-    return before + match.group() + _ROW_AFTER.match(text, match.end()).group(), len(before)
+    window_start = max(0, match.start() - _ROW_WINDOW)
+    before = _ROW_BEFORE.search(text, window_start, match.start()).group()
+    after = _ROW_AFTER.match(text, match.end(), match.end() + _ROW_WINDOW).group()
+    whole = (len(before) < match.start() - window_start or window_start == 0) and len(after) < _ROW_WINDOW
+    before = before.lstrip(_SEPARATORS)
+    return before + match.group() + after, len(before), whole
 
 
 def _in_an_address(match: re.Match[str]) -> bool:
-    """Whether the row of digit groups around ``match`` is an IPv4 address (which may hold a 3-3-3 shape)."""
-    return bool(_IPV4.fullmatch(_row_around(match)[0]))
+    """Whether the row of digit groups around ``match`` is an IPv4 address (which may hold a 3-3-3 shape). A row
+    longer than the window is longer than any address."""
+    row, _start, whole = _row_around(match)
+    return whole and bool(_IPV4.fullmatch(row))
 
 
 def _across_a_date(match: re.Match[str]) -> bool:
     """Whether ``match`` takes digits of an ISO date: "2026-08-01 2027" holds the 2-2-2-3 shape "26-08-01 202"."""
-    row, start = _row_around(match)
+    row, start, _whole = _row_around(match)
     end = start + len(match.group())
     return any(date.start() < end and start < date.end() for date in _ISO_DATE.finditer(row))
 
 
 def _mask_grouped_bsns(text: str) -> str:
-    """Every grouped BSN in ``text`` masked. A match left as it is (an address, digits of a date) is tried again
-    one character on: ``re.sub`` went on after it, past the first digits of a BSN right behind it, so that
-    "2026-08-01 9999 93.653" kept its BSN."""
+    """Every grouped BSN in ``text`` masked.
+
+    First the shapes that take whole groups ("999 993 653" after "01-08-2026 " or "in 2026 "): glued to the
+    digits before them, the search below started in the group before and left the BSN's last digits shown.
+    Candidates overlap ("10.15.00 999.993.653"), so each is judged. Then the shapes glued to other digits
+    ("0.999 993.6530"). A match left as it is (an address, digits of a date) is tried again one character on:
+    ``re.sub`` went on after it, past the first digits of a BSN right behind it ("2026-08-01 9999 93.653")."""
+    masked: list[tuple[int, int]] = []
+    position = 0
+    while (match := _WHOLE_GROUPED_BSN.search(text, position)) is not None:
+        position = match.start() + 1
+        if not (_in_an_address(match) or _across_a_date(match)):
+            masked.append(match.span())
+    if masked:
+        characters = list(text)
+        for start, end in masked:
+            characters[start:end] = [MASK_CHAR if character.isdigit() else character
+                                     for character in characters[start:end]]
+        text = "".join(characters)
     parts, kept_until, position = [], 0, 0
     while (match := _GROUPED_BSN.search(text, position)) is not None:
         if _in_an_address(match) or _across_a_date(match):

@@ -57,6 +57,12 @@ def test_numbers_written_in_groups_are_masked_by_their_digits_but_dates_and_addr
     assert redact("2026-08-01-999 993 653") == "2026-08-01-*** *** ***"
     assert redact("on 2026-08-01 999 993 653 2027") == "on 2026-08-01 *** *** *** 2027"
     assert redact("9999-93-653") == "****-**-***"
+    # Right behind other digit groups (a Dutch date, a year, a time): the whole BSN, not its last digits.
+    assert redact("01-08-2026 999 993 653") == "01-08-2026 *** *** ***"
+    assert redact("01.08.2026 999.993.653") == "01.08.2026 ***.***.***"
+    assert redact("in 2026 999 993 653") == "in 2026 *** *** ***"
+    assert redact("pas 1234 999 993 653") == "pas 1234 *** *** ***"
+    assert redact("2026-08-01 10.15.00 999.993.653") == "2026-08-01 **.**.** ***.***.***"
     assert redact("pas-6064-3660-1234-5678, nr.999.993.653, card.6064 3660 1234 5678") == \
         "pas-****-****-****-5678, nr.***.***.***, card.**** **** **** 5678"
     # One separator throughout: a period's two dates are two dates, not one number.
