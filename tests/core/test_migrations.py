@@ -280,6 +280,14 @@ def test_0009_keeps_a_source_s_key_only_when_every_active_child_was_judged_under
         database.dispose()
 
 
+def _upgraded_only_with_keys(database: Database, vault: Vault, *, at: str, refusal: str) -> None:
+    """Upgraded from ``at``: refused without keys, saying ``refusal``, and left at ``at``; then done with them."""
+    with pytest.raises(migrate.KeysNeeded, match=refusal):
+        migrate.upgrade(database)
+    assert migrate.current_revision(database) == at
+    migrate.upgrade(database, vault=lambda: vault)
+
+
 def test_0010_keys_the_stored_request_fingerprints_so_a_retry_across_the_upgrade_still_matches(database_url, vault):
     """A record written before 0010 holds the SHA-256 of its request; after the upgrade it holds what the keyed
     fingerprint of the same request is, and without keys the upgrade refuses and changes nothing."""
@@ -300,10 +308,7 @@ def test_0010_keys_the_stored_request_fingerprints_so_a_retry_across_the_upgrade
                 "VALUES (:merchant, 'k1', :hash, '{}', :at)"),
                 {"merchant": shop.merchant_id, "hash": hashlib.sha256(canonical.encode()).hexdigest(),
                  "at": datetime.now(timezone.utc)})
-        with pytest.raises(migrate.KeysNeeded, match="fingerprints that this migration keys"):
-            migrate.upgrade(database)
-        assert migrate.current_revision(database) == "0009"
-        migrate.upgrade(database, vault=lambda: vault)
+        _upgraded_only_with_keys(database, vault, at="0009", refusal="fingerprints that this migration keys")
         with database.engine.connect() as connection:
             stored = connection.execute(text("SELECT request_hash FROM idempotency_records")).scalar_one()
         # The same text the service builds for that request: its retry across the upgrade matches the record.
@@ -332,10 +337,7 @@ def test_0011_works_out_the_stored_budgets_age_bands_with_the_keys_and_refuses_w
             session.execute(update(Cardholder).where(Cardholder.id == gone.cardholder_id)
                             .values(personal_encrypted=None, source="vroeger"))
         migrate.downgrade(database, "0010")
-        with pytest.raises(migrate.KeysNeeded, match="age bands"):
-            migrate.upgrade(database)
-        assert migrate.current_revision(database) == "0010"
-        migrate.upgrade(database, vault=lambda: vault)
+        _upgraded_only_with_keys(database, vault, at="0010", refusal="age bands")
         with database.engine.connect() as connection:
             bands = connection.execute(text("SELECT cardholder_id, period_start, age_band FROM budgets")).all()
     finally:
