@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, bindparam, delete, null, select, type_coerce, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -263,17 +263,18 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
         ).all():
             passes_by_holder[holder_id].append(tuple(facts))  # type: ignore[arg-type]
     codes = {rule.code for rule, _ in running}
+    # Each stored budget of the slice's children under the running rules, as its row (id, granted_cents, status,
+    # period_start, period_end, age_band), by child, rule and key.
     existing = {} if no_budgets_yet else {
-        (holder_id, code, period_key): (budget_id, granted_cents, status, period_start, age_band, period_end)
-        for budget_id, holder_id, code, period_key, granted_cents, status, period_start, age_band, period_end
-        in session.connection().execute(
+        (row.cardholder_id, row.rule_code, row.period_key): row
+        for row in session.connection().execute(
             select(Budget.id, Budget.cardholder_id, Budget.rule_code, Budget.period_key, Budget.granted_cents,
-                   Budget.status, Budget.period_start, Budget.age_band, Budget.period_end)
+                   Budget.status, Budget.period_start, Budget.period_end, Budget.age_band)
             .where(_within(Budget.cardholder_id, holder_ids), Budget.rule_code.in_(codes))).all()
     }
     # Each child's budgets of each rule, whatever their key: a budget's key is "once" for a once-rule and the
     # period's otherwise, so a rule whose once flag was flipped finds none under its new key (_under_another_key).
-    by_rule_of: dict[tuple[int, str], list[tuple]] = defaultdict(list)  # type: ignore[type-arg]
+    by_rule_of: dict[tuple[int, str], list[Any]] = defaultdict(list)
     for (holder_id, code, _key), found in existing.items():
         by_rule_of[(holder_id, code)].append(found)
     # The slice's new budgets, by rule (in the order of ``running``) and age band: (child, amount in cents) of
@@ -315,41 +316,42 @@ def _judge_slice(session, vault, running, holders, holder_ids, known_birth_dates
             found = existing.get((holder_id, rule.code, period_key)) if existing else None
             if found is None and existing:
                 found = _under_another_key(by_rule_of.get((holder_id, rule.code), ()), rule.once, period)
-            if found is not None and found[4] != band and found[3] == period.start:
+            if found is not None and found.age_band != band and found.period_start == period.start:
                 # The source corrected the child's birth date since the budget was opened: also when that takes
                 # the child out of the rule, the budget it keeps is counted in its new band.
-                updated_bands.append({"budget_id": found[0], "band": band})
+                updated_bands.append({"budget_id": found.id, "band": band})
             if entitled_cents <= 0:
                 continue
             if found is None:
                 new_budgets.append((holder_id, entitled_cents))
                 cents += entitled_cents
                 continue
-            budget_id, granted_cents, status, period_start, _band, _period_end = found
             # A once-rule's budget of an earlier period is still open in its grace days: what is raised now is
             # not for it (it expires within days), and the child had its once.
-            if status == BudgetStatus.OPEN and entitled_cents > granted_cents and period_start == period.start:
+            if (found.status == BudgetStatus.OPEN and entitled_cents > found.granted_cents
+                    and found.period_start == period.start):
                 # The rule's amount rose in a running period: top up, never take back.
-                ledger.grant(session, budget_id, entitled_cents - granted_cents, actor,
+                ledger.grant(session, found.id, entitled_cents - found.granted_cents, actor,
                              note=f"top-up to rule {rule.code} version {rule.version}")
-                session.execute(update(Budget).where(Budget.id == budget_id).values(rule_version=rule.version)
+                session.execute(update(Budget).where(Budget.id == found.id).values(rule_version=rule.version)
                                 .execution_options(synchronize_session=False))
                 topped_up += 1
-                cents += entitled_cents - granted_cents
+                cents += entitled_cents - found.granted_cents
     _set_bands(session, updated_bands)
     return _SliceJudged([((*shared[index], band), budgets) for (index, band), budgets in new_by_rule.items()
                          if budgets], topped_up, cents)
 
 
-def _under_another_key(budgets: Sequence[tuple], once: bool, period) -> tuple | None:  # type: ignore[no-untyped-def,type-arg]
-    """Of a child's ``budgets`` of a rule under other keys, the one that is already its budget for ``period``:
-    one over the period's own days (the rule was made periodic, or once, since), else for a once-rule any (the
-    child had its once under the rule as it was). Without it, every child got a second budget, money twice."""
+def _under_another_key(budgets: Sequence[Any], once: bool, period) -> Any:  # type: ignore[no-untyped-def]
+    """Of a child's ``budgets`` of a rule under other keys (rows as ``existing`` holds them), the one that is
+    already its budget for ``period``: one over the period's own days (the rule was made periodic, or once,
+    since), else for a once-rule any (the child had its once under the rule as it was). Without it, every child
+    got a second budget, money twice."""
     for found in budgets:
-        if (found[3], found[5]) == (period.start, period.end):
+        if (found.period_start, found.period_end) == (period.start, period.end):
             return found
     if once and budgets:
-        return max(budgets, key=lambda found: found[3])
+        return max(budgets, key=lambda found: found.period_start)
     return None
 
 
