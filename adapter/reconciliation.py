@@ -64,12 +64,8 @@ class Page:
 class ListedReversal:
     """A reversal as the reversals listing shows it: with the redemption it gave back (part of)."""
 
-    reversal_id: str
+    reversal: ReversalLine
     redemption_id: str
-    created_at: datetime
-    amount_cents: int
-    reason: str
-    returned_to_budget: bool
     reference: str | None  # the redemption's, as the till sent it
 
 
@@ -103,8 +99,7 @@ def reversal_page(session: Session, merchant_id: int, *, created_from: datetime 
              .where(Redemption.merchant_id == merchant_id))
     rows, next_cursor = _keyset_page(session, query, Reversal.created_at, Reversal.id, created_from=created_from,
                                      created_before=created_before, cursor=cursor, limit=limit)
-    return ReversalPage([ListedReversal(reversal.id, reversal.redemption_id, reversal.created_at, reversal.amount_cents,
-                                        reversal.reason, reversal.returned_to_budget, reference)
+    return ReversalPage([ListedReversal(_reversal_line(reversal), reversal.redemption_id, reference)
                          for reversal, reference in rows], next_cursor)
 
 
@@ -192,6 +187,10 @@ def _reversals_of(session: Session, redemption_ids: list[str]) -> dict[str, list
         return found
     for reversal in session.execute(select(Reversal).where(Reversal.redemption_id.in_(redemption_ids))
                                     .order_by(Reversal.created_at, Reversal.id)).scalars():
-        found.setdefault(reversal.redemption_id, []).append(ReversalLine(
-            reversal.id, reversal.amount_cents, reversal.reason, reversal.returned_to_budget, reversal.created_at))
+        found.setdefault(reversal.redemption_id, []).append(_reversal_line(reversal))
     return found
+
+
+def _reversal_line(reversal: Reversal) -> ReversalLine:
+    return ReversalLine(reversal.id, reversal.amount_cents, reversal.reason, reversal.returned_to_budget,
+                        reversal.created_at)

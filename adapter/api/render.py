@@ -12,7 +12,7 @@ from typing import Any
 from adapter import ledger
 from adapter.api.problems import Problem, problem
 from adapter.counter import BalanceView
-from adapter.reconciliation import ListedReversal, RedemptionLine
+from adapter.reconciliation import ListedReversal, RedemptionLine, ReversalLine
 
 
 def utc_text(moment: datetime | str) -> str:
@@ -105,15 +105,16 @@ def redemption_item(line: RedemptionLine) -> dict[str, Any]:
     return {"redemption_id": line.redemption_id, "created_at": utc_text(line.created_at),
             "amount_cents": line.amount_cents, "reversed_cents": line.reversed_cents, "budget_id": line.budget_id,
             "category": line.category, "pass_last4": line.pass_last4, "reference": line.reference,
-            "reversals": [{"reversal_id": reversal_line.reversal_id, "amount_cents": reversal_line.amount_cents,
-                           "reason": reversal_line.reason, "returned_to_budget": reversal_line.returned_to_budget,
-                           "created_at": utc_text(reversal_line.created_at)} for reversal_line in line.reversals]}
+            "reversals": [_reversal_item(reversal_line) for reversal_line in line.reversals]}
 
 
 def listed_reversal(line: ListedReversal) -> dict[str, Any]:
-    return {"reversal_id": line.reversal_id, "redemption_id": line.redemption_id,
-            "created_at": utc_text(line.created_at), "amount_cents": line.amount_cents, "reason": line.reason,
-            "returned_to_budget": line.returned_to_budget, "reference": line.reference}
+    return {**_reversal_item(line.reversal), "redemption_id": line.redemption_id, "reference": line.reference}
+
+
+def _reversal_item(line: ReversalLine) -> dict[str, Any]:
+    return {"reversal_id": line.reversal_id, "amount_cents": line.amount_cents, "reason": line.reason,
+            "returned_to_budget": line.returned_to_budget, "created_at": utc_text(line.created_at)}
 
 
 # The same words for every unusable pass: unknown, blocked, replaced and expired look alike.
