@@ -139,28 +139,35 @@ def show_balance():  # type: ignore[no-untyped-def]
     """Answered with a redirect to the balance page, never with the page itself: a page that is a POST's answer
     cannot be gone Back to after paying (the browser offers to send the scan form again) nor reloaded without
     that question. The pass number stays out of the address: the address names a look-up of this session."""
-    return _scanned(_pass_number(request.form))
-
-
-def _scanned(pass_number: str):  # type: ignore[no-untyped-def]
-    """A pass number that comes in (the scan field, or a scan the amount field took): one balance check counted
-    against the shop's limit, here and only here. The look-ups of its page that follow (the redirect itself, Back,
-    a reload, a payment refused for too little balance) show a pass this session scanned and counted already;
-    counting each of them spent two or three of the shop's checks on one customer."""
-    abuse.count_balance_check(g.merchant.id)
-    return _to_balance_page(pass_number)
+    return _to_balance_page(_pass_number(request.form))
 
 
 def _to_balance_page(pass_number: str, *, budget_id: int | None = None, error: str | None = None,
                      short_of_cents: int | None = None):  # type: ignore[no-untyped-def]
     """A redirect (303) to a fresh look-up of ``pass_number``: the focus on ``budget_id``, ``error`` shown above
-    it, and with ``short_of_cents`` the offer to pay part of that amount from the budget."""
+    it, and with ``short_of_cents`` the offer to pay part of that amount from the budget.
+
+    Every pass number that comes in here counts one balance check against the shop's limit, unless this session
+    looked it up already: the look-ups that follow a scan (the redirect, Back, a reload, a payment refused for
+    too little balance) are one customer's, and counting each spent two or three of the shop's checks on them.
+    Counted only at the scan, a payment form sent with any pass number in its hidden field and a bad amount
+    showed that pass's balance uncounted, as often as wanted."""
+    looked_up = _look_ups()
+    if not any(_holds(encrypted, pass_number) for _token, encrypted in looked_up):
+        abuse.count_balance_check(g.merchant.id)
     token = secrets.token_urlsafe(16)
-    kept = [[kept_token, encrypted] for kept_token, encrypted in _look_ups()]
+    kept = [[kept_token, encrypted] for kept_token, encrypted in looked_up]
     session[LOOK_UPS_KEY] = [*kept[-(KEPT_LOOK_UPS - 1):], [token, _runtime().vault.encrypt(pass_number)]]
     if error:
         flash(error, "error")
     return redirect(url_for("counter.balance", token=token, tegoed=budget_id, tekort=short_of_cents), code=303)
+
+
+def _holds(encrypted: str, pass_number: str) -> bool:
+    try:
+        return _runtime().vault.decrypt(encrypted) == pass_number
+    except InvalidToken:  # encrypted under a key that was taken away since
+        return False
 
 
 def _look_ups() -> list[tuple[str, str]]:
@@ -188,7 +195,8 @@ def balance(token: str):  # type: ignore[no-untyped-def]
 
 def _counted_look_up(pass_number: str, *, budget_id: int | None = None,
                      short_of_cents: int | None = None):  # type: ignore[no-untyped-def]
-    """The balance page, looked up as every form that takes a pass number must: limits first, then the pass.
+    """The balance page, looked up as every form that takes a pass number must: the unusable-pass limit first
+    (its balance check was counted when the look-up was made, ``_to_balance_page``), then the pass.
 
     An unusable pass is counted and answered with the same page whatever made it unusable.
     """
@@ -242,7 +250,7 @@ def redeem():  # type: ignore[no-untyped-def]
     if _is_a_scan(form.get("amount", "")):
         # The next customer's pass was scanned while this balance showed: the scanner typed into the amount field,
         # which has focus. No amount has that many digits; show that pass, as the scan field would have.
-        return _scanned(counter.as_scanned(form["amount"]))
+        return _to_balance_page(counter.as_scanned(form["amount"]))
     idempotency_key = form.get("idempotency_key", "")[:128] or None
     allow_partial = form.get("allow_partial") == "1"
     try:

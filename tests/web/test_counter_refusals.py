@@ -416,3 +416,26 @@ def test_a_scan_counts_one_balance_check_however_often_its_page_is_shown_again(c
     assert "Te weinig tegoed" in short.get_data(as_text=True)
     assert [bucket for bucket in counted if bucket.startswith("balance-checks:")] == ["balance-checks:merchant:" +
                                                                                     counted[0].rsplit(":", 1)[1]]
+
+
+def test_a_pass_number_in_a_payment_form_this_session_did_not_scan_counts_a_balance_check(counter, monkeypatch):  # type: ignore[no-untyped-def]
+    """A refused payment shows the balance page of the form's pass number, which the browser sends: counted only
+    at the scan, a form with any pass number and a bad amount showed that pass's balance uncounted, as often as
+    wanted, past the shop's limit."""
+    hit = counter.limiter.hit
+    counted: list[str] = []
+
+    def counting(bucket, limit, window):  # type: ignore[no-untyped-def]
+        counted.append(bucket)
+        return hit(bucket, limit, window)
+
+    monkeypatch.setattr(counter.limiter, "hit", counting)
+    for attempt in range(3):
+        shown = counter.pay_and_follow(pass_number=counter.other_pass_number, budget_id=str(counter.other_budget_id),
+                                       amount="x", idempotency_key=f"bad-{attempt}")
+        assert shown.status_code == 200
+    # The first showed a pass this session had not looked up; the two after it one it had.
+    assert len([bucket for bucket in counted if bucket.startswith("balance-checks:")]) == 1
+    counter.pay_and_follow(pass_number=counter.pass_number, budget_id=str(counter.budget_id), amount="x",
+                           idempotency_key="bad-other")
+    assert len([bucket for bucket in counted if bucket.startswith("balance-checks:")]) == 2
