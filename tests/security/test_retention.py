@@ -90,14 +90,19 @@ def test_the_cardholders_of_a_source_taken_out_of_the_configuration_go_once_no_r
     read them, and never those of a configured source."""
     from adapter.models import SyncRun, SyncStatus
 
-    settings = make_settings(tmp_path, db.url)
+    from tests.conftest import DEMO_SOURCE
+
+    # A paused source is still the municipality's: its cardholders wait for it to be switched on again.
+    settings = make_settings(tmp_path, db.url, sources={"demo": DEMO_SOURCE,
+                                                        "gepauzeerd": {**DEMO_SOURCE, "enabled": False}})
     children = {name: factories.child_with_budget(db, vault, bsn=bsn)
                 for name, bsn in (("old_system", TEST_BSNS[2]), ("read_lately", TEST_BSNS[3]),
-                                  ("configured", TEST_BSNS[4]), ("written_lately", TEST_BSNS[5]))}
+                                  ("configured", TEST_BSNS[4]), ("written_lately", TEST_BSNS[5]),
+                                  ("paused", TEST_BSNS[6]))}
     long_ago, lately = NOW - timedelta(days=2 * 365 + 10), NOW - timedelta(days=40)
     with db.write() as session:
         for name, source in (("old_system", "oud-systeem"), ("read_lately", "hernoemd"), ("configured", "demo"),
-                             ("written_lately", "nog-een")):
+                             ("written_lately", "nog-een"), ("paused", "gepauzeerd")):
             session.execute(update(Cardholder).where(Cardholder.id == children[name].cardholder_id).values(
                 source=source, updated_at=lately if name == "written_lately" else long_ago))
         session.add_all([SyncRun(source="oud-systeem", status=SyncStatus.SUCCEEDED, started_at=long_ago),
@@ -109,7 +114,7 @@ def test_the_cardholders_of_a_source_taken_out_of_the_configuration_go_once_no_r
     with db.read() as session:
         gone = session.get(Cardholder, children["old_system"].cardholder_id)
         assert gone.personal_encrypted is None and gone.bsn_index is None and gone.pseudonymised_at == NOW
-        for name in ("read_lately", "configured", "written_lately"):
+        for name in ("read_lately", "configured", "written_lately", "paused"):
             assert session.get(Cardholder, children[name].cardholder_id).personal_encrypted is not None, name
 
 
