@@ -25,9 +25,15 @@ from adapter.settlement import NOTHING_TO_PAY, PAYABLE, SettlementBatch, Settlem
 
 def problems(session: Session) -> list[str]:
     """Every disagreement found, one sentence each, batch by batch; none when every batch holds together."""
+    return checked(session)[1]
+
+
+def checked(session: Session) -> tuple[int, list[str]]:
+    """How many batches were checked, and ``problems``: both from the same reading."""
     found: list[str] = []
     created = _created_in_audit(session)
-    for batch in session.execute(select(SettlementBatch).order_by(SettlementBatch.id)).scalars():
+    batches = session.execute(select(SettlementBatch).order_by(SettlementBatch.id)).scalars().all()
+    for batch in batches:
         found.extend(f"batch {batch.id} ({batch.period}): {problem}" for problem in _batch_problems(session, batch))
         recorded = created.get(batch.id)
         if recorded is None:
@@ -38,7 +44,7 @@ def problems(session: Session) -> list[str]:
                          f"{_euros(recorded.get('total_payable_cents'))} and message {recorded.get('message_id')} "
                          f"for {recorded.get('period')}; the batch says {_euros(batch.total_payable_cents)} and "
                          f"{batch.message_id}")
-    return found
+    return len(batches), found
 
 
 def _batch_problems(session: Session, batch: SettlementBatch) -> list[str]:

@@ -86,8 +86,7 @@ def settlement_verify(cli: CliContext) -> None:
     from adapter import settlement_check
 
     with cli.runtime.db.read() as session:
-        problems = settlement_check.problems(session)
-        batches = len(settlement.list_batches(cli.runtime.db))
+        batches, problems = settlement_check.checked(session)
     for problem in problems:
         click.echo(f"  - {problem}", err=True)
     if problems:
