@@ -98,3 +98,51 @@ def test_processes_racing_never_overspend(db, vault, database_url):
         assert session.execute(select(func.count()).select_from(Redemption)).scalar_one() == 10
         assert ledger.balance_of(session, child.budget_id) == 0
         assert ledger.verify(session) == []
+
+
+def test_the_roll_over_closing_budgets_while_the_counter_spends_them_leaves_each_with_exactly_what_it_had(db, vault):
+    """``expire_many`` locks a chunk of budgets, reads their balances and closes them, while payments on the same
+    budgets run beside it: each budget must end expired at zero, its expiry entry taking exactly what the payments
+    before it left, and no payment booked after it."""
+    from adapter.models import Budget, BudgetStatus
+    from tests.fixture_personal_data import TEST_BSNS
+
+    children = [factories.child_with_budget(db, vault, amount_cents=10_000, bsn=TEST_BSNS[number % len(TEST_BSNS)])
+                for number in range(12)]
+    shop = factories.merchant(db)
+
+    import threading
+
+    first_paid = threading.Event()
+
+    def spend(child: factories.ChildWithBudget) -> list[str]:
+        statuses = []
+        for _ in range(6):
+            statuses.append(_redeem(db, child, shop.merchant_id, 700).status)
+            first_paid.set()
+        return statuses
+
+    def roll_over() -> int:
+        first_paid.wait(timeout=60)  # into the middle of the payments
+        with db.write() as session:
+            return ledger.expire_many(session, [child.budget_id for child in children], "rollover",
+                                      note="period ended")
+
+    with ThreadPoolExecutor(max_workers=13) as pool:
+        spending = [pool.submit(spend, child) for child in children]
+        closed = pool.submit(roll_over)
+        statuses = [status for future in spending for status in future.result()]
+    assert closed.result() == 12 and "redeemed" in statuses
+    assert set(statuses) <= {"redeemed", "budget_not_open", "budget_not_found", "insufficient_balance"}, statuses
+    with db.read() as session:
+        assert ledger.verify(session) == []
+        for child in children:
+            budget = session.get(Budget, child.budget_id)
+            assert (budget.status, budget.balance_cents) == (BudgetStatus.EXPIRED, 0)
+            entries = session.execute(select(LedgerEntry.kind, LedgerEntry.amount_cents)
+                                      .where(LedgerEntry.budget_id == child.budget_id)
+                                      .order_by(LedgerEntry.id)).all()
+            assert sum(amount for _kind, amount in entries) == 0
+            # Nothing after the expiry: a payment that lost the race was refused, not booked on a closed budget.
+            kinds = [kind for kind, _amount in entries]
+            assert EntryKind.EXPIRY not in kinds[:-1] and kinds.count(EntryKind.EXPIRY) <= 1
