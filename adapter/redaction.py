@@ -123,9 +123,12 @@ def _in_an_address(match: re.Match[str]) -> bool:
     return whole and bool(_IPV4.fullmatch(row))
 
 
-def _across_a_date(match: re.Match[str]) -> bool:
-    """Whether ``match`` takes digits of an ISO date: "2026-08-01 2027" holds the 2-2-2-3 shape "26-08-01 202"."""
-    row, start, _whole = _row_around(match)
+def _not_a_bsn(match: re.Match[str]) -> bool:
+    """Whether a grouped-BSN shape is part of an IPv4 address, or takes digits of an ISO date ("2026-08-01 2027"
+    holds the 2-2-2-3 shape "26-08-01 202"); its row read once for both."""
+    row, start, whole = _row_around(match)
+    if whole and _IPV4.fullmatch(row):
+        return True
     end = start + len(match.group())
     return any(date.start() < end and start < date.end() for date in _ISO_DATE.finditer(row))
 
@@ -142,7 +145,7 @@ def _mask_grouped_bsns(text: str) -> str:
     position = 0
     while (match := _WHOLE_GROUPED_BSN.search(text, position)) is not None:
         position = match.start() + 1
-        if not (_in_an_address(match) or _across_a_date(match)):
+        if not _not_a_bsn(match):
             masked.append(match.span())
     if masked:
         characters = list(text)
@@ -152,7 +155,7 @@ def _mask_grouped_bsns(text: str) -> str:
         text = "".join(characters)
     parts, kept_until, position = [], 0, 0
     while (match := _GROUPED_BSN.search(text, position)) is not None:
-        if _in_an_address(match) or _across_a_date(match):
+        if _not_a_bsn(match):
             position = match.start() + 1
             continue
         parts.append(text[kept_until:match.start()])
