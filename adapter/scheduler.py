@@ -335,7 +335,7 @@ def _sync_job(runtime: Runtime, source_name: str, base_dir: Path | None) -> Call
         except SyncBusy as busy:
             log.warning("%s", busy)
         except Exception as exc:  # the scheduler keeps going for tomorrow
-            if not said_by_the_sync(exc):  # e.g. the source could not be opened, before any run began
+            if not said_by_the_sync(exc):  # before the run was stored or while closing it (the lock, the database)
                 log.exception("sync of source %s failed", source_name)
             elif not isinstance(exc, _SAID_IN_FULL):
                 # A fault of ours: the sync's line names only its class and text. Its traceback goes with it, as a
