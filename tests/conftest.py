@@ -187,6 +187,16 @@ def demo_installed(tmp_path: Path) -> tuple[dict, dict[str, str]]:
     return config, env
 
 
+def production_config(tmp_path: Path, database_url: str) -> Path:
+    """A production configuration file on ``database_url``: the keys come from the environment alone."""
+    import json
+
+    config = tmp_path / "adapter.yaml"
+    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
+                                  "database": {"url": database_url}}), encoding="utf-8")
+    return config
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     raw: dict = {"environment": "development", "data_dir": str(tmp_path / "var"),
                  "database": {"url": database_url}, "budgets": str(_REPO_ROOT / "config" / "budgets.yaml"),

@@ -20,7 +20,7 @@ from adapter.crypto import ENCRYPTION_KEYS_ENV, KeysMissing, Vault
 from adapter.db import Database
 from adapter.personal import PersonalFields, open_sealed
 from adapter.schema import metadata
-from tests.conftest import TEST_ENCRYPTION_KEY
+from tests.conftest import TEST_ENCRYPTION_KEY, production_config
 from tests.fixture_personal_data import FIXTURE_BIRTH_DATES, FIXTURE_SURNAMES, TEST_BSNS, find_personal_data_at_rest
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -178,9 +178,7 @@ def test_0005_refuses_keys_that_cannot_open_the_stored_rows_and_changes_nothing(
 
 
 def test_cli_upgrade_reads_the_keys_only_for_stored_rows(tmp_path, sqlite_url, vault, monkeypatch):
-    config = tmp_path / "adapter.yaml"
-    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
-                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    config = production_config(tmp_path, sqlite_url)
     database = Database(sqlite_url)
     try:
         migrate.downgrade(database, "0004")
@@ -392,9 +390,7 @@ def test_the_api_and_the_scheduler_refuse_to_start_on_a_schema_that_is_not_their
     started = []
     monkeypatch.setattr("adapter.api.server.serve", lambda *args, **kwargs: started.append("api"))
     monkeypatch.setattr("adapter.scheduler.run_scheduler", lambda *args, **kwargs: started.append("scheduler"))
-    config = tmp_path / "adapter.yaml"
-    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
-                                  "database": {"url": sqlite_url}}), encoding="utf-8")
+    config = production_config(tmp_path, sqlite_url)
     database = Database(sqlite_url)
     try:
         migrate.downgrade(database, "0009")
@@ -445,9 +441,7 @@ def test_a_sync_on_an_older_schema_says_to_run_db_upgrade(tmp_path, sqlite_url):
 
 def test_commands_on_an_older_schema_say_to_run_db_upgrade_not_a_traceback(tmp_path, database_url, vault):
     """`keys check` and `keys rotate` read a column the older schema does not have yet."""
-    config = tmp_path / "adapter.yaml"
-    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
-                                  "database": {"url": database_url}}), encoding="utf-8")
+    config = production_config(tmp_path, database_url)
     database = Database(database_url)
     try:
         _at_0004_with_six_tokens(database, vault)

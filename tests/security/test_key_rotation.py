@@ -20,7 +20,7 @@ from adapter.crypto import ENCRYPTION_KEYS_ENV, Vault
 from adapter.db import Database
 from adapter.models import Cardholder, Household
 from adapter.personal import PersonalFields, open_sealed, seal
-from tests.conftest import TEST_BLIND_INDEX_KEY
+from tests.conftest import TEST_BLIND_INDEX_KEY, production_config
 from tests.factories import child_with_budget
 from tests.security.people import add_cardholders, person, personal_fields
 
@@ -29,14 +29,6 @@ KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 def _vault(*keys: str) -> Vault:
     return Vault(list(keys), TEST_BLIND_INDEX_KEY)
-
-
-def _production_config(tmp_path: Path, database_url: str) -> Path:
-    """A production configuration file on ``database_url``: the keys come from the environment alone."""
-    config = tmp_path / "adapter.yaml"
-    config.write_text(json.dumps({"environment": "production", "data_dir": str(tmp_path / "var"),
-                                  "database": {"url": database_url}}), encoding="utf-8")
-    return config
 
 
 def _decrypted(db: Database, vault: Vault) -> list[PersonalFields]:
@@ -86,7 +78,7 @@ def test_a_crashed_rotation_finishes_when_run_again(db):
 def test_cli_rotate_and_check(tmp_path, database_url, monkeypatch):
     db = Database(database_url)
     add_cardholders(db, _vault(KEY_1), 7)
-    config = _production_config(tmp_path, database_url)
+    config = production_config(tmp_path, database_url)
     runner = CliRunner()
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"{KEY_2},{KEY_1}")
 
@@ -112,7 +104,7 @@ def test_keys_check_after_a_new_key_was_put_last_says_to_keep_the_first(tmp_path
     # removing "the old key" by that name, which is the one every row needs.
     db = Database(database_url)
     add_cardholders(db, _vault(KEY_1), 3)
-    config = _production_config(tmp_path, database_url)
+    config = production_config(tmp_path, database_url)
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"{KEY_1},{KEY_2}")
     checked = CliRunner().invoke(cli, ["--config", str(config), "keys", "check"])
     assert checked.exit_code == 0
@@ -128,7 +120,7 @@ def test_rows_under_a_lost_key_are_named_as_such_not_as_rotatable(tmp_path, data
     add_cardholders(db, _vault(KEY_1), 3)
     assert [(status.rows_under_old_keys, status.rows_unreadable)
             for status in key_rotation.check(db, _vault(KEY_2))] == [(0, 3)]
-    config = _production_config(tmp_path, database_url)
+    config = production_config(tmp_path, database_url)
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_2)
     runner = CliRunner()
 
@@ -239,7 +231,7 @@ def test_keys_check_names_a_blind_index_key_the_rows_were_not_indexed_with(tmp_p
 
     db = Database(database_url)
     add_cardholders(db, _vault(KEY_1), 4)
-    config = _production_config(tmp_path, database_url)
+    config = production_config(tmp_path, database_url)
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_1)
     monkeypatch.setenv(BLIND_INDEX_KEY_ENV, generate_blind_index_key())
     runner = CliRunner()
@@ -260,7 +252,7 @@ def test_a_report_over_rows_no_configured_key_opens_says_what_to_do_not_a_traceb
     # that reads personal data (here the uptake report, which reads birth dates) meets tokens it cannot open.
     db = Database(database_url)
     child_with_budget(db, _vault(KEY_1))
-    config = _production_config(tmp_path, database_url)
+    config = production_config(tmp_path, database_url)
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, KEY_2)
 
     reported = CliRunner().invoke(cli, ["--config", str(config), "report", "uptake", "--period", "2026"])
