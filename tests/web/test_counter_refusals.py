@@ -396,9 +396,8 @@ def test_each_counter_page_says_in_its_title_what_it_is_and_never_whose_pass(cou
     assert title(counter.client.get(paid.headers["Location"])).startswith("Betaald")
 
 
-def test_a_scan_counts_one_balance_check_however_often_its_page_is_shown_again(counter, monkeypatch):  # type: ignore[no-untyped-def]
-    """Each look-up of the balance page counted: the scan's redirect, a payment refused for too little balance
-    (which shows the page again) and every Back or reload each spent another of the shop's checks per minute."""
+def _counted_hits(counter, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The buckets the counter's limiter counts a hit in, from now on."""
     hit = counter.limiter.hit
     counted: list[str] = []
 
@@ -407,6 +406,13 @@ def test_a_scan_counts_one_balance_check_however_often_its_page_is_shown_again(c
         return hit(bucket, limit, window)
 
     monkeypatch.setattr(counter.limiter, "hit", counting)
+    return counted
+
+
+def test_a_scan_counts_one_balance_check_however_often_its_page_is_shown_again(counter, monkeypatch):  # type: ignore[no-untyped-def]
+    """Each look-up of the balance page counted: the scan's redirect, a payment refused for too little balance
+    (which shows the page again) and every Back or reload each spent another of the shop's checks per minute."""
+    counted = _counted_hits(counter, monkeypatch)
     scanned = counter.client.post("/counter/pas", data={"csrf_token": counter.token(),
                                                        "pass_number": counter.pass_number})
     for _reload in range(3):
@@ -422,14 +428,7 @@ def test_a_pass_number_in_a_payment_form_this_session_did_not_scan_counts_a_bala
     """A refused payment shows the balance page of the form's pass number, which the browser sends: counted only
     at the scan, a form with any pass number and a bad amount showed that pass's balance uncounted, as often as
     wanted, past the shop's limit."""
-    hit = counter.limiter.hit
-    counted: list[str] = []
-
-    def counting(bucket, limit, window):  # type: ignore[no-untyped-def]
-        counted.append(bucket)
-        return hit(bucket, limit, window)
-
-    monkeypatch.setattr(counter.limiter, "hit", counting)
+    counted = _counted_hits(counter, monkeypatch)
     for attempt in range(3):
         shown = counter.pay_and_follow(pass_number=counter.other_pass_number, budget_id=str(counter.other_budget_id),
                                        amount="x", idempotency_key=f"bad-{attempt}")
