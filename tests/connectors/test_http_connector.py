@@ -5,14 +5,10 @@ from connectors.http import HttpConnector
 from connectors.replay import replay_session
 
 
-class _Options(ConnectorOptions):
-    pass
-
-
 class _GraphqlConnector(HttpConnector):
     """A plug-in's HTTP connector."""
 
-    options_model = _Options
+    options_model = ConnectorOptions
     description = "made up"
 
     def records(self):
