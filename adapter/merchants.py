@@ -136,9 +136,7 @@ def authenticate_key(session: Session, api_key: str,
     if not hmac.compare_digest(key.key_hash, wanted):
         return None
     now = now or utcnow()
-    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
-        return None
-    return (merchant, key) if merchant.active else None
+    return (merchant, key) if key.works_at(now) and merchant.active else None
 
 
 def _issue_key(session: Session, merchant_id: int) -> str:

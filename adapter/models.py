@@ -294,6 +294,11 @@ class MerchantKey(Base):
 
     merchant: Mapped[Merchant] = relationship(back_populates="keys")
 
+    def works_at(self, now: datetime) -> bool:
+        """Whether the key opens the API and the counter page at ``now``: not revoked, and not past its expiry
+        (a rotation's grace). The till, the counter page and `merchants list` judge it alike."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
 
 class Redemption(Base):
     __tablename__ = "redemptions"

@@ -47,8 +47,7 @@ def merchants_list(cli: CliContext) -> None:
             state = "active" if merchant.active else "disabled"
             # A key past its rotation grace is refused like a revoked one: listed, it sent the operator helping a shop
             # whose till says "unknown, expired or revoked" looking elsewhere.
-            prefixes = ",".join(_key_label(key) for key in merchant.keys
-                                if key.revoked_at is None and (key.expires_at is None or key.expires_at > now))
+            prefixes = ",".join(_key_label(key) for key in merchant.keys if key.works_at(now))
             click.echo(f"{merchant.id}\t{merchant.name}\t{merchant.categories}\t{state}\t{merchant.iban or '-'}"
                        f"\tkeys:{prefixes or '-'}")
 

@@ -57,9 +57,7 @@ def _signed_in_merchant() -> Merchant | None:
     with _runtime().db.read() as db_session:
         key_id = web_sessions.subject_of(db_session, session_id, web_sessions.COUNTER)
         key = db_session.get(MerchantKey, key_id) if key_id is not None else None
-        now = utcnow()
-        if (key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now)
-                or not key.merchant.active):
+        if key is None or not key.works_at(utcnow()) or not key.merchant.active:
             return None
         return key.merchant
 
