@@ -102,9 +102,9 @@ def explain_key_error(error: Exception) -> str | None:
     fernet = sys.modules.get("cryptography.fernet")  # imported by whatever decrypted, like sqlalchemy.exc above
     if fernet is None or not isinstance(error, fernet.InvalidToken):
         return None
-    return ((str(error) or "a stored value cannot be decrypted with any configured key") +
-            ". A database restored from a backup made before a key rotation needs the key of that time: put it "
-            "back in ADAPTER_ENCRYPTION_KEYS, after the newest, then run `stadspas-adapter keys rotate`. "
+    from adapter.key_rotation import UNREADABLE_ADVICE
+
+    return (f"stored values {UNREADABLE_ADVICE}. Once it is back, run `stadspas-adapter keys rotate`; "
             "`stadspas-adapter keys check` counts the rows no configured key reads")
 
 

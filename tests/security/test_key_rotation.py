@@ -257,6 +257,6 @@ def test_a_report_over_rows_no_configured_key_opens_says_what_to_do_not_a_traceb
 
     reported = CliRunner().invoke(cli, ["--config", str(config), "report", "uptake", "--period", "2026"])
     assert reported.exit_code == 1 and reported.exception.__class__ is SystemExit, reported.output
-    assert "cannot be decrypted with any configured key" in reported.output
+    assert "cannot be read with any key in ADAPTER_ENCRYPTION_KEYS" in reported.output
     assert "backup made before a key rotation" in reported.output and "keys check" in reported.output
     db.dispose()
